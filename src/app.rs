@@ -1,0 +1,102 @@
+//! Wiring only: builds the store, the vault and the HTTP server from settings, and runs them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::db::Store;
+use crate::http::{self, HttpState};
+use crate::settings::Settings;
+use crate::vault::{self, KeySource, Vault};
+
+/// A service ready to run: listener bound, database migrated, key checked.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    store: Store,
+    vault: Vault,
+}
+
+impl Application {
+    /// Connects and migrates the store, resolves and checks the encryption keys, binds the listener.
+    /// Every failure is returned with a one-line explanation; nothing is started half-way.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let store = open_store(settings).await?;
+        let vault = open_vault(settings, &store).await?;
+        let listener = TcpListener::bind(settings.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        Ok(Self {
+            listener,
+            store,
+            vault,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound TCP listener has a local address")
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr();
+        tracing::info!(%addr, "listening: GET /healthz and /readyz");
+        let state = HttpState {
+            store: self.store.clone(),
+        };
+        http::serve(self.listener, state, shutdown).await;
+        self.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Connects to the configured database and applies pending migrations.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    tracing::info!(
+        backend = store.backend().as_str(),
+        location = store.location(),
+        "data is stored in {}",
+        store.location()
+    );
+    Ok(store)
+}
+
+/// Resolves the keys (generating one in local mode) and checks them against the store.
+pub async fn open_vault(settings: &Settings, store: &Store) -> anyhow::Result<Vault> {
+    let (keys, source) = vault::resolve_keys(settings)?;
+    match &source {
+        KeySource::Configured => {
+            tracing::info!(keys = keys.len(), "encryption keys from the configuration")
+        }
+        KeySource::KeyFile(path) => {
+            tracing::info!(path = %path.display(), "encryption key from the key file")
+        }
+        KeySource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "no encryption key configured: generated a new one into {}; back it up, stored bot tokens \
+             cannot be decrypted without it (set ENCRYPTION_KEY in production)",
+            path.display()
+        ),
+    }
+    let vault = Vault::new(&keys);
+    vault::check_store(&vault, store).await?;
+    Ok(vault)
+}

@@ -1,0 +1,76 @@
+//! The `nezuko` command line: argument parsing and one function per command.
+//!
+//! Errors leave as one line on stderr (`error: …`, causes joined by `: `) and a non-zero exit code:
+//! 78 (EX_CONFIG) for configuration problems, 1 for everything else. No panics, no backtraces.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::ConfigError;
+
+/// Runs many force-subscribe Telegram bots under supervision, with an admin API and dashboard.
+#[derive(Debug, Parser)]
+#[command(name = "nezuko", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: the admin API and dashboard, and every enabled bot (the main job).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print a new Fernet encryption key (for ENCRYPTION_KEY).
+    Keygen,
+    /// Check the configuration and print the effective settings, secrets redacted.
+    CheckConfig,
+    /// Re-encrypt every stored bot token with the first key in ENCRYPTION_KEY.
+    ///
+    /// To rotate: put a new key first and the old one after it (ENCRYPTION_KEY=NEW,OLD), run this,
+    /// then drop the old key.
+    RotateKey,
+}
+
+/// Parses the arguments, runs the command and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&anyhow::anyhow!("cannot start the async runtime: {err}")),
+    };
+    match runtime.block_on(commands::run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {}", one_line(err));
+    if err.downcast_ref::<ConfigError>().is_some() {
+        ExitCode::from(78)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The error and its causes joined by `: `, skipping a cause whose text its parent already quotes
+/// (many library errors print their source inside their own message).
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
+}

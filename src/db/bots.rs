@@ -1,0 +1,222 @@
+//! `bot_instances`: the bots the service runs, their desired state and their observed state.
+
+use super::{Store, StoreError, now_ms, with_pool};
+use crate::domain::{DesiredState, RunState};
+
+/// A stored bot. The token is only ever held encrypted here.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BotRow {
+    pub id: i64,
+    pub telegram_bot_id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub token_ciphertext: String,
+    pub owner_telegram_id: Option<i64>,
+    #[sqlx(try_from = "String")]
+    pub desired_state: DesiredState,
+    pub config_version: i64,
+    #[sqlx(try_from = "String")]
+    pub run_state: RunState,
+    pub run_reason: Option<String>,
+    pub last_error: Option<String>,
+    pub restart_count: i64,
+    pub next_attempt_at: Option<i64>,
+    pub started_at: Option<i64>,
+    pub stopped_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// What an admin supplies to add a bot (after `getMe` has vouched for the token).
+#[derive(Debug, Clone)]
+pub struct NewBot {
+    pub telegram_bot_id: i64,
+    pub username: String,
+    pub display_name: String,
+    pub token_ciphertext: String,
+    pub owner_telegram_id: Option<i64>,
+    pub desired_state: DesiredState,
+}
+
+/// One observed transition, as the supervisor records it.
+#[derive(Debug, Clone)]
+pub struct RunStateUpdate {
+    pub state: RunState,
+    pub reason: Option<String>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<i64>,
+    /// Counts one more restart.
+    pub restarted: bool,
+}
+
+macro_rules! columns {
+    () => {
+        "id, telegram_bot_id, username, display_name, token_ciphertext, owner_telegram_id, \
+     desired_state, config_version, run_state, run_reason, last_error, restart_count, next_attempt_at, \
+     started_at, stopped_at, created_at, updated_at"
+    };
+}
+
+impl Store {
+    /// Adds a bot. A second bot with the same Telegram id is a `Conflict`.
+    pub async fn insert_bot(&self, bot: &NewBot) -> Result<BotRow, StoreError> {
+        let now = now_ms();
+        let sql = concat!(
+            "INSERT INTO bot_instances (telegram_bot_id, username, display_name, token_ciphertext, \
+             owner_telegram_id, desired_state, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ",
+            columns!(),
+            ""
+        );
+        let inserted = with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql)
+            .bind(bot.telegram_bot_id)
+            .bind(&bot.username)
+            .bind(&bot.display_name)
+            .bind(&bot.token_ciphertext)
+            .bind(bot.owner_telegram_id)
+            .bind(bot.desired_state.as_str())
+            .bind(now)
+            .fetch_one(pool)
+            .await);
+        inserted.map_err(|err| match err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(format!(
+                "a bot with Telegram id {} is already registered",
+                bot.telegram_bot_id
+            )),
+            other => other.into(),
+        })
+    }
+
+    pub async fn bot(&self, id: i64) -> Result<BotRow, StoreError> {
+        let sql = concat!("SELECT ", columns!(), " FROM bot_instances WHERE id = $1");
+        with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql).bind(id).fetch_optional(pool).await)?
+            .ok_or_else(|| StoreError::NotFound(format!("bot instance {id}")))
+    }
+
+    /// Every bot, oldest first.
+    pub async fn bots(&self) -> Result<Vec<BotRow>, StoreError> {
+        let sql = concat!("SELECT ", columns!(), " FROM bot_instances ORDER BY id");
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql).fetch_all(pool).await)?)
+    }
+
+    /// The admin's wish for a bot; the registry acts on it.
+    pub async fn set_desired_state(
+        &self,
+        id: i64,
+        state: DesiredState,
+    ) -> Result<BotRow, StoreError> {
+        let sql = concat!(
+            "UPDATE bot_instances SET desired_state = $1, updated_at = $2 WHERE id = $3 RETURNING ",
+            columns!(),
+            ""
+        );
+        with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql)
+            .bind(state.as_str())
+            .bind(now_ms())
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?
+        .ok_or_else(|| StoreError::NotFound(format!("bot instance {id}")))
+    }
+
+    /// A new token (already encrypted) for a bot; bumps `config_version` so the bot restarts.
+    pub async fn replace_bot_token(
+        &self,
+        id: i64,
+        token_ciphertext: &str,
+    ) -> Result<BotRow, StoreError> {
+        let sql = concat!(
+            "UPDATE bot_instances SET token_ciphertext = $1, config_version = config_version + 1, \
+             updated_at = $2 WHERE id = $3 RETURNING ",
+            columns!(),
+            ""
+        );
+        with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql)
+            .bind(token_ciphertext)
+            .bind(now_ms())
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?
+        .ok_or_else(|| StoreError::NotFound(format!("bot instance {id}")))
+    }
+
+    /// Records what the supervisor observed. `started_at` is set on entering `running`,
+    /// `stopped_at` on entering `stopped` or `failed`.
+    pub async fn record_run_state(
+        &self,
+        id: i64,
+        update: &RunStateUpdate,
+    ) -> Result<BotRow, StoreError> {
+        let now = now_ms();
+        let sql = concat!(
+            "UPDATE bot_instances SET run_state = $1, run_reason = $2, last_error = COALESCE($3, last_error), \
+             next_attempt_at = $4, restart_count = restart_count + $5, \
+             started_at = CASE WHEN $1 = 'running' THEN $6 ELSE started_at END, \
+             stopped_at = CASE WHEN $1 IN ('stopped', 'failed') THEN $6 ELSE stopped_at END, \
+             updated_at = $6 WHERE id = $7 RETURNING ",
+            columns!(),
+            ""
+        );
+        with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql)
+            .bind(update.state.as_str())
+            .bind(&update.reason)
+            .bind(&update.last_error)
+            .bind(update.next_attempt_at)
+            .bind(i64::from(update.restarted))
+            .bind(now)
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?
+        .ok_or_else(|| StoreError::NotFound(format!("bot instance {id}")))
+    }
+
+    /// Removes a bot and, by cascade, its groups, links, restrictions and timers.
+    pub async fn delete_bot(&self, id: i64) -> Result<(), StoreError> {
+        let result = with_pool!(self, pool => sqlx::query("DELETE FROM bot_instances WHERE id = $1")
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()))?;
+        match result {
+            0 => Err(StoreError::NotFound(format!("bot instance {id}"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// `(id, token_ciphertext)` of every bot, for key checks and rotation.
+    pub async fn bot_ciphertexts(&self) -> Result<Vec<(i64, String)>, StoreError> {
+        let sql = "SELECT id, token_ciphertext FROM bot_instances ORDER BY id";
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, (i64, String)>(sql).fetch_all(pool).await)?)
+    }
+
+    /// Replaces token ciphertexts and one setting (the vault canary) in a single transaction,
+    /// so a rotation is all or nothing. The tokens themselves do not change, so neither does
+    /// `config_version`.
+    pub async fn replace_bot_ciphertexts(
+        &self,
+        ciphertexts: &[(i64, String)],
+        setting: (&str, &serde_json::Value),
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (id, ciphertext) in ciphertexts {
+                sqlx::query("UPDATE bot_instances SET token_ciphertext = $1, updated_at = $2 WHERE id = $3")
+                    .bind(ciphertext)
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(super::settings::UPSERT)
+                .bind(setting.0)
+                .bind(sqlx::types::Json(setting.1))
+                .bind(None::<i64>)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,86 @@
+//! `events`: the durable activity feed. Ids only grow, so an SSE client's `Last-Event-ID` is a cursor.
+
+use sqlx::types::Json;
+
+use super::{Store, StoreError, now_ms, with_pool};
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: i64,
+    pub kind: String,
+    pub bot_instance_id: Option<i64>,
+    pub payload: Json<serde_json::Value>,
+    pub created_at: i64,
+}
+
+macro_rules! columns {
+    () => {
+        "id, kind, bot_instance_id, payload, created_at"
+    };
+}
+
+impl Store {
+    /// Appends an event and returns it with its id.
+    pub async fn append_event(
+        &self,
+        kind: &str,
+        bot_instance_id: Option<i64>,
+        payload: &serde_json::Value,
+    ) -> Result<EventRow, StoreError> {
+        let sql = concat!(
+            "INSERT INTO events (kind, bot_instance_id, payload, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
+            columns!(),
+            ""
+        );
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, EventRow>(sql)
+            .bind(kind)
+            .bind(bot_instance_id)
+            .bind(Json(payload))
+            .bind(now_ms())
+            .fetch_one(pool)
+            .await)?)
+    }
+
+    /// Events with an id above `after`, oldest first: what a reconnecting client missed.
+    pub async fn events_after(&self, after: i64, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE id > $1 ORDER BY id LIMIT $2"
+        );
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, EventRow>(sql)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Events with an id below `before` (all when `None`), newest first: a page of the activity feed.
+    pub async fn events_before(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE id < $1 ORDER BY id DESC LIMIT $2"
+        );
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, EventRow>(sql)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// Deletes events older than `cutoff`; returns how many went.
+    pub async fn prune_events(&self, cutoff: i64) -> Result<u64, StoreError> {
+        Ok(
+            with_pool!(self, pool => sqlx::query("DELETE FROM events WHERE created_at < $1")
+            .bind(cutoff)
+            .execute(pool)
+            .await
+        .map(|done| done.rows_affected()))?,
+        )
+    }
+}

@@ -1,0 +1,234 @@
+//! `protected_groups`, `enforced_channels` and `group_channel_links`: what each bot protects.
+
+use sqlx::types::Json;
+
+use super::{Store, StoreError, now_ms, with_pool};
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct GroupRow {
+    pub id: i64,
+    pub bot_instance_id: i64,
+    pub chat_id: i64,
+    pub title: String,
+    pub username: Option<String>,
+    pub enabled: bool,
+    pub policy: Json<serde_json::Value>,
+    pub health: String,
+    pub health_detail: Option<Json<serde_json::Value>>,
+    pub health_checked_at: Option<i64>,
+    pub member_count: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    pub bot_instance_id: i64,
+    pub chat_id: i64,
+    pub title: String,
+    pub username: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ChannelRow {
+    pub id: i64,
+    pub chat_id: i64,
+    pub title: String,
+    pub username: Option<String>,
+    pub invite_link: Option<String>,
+    pub is_private: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewChannel {
+    pub chat_id: i64,
+    pub title: String,
+    pub username: Option<String>,
+    pub invite_link: Option<String>,
+    pub is_private: bool,
+}
+
+macro_rules! group_columns {
+    () => {
+        "id, bot_instance_id, chat_id, title, username, enabled, policy, health, \
+     health_detail, health_checked_at, member_count, created_at, updated_at"
+    };
+}
+macro_rules! channel_columns {
+    () => {
+        "id, chat_id, title, username, invite_link, is_private, created_at, updated_at"
+    };
+}
+
+impl Store {
+    /// Adds a group to a bot, or refreshes its title if the bot already protects it
+    /// (a bot re-added to a group keeps its policy).
+    pub async fn upsert_group(&self, group: &NewGroup) -> Result<GroupRow, StoreError> {
+        let sql = concat!(
+            "INSERT INTO protected_groups (bot_instance_id, chat_id, title, username, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (bot_instance_id, chat_id) DO UPDATE SET title = excluded.title, \
+             username = excluded.username, updated_at = excluded.updated_at RETURNING ",
+            group_columns!(),
+            ""
+        );
+        let row = with_pool!(self, pool => sqlx::query_as::<_, GroupRow>(sql)
+            .bind(group.bot_instance_id)
+            .bind(group.chat_id)
+            .bind(&group.title)
+            .bind(&group.username)
+            .bind(now_ms())
+            .fetch_one(pool)
+            .await);
+        row.map_err(|err| match err {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::NotFound(format!("bot instance {}", group.bot_instance_id))
+            }
+            other => other.into(),
+        })
+    }
+
+    pub async fn group(&self, id: i64) -> Result<GroupRow, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM protected_groups WHERE id = $1"
+        );
+        with_pool!(self, pool => sqlx::query_as::<_, GroupRow>(sql).bind(id).fetch_optional(pool).await)?
+            .ok_or_else(|| StoreError::NotFound(format!("group {id}")))
+    }
+
+    /// The groups one bot protects, by title.
+    pub async fn groups_of_bot(&self, bot_instance_id: i64) -> Result<Vec<GroupRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM protected_groups WHERE bot_instance_id = $1 ORDER BY title, id"
+        );
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, GroupRow>(sql)
+            .bind(bot_instance_id)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    pub async fn set_group_enabled(&self, id: i64, enabled: bool) -> Result<GroupRow, StoreError> {
+        let sql = concat!(
+            "UPDATE protected_groups SET enabled = $1, updated_at = $2 WHERE id = $3 RETURNING ",
+            group_columns!(),
+            ""
+        );
+        with_pool!(self, pool => sqlx::query_as::<_, GroupRow>(sql)
+            .bind(enabled)
+            .bind(now_ms())
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?
+        .ok_or_else(|| StoreError::NotFound(format!("group {id}")))
+    }
+
+    /// Replaces a group's policy overrides (a JSON object; absent keys fall back to the defaults).
+    pub async fn set_group_policy(
+        &self,
+        id: i64,
+        policy: &serde_json::Value,
+    ) -> Result<GroupRow, StoreError> {
+        let sql = concat!(
+            "UPDATE protected_groups SET policy = $1, updated_at = $2 WHERE id = $3 RETURNING ",
+            group_columns!(),
+            ""
+        );
+        with_pool!(self, pool => sqlx::query_as::<_, GroupRow>(sql)
+            .bind(Json(policy))
+            .bind(now_ms())
+            .bind(id)
+            .fetch_optional(pool)
+            .await)?
+        .ok_or_else(|| StoreError::NotFound(format!("group {id}")))
+    }
+
+    /// Adds a channel, or refreshes what Telegram told us about it.
+    pub async fn upsert_channel(&self, channel: &NewChannel) -> Result<ChannelRow, StoreError> {
+        let sql = concat!(
+            "INSERT INTO enforced_channels (chat_id, title, username, invite_link, is_private, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) \
+             ON CONFLICT (chat_id) DO UPDATE SET title = excluded.title, username = excluded.username, \
+             invite_link = COALESCE(excluded.invite_link, enforced_channels.invite_link), \
+             is_private = excluded.is_private, updated_at = excluded.updated_at RETURNING ",
+            channel_columns!(),
+            ""
+        );
+        Ok(
+            with_pool!(self, pool => sqlx::query_as::<_, ChannelRow>(sql)
+            .bind(channel.chat_id)
+            .bind(&channel.title)
+            .bind(&channel.username)
+            .bind(&channel.invite_link)
+            .bind(channel.is_private)
+            .bind(now_ms())
+            .fetch_one(pool)
+            .await)?,
+        )
+    }
+
+    /// Requires `channel_id` in `group_id`. Linking twice is harmless.
+    pub async fn link_channel(&self, group_id: i64, channel_id: i64) -> Result<(), StoreError> {
+        let sql = "INSERT INTO group_channel_links (group_id, channel_id, created_at) VALUES ($1, $2, $3) \
+                   ON CONFLICT (group_id, channel_id) DO NOTHING";
+        let result = with_pool!(self, pool => sqlx::query(sql)
+            .bind(group_id)
+            .bind(channel_id)
+            .bind(now_ms())
+            .execute(pool)
+            .await
+            .map(|_| ()));
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => Err(
+                StoreError::NotFound(format!("group {group_id} or channel {channel_id}")),
+            ),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Returns whether a link existed.
+    pub async fn unlink_channel(&self, group_id: i64, channel_id: i64) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM group_channel_links WHERE group_id = $1 AND channel_id = $2";
+        let affected = with_pool!(self, pool => sqlx::query(sql)
+            .bind(group_id)
+            .bind(channel_id)
+            .execute(pool)
+            .await
+        .map(|done| done.rows_affected()))?;
+        Ok(affected > 0)
+    }
+
+    /// The channels a group requires, by title.
+    pub async fn channels_of_group(&self, group_id: i64) -> Result<Vec<ChannelRow>, StoreError> {
+        let sql = "SELECT c.id, c.chat_id, c.title, c.username, c.invite_link, c.is_private, c.created_at, \
+                   c.updated_at FROM enforced_channels c JOIN group_channel_links l ON l.channel_id = c.id \
+                   WHERE l.group_id = $1 ORDER BY c.title, c.id";
+        Ok(
+            with_pool!(self, pool => sqlx::query_as::<_, ChannelRow>(sql)
+            .bind(group_id)
+            .fetch_all(pool)
+            .await)?,
+        )
+    }
+
+    /// The groups that require a channel: who is affected when a member leaves it.
+    pub async fn groups_requiring_channel(
+        &self,
+        channel_chat_id: i64,
+    ) -> Result<Vec<GroupRow>, StoreError> {
+        let sql = "SELECT g.id, g.bot_instance_id, g.chat_id, g.title, g.username, g.enabled, g.policy, g.health, \
+                   g.health_detail, g.health_checked_at, g.member_count, g.created_at, g.updated_at \
+                   FROM protected_groups g JOIN group_channel_links l ON l.group_id = g.id \
+                   JOIN enforced_channels c ON c.id = l.channel_id WHERE c.chat_id = $1 ORDER BY g.id";
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, GroupRow>(sql)
+            .bind(channel_chat_id)
+            .fetch_all(pool)
+            .await)?)
+    }
+}

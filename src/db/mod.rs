@@ -1,0 +1,213 @@
+//! The store: one interface over native SQLite and native PostgreSQL pools.
+//!
+//! Both backends run the same SQL text (`$n` placeholders, `RETURNING`, `ON CONFLICT` work on both;
+//! see the conventions at the top of `migrations/*/0001_platform.sql`). [`with_pool!`] expands a
+//! query once per backend, so rows keep native types on each (sqlx's `Any` driver cannot decode
+//! SQLite booleans or PostgreSQL JSONB). Each table's queries live in the file named after it.
+//! The storage test suite (`tests/it/storage.rs`) runs unchanged against both backends.
+
+mod audit;
+mod bots;
+mod events;
+mod groups;
+mod logs;
+mod records;
+mod sessions;
+mod settings;
+mod url;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
+
+pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
+pub use bots::{BotRow, NewBot, RunStateUpdate};
+pub use events::EventRow;
+pub use groups::{ChannelRow, GroupRow, NewChannel, NewGroup};
+pub use logs::{LogFilter, LogRow, NewLog};
+pub use records::{ApiCall, OutcomeCount, Verification};
+pub use sessions::SessionRow;
+pub use url::{DatabaseUrl, UrlError};
+
+use crate::settings::DatabaseSettings;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// What can go wrong talking to the database. Callers branch on `NotFound` and `Conflict`;
+/// the rest they report.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot connect to the database at {location}: {source}")]
+    Unreachable {
+        location: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// A handle to the database; cheap to clone (the pools are shared).
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+    location: String,
+}
+
+/// Runs `$body` with `$pool` bound to whichever native pool the store has.
+/// The body is compiled once per backend, so it must be valid SQL for both.
+macro_rules! with_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::db::Pool::Sqlite($pool) => $body,
+            $crate::db::Pool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+impl Store {
+    /// Connects to the configured database. For SQLite the file's directory is created and the
+    /// database runs in WAL mode (readers never block the writer). Does not migrate.
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, StoreError> {
+        let location = settings.url.redacted();
+        let unreachable = |source| StoreError::Unreachable {
+            location: location.clone(),
+            source,
+        };
+        let pool = match &settings.url {
+            DatabaseUrl::Sqlite { path } => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // NORMAL is durable across application crashes in WAL mode; only an OS crash
+                    // can lose the last transactions, which is the usual trade for WAL.
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(5));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(settings.connect_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(unreachable)?;
+                Pool::Sqlite(pool)
+            }
+            DatabaseUrl::Postgres { url } => {
+                let options: PgConnectOptions = url.expose().parse().map_err(unreachable)?;
+                let options = options.application_name("nezuko");
+                // One direct attempt first: the pool retries until its timeout and then reports only
+                // "pool timed out", hiding the real cause (refused, unknown host, auth failed).
+                let probe = tokio::time::timeout(
+                    settings.connect_timeout,
+                    PgConnection::connect_with(&options),
+                )
+                .await
+                .map_err(|_| unreachable(sqlx::Error::PoolTimedOut))?
+                .map_err(unreachable)?;
+                probe.close().await.map_err(unreachable)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(settings.connect_timeout)
+                    .connect_with(options)
+                    .await
+                    .map_err(unreachable)?;
+                Pool::Postgres(pool)
+            }
+        };
+        Ok(Self { pool, location })
+    }
+
+    /// Applies the migrations embedded in the binary that the database has not seen yet.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Where the data lives, safe to log (no password).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The PostgreSQL pool, for features only PostgreSQL has (LISTEN/NOTIFY).
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(pool),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
+    /// Closes every connection; waits for checked-out ones to come back.
+    pub async fn close(&self) {
+        with_pool!(self, pool => pool.close().await)
+    }
+}
+
+/// Now, in the unit every `*_at` column uses: milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        // A clock before 1970 is a broken machine; 0 keeps ordering sane rather than panicking.
+        .unwrap_or(0)
+}

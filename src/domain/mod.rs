@@ -1,0 +1,12 @@
+//! Parsed domain types: values that are valid by construction.
+//!
+//! Everything that crosses an edge (configuration, HTTP, the database) is parsed into one of these
+//! types once, so the rest of the code never re-checks a token's shape or a state's spelling.
+
+mod bot_token;
+mod secret;
+mod state;
+
+pub use bot_token::{BotToken, BotTokenError};
+pub use secret::Secret;
+pub use state::{DesiredState, RunState, UnknownState};

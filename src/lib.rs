@@ -1,0 +1,21 @@
+//! Nezuko: many force-subscribe Telegram bots under one supervised service.
+//!
+//! Map of the modules, following a request from the edge inwards:
+//!
+//! - [`cli`]: the `nezuko` command line (`serve`, `migrate`, `keygen`, `check-config`, `rotate-key`).
+//! - [`settings`]: typed configuration from `config/*.toml` and `NEZUKO_*` / legacy variables.
+//! - [`telemetry`]: tracing set-up (pretty or JSON), with `log` records bridged in.
+//! - [`app`]: wiring; builds the store, vault and HTTP server and runs them until a signal.
+//! - [`http`]: the warp routes (`/healthz`, `/readyz`; the admin API grows here).
+//! - [`vault`]: Fernet encryption of bot tokens, key files, the key check and rotation.
+//! - [`db`]: the store, one interface over native SQLite and PostgreSQL, with embedded migrations.
+//! - [`domain`]: parsed types that are valid by construction (`BotToken`, `Secret`, bot states).
+
+pub mod app;
+pub mod cli;
+pub mod db;
+pub mod domain;
+pub mod http;
+pub mod settings;
+pub mod telemetry;
+pub mod vault;

@@ -1,0 +1,101 @@
+//! Typed settings, loaded from `config/*.toml` and the environment.
+//!
+//! [`load`] layers the sources (see `config/base.toml` for the order) into [`raw::RawSettings`], whose
+//! leaves are plain strings, then [`parse`](self::parse) turns each leaf into a typed value. Keeping the
+//! two steps apart means every invalid value produces the same kind of message: the key, where it
+//! came from, what is wrong and the accepted form ([`ConfigError`]).
+
+mod error;
+mod load;
+mod parse;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use error::ConfigError;
+pub use load::{Environment, load, load_from};
+
+use crate::db::DatabaseUrl;
+use crate::domain::{BotToken, Secret};
+use crate::vault::EncryptionKey;
+
+/// Every setting of the service, valid by construction.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub vault: VaultSettings,
+    pub auth: AuthSettings,
+    pub telegram: TelegramSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Where users reach the dashboard; `None` means `http://<listen>`.
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `None`: events stay in this process.
+    pub url: Option<Secret<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    /// The first key encrypts; every key decrypts. Empty when none was configured.
+    pub keys: Vec<EncryptionKey>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub owner_telegram_id: Option<i64>,
+    pub login_bot_token: Option<BotToken>,
+    pub session_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    /// Base URL without a trailing slash (teloxide would otherwise request `//bot…`).
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Settings {
+    /// The file a generated encryption key is kept in (local mode only).
+    pub fn key_file(&self) -> PathBuf {
+        self.data_dir.join("encryption.key")
+    }
+
+    /// The dashboard's public base URL, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", self.server.listen),
+        }
+    }
+}

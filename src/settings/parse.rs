@@ -1,0 +1,194 @@
+//! Typing of each configuration leaf, with a specific message for every way a value can be wrong.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::load::{Layers, Leaf};
+use super::*;
+
+pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Settings, ConfigError> {
+    Ok(Settings {
+        environment,
+        data_dir: non_empty_path(layers.get("data_dir"))?,
+        server: ServerSettings {
+            listen: socket_addr(layers.get("server.listen"))?,
+            public_url: optional(layers.get("server.public_url"), http_url)?,
+        },
+        database: DatabaseSettings {
+            url: database_url(layers.get("database.url"))?,
+            max_connections: integer_in(layers.get("database.max_connections"), 1, 1000)? as u32,
+            connect_timeout: seconds(layers.get("database.connect_timeout_s"), 1, 600)?,
+        },
+        redis: RedisSettings {
+            url: optional(layers.get("redis.url"), redis_url)?,
+        },
+        vault: VaultSettings {
+            keys: encryption_keys(layers.get("vault.keys"))?,
+        },
+        auth: AuthSettings {
+            owner_telegram_id: telegram_user_id(layers.get("auth.owner_telegram_id"))?,
+            login_bot_token: optional(layers.get("auth.login_bot_token"), bot_token)?,
+            session_ttl: Duration::from_secs(
+                integer_in(layers.get("auth.session_ttl_h"), 1, 24 * 366)? as u64 * 3600,
+            ),
+        },
+        telegram: TelegramSettings {
+            api_url: http_url(layers.get("telegram.api_url"))?,
+        },
+        log: LogSettings {
+            filter: log_filter(layers.get("log.filter"))?,
+            format: log_format(layers.get("log.format"), environment)?,
+        },
+    })
+}
+
+/// Empty (after trimming) means "not set".
+fn optional<T>(
+    leaf: &Leaf,
+    parse: impl Fn(&Leaf) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
+    if leaf.value.trim().is_empty() {
+        Ok(None)
+    } else {
+        parse(leaf).map(Some)
+    }
+}
+
+fn non_empty_path(leaf: &Leaf) -> Result<PathBuf, ConfigError> {
+    match leaf.value.trim() {
+        "" => Err(leaf.invalid("is empty", "a directory path such as data")),
+        path => Ok(PathBuf::from(path)),
+    }
+}
+
+fn socket_addr(leaf: &Leaf) -> Result<SocketAddr, ConfigError> {
+    leaf.value.trim().parse().map_err(|_| {
+        leaf.invalid(
+            format!("`{}` is not an address and port", leaf.value),
+            "IP:PORT such as 127.0.0.1:8080 or [::1]:8080",
+        )
+    })
+}
+
+fn integer_in(leaf: &Leaf, min: i64, max: i64) -> Result<i64, ConfigError> {
+    let expected = format!("a whole number from {min} to {max}");
+    match leaf.value.trim().parse::<i64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        Ok(n) => Err(leaf.invalid(format!("{n} is out of range"), expected)),
+        Err(_) => Err(leaf.invalid(format!("`{}` is not a whole number", leaf.value), expected)),
+    }
+}
+
+fn seconds(leaf: &Leaf, min: i64, max: i64) -> Result<Duration, ConfigError> {
+    integer_in(leaf, min, max).map(|n| Duration::from_secs(n as u64))
+}
+
+fn http_url(leaf: &Leaf) -> Result<String, ConfigError> {
+    let url = leaf.value.trim().trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
+            Ok(url.to_string())
+        }
+        _ => Err(leaf.invalid(
+            format!("`{}` is not an http(s) URL", leaf.value),
+            "http://HOST[:PORT][/PATH] or https://…",
+        )),
+    }
+}
+
+fn redis_url(leaf: &Leaf) -> Result<Secret<String>, ConfigError> {
+    let url = leaf.value.trim();
+    let has_host = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))
+        .is_some_and(|rest| !rest.is_empty());
+    if has_host {
+        Ok(Secret::new(url.to_string()))
+    } else {
+        // The URL may hold a password, so the message does not quote it.
+        Err(leaf.invalid(
+            "is not a Redis URL",
+            "redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://…, or empty for none",
+        ))
+    }
+}
+
+fn database_url(leaf: &Leaf) -> Result<DatabaseUrl, ConfigError> {
+    DatabaseUrl::parse(&leaf.value).map_err(|err| leaf.invalid(err.problem, err.expected))
+}
+
+fn encryption_keys(leaf: &Leaf) -> Result<Vec<EncryptionKey>, ConfigError> {
+    let parts: Vec<&str> = leaf
+        .value
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect();
+    let many = parts.len() > 1;
+    parts
+        .iter()
+        .enumerate()
+        .map(|(index, part)| {
+            EncryptionKey::parse(part).map_err(|problem| {
+                let which = if many { format!("key {} ", index + 1) } else { String::new() };
+                // Never quote a key: even a malformed one may be most of a real one.
+                leaf.invalid(
+                    format!("{which}is not a Fernet key: {problem}"),
+                    "32 bytes in url-safe base64 (44 characters ending in =), as `nezuko keygen` prints; several keys separated by commas",
+                )
+            })
+        })
+        .collect()
+}
+
+fn telegram_user_id(leaf: &Leaf) -> Result<Option<i64>, ConfigError> {
+    let expected = "a Telegram user id (a positive whole number), or 0 for none";
+    match leaf.value.trim() {
+        "" | "0" => Ok(None),
+        text => match text.parse::<i64>() {
+            Ok(id) if id > 0 => Ok(Some(id)),
+            _ => Err(leaf.invalid(
+                format!("`{}` is not a Telegram user id", leaf.value),
+                expected,
+            )),
+        },
+    }
+}
+
+fn bot_token(leaf: &Leaf) -> Result<BotToken, ConfigError> {
+    BotToken::parse(&leaf.value).map_err(|err| {
+        leaf.invalid(
+            format!("is not a bot token: {err}"),
+            "the token BotFather gave, like 123456789:AAH…",
+        )
+    })
+}
+
+fn log_filter(leaf: &Leaf) -> Result<String, ConfigError> {
+    let filter = leaf.value.trim();
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(|_| filter.to_string())
+        .map_err(|err| {
+            leaf.invalid(
+                format!("`{filter}` is not a log filter: {err}"),
+                "tracing directives such as info or warn,nezuko=debug",
+            )
+        })
+}
+
+fn log_format(leaf: &Leaf, environment: Environment) -> Result<LogFormat, ConfigError> {
+    match leaf.value.trim() {
+        "pretty" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        "auto" | "" => Ok(match environment {
+            Environment::Local => LogFormat::Pretty,
+            Environment::Production => LogFormat::Json,
+        }),
+        other => Err(leaf.invalid(format!("unknown format `{other}`"), "pretty, json or auto")),
+    }
+}
