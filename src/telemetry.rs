@@ -3,6 +3,8 @@
 //! `log` records (teloxide, reqwest and sqlx log through the `log` crate) are bridged into tracing by
 //! tracing-subscriber's `tracing-log` feature, which `try_init` installs.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
@@ -16,6 +18,8 @@ pub fn init(settings: &LogSettings) {
         .unwrap_or_else(|| EnvFilter::new(&settings.filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a person at a terminal, not for files and log collectors.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // An error here means a subscriber is already installed, which is fine.
     let _ = match settings.format {

@@ -1,0 +1,428 @@
+//! The `nezuko` binary as an operator runs it: a fresh directory, no configuration, real signals.
+
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use nezuko::db::{DatabaseUrl, NewBot, Store};
+use nezuko::domain::{BotToken, DesiredState};
+use nezuko::settings::DatabaseSettings;
+use nezuko::vault::{EncryptionKey, Vault};
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A working directory of its own and a clean environment (only PATH and what the test adds).
+struct Operator {
+    dir: TempDir,
+}
+
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    /// The lines that report an error (log lines before them are context, not the message).
+    fn error_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect()
+    }
+}
+
+struct Serving {
+    child: Child,
+    base: String,
+    lines: mpsc::UnboundedReceiver<String>,
+    log: Vec<String>,
+}
+
+impl Operator {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn command(&self, args: &[&str], vars: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_nezuko"));
+        command
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        command
+    }
+
+    async fn run(&self, args: &[&str], vars: &[(&str, &str)]) -> Finished {
+        let output = tokio::time::timeout(DEADLINE, self.command(args, vars).output())
+            .await
+            .expect("the command finishes in time")
+            .expect("the binary runs");
+        Finished {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into(),
+            stderr: String::from_utf8_lossy(&output.stderr).into(),
+        }
+    }
+
+    /// Starts `nezuko serve` on a free port and waits for it to listen.
+    async fn serve(&self, vars: &[(&str, &str)]) -> Serving {
+        let mut all = vec![("NEZUKO_SERVER__LISTEN", "127.0.0.1:0")];
+        all.extend_from_slice(vars);
+        let mut child = self
+            .command(&["serve"], &all)
+            .spawn()
+            .expect("serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, mut lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let _ = tx.send(line);
+            }
+        });
+        let mut log = Vec::new();
+        let addr = tokio::time::timeout(DEADLINE, async {
+            while let Some(line) = lines.recv().await {
+                log.push(line.clone());
+                if let Some(addr) = line.split("addr=").nth(1) {
+                    return addr.split_whitespace().next().unwrap().to_string();
+                }
+            }
+            panic!("serve exited before listening: {log:#?}");
+        })
+        .await
+        .expect("serve listens in time");
+        Serving {
+            child,
+            base: format!("http://{addr}"),
+            lines,
+            log,
+        }
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    async fn store(&self) -> Store {
+        let settings = DatabaseSettings {
+            url: DatabaseUrl::parse(&format!(
+                "sqlite://{}",
+                self.data().join("nezuko.db").display()
+            ))
+            .unwrap(),
+            max_connections: 1,
+            connect_timeout: Duration::from_secs(5),
+        };
+        Store::connect(&settings).await.unwrap()
+    }
+}
+
+impl Serving {
+    /// SIGTERM, then the exit status and everything the service logged.
+    async fn terminate(mut self) -> (ExitStatus, Vec<String>) {
+        let pid = self.child.id().expect("still running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("stops within 10 s of SIGTERM")
+            .unwrap();
+        while let Some(line) = self.lines.recv().await {
+            self.log.push(line);
+        }
+        (status, self.log)
+    }
+}
+
+async fn get(url: String) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url).await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn serve_without_configuration_runs_on_sqlite_and_a_second_start_reuses_the_data() {
+    let operator = Operator::new();
+    let first = operator.serve(&[]).await;
+    assert_eq!(
+        get(format!("{}/healthz", first.base)).await,
+        (200, serde_json::json!({ "status": "ok" }))
+    );
+    let (status, ready) = get(format!("{}/readyz", first.base)).await;
+    assert_eq!((status, ready["database"].as_str()), (200, Some("sqlite")));
+    let (status, log) = first.terminate().await;
+    assert!(status.success(), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|l| l.contains("data is stored in sqlite://data/nezuko.db")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("generated a new one into data/encryption.key")),
+        "{log:#?}"
+    );
+
+    let key_file = operator.data().join("encryption.key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let key = EncryptionKey::parse(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+
+    // A bot stored between the runs must survive the second start, readable with the same key.
+    let store = operator.store().await;
+    let token = BotToken::parse("5551234:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw").unwrap();
+    let vault = Vault::new(std::slice::from_ref(&key));
+    let bot = store
+        .insert_bot(&NewBot {
+            telegram_bot_id: token.bot_id(),
+            username: "kept_bot".into(),
+            display_name: "Kept".into(),
+            token_ciphertext: vault.encrypt_token(&token),
+            owner_telegram_id: None,
+            desired_state: DesiredState::Enabled,
+        })
+        .await
+        .unwrap();
+    store.close().await;
+
+    let second = operator.serve(&[]).await;
+    assert_eq!(get(format!("{}/readyz", second.base)).await.0, 200);
+    let (status, log) = second.terminate().await;
+    assert!(status.success());
+    assert!(
+        log.iter()
+            .any(|l| l.contains("encryption key from the key file")),
+        "{log:#?}"
+    );
+    let store = operator.store().await;
+    let kept = store.bot(bot.id).await.unwrap();
+    assert_eq!(vault.decrypt_token(&kept.token_ciphertext).unwrap(), token);
+    store.close().await;
+}
+
+async fn assert_fails_with_one_line(finished: Finished, code: i32, words: &[&str]) {
+    assert_eq!(finished.status.code(), Some(code), "{}", finished.stderr);
+    let errors = finished.error_lines();
+    assert_eq!(errors.len(), 1, "{}", finished.stderr);
+    for word in words {
+        assert!(
+            errors[0].contains(word),
+            "`{word}` missing from: {}",
+            errors[0]
+        );
+    }
+    assert!(
+        !finished.stderr.contains("panicked") && !finished.stderr.contains("backtrace"),
+        "{}",
+        finished.stderr
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_postgres_fails_fast_with_the_cause() {
+    let operator = Operator::new();
+    let finished = operator
+        .run(
+            &["serve"],
+            &[("NEZUKO_DATABASE__URL", "postgres://nobody@127.0.0.1:1/x")],
+        )
+        .await;
+    assert_fails_with_one_line(
+        finished,
+        1,
+        &[
+            "cannot connect to the database at postgres://nobody@127.0.0.1:1/x",
+            "refused",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_a_configuration_error() {
+    let operator = Operator::new();
+    let finished = operator
+        .run(
+            &["serve"],
+            &[("NEZUKO_DATABASE__URL", "postgres://u:hunter2@[::1/x")],
+        )
+        .await;
+    assert!(!finished.stderr.contains("hunter2"));
+    assert_fails_with_one_line(
+        finished,
+        78,
+        &["database.url", "NEZUKO_DATABASE__URL", "expected"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_key_is_a_configuration_error() {
+    let operator = Operator::new();
+    let finished = operator
+        .run(&["serve"], &[("ENCRYPTION_KEY", "c2hvcnQ=")])
+        .await;
+    assert_fails_with_one_line(
+        finished,
+        78,
+        &[
+            "vault.keys",
+            "ENCRYPTION_KEY",
+            "not a Fernet key",
+            "nezuko keygen",
+        ],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_before_serving() {
+    let operator = Operator::new();
+    let right = EncryptionKey::generate();
+    let (status, _) = operator
+        .serve(&[("ENCRYPTION_KEY", right.expose())])
+        .await
+        .terminate()
+        .await;
+    assert!(status.success());
+    let wrong = EncryptionKey::generate();
+    let finished = operator
+        .run(&["serve"], &[("ENCRYPTION_KEY", wrong.expose())])
+        .await;
+    assert_fails_with_one_line(
+        finished,
+        1,
+        &["encryption key cannot decrypt", "rotate-key"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_without_a_key() {
+    let operator = Operator::new();
+    let finished = operator
+        .run(&["serve"], &[("NEZUKO_ENV", "production")])
+        .await;
+    assert!(!operator.data().join("encryption.key").exists());
+    assert_fails_with_one_line(
+        finished,
+        1,
+        &["production", "ENCRYPTION_KEY", "nezuko keygen"],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rotate_key_moves_every_token_to_the_new_key() {
+    let operator = Operator::new();
+    let (old, new) = (EncryptionKey::generate(), EncryptionKey::generate());
+    let (status, _) = operator
+        .serve(&[("ENCRYPTION_KEY", old.expose())])
+        .await
+        .terminate()
+        .await;
+    assert!(status.success());
+    let store = operator.store().await;
+    let old_vault = Vault::new(std::slice::from_ref(&old));
+    for n in 1..=2 {
+        let token = BotToken::parse(&format!("{n}:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw")).unwrap();
+        let bot = NewBot {
+            telegram_bot_id: n,
+            username: format!("b{n}"),
+            display_name: format!("B{n}"),
+            token_ciphertext: old_vault.encrypt_token(&token),
+            owner_telegram_id: None,
+            desired_state: DesiredState::Enabled,
+        };
+        store.insert_bot(&bot).await.unwrap();
+    }
+    store.close().await;
+
+    let both = format!("{},{}", new.expose(), old.expose());
+    let rotated = operator
+        .run(&["rotate-key"], &[("ENCRYPTION_KEY", &both)])
+        .await;
+    assert!(rotated.status.success(), "{}", rotated.stderr);
+    assert!(
+        rotated.stdout.contains("re-encrypted 2 bot token(s)"),
+        "{}",
+        rotated.stdout
+    );
+
+    let serving = operator.serve(&[("ENCRYPTION_KEY", new.expose())]).await;
+    assert_eq!(serving.terminate().await.0.code(), Some(0));
+    let store = operator.store().await;
+    let new_vault = Vault::new(std::slice::from_ref(&new));
+    for (_, ciphertext) in store.bot_ciphertexts().await.unwrap() {
+        assert!(new_vault.decrypt_token(&ciphertext).is_ok());
+    }
+    store.close().await;
+}
+
+#[tokio::test]
+async fn keygen_prints_a_key_that_parses_and_check_config_hides_it() {
+    let operator = Operator::new();
+    let keygen = operator.run(&["keygen"], &[]).await;
+    assert!(keygen.status.success());
+    let key = keygen.stdout.trim();
+    EncryptionKey::parse(key).unwrap();
+    let checked = operator
+        .run(&["check-config"], &[("ENCRYPTION_KEY", key)])
+        .await;
+    assert!(checked.status.success(), "{}", checked.stderr);
+    assert!(checked.stdout.contains("configuration is valid"));
+    assert!(!checked.stdout.contains(key));
+    let bad = operator
+        .run(&["check-config"], &[("NEZUKO_SERVER__LISTEN", "nowhere")])
+        .await;
+    assert_fails_with_one_line(bad, 78, &["server.listen"]).await;
+}
+
+#[tokio::test]
+async fn migrate_creates_the_database_and_says_where() {
+    let operator = Operator::new();
+    let migrated = operator.run(&["migrate"], &[]).await;
+    assert!(migrated.status.success(), "{}", migrated.stderr);
+    assert!(migrated.stdout.contains("sqlite://data/nezuko.db"));
+    assert!(Path::new(&operator.data().join("nezuko.db")).exists());
+}
+
+#[tokio::test]
+async fn every_command_has_help() {
+    let operator = Operator::new();
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["migrate", "--help"],
+        &["keygen", "--help"],
+        &["check-config", "--help"],
+        &["rotate-key", "--help"],
+    ] {
+        let help = operator.run(args, &[]).await;
+        assert!(help.status.success(), "{args:?}");
+        assert!(
+            help.stdout.contains("Usage: nezuko"),
+            "{args:?}: {}",
+            help.stdout
+        );
+    }
+}

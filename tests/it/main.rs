@@ -1,0 +1,12 @@
+//! The integration suite: one binary, one module per area.
+//!
+//! Storage tests run unchanged on SQLite and on PostgreSQL (a fresh database per test, on the server
+//! named by `TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`). A missing
+//! PostgreSQL fails the suite: it is never skipped.
+
+mod cli;
+mod config;
+mod health;
+mod storage;
+mod support;
+mod vault;

@@ -1,0 +1,167 @@
+//! Test helpers: a fresh database per test on either backend, and settings pointing at it.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nezuko::db::{DatabaseUrl, Store};
+use nezuko::settings::{DatabaseSettings, Settings};
+use sqlx::{Connection, Executor, PgConnection};
+use tempfile::TempDir;
+
+/// The server the PostgreSQL suites create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database of its own for one test, migrated. Call [`TestDb::finish`] at the end.
+pub struct TestDb {
+    pub store: Store,
+    pub url: String,
+    pub dir: TempDir,
+    postgres_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("nezuko.db").display());
+        let store = connect(&url).await;
+        Self {
+            store,
+            url,
+            dir,
+            postgres_name: None,
+        }
+    }
+
+    pub async fn postgres() -> Self {
+        let name = unique_database_name();
+        let mut admin = PgConnection::connect(&postgres_admin_url())
+            .await
+            .unwrap_or_else(|err| {
+                panic!(
+                    "PostgreSQL is required for this suite and is not reachable at {} ({err}); \
+                 scripts/test starts it, or set TEST_POSTGRES_URL",
+                    postgres_admin_url()
+                )
+            });
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create the test database");
+        admin.close().await.ok();
+        let url = database_url_on(&name);
+        let store = connect(&url).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self {
+            store,
+            url,
+            dir,
+            postgres_name: Some(name),
+        }
+    }
+
+    /// Closes the store and drops the PostgreSQL database.
+    pub async fn finish(self) {
+        self.store.close().await;
+        if let Some(name) = self.postgres_name {
+            drop_database(&name).await;
+        }
+    }
+
+    /// Settings for a service on this database: port 0, data in the test's temp dir, no env.
+    pub fn settings(&self, extra: &[(&str, &str)]) -> Settings {
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("NEZUKO_DATABASE__URL".into(), self.url.clone()),
+            ("NEZUKO_SERVER__LISTEN".into(), "127.0.0.1:0".into()),
+            (
+                "NEZUKO_DATA_DIR".into(),
+                self.dir.path().join("data").display().to_string(),
+            ),
+        ]);
+        for (key, value) in extra {
+            env.insert((*key).into(), (*value).into());
+        }
+        nezuko::settings::load_from(Path::new("/nonexistent"), &env)
+            .expect("test settings are valid")
+    }
+}
+
+pub async fn drop_database(name: &str) {
+    if let Ok(mut admin) = PgConnection::connect(&postgres_admin_url()).await {
+        let _ = admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .await;
+        admin.close().await.ok();
+    }
+}
+
+/// The admin URL with its database swapped for `name`.
+fn database_url_on(name: &str) -> String {
+    let admin = postgres_admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map(|(base, _)| base)
+        .unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+fn unique_database_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "nezuko_test_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
+}
+
+async fn connect(url: &str) -> Store {
+    let settings = DatabaseSettings {
+        url: DatabaseUrl::parse(url).expect("test database URL"),
+        max_connections: 5,
+        connect_timeout: Duration::from_secs(10),
+    };
+    let store = Store::connect(&settings)
+        .await
+        .expect("connect to the test database");
+    store.migrate().await.expect("migrate the test database");
+    store
+}
+
+/// Declares each listed `async fn NAME(store: &Store)` as two tests, `on_sqlite::NAME` and
+/// `on_postgres::NAME`, each on a fresh database.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = $crate::support::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = $crate::support::TestDb::postgres().await;
+                    super::$name(&db).await;
+                    db.finish().await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_backends;
