@@ -3,7 +3,7 @@
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
-use super::{Store, StoreError, now_ms, with_pool};
+use super::{Store, StoreError, now_ms, push_newest_first, with_pool};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AuditEntry {
@@ -85,16 +85,7 @@ impl Store {
             if let Some(target_type) = &filter.target_type {
                 query.push(" AND target_type = ").push_bind(target_type);
             }
-            if let Some(from) = filter.from {
-                query.push(" AND created_at >= ").push_bind(from);
-            }
-            if let Some(to) = filter.to {
-                query.push(" AND created_at < ").push_bind(to);
-            }
-            if let Some(before) = filter.before_id {
-                query.push(" AND id < ").push_bind(before);
-            }
-            query.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit);
+            push_newest_first(&mut query, filter.from, filter.to, filter.before_id, filter.limit);
             query.build_query_as::<AuditEntry>().fetch_all(pool).await?
         }))
     }

@@ -3,7 +3,7 @@
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
-use super::{Store, StoreError, with_pool};
+use super::{Store, StoreError, push_newest_first, with_pool};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct LogRow {
@@ -98,16 +98,7 @@ impl Store {
             if let Some(bot) = filter.bot_instance_id {
                 query.push(" AND bot_instance_id = ").push_bind(bot);
             }
-            if let Some(from) = filter.from {
-                query.push(" AND created_at >= ").push_bind(from);
-            }
-            if let Some(to) = filter.to {
-                query.push(" AND created_at < ").push_bind(to);
-            }
-            if let Some(before) = filter.before_id {
-                query.push(" AND id < ").push_bind(before);
-            }
-            query.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit);
+            push_newest_first(&mut query, filter.from, filter.to, filter.before_id, filter.limit);
             query.build_query_as::<LogRow>().fetch_all(pool).await?
         }))
     }

@@ -27,7 +27,7 @@ pub use bots::{BotRow, NewBot, RunStateUpdate};
 pub use events::EventRow;
 pub use groups::{ChannelRow, GroupRow, NewChannel, NewGroup};
 pub use logs::{LogFilter, LogRow, NewLog};
-pub use records::{ApiCall, OutcomeCount, Verification};
+pub use records::{ApiCall, KeyCount, Verification};
 pub use sessions::SessionRow;
 pub use url::{DatabaseUrl, UrlError};
 
@@ -201,6 +201,29 @@ impl Store {
     pub async fn close(&self) {
         with_pool!(self, pool => pool.close().await)
     }
+}
+
+/// Appends the time range, the id cursor and the limit shared by every newest-first listing
+/// (`created_at` in `[from, to)`, `id < before_id`), then `ORDER BY id DESC`.
+pub(crate) fn push_newest_first<DB: sqlx::Database>(
+    query: &mut sqlx::QueryBuilder<DB>,
+    from: Option<i64>,
+    to: Option<i64>,
+    before_id: Option<i64>,
+    limit: i64,
+) where
+    for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if let Some(from) = from {
+        query.push(" AND created_at >= ").push_bind(from);
+    }
+    if let Some(to) = to {
+        query.push(" AND created_at < ").push_bind(to);
+    }
+    if let Some(before) = before_id {
+        query.push(" AND id < ").push_bind(before);
+    }
+    query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
 }
 
 /// Now, in the unit every `*_at` column uses: milliseconds since the Unix epoch.

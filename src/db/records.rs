@@ -32,9 +32,10 @@ pub struct ApiCall {
     pub created_at: i64,
 }
 
+/// A row of a `GROUP BY` count: the grouped value and how many rows had it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct OutcomeCount {
-    pub outcome: String,
+pub struct KeyCount {
+    pub key: String,
     pub count: i64,
 }
 
@@ -91,16 +92,14 @@ impl Store {
         &self,
         from: i64,
         to: i64,
-    ) -> Result<Vec<OutcomeCount>, StoreError> {
-        let sql = "SELECT outcome, COUNT(*) AS count FROM verification_log \
+    ) -> Result<Vec<KeyCount>, StoreError> {
+        let sql = "SELECT outcome AS key, COUNT(*) AS count FROM verification_log \
                    WHERE created_at >= $1 AND created_at < $2 GROUP BY outcome ORDER BY count DESC, outcome";
-        Ok(
-            with_pool!(self, pool => sqlx::query_as::<_, OutcomeCount>(sql)
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, KeyCount>(sql)
             .bind(from)
             .bind(to)
             .fetch_all(pool)
-            .await)?,
-        )
+            .await)?)
     }
 
     /// The newest verifications in one group.
@@ -125,15 +124,13 @@ impl Store {
         &self,
         from: i64,
         to: i64,
-    ) -> Result<Vec<OutcomeCount>, StoreError> {
-        let sql = "SELECT method AS outcome, COUNT(*) AS count FROM api_call_log \
+    ) -> Result<Vec<KeyCount>, StoreError> {
+        let sql = "SELECT method AS key, COUNT(*) AS count FROM api_call_log \
                    WHERE created_at >= $1 AND created_at < $2 GROUP BY method ORDER BY count DESC, method";
-        Ok(
-            with_pool!(self, pool => sqlx::query_as::<_, OutcomeCount>(sql)
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, KeyCount>(sql)
             .bind(from)
             .bind(to)
             .fetch_all(pool)
-            .await)?,
-        )
+            .await)?)
     }
 }

@@ -151,6 +151,23 @@ impl Serving {
     }
 }
 
+/// Stores a bot with a token encrypted by `vault`; returns its row id and token.
+async fn insert_bot(store: &Store, vault: &Vault, telegram_bot_id: i64) -> (i64, BotToken) {
+    let token = BotToken::parse(&format!(
+        "{telegram_bot_id}:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    ))
+    .unwrap();
+    let bot = NewBot {
+        telegram_bot_id,
+        username: format!("bot{telegram_bot_id}"),
+        display_name: format!("Bot {telegram_bot_id}"),
+        token_ciphertext: vault.encrypt_token(&token),
+        owner_telegram_id: None,
+        desired_state: DesiredState::Enabled,
+    };
+    (store.insert_bot(&bot).await.unwrap().id, token)
+}
+
 async fn get(url: String) -> (u16, serde_json::Value) {
     let response = reqwest::get(url).await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
@@ -189,19 +206,8 @@ async fn serve_without_configuration_runs_on_sqlite_and_a_second_start_reuses_th
 
     // A bot stored between the runs must survive the second start, readable with the same key.
     let store = operator.store().await;
-    let token = BotToken::parse("5551234:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw").unwrap();
     let vault = Vault::new(std::slice::from_ref(&key));
-    let bot = store
-        .insert_bot(&NewBot {
-            telegram_bot_id: token.bot_id(),
-            username: "kept_bot".into(),
-            display_name: "Kept".into(),
-            token_ciphertext: vault.encrypt_token(&token),
-            owner_telegram_id: None,
-            desired_state: DesiredState::Enabled,
-        })
-        .await
-        .unwrap();
+    let (bot_id, token) = insert_bot(&store, &vault, 5551234).await;
     store.close().await;
 
     let second = operator.serve(&[]).await;
@@ -214,7 +220,7 @@ async fn serve_without_configuration_runs_on_sqlite_and_a_second_start_reuses_th
         "{log:#?}"
     );
     let store = operator.store().await;
-    let kept = store.bot(bot.id).await.unwrap();
+    let kept = store.bot(bot_id).await.unwrap();
     assert_eq!(vault.decrypt_token(&kept.token_ciphertext).unwrap(), token);
     store.close().await;
 }
@@ -344,16 +350,7 @@ async fn rotate_key_moves_every_token_to_the_new_key() {
     let store = operator.store().await;
     let old_vault = Vault::new(std::slice::from_ref(&old));
     for n in 1..=2 {
-        let token = BotToken::parse(&format!("{n}:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw")).unwrap();
-        let bot = NewBot {
-            telegram_bot_id: n,
-            username: format!("b{n}"),
-            display_name: format!("B{n}"),
-            token_ciphertext: old_vault.encrypt_token(&token),
-            owner_telegram_id: None,
-            desired_state: DesiredState::Enabled,
-        };
-        store.insert_bot(&bot).await.unwrap();
+        insert_bot(&store, &old_vault, n).await;
     }
     store.close().await;
 

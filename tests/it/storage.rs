@@ -1,7 +1,7 @@
 //! The storage suite: every store operation, run unchanged on SQLite and PostgreSQL.
 
 use nezuko::db::{
-    ApiCall, AuditFilter, LogFilter, NewAuditEntry, NewBot, NewChannel, NewGroup, NewLog,
+    ApiCall, AuditFilter, KeyCount, LogFilter, NewAuditEntry, NewBot, NewChannel, NewGroup, NewLog,
     RunStateUpdate, SessionRow, StoreError, Verification, now_ms,
 };
 use nezuko::domain::{DesiredState, RunState};
@@ -370,6 +370,10 @@ fn verification(group_id: i64, outcome: &str, cached: bool, created_at: i64) -> 
     }
 }
 
+fn pairs(counts: Vec<KeyCount>) -> Vec<(String, i64)> {
+    counts.into_iter().map(|c| (c.key, c.count)).collect()
+}
+
 async fn verifications_are_counted_by_outcome_within_a_time_range(db: &TestDb) {
     let t = 1_700_000_000_000;
     // More rows than one INSERT statement holds, to cover the batching.
@@ -381,14 +385,7 @@ async fn verifications_are_counted_by_outcome_within_a_time_range(db: &TestDb) {
     rows.push(verification(1, "verified", false, t + 10_000));
     db.store.insert_verifications(&rows).await.unwrap();
 
-    let counts: Vec<_> = db
-        .store
-        .verification_outcomes(t, t + 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.outcome, c.count))
-        .collect();
+    let counts = pairs(db.store.verification_outcomes(t, t + 10_000).await.unwrap());
     assert_eq!(
         counts,
         [
@@ -420,14 +417,7 @@ async fn api_calls_are_counted_by_method(db: &TestDb) {
         ])
         .await
         .unwrap();
-    let by_method: Vec<_> = db
-        .store
-        .api_calls_by_method(t, t + 1)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.outcome, c.count))
-        .collect();
+    let by_method = pairs(db.store.api_calls_by_method(t, t + 1).await.unwrap());
     assert_eq!(
         by_method,
         [
