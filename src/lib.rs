@@ -8,6 +8,7 @@
 //! - [`app`]: wiring; builds the store, vault and HTTP server and runs them until a signal.
 //! - [`http`]: the warp routes (`/healthz`, `/readyz`; the admin API grows here).
 //! - [`vault`]: Fernet encryption of bot tokens, key files, the key check and rotation.
+//! - [`sandbox`]: a stateful, spec-checked fake Telegram Bot API server (tests, demo, benchmarks).
 //! - [`db`]: the store, one interface over native SQLite and PostgreSQL, with embedded migrations.
 //! - [`domain`]: parsed types that are valid by construction (`BotToken`, `Secret`, bot states).
 
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod sandbox;
 pub mod settings;
 pub mod telemetry;
 pub mod vault;

@@ -7,6 +7,7 @@
 mod cli;
 mod config;
 mod health;
+mod sandbox;
 mod storage;
 mod support;
 mod vault;

@@ -1,0 +1,220 @@
+//! Chat and bot information, commands, invite links and join requests.
+
+use serde_json::{Value, json};
+
+use super::{ApiError, Params, chat_param, flag, text, user_param};
+use crate::sandbox::model::{ChatKind, InviteLink, Status};
+use crate::sandbox::world::World;
+
+pub fn get_me(world: &World, bot: i64) -> Result<Value, ApiError> {
+    let account = world
+        .accounts
+        .get(&bot)
+        .ok_or_else(ApiError::unauthorized)?;
+    let mut me = account.to_json();
+    // teloxide's dispatcher stops before handling anything when these are missing.
+    me["can_join_groups"] = json!(true);
+    me["can_read_all_group_messages"] = json!(true);
+    me["supports_inline_queries"] = json!(false);
+    me["can_connect_to_business"] = json!(false);
+    me["has_main_web_app"] = json!(false);
+    Ok(me)
+}
+
+pub fn get_chat(world: &World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let chat_id = chat_param(world, params)?;
+    visible_to(world, chat_id, bot)?;
+    let chat = world.chat(chat_id)?;
+    let mut info = chat.to_json(&world.accounts);
+    info["accent_color_id"] = json!(0);
+    info["max_reaction_count"] = json!(11);
+    info["accepted_gift_types"] = json!({ "unlimited_gifts": false, "limited_gifts": false, "unique_gifts": false, "premium_subscription": false });
+    if let Some(link) = chat
+        .invite_links
+        .first()
+        .filter(|_| world.status(chat_id, bot).is_admin())
+    {
+        info["invite_link"] = json!(link.link);
+    }
+    Ok(info)
+}
+
+pub fn get_chat_member(world: &World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let chat_id = chat_param(world, params)?;
+    let user = user_param(world, params)?;
+    readable_members(world, chat_id, bot)?;
+    Ok(world.status(chat_id, user).to_json(&world.accounts[&user]))
+}
+
+pub fn get_chat_administrators(
+    world: &World,
+    bot: i64,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    let chat_id = chat_param(world, params)?;
+    readable_members(world, chat_id, bot)?;
+    let chat = world.chat(chat_id)?;
+    let mut admins: Vec<(i64, Status)> = chat
+        .members
+        .keys()
+        .map(|user| (*user, world.status(chat_id, *user)))
+        .filter(|(_, status)| status.is_admin())
+        .collect();
+    admins.sort_by_key(|(user, status)| (!matches!(status, Status::Creator), *user));
+    Ok(Value::Array(
+        admins
+            .iter()
+            .map(|(user, status)| status.to_json(&world.accounts[user]))
+            .collect(),
+    ))
+}
+
+pub fn get_chat_member_count(world: &World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let chat_id = chat_param(world, params)?;
+    visible_to(world, chat_id, bot)?;
+    let chat = world.chat(chat_id)?;
+    let count = chat
+        .members
+        .keys()
+        .filter(|user| world.status(chat_id, **user).is_present())
+        .count();
+    Ok(json!(count))
+}
+
+pub fn leave_chat(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let chat_id = chat_param(world, params)?;
+    visible_to(world, chat_id, bot)?;
+    world.set_status(chat_id, bot, Status::Left, bot)?;
+    Ok(json!(true))
+}
+
+fn scope_key(params: &Params) -> String {
+    let scope = params
+        .get("scope")
+        .map(Value::to_string)
+        .unwrap_or_else(|| "{\"type\":\"default\"}".into());
+    format!("{scope}|{}", text(params, "language_code").unwrap_or(""))
+}
+
+pub fn set_my_commands(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let commands = params.get("commands").cloned().unwrap_or_else(|| json!([]));
+    for command in commands.as_array().into_iter().flatten() {
+        let name = command["command"].as_str().unwrap_or_default();
+        let valid = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            return Err(ApiError::bad_request("BOT_COMMAND_INVALID"));
+        }
+    }
+    let key = scope_key(params);
+    world
+        .bots
+        .get_mut(&bot)
+        .ok_or_else(ApiError::unauthorized)?
+        .commands
+        .insert(key, commands);
+    Ok(json!(true))
+}
+
+pub fn get_my_commands(world: &World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let state = world.bots.get(&bot).ok_or_else(ApiError::unauthorized)?;
+    Ok(state
+        .commands
+        .get(&scope_key(params))
+        .cloned()
+        .unwrap_or_else(|| json!([])))
+}
+
+pub fn delete_my_commands(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let key = scope_key(params);
+    world
+        .bots
+        .get_mut(&bot)
+        .ok_or_else(ApiError::unauthorized)?
+        .commands
+        .remove(&key);
+    Ok(json!(true))
+}
+
+pub fn create_chat_invite_link(
+    world: &mut World,
+    bot: i64,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    let chat_id = chat_param(world, params)?;
+    if !world.bot_rights(chat_id, bot)?.can_invite_users {
+        return Err(ApiError::bad_request(
+            "not enough rights to manage chat invite link",
+        ));
+    }
+    let chat = world.chat_mut(chat_id)?;
+    let link = InviteLink {
+        link: format!(
+            "https://t.me/+sandbox{}x{}",
+            -chat_id,
+            chat.invite_links.len() + 1
+        ),
+        creator: bot,
+        creates_join_request: flag(params, "creates_join_request"),
+        name: text(params, "name").map(str::to_string),
+    };
+    chat.invite_links.push(link.clone());
+    Ok(invite_link_json(world, &link))
+}
+
+pub fn invite_link_json(world: &World, link: &InviteLink) -> Value {
+    let mut json = json!({
+        "invite_link": link.link,
+        "creator": world.accounts[&link.creator].to_json(),
+        "creates_join_request": link.creates_join_request,
+        "is_primary": false,
+        "is_revoked": false,
+    });
+    if let Some(name) = &link.name {
+        json["name"] = json!(name);
+    }
+    json
+}
+
+pub fn answer_join_request(
+    world: &mut World,
+    bot: i64,
+    params: &Params,
+    approve: bool,
+) -> Result<Value, ApiError> {
+    let chat_id = chat_param(world, params)?;
+    let user = user_param(world, params)?;
+    if !world.bot_rights(chat_id, bot)?.can_invite_users {
+        return Err(ApiError::bad_request(
+            "not enough rights to manage join requests",
+        ));
+    }
+    let chat = world.chat_mut(chat_id)?;
+    let Some(position) = chat.join_requests.iter().position(|u| *u == user) else {
+        return Err(ApiError::bad_request("HIDE_REQUESTER_MISSING"));
+    };
+    chat.join_requests.remove(position);
+    if approve {
+        world.set_status(chat_id, user, Status::Member, bot)?;
+    }
+    Ok(json!(true))
+}
+
+/// Private chats are visible to their bot; other chats to bots that are (or were made) members.
+fn visible_to(world: &World, chat_id: i64, bot: i64) -> Result<(), ApiError> {
+    if world.chat(chat_id)?.kind == ChatKind::Private {
+        return Ok(());
+    }
+    world.bot_rights(chat_id, bot).map(|_| ())
+}
+
+/// Member lists of channels are readable only by their administrators.
+fn readable_members(world: &World, chat_id: i64, bot: i64) -> Result<(), ApiError> {
+    let kind = world.chat(chat_id)?.kind;
+    if kind == ChatKind::Channel && !world.status(chat_id, bot).is_admin() {
+        return Err(ApiError::bad_request("member list is inaccessible"));
+    }
+    visible_to(world, chat_id, bot)
+}

@@ -1,0 +1,209 @@
+//! Sending, editing and deleting messages, and answering button presses.
+
+use serde_json::{Value, json};
+
+use super::{ApiError, Params, chat_param, int, text};
+use crate::sandbox::model::ChatKind;
+use crate::sandbox::world::World;
+
+const MAX_TEXT: usize = 4096;
+
+pub fn send_message(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let chat_id = chat_param(world, params)?;
+    check_can_send(world, chat_id, bot)?;
+    let content = content(params)?;
+    world.record_message(chat_id, bot, content)
+}
+
+pub fn edit_message_text(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    if params.contains_key("inline_message_id") {
+        return Err(ApiError::bad_request(
+            "inline messages are not simulated by the Nezuko sandbox",
+        ));
+    }
+    let chat_id = chat_param(world, params)?;
+    let message_id = int(params, "message_id")?;
+    let content = content(params)?;
+    let now = world.now();
+    let chat = world.chat_mut(chat_id)?;
+    let stored = chat
+        .messages
+        .get_mut(&message_id)
+        .filter(|m| !m.deleted)
+        .ok_or_else(|| ApiError::bad_request("message to edit not found"))?;
+    if stored.from != bot {
+        return Err(ApiError::bad_request("message can't be edited"));
+    }
+    let markup = content.get("reply_markup").cloned();
+    if stored.text.as_deref() == content["text"].as_str() && stored.reply_markup == markup {
+        return Err(ApiError::bad_request(
+            "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+        ));
+    }
+    stored.text = content["text"].as_str().map(str::to_string);
+    stored.reply_markup = markup.clone();
+    stored.edited = true;
+    stored.json["text"] = content["text"].clone();
+    stored.json["edit_date"] = json!(now);
+    match markup {
+        Some(markup) => stored.json["reply_markup"] = markup,
+        None => {
+            stored
+                .json
+                .as_object_mut()
+                .map(|m| m.remove("reply_markup"));
+        }
+    }
+    Ok(stored.json.clone())
+}
+
+pub fn delete_message(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let chat_id = chat_param(world, params)?;
+    let message_id = int(params, "message_id")?;
+    if !deletable(world, chat_id, bot, message_id)? {
+        return Err(ApiError::bad_request("message to delete not found"));
+    }
+    mark_deleted(world, chat_id, message_id);
+    Ok(json!(true))
+}
+
+/// Missing messages are skipped, as Telegram skips them; a message the bot may not delete fails the call.
+pub fn delete_messages(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let chat_id = chat_param(world, params)?;
+    let ids: Vec<i64> = params
+        .get("message_ids")
+        .and_then(Value::as_array)
+        .map(|ids| ids.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    if ids.is_empty() || ids.len() > 100 {
+        return Err(ApiError::bad_request(
+            "message identifiers must be a list of 1-100 identifiers",
+        ));
+    }
+    let mut found = Vec::new();
+    for id in ids {
+        if deletable(world, chat_id, bot, id)? {
+            found.push(id);
+        }
+    }
+    for id in found {
+        mark_deleted(world, chat_id, id);
+    }
+    Ok(json!(true))
+}
+
+pub fn answer_callback_query(
+    world: &mut World,
+    bot: i64,
+    params: &Params,
+) -> Result<Value, ApiError> {
+    let id = text(params, "callback_query_id")
+        .unwrap_or_default()
+        .to_string();
+    let invalid = || {
+        ApiError::bad_request(
+            "query is too old and response timeout expired or query ID is invalid",
+        )
+    };
+    match world.callbacks.get(&id) {
+        Some((_, owner)) if *owner == bot && !world.callback_answers.contains_key(&id) => {}
+        _ => return Err(invalid()),
+    }
+    let answer = json!({
+        "text": params.get("text").cloned().unwrap_or(Value::Null),
+        "show_alert": params.get("show_alert").and_then(Value::as_bool).unwrap_or(false),
+        "url": params.get("url").cloned().unwrap_or(Value::Null),
+    });
+    world.callback_answers.insert(id, answer);
+    Ok(json!(true))
+}
+
+/// Whether the message exists (not yet deleted) and the bot may delete it. Errors when it exists
+/// and the bot lacks the right.
+fn deletable(world: &World, chat_id: i64, bot: i64, message_id: i64) -> Result<bool, ApiError> {
+    let chat = world.chat(chat_id)?;
+    let Some(message) = chat.messages.get(&message_id).filter(|m| !m.deleted) else {
+        return Ok(false);
+    };
+    if message.from == bot || chat.kind == ChatKind::Private {
+        return Ok(true);
+    }
+    if world.bot_rights(chat_id, bot)?.can_delete_messages {
+        Ok(true)
+    } else {
+        Err(ApiError::bad_request("message can't be deleted"))
+    }
+}
+
+fn mark_deleted(world: &mut World, chat_id: i64, message_id: i64) {
+    if let Some(message) = world
+        .chats
+        .get_mut(&chat_id)
+        .and_then(|c| c.messages.get_mut(&message_id))
+    {
+        message.deleted = true;
+    }
+}
+
+fn check_can_send(world: &World, chat_id: i64, bot: i64) -> Result<(), ApiError> {
+    match world.chat(chat_id)?.kind {
+        ChatKind::Private => Ok(()),
+        ChatKind::Channel if !world.bot_rights(chat_id, bot)?.can_post_messages => Err(
+            ApiError::bad_request("need administrator rights in the channel chat"),
+        ),
+        _ => world.bot_rights(chat_id, bot).map(|_| ()),
+    }
+}
+
+/// The text and keyboard of a message, checked as Telegram checks them.
+fn content(params: &Params) -> Result<Value, ApiError> {
+    let raw = text(params, "text").unwrap_or_default();
+    let visible = match text(params, "parse_mode") {
+        Some("HTML") => super::html::parse(raw).map_err(|reason| ApiError::bad_request(&reason))?,
+        Some("MarkdownV2" | "Markdown") | None => raw.to_string(),
+        Some(other) => {
+            return Err(ApiError::bad_request(&format!(
+                "unsupported parse_mode \"{other}\""
+            )));
+        }
+    };
+    if visible.trim().is_empty() {
+        return Err(ApiError::bad_request("message text is empty"));
+    }
+    if visible.chars().count() > MAX_TEXT {
+        return Err(ApiError::bad_request("message is too long"));
+    }
+    let mut content = json!({ "text": visible });
+    if let Some(markup) = params.get("reply_markup") {
+        check_keyboard(markup)?;
+        if markup.get("inline_keyboard").is_some() {
+            content["reply_markup"] = markup.clone();
+        }
+    }
+    Ok(content)
+}
+
+fn check_keyboard(markup: &Value) -> Result<(), ApiError> {
+    let buttons = markup["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_array)
+        .flatten();
+    for button in buttons {
+        if let Some(url) = button["url"].as_str() {
+            let scheme_ok = ["https://", "http://", "tg://"]
+                .iter()
+                .any(|s| url.starts_with(s));
+            if !scheme_ok || url.len() <= 8 {
+                return Err(ApiError::bad_request("BUTTON_URL_INVALID"));
+            }
+        }
+        if let Some(data) = button["callback_data"].as_str()
+            && (data.is_empty() || data.len() > 64)
+        {
+            return Err(ApiError::bad_request("BUTTON_DATA_INVALID"));
+        }
+    }
+    Ok(())
+}

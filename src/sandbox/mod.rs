@@ -1,0 +1,332 @@
+//! The sandbox: a stateful fake Telegram Bot API server for tests, the demo and benchmarks.
+//!
+//! It speaks the Bot API over HTTP as `api.telegram.org` does (`/bot<token>/<method>`, JSON, form or
+//! multipart bodies, Telegram's status codes and error descriptions), checks every request against
+//! the Bot API 9.1 specification ([`spec`]), and keeps a model of accounts, chats and members
+//! ([`world`]) whose changes produce the updates Telegram would send. Tests and tools play the users
+//! through the control API ([`control`], also over HTTP under `/_sandbox/`) and read back what the
+//! bots did ([`journal`]). Faults and Telegram's flood limits are injected in [`faults`].
+//!
+//! Deliberate differences from Telegram, each because a local test needs it: webhooks may use plain
+//! `http://` on any port, bots read every group message (as admins do), and the clock can be
+//! advanced ([`Sandbox::advance_clock`]).
+
+pub mod api;
+pub mod control;
+pub mod faults;
+mod http;
+pub mod journal;
+pub mod model;
+pub mod spec;
+mod updates;
+pub mod world;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+
+use self::api::ApiError;
+use self::faults::{FaultEffect, Faults, FloodControl, RateLimits};
+use self::journal::{CallRecord, Journal, Violation};
+use self::spec::{Encoding, Spec};
+use self::world::{QueuedUpdate, World};
+
+/// How a sandbox behaves.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub rate_limits: RateLimits,
+    /// Check every reply against the specification too (cheap; off only for raw benchmarks).
+    pub check_replies: bool,
+    /// How many call records to keep for reading back (counters cover all).
+    pub call_log_capacity: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            rate_limits: RateLimits::default(),
+            check_replies: true,
+            call_log_capacity: 200_000,
+        }
+    }
+}
+
+/// Notified of what crosses the sandbox's boundary, for measurements (the load driver).
+pub trait Observer: Send + Sync {
+    /// Updates handed to a bot (a `getUpdates` reply or a webhook delivery).
+    fn updates_handed(&self, bot: i64, updates: &[QueuedUpdate], at: Instant);
+    /// A call the bot made, before it is answered.
+    fn call_arrived(&self, bot: i64, method: &str, params: &Map<String, Value>, at: Instant);
+}
+
+/// A running or runnable sandbox; cheap to clone.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    world: Mutex<World>,
+    journal: Mutex<Journal>,
+    faults: Mutex<Faults>,
+    flood: Mutex<FloodControl>,
+    config: Mutex<SandboxConfig>,
+    observer: Mutex<Option<Arc<dyn Observer>>>,
+    webhook_client: reqwest::Client,
+}
+
+/// What the HTTP layer sends back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Reply {
+        status: u16,
+        body: Value,
+    },
+    /// Close the connection without an answer (an injected fault).
+    Drop,
+}
+
+impl Answer {
+    fn ok(result: Value) -> Self {
+        Self::Reply {
+            status: 200,
+            body: serde_json::json!({ "ok": true, "result": result }),
+        }
+    }
+
+    fn error(error: &ApiError) -> Self {
+        Self::Reply {
+            status: error.code,
+            body: error.to_json(),
+        }
+    }
+}
+
+impl Sandbox {
+    pub fn new(config: SandboxConfig) -> Self {
+        let journal = Journal::new(config.call_log_capacity);
+        Self {
+            inner: Arc::new(Inner {
+                world: Mutex::new(World::default()),
+                journal: Mutex::new(journal),
+                faults: Mutex::new(Faults::default()),
+                flood: Mutex::new(FloodControl::default()),
+                config: Mutex::new(config),
+                observer: Mutex::new(None),
+                webhook_client: reqwest::Client::new(),
+            }),
+        }
+    }
+
+    /// Serves the Bot API and the control API on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) {
+        http::serve(self.clone(), listener, shutdown).await;
+    }
+
+    /// Binds 127.0.0.1 on a free port and serves in the background until the returned guard drops.
+    pub async fn spawn_local(&self) -> std::io::Result<RunningSandbox> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let sandbox = self.clone();
+        tokio::spawn(async move {
+            sandbox
+                .serve(listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Ok(RunningSandbox { addr, _stop: stop })
+    }
+
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        *lock(&self.inner.observer) = Some(observer);
+    }
+
+    pub fn set_rate_limits(&self, limits: RateLimits) {
+        lock(&self.inner.config).rate_limits = limits;
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        lock(&self.inner.world)
+    }
+
+    fn journal(&self) -> MutexGuard<'_, Journal> {
+        lock(&self.inner.journal)
+    }
+
+    /// Handles one Bot API call: authentication, specification check, faults, flood limits, the
+    /// method itself, and the record of it.
+    pub async fn handle(
+        &self,
+        token: &str,
+        method_name: &str,
+        mut params: Map<String, Value>,
+        encoding: Encoding,
+    ) -> Answer {
+        let arrived = Instant::now();
+        let bot = {
+            let world = self.world();
+            match world.tokens.get(token).copied() {
+                Some(bot) if !world.bots[&bot].revoked => bot,
+                _ => return Answer::error(&ApiError::unauthorized()),
+            }
+        };
+        let spec = Spec::bot_api();
+        let Some(method) = spec.method(method_name) else {
+            self.violation(
+                Some(bot),
+                method_name,
+                format!("{method_name} is not a method of {}", spec.version),
+            );
+            return Answer::error(&ApiError::not_found());
+        };
+        let name = method.name.clone();
+        let problems = spec.check_request(method, &mut params, encoding);
+        if !problems.is_empty() {
+            let reason = problems.join("; ");
+            self.violation(Some(bot), &name, reason.clone());
+            let error = ApiError::bad_request(&reason);
+            self.record(bot, &name, &params, Err(&error));
+            return Answer::error(&error);
+        }
+        if let Some(observer) = lock(&self.inner.observer).clone() {
+            observer.call_arrived(bot, &name, &params, arrived);
+        }
+        let fault = lock(&self.inner.faults).take(bot, &name);
+        match fault {
+            Some(FaultEffect::Fail(error)) => {
+                self.record(bot, &name, &params, Err(&error));
+                return Answer::error(&error);
+            }
+            Some(FaultEffect::Drop) => {
+                self.record(bot, &name, &params, Err(&ApiError::server_error(599)));
+                return Answer::Drop;
+            }
+            Some(FaultEffect::Delay(delay)) => tokio::time::sleep(delay).await,
+            None => {}
+        }
+        if let Err(error) = self.admit(bot, &name, &params) {
+            self.record(bot, &name, &params, Err(&error));
+            return Answer::error(&error);
+        }
+        let outcome = match name.as_str() {
+            "getUpdates" => updates::get_updates(self, bot, &params).await,
+            "setWebhook" => updates::set_webhook(self, bot, &params),
+            "deleteWebhook" => updates::delete_webhook(self, bot, &params),
+            "getWebhookInfo" => updates::get_webhook_info(self, bot),
+            _ => api::call(&mut self.world(), bot, &name, &params),
+        };
+        self.record(bot, &name, &params, outcome.as_ref());
+        match outcome {
+            Ok(result) => {
+                if lock(&self.inner.config).check_replies {
+                    self.check_reply(bot, &name, &method.returns, &result);
+                }
+                Answer::ok(result)
+            }
+            Err(error) => Answer::error(&error),
+        }
+    }
+
+    fn admit(&self, bot: i64, method: &str, params: &Map<String, Value>) -> Result<(), ApiError> {
+        if !api::is_send_method(method) {
+            return Ok(());
+        }
+        let chat = {
+            let world = self.world();
+            api::target_chat(&world, params).map(|id| {
+                let is_group = world.chats.get(&id).is_some_and(|c| {
+                    matches!(c.kind, model::ChatKind::Group | model::ChatKind::Supergroup)
+                });
+                (id, is_group)
+            })
+        };
+        let limits = lock(&self.inner.config).rate_limits;
+        lock(&self.inner.flood)
+            .admit(&limits, bot, chat, Instant::now())
+            .map_err(ApiError::too_many_requests)
+    }
+
+    fn check_reply(&self, bot: i64, method: &str, returns: &[String], result: &Value) {
+        let spec = Spec::bot_api();
+        if !returns
+            .iter()
+            .any(|ty| spec.check_value(ty, result, "result").is_ok())
+        {
+            let reason = returns
+                .first()
+                .and_then(|ty| spec.check_value(ty, result, "result").err())
+                .unwrap_or_default();
+            self.violation(
+                Some(bot),
+                method,
+                format!("the sandbox's own reply does not match the spec: {reason}"),
+            );
+        }
+    }
+
+    fn violation(&self, bot: Option<i64>, method: &str, reason: String) {
+        self.journal().violation(Violation {
+            bot,
+            method: method.to_string(),
+            reason,
+        });
+    }
+
+    fn record(
+        &self,
+        bot: i64,
+        method: &str,
+        params: &Map<String, Value>,
+        outcome: Result<&Value, &ApiError>,
+    ) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let (ok, error_code, description) = match outcome {
+            Ok(_) => (true, None, None),
+            Err(error) => (false, Some(error.code), Some(error.description.clone())),
+        };
+        self.journal().record(CallRecord {
+            seq: 0,
+            at_ms,
+            bot,
+            method: method.to_string(),
+            params: Value::Object(params.clone()),
+            ok,
+            error_code,
+            description,
+        });
+    }
+}
+
+/// A sandbox serving on a local port; stops when dropped.
+pub struct RunningSandbox {
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl RunningSandbox {
+    /// The base URL to give a bot (`Bot::set_api_url`), without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Locks a mutex, recovering from a poisoned one: the sandbox's state stays usable after a
+/// panicking test thread, which is what a test harness wants.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

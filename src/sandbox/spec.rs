@@ -1,0 +1,325 @@
+//! The Bot API specification (9.1, the version teloxide 0.17 implements), used to check every request
+//! the bots make and every reply the sandbox gives.
+//!
+//! `spec/bot-api-9.1.json` is the shared machine-readable specification without its prose
+//! (`scripts/minify_spec.py`), embedded in the binary.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+const SPEC_JSON: &str = include_str!("../../spec/bot-api-9.1.json");
+
+#[derive(Debug, Deserialize)]
+struct RawSpec {
+    version: String,
+    methods: HashMap<String, Method>,
+    types: HashMap<String, TypeDef>,
+}
+
+/// One parameter of a method or field of a type.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Field {
+    pub name: String,
+    pub types: Vec<String>,
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Method {
+    #[serde(default)]
+    pub fields: Vec<Field>,
+    pub returns: Vec<String>,
+    #[serde(skip)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct TypeDef {
+    #[serde(default)]
+    fields: Vec<Field>,
+    #[serde(default)]
+    subtypes: Vec<String>,
+}
+
+/// The parsed specification; methods are looked up case-insensitively, as Telegram does.
+#[derive(Debug)]
+pub struct Spec {
+    pub version: String,
+    methods: HashMap<String, Method>,
+    types: HashMap<String, TypeDef>,
+}
+
+/// How parameter values arrived: JSON keeps its types; forms and multipart carry text, which
+/// Telegram parses (numbers, booleans, JSON-serialized objects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Text,
+}
+
+impl Spec {
+    /// The embedded Bot API 9.1 specification, parsed once per process.
+    pub fn bot_api() -> &'static Spec {
+        static SPEC: OnceLock<Spec> = OnceLock::new();
+        SPEC.get_or_init(|| {
+            let raw: RawSpec =
+                serde_json::from_str(SPEC_JSON).expect("the embedded Bot API spec is valid JSON");
+            let methods = raw
+                .methods
+                .into_iter()
+                .map(|(name, mut method)| {
+                    method.name = name.clone();
+                    (name.to_ascii_lowercase(), method)
+                })
+                .collect();
+            Spec {
+                version: raw.version,
+                methods,
+                types: raw.types,
+            }
+        })
+    }
+
+    /// The method called `name` in any letter case (teloxide sends `GetMe`).
+    pub fn method(&self, name: &str) -> Option<&Method> {
+        self.methods.get(&name.to_ascii_lowercase())
+    }
+
+    /// Checks the parameters of a call, converting text values (forms, multipart) into their JSON
+    /// types in place. Returns every problem found, each a sentence naming the parameter.
+    pub fn check_request(
+        &self,
+        method: &Method,
+        params: &mut Map<String, Value>,
+        encoding: Encoding,
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        for field in &method.fields {
+            match params.get_mut(&field.name) {
+                None if field.required => {
+                    problems.push(format!("parameter \"{}\" is required", field.name))
+                }
+                None => {}
+                Some(value) => {
+                    if encoding == Encoding::Text {
+                        coerce_text(value, &field.types);
+                    }
+                    if let Err(problem) = self.check_any(&field.types, value, &field.name) {
+                        problems.push(problem);
+                    }
+                }
+            }
+        }
+        for name in params.keys() {
+            if !method.fields.iter().any(|f| &f.name == name) {
+                problems.push(format!(
+                    "parameter \"{name}\" is not a parameter of {}",
+                    method.name
+                ));
+            }
+        }
+        problems
+    }
+
+    /// Checks a value against one type expression (`Integer`, `Array of Update`, `Message`, …).
+    pub fn check_value(&self, ty: &str, value: &Value, path: &str) -> Result<(), String> {
+        if let Some(inner) = ty.strip_prefix("Array of ") {
+            let items = value
+                .as_array()
+                .ok_or_else(|| format!("{path} must be an array of {inner}"))?;
+            return items
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, item)| self.check_value(inner, item, &format!("{path}[{i}]")));
+        }
+        let ok = match ty {
+            "Integer" => value.is_i64() || value.is_u64(),
+            "Float" => value.is_number(),
+            "String" => value.is_string(),
+            "Boolean" => value.is_boolean(),
+            "True" => value == &Value::Bool(true),
+            // A file upload arrives as a multipart part, which the HTTP layer replaces by its name.
+            "InputFile" => value.is_string(),
+            _ => return self.check_object(ty, value, path),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("{path} must be {}", article(ty)))
+        }
+    }
+
+    fn check_any(&self, types: &[String], value: &Value, path: &str) -> Result<(), String> {
+        let mut first_problem = None;
+        for ty in types {
+            match self.check_value(ty, value, path) {
+                Ok(()) => return Ok(()),
+                Err(problem) => {
+                    first_problem.get_or_insert(problem);
+                }
+            }
+        }
+        if types.len() == 1 {
+            Err(first_problem.unwrap_or_default())
+        } else {
+            Err(format!("{path} must be one of {}", types.join(", ")))
+        }
+    }
+
+    fn check_object(&self, ty: &str, value: &Value, path: &str) -> Result<(), String> {
+        let def = self
+            .types
+            .get(ty)
+            .ok_or_else(|| format!("{path} has unknown type {ty}"))?;
+        if !def.subtypes.is_empty() {
+            return self
+                .check_any(&def.subtypes, value, path)
+                .map_err(|_| format!("{path} must be a {ty}"));
+        }
+        let object = value
+            .as_object()
+            .ok_or_else(|| format!("{path} must be a {ty} object"))?;
+        for field in &def.fields {
+            match object.get(&field.name) {
+                None if field.required => {
+                    return Err(format!("{path}.{} is required in {ty}", field.name));
+                }
+                None => {}
+                Some(inner) => {
+                    self.check_any(&field.types, inner, &format!("{path}.{}", field.name))?
+                }
+            }
+        }
+        match object
+            .keys()
+            .find(|key| !def.fields.iter().any(|f| &f.name == *key))
+        {
+            Some(unknown) => Err(format!("{path}.{unknown} is not a field of {ty}")),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Turns a form value into the JSON value Telegram would read from it.
+fn coerce_text(value: &mut Value, types: &[String]) {
+    let Value::String(text) = value else { return };
+    let wants = |t: &str| types.iter().any(|ty| ty == t);
+    let parsed = if wants("Integer") {
+        text.parse::<i64>().ok().map(Value::from)
+    } else if wants("Boolean") || wants("True") {
+        match text.as_str() {
+            "true" | "True" | "1" => Some(Value::Bool(true)),
+            "false" | "False" | "0" => Some(Value::Bool(false)),
+            _ => None,
+        }
+    } else if wants("Float") {
+        text.parse::<f64>().ok().map(Value::from)
+    } else if wants("String") {
+        None
+    } else {
+        // Objects and arrays travel JSON-serialized inside form fields.
+        serde_json::from_str(text).ok()
+    };
+    if let Some(parsed) = parsed {
+        *value = parsed;
+    }
+}
+
+fn article(ty: &str) -> String {
+    match ty {
+        "Integer" => "an integer".into(),
+        "True" => "true".into(),
+        other => format!("a {}", other.to_ascii_lowercase()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn check(method: &str, params: Value, encoding: Encoding) -> Vec<String> {
+        let spec = Spec::bot_api();
+        let mut params = params.as_object().unwrap().clone();
+        spec.check_request(spec.method(method).unwrap(), &mut params, encoding)
+    }
+
+    #[test]
+    fn methods_are_found_in_any_case() {
+        let spec = Spec::bot_api();
+        assert_eq!(spec.version, "Bot API 9.1");
+        assert_eq!(spec.method("GetMe").unwrap().name, "getMe");
+        assert!(spec.method("getme").is_some());
+        assert!(spec.method("getMee").is_none());
+    }
+
+    #[test]
+    fn a_well_formed_request_has_no_problems() {
+        let params = json!({
+            "chat_id": -100123,
+            "text": "hi",
+            "parse_mode": "HTML",
+            "reply_markup": { "inline_keyboard": [[{ "text": "Join", "url": "https://t.me/x" }]] }
+        });
+        assert_eq!(
+            check("sendMessage", params, Encoding::Json),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn missing_wrong_and_unknown_parameters_are_named() {
+        let problems = check(
+            "restrictChatMember",
+            json!({ "chat_id": "x", "user_id": "7", "colour": 1 }),
+            Encoding::Json,
+        );
+        assert!(
+            problems.contains(&"parameter \"permissions\" is required".to_string()),
+            "{problems:?}"
+        );
+        assert!(
+            problems.contains(&"user_id must be an integer".to_string()),
+            "{problems:?}"
+        );
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("\"colour\" is not a parameter")),
+            "{problems:?}"
+        );
+        let nested = check(
+            "sendMessage",
+            json!({ "chat_id": 1, "text": "x", "reply_markup": { "inline_keyboard": [[{ "txt": "a" }]] } }),
+            Encoding::Json,
+        );
+        assert_eq!(nested.len(), 1, "{nested:?}");
+    }
+
+    #[test]
+    fn form_values_are_read_as_telegram_reads_them() {
+        let problems = check(
+            "restrictChatMember",
+            json!({ "chat_id": "-100123", "user_id": "7", "permissions": "{\"can_send_messages\":false}", "until_date": "0" }),
+            Encoding::Text,
+        );
+        assert_eq!(problems, Vec::<String>::new());
+    }
+
+    #[test]
+    fn replies_are_checked_against_their_types() {
+        let spec = Spec::bot_api();
+        let user = json!({ "id": 1, "is_bot": false, "first_name": "A" });
+        assert!(spec.check_value("User", &user, "result").is_ok());
+        let member = json!({ "status": "left", "user": user });
+        assert!(spec.check_value("ChatMember", &member, "result").is_ok());
+        assert!(
+            spec.check_value("Array of User", &json!([{ "id": 1 }]), "result")
+                .is_err()
+        );
+    }
+}

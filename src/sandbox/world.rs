@@ -1,0 +1,421 @@
+//! The world the sandbox simulates: accounts, bots, chats and members, and the updates that changes
+//! to them produce, generated as Telegram generates them.
+//!
+//! One `World` lives behind one mutex per sandbox. Every operation is a short synchronous step; the
+//! waiting parts (long polling, webhook delivery) happen outside the lock (see `updates.rs`).
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::api::ApiError;
+use super::model::{Account, AdminRights, Chat, ChatKind, Status, StoredMessage};
+
+/// Update types a bot receives when it never said which it wants (Telegram's default).
+const DEFAULT_EXCLUDED: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
+
+/// One update waiting for its bot.
+#[derive(Debug, Clone)]
+pub struct QueuedUpdate {
+    pub update_id: i64,
+    pub kind: &'static str,
+    pub json: Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Webhook {
+    pub url: String,
+    pub secret_token: Option<String>,
+    pub last_error_date: Option<i64>,
+    pub last_error_message: Option<String>,
+    pub max_connections: i64,
+}
+
+/// A bot account's server-side state.
+#[derive(Debug)]
+pub struct BotState {
+    pub id: i64,
+    pub token: String,
+    pub revoked: bool,
+    pub queue: VecDeque<QueuedUpdate>,
+    pub next_update_id: i64,
+    pub allowed_updates: Option<Vec<String>>,
+    pub webhook: Option<Webhook>,
+    /// Bumped by every `getUpdates`; a waiting poll whose generation is no longer current was
+    /// terminated by a newer one (and answers 409, as Telegram does).
+    pub poll_generation: u64,
+    pub polling: bool,
+    /// Wakes waiting pollers and the webhook sender: bumped on new updates and new polls.
+    pub wake: watch::Sender<u64>,
+    pub commands: HashMap<String, Value>,
+}
+
+impl BotState {
+    pub fn wants(&self, kind: &str) -> bool {
+        match &self.allowed_updates {
+            Some(allowed) if !allowed.is_empty() => allowed.iter().any(|a| a == kind),
+            _ => !DEFAULT_EXCLUDED.contains(&kind),
+        }
+    }
+}
+
+/// The simulated Telegram.
+#[derive(Debug)]
+pub struct World {
+    pub accounts: HashMap<i64, Account>,
+    pub bots: HashMap<i64, BotState>,
+    pub tokens: HashMap<String, i64>,
+    pub chats: HashMap<i64, Chat>,
+    pub usernames: HashMap<String, i64>,
+    pub callback_answers: HashMap<String, Value>,
+    /// Callback query id → the user allowed to answer for it (for checks) and its bot.
+    pub callbacks: HashMap<String, (i64, i64)>,
+    next_user_id: i64,
+    next_chat_id: i64,
+    next_callback_id: u64,
+    /// Added to the wall clock, so tests can let restrictions expire without waiting.
+    pub clock_offset_s: i64,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            accounts: HashMap::new(),
+            bots: HashMap::new(),
+            tokens: HashMap::new(),
+            chats: HashMap::new(),
+            usernames: HashMap::new(),
+            callback_answers: HashMap::new(),
+            callbacks: HashMap::new(),
+            next_user_id: 100_000,
+            next_chat_id: 1_000_000,
+            next_callback_id: 1,
+            clock_offset_s: 0,
+        }
+    }
+}
+
+impl World {
+    /// Unix seconds on the sandbox's clock.
+    pub fn now(&self) -> i64 {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        wall + self.clock_offset_s
+    }
+
+    pub fn add_account(
+        &mut self,
+        first_name: &str,
+        username: Option<&str>,
+        is_bot: bool,
+    ) -> Account {
+        self.next_user_id += 1;
+        let account = Account {
+            id: self.next_user_id,
+            is_bot,
+            first_name: first_name.to_string(),
+            last_name: None,
+            username: username.map(str::to_string),
+        };
+        self.accounts.insert(account.id, account.clone());
+        account
+    }
+
+    /// A new bot account with a token of Telegram's shape.
+    pub fn add_bot(&mut self, first_name: &str, username: &str) -> (Account, String) {
+        let account = self.add_account(first_name, Some(username), true);
+        let secret: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(33)
+            .map(char::from)
+            .collect();
+        let token = format!("{}:AA{secret}", account.id);
+        let (wake, _) = watch::channel(0);
+        let bot = BotState {
+            id: account.id,
+            token: token.clone(),
+            revoked: false,
+            queue: VecDeque::new(),
+            next_update_id: 1 + (account.id % 1000) * 1000,
+            allowed_updates: None,
+            webhook: None,
+            poll_generation: 0,
+            polling: false,
+            wake,
+            commands: HashMap::new(),
+        };
+        self.bots.insert(account.id, bot);
+        self.tokens.insert(token.clone(), account.id);
+        (account, token)
+    }
+
+    pub fn add_chat(&mut self, kind: ChatKind, title: &str, username: Option<&str>) -> i64 {
+        self.next_chat_id += 1;
+        let id = match kind {
+            ChatKind::Group => -self.next_chat_id,
+            _ => -(1_000_000_000_000 + self.next_chat_id),
+        };
+        let title = Some(title.to_string());
+        self.chats
+            .insert(id, Chat::new(id, kind, title, username.map(str::to_string)));
+        if let Some(username) = username {
+            self.usernames.insert(username.to_ascii_lowercase(), id);
+        }
+        id
+    }
+
+    /// The private chat between `user` and `bot` (its id is the user's id, as in Telegram).
+    pub fn private_chat(&mut self, user: i64) -> i64 {
+        self.chats.entry(user).or_insert_with(|| {
+            let mut chat = Chat::new(user, ChatKind::Private, None, None);
+            chat.peer = Some(user);
+            chat
+        });
+        user
+    }
+
+    pub fn next_callback_id(&mut self) -> String {
+        self.next_callback_id += 1;
+        format!("{}", 4_000_000_000_000u64 + self.next_callback_id)
+    }
+
+    /// Resolves a `chat_id` parameter: an id or `@username`.
+    pub fn resolve_chat(&self, value: &Value) -> Result<i64, ApiError> {
+        let id = match value {
+            Value::Number(n) => n.as_i64(),
+            Value::String(s) => match s.strip_prefix('@') {
+                Some(name) => self.usernames.get(&name.to_ascii_lowercase()).copied(),
+                None => s.parse().ok(),
+            },
+            _ => None,
+        };
+        id.filter(|id| self.chats.contains_key(id))
+            .ok_or_else(ApiError::chat_not_found)
+    }
+
+    pub fn chat(&self, id: i64) -> Result<&Chat, ApiError> {
+        self.chats.get(&id).ok_or_else(ApiError::chat_not_found)
+    }
+
+    pub fn chat_mut(&mut self, id: i64) -> Result<&mut Chat, ApiError> {
+        self.chats.get_mut(&id).ok_or_else(ApiError::chat_not_found)
+    }
+
+    /// A member's status now, with expired restrictions and bans lifted as Telegram lifts them.
+    pub fn status(&self, chat: i64, user: i64) -> Status {
+        let now = self.now();
+        match self.chats.get(&chat).map(|c| c.status_of(user)) {
+            Some(Status::Restricted {
+                until_date,
+                is_member,
+                ..
+            }) if until_date != 0 && until_date <= now => {
+                if is_member {
+                    Status::Member
+                } else {
+                    Status::Left
+                }
+            }
+            Some(Status::Kicked { until_date }) if until_date != 0 && until_date <= now => {
+                Status::Left
+            }
+            Some(status) => status,
+            None => Status::Left,
+        }
+    }
+
+    /// Queues an update for `bot` if it asked for this kind, and wakes its poller or webhook.
+    pub fn push_update(&mut self, bot: i64, kind: &'static str, payload: Value) {
+        let Some(state) = self.bots.get_mut(&bot) else {
+            return;
+        };
+        if !state.wants(kind) {
+            return;
+        }
+        let update_id = state.next_update_id;
+        state.next_update_id += 1;
+        let mut json = json!({ "update_id": update_id });
+        json[kind] = payload;
+        state.queue.push_back(QueuedUpdate {
+            update_id,
+            kind,
+            json,
+        });
+        state.wake.send_modify(|n| *n += 1);
+    }
+
+    /// Bots present in a chat (the ones that see its messages).
+    pub fn bots_in(&self, chat: i64) -> Vec<i64> {
+        let Some(chat) = self.chats.get(&chat) else {
+            return Vec::new();
+        };
+        let mut bots: Vec<i64> = chat
+            .members
+            .keys()
+            .copied()
+            .filter(|id| self.bots.contains_key(id) && self.status(chat.id, *id).is_present())
+            .collect();
+        bots.sort_unstable();
+        bots
+    }
+
+    /// Stores a message and returns its `Message` object. `from` is a user, or the chat itself for
+    /// a channel post.
+    pub fn record_message(
+        &mut self,
+        chat_id: i64,
+        from: i64,
+        extra: Value,
+    ) -> Result<Value, ApiError> {
+        let now = self.now();
+        let chat_json = self.chat(chat_id)?.to_json(&self.accounts);
+        let from_json = self.accounts.get(&from).map(Account::to_json);
+        let chat = self.chat_mut(chat_id)?;
+        let message_id = chat.next_message_id;
+        chat.next_message_id += 1;
+        let mut message = json!({ "message_id": message_id, "date": now, "chat": chat_json });
+        if chat.kind == ChatKind::Channel {
+            message["sender_chat"] = message["chat"].clone();
+        } else if let Some(from) = from_json {
+            message["from"] = from;
+        }
+        for (key, value) in extra.as_object().cloned().unwrap_or_default() {
+            message[key] = value;
+        }
+        chat.messages.insert(
+            message_id,
+            StoredMessage {
+                message_id,
+                chat_id,
+                from,
+                date: now,
+                text: message["text"].as_str().map(str::to_string),
+                reply_markup: message.get("reply_markup").cloned(),
+                json: message.clone(),
+                deleted: false,
+                edited: false,
+            },
+        );
+        Ok(message)
+    }
+
+    /// Delivers a message from a user to every bot in the chat.
+    pub fn broadcast_message(&mut self, chat: i64, message: &Value) {
+        let kind = if self.chat(chat).map(|c| c.kind) == Ok(ChatKind::Channel) {
+            "channel_post"
+        } else {
+            "message"
+        };
+        for bot in self.bots_in(chat) {
+            if message["from"]["id"].as_i64() != Some(bot) {
+                self.push_update(bot, kind, message.clone());
+            }
+        }
+    }
+
+    /// Changes a member's status and produces what Telegram produces: `chat_member` updates to
+    /// admin bots that asked for them, `my_chat_member` to the member itself if it is a bot, and
+    /// join/leave service messages in groups.
+    pub fn set_status(
+        &mut self,
+        chat_id: i64,
+        user: i64,
+        new: Status,
+        actor: i64,
+    ) -> Result<(), ApiError> {
+        let old = self.status(chat_id, user);
+        let kind = self.chat(chat_id)?.kind;
+        self.chat_mut(chat_id)?.members.insert(user, new.clone());
+        if old == new {
+            return Ok(());
+        }
+        let now = self.now();
+        let account = self
+            .accounts
+            .get(&user)
+            .cloned()
+            .ok_or_else(|| ApiError::bad_request("user not found"))?;
+        let actor_json = self
+            .accounts
+            .get(&actor)
+            .map(Account::to_json)
+            .unwrap_or_else(|| account.to_json());
+        let change = json!({
+            "chat": self.chat(chat_id)?.to_json(&self.accounts),
+            "from": actor_json,
+            "date": now,
+            "old_chat_member": old.to_json(&account),
+            "new_chat_member": new.to_json(&account),
+        });
+        if self.bots.contains_key(&user) {
+            self.push_update(user, "my_chat_member", change.clone());
+        }
+        for bot in self.admin_bots(chat_id) {
+            if bot != user {
+                self.push_update(bot, "chat_member", change.clone());
+            }
+        }
+        if kind != ChatKind::Channel && kind != ChatKind::Private {
+            if !old.is_present() && new.is_present() {
+                let message = self.record_message(
+                    chat_id,
+                    actor,
+                    json!({ "new_chat_members": [account.to_json()] }),
+                )?;
+                self.broadcast_service(chat_id, user, &message);
+            } else if old.is_present() && !new.is_present() {
+                let message = self.record_message(
+                    chat_id,
+                    actor,
+                    json!({ "left_chat_member": account.to_json() }),
+                )?;
+                self.broadcast_service(chat_id, user, &message);
+            }
+        }
+        Ok(())
+    }
+
+    /// Service messages reach the bots in the chat, including a bot that just joined.
+    fn broadcast_service(&mut self, chat: i64, subject: i64, message: &Value) {
+        let mut bots = self.bots_in(chat);
+        if self.bots.contains_key(&subject) && !bots.contains(&subject) {
+            bots.push(subject);
+        }
+        for bot in bots {
+            self.push_update(bot, "message", message.clone());
+        }
+    }
+
+    /// Bots that are administrators of a chat (the ones `chat_member` updates go to).
+    pub fn admin_bots(&self, chat: i64) -> Vec<i64> {
+        self.bots_in(chat)
+            .into_iter()
+            .filter(|bot| self.status(chat, *bot).is_admin())
+            .collect()
+    }
+
+    /// The bot's rights in a chat, or the error Telegram gives when it has none there.
+    pub fn bot_rights(&self, chat: i64, bot: i64) -> Result<AdminRights, ApiError> {
+        let kind = self.chat(chat)?.kind;
+        match self.status(chat, bot) {
+            Status::Kicked { .. } => Err(ApiError::forbidden(&format!(
+                "bot was kicked from the {}",
+                kind.noun()
+            ))),
+            Status::Left if kind == ChatKind::Channel => {
+                Err(ApiError::bad_request("chat not found"))
+            }
+            Status::Left => Err(ApiError::forbidden(&format!(
+                "bot is not a member of the {}",
+                kind.noun()
+            ))),
+            status => Ok(status.rights()),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! The sandbox Bot API: protocol, spec checks, world rules, updates, faults and flood limits,
+//! and a real teloxide bot driven through a whole force-subscribe story.
+
+mod faults;
+mod members;
+mod protocol;
+mod story;
+mod teloxide_types;
+mod updates;
+
+use std::time::Duration;
+
+use nezuko::sandbox::model::{Account, AdminRights, ChatKind, Status};
+use nezuko::sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use serde_json::Value;
+
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A sandbox on its own port with one bot, an owner, a supergroup and a public channel; the bot is
+/// an administrator of both with the rights a force-subscribe bot needs.
+pub struct World {
+    pub sandbox: Sandbox,
+    pub running: RunningSandbox,
+    pub bot: nezuko::sandbox::control::SandboxBot,
+    pub owner: Account,
+    pub group: i64,
+    pub channel: i64,
+    http: reqwest::Client,
+}
+
+pub fn guard_rights() -> AdminRights {
+    AdminRights {
+        can_manage_chat: true,
+        can_delete_messages: true,
+        can_restrict_members: true,
+        can_invite_users: true,
+        ..AdminRights::default()
+    }
+}
+
+impl World {
+    pub async fn new() -> Self {
+        Self::with_config(SandboxConfig::default()).await
+    }
+
+    pub async fn with_config(config: SandboxConfig) -> Self {
+        let sandbox = Sandbox::new(config);
+        let running = sandbox.spawn_local().await.expect("sandbox listens");
+        let bot = sandbox.create_bot("Guard", "guard_bot");
+        let owner = sandbox.create_user("Owner", Some("owner"));
+        let group = sandbox.create_chat(ChatKind::Supergroup, "Readers", Some("readers"));
+        let channel = sandbox.create_chat(ChatKind::Channel, "News", Some("news"));
+        for chat in [group, channel] {
+            sandbox.set_member(chat, owner.id, Status::Creator).unwrap();
+            sandbox.promote(chat, bot.id, guard_rights()).unwrap();
+        }
+        Self {
+            sandbox,
+            running,
+            bot,
+            owner,
+            group,
+            channel,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// A JSON call as a bot makes it: `(HTTP status, body)`.
+    pub async fn call(&self, method: &str, params: Value) -> (u16, Value) {
+        self.call_as(&self.bot.token.clone(), method, params).await
+    }
+
+    pub async fn call_as(&self, token: &str, method: &str, params: Value) -> (u16, Value) {
+        let url = format!("{}/bot{token}/{method}", self.running.url());
+        let response = self
+            .http
+            .post(url)
+            .json(&params)
+            .send()
+            .await
+            .expect("the sandbox answers");
+        (
+            response.status().as_u16(),
+            response.json().await.expect("a JSON body"),
+        )
+    }
+
+    /// The `result` of a call that must succeed.
+    pub async fn ok(&self, method: &str, params: Value) -> Value {
+        let (status, body) = self.call(method, params).await;
+        assert_eq!(
+            (status, &body["ok"]),
+            (200, &Value::Bool(true)),
+            "{method}: {body}"
+        );
+        body["result"].clone()
+    }
+
+    /// The description of a call that must fail with `code`.
+    pub async fn fails(&self, method: &str, params: Value, code: u16) -> String {
+        let (status, body) = self.call(method, params).await;
+        assert_eq!(status, code, "{method}: {body}");
+        assert_eq!(body["ok"], false);
+        assert_eq!(body["error_code"], code);
+        body["description"].as_str().unwrap().to_string()
+    }
+
+    pub fn user(&self, name: &str) -> Account {
+        self.sandbox.create_user(name, Some(&name.to_lowercase()))
+    }
+
+    /// Everything queued for the bot right now (short poll), confirming nothing.
+    pub async fn pending(&self) -> Vec<Value> {
+        let result = self
+            .ok("getUpdates", serde_json::json!({ "allowed_updates": [] }))
+            .await;
+        result.as_array().unwrap().clone()
+    }
+
+    /// Confirms every update queued so far, so a test sees only what it causes.
+    pub async fn drain(&self) {
+        self.ok("getUpdates", serde_json::json!({ "offset": -1 }))
+            .await;
+        self.ok("getUpdates", serde_json::json!({ "offset": i64::MAX / 2 }))
+            .await;
+    }
+
+    pub fn assert_no_violations(&self) {
+        assert_eq!(self.sandbox.violations(), vec![], "spec violations");
+    }
+}
