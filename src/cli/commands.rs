@@ -1,5 +1,7 @@
 //! One function per `nezuko` command.
 
+use anyhow::Context;
+
 use crate::app::{self, Application};
 use crate::settings::{self, Settings};
 use crate::telemetry;
@@ -26,13 +28,14 @@ fn setup() -> anyhow::Result<Settings> {
 
 async fn serve() -> anyhow::Result<()> {
     let settings = setup()?;
+    let shutdown = shutdown_signal()?;
     tracing::info!(
         environment = settings.environment.as_str(),
         "starting nezuko {}",
         env!("CARGO_PKG_VERSION")
     );
     let app = Application::build(&settings).await?;
-    app.run_until_stopped(shutdown_signal()).await
+    app.run_until_stopped(shutdown).await
 }
 
 async fn migrate() -> anyhow::Result<()> {
@@ -75,28 +78,17 @@ async fn rotate_key() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => signal,
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM; only Ctrl-C will stop the service");
-                let _ = interrupt.await;
-                return;
-            }
-        };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed now, not when the future is first
+/// polled, so a signal that arrives while the service is still starting is not lost (and does not
+/// kill the process with the default action).
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => tracing::info!("interrupted: shutting down"),
+            _ = interrupt.recv() => tracing::info!("interrupted: shutting down"),
             _ = terminate.recv() => tracing::info!("terminated: shutting down"),
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
+    })
 }
