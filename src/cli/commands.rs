@@ -7,7 +7,7 @@ use crate::settings::{self, Settings};
 use crate::telemetry;
 use crate::vault::{self, EncryptionKey};
 
-use super::Command;
+use super::{BenchTarget, Command};
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -16,6 +16,30 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Keygen => keygen(),
         Command::CheckConfig => check_config(),
         Command::RotateKey => rotate_key().await,
+        Command::Sandbox(args) => {
+            telemetry::init(&quiet_logs());
+            super::sandbox::run(args, shutdown_signal()?).await
+        }
+        Command::Bench {
+            target:
+                BenchTarget::Sandbox {
+                    bots,
+                    clients,
+                    seconds,
+                },
+        } => {
+            telemetry::init(&quiet_logs());
+            super::sandbox::bench(bots, clients, seconds).await
+        }
+    }
+}
+
+/// Logging for tools that do not read the service's configuration.
+fn quiet_logs() -> settings::LogSettings {
+    // warp reports connections cut at shutdown as errors; for a tool that stops its server on purpose they are noise.
+    settings::LogSettings {
+        filter: "info,warp::server=off".into(),
+        format: settings::LogFormat::Pretty,
     }
 }
 

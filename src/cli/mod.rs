@@ -1,9 +1,11 @@
-//! The `nezuko` command line: argument parsing and one function per command.
+//! The `nezuko` command line: argument parsing and one function per command (`commands`), the
+//! sandbox and its benchmark in `sandbox`.
 //!
 //! Errors leave as one line on stderr (`error: …`, causes joined by `: `) and a non-zero exit code:
 //! 78 (EX_CONFIG) for configuration problems, 1 for everything else. No panics, no backtraces.
 
 mod commands;
+mod sandbox;
 
 use std::process::ExitCode;
 
@@ -34,6 +36,26 @@ pub enum Command {
     /// To rotate: put a new key first and the old one after it (ENCRYPTION_KEY=NEW,OLD), run this,
     /// then drop the old key.
     RotateKey,
+    /// Run the sandbox: a fake Telegram Bot API server for offline tests, optionally driving a load scenario.
+    Sandbox(sandbox::SandboxArgs),
+    /// Measure performance; each benchmark prints one JSON line last.
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchTarget {
+    /// The sandbox alone: updates per second through getUpdates, method calls per second.
+    Sandbox {
+        #[arg(long, default_value_t = 20)]
+        bots: usize,
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+    },
 }
 
 /// Parses the arguments, runs the command and turns the outcome into an exit code.

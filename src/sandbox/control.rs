@@ -235,6 +235,33 @@ impl Sandbox {
         Ok(id)
     }
 
+    /// The newest live bot message in `chat` with a callback button: its id, the button's data, and
+    /// the user it addresses when the data ends in a user id (as `check:<user>` does).
+    pub fn latest_button(&self, chat: i64) -> Option<(i64, String, Option<i64>)> {
+        let world = self.world();
+        let chat = world.chats.get(&chat)?;
+        chat.messages
+            .values()
+            .rev()
+            .take(200)
+            .filter(|m| !m.deleted && world.bots.contains_key(&m.from))
+            .find_map(|m| {
+                let buttons = m.reply_markup.as_ref()?["inline_keyboard"]
+                    .as_array()?
+                    .iter()
+                    .flat_map(|row| row.as_array().cloned().unwrap_or_default());
+                let data = buttons
+                    .filter_map(|b| b["callback_data"].as_str().map(str::to_string))
+                    .next()?;
+                let addressed = data
+                    .rsplit(':')
+                    .next()
+                    .and_then(|id| id.parse().ok())
+                    .filter(|id| world.accounts.contains_key(id));
+                Some((m.message_id, data, addressed))
+            })
+    }
+
     pub fn callback_answer(&self, callback_id: &str) -> Option<Value> {
         self.world().callback_answers.get(callback_id).cloned()
     }

@@ -34,7 +34,10 @@ pub struct Counters {
     pub calls: u64,
     pub by_method: BTreeMap<String, u64>,
     pub too_many_requests: u64,
+    /// Updates handed to bots (a poll's reply or a webhook delivery), counting redeliveries.
     pub updates_delivered: u64,
+    /// Updates the bots confirmed (a later offset, or a 2xx from the webhook).
+    pub updates_confirmed: u64,
 }
 
 #[derive(Debug)]

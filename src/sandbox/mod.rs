@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod control;
+pub mod driver;
 pub mod faults;
 mod http;
 pub mod journal;

@@ -43,12 +43,15 @@ pub async fn get_updates(sandbox: &Sandbox, bot: i64, params: &Params) -> Result
                     .collect(),
             );
         }
-        confirm(&mut state.queue, offset);
+        let confirmed = confirm(&mut state.queue, offset);
         // A newer poll terminates the one waiting (which answers 409), as Telegram does.
         state.poll_generation += 1;
         state.polling = true;
         state.wake.send_modify(|n| *n += 1);
-        (state.poll_generation, state.wake.subscribe())
+        let waiting = (state.poll_generation, state.wake.subscribe());
+        drop(world);
+        sandbox.journal().counters.updates_confirmed += confirmed;
+        waiting
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout as u64);
     loop {
@@ -78,8 +81,9 @@ pub async fn get_updates(sandbox: &Sandbox, bot: i64, params: &Params) -> Result
     }
 }
 
-/// Drops confirmed updates: below a positive offset, or all but the last `-offset`.
-fn confirm(queue: &mut std::collections::VecDeque<QueuedUpdate>, offset: Option<i64>) {
+/// Drops confirmed updates: below a positive offset, or all but the last `-offset`. Returns how many.
+fn confirm(queue: &mut std::collections::VecDeque<QueuedUpdate>, offset: Option<i64>) -> u64 {
+    let before = queue.len();
     match offset {
         Some(offset) if offset > 0 => {
             while queue.front().is_some_and(|u| u.update_id < offset) {
@@ -94,6 +98,7 @@ fn confirm(queue: &mut std::collections::VecDeque<QueuedUpdate>, offset: Option<
         }
         _ => {}
     }
+    (before - queue.len()) as u64
 }
 
 fn hand_over(sandbox: &Sandbox, bot: i64, batch: Vec<QueuedUpdate>) -> Value {
@@ -287,7 +292,9 @@ async fn deliver(sandbox: Sandbox, bot: i64) {
             }
         }
         if delivered {
-            sandbox.journal().counters.updates_delivered += 1;
+            let mut journal = sandbox.journal();
+            journal.counters.updates_delivered += 1;
+            journal.counters.updates_confirmed += 1;
             backoff = Duration::from_millis(100);
         } else {
             tokio::time::sleep(backoff).await;

@@ -423,3 +423,48 @@ async fn every_command_has_help() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_sandbox_drives_a_scenario_and_prints_a_json_report_last() {
+    let operator = Operator::new();
+    let finished = operator
+        .run(
+            &[
+                "sandbox",
+                "--listen",
+                "127.0.0.1:0",
+                "--scenario",
+                "smoke",
+                "--duration",
+                "0.5",
+                "--wait-for-bots",
+                "0",
+            ],
+            &[],
+        )
+        .await;
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let last = finished.stdout.lines().last().expect("a report line");
+    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    for field in [
+        "updates_per_s",
+        "p50_ms",
+        "p99_ms",
+        "calls_by_method",
+        "rate_limited",
+        "spec_violations",
+    ] {
+        assert!(report.get(field).is_some(), "{field} missing from {report}");
+    }
+    assert!(
+        report["events"]["message"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    let world: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(operator.dir.path().join("sandbox-world.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(world["bots"].as_array().unwrap().len(), 2);
+    assert!(world["bots"][0]["token"].as_str().unwrap().contains(':'));
+    assert_eq!(world["groups"].as_array().unwrap().len(), 4);
+}

@@ -1,6 +1,8 @@
 //! The sandbox Bot API: protocol, spec checks, world rules, updates, faults and flood limits,
 //! and a real teloxide bot driven through a whole force-subscribe story.
 
+mod control_http;
+mod driver;
 mod faults;
 mod members;
 mod protocol;

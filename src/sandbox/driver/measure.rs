@@ -1,0 +1,170 @@
+//! Measurements taken at the sandbox's edge only, so any bot implementation is measured the same way:
+//! per update that calls for an action, the time from handing it to the bot to the bot's first
+//! resulting call.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::sandbox::Observer;
+use crate::sandbox::world::QueuedUpdate;
+
+/// Methods that count as acting on a non-subscriber.
+const ACTIONS: [&str; 5] = [
+    "restrictChatMember",
+    "banChatMember",
+    "deleteMessage",
+    "deleteMessages",
+    "sendMessage",
+];
+
+#[derive(Debug, Default)]
+struct State {
+    /// Non-subscribers whose next update calls for an action, by (chat, user).
+    watched: HashMap<(i64, i64), ()>,
+    /// (bot, chat, user) → when the first update calling for an action was handed over.
+    waiting: HashMap<(i64, i64, i64), Instant>,
+    latencies: Vec<Duration>,
+}
+
+/// Collects hand-over times and matches the bots' calls to them.
+#[derive(Debug, Default)]
+pub struct Stopwatch {
+    state: Mutex<State>,
+}
+
+impl Stopwatch {
+    /// Marks a user whose messages and joins in `chat` need an action.
+    pub fn watch(&self, chat: i64, user: i64) {
+        self.lock().watched.insert((chat, user), ());
+    }
+
+    pub fn unwatch(&self, chat: i64, user: i64) {
+        self.lock().watched.remove(&(chat, user));
+    }
+
+    /// The measured latencies, sorted.
+    pub fn latencies(&self) -> Vec<Duration> {
+        let mut latencies = self.lock().latencies.clone();
+        latencies.sort_unstable();
+        latencies
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Observer for Stopwatch {
+    fn updates_handed(&self, bot: i64, updates: &[QueuedUpdate], at: Instant) {
+        let mut state = self.lock();
+        for update in updates {
+            let message = &update.json["message"];
+            let Some(chat) = message["chat"]["id"].as_i64() else {
+                continue;
+            };
+            let users: Vec<i64> = match message["new_chat_members"].as_array() {
+                Some(members) => members.iter().filter_map(|m| m["id"].as_i64()).collect(),
+                None => message["from"]["id"].as_i64().into_iter().collect(),
+            };
+            for user in users {
+                if state.watched.contains_key(&(chat, user)) {
+                    state.waiting.entry((bot, chat, user)).or_insert(at);
+                }
+            }
+        }
+    }
+
+    fn call_arrived(&self, bot: i64, method: &str, params: &Map<String, Value>, at: Instant) {
+        if !ACTIONS.contains(&method) {
+            return;
+        }
+        let Some(chat) = params.get("chat_id").and_then(Value::as_i64) else {
+            return;
+        };
+        let mut state = self.lock();
+        let key = match params.get("user_id").and_then(Value::as_i64) {
+            Some(user) => Some((bot, chat, user)),
+            // A delete or a warning names no user: it answers the oldest waiting update in that chat.
+            None => state
+                .waiting
+                .iter()
+                .filter(|((b, c, _), _)| *b == bot && *c == chat)
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| *k),
+        };
+        if let Some(handed) = key.and_then(|key| state.waiting.remove(&key)) {
+            state.latencies.push(at.saturating_duration_since(handed));
+        }
+    }
+}
+
+/// The `q`-quantile of sorted durations, in milliseconds.
+pub fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn update(chat: i64, user: i64) -> QueuedUpdate {
+        QueuedUpdate {
+            update_id: 1,
+            kind: "message",
+            json: json!({ "message": { "chat": { "id": chat }, "from": { "id": user } } }),
+        }
+    }
+
+    #[test]
+    fn a_watched_users_update_is_timed_to_the_bots_first_action() {
+        let watch = Stopwatch::default();
+        watch.watch(-1, 7);
+        let start = Instant::now();
+        watch.updates_handed(5, &[update(-1, 7), update(-1, 8)], start);
+        watch.updates_handed(5, &[update(-1, 7)], start + Duration::from_millis(50));
+        let params = json!({ "chat_id": -1, "user_id": 7 })
+            .as_object()
+            .unwrap()
+            .clone();
+        watch.call_arrived(
+            5,
+            "getChatMember",
+            &params,
+            start + Duration::from_millis(5),
+        );
+        watch.call_arrived(
+            5,
+            "restrictChatMember",
+            &params,
+            start + Duration::from_millis(12),
+        );
+        watch.call_arrived(
+            5,
+            "restrictChatMember",
+            &params,
+            start + Duration::from_millis(90),
+        );
+        assert_eq!(
+            watch.latencies(),
+            vec![Duration::from_millis(12)],
+            "first hand-over to first action, once"
+        );
+    }
+
+    #[test]
+    fn quantiles_pick_from_sorted_samples() {
+        let samples: Vec<_> = (1..=100).map(Duration::from_millis).collect();
+        assert_eq!(quantile_ms(&samples, 0.5), 51.0);
+        assert_eq!(quantile_ms(&samples, 0.99), 99.0);
+        assert_eq!(quantile_ms(&[], 0.99), 0.0);
+    }
+}
