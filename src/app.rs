@@ -2,10 +2,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::actors::{Fleet, FleetOptions};
 use crate::db::Store;
 use crate::http::{self, HttpState};
 use crate::settings::Settings;
@@ -17,6 +20,7 @@ pub struct Application {
     listener: TcpListener,
     store: Store,
     vault: Vault,
+    fleet: Fleet,
 }
 
 impl Application {
@@ -28,10 +32,12 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
+        let fleet = Fleet::start(store.clone(), vault.clone(), fleet_options(settings)).await?;
         Ok(Self {
             listener,
             store,
             vault,
+            fleet,
         })
     }
 
@@ -49,6 +55,10 @@ impl Application {
         &self.vault
     }
 
+    pub fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store.
     pub async fn run_until_stopped(
         self,
@@ -60,9 +70,25 @@ impl Application {
             store: self.store.clone(),
         };
         http::serve(self.listener, state, shutdown).await;
+        // Within the 10 s a service manager gives after SIGTERM: in-flight updates finish,
+        // unconfirmed ones stay with Telegram.
+        self.fleet.shutdown(Duration::from_secs(9)).await;
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The fleet as configured: the shared HTTP client, the Bot API URL, the restart policy.
+pub fn fleet_options(settings: &Settings) -> FleetOptions {
+    FleetOptions {
+        api_url: settings.telegram.api_url.clone(),
+        http: crate::telegram::http_client(),
+        handler: Arc::new(crate::telegram::GreetingHandler),
+        policy: settings.fleet.policy,
+        poll_interval: settings.fleet.poll_interval,
+        full_interval: settings.fleet.full_interval,
+        event_capacity: 1024,
     }
 }
 

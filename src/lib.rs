@@ -6,12 +6,15 @@
 //! - [`settings`]: typed configuration from `config/*.toml` and `NEZUKO_*` / legacy variables.
 //! - [`telemetry`]: tracing set-up (pretty or JSON), with `log` records bridged in.
 //! - [`app`]: wiring; builds the store, vault and HTTP server and runs them until a signal.
+//! - [`actors`]: the supervision tree: Supervisor, Registry, Broadcaster, one BotActor per bot.
 //! - [`http`]: the warp routes (`/healthz`, `/readyz`; the admin API grows here).
+//! - [`telegram`]: what a bot does with Telegram: shared client, error classification, dispatch schema.
 //! - [`vault`]: Fernet encryption of bot tokens, key files, the key check and rotation.
 //! - [`sandbox`]: a stateful, spec-checked fake Telegram Bot API server (tests, demo, benchmarks).
 //! - [`db`]: the store, one interface over native SQLite and PostgreSQL, with embedded migrations.
 //! - [`domain`]: parsed types that are valid by construction (`BotToken`, `Secret`, bot states).
 
+pub mod actors;
 pub mod app;
 pub mod cli;
 pub mod db;
@@ -19,5 +22,6 @@ pub mod domain;
 pub mod http;
 pub mod sandbox;
 pub mod settings;
+pub mod telegram;
 pub mod telemetry;
 pub mod vault;

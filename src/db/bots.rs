@@ -119,6 +119,28 @@ impl Store {
         .ok_or_else(|| StoreError::NotFound(format!("bot instance {id}")))
     }
 
+    /// An admin's "start": enabled, and a new generation, so a bot parked as failed or with an
+    /// invalid token is tried again.
+    pub async fn request_bot_start(&self, id: i64) -> Result<BotRow, StoreError> {
+        let sql = concat!(
+            "UPDATE bot_instances SET desired_state = 'enabled', config_version = config_version + 1, \
+             updated_at = $1 WHERE id = $2 RETURNING ",
+            columns!()
+        );
+        with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql).bind(now_ms()).bind(id).fetch_optional(pool).await)?
+            .ok_or_else(|| StoreError::NotFound(format!("bot instance {id}")))
+    }
+
+    /// An admin's "restart": a new generation, which the registry turns into a graceful stop and a start.
+    pub async fn request_bot_restart(&self, id: i64) -> Result<BotRow, StoreError> {
+        let sql = concat!(
+            "UPDATE bot_instances SET config_version = config_version + 1, updated_at = $1 WHERE id = $2 RETURNING ",
+            columns!()
+        );
+        with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql).bind(now_ms()).bind(id).fetch_optional(pool).await)?
+            .ok_or_else(|| StoreError::NotFound(format!("bot instance {id}")))
+    }
+
     /// A new token (already encrypted) for a bot; bumps `config_version` so the bot restarts.
     pub async fn replace_bot_token(
         &self,

@@ -338,7 +338,7 @@ impl Sandbox {
     pub fn revoke_token(&self, bot: i64) {
         if let Some(state) = self.world().bots.get_mut(&bot) {
             state.revoked = true;
-            state.poll_generation += 1;
+            // A waiting poll answers 401 at once, as the next request would.
             state.wake.send_modify(|n| *n += 1);
         }
     }

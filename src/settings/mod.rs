@@ -31,7 +31,15 @@ pub struct Settings {
     pub vault: VaultSettings,
     pub auth: AuthSettings,
     pub telegram: TelegramSettings,
+    pub fleet: FleetSettings,
     pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct FleetSettings {
+    pub poll_interval: Duration,
+    pub full_interval: Duration,
+    pub policy: crate::actors::RestartPolicy,
 }
 
 #[derive(Debug, Clone)]

@@ -36,6 +36,26 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
         telegram: TelegramSettings {
             api_url: http_url(layers.get("telegram.api_url"))?,
         },
+        fleet: FleetSettings {
+            poll_interval: Duration::from_millis(integer_in(
+                layers.get("fleet.registry_poll_ms"),
+                50,
+                60_000,
+            )? as u64),
+            full_interval: seconds(layers.get("fleet.full_reconcile_s"), 1, 3600)?,
+            policy: crate::actors::RestartPolicy {
+                initial_backoff: Duration::from_millis(integer_in(
+                    layers.get("fleet.backoff_initial_ms"),
+                    1,
+                    600_000,
+                )? as u64),
+                max_backoff: seconds(layers.get("fleet.backoff_max_s"), 1, 86_400)?,
+                stable_after: seconds(layers.get("fleet.stable_after_s"), 1, 86_400)?,
+                max_failures: integer_in(layers.get("fleet.max_failures"), 1, 1000)? as usize,
+                window: seconds(layers.get("fleet.failure_window_s"), 1, 86_400)?,
+                ..crate::actors::RestartPolicy::default()
+            },
+        },
         log: LogSettings {
             filter: log_filter(layers.get("log.filter"))?,
             format: log_format(layers.get("log.format"), environment)?,

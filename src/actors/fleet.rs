@@ -1,0 +1,111 @@
+//! `Fleet`: the handle the application (and tests) hold on the supervision tree.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use ractor::Actor;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use super::broadcaster::Event;
+use super::policy::RestartPolicy;
+use super::registry::{Action, reconcile_once};
+use super::supervisor::{BotStatus, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorRef};
+use crate::db::Store;
+use crate::telegram::UpdateHandler;
+use crate::vault::Vault;
+
+/// How a fleet runs.
+#[derive(Clone)]
+pub struct FleetOptions {
+    pub api_url: String,
+    pub http: reqwest::Client,
+    pub handler: Arc<dyn UpdateHandler>,
+    pub policy: RestartPolicy,
+    pub poll_interval: Duration,
+    pub full_interval: Duration,
+    /// Events a subscriber may fall behind by before it is told it lagged.
+    pub event_capacity: usize,
+}
+
+/// A running supervision tree.
+pub struct Fleet {
+    supervisor: SupervisorRef,
+    events: broadcast::Sender<Arc<Event>>,
+    store: Store,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("supervisor", &self.supervisor.get_id())
+            .finish()
+    }
+}
+
+impl Fleet {
+    /// Spawns the tree; the Registry's first reconcile starts every enabled bot.
+    pub async fn start(store: Store, vault: Vault, options: FleetOptions) -> anyhow::Result<Self> {
+        let api_url = options
+            .api_url
+            .parse()
+            .with_context(|| format!("`{}` is not a Bot API URL", options.api_url))?;
+        let (events, _) = broadcast::channel(options.event_capacity);
+        let args = SupervisorArgs {
+            store: store.clone(),
+            vault,
+            http: options.http,
+            api_url,
+            handler: options.handler,
+            policy: options.policy,
+            events: events.clone(),
+            poll_interval: options.poll_interval,
+            full_interval: options.full_interval,
+        };
+        let (supervisor, task) = Actor::spawn(None, Supervisor, args)
+            .await
+            .context("cannot start the bot supervisor")?;
+        Ok(Self {
+            supervisor,
+            events,
+            store,
+            task,
+        })
+    }
+
+    /// Events as they happen. A receiver that lags gets `RecvError::Lagged` and should resync from
+    /// the `events` table.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// Asks the Registry to reconcile now (after an admin changed the database).
+    pub fn nudge(&self) {
+        let _ = self.supervisor.cast(SupervisorMsg::Nudge);
+    }
+
+    /// One reconcile step, run by the caller; returns what it asked the supervisor to do.
+    pub async fn reconcile(&self) -> anyhow::Result<Vec<Action>> {
+        reconcile_once(&self.store, &self.supervisor).await
+    }
+
+    pub async fn status(&self) -> anyhow::Result<Vec<BotStatus>> {
+        Ok(ractor::call!(self.supervisor, SupervisorMsg::Status)?)
+    }
+
+    /// Stops every bot gracefully (in-flight updates finish), then the tree, within `timeout`.
+    pub async fn shutdown(self, timeout: Duration) {
+        let stopped = ractor::call_t!(
+            self.supervisor,
+            SupervisorMsg::Shutdown,
+            timeout.as_millis() as u64
+        );
+        if let Err(error) = stopped {
+            tracing::warn!(%error, "not every bot stopped in time");
+        }
+        self.supervisor.stop(None);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+    }
+}

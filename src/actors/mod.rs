@@ -1,0 +1,30 @@
+//! The supervision tree that keeps every bot running.
+//!
+//! ```text
+//!                       Supervisor (root; restart policy)
+//!          ┌──────────────────┼───────────────────────┐
+//!      Registry           Broadcaster           BotActor × enabled bots
+//!   (desired state)    (events table + fan-out)   (teloxide dispatcher, long polling)
+//! ```
+//!
+//! Who sends what:
+//! - Registry → Supervisor: `Managed` (what runs?), then `Apply([Start | Stop | Restart])` from a pure
+//!   `diff(desired, running)`. The Registry reacts to `LISTEN bot_instances` (PostgreSQL), a short poll
+//!   (SQLite), a periodic full reconcile, and `Nudge` from the HTTP layer (through the Supervisor).
+//! - Supervisor → BotActor: spawn, and `stop` (graceful). BotActor → Supervisor: `BotRunning` once
+//!   `getMe` passed and polling started; a failure (with a classified `Failure`) as a supervision event.
+//! - Supervisor → Broadcaster: `BotStatus` for every transition. Broadcaster: writes `bot_instances`
+//!   and the `events` table, then fans the event out to subscribers (SSE, tests, Redis later).
+//! - Backoff timers → Supervisor: `RetryStart`, ignored if the bot moved on meanwhile.
+
+mod bot;
+pub mod broadcaster;
+mod fleet;
+pub mod policy;
+pub mod registry;
+pub mod supervisor;
+
+pub use broadcaster::Event;
+pub use fleet::{Fleet, FleetOptions};
+pub use policy::RestartPolicy;
+pub use supervisor::BotStatus;

@@ -1,0 +1,143 @@
+//! The restart policy, in one place: exponential backoff with jitter, reset after stable running,
+//! and a failure budget per window beyond which a flapping bot is parked as `failed`.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestartPolicy {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// ±share of the delay added at random, so bots that failed together do not retry together.
+    pub jitter: f64,
+    /// Running this long without failing resets the backoff.
+    pub stable_after: Duration,
+    /// More failures than this within `window` park the bot in `failed`.
+    pub max_failures: usize,
+    pub window: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(60),
+            jitter: 0.2,
+            stable_after: Duration::from_secs(30),
+            max_failures: 5,
+            window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The delay before retry number `attempt` (0-based), without jitter: initial × 2^attempt, capped.
+    pub fn base_delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.min(20));
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+
+    /// The delay with jitter, and never shorter than what Telegram asked for.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let base = self.base_delay(attempt).as_secs_f64();
+        let spread = base * self.jitter;
+        let jittered = if spread > 0.0 {
+            base + rand::rng().random_range(-spread..=spread)
+        } else {
+            base
+        };
+        Duration::from_secs_f64(jittered.max(0.0)).max(retry_after.unwrap_or_default())
+    }
+}
+
+/// Recent failures of one bot.
+#[derive(Debug, Clone, Default)]
+pub struct FailureWindow {
+    failures: VecDeque<Instant>,
+}
+
+impl FailureWindow {
+    /// Records a failure at `now`; returns whether the bot has now failed too often.
+    pub fn record(&mut self, now: Instant, policy: &RestartPolicy) -> bool {
+        self.failures.push_back(now);
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) > policy.window)
+        {
+            self.failures.pop_front();
+        }
+        self.failures.len() > policy.max_failures
+    }
+
+    pub fn len(&self) -> usize {
+        self.failures.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.failures.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_half_a_second_to_a_minute() {
+        let policy = RestartPolicy::default();
+        let delays: Vec<u64> = (0..10)
+            .map(|a| policy.base_delay(a).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            delays,
+            [
+                500, 1000, 2000, 4000, 8000, 16000, 32000, 60000, 60000, 60000
+            ]
+        );
+        assert_eq!(policy.base_delay(u32::MAX), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_share_and_retry_after_is_honoured() {
+        let policy = RestartPolicy::default();
+        for _ in 0..100 {
+            let d = policy.delay(1, None).as_millis();
+            assert!((800..=1200).contains(&d), "{d}");
+        }
+        assert_eq!(
+            policy.delay(0, Some(Duration::from_secs(7))),
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
+    fn too_many_failures_within_the_window_is_flapping() {
+        let policy = RestartPolicy {
+            max_failures: 3,
+            window: Duration::from_secs(10),
+            ..RestartPolicy::default()
+        };
+        let mut window = FailureWindow::default();
+        let t = Instant::now();
+        assert!(!window.record(t, &policy));
+        assert!(!window.record(t + Duration::from_secs(1), &policy));
+        assert!(!window.record(t + Duration::from_secs(2), &policy));
+        assert!(window.record(t + Duration::from_secs(3), &policy));
+        let mut spaced = FailureWindow::default();
+        for n in 0..10 {
+            assert!(
+                !spaced.record(t + Duration::from_secs(11 * n), &policy),
+                "old failures fall out of the window"
+            );
+        }
+    }
+}

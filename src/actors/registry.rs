@@ -1,0 +1,239 @@
+//! The Registry: a reconciler from the desired state in `bot_instances` to the bots the supervisor
+//! manages. [`diff`] is pure; [`reconcile_once`] is one step, public so tests drive it without waiting.
+//!
+//! Triggers: on PostgreSQL a `LISTEN bot_instances` (the migration's trigger notifies on every change);
+//! on SQLite a short poll; on both a periodic full reconcile and a nudge from the HTTP layer.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sqlx::postgres::PgListener;
+use tokio::task::JoinHandle;
+
+use super::supervisor::{SupervisorMsg, SupervisorRef};
+use crate::db::{BotRow, Store};
+use crate::domain::DesiredState;
+
+/// What the supervisor must do to make the running fleet match the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Start(Box<BotRow>),
+    Stop(i64),
+    /// The bot's generation changed (new token, settings, or a start/restart request).
+    Restart(Box<BotRow>),
+}
+
+/// Compares the desired bots with the managed ones (`id → config_version`).
+pub fn diff(desired: &[BotRow], managed: &HashMap<i64, i64>) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for bot in desired {
+        let enabled = bot.desired_state == DesiredState::Enabled;
+        match managed.get(&bot.id) {
+            None if enabled => actions.push(Action::Start(Box::new(bot.clone()))),
+            Some(_) if !enabled => actions.push(Action::Stop(bot.id)),
+            Some(version) if *version != bot.config_version => {
+                actions.push(Action::Restart(Box::new(bot.clone())))
+            }
+            _ => {}
+        }
+    }
+    let mut gone: Vec<i64> = managed
+        .keys()
+        .copied()
+        .filter(|id| !desired.iter().any(|b| b.id == *id))
+        .collect();
+    gone.sort_unstable();
+    actions.extend(gone.into_iter().map(Action::Stop));
+    actions
+}
+
+/// One reconcile step: reads the desired state, asks the supervisor what it manages, sends it the
+/// difference, and returns what was sent.
+pub async fn reconcile_once(
+    store: &Store,
+    supervisor: &SupervisorRef,
+) -> anyhow::Result<Vec<Action>> {
+    let desired = store.bots().await?;
+    let managed = ractor::call!(supervisor, SupervisorMsg::Managed)?;
+    let actions = diff(&desired, &managed);
+    if !actions.is_empty() {
+        supervisor.cast(SupervisorMsg::Apply(actions.clone()))?;
+    }
+    Ok(actions)
+}
+
+pub type RegistryRef = ActorRef<RegistryMsg>;
+
+pub enum RegistryMsg {
+    /// Reconcile now (a notification, a nudge, or the periodic tick).
+    Reconcile,
+}
+
+pub struct RegistryArgs {
+    pub store: Store,
+    pub supervisor: SupervisorRef,
+    /// SQLite: how often to look for changes.
+    pub poll_interval: Duration,
+    /// Both backends: a full reconcile this often, whatever the notifications said.
+    pub full_interval: Duration,
+}
+
+pub struct RegistryState {
+    store: Store,
+    supervisor: SupervisorRef,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub struct Registry;
+
+impl Actor for Registry {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = RegistryArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let mut tasks = Vec::new();
+        let interval = match args.store.postgres_pool() {
+            Some(pool) => {
+                let mut listener = PgListener::connect_with(pool).await?;
+                listener.listen("bot_instances").await?;
+                tasks.push(tokio::spawn(listen(listener, myself.clone())));
+                args.full_interval
+            }
+            None => args.poll_interval,
+        };
+        tasks.push(tokio::spawn(tick(interval, myself.clone())));
+        // The first reconcile starts every enabled bot.
+        myself.cast(RegistryMsg::Reconcile)?;
+        Ok(RegistryState {
+            store: args.store,
+            supervisor: args.supervisor,
+            tasks,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RegistryMsg::Reconcile => state.reconcile().await,
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        for task in &state.tasks {
+            task.abort();
+        }
+        Ok(())
+    }
+}
+
+impl RegistryState {
+    async fn reconcile(&self) {
+        match reconcile_once(&self.store, &self.supervisor).await {
+            Ok(actions) if !actions.is_empty() => {
+                tracing::debug!(count = actions.len(), "reconciled the fleet")
+            }
+            Ok(_) => {}
+            // A database outage leaves running bots as they are; the next tick tries again.
+            Err(error) => {
+                tracing::warn!(%error, "could not reconcile the fleet; keeping it as it is")
+            }
+        }
+    }
+}
+
+async fn tick(every: Duration, registry: RegistryRef) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    interval.tick().await;
+    loop {
+        interval.tick().await;
+        if registry.cast(RegistryMsg::Reconcile).is_err() {
+            return;
+        }
+    }
+}
+
+/// Forwards PostgreSQL notifications. sqlx's listener reconnects by itself; a reconnect may miss
+/// notifications, so one is followed by a full reconcile.
+async fn listen(mut listener: PgListener, registry: RegistryRef) {
+    loop {
+        match listener.try_recv().await {
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "lost the bot_instances notification channel; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        if registry.cast(RegistryMsg::Reconcile).is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::RunState;
+
+    fn bot(id: i64, state: DesiredState, version: i64) -> BotRow {
+        BotRow {
+            id,
+            telegram_bot_id: id,
+            username: String::new(),
+            display_name: String::new(),
+            token_ciphertext: String::new(),
+            owner_telegram_id: None,
+            desired_state: state,
+            config_version: version,
+            run_state: RunState::Stopped,
+            run_reason: None,
+            last_error: None,
+            restart_count: 0,
+            next_attempt_at: None,
+            started_at: None,
+            stopped_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn the_diff_starts_stops_and_restarts_exactly_what_changed() {
+        use DesiredState::*;
+        let desired = [
+            bot(1, Enabled, 1),
+            bot(2, Disabled, 1),
+            bot(3, Enabled, 2),
+            bot(4, Enabled, 1),
+            bot(5, Disabled, 1),
+        ];
+        let managed = HashMap::from([(2, 1), (3, 1), (4, 1), (9, 1)]);
+        let actions = diff(&desired, &managed);
+        assert_eq!(
+            actions,
+            vec![
+                Action::Start(Box::new(desired[0].clone())),
+                Action::Stop(2),
+                Action::Restart(Box::new(desired[2].clone())),
+                Action::Stop(9),
+            ]
+        );
+        let settled: HashMap<i64, i64> = HashMap::from([(1, 1), (3, 2), (4, 1)]);
+        assert!(diff(&desired, &settled).is_empty());
+    }
+}

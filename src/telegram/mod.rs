@@ -1,0 +1,26 @@
+//! What a bot does with Telegram: the shared HTTP client, the classification of Telegram's answers
+//! that the restart policy acts on, and the dispatch schema that runs a bot's update handler with a
+//! panic guard.
+
+mod classify;
+mod schema;
+
+pub use classify::{Failure, classify};
+pub use schema::{BotContext, GreetingHandler, UpdateHandler, schema};
+
+use std::time::Duration;
+
+/// The one HTTP client every bot shares (connection pool, TLS, timeouts).
+///
+/// The request timeout stays above the long-poll timeout ([`POLL_TIMEOUT`]) so a quiet poll is never
+/// mistaken for a network failure.
+pub fn http_client() -> reqwest::Client {
+    teloxide::net::default_reqwest_settings()
+        .timeout(POLL_TIMEOUT + Duration::from_secs(7))
+        .pool_max_idle_per_host(4096)
+        .build()
+        .expect("the HTTP client builds from static settings")
+}
+
+/// How long one `getUpdates` waits for updates.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(10);

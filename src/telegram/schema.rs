@@ -1,0 +1,105 @@
+//! The dispatch schema every bot runs: the update kinds Nezuko asks Telegram for, routed to the
+//! bot's [`UpdateHandler`] behind a panic guard.
+//!
+//! teloxide gives handlers no panic guard: a panic kills that chat's worker and the next update for
+//! the chat takes the whole dispatcher down. Here a panic costs only the update that caused it.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use teloxide::dispatching::{UpdateFilterExt, UpdateHandler as TeloxideHandler};
+use teloxide::prelude::*;
+
+/// What a handler gets with each update.
+#[derive(Clone)]
+pub struct BotContext {
+    pub bot: Bot,
+    /// The bot's row in `bot_instances`.
+    pub bot_instance_id: i64,
+}
+
+/// A bot's behaviour: what it does with one update. Errors are logged and survived.
+pub trait UpdateHandler: Send + Sync + 'static {
+    fn handle(&self, context: BotContext, update: Update)
+    -> BoxFuture<'static, anyhow::Result<()>>;
+}
+
+/// Answers `/start` and `/help` in private chats with what the bot is for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GreetingHandler;
+
+const GREETING: &str = "I keep groups for channel subscribers: add me to a group as an administrator \
+    (with the rights to restrict members and delete messages), then link the channels members must join.";
+
+impl UpdateHandler for GreetingHandler {
+    fn handle(
+        &self,
+        context: BotContext,
+        update: Update,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            let teloxide::types::UpdateKind::Message(message) = update.kind else {
+                return Ok(());
+            };
+            let command = message
+                .text()
+                .and_then(|t| t.split_whitespace().next())
+                .unwrap_or_default();
+            if message.chat.is_private() && matches!(command, "/start" | "/help") {
+                context.bot.send_message(message.chat.id, GREETING).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The teloxide handler tree for one bot. Listing each update kind tells teloxide which kinds to
+/// ask Telegram for (`chat_member` is only sent when asked).
+pub fn schema(
+    handler: Arc<dyn UpdateHandler>,
+    bot_instance_id: i64,
+) -> TeloxideHandler<anyhow::Error> {
+    let endpoint = move |bot: Bot, update: Update| {
+        let handler = handler.clone();
+        async move {
+            let update_id = update.id.0;
+            let context = BotContext {
+                bot,
+                bot_instance_id,
+            };
+            let handled = AssertUnwindSafe(async move { handler.handle(context, update).await })
+                .catch_unwind()
+                .await;
+            match handled {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(bot_instance_id, update_id, error = %error, "handling an update failed")
+                }
+                Err(panic) => tracing::error!(
+                    bot_instance_id,
+                    update_id,
+                    panic = panic_text(&panic),
+                    "the update handler panicked; this update was skipped, the bot keeps running"
+                ),
+            }
+            Ok(())
+        }
+    };
+    dptree::entry()
+        .branch(Update::filter_message().endpoint(endpoint.clone()))
+        .branch(Update::filter_callback_query().endpoint(endpoint.clone()))
+        .branch(Update::filter_chat_member().endpoint(endpoint.clone()))
+        .branch(Update::filter_my_chat_member().endpoint(endpoint.clone()))
+        .branch(Update::filter_chat_join_request().endpoint(endpoint))
+}
+
+fn panic_text(panic: &Box<dyn Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".into())
+}

@@ -1,0 +1,157 @@
+//! Telegram's failures, classified, and the restart policy acting on them.
+
+use std::sync::Arc;
+
+use nezuko::sandbox::faults::{Fault, FaultKind};
+use serde_json::json;
+
+use super::{DEADLINE, FleetWorld, fleet_tests};
+
+fleet_tests!(
+    a_dropped_connection_backs_off_and_recovers,
+    a_server_error_storm_backs_off_and_recovers,
+    a_revoked_token_stops_the_bot_without_retrying,
+    another_poller_on_the_token_is_a_conflict_with_backoff,
+    a_flapping_bot_is_parked_as_failed_until_an_admin_starts_it,
+);
+
+async fn a_dropped_connection_backs_off_and_recovers(mut world: FleetWorld) {
+    let (bot, row) = world.add_bot("Echo").await;
+    world.fleet().nudge();
+    world.wait_state(row.id, "running", DEADLINE).await;
+    world.sandbox.inject_fault(Fault {
+        bot: Some(bot.id),
+        method: Some("getUpdates".into()),
+        kind: FaultKind::DropConnection,
+        times: Some(1),
+    });
+    // Wake the waiting poll so the next one meets the fault.
+    world.sandbox.send(world.group, world.user, "wake").unwrap();
+    let backoff = world.wait_state(row.id, "backoff", DEADLINE).await;
+    assert!(
+        backoff["reason"].as_str().unwrap().contains("transient"),
+        "{backoff}"
+    );
+    assert!(backoff["next_attempt_at"].as_i64().is_some());
+    let running = world.wait_state(row.id, "running", DEADLINE).await;
+    assert_eq!(running["restart_count"], 1);
+    assert_eq!(world.db.store.bot(row.id).await.unwrap().restart_count, 1);
+    world.finish().await;
+}
+
+async fn a_server_error_storm_backs_off_and_recovers(mut world: FleetWorld) {
+    let (bot, row) = world.add_bot("Foxtrot").await;
+    world.sandbox.inject_fault(Fault {
+        bot: Some(bot.id),
+        method: Some("getMe".into()),
+        kind: FaultKind::ServerError { status: 502 },
+        times: Some(2),
+    });
+    world.fleet().nudge();
+    // teloxide waits about 10 s after a 5xx before it reports it.
+    let backoff = world
+        .wait_state(row.id, "backoff", std::time::Duration::from_secs(30))
+        .await;
+    assert!(
+        backoff["reason"].as_str().unwrap().contains("Bad Gateway"),
+        "{backoff}"
+    );
+    let running = world
+        .wait_state(row.id, "running", std::time::Duration::from_secs(30))
+        .await;
+    assert!(running["restart_count"].as_i64().unwrap() >= 1);
+    world.finish().await;
+}
+
+async fn a_revoked_token_stops_the_bot_without_retrying(mut world: FleetWorld) {
+    let (bot, row) = world.add_bot("Golf").await;
+    world.fleet().nudge();
+    world.wait_state(row.id, "running", DEADLINE).await;
+    world.sandbox.revoke_token(bot.id);
+    let stopped = world.wait_state(row.id, "stopped", DEADLINE).await;
+    assert!(
+        stopped["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid token"),
+        "{stopped}"
+    );
+    let calls = world.sandbox.calls(Some(bot.id), None).len();
+    world.fleet().reconcile().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        world.sandbox.calls(Some(bot.id), None).len(),
+        calls,
+        "a revoked token is not retried"
+    );
+    let stored = world.db.store.bot(row.id).await.unwrap();
+    assert_eq!(stored.run_state.as_str(), "stopped");
+    assert!(stored.run_reason.unwrap().starts_with("invalid token"));
+    assert_eq!(stored.restart_count, 0);
+    world.finish().await;
+}
+
+async fn another_poller_on_the_token_is_a_conflict_with_backoff(mut world: FleetWorld) {
+    let (bot, row) = world.add_bot("Hotel").await;
+    world.fleet().nudge();
+    world.wait_state(row.id, "running", DEADLINE).await;
+    let id = bot.id;
+    world
+        .sandbox
+        .wait_until(DEADLINE, "our poll to wait", |s| {
+            s.is_polling(id).then_some(())
+        })
+        .await
+        .unwrap();
+    // Someone else polls with the same token, once.
+    let url = format!("{}/bot{}/getUpdates", world.running.url(), bot.token);
+    let rogue = reqwest::Client::new()
+        .post(url)
+        .json(&json!({ "timeout": 1 }))
+        .send();
+    let rogue = tokio::spawn(rogue);
+    let backoff = world.wait_state(row.id, "backoff", DEADLINE).await;
+    assert!(
+        backoff["reason"].as_str().unwrap().starts_with("conflict"),
+        "{backoff}"
+    );
+    let _ = rogue.await;
+    world.wait_state(row.id, "running", DEADLINE).await;
+    world.finish().await;
+}
+
+async fn a_flapping_bot_is_parked_as_failed_until_an_admin_starts_it(mut world: FleetWorld) {
+    let (bot, row) = world.add_bot("India").await;
+    world.sandbox.inject_fault(Fault {
+        bot: Some(bot.id),
+        method: Some("getMe".into()),
+        kind: FaultKind::DropConnection,
+        times: None,
+    });
+    world.fleet().nudge();
+    let failed = world.wait_state(row.id, "failed", DEADLINE).await;
+    assert!(
+        failed["reason"].as_str().unwrap().starts_with("flapping"),
+        "{failed}"
+    );
+    let attempts = world.sandbox.calls(Some(bot.id), Some("getMe")).len();
+    assert_eq!(attempts, 5, "max_failures (4) + 1 attempts, then parked");
+    world.fleet().reconcile().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        world.sandbox.calls(Some(bot.id), Some("getMe")).len(),
+        attempts,
+        "a parked bot stays parked"
+    );
+    assert_eq!(
+        world.db.store.bot(row.id).await.unwrap().run_state.as_str(),
+        "failed"
+    );
+
+    world.sandbox.clear_faults();
+    world.db.store.request_bot_start(row.id).await.unwrap();
+    world.fleet().nudge();
+    world.wait_state(row.id, "running", DEADLINE).await;
+    let _ = Arc::new(());
+    world.finish().await;
+}
