@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::db::{RunStateUpdate, Store};
+use crate::db::{NewEvent, RunStateUpdate, Store};
 
 /// One event as subscribers receive it; `id` is its row in `events` (0 if it could not be stored).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -34,12 +34,14 @@ pub enum BroadcasterMsg {
         bot_instance_id: Option<i64>,
         payload: Value,
     },
-    /// Record an observed bot state in `bot_instances`, then publish it as a `bot_status` event.
+    /// Record an observed bot state in `bot_instances` and publish it as a `bot_status` event.
     BotStatus {
         bot_instance_id: i64,
         update: RunStateUpdate,
         payload: Value,
     },
+    /// Internal: write what has queued up since the last flush, in one transaction.
+    Flush,
 }
 
 pub struct BroadcasterArgs {
@@ -50,6 +52,8 @@ pub struct BroadcasterArgs {
 pub struct BroadcasterState {
     store: Store,
     sender: broadcast::Sender<Arc<Event>>,
+    pending: Vec<NewEvent>,
+    flush_queued: bool,
 }
 
 pub struct Broadcaster;
@@ -67,12 +71,14 @@ impl Actor for Broadcaster {
         Ok(BroadcasterState {
             store: args.store,
             sender: args.sender,
+            pending: Vec::new(),
+            flush_queued: false,
         })
     }
 
     async fn handle(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -81,62 +87,81 @@ impl Actor for Broadcaster {
                 kind,
                 bot_instance_id,
                 payload,
-            } => state.publish(kind, bot_instance_id, payload).await,
+            } => state.queue(
+                &myself,
+                NewEvent {
+                    kind,
+                    bot_instance_id,
+                    payload,
+                    transition: None,
+                },
+            ),
             BroadcasterMsg::BotStatus {
                 bot_instance_id,
                 update,
                 payload,
-            } => state.bot_status(bot_instance_id, update, payload).await,
+            } => state.queue(&myself, status_event(bot_instance_id, update, payload)),
+            BroadcasterMsg::Flush => state.flush().await,
         }
-        // Storage errors are logged and survived: the fleet must keep running through a database outage.
         Ok(())
     }
 }
 
+fn status_event(bot_instance_id: i64, update: RunStateUpdate, mut payload: Value) -> NewEvent {
+    payload["bot_instance_id"] = bot_instance_id.into();
+    payload["state"] = update.state.as_str().into();
+    payload["reason"] = update.reason.clone().into();
+    payload["next_attempt_at"] = update.next_attempt_at.into();
+    NewEvent {
+        kind: "bot_status".into(),
+        bot_instance_id: Some(bot_instance_id),
+        payload,
+        transition: Some(update),
+    }
+}
+
 impl BroadcasterState {
-    async fn publish(&self, kind: String, bot_instance_id: Option<i64>, payload: Value) {
-        let event = match self
-            .store
-            .append_event(&kind, bot_instance_id, &payload)
-            .await
-        {
-            Ok(row) => Event {
-                id: row.id,
-                kind,
-                bot_instance_id,
-                payload,
-                created_at: row.created_at,
-            },
-            Err(error) => {
-                tracing::warn!(%error, kind, "could not store an event; delivering it without an id");
-                Event {
-                    id: 0,
-                    kind,
-                    bot_instance_id,
-                    payload,
-                    created_at: crate::db::now_ms(),
-                }
-            }
-        };
-        // No subscribers is not an error.
-        let _ = self.sender.send(Arc::new(event));
+    /// Batches by mailbox order: the `Flush` sent with the first queued event is handled after every
+    /// message already waiting, so a burst becomes one transaction.
+    fn queue(&mut self, myself: &BroadcasterRef, event: NewEvent) {
+        self.pending.push(event);
+        if !self.flush_queued {
+            self.flush_queued = myself.cast(BroadcasterMsg::Flush).is_ok();
+        }
     }
 
-    async fn bot_status(&self, bot_instance_id: i64, update: RunStateUpdate, mut payload: Value) {
-        match self.store.record_run_state(bot_instance_id, &update).await {
-            Ok(row) => {
-                payload["restart_count"] = row.restart_count.into();
-                payload["started_at"] = row.started_at.into();
+    async fn flush(&mut self) {
+        self.flush_queued = false;
+        let batch = std::mem::take(&mut self.pending);
+        match self.store.append_events(&batch).await {
+            Ok(rows) => {
+                for row in rows {
+                    let event = Event {
+                        id: row.id,
+                        kind: row.kind,
+                        bot_instance_id: row.bot_instance_id,
+                        payload: row.payload.0,
+                        created_at: row.created_at,
+                    };
+                    // No subscribers is not an error.
+                    let _ = self.sender.send(Arc::new(event));
+                }
             }
-            // A deleted bot's last transition has no row to land in.
-            Err(crate::db::StoreError::NotFound(_)) => {}
-            Err(error) => tracing::warn!(%error, bot_instance_id, "could not record a bot's state"),
+            // Storage errors are logged and survived (the fleet must run through a database outage);
+            // subscribers still hear of the events, without ids, so they resync from the table later.
+            Err(error) => {
+                tracing::warn!(%error, count = batch.len(), "could not store events; delivering them without ids");
+                for item in batch {
+                    let event = Event {
+                        id: 0,
+                        kind: item.kind,
+                        bot_instance_id: item.bot_instance_id,
+                        payload: item.payload,
+                        created_at: crate::db::now_ms(),
+                    };
+                    let _ = self.sender.send(Arc::new(event));
+                }
+            }
         }
-        payload["bot_instance_id"] = bot_instance_id.into();
-        payload["state"] = update.state.as_str().into();
-        payload["reason"] = update.reason.clone().into();
-        payload["next_attempt_at"] = update.next_attempt_at.into();
-        self.publish("bot_status".into(), Some(bot_instance_id), payload)
-            .await;
     }
 }

@@ -63,11 +63,31 @@ pub async fn reconcile_once(
     Ok(actions)
 }
 
+/// Reconciles only the bots with these ids (those a notification named); the rest is left alone.
+pub async fn reconcile_bots(
+    store: &Store,
+    supervisor: &SupervisorRef,
+    ids: &[i64],
+) -> anyhow::Result<Vec<Action>> {
+    let desired = store.bots_by_ids(ids).await?;
+    let managed: HashMap<i64, i64> = ractor::call!(supervisor, SupervisorMsg::Managed)?
+        .into_iter()
+        .filter(|(id, _)| ids.contains(id))
+        .collect();
+    let actions = diff(&desired, &managed);
+    if !actions.is_empty() {
+        supervisor.cast(SupervisorMsg::Apply(actions.clone()))?;
+    }
+    Ok(actions)
+}
+
 pub type RegistryRef = ActorRef<RegistryMsg>;
 
 pub enum RegistryMsg {
-    /// Reconcile now (a notification, a nudge, or the periodic tick).
+    /// Reconcile everything now (a nudge, the periodic tick, or after a lost notification).
     Reconcile,
+    /// These bots changed (PostgreSQL notifications, batched).
+    Changed(Vec<i64>),
 }
 
 pub struct RegistryArgs {
@@ -125,6 +145,7 @@ impl Actor for Registry {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RegistryMsg::Reconcile => state.reconcile().await,
+            RegistryMsg::Changed(ids) => state.reconcile_some(&ids).await,
         }
         Ok(())
     }
@@ -142,6 +163,12 @@ impl Actor for Registry {
 }
 
 impl RegistryState {
+    async fn reconcile_some(&self, ids: &[i64]) {
+        if let Err(error) = reconcile_bots(&self.store, &self.supervisor, ids).await {
+            tracing::warn!(%error, "could not reconcile changed bots; the next full reconcile will");
+        }
+    }
+
     async fn reconcile(&self) {
         match reconcile_once(&self.store, &self.supervisor).await {
             Ok(actions) if !actions.is_empty() => {
@@ -168,18 +195,29 @@ async fn tick(every: Duration, registry: RegistryRef) {
     }
 }
 
-/// Forwards PostgreSQL notifications. sqlx's listener reconnects by itself; a reconnect may miss
-/// notifications, so one is followed by a full reconcile.
+/// Forwards PostgreSQL notifications, batching those that arrive together into one message.
+/// sqlx's listener reconnects by itself; a reconnect may miss notifications, so one is followed by a
+/// full reconcile.
 async fn listen(mut listener: PgListener, registry: RegistryRef) {
     loop {
-        match listener.try_recv().await {
-            Ok(_) => {}
+        let message = match listener.try_recv().await {
+            Ok(Some(first)) => {
+                let mut ids: Vec<i64> = first.payload().parse().ok().into_iter().collect();
+                while let Some(more) = listener.next_buffered() {
+                    ids.extend(more.payload().parse::<i64>().ok());
+                }
+                ids.sort_unstable();
+                ids.dedup();
+                RegistryMsg::Changed(ids)
+            }
+            Ok(None) => RegistryMsg::Reconcile,
             Err(error) => {
                 tracing::warn!(%error, "lost the bot_instances notification channel; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                RegistryMsg::Reconcile
             }
-        }
-        if registry.cast(RegistryMsg::Reconcile).is_err() {
+        };
+        if registry.cast(message).is_err() {
             return;
         }
     }

@@ -16,6 +16,21 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Keygen => keygen(),
         Command::CheckConfig => check_config(),
         Command::RotateKey => rotate_key().await,
+        Command::Bot(command) => {
+            let settings = setup()?;
+            super::bots::run(command, &settings).await
+        }
+        Command::Bench {
+            target:
+                BenchTarget::Fleet {
+                    bots,
+                    postgres,
+                    sample,
+                },
+        } => {
+            telemetry::init(&quiet_logs());
+            super::bench_fleet::run(bots, postgres, sample).await
+        }
         Command::Sandbox(args) => {
             telemetry::init(&quiet_logs());
             super::sandbox::run(args, shutdown_signal()?).await

@@ -4,6 +4,8 @@
 //! Errors leave as one line on stderr (`error: …`, causes joined by `: `) and a non-zero exit code:
 //! 78 (EX_CONFIG) for configuration problems, 1 for everything else. No panics, no backtraces.
 
+mod bench_fleet;
+mod bots;
 mod commands;
 mod sandbox;
 
@@ -36,6 +38,9 @@ pub enum Command {
     /// To rotate: put a new key first and the old one after it (ENCRYPTION_KEY=NEW,OLD), run this,
     /// then drop the old key.
     RotateKey,
+    /// Manage bot instances (list, add, enable, disable, restart).
+    #[command(subcommand)]
+    Bot(bots::BotCommand),
     /// Run the sandbox: a fake Telegram Bot API server for offline tests, optionally driving a load scenario.
     Sandbox(sandbox::SandboxArgs),
     /// Measure performance; each benchmark prints one JSON line last.
@@ -55,6 +60,18 @@ pub enum BenchTarget {
         clients: usize,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+    },
+    /// The fleet: start N bots against an in-process sandbox; time to all running, memory, and
+    /// start/stop latency through the database.
+    Fleet {
+        #[arg(long, default_value_t = 1000)]
+        bots: usize,
+        /// A PostgreSQL server to run on (a database is created and dropped); SQLite otherwise.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// How many bots to stop and start again for the latency figures.
+        #[arg(long, default_value_t = 100)]
+        sample: usize,
     },
 }
 

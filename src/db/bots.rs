@@ -57,6 +57,23 @@ macro_rules! columns {
     };
 }
 
+/// Records an observed state: `$1` state, `$2` reason, `$3` error (kept when NULL), `$4` next attempt,
+/// `$5` restarts to add, `$6` now, `$7` id. `started_at` is set on entering `running`, `stopped_at` on
+/// entering `stopped` or `failed`.
+macro_rules! run_state_update {
+    () => {
+        "UPDATE bot_instances SET run_state = $1, run_reason = $2, last_error = COALESCE($3, last_error), \
+         next_attempt_at = $4, restart_count = restart_count + $5, \
+         started_at = CASE WHEN $1 = 'running' THEN $6 ELSE started_at END, \
+         stopped_at = CASE WHEN $1 IN ('stopped', 'failed') THEN $6 ELSE stopped_at END, \
+         updated_at = $6 WHERE id = $7"
+    };
+}
+
+/// The same update, returning what an event about it reports.
+pub(super) const RUN_STATE_UPDATE_COUNTS: &str =
+    concat!(run_state_update!(), " RETURNING restart_count, started_at");
+
 impl Store {
     /// Adds a bot. A second bot with the same Telegram id is a `Conflict`.
     pub async fn insert_bot(&self, bot: &NewBot) -> Result<BotRow, StoreError> {
@@ -97,6 +114,22 @@ impl Store {
     pub async fn bots(&self) -> Result<Vec<BotRow>, StoreError> {
         let sql = concat!("SELECT ", columns!(), " FROM bot_instances ORDER BY id");
         Ok(with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql).fetch_all(pool).await)?)
+    }
+
+    /// The bots with these ids (missing ids are simply absent), oldest first.
+    pub async fn bots_by_ids(&self, ids: &[i64]) -> Result<Vec<BotRow>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(with_pool!(self, pool => {
+            let mut query = sqlx::QueryBuilder::new(concat!("SELECT ", columns!(), " FROM bot_instances WHERE id IN ("));
+            let mut list = query.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            query.push(") ORDER BY id");
+            query.build_query_as::<BotRow>().fetch_all(pool).await?
+        }))
     }
 
     /// The admin's wish for a bot; the registry acts on it.
@@ -170,15 +203,7 @@ impl Store {
         update: &RunStateUpdate,
     ) -> Result<BotRow, StoreError> {
         let now = now_ms();
-        let sql = concat!(
-            "UPDATE bot_instances SET run_state = $1, run_reason = $2, last_error = COALESCE($3, last_error), \
-             next_attempt_at = $4, restart_count = restart_count + $5, \
-             started_at = CASE WHEN $1 = 'running' THEN $6 ELSE started_at END, \
-             stopped_at = CASE WHEN $1 IN ('stopped', 'failed') THEN $6 ELSE stopped_at END, \
-             updated_at = $6 WHERE id = $7 RETURNING ",
-            columns!(),
-            ""
-        );
+        let sql = concat!(run_state_update!(), " RETURNING ", columns!());
         with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql)
             .bind(update.state.as_str())
             .bind(&update.reason)

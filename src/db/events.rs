@@ -2,7 +2,8 @@
 
 use sqlx::types::Json;
 
-use super::{Store, StoreError, now_ms, with_pool};
+use super::bots::RUN_STATE_UPDATE_COUNTS;
+use super::{RunStateUpdate, Store, StoreError, now_ms, with_pool};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct EventRow {
@@ -19,7 +20,59 @@ macro_rules! columns {
     };
 }
 
+/// An event to store, with the bot state transition it reports, if any.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub kind: String,
+    pub bot_instance_id: Option<i64>,
+    pub payload: serde_json::Value,
+    pub transition: Option<RunStateUpdate>,
+}
+
 impl Store {
+    /// Stores events (and their transitions) in one transaction, in order: one commit for a burst,
+    /// which is what keeps a thousand bots' transitions cheap. A transition's event reports the
+    /// bot's `restart_count` and `started_at` after it; a transition of a deleted bot is skipped.
+    pub async fn append_events(&self, items: &[NewEvent]) -> Result<Vec<EventRow>, StoreError> {
+        let now = now_ms();
+        Ok(with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let mut rows = Vec::with_capacity(items.len());
+            for item in items {
+                let mut payload = item.payload.clone();
+                if let (Some(id), Some(update)) = (item.bot_instance_id, &item.transition) {
+                    let counts: Option<(i64, Option<i64>)> = sqlx::query_as(RUN_STATE_UPDATE_COUNTS)
+                        .bind(update.state.as_str())
+                        .bind(&update.reason)
+                        .bind(&update.last_error)
+                        .bind(update.next_attempt_at)
+                        .bind(i64::from(update.restarted))
+                        .bind(now)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some((restart_count, started_at)) = counts {
+                        payload["restart_count"] = restart_count.into();
+                        payload["started_at"] = started_at.into();
+                    }
+                }
+                let row = sqlx::query_as::<_, EventRow>(concat!(
+                    "INSERT INTO events (kind, bot_instance_id, payload, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
+                    columns!()
+                ))
+                .bind(&item.kind)
+                .bind(item.bot_instance_id)
+                .bind(Json(&payload))
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                rows.push(row);
+            }
+            tx.commit().await?;
+            rows
+        }))
+    }
+
     /// Appends an event and returns it with its id.
     pub async fn append_event(
         &self,

@@ -24,12 +24,12 @@ use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use bots::{BotRow, NewBot, RunStateUpdate};
-pub use events::EventRow;
+pub use events::{EventRow, NewEvent};
 pub use groups::{ChannelRow, GroupRow, NewChannel, NewGroup};
 pub use logs::{LogFilter, LogRow, NewLog};
 pub use records::{ApiCall, KeyCount, Verification};
 pub use sessions::SessionRow;
-pub use url::{DatabaseUrl, UrlError};
+pub use url::{DatabaseUrl, UrlError, redact as redact_url};
 
 use crate::settings::DatabaseSettings;
 

@@ -53,6 +53,12 @@ pub async fn get_updates(sandbox: &Sandbox, bot: i64, params: &Params) -> Result
         sandbox.journal().counters.updates_confirmed += confirmed;
         waiting
     };
+    // Clears `polling` however this poll ends, also when the client hangs up and the future is dropped.
+    let _guard = PollGuard {
+        sandbox,
+        bot,
+        generation,
+    };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout as u64);
     loop {
         {
@@ -66,7 +72,6 @@ pub async fn get_updates(sandbox: &Sandbox, bot: i64, params: &Params) -> Result
             }
             if !state.queue.is_empty() || tokio::time::Instant::now() >= deadline {
                 let batch: Vec<QueuedUpdate> = state.queue.iter().take(limit).cloned().collect();
-                state.polling = false;
                 drop(world);
                 return Ok(hand_over(sandbox, bot, batch));
             }
@@ -77,6 +82,22 @@ pub async fn get_updates(sandbox: &Sandbox, bot: i64, params: &Params) -> Result
             .is_ok_and(|r| r.is_err())
         {
             return Ok(json!([]));
+        }
+    }
+}
+
+struct PollGuard<'a> {
+    sandbox: &'a Sandbox,
+    bot: i64,
+    generation: u64,
+}
+
+impl Drop for PollGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(state) = self.sandbox.world().bots.get_mut(&self.bot)
+            && state.poll_generation == self.generation
+        {
+            state.polling = false;
         }
     }
 }

@@ -1,0 +1,128 @@
+//! `nezuko bot …`: manage bot instances in the database. A running service picks every change up
+//! through its registry (at once on PostgreSQL, within the poll interval on SQLite).
+
+use std::io::Read;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use teloxide::prelude::Requester;
+
+use crate::app;
+use crate::db::{NewBot, Store};
+use crate::domain::{BotToken, DesiredState};
+use crate::settings::Settings;
+use crate::vault::{self, Vault};
+
+#[derive(Debug, Subcommand)]
+pub enum BotCommand {
+    /// List every bot with its desired and observed state.
+    List,
+    /// Add a bot: the token is read from standard input (so it stays out of shell history),
+    /// checked with getMe, and stored encrypted.
+    Add {
+        /// Add it disabled (it will not start until enabled).
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// Enable a bot and start it, also after it was parked as failed or with an invalid token.
+    Enable { id: i64 },
+    /// Disable a bot: it stops gracefully.
+    Disable { id: i64 },
+    /// Restart a bot: a graceful stop, then a start.
+    Restart { id: i64 },
+}
+
+pub async fn run(command: BotCommand, settings: &Settings) -> anyhow::Result<()> {
+    let store = app::open_store(settings).await?;
+    let outcome = match command {
+        BotCommand::List => list(&store).await,
+        BotCommand::Add { disabled } => add(&store, settings, disabled).await,
+        BotCommand::Enable { id } => report(
+            store.request_bot_start(id).await?,
+            "enabled; it starts shortly",
+        ),
+        BotCommand::Disable { id } => report(
+            store.set_desired_state(id, DesiredState::Disabled).await?,
+            "disabled; it stops shortly",
+        ),
+        BotCommand::Restart { id } => report(store.request_bot_restart(id).await?, "restarting"),
+    };
+    store.close().await;
+    outcome
+}
+
+fn report(bot: crate::db::BotRow, what: &str) -> anyhow::Result<()> {
+    println!("bot {} (@{}) {what}", bot.id, bot.username);
+    Ok(())
+}
+
+async fn list(store: &Store) -> anyhow::Result<()> {
+    let bots = store.bots().await?;
+    if bots.is_empty() {
+        println!("no bots yet: add one with `nezuko bot add` (token on standard input)");
+        return Ok(());
+    }
+    println!(
+        "{:>4}  {:<24} {:<9} {:<9} {:>8}  reason",
+        "id", "bot", "desired", "state", "restarts"
+    );
+    for bot in bots {
+        println!(
+            "{:>4}  {:<24} {:<9} {:<9} {:>8}  {}",
+            bot.id,
+            format!("@{}", bot.username),
+            bot.desired_state.as_str(),
+            bot.run_state.as_str(),
+            bot.restart_count,
+            bot.run_reason.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn add(store: &Store, settings: &Settings, disabled: bool) -> anyhow::Result<()> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("cannot read the token from standard input")?;
+    let token = BotToken::parse(&input)
+        .map_err(|e| anyhow::anyhow!("standard input does not hold a bot token: {e}"))?;
+    let (keys, _) = vault::resolve_keys(settings)?;
+    let vault = Vault::new(&keys);
+    vault::check_store(&vault, store).await?;
+    let api_url = settings
+        .telegram
+        .api_url
+        .parse()
+        .context("telegram.api_url is not a URL")?;
+    let bot = teloxide::Bot::with_client(token.expose(), crate::telegram::http_client())
+        .set_api_url(api_url);
+    let me = match bot.get_me().await {
+        Ok(me) => me,
+        Err(error) => bail!(
+            "Telegram did not accept the token ({})",
+            crate::telegram::classify(&error)
+        ),
+    };
+    let row = store
+        .insert_bot(&NewBot {
+            telegram_bot_id: token.bot_id(),
+            username: me.username().to_string(),
+            display_name: me.first_name.clone(),
+            token_ciphertext: vault.encrypt_token(&token),
+            owner_telegram_id: settings.auth.owner_telegram_id,
+            desired_state: if disabled {
+                DesiredState::Disabled
+            } else {
+                DesiredState::Enabled
+            },
+        })
+        .await?;
+    println!(
+        "added bot {} (@{}), {}",
+        row.id,
+        row.username,
+        row.desired_state.as_str()
+    );
+    Ok(())
+}
