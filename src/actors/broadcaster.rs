@@ -42,6 +42,8 @@ pub enum BroadcasterMsg {
     },
     /// Internal: write what has queued up since the last flush, in one transaction.
     Flush,
+    /// Write everything queued so far, then answer (used before shutting down).
+    Drain(ractor::RpcReplyPort<()>),
 }
 
 pub struct BroadcasterArgs {
@@ -102,6 +104,10 @@ impl Actor for Broadcaster {
                 payload,
             } => state.queue(&myself, status_event(bot_instance_id, update, payload)),
             BroadcasterMsg::Flush => state.flush().await,
+            BroadcasterMsg::Drain(reply) => {
+                state.flush().await;
+                let _ = reply.send(());
+            }
         }
         Ok(())
     }
@@ -132,6 +138,9 @@ impl BroadcasterState {
 
     async fn flush(&mut self) {
         self.flush_queued = false;
+        if self.pending.is_empty() {
+            return;
+        }
         let batch = std::mem::take(&mut self.pending);
         match self.store.append_events(&batch).await {
             Ok(rows) => {

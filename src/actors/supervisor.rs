@@ -396,13 +396,8 @@ impl SupervisorState {
                 );
             }
             After::Restart => self.spawn(myself, id, false).await,
-            After::Nothing if self.shutting_down => self.transition(
-                id,
-                RunState::Stopped,
-                Some("service shutting down".into()),
-                None,
-                false,
-            ),
+            // `shutdown` records these stops itself, once.
+            After::Nothing if self.shutting_down => {}
             After::Nothing => self.failed(
                 myself,
                 id,
@@ -623,6 +618,10 @@ impl SupervisorState {
         });
         futures_util::future::join_all(stops).await;
         for (id, _) in actors {
+            if let Some(child) = self.children.get_mut(&id) {
+                // The exit event that follows must not record the stop a second time.
+                child.actor = None;
+            }
             self.transition(
                 id,
                 RunState::Stopped,
@@ -630,6 +629,12 @@ impl SupervisorState {
                 None,
                 false,
             );
+        }
+        // The last transitions must reach the database before the tree goes away.
+        if let Some(broadcaster) = &self.broadcaster
+            && let Err(error) = ractor::call_t!(broadcaster, BroadcasterMsg::Drain, 5_000)
+        {
+            tracing::warn!(%error, "could not record the final bot states");
         }
     }
 }

@@ -77,6 +77,26 @@ impl Operator {
         }
     }
 
+    /// Runs a command with `input` on its standard input.
+    async fn run_with_input(&self, args: &[&str], vars: &[(&str, &str)], input: &str) -> Finished {
+        use tokio::io::AsyncWriteExt;
+        let mut command = self.command(args, vars);
+        command.stdin(Stdio::piped());
+        let mut child = command.spawn().expect("the binary runs");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+            .await
+            .expect("finishes in time")
+            .unwrap();
+        Finished {
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into(),
+            stderr: String::from_utf8_lossy(&output.stderr).into(),
+        }
+    }
+
     /// Starts `nezuko serve` on a free port and waits for it to listen.
     async fn serve(&self, vars: &[(&str, &str)]) -> Serving {
         let mut all = vec![("NEZUKO_SERVER__LISTEN", "127.0.0.1:0")];
@@ -467,4 +487,71 @@ async fn the_sandbox_drives_a_scenario_and_prints_a_json_report_last() {
     assert_eq!(world["bots"].as_array().unwrap().len(), 2);
     assert!(world["bots"][0]["token"].as_str().unwrap().contains(':'));
     assert_eq!(world["groups"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_bot_added_on_the_command_line_runs_under_serve_and_stops_on_sigterm() {
+    use nezuko::sandbox::{Sandbox, SandboxConfig};
+    let sandbox = Sandbox::new(SandboxConfig::default());
+    let telegram = sandbox.spawn_local().await.unwrap();
+    let bot = sandbox.create_bot("Cli", "cli_bot");
+    let user = sandbox.create_user("Cleo", None);
+    let operator = Operator::new();
+    let api = telegram.url();
+    let vars = [("NEZUKO_TELEGRAM__API_URL", api.as_str())];
+
+    let refused = operator
+        .run_with_input(&["bot", "add"], &vars, "123:not-a-token")
+        .await;
+    assert_fails_with_one_line(refused, 1, &["does not hold a bot token"]).await;
+    let added = operator
+        .run_with_input(&["bot", "add"], &vars, &format!("{}\n", bot.token))
+        .await;
+    assert!(added.status.success(), "{}", added.stderr);
+    assert!(
+        added.stdout.contains("added bot 1 (@cli_bot), enabled"),
+        "{}",
+        added.stdout
+    );
+    assert!(
+        !added.stdout.contains(&bot.token) && !added.stderr.contains(&bot.token),
+        "the token never shows"
+    );
+
+    let serving = operator.serve(&vars).await;
+    let bot_id = bot.id;
+    sandbox
+        .wait_until(DEADLINE, "the bot to poll", |s| {
+            s.is_polling(bot_id).then_some(())
+        })
+        .await
+        .unwrap();
+    sandbox.send_private(bot.id, user.id, "/start").unwrap();
+    let user_id = user.id;
+    sandbox
+        .wait_until(DEADLINE, "the greeting", |s| {
+            s.transcript(user_id).into_iter().find(|m| m.from == bot_id)
+        })
+        .await
+        .unwrap();
+    let listed = operator.run(&["bot", "list"], &[]).await;
+    assert!(
+        listed.stdout.contains("@cli_bot") && listed.stdout.contains("running"),
+        "{}",
+        listed.stdout
+    );
+
+    let (status, log) = serving.terminate().await;
+    assert!(status.success(), "{log:#?}");
+    assert!(
+        log.iter().all(|line| !line.contains(&bot.token)),
+        "the token never reaches the log"
+    );
+    let listed = operator.run(&["bot", "list"], &[]).await;
+    assert!(
+        listed.stdout.contains("stopped") && listed.stdout.contains("service shutting down"),
+        "{}\n{log:#?}",
+        listed.stdout
+    );
+    assert!(!sandbox.is_polling(bot.id));
 }
