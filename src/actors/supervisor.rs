@@ -638,3 +638,19 @@ impl SupervisorState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_classified_failure_survives_the_trip_through_ractor_and_anything_else_is_a_death() {
+        let classified: ActorProcessingErr = Box::new(Failure::Conflict);
+        assert_eq!(failure_of(classified.as_ref()), Failure::Conflict);
+        let other: ActorProcessingErr = "the dispatcher panicked".into();
+        assert_eq!(
+            failure_of(other.as_ref()),
+            Failure::Died("the dispatcher panicked".into())
+        );
+    }
+}

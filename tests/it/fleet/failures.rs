@@ -155,3 +155,49 @@ async fn a_flapping_bot_is_parked_as_failed_until_an_admin_starts_it(mut world: 
     let _ = Arc::new(());
     world.finish().await;
 }
+
+mod more {
+    use super::super::fleet_tests;
+    use super::{an_undecryptable_token_parks_the_bot_as_failed, deleting_a_bot_stops_it};
+    fleet_tests!(
+        an_undecryptable_token_parks_the_bot_as_failed,
+        deleting_a_bot_stops_it
+    );
+}
+
+async fn an_undecryptable_token_parks_the_bot_as_failed(mut world: FleetWorld) {
+    let foreign = nezuko::vault::Vault::new(&[nezuko::vault::EncryptionKey::generate()]);
+    let (bot, row) = world.add_bot_sealed_by("Kilo", &foreign).await;
+    world.fleet().nudge();
+    let failed = world.wait_state(row.id, "failed", DEADLINE).await;
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be decrypted"),
+        "{failed}"
+    );
+    let calls: Vec<String> = world
+        .sandbox
+        .calls(Some(bot.id), None)
+        .iter()
+        .map(|c| format!("{} {}", c.method, c.params))
+        .collect();
+    assert!(
+        calls.is_empty(),
+        "nothing reaches Telegram without a token: {calls:?}"
+    );
+    world.finish().await;
+}
+
+async fn deleting_a_bot_stops_it(mut world: FleetWorld) {
+    let (bot, row) = world.add_bot("Lima").await;
+    world.fleet().nudge();
+    world.wait_state(row.id, "running", DEADLINE).await;
+    world.db.store.delete_bot(row.id).await.unwrap();
+    world.fleet().nudge();
+    world.wait_state(row.id, "stopped", DEADLINE).await;
+    assert!(!world.sandbox.is_polling(bot.id));
+    assert!(world.fleet().status().await.unwrap().is_empty());
+    world.finish().await;
+}

@@ -2,6 +2,7 @@
 //! failures and the restart policy, graceful shutdown.
 
 mod failures;
+mod fan_out;
 mod lifecycle;
 mod shutdown;
 
@@ -130,6 +131,11 @@ impl FleetWorld {
 
     /// A sandbox bot stored as an enabled bot instance, and a member of the test group.
     pub async fn add_bot(&self, name: &str) -> (SandboxBot, BotRow) {
+        self.add_bot_sealed_by(name, &self.vault.clone()).await
+    }
+
+    /// Like [`FleetWorld::add_bot`], with the token encrypted by `vault` (which may not be the fleet's).
+    pub async fn add_bot_sealed_by(&self, name: &str, vault: &Vault) -> (SandboxBot, BotRow) {
         let bot = self
             .sandbox
             .create_bot(name, &format!("{}_bot", name.to_lowercase()));
@@ -144,7 +150,7 @@ impl FleetWorld {
                 telegram_bot_id: bot.id,
                 username: bot.username.clone(),
                 display_name: name.into(),
-                token_ciphertext: self.vault.encrypt_token(&token),
+                token_ciphertext: vault.encrypt_token(&token),
                 owner_telegram_id: None,
                 desired_state: DesiredState::Enabled,
             })
