@@ -168,12 +168,20 @@ impl FleetWorld {
     ) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let event = tokio::time::timeout_at(deadline, self.events.recv())
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("bot {row_id} did not reach `{state}` within {within:?}")
-                })
-                .expect("the event stream stays open");
+            let Ok(received) = tokio::time::timeout_at(deadline, self.events.recv()).await else {
+                // Say what did happen, so a failure here can be diagnosed from its message.
+                let seen = self.stored_states(row_id).await;
+                let calls: Vec<String> = self
+                    .sandbox
+                    .calls(None, None)
+                    .iter()
+                    .map(|c| format!("{}:{:?}", c.method, c.error_code))
+                    .collect();
+                panic!(
+                    "bot {row_id} did not reach `{state}` within {within:?}; states: {seen:?}; calls: {calls:?}"
+                );
+            };
+            let event = received.expect("the event stream stays open");
             if event.kind == "bot_status"
                 && event.bot_instance_id == Some(row_id)
                 && event.payload["state"] == state
