@@ -164,6 +164,7 @@ impl Actor for Registry {
 
 impl RegistryState {
     async fn reconcile_some(&self, ids: &[i64]) {
+        tracing::debug!(?ids, "bots changed");
         if let Err(error) = reconcile_bots(&self.store, &self.supervisor, ids).await {
             tracing::warn!(%error, "could not reconcile changed bots; the next full reconcile will");
         }
