@@ -1,220 +1,26 @@
-//! The root Supervisor: owns the Registry, the Broadcaster and one BotActor per enabled bot, and the
-//! restart policy. It overrides ractor's default (which stops a supervisor when any child exits) and
-//! treats spawn errors (`pre_start` failures) the same as supervision events.
+//! The supervisor's bookkeeping: starting, stopping and restarting bots, applying the restart
+//! policy to failures, recording transitions, and the whole-tree shutdown.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{
-    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr,
-    SupervisionEvent,
-};
+use ractor::{Actor, ActorCell, SpawnErr};
 use serde_json::json;
-use tokio::sync::broadcast;
 
-use super::bot::{BotActor, BotArgs, BotRef};
-use super::broadcaster::{Broadcaster, BroadcasterArgs, BroadcasterMsg, BroadcasterRef, Event};
-use super::policy::{FailureWindow, RestartPolicy};
-use super::registry::{Action, Registry, RegistryArgs, RegistryMsg, RegistryRef};
-use crate::db::{BotRow, RunStateUpdate, Store, now_ms};
+use super::{After, BotStatus, Child, SupervisorMsg, SupervisorRef, SupervisorState, failure_of};
+use crate::actors::bot::{BotActor, BotArgs, BotRef};
+use crate::actors::broadcaster::{Broadcaster, BroadcasterArgs, BroadcasterMsg};
+use crate::actors::policy::FailureWindow;
+use crate::actors::registry::{Action, Registry, RegistryArgs, RegistryMsg};
+use crate::db::{BotRow, RunStateUpdate, now_ms};
 use crate::domain::RunState;
-use crate::telegram::{Failure, UpdateHandler};
-use crate::vault::Vault;
-
-pub type SupervisorRef = ActorRef<SupervisorMsg>;
-
-pub enum SupervisorMsg {
-    /// What the Registry found to do.
-    Apply(Vec<Action>),
-    /// A backoff elapsed; ignored if the bot's generation moved on meanwhile.
-    RetryStart {
-        bot_instance_id: i64,
-        generation: u64,
-    },
-    /// A BotActor passed `getMe` and is polling.
-    BotRunning { bot_instance_id: i64 },
-    /// Ask the Registry to reconcile now.
-    Nudge,
-    /// The bots under management and their `config_version`.
-    Managed(RpcReplyPort<HashMap<i64, i64>>),
-    /// A snapshot of every managed bot.
-    Status(RpcReplyPort<Vec<BotStatus>>),
-    /// Stop every bot gracefully, then answer.
-    Shutdown(RpcReplyPort<()>),
-}
-
-/// What the supervisor knows of one bot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BotStatus {
-    pub bot_instance_id: i64,
-    pub state: RunState,
-    pub reason: Option<String>,
-    pub restart_count: u64,
-    pub attempt: u32,
-    pub uptime: Option<Duration>,
-}
-
-pub struct SupervisorArgs {
-    pub store: Store,
-    pub vault: Vault,
-    pub http: reqwest::Client,
-    pub api_url: reqwest::Url,
-    pub handler: Arc<dyn UpdateHandler>,
-    pub policy: RestartPolicy,
-    /// The fan-out the Broadcaster publishes to (created by the caller, who subscribes to it).
-    pub events: broadcast::Sender<Arc<Event>>,
-    /// SQLite: how often the Registry looks for changes; both: how often it reconciles fully.
-    pub poll_interval: Duration,
-    pub full_interval: Duration,
-}
-
-/// What a running actor is doing besides running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum After {
-    Nothing,
-    Stop,
-    Restart,
-}
-
-struct Child {
-    row: BotRow,
-    state: RunState,
-    reason: Option<String>,
-    actor: Option<BotRef>,
-    after_exit: After,
-    generation: u64,
-    attempt: u32,
-    failures: FailureWindow,
-    running_since: Option<Instant>,
-    restart_count: u64,
-}
-
-pub struct SupervisorState {
-    args: SupervisorArgs,
-    broadcaster: Option<BroadcasterRef>,
-    registry: Option<RegistryRef>,
-    children: HashMap<i64, Child>,
-    by_actor: HashMap<ActorId, i64>,
-    shutting_down: bool,
-}
-
-pub struct Supervisor;
-
-impl Actor for Supervisor {
-    type Msg = SupervisorMsg;
-    type State = SupervisorState;
-    type Arguments = SupervisorArgs;
-
-    async fn pre_start(
-        &self,
-        _: ActorRef<Self::Msg>,
-        args: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(SupervisorState {
-            args,
-            broadcaster: None,
-            registry: None,
-            children: HashMap::new(),
-            by_actor: HashMap::new(),
-            shutting_down: false,
-        })
-    }
-
-    /// The Broadcaster first (bots' first transitions go through it), then the Registry, whose
-    /// first reconcile starts every enabled bot.
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.spawn_broadcaster(&myself).await?;
-        state.spawn_registry(&myself).await?;
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        match message {
-            SupervisorMsg::Apply(actions) => state.apply(&myself, actions).await,
-            SupervisorMsg::RetryStart {
-                bot_instance_id,
-                generation,
-            } => state.retry(&myself, bot_instance_id, generation).await,
-            SupervisorMsg::BotRunning { bot_instance_id } => state.running(bot_instance_id),
-            SupervisorMsg::Nudge => state.nudge(),
-            SupervisorMsg::Managed(reply) => drop(reply.send(state.managed())),
-            SupervisorMsg::Status(reply) => drop(reply.send(state.status())),
-            SupervisorMsg::Shutdown(reply) => {
-                state.shutdown().await;
-                drop(reply.send(()));
-            }
-        }
-        Ok(())
-    }
-
-    /// Overrides ractor's default, which would stop the whole tree when any bot exits.
-    async fn handle_supervisor_evt(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let cell = match &event {
-            SupervisionEvent::ActorFailed(cell, _)
-            | SupervisionEvent::ActorTerminated(cell, _, _) => cell.clone(),
-            _ => return Ok(()),
-        };
-        // The Registry and the Broadcaster are restarted at once; only bots have a backoff.
-        if state
-            .registry
-            .as_ref()
-            .is_some_and(|r| r.get_id() == cell.get_id())
-        {
-            state.registry = None;
-            if !state.shutting_down {
-                tracing::error!("the registry stopped; restarting it");
-                state.spawn_registry(&myself).await?;
-            }
-            return Ok(());
-        }
-        if state
-            .broadcaster
-            .as_ref()
-            .is_some_and(|b| b.get_id() == cell.get_id())
-        {
-            tracing::error!("the broadcaster stopped; restarting it");
-            state.spawn_broadcaster(&myself).await?;
-            return Ok(());
-        }
-        match event {
-            SupervisionEvent::ActorFailed(cell, error) => {
-                state
-                    .child_failed(&myself, &cell, failure_of(error.as_ref()))
-                    .await
-            }
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                state.child_exited(&myself, &cell, reason).await
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-}
-
-fn failure_of(error: &(dyn std::error::Error + Send + Sync + 'static)) -> Failure {
-    error
-        .downcast_ref::<Failure>()
-        .cloned()
-        .unwrap_or_else(|| Failure::Died(error.to_string()))
-}
+use crate::telegram::Failure;
 
 impl SupervisorState {
-    async fn spawn_broadcaster(&mut self, myself: &SupervisorRef) -> Result<(), SpawnErr> {
+    pub(super) async fn spawn_broadcaster(
+        &mut self,
+        myself: &SupervisorRef,
+    ) -> Result<(), SpawnErr> {
         let args = BroadcasterArgs {
             store: self.args.store.clone(),
             sender: self.args.events.clone(),
@@ -225,7 +31,7 @@ impl SupervisorState {
         Ok(())
     }
 
-    async fn spawn_registry(&mut self, myself: &SupervisorRef) -> Result<(), SpawnErr> {
+    pub(super) async fn spawn_registry(&mut self, myself: &SupervisorRef) -> Result<(), SpawnErr> {
         let args = RegistryArgs {
             store: self.args.store.clone(),
             supervisor: myself.clone(),
@@ -237,7 +43,7 @@ impl SupervisorState {
         Ok(())
     }
 
-    async fn apply(&mut self, myself: &SupervisorRef, actions: Vec<Action>) {
+    pub(super) async fn apply(&mut self, myself: &SupervisorRef, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Start(row) => self.start(myself, *row).await,
@@ -247,7 +53,7 @@ impl SupervisorState {
         }
     }
 
-    async fn start(&mut self, myself: &SupervisorRef, row: BotRow) {
+    pub(super) async fn start(&mut self, myself: &SupervisorRef, row: BotRow) {
         if self.shutting_down || self.children.contains_key(&row.id) {
             return;
         }
@@ -271,7 +77,7 @@ impl SupervisorState {
     }
 
     /// Starts the bot's actor. Exactly one actor per bot: callers only spawn when `actor` is `None`.
-    async fn spawn(&mut self, myself: &SupervisorRef, id: i64, restarted: bool) {
+    pub(super) async fn spawn(&mut self, myself: &SupervisorRef, id: i64, restarted: bool) {
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
@@ -303,7 +109,7 @@ impl SupervisorState {
         }
     }
 
-    fn running(&mut self, id: i64) {
+    pub(super) fn running(&mut self, id: i64) {
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
@@ -311,7 +117,7 @@ impl SupervisorState {
         self.transition(id, RunState::Running, None, None, false);
     }
 
-    fn stop(&mut self, id: i64) {
+    pub(super) fn stop(&mut self, id: i64) {
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
@@ -336,7 +142,7 @@ impl SupervisorState {
     }
 
     /// A graceful stop then a start; a parked (failed) bot starts afresh.
-    async fn restart(&mut self, myself: &SupervisorRef, row: BotRow) {
+    pub(super) async fn restart(&mut self, myself: &SupervisorRef, row: BotRow) {
         let id = row.id;
         let Some(child) = self.children.get_mut(&id) else {
             return self.start(myself, row).await;
@@ -361,7 +167,7 @@ impl SupervisorState {
         }
     }
 
-    async fn retry(&mut self, myself: &SupervisorRef, id: i64, generation: u64) {
+    pub(super) async fn retry(&mut self, myself: &SupervisorRef, id: i64, generation: u64) {
         let due = self.children.get(&id).is_some_and(|c| {
             c.generation == generation && c.actor.is_none() && c.state == RunState::Backoff
         });
@@ -370,7 +176,7 @@ impl SupervisorState {
         }
     }
 
-    async fn child_exited(
+    pub(super) async fn child_exited(
         &mut self,
         myself: &SupervisorRef,
         cell: &ActorCell,
@@ -406,7 +212,12 @@ impl SupervisorState {
         }
     }
 
-    async fn child_failed(&mut self, myself: &SupervisorRef, cell: &ActorCell, failure: Failure) {
+    pub(super) async fn child_failed(
+        &mut self,
+        myself: &SupervisorRef,
+        cell: &ActorCell,
+        failure: Failure,
+    ) {
         let Some(id) = self.by_actor.remove(&cell.get_id()) else {
             return;
         };
@@ -430,7 +241,7 @@ impl SupervisorState {
     }
 
     /// The restart policy: park permanent failures and flapping bots, back off the rest.
-    fn failed(&mut self, myself: &SupervisorRef, id: i64, failure: Failure) {
+    pub(super) fn failed(&mut self, myself: &SupervisorRef, id: i64, failure: Failure) {
         let policy = self.args.policy;
         let Some(child) = self.children.get_mut(&id) else {
             return;
@@ -504,7 +315,7 @@ impl SupervisorState {
         });
     }
 
-    fn publish_backoff(&self, id: i64, child: &Child, next_attempt_at: i64) {
+    pub(super) fn publish_backoff(&self, id: i64, child: &Child, next_attempt_at: i64) {
         let update = RunStateUpdate {
             state: RunState::Backoff,
             reason: child.reason.clone(),
@@ -520,7 +331,7 @@ impl SupervisorState {
         });
     }
 
-    fn broadcast(&self, message: BroadcasterMsg) {
+    pub(super) fn broadcast(&self, message: BroadcasterMsg) {
         if let Some(broadcaster) = &self.broadcaster {
             // A Broadcaster that just died is being restarted; this one event is lost, the row is not.
             let _ = broadcaster.cast(message);
@@ -528,7 +339,7 @@ impl SupervisorState {
     }
 
     /// Records a state change and hands it to the Broadcaster (which persists and publishes it).
-    fn transition(
+    pub(super) fn transition(
         &mut self,
         id: i64,
         state: RunState,
@@ -569,20 +380,20 @@ impl SupervisorState {
         });
     }
 
-    fn nudge(&self) {
+    pub(super) fn nudge(&self) {
         if let Some(registry) = &self.registry {
             let _ = registry.cast(RegistryMsg::Reconcile);
         }
     }
 
-    fn managed(&self) -> HashMap<i64, i64> {
+    pub(super) fn managed(&self) -> HashMap<i64, i64> {
         self.children
             .iter()
             .map(|(id, child)| (*id, child.row.config_version))
             .collect()
     }
 
-    fn status(&self) -> Vec<BotStatus> {
+    pub(super) fn status(&self) -> Vec<BotStatus> {
         let mut all: Vec<BotStatus> = self
             .children
             .iter()
@@ -600,7 +411,7 @@ impl SupervisorState {
     }
 
     /// Stops every bot at once and waits for all of them (each bounded by its stop grace).
-    async fn shutdown(&mut self) {
+    pub(super) async fn shutdown(&mut self) {
         self.shutting_down = true;
         if let Some(registry) = self.registry.take() {
             registry.stop(None);
@@ -636,21 +447,5 @@ impl SupervisorState {
         {
             tracing::warn!(%error, "could not record the final bot states");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_classified_failure_survives_the_trip_through_ractor_and_anything_else_is_a_death() {
-        let classified: ActorProcessingErr = Box::new(Failure::Conflict);
-        assert_eq!(failure_of(classified.as_ref()), Failure::Conflict);
-        let other: ActorProcessingErr = "the dispatcher panicked".into();
-        assert_eq!(
-            failure_of(other.as_ref()),
-            Failure::Died("the dispatcher panicked".into())
-        );
     }
 }
