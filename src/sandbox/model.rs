@@ -78,6 +78,17 @@ pub struct AdminRights {
 }
 
 impl AdminRights {
+    /// What a force-subscribe bot needs: manage the chat, delete messages, restrict members, invite.
+    pub fn force_subscribe() -> Self {
+        Self {
+            can_manage_chat: true,
+            can_delete_messages: true,
+            can_restrict_members: true,
+            can_invite_users: true,
+            ..Self::default()
+        }
+    }
+
     /// Every right: what a creator has.
     pub fn all() -> Self {
         Self {

@@ -109,6 +109,18 @@ impl SupervisorState {
         }
     }
 
+    /// The end of an admin's stop: the bot leaves the managed set.
+    fn stopped_by_admin(&mut self, id: i64) {
+        self.children.remove(&id);
+        self.transition(
+            id,
+            RunState::Stopped,
+            Some("stopped by an admin".into()),
+            None,
+            false,
+        );
+    }
+
     pub(super) fn running(&mut self, id: i64) {
         let Some(child) = self.children.get_mut(&id) else {
             return;
@@ -129,14 +141,7 @@ impl SupervisorState {
                 self.transition(id, RunState::Stopping, None, None, false);
             }
             None => {
-                self.children.remove(&id);
-                self.transition(
-                    id,
-                    RunState::Stopped,
-                    Some("stopped by an admin".into()),
-                    None,
-                    false,
-                );
+                self.stopped_by_admin(id);
             }
         }
     }
@@ -192,14 +197,7 @@ impl SupervisorState {
         child.running_since = None;
         match child.after_exit {
             After::Stop => {
-                self.children.remove(&id);
-                self.transition(
-                    id,
-                    RunState::Stopped,
-                    Some("stopped by an admin".into()),
-                    None,
-                    false,
-                );
+                self.stopped_by_admin(id);
             }
             After::Restart => self.spawn(myself, id, false).await,
             // `shutdown` records these stops itself, once.
@@ -227,14 +225,7 @@ impl SupervisorState {
                 return self.spawn(myself, id, false).await;
             }
             if child.after_exit == After::Stop {
-                self.children.remove(&id);
-                return self.transition(
-                    id,
-                    RunState::Stopped,
-                    Some("stopped by an admin".into()),
-                    None,
-                    false,
-                );
+                return self.stopped_by_admin(id);
             }
         }
         self.failed(myself, id, failure);

@@ -46,16 +46,6 @@ pub struct PlannedGroup {
     pub members: Vec<i64>,
 }
 
-fn bot_rights() -> AdminRights {
-    AdminRights {
-        can_manage_chat: true,
-        can_delete_messages: true,
-        can_restrict_members: true,
-        can_invite_users: true,
-        ..AdminRights::default()
-    }
-}
-
 /// Creates the scenario's bots, channels, groups and members. Non-subscribers are members of a
 /// group but not of its channels; the stopwatch watches them.
 pub fn build_world(
@@ -86,12 +76,12 @@ pub fn build_world(
         let title = format!("Group {g}");
         let chat_id = sandbox.create_chat(ChatKind::Supergroup, &title, None);
         sandbox.set_member(chat_id, owner.id, Status::Creator)?;
-        sandbox.promote(chat_id, bot.id, bot_rights())?;
+        sandbox.promote(chat_id, bot.id, AdminRights::force_subscribe())?;
         let linked: Vec<i64> = (0..scenario.channels_per_group)
             .map(|k| channels[(g + k) % channels.len()].chat_id)
             .collect();
         for channel in &linked {
-            sandbox.promote(*channel, bot.id, bot_rights())?;
+            sandbox.promote(*channel, bot.id, AdminRights::force_subscribe())?;
         }
         let mut members = Vec::with_capacity(scenario.members_per_group);
         for m in 0..scenario.members_per_group {

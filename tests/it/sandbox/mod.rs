@@ -31,13 +31,7 @@ pub struct World {
 }
 
 pub fn guard_rights() -> AdminRights {
-    AdminRights {
-        can_manage_chat: true,
-        can_delete_messages: true,
-        can_restrict_members: true,
-        can_invite_users: true,
-        ..AdminRights::default()
-    }
+    AdminRights::force_subscribe()
 }
 
 impl World {
