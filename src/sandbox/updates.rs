@@ -35,13 +35,8 @@ pub async fn get_updates(sandbox: &Sandbox, bot: i64, params: &Params) -> Result
                 "can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
             ));
         }
-        if let Some(allowed) = params.get("allowed_updates").and_then(Value::as_array) {
-            state.allowed_updates = Some(
-                allowed
-                    .iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect(),
-            );
+        if let Some(allowed) = allowed_updates(params) {
+            state.allowed_updates = Some(allowed);
         }
         let confirmed = confirm(&mut state.queue, offset);
         // A newer poll terminates the one waiting (which answers 409), as Telegram does.
@@ -84,6 +79,16 @@ pub async fn get_updates(sandbox: &Sandbox, bot: i64, params: &Params) -> Result
             return Ok(json!([]));
         }
     }
+}
+
+/// The `allowed_updates` a call sets, if it sets any (Telegram keeps the previous list otherwise).
+fn allowed_updates(params: &Params) -> Option<Vec<String>> {
+    let list = params.get("allowed_updates")?.as_array()?;
+    Some(
+        list.iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+    )
 }
 
 struct PollGuard<'a> {
@@ -174,13 +179,8 @@ pub fn set_webhook(sandbox: &Sandbox, bot: i64, params: &Params) -> Result<Value
     {
         state.queue.clear();
     }
-    if let Some(allowed) = params.get("allowed_updates").and_then(Value::as_array) {
-        state.allowed_updates = Some(
-            allowed
-                .iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect(),
-        );
+    if let Some(allowed) = allowed_updates(params) {
+        state.allowed_updates = Some(allowed);
     }
     let already_delivering = state.webhook.is_some();
     state.webhook = Some(Webhook {
