@@ -111,6 +111,9 @@ impl Scenario {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if !(self.zipf_exponent >= 0.0 && self.zipf_exponent.is_finite()) {
+            bail!("zipf_exponent must be a number of at least 0 (1.0: a few members say most)");
+        }
         if self.bots == 0
             || self.groups < self.bots
             || self.channels == 0
@@ -154,6 +157,13 @@ mod tests {
         assert_eq!((mine.bots, mine.groups, mine.rate), (3, 6, 200.0));
         std::fs::write(&path, r#"{"bots": 0}"#).unwrap();
         assert!(Scenario::load(path.to_str().unwrap()).is_err());
+        std::fs::write(&path, r#"{"zipf_exponent": -1}"#).unwrap();
+        assert!(
+            Scenario::load(path.to_str().unwrap())
+                .unwrap_err()
+                .to_string()
+                .contains("zipf_exponent")
+        );
         assert!(
             Scenario::load("no-such-scenario")
                 .unwrap_err()
