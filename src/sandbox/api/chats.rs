@@ -109,12 +109,7 @@ pub fn set_my_commands(world: &mut World, bot: i64, params: &Params) -> Result<V
         }
     }
     let key = scope_key(params);
-    world
-        .bots
-        .get_mut(&bot)
-        .ok_or_else(ApiError::unauthorized)?
-        .commands
-        .insert(key, commands);
+    commands_of(world, bot)?.insert(key, commands);
     Ok(json!(true))
 }
 
@@ -129,13 +124,20 @@ pub fn get_my_commands(world: &World, bot: i64, params: &Params) -> Result<Value
 
 pub fn delete_my_commands(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
     let key = scope_key(params);
-    world
+    commands_of(world, bot)?.remove(&key);
+    Ok(json!(true))
+}
+
+/// A bot's command lists, keyed by scope and language.
+fn commands_of(
+    world: &mut World,
+    bot: i64,
+) -> Result<&mut std::collections::HashMap<String, Value>, ApiError> {
+    Ok(&mut world
         .bots
         .get_mut(&bot)
         .ok_or_else(ApiError::unauthorized)?
-        .commands
-        .remove(&key);
-    Ok(json!(true))
+        .commands)
 }
 
 pub fn create_chat_invite_link(
