@@ -10,8 +10,10 @@ use tokio::net::TcpListener;
 
 use crate::actors::{Fleet, FleetOptions};
 use crate::db::Store;
+use crate::enforce::{EnforceOptions, Enforcer};
 use crate::http::{self, HttpState};
 use crate::settings::Settings;
+use crate::telegram::UpdateHandler;
 use crate::vault::{self, KeySource, Vault};
 
 /// A service ready to run: listener bound, database migrated, key checked.
@@ -21,6 +23,7 @@ pub struct Application {
     store: Store,
     vault: Vault,
     fleet: Fleet,
+    enforcer: Enforcer,
 }
 
 impl Application {
@@ -32,12 +35,15 @@ impl Application {
         let listener = TcpListener::bind(settings.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
-        let fleet = Fleet::start(store.clone(), vault.clone(), fleet_options(settings)).await?;
+        let enforcer = Enforcer::start(store.clone(), enforce_options(settings))?;
+        let handler = Arc::new(enforcer.clone());
+        let fleet = Fleet::start(store.clone(), vault.clone(), fleet_options(settings, handler)).await?;
         Ok(Self {
             listener,
             store,
             vault,
             fleet,
+            enforcer,
         })
     }
 
@@ -59,6 +65,10 @@ impl Application {
         &self.fleet
     }
 
+    pub fn enforcer(&self) -> &Enforcer {
+        &self.enforcer
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store.
     pub async fn run_until_stopped(
         self,
@@ -73,18 +83,28 @@ impl Application {
         // Within the 10 s a service manager gives after SIGTERM: in-flight updates finish,
         // unconfirmed ones stay with Telegram.
         self.fleet.shutdown(Duration::from_secs(9)).await;
+        // Verification and API call records still queued go to the database before it closes.
+        self.enforcer.flush().await;
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
+/// Enforcement as configured, with the shared cache tier when `REDIS_URL` is set.
+pub fn enforce_options(settings: &Settings) -> EnforceOptions {
+    EnforceOptions {
+        redis_url: settings.redis.url.as_ref().map(|url| url.expose().clone()),
+        ..settings.enforce.clone()
+    }
+}
+
 /// The fleet as configured: the shared HTTP client, the Bot API URL, the restart policy.
-pub fn fleet_options(settings: &Settings) -> FleetOptions {
+pub fn fleet_options(settings: &Settings, handler: Arc<dyn UpdateHandler>) -> FleetOptions {
     FleetOptions {
         api_url: settings.telegram.api_url.clone(),
         http: crate::telegram::http_client(),
-        handler: Arc::new(crate::telegram::GreetingHandler),
+        handler,
         policy: settings.fleet.policy,
         poll_interval: settings.fleet.poll_interval,
         full_interval: settings.fleet.full_interval,

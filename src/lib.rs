@@ -8,6 +8,8 @@
 //! - [`app`]: wiring; builds the store, vault and HTTP server and runs them until a signal.
 //! - [`actors`]: the supervision tree: Supervisor, Registry, Broadcaster, one BotActor per bot.
 //! - [`http`]: the warp routes (`/healthz`, `/readyz`; the admin API grows here).
+//! - [`enforce`]: force-subscribe enforcement, the handler every bot runs: flows, policies,
+//!   commands, membership cache, rate limits, durable timers, records.
 //! - [`telegram`]: what a bot does with Telegram: shared client, error classification, dispatch schema.
 //! - [`vault`]: Fernet encryption of bot tokens, key files, the key check and rotation.
 //! - [`sandbox`]: a stateful, spec-checked fake Telegram Bot API server (tests, demo, benchmarks).
@@ -19,6 +21,7 @@ pub mod app;
 pub mod cli;
 pub mod db;
 pub mod domain;
+pub mod enforce;
 pub mod http;
 pub mod sandbox;
 pub mod settings;

@@ -18,7 +18,10 @@ use tokio::task::JoinHandle;
 
 use super::supervisor::{SupervisorMsg, SupervisorRef};
 use crate::db::BotRow;
-use crate::telegram::{Failure, POLL_TIMEOUT, UpdateHandler, classify, schema};
+use super::Publisher;
+use crate::telegram::{
+    BotContext, BotIdentity, Failure, POLL_TIMEOUT, UpdateHandler, classify, schema,
+};
 use crate::vault::Vault;
 
 /// How long a stop waits for in-flight updates before giving up on the dispatcher.
@@ -50,6 +53,8 @@ pub struct BotState {
     shutdown: Option<ShutdownToken>,
     task: Option<JoinHandle<()>>,
     stopping: bool,
+    /// The handler was told the bot started (so it must be told it stopped).
+    started: bool,
 }
 
 pub struct BotActor;
@@ -78,6 +83,7 @@ impl Actor for BotActor {
             shutdown: None,
             task: None,
             stopping: false,
+            started: false,
         })
     }
 
@@ -93,7 +99,18 @@ impl Actor for BotActor {
             username = me.username(),
             "bot started"
         );
-        state.start_dispatcher(myself);
+        let context = BotContext {
+            bot: state.bot.clone(),
+            bot_instance_id: state.bot_instance_id,
+            me: Arc::new(BotIdentity {
+                user_id: me.id.0 as i64,
+                username: me.username().to_string(),
+            }),
+            events: Publisher::new(state.supervisor.clone()),
+        };
+        state.handler.bot_started(&context);
+        state.started = true;
+        state.start_dispatcher(myself, context);
         state.supervisor.cast(SupervisorMsg::BotRunning {
             bot_instance_id: state.bot_instance_id,
         })?;
@@ -122,16 +139,16 @@ impl Actor for BotActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.stop_dispatcher().await;
+        if state.started {
+            state.handler.bot_stopped(state.bot_instance_id);
+        }
         Ok(())
     }
 }
 
 impl BotState {
-    fn start_dispatcher(&mut self, myself: BotRef) {
-        let mut dispatcher = Dispatcher::builder(
-            self.bot.clone(),
-            schema(self.handler.clone(), self.bot_instance_id),
-        )
+    fn start_dispatcher(&mut self, myself: BotRef, context: BotContext) {
+        let mut dispatcher = Dispatcher::builder(self.bot.clone(), schema(self.handler.clone(), context))
         // Kinds outside the schema are not asked for; if one arrives anyway, ignore it quietly.
         .default_handler(|_| async {})
         .build();

@@ -81,6 +81,11 @@ impl Fleet {
         self.events.subscribe()
     }
 
+    /// Publishes events into the tree's Broadcaster (stored, then fanned out).
+    pub fn publisher(&self) -> super::Publisher {
+        super::Publisher::new(self.supervisor.clone())
+    }
+
     /// Asks the Registry to reconcile now (after an admin changed the database).
     pub fn nudge(&self) {
         let _ = self.supervisor.cast(SupervisorMsg::Nudge);

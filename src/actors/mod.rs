@@ -16,15 +16,19 @@
 //! - Supervisor → Broadcaster: `BotStatus` for every transition. Broadcaster: writes `bot_instances`
 //!   and the `events` table, then fans the event out to subscribers (SSE, tests, Redis later).
 //! - Backoff timers → Supervisor: `RetryStart`, ignored if the bot moved on meanwhile.
+//! - Handlers and the HTTP layer → Supervisor: `Publish` through a [`Publisher`], forwarded to the
+//!   current Broadcaster.
 
 mod bot;
 pub mod broadcaster;
 mod fleet;
 pub mod policy;
+mod publisher;
 pub mod registry;
 pub mod supervisor;
 
 pub use broadcaster::Event;
 pub use fleet::{Fleet, FleetOptions};
 pub use policy::RestartPolicy;
+pub use publisher::Publisher;
 pub use supervisor::BotStatus;

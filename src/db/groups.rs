@@ -231,4 +231,72 @@ impl Store {
             .fetch_all(pool)
             .await)?)
     }
+
+    /// The group `chat_id` as protected by one bot, if it is.
+    pub async fn group_by_chat(
+        &self,
+        bot_instance_id: i64,
+        chat_id: i64,
+    ) -> Result<Option<GroupRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM protected_groups WHERE bot_instance_id = $1 AND chat_id = $2"
+        );
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, GroupRow>(sql)
+            .bind(bot_instance_id)
+            .bind(chat_id)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
+    /// Stores the outcome of a permission check: `ok`, `degraded` (with what is missing) or `unknown`.
+    pub async fn set_group_health(
+        &self,
+        id: i64,
+        health: &str,
+        detail: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE protected_groups SET health = $1, health_detail = $2, health_checked_at = $3, \
+                   updated_at = $3 WHERE id = $4";
+        with_pool!(self, pool => sqlx::query(sql)
+            .bind(health)
+            .bind(detail.map(Json))
+            .bind(now_ms())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Makes `channel_ids` exactly the channels a group requires, recording the bot's rights in each.
+    pub async fn replace_channel_links(
+        &self,
+        group_id: i64,
+        links: &[(i64, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM group_channel_links WHERE group_id = $1")
+                .bind(group_id)
+                .execute(&mut *tx)
+                .await?;
+            for (channel_id, rights) in links {
+                sqlx::query(
+                    "INSERT INTO group_channel_links (group_id, channel_id, bot_rights, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(group_id)
+                .bind(channel_id)
+                .bind(Json(rights))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
 }

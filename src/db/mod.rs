@@ -12,8 +12,10 @@ mod events;
 mod groups;
 mod logs;
 mod records;
+mod restrictions;
 mod sessions;
 mod settings;
+mod timers;
 mod url;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,7 +30,9 @@ pub use events::{EventRow, NewEvent};
 pub use groups::{ChannelRow, GroupRow, NewChannel, NewGroup};
 pub use logs::{LogFilter, LogRow, NewLog};
 pub use records::{ApiCall, KeyCount, Verification};
+pub use restrictions::{NewRestriction, RestrictionRow};
 pub use sessions::SessionRow;
+pub use timers::{NewTimer, TimerRow};
 pub use url::{DatabaseUrl, UrlError, redact as redact_url};
 
 use crate::settings::DatabaseSettings;

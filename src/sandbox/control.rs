@@ -144,6 +144,18 @@ impl Sandbox {
     /// The user writes in a group. A member who may not send messages is refused, as Telegram's
     /// client would refuse, and the attempt is recorded as blocked.
     pub fn send(&self, chat: i64, user: i64, text: &str) -> Result<i64, ControlError> {
+        self.send_with(chat, user, text, json!({}))
+    }
+
+    /// Like [`Sandbox::send`], with extra message fields: `sender_chat` (an anonymous admin or a
+    /// channel identity), `reply_to_message`, `forward_origin`, entities.
+    pub fn send_with(
+        &self,
+        chat: i64,
+        user: i64,
+        text: &str,
+        extra: Value,
+    ) -> Result<i64, ControlError> {
         let mut world = self.world();
         Self::check_ids(&world, chat, user)?;
         let status = world.status(chat, user);
@@ -154,9 +166,19 @@ impl Sandbox {
                 status.word()
             )));
         }
-        let message = world.record_message(chat, user, json!({ "text": text }))?;
+        let mut fields = json!({ "text": text });
+        for (key, value) in extra.as_object().cloned().unwrap_or_default() {
+            fields[key] = value;
+        }
+        let message = world.record_message(chat, user, fields)?;
         world.broadcast_message(chat, &message);
         Ok(message["message_id"].as_i64().unwrap_or_default())
+    }
+
+    /// A chat as it appears inside messages (for building `sender_chat` or `forward_origin`).
+    pub fn chat_json(&self, chat: i64) -> Result<Value, ControlError> {
+        let world = self.world();
+        Ok(world.chat(chat)?.to_json(&world.accounts))
     }
 
     /// A post in a channel (`sender_chat` is the channel), delivered to the channel's bots.

@@ -32,6 +32,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub telegram: TelegramSettings,
     pub fleet: FleetSettings,
+    pub enforce: crate::enforce::EnforceOptions,
     pub log: LogSettings,
 }
 

@@ -56,10 +56,39 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
                 ..crate::actors::RestartPolicy::default()
             },
         },
+        enforce: enforce(layers)?,
         log: LogSettings {
             filter: log_filter(layers.get("log.filter"))?,
             format: log_format(layers.get("log.format"), environment)?,
         },
+    })
+}
+
+fn enforce(layers: &Layers) -> Result<crate::enforce::EnforceOptions, ConfigError> {
+    let millis = |key: &str, min: i64, max: i64| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(integer_in(layers.get(key), min, max)? as u64))
+    };
+    let rate = |key: &str, max: i64| -> Result<f64, ConfigError> { Ok(integer_in(layers.get(key), 1, max)? as f64) };
+    Ok(crate::enforce::EnforceOptions {
+        cache_ttl: crate::enforce::CacheTtl {
+            positive: seconds(layers.get("enforce.membership_ttl_s"), 1, 86_400)?,
+            negative: seconds(layers.get("enforce.negative_ttl_s"), 1, 86_400)?,
+        },
+        policy_refresh: millis("enforce.policy_refresh_ms", 100, 600_000)?,
+        admin_ttl: seconds(layers.get("enforce.admin_ttl_s"), 1, 86_400)?,
+        check_retries: integer_in(layers.get("enforce.check_retries"), 0, 10)? as u32,
+        check_retry_delay: millis("enforce.check_retry_delay_ms", 0, 60_000)?,
+        limits: crate::enforce::Limits {
+            bot_sends_per_s: rate("enforce.sends_per_s", 1000)?,
+            bot_calls_per_s: rate("enforce.calls_per_s", 100_000)?,
+            chat_sends_per_s: rate("enforce.chat_sends_per_s", 1000)?,
+            chat_burst: 3.0,
+            group_sends_per_min: rate("enforce.group_sends_per_min", 100_000)?,
+        },
+        timer_poll: millis("enforce.timer_poll_ms", 10, 600_000)?,
+        health_interval: seconds(layers.get("enforce.health_check_s"), 1, 7 * 86_400)?,
+        redis_url: None,
+        redis_namespace: "nezuko".into(),
     })
 }
 

@@ -13,18 +13,37 @@ use futures_util::future::BoxFuture;
 use teloxide::dispatching::{UpdateFilterExt, UpdateHandler as TeloxideHandler};
 use teloxide::prelude::*;
 
+use crate::actors::Publisher;
+
 /// What a handler gets with each update.
 #[derive(Clone)]
 pub struct BotContext {
     pub bot: Bot,
     /// The bot's row in `bot_instances`.
     pub bot_instance_id: i64,
+    /// Who the bot is on Telegram (from `getMe`).
+    pub me: Arc<BotIdentity>,
+    /// Where the bot's events go (the fleet's Broadcaster).
+    pub events: Publisher,
+}
+
+/// The bot's own Telegram account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotIdentity {
+    pub user_id: i64,
+    pub username: String,
 }
 
 /// A bot's behaviour: what it does with one update. Errors are logged and survived.
 pub trait UpdateHandler: Send + Sync + 'static {
     fn handle(&self, context: BotContext, update: Update)
     -> BoxFuture<'static, anyhow::Result<()>>;
+
+    /// The bot passed `getMe` and is about to poll (a restart calls this again).
+    fn bot_started(&self, _context: &BotContext) {}
+
+    /// The bot stopped polling; in-flight updates have finished.
+    fn bot_stopped(&self, _bot_instance_id: i64) {}
 }
 
 /// Answers `/start` and `/help` in private chats with what the bot is for.
@@ -60,16 +79,14 @@ impl UpdateHandler for GreetingHandler {
 /// ask Telegram for (`chat_member` is only sent when asked).
 pub fn schema(
     handler: Arc<dyn UpdateHandler>,
-    bot_instance_id: i64,
+    context: BotContext,
 ) -> TeloxideHandler<anyhow::Error> {
-    let endpoint = move |bot: Bot, update: Update| {
+    let endpoint = move |update: Update| {
         let handler = handler.clone();
+        let context = context.clone();
         async move {
             let update_id = update.id.0;
-            let context = BotContext {
-                bot,
-                bot_instance_id,
-            };
+            let bot_instance_id = context.bot_instance_id;
             let handled = AssertUnwindSafe(async move { handler.handle(context, update).await })
                 .catch_unwind()
                 .await;

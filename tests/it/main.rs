@@ -6,6 +6,7 @@
 
 mod cli;
 mod config;
+mod enforce;
 mod fleet;
 mod health;
 mod sandbox;

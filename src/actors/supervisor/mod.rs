@@ -13,7 +13,7 @@ use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, Supervi
 use tokio::sync::broadcast;
 
 use super::bot::BotRef;
-use super::broadcaster::{BroadcasterRef, Event};
+use super::broadcaster::{BroadcasterMsg, BroadcasterRef, Event};
 use super::policy::{FailureWindow, RestartPolicy};
 use super::registry::{Action, RegistryRef};
 use crate::db::{BotRow, Store};
@@ -35,6 +35,13 @@ pub enum SupervisorMsg {
     BotRunning { bot_instance_id: i64 },
     /// Ask the Registry to reconcile now.
     Nudge,
+    /// Hand an event to the current Broadcaster (bots publish through here, so a restarted
+    /// Broadcaster never leaves them holding a dead reference).
+    Publish {
+        kind: String,
+        bot_instance_id: Option<i64>,
+        payload: serde_json::Value,
+    },
     /// The bots under management and their `config_version`.
     Managed(RpcReplyPort<HashMap<i64, i64>>),
     /// A snapshot of every managed bot.
@@ -146,6 +153,19 @@ impl Actor for Supervisor {
             } => state.retry(&myself, bot_instance_id, generation).await,
             SupervisorMsg::BotRunning { bot_instance_id } => state.running(bot_instance_id),
             SupervisorMsg::Nudge => state.nudge(),
+            SupervisorMsg::Publish {
+                kind,
+                bot_instance_id,
+                payload,
+            } => {
+                if let Some(broadcaster) = &state.broadcaster {
+                    let _ = broadcaster.cast(BroadcasterMsg::Publish {
+                        kind,
+                        bot_instance_id,
+                        payload,
+                    });
+                }
+            }
             SupervisorMsg::Managed(reply) => drop(reply.send(state.managed())),
             SupervisorMsg::Status(reply) => drop(reply.send(state.status())),
             SupervisorMsg::Shutdown(reply) => {

@@ -1,0 +1,200 @@
+//! `member_restrictions`: what Nezuko itself did to a member, so it only ever undoes its own work
+//! (never an admin's mute) and knows which warning belongs to whom.
+
+use sqlx::types::Json;
+
+use super::{Store, StoreError, now_ms, with_pool};
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RestrictionRow {
+    pub id: i64,
+    pub bot_instance_id: i64,
+    pub chat_id: i64,
+    pub user_id: i64,
+    /// `restricted` (Nezuko muted the member) or `warned` (warn-only policy: nothing to lift).
+    pub reason: String,
+    pub missing_channels: Json<Vec<i64>>,
+    pub warning_message_id: Option<i64>,
+    pub warnings: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub lifted_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRestriction {
+    pub bot_instance_id: i64,
+    pub chat_id: i64,
+    pub user_id: i64,
+    pub reason: String,
+    pub missing_channels: Vec<i64>,
+}
+
+macro_rules! columns {
+    () => {
+        "id, bot_instance_id, chat_id, user_id, reason, missing_channels, warning_message_id, warnings, \
+         created_at, updated_at, lifted_at"
+    };
+}
+
+impl Store {
+    /// Records a restriction or warning, or counts one more warning on the active record. The
+    /// returned row's `warnings` is the count including this one (escalation reads it).
+    pub async fn record_restriction(
+        &self,
+        new: &NewRestriction,
+    ) -> Result<RestrictionRow, StoreError> {
+        let sql = concat!(
+            "INSERT INTO member_restrictions (bot_instance_id, chat_id, user_id, reason, missing_channels, \
+             warnings, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $6) \
+             ON CONFLICT (bot_instance_id, chat_id, user_id) WHERE lifted_at IS NULL DO UPDATE SET \
+             reason = CASE WHEN member_restrictions.reason = 'restricted' THEN 'restricted' ELSE excluded.reason END, \
+             missing_channels = excluded.missing_channels, warnings = member_restrictions.warnings + 1, \
+             updated_at = excluded.updated_at RETURNING ",
+            columns!(),
+            ""
+        );
+        Ok(
+            with_pool!(self, pool => sqlx::query_as::<_, RestrictionRow>(sql)
+            .bind(new.bot_instance_id)
+            .bind(new.chat_id)
+            .bind(new.user_id)
+            .bind(&new.reason)
+            .bind(Json(&new.missing_channels))
+            .bind(now_ms())
+            .fetch_one(pool)
+            .await)?,
+        )
+    }
+
+    pub async fn active_restriction(
+        &self,
+        bot_instance_id: i64,
+        chat_id: i64,
+        user_id: i64,
+    ) -> Result<Option<RestrictionRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM member_restrictions WHERE bot_instance_id = $1 AND chat_id = $2 AND user_id = $3 \
+             AND lifted_at IS NULL"
+        );
+        Ok(
+            with_pool!(self, pool => sqlx::query_as::<_, RestrictionRow>(sql)
+            .bind(bot_instance_id)
+            .bind(chat_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await)?,
+        )
+    }
+
+    /// The active records of one member across a bot's groups (a rejoined channel may restore several).
+    pub async fn active_restrictions_of_user(
+        &self,
+        bot_instance_id: i64,
+        user_id: i64,
+    ) -> Result<Vec<RestrictionRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM member_restrictions WHERE bot_instance_id = $1 AND user_id = $2 AND lifted_at IS NULL \
+             ORDER BY id"
+        );
+        Ok(
+            with_pool!(self, pool => sqlx::query_as::<_, RestrictionRow>(sql)
+            .bind(bot_instance_id)
+            .bind(user_id)
+            .fetch_all(pool)
+            .await)?,
+        )
+    }
+
+    /// The active records in one group (`/unprotect` lifts them all).
+    pub async fn active_restrictions_in_chat(
+        &self,
+        bot_instance_id: i64,
+        chat_id: i64,
+    ) -> Result<Vec<RestrictionRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM member_restrictions WHERE bot_instance_id = $1 AND chat_id = $2 AND lifted_at IS NULL \
+             ORDER BY id"
+        );
+        Ok(
+            with_pool!(self, pool => sqlx::query_as::<_, RestrictionRow>(sql)
+            .bind(bot_instance_id)
+            .bind(chat_id)
+            .fetch_all(pool)
+            .await)?,
+        )
+    }
+
+    /// Remembers which warning message names these members.
+    pub async fn set_warning_message(
+        &self,
+        restriction_ids: &[i64],
+        message_id: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "UPDATE member_restrictions SET warning_message_id = $1, updated_at = $2 WHERE id = $3";
+        let now = now_ms();
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for id in restriction_ids {
+                sqlx::query(sql).bind(message_id).bind(now).bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Marks the active record lifted; returns it, or `None` if Nezuko had nothing active there.
+    pub async fn lift_restriction(
+        &self,
+        bot_instance_id: i64,
+        chat_id: i64,
+        user_id: i64,
+    ) -> Result<Option<RestrictionRow>, StoreError> {
+        let sql = concat!(
+            "UPDATE member_restrictions SET lifted_at = $1, updated_at = $1 WHERE bot_instance_id = $2 \
+             AND chat_id = $3 AND user_id = $4 AND lifted_at IS NULL RETURNING ",
+            columns!(),
+            ""
+        );
+        Ok(
+            with_pool!(self, pool => sqlx::query_as::<_, RestrictionRow>(sql)
+            .bind(now_ms())
+            .bind(bot_instance_id)
+            .bind(chat_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await)?,
+        )
+    }
+
+    /// Whether a warning message still names a member Nezuko has not released.
+    pub async fn warning_in_use(
+        &self,
+        bot_instance_id: i64,
+        chat_id: i64,
+        message_id: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "SELECT COUNT(*) FROM member_restrictions WHERE bot_instance_id = $1 AND chat_id = $2 \
+                   AND warning_message_id = $3 AND lifted_at IS NULL";
+        let (count,): (i64,) = with_pool!(self, pool => sqlx::query_as(sql)
+            .bind(bot_instance_id)
+            .bind(chat_id)
+            .bind(message_id)
+            .fetch_one(pool)
+            .await)?;
+        Ok(count > 0)
+    }
+
+    /// Changes what an active record stands for (a warning escalated to a restriction).
+    pub async fn set_restriction_reason(&self, id: i64, reason: &str) -> Result<(), StoreError> {
+        let sql = "UPDATE member_restrictions SET reason = $1, updated_at = $2 WHERE id = $3";
+        with_pool!(self, pool => sqlx::query(sql).bind(reason).bind(now_ms()).bind(id).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! `scheduled_actions`: durable timers (auto-deletes, grace periods, temporary restrictions).
+//!
+//! A timer is carried out at least once: a runner leases it (moves `due_at` a lease ahead), acts,
+//! then marks it done. A process that dies mid-action leaves the lease to expire and the timer runs
+//! again after the restart, so every action behind a timer is idempotent.
+
+use sqlx::QueryBuilder;
+use sqlx::types::Json;
+
+use super::{Store, StoreError, now_ms, with_pool};
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TimerRow {
+    pub id: i64,
+    pub bot_instance_id: i64,
+    pub kind: String,
+    pub chat_id: i64,
+    pub user_id: Option<i64>,
+    pub message_id: Option<i64>,
+    pub payload: Json<serde_json::Value>,
+    pub due_at: i64,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub done_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTimer {
+    pub bot_instance_id: i64,
+    pub kind: String,
+    pub chat_id: i64,
+    pub user_id: Option<i64>,
+    pub message_id: Option<i64>,
+    pub payload: serde_json::Value,
+    pub due_at: i64,
+}
+
+macro_rules! columns {
+    () => {
+        "id, bot_instance_id, kind, chat_id, user_id, message_id, payload, due_at, attempts, created_at, done_at"
+    };
+}
+
+impl Store {
+    pub async fn schedule(&self, timer: &NewTimer) -> Result<i64, StoreError> {
+        let sql = "INSERT INTO scheduled_actions (bot_instance_id, kind, chat_id, user_id, message_id, payload, \
+                   due_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
+        let (id,): (i64,) = with_pool!(self, pool => sqlx::query_as(sql)
+            .bind(timer.bot_instance_id)
+            .bind(&timer.kind)
+            .bind(timer.chat_id)
+            .bind(timer.user_id)
+            .bind(timer.message_id)
+            .bind(Json(&timer.payload))
+            .bind(timer.due_at)
+            .bind(now_ms())
+            .fetch_one(pool)
+            .await)?;
+        Ok(id)
+    }
+
+    /// Pending timers of these bots due by `now`, oldest first.
+    pub async fn due_timers(
+        &self,
+        bot_instance_ids: &[i64],
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<TimerRow>, StoreError> {
+        if bot_instance_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(with_pool!(self, pool => {
+            let mut query = QueryBuilder::new(concat!("SELECT ", columns!(), " FROM scheduled_actions WHERE done_at IS NULL AND due_at <= "));
+            query.push_bind(now).push(" AND bot_instance_id IN (");
+            let mut ids = query.separated(", ");
+            for id in bot_instance_ids {
+                ids.push_bind(*id);
+            }
+            query.push(") ORDER BY due_at, id LIMIT ").push_bind(limit);
+            query.build_query_as::<TimerRow>().fetch_all(pool).await?
+        }))
+    }
+
+    /// Takes a timer for `lease_ms`: true if this caller got it (no one else took it meanwhile).
+    pub async fn lease_timer(
+        &self,
+        timer: &TimerRow,
+        lease_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "UPDATE scheduled_actions SET due_at = $1, attempts = attempts + 1 \
+                   WHERE id = $2 AND due_at = $3 AND done_at IS NULL";
+        let affected = with_pool!(self, pool => sqlx::query(sql)
+            .bind(now_ms() + lease_ms)
+            .bind(timer.id)
+            .bind(timer.due_at)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        Ok(affected == 1)
+    }
+
+    pub async fn finish_timer(&self, id: i64) -> Result<(), StoreError> {
+        let sql = "UPDATE scheduled_actions SET done_at = $1 WHERE id = $2";
+        with_pool!(self, pool => sqlx::query(sql).bind(now_ms()).bind(id).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Moves a timer that failed for a passing reason to a later time.
+    pub async fn postpone_timer(&self, id: i64, due_at: i64) -> Result<(), StoreError> {
+        let sql = "UPDATE scheduled_actions SET due_at = $1 WHERE id = $2 AND done_at IS NULL";
+        with_pool!(self, pool => sqlx::query(sql).bind(due_at).bind(id).execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Cancels a member's pending timers of one kind in a chat (e.g. a grace check once they verified).
+    pub async fn cancel_timers(
+        &self,
+        bot_instance_id: i64,
+        kind: &str,
+        chat_id: i64,
+        user_id: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = "UPDATE scheduled_actions SET done_at = $1 WHERE bot_instance_id = $2 AND kind = $3 \
+                   AND chat_id = $4 AND user_id = $5 AND done_at IS NULL";
+        Ok(with_pool!(self, pool => sqlx::query(sql)
+            .bind(now_ms())
+            .bind(bot_instance_id)
+            .bind(kind)
+            .bind(chat_id)
+            .bind(user_id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?)
+    }
+
+    /// Every pending timer of a bot (for status pages and tests).
+    pub async fn pending_timers(&self, bot_instance_id: i64) -> Result<Vec<TimerRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM scheduled_actions WHERE bot_instance_id = $1 AND done_at IS NULL ORDER BY due_at, id"
+        );
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, TimerRow>(sql)
+            .bind(bot_instance_id)
+            .fetch_all(pool)
+            .await)?)
+    }
+}

@@ -1,0 +1,137 @@
+//! Every Bot API call a bot makes for enforcement goes through [`Calls::run`]: rate-limited per bot
+//! and per chat ([`Limiter`]), retried after exactly `retry_after` on a 429, and recorded in
+//! `api_call_log` (off the hot path, through [`Records`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use teloxide::requests::{Output, Request};
+use teloxide::{Bot, RequestError};
+
+use super::limiter::{Limiter, Scope};
+use super::records::Records;
+use crate::db::{ApiCall, now_ms};
+
+/// How often one call is retried after a 429 before its error is returned.
+const RETRIES_AFTER_429: u32 = 3;
+
+/// The chat a call targets, for per-chat limits: its id and whether it is a group.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub chat_id: i64,
+    pub is_group: bool,
+}
+
+impl Target {
+    /// A chat by id: negative ids are groups and channels (per-group limits apply to both).
+    pub fn chat(chat_id: i64) -> Option<Self> {
+        Some(Self {
+            chat_id,
+            is_group: chat_id < 0,
+        })
+    }
+}
+
+/// One bot's way to Telegram.
+#[derive(Clone)]
+pub struct Calls {
+    bot: Bot,
+    bot_instance_id: i64,
+    limiter: Arc<Limiter>,
+    records: Records,
+}
+
+impl Calls {
+    pub fn new(bot: Bot, bot_instance_id: i64, limiter: Arc<Limiter>, records: Records) -> Self {
+        Self {
+            bot,
+            bot_instance_id,
+            limiter,
+            records,
+        }
+    }
+
+    /// The bot, for building requests (never log it: its Debug output holds the token).
+    pub fn bot(&self) -> &Bot {
+        &self.bot
+    }
+
+    pub fn bot_instance_id(&self) -> i64 {
+        self.bot_instance_id
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// The scopes a call of `method` into `target` counts against.
+    pub fn scopes(&self, method: &str, target: Option<Target>) -> Vec<Scope> {
+        let bot = self.bot_instance_id;
+        if !is_send(method) {
+            return vec![Scope::BotCalls(bot)];
+        }
+        let mut scopes = vec![Scope::BotSends(bot)];
+        if let Some(target) = target {
+            scopes.push(Scope::ChatSends(bot, target.chat_id));
+            if target.is_group {
+                scopes.push(Scope::GroupSends(bot, target.chat_id));
+            }
+        }
+        scopes
+    }
+
+    /// Sends `request` when the limits allow, waiting out 429s.
+    pub async fn run<R>(
+        &self,
+        method: &'static str,
+        target: Option<Target>,
+        request: R,
+    ) -> Result<Output<R>, RequestError>
+    where
+        R: Request<Err = RequestError>,
+    {
+        let scopes = self.scopes(method, target);
+        let mut retries = 0;
+        loop {
+            self.limiter.acquire(&scopes).await;
+            let started = Instant::now();
+            let result = request.send_ref().await;
+            self.record(method, result.as_ref().err(), started);
+            match result {
+                Err(RequestError::RetryAfter(after)) if retries < RETRIES_AFTER_429 => {
+                    retries += 1;
+                    tracing::warn!(
+                        bot_instance_id = self.bot_instance_id,
+                        method,
+                        retry_after_s = after.seconds(),
+                        "Telegram asked to slow down; waiting exactly as long as it said"
+                    );
+                    self.limiter.penalize(&scopes, after.duration());
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn record(&self, method: &'static str, error: Option<&RequestError>, started: Instant) {
+        let (outcome, error_code) = match error {
+            None => ("ok", None),
+            Some(RequestError::RetryAfter(_)) => ("rate_limited", Some(429)),
+            Some(RequestError::Api(_)) => ("api_error", Some(400)),
+            Some(RequestError::Network(_) | RequestError::Io(_)) => ("network_error", None),
+            Some(_) => ("error", None),
+        };
+        self.records.call(ApiCall {
+            bot_instance_id: self.bot_instance_id,
+            method: method.to_string(),
+            outcome: outcome.to_string(),
+            error_code,
+            latency_ms: started.elapsed().as_millis() as i64,
+            created_at: now_ms(),
+        });
+    }
+}
+
+fn is_send(method: &str) -> bool {
+    matches!(method, "sendMessage" | "editMessageText")
+}

@@ -1,0 +1,133 @@
+//! What a bot needs to know about a chat on every update, without a database round trip: the group
+//! row, its channels and its resolved policy and texts. Entries expire after `refresh` (so a policy
+//! changed by the API or another process applies without restarting any bot) and are dropped at
+//! once when this process changes them ([`Directory::invalidate`]).
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::policy::{DEFAULTS_KEY, Policy};
+use super::texts::{OVERRIDES_PREFIX, Texts};
+use crate::db::{ChannelRow, GroupRow, Store, StoreError};
+
+/// One protected group as a bot sees it.
+#[derive(Debug, Clone)]
+pub struct GroupView {
+    pub group: GroupRow,
+    pub channels: Vec<ChannelRow>,
+    pub policy: Policy,
+    pub texts: Arc<Texts>,
+}
+
+impl GroupView {
+    /// Enforcement is on: the group is enabled and requires at least one channel.
+    pub fn enforcing(&self) -> bool {
+        self.group.enabled && !self.channels.is_empty()
+    }
+}
+
+/// Global defaults and texts, read together.
+#[derive(Debug, Clone)]
+struct Globals {
+    defaults: Value,
+    texts: Arc<Texts>,
+    read_at: Instant,
+}
+
+pub struct Directory {
+    store: Store,
+    refresh: Duration,
+    groups: moka::sync::Cache<(i64, i64), Option<Arc<GroupView>>>,
+    globals: RwLock<Option<Globals>>,
+}
+
+impl Directory {
+    pub fn new(store: Store, refresh: Duration) -> Self {
+        Self {
+            store,
+            refresh,
+            groups: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(refresh)
+                .build(),
+            globals: RwLock::new(None),
+        }
+    }
+
+    /// The group `chat_id` of bot `bot_instance_id`, or `None` if the bot does not protect it.
+    pub async fn group(
+        &self,
+        bot_instance_id: i64,
+        chat_id: i64,
+    ) -> Result<Option<Arc<GroupView>>, StoreError> {
+        if let Some(known) = self.groups.get(&(bot_instance_id, chat_id)) {
+            return Ok(known);
+        }
+        let view = match self.store.group_by_chat(bot_instance_id, chat_id).await? {
+            Some(group) => Some(Arc::new(self.view(group).await?)),
+            None => None,
+        };
+        self.groups.insert((bot_instance_id, chat_id), view.clone());
+        Ok(view)
+    }
+
+    /// Builds the view of a group row (channels, policy, texts).
+    pub async fn view(&self, group: GroupRow) -> Result<GroupView, StoreError> {
+        let channels = self.store.channels_of_group(group.id).await?;
+        let globals = self.globals().await?;
+        let policy = Policy::resolve(&globals.defaults, &group.policy.0)
+            .or_else(|error| {
+                tracing::warn!(group_id = group.id, %error, "the group's policy overrides are invalid; using the defaults");
+                Policy::resolve(&globals.defaults, &Value::Null)
+            })
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, "the global policy defaults are invalid; using the built-in ones");
+                Policy::default()
+            });
+        Ok(GroupView {
+            group,
+            channels,
+            policy,
+            texts: globals.texts,
+        })
+    }
+
+    /// Texts with overrides, for chats that are not protected groups (private chats).
+    pub async fn texts(&self) -> Result<Arc<Texts>, StoreError> {
+        Ok(self.globals().await?.texts)
+    }
+
+    /// Forgets one group (this process changed it).
+    pub fn invalidate(&self, bot_instance_id: i64, chat_id: i64) {
+        self.groups.invalidate(&(bot_instance_id, chat_id));
+    }
+
+    /// Forgets everything (global defaults or texts changed).
+    pub fn invalidate_all(&self) {
+        self.groups.invalidate_all();
+        *self.globals.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    async fn globals(&self) -> Result<Globals, StoreError> {
+        if let Some(globals) = self
+            .globals
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|g| g.read_at.elapsed() < self.refresh)
+        {
+            return Ok(globals.clone());
+        }
+        let defaults = self.store.setting(DEFAULTS_KEY).await?.unwrap_or(Value::Null);
+        let overrides = self.store.settings_with_prefix(OVERRIDES_PREFIX).await?;
+        let globals = Globals {
+            defaults,
+            texts: Arc::new(Texts::with_overrides(&overrides)),
+            read_at: Instant::now(),
+        };
+        *self.globals.write().unwrap_or_else(|p| p.into_inner()) = Some(globals.clone());
+        Ok(globals)
+    }
+}

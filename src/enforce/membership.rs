@@ -1,0 +1,190 @@
+//! Whether a user is subscribed to a channel: a three-valued answer (subscribed / not / unknown),
+//! cached in process (moka, different TTLs for yes and no) and, with `REDIS_URL`, in a shared Redis
+//! tier so every process and every bot benefits from one bot's answer for a channel.
+//!
+//! Subscribed means `creator`, `administrator`, `member`, or `restricted` with `is_member`
+//! (teloxide's `is_present`). An error is never read as "not subscribed": it is retried and, if it
+//! persists, reported as unknown for the group's fail-open/fail-closed setting to decide.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use moka::Expiry;
+use teloxide::types::{ChatId, UserId};
+
+use super::calls::Calls;
+use super::shared_cache::SharedCache;
+use crate::db::ChannelRow;
+
+/// One channel's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    Subscribed,
+    NotSubscribed,
+    /// Telegram could not say (the reason, for logs and the verification record).
+    Unknown(String),
+}
+
+/// How long answers are kept.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheTtl {
+    pub positive: Duration,
+    pub negative: Duration,
+}
+
+struct TtlByAnswer(CacheTtl);
+
+impl Expiry<(i64, i64), bool> for TtlByAnswer {
+    fn expire_after_create(&self, _: &(i64, i64), subscribed: &bool, _: Instant) -> Option<Duration> {
+        Some(if *subscribed { self.0.positive } else { self.0.negative })
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &(i64, i64),
+        subscribed: &bool,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(if *subscribed { self.0.positive } else { self.0.negative })
+    }
+}
+
+/// The membership cache shared by every bot of the process, keyed by (channel, user).
+pub struct MembershipCache {
+    local: moka::sync::Cache<(i64, i64), bool>,
+    shared: Option<SharedCache>,
+    ttl: CacheTtl,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl MembershipCache {
+    pub fn new(ttl: CacheTtl, shared: Option<SharedCache>) -> Self {
+        Self {
+            local: moka::sync::Cache::builder()
+                .max_capacity(2_000_000)
+                .expire_after(TtlByAnswer(ttl))
+                .build(),
+            shared,
+            ttl,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// A cached answer: this process first, then the shared tier.
+    pub async fn get(&self, channel: i64, user: i64) -> Option<bool> {
+        if let Some(known) = self.local.get(&(channel, user)) {
+            return Some(known);
+        }
+        let shared = self.shared.as_ref()?.get(channel, user).await?;
+        self.local.insert((channel, user), shared);
+        Some(shared)
+    }
+
+    /// Records what Telegram said (a check, a `chat_member` update, a button press).
+    pub async fn put(&self, channel: i64, user: i64, subscribed: bool) {
+        self.local.insert((channel, user), subscribed);
+        if let Some(shared) = &self.shared {
+            let ttl = if subscribed { self.ttl.positive } else { self.ttl.negative };
+            shared.put(channel, user, subscribed, ttl).await;
+        }
+    }
+
+    pub fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (hits, misses) since start.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
+}
+
+/// Checks members against channels through one bot.
+pub struct Checker {
+    pub cache: Arc<MembershipCache>,
+    pub retries: u32,
+    pub retry_delay: Duration,
+}
+
+/// The outcome of checking one user against a group's channels.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOutcome {
+    pub subscribed: Vec<ChannelRow>,
+    pub missing: Vec<ChannelRow>,
+    pub unknown: Vec<(ChannelRow, String)>,
+    /// Every answer came from the cache.
+    pub cached: bool,
+}
+
+impl Checker {
+    /// Checks `user` against every channel, concurrently. `fresh` skips the cache (the button).
+    pub async fn check(
+        &self,
+        calls: &Calls,
+        channels: &[ChannelRow],
+        user: i64,
+        fresh: bool,
+    ) -> CheckOutcome {
+        let answers = join_all(
+            channels
+                .iter()
+                .map(|channel| self.one(calls, channel.chat_id, user, fresh)),
+        )
+        .await;
+        let mut outcome = CheckOutcome {
+            cached: true,
+            ..CheckOutcome::default()
+        };
+        for (channel, (answer, cached)) in channels.iter().zip(answers) {
+            outcome.cached &= cached;
+            match answer {
+                Membership::Subscribed => outcome.subscribed.push(channel.clone()),
+                Membership::NotSubscribed => outcome.missing.push(channel.clone()),
+                Membership::Unknown(why) => outcome.unknown.push((channel.clone(), why)),
+            }
+        }
+        outcome
+    }
+
+    async fn one(&self, calls: &Calls, channel: i64, user: i64, fresh: bool) -> (Membership, bool) {
+        if !fresh && let Some(subscribed) = self.cache.get(channel, user).await {
+            self.cache.count(true);
+            return (answer(subscribed), true);
+        }
+        self.cache.count(false);
+        let mut last = String::new();
+        for attempt in 0..=self.retries {
+            if attempt > 0 {
+                tokio::time::sleep(self.retry_delay * attempt).await;
+            }
+            let request = calls
+                .bot()
+                .get_chat_member(ChatId(channel), UserId(user.max(0) as u64));
+            match calls.run("getChatMember", None, request).await {
+                Ok(member) => {
+                    let subscribed = member.kind.is_present();
+                    self.cache.put(channel, user, subscribed).await;
+                    return (answer(subscribed), false);
+                }
+                Err(error) => last = error.to_string(),
+            }
+        }
+        (Membership::Unknown(last), false)
+    }
+}
+
+fn answer(subscribed: bool) -> Membership {
+    if subscribed {
+        Membership::Subscribed
+    } else {
+        Membership::NotSubscribed
+    }
+}
+
+use teloxide::prelude::Requester as _;

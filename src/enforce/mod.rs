@@ -1,0 +1,343 @@
+//! Force-subscribe enforcement: what each bot does in the groups it protects.
+//!
+//! [`Enforcer`] is the fleet's [`UpdateHandler`]. One instance serves every bot of the process, so the
+//! membership cache, rate limiter, record writer and timer runner are shared; per bot it keeps only
+//! the bot's [`Calls`] (its limited, recorded way to Telegram) and identity.
+//!
+//! ```text
+//! update ─► route ─┬─ group message ──► commands (/protect …) or flows::on_message
+//!                  ├─ new members ────► flows::on_join
+//!                  ├─ callback ───────► callbacks (I have joined, menus)
+//!                  ├─ chat_member ────► channel: cache + flows::on_channel_change; group: on_join
+//!                  └─ my_chat_member ─► health (bot added, promoted, demoted, removed)
+//! ```
+//! Files: `policy` (what a group wants), `texts` (what is said), `membership` + `shared_cache`
+//! (is a user subscribed), `limiter` + `calls` (how Telegram is called), `records` (logs),
+//! `directory` (group lookups), `actions` (restrict, kick, warn …), `flows`, `callbacks`, `commands`,
+//! `settings_menu`, `health`, `timers`.
+
+mod actions;
+mod callbacks;
+mod calls;
+mod commands;
+mod directory;
+mod flows;
+mod health;
+pub mod limiter;
+mod membership;
+pub mod policy;
+mod records;
+mod settings_menu;
+mod shared_cache;
+pub mod texts;
+mod timers;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::json;
+use teloxide::types::{Update, UpdateKind};
+
+pub use self::calls::Calls;
+pub use self::directory::GroupView;
+pub use self::limiter::Limits;
+pub use self::membership::CacheTtl;
+use self::membership::{Checker, MembershipCache};
+use self::records::Records;
+use self::shared_cache::SharedCache;
+use crate::actors::Publisher;
+use crate::db::Store;
+use crate::telegram::{BotContext, BotIdentity, UpdateHandler};
+
+/// How enforcement runs (from the `[enforce]` settings).
+#[derive(Debug, Clone)]
+pub struct EnforceOptions {
+    pub cache_ttl: CacheTtl,
+    /// How long a group's policy and channels are trusted before being re-read.
+    pub policy_refresh: Duration,
+    /// How long a group's administrator list is trusted.
+    pub admin_ttl: Duration,
+    /// Retries of a membership check Telegram could not answer, and the pause between them.
+    pub check_retries: u32,
+    pub check_retry_delay: Duration,
+    pub limits: Limits,
+    /// How often due timers are looked for.
+    pub timer_poll: Duration,
+    /// How often every protected group's permissions are checked again.
+    pub health_interval: Duration,
+    /// `REDIS_URL`: the shared membership cache tier.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys (processes sharing answers use the same one).
+    pub redis_namespace: String,
+}
+
+impl Default for EnforceOptions {
+    fn default() -> Self {
+        Self {
+            cache_ttl: CacheTtl {
+                positive: Duration::from_secs(600),
+                negative: Duration::from_secs(60),
+            },
+            policy_refresh: Duration::from_secs(5),
+            admin_ttl: Duration::from_secs(300),
+            check_retries: 2,
+            check_retry_delay: Duration::from_millis(200),
+            limits: Limits::default(),
+            timer_poll: Duration::from_millis(500),
+            health_interval: Duration::from_secs(3600),
+            redis_url: None,
+            redis_namespace: "nezuko".into(),
+        }
+    }
+}
+
+/// One running bot as enforcement sees it.
+pub struct BotRuntime {
+    pub calls: Calls,
+    pub me: Arc<BotIdentity>,
+    pub events: Publisher,
+    /// Periodic permission checks; aborted when the bot stops.
+    health_task: tokio::task::JoinHandle<()>,
+}
+
+impl BotRuntime {
+    pub fn id(&self) -> i64 {
+        self.calls.bot_instance_id()
+    }
+}
+
+/// Everything the bots of one process share.
+pub struct Shared {
+    pub store: Store,
+    pub options: EnforceOptions,
+    pub records: Records,
+    pub checker: Checker,
+    pub directory: directory::Directory,
+    limiter: Arc<limiter::Limiter>,
+    admins: moka::sync::Cache<(i64, i64), Arc<HashSet<i64>>>,
+    /// (bot, chat, user) seen joining recently: the service message and the `chat_member` update
+    /// of one join are handled once.
+    recent_joins: moka::sync::Cache<(i64, i64, i64), ()>,
+    /// (bot, chat, user) warned recently: a burst of messages gets one warning.
+    recently_warned: moka::sync::Cache<(i64, i64, i64), ()>,
+    warnings: actions::WarningQueue,
+    /// (bot, chat) whose permissions were checked after a refusal in the last half minute.
+    health_checked: moka::sync::Cache<(i64, i64), ()>,
+    bots: RwLock<HashMap<i64, Arc<BotRuntime>>>,
+}
+
+/// The fleet's update handler for force-subscribe groups.
+#[derive(Clone)]
+pub struct Enforcer {
+    shared: Arc<Shared>,
+    timers: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Enforcer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enforcer").finish_non_exhaustive()
+    }
+}
+
+impl Enforcer {
+    /// Starts the shared parts (record writer, timer runner, Redis tier if configured).
+    pub fn start(store: Store, options: EnforceOptions) -> anyhow::Result<Self> {
+        let shared_tier = match &options.redis_url {
+            Some(url) => Some(SharedCache::connect(url, &options.redis_namespace)?),
+            None => None,
+        };
+        let records = Records::start(store.clone());
+        let shared = Arc::new(Shared {
+            checker: Checker {
+                cache: Arc::new(MembershipCache::new(options.cache_ttl, shared_tier)),
+                retries: options.check_retries,
+                retry_delay: options.check_retry_delay,
+            },
+            directory: directory::Directory::new(store.clone(), options.policy_refresh),
+            limiter: Arc::new(limiter::Limiter::new(options.limits)),
+            admins: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(options.admin_ttl)
+                .build(),
+            recent_joins: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+            recently_warned: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            warnings: actions::WarningQueue::default(),
+            health_checked: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(30))
+                .build(),
+            bots: RwLock::new(HashMap::new()),
+            records,
+            store,
+            options,
+        });
+        let timers = Arc::new(tokio::spawn(timers::run(shared.clone())));
+        Ok(Self { shared, timers })
+    }
+
+    /// Writes every queued record (call before the process exits).
+    pub async fn flush(&self) {
+        self.shared.records.flush(Duration::from_secs(5)).await;
+    }
+
+    /// (hits, misses) of the membership cache since start.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.shared.checker.cache.stats()
+    }
+
+    /// Drops what this process remembers of a group (after the API changed it).
+    pub fn invalidate_group(&self, bot_instance_id: i64, chat_id: i64) {
+        self.shared.directory.invalidate(bot_instance_id, chat_id);
+    }
+
+    /// Drops every cached group view (after global defaults or texts changed).
+    pub fn invalidate_all(&self) {
+        self.shared.directory.invalidate_all();
+    }
+
+    /// Runs due timers now instead of at the next poll (tests, shutdown).
+    pub async fn run_due_timers(&self) -> anyhow::Result<usize> {
+        timers::run_due(&self.shared).await
+    }
+
+    /// Checks the permissions of every group of a running bot now.
+    pub async fn check_health_now(&self, bot_instance_id: i64) -> anyhow::Result<()> {
+        let runtime = self
+            .shared
+            .runtime(bot_instance_id)
+            .ok_or_else(|| anyhow::anyhow!("bot {bot_instance_id} is not running here"))?;
+        health::check_bot(&self.shared, &runtime).await
+    }
+}
+
+impl Drop for Enforcer {
+    fn drop(&mut self) {
+        // The last handle stops the timer runner.
+        if Arc::strong_count(&self.timers) == 1 {
+            self.timers.abort();
+        }
+    }
+}
+
+impl Shared {
+    pub fn runtime(&self, bot_instance_id: i64) -> Option<Arc<BotRuntime>> {
+        self.bots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&bot_instance_id)
+            .cloned()
+    }
+
+    pub fn running_bots(&self) -> Vec<i64> {
+        self.bots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
+    /// Publishes an event for one bot.
+    pub fn publish(&self, runtime: &BotRuntime, kind: &str, payload: serde_json::Value) {
+        runtime.events.publish(kind, Some(runtime.id()), payload);
+    }
+}
+
+impl UpdateHandler for Enforcer {
+    fn handle(&self, context: BotContext, update: Update) -> BoxFuture<'static, anyhow::Result<()>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let runtime = match shared.runtime(context.bot_instance_id) {
+                Some(runtime) => runtime,
+                None => anyhow::bail!("bot {} is not registered", context.bot_instance_id),
+            };
+            route(&shared, &runtime, update).await
+        })
+    }
+
+    fn bot_started(&self, context: &BotContext) {
+        let calls = Calls::new(
+            context.bot.clone(),
+            context.bot_instance_id,
+            self.shared.limiter.clone(),
+            self.shared.records.clone(),
+        );
+        let id = context.bot_instance_id;
+        let health_task = tokio::spawn(health::periodic(self.shared.clone(), id));
+        let runtime = Arc::new(BotRuntime {
+            calls,
+            me: context.me.clone(),
+            events: context.events.clone(),
+            health_task,
+        });
+        let previous = self
+            .shared
+            .bots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, runtime);
+        if let Some(previous) = previous {
+            previous.health_task.abort();
+        }
+    }
+
+    fn bot_stopped(&self, bot_instance_id: i64) {
+        let removed = self
+            .shared
+            .bots
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&bot_instance_id);
+        if let Some(runtime) = removed {
+            runtime.health_task.abort();
+        }
+        self.shared.limiter.forget_bot(bot_instance_id);
+    }
+}
+
+async fn route(shared: &Arc<Shared>, runtime: &BotRuntime, update: Update) -> anyhow::Result<()> {
+    match update.kind {
+        UpdateKind::Message(message) => {
+            if message.chat.is_private() {
+                return commands::private(shared, runtime, &message).await;
+            }
+            if !(message.chat.is_group() || message.chat.is_supergroup()) {
+                return Ok(());
+            }
+            if let Some(members) = message.new_chat_members() {
+                for user in members {
+                    flows::on_join(shared, runtime, &message.chat, user).await?;
+                }
+                return Ok(());
+            }
+            if commands::group(shared, runtime, &message).await? {
+                return Ok(());
+            }
+            flows::on_message(shared, runtime, &message).await
+        }
+        UpdateKind::CallbackQuery(query) => callbacks::handle(shared, runtime, &query).await,
+        UpdateKind::ChatMember(change) => flows::on_member_change(shared, runtime, &change).await,
+        UpdateKind::MyChatMember(change) => health::on_my_member(shared, runtime, &change).await,
+        _ => Ok(()),
+    }
+}
+
+/// The payload of a `verification` event.
+fn verification_payload(group: &GroupView, user: i64, outcome: &str, cached: bool) -> serde_json::Value {
+    json!({
+        "group_id": group.group.id,
+        "chat_id": group.group.chat_id,
+        "title": group.group.title,
+        "user_id": user,
+        "outcome": outcome,
+        "cached": cached,
+    })
+}

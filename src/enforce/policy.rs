@@ -1,0 +1,207 @@
+//! A group's enforcement policy: built-in defaults, overlaid by the global defaults an admin set
+//! (`settings` key `policy.defaults`), overlaid by the group's own overrides (`protected_groups.policy`).
+//! Each layer is a JSON object naming only what it changes; unknown keys and bad values are refused
+//! with the key and the accepted form, so a typo never silently weakens enforcement.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The `settings` key holding the global policy defaults.
+pub const DEFAULTS_KEY: &str = "policy.defaults";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Whether a member must join every linked channel or any one of them.
+    pub require: Require,
+    /// What happens to a member who is not subscribed.
+    pub action: Action,
+    /// After this many warnings, `escalate_to` replaces `action` (0: never).
+    pub escalate_after: u32,
+    pub escalate_to: Action,
+    /// Seconds a newcomer may stay unsubscribed before the action applies (0: at once).
+    pub grace_s: u64,
+    /// Seconds before a warning is deleted (0: it stays until the member verifies).
+    pub warning_ttl_s: u64,
+    /// Seconds before replies to commands (and the commands) are deleted.
+    pub reply_ttl_s: u64,
+    /// What an unanswerable check (`member list is inaccessible`, timeouts) means after retries.
+    pub fail_mode: FailMode,
+    /// Greet subscribed newcomers.
+    pub welcome: bool,
+    /// Language of the texts in this group.
+    pub language: Language,
+    /// Users never checked in this group, besides admins.
+    pub allowlist: Vec<i64>,
+    /// Lift Nezuko's restriction by itself when a member rejoins the channel they left.
+    pub restore_on_rejoin: bool,
+    /// A restriction ends by itself after this many seconds (0: until the member verifies).
+    /// Telegram treats under 30 s as forever, so values from 1 to 29 are refused.
+    pub mute_for_s: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Require {
+    All,
+    Any,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Delete the message and warn; the member keeps the right to speak.
+    Warn,
+    /// Mute until the member verifies.
+    Restrict,
+    /// Remove from the group (ban then unban); the member may come back.
+    Kick,
+    /// Remove for good.
+    Ban,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Let the member speak when membership cannot be read.
+    Open,
+    /// Treat an unreadable membership as not subscribed (and say so in the warning).
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    En,
+    Es,
+}
+
+impl Language {
+    pub const ALL: [Language; 2] = [Language::En, Language::Es];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::Es => "es",
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            require: Require::All,
+            action: Action::Restrict,
+            escalate_after: 0,
+            escalate_to: Action::Kick,
+            grace_s: 0,
+            warning_ttl_s: 0,
+            reply_ttl_s: 60,
+            fail_mode: FailMode::Open,
+            welcome: false,
+            language: Language::En,
+            allowlist: Vec::new(),
+            restore_on_rejoin: true,
+            mute_for_s: 0,
+        }
+    }
+}
+
+/// A policy layer that cannot be applied, with the reason in one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid policy: {0}")]
+pub struct PolicyError(pub String);
+
+impl Policy {
+    /// Built-in defaults, then `defaults`, then `overrides`.
+    pub fn resolve(defaults: &Value, overrides: &Value) -> Result<Self, PolicyError> {
+        let mut merged = match serde_json::to_value(Self::default()) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        for layer in [defaults, overrides] {
+            match layer {
+                Value::Object(map) => merged.extend(map.clone()),
+                Value::Null => {}
+                other => return Err(PolicyError(format!("expected a JSON object, got {other}"))),
+            }
+        }
+        let policy: Self = serde_json::from_value(Value::Object(merged))
+            .map_err(|e| PolicyError(e.to_string()))?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Checks a layer on its own (what the API and `/settings` store).
+    pub fn check_layer(layer: &Value) -> Result<(), PolicyError> {
+        Self::resolve(&Value::Null, layer).map(|_| ())
+    }
+
+    fn validate(&self) -> Result<(), PolicyError> {
+        if (1..30).contains(&self.mute_for_s) {
+            return Err(PolicyError(
+                "mute_for_s must be 0 (until verified) or at least 30: Telegram treats shorter restrictions as permanent".into(),
+            ));
+        }
+        if self.escalate_after > 0 && self.escalate_to == Action::Warn {
+            return Err(PolicyError("escalate_to must be restrict, kick or ban".into()));
+        }
+        if self.grace_s > 86_400 || self.warning_ttl_s > 86_400 || self.reply_ttl_s > 86_400 {
+            return Err(PolicyError(
+                "grace_s, warning_ttl_s and reply_ttl_s are at most 86400 (one day)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The action for a member who has had `warnings` warnings (this one included).
+    pub fn action_after(&self, warnings: i64) -> Action {
+        if self.escalate_after > 0 && warnings > i64::from(self.escalate_after) {
+            self.escalate_to
+        } else {
+            self.action
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let policy = Policy::resolve(
+            &json!({ "action": "kick", "welcome": true }),
+            &json!({ "action": "ban", "language": "es" }),
+        )
+        .unwrap();
+        assert_eq!(policy.action, Action::Ban);
+        assert!(policy.welcome);
+        assert_eq!(policy.language, Language::Es);
+        assert_eq!(policy.require, Require::All);
+    }
+
+    #[test]
+    fn typos_and_unsafe_values_are_refused() {
+        let typo = Policy::resolve(&json!({}), &json!({ "acton": "ban" })).unwrap_err();
+        assert!(typo.0.contains("acton"), "{typo}");
+        let short = Policy::check_layer(&json!({ "mute_for_s": 10 })).unwrap_err();
+        assert!(short.0.contains("30"), "{short}");
+        assert!(Policy::check_layer(&json!({ "action": "explode" })).is_err());
+        assert!(Policy::check_layer(&json!([1])).is_err());
+    }
+
+    #[test]
+    fn escalation_starts_after_the_named_warning() {
+        let policy = Policy {
+            action: Action::Warn,
+            escalate_after: 2,
+            escalate_to: Action::Ban,
+            ..Policy::default()
+        };
+        assert_eq!(policy.action_after(1), Action::Warn);
+        assert_eq!(policy.action_after(2), Action::Warn);
+        assert_eq!(policy.action_after(3), Action::Ban);
+    }
+}

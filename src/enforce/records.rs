@@ -1,0 +1,140 @@
+//! The write-behind for `verification_log` and `api_call_log`: handlers hand rows to a channel and
+//! move on; one task writes them in multi-row INSERTs. A database outage keeps rows queued (up to
+//! [`MAX_QUEUED`]) and retries; [`Records::flush`] writes everything queued before shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::{ApiCall, Store, Verification};
+
+/// Rows kept while the database is unreachable; beyond this the oldest are dropped and counted.
+const MAX_QUEUED: usize = 200_000;
+/// Rows gathered into one write at most.
+const BATCH: usize = 5_000;
+/// How long rows wait for company before being written.
+const LINGER: Duration = Duration::from_millis(200);
+
+enum Record {
+    Verification(Verification),
+    Call(ApiCall),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A handle to the writer; cheap to clone.
+#[derive(Clone)]
+pub struct Records {
+    sender: mpsc::UnboundedSender<Record>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records").finish_non_exhaustive()
+    }
+}
+
+impl Records {
+    /// Starts the writer task.
+    pub fn start(store: Store) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let dropped = Arc::new(AtomicU64::new(0));
+        tokio::spawn(write_loop(store, receiver, dropped.clone()));
+        Self { sender, dropped }
+    }
+
+    pub fn verification(&self, row: Verification) {
+        let _ = self.sender.send(Record::Verification(row));
+    }
+
+    pub fn call(&self, row: ApiCall) {
+        let _ = self.sender.send(Record::Call(row));
+    }
+
+    /// Writes everything handed over so far (or gives up after `timeout`).
+    pub async fn flush(&self, timeout: Duration) {
+        let (done, wait) = oneshot::channel();
+        if self.sender.send(Record::Flush(done)).is_ok() {
+            let _ = tokio::time::timeout(timeout, wait).await;
+        }
+    }
+
+    /// Rows lost because the database stayed away too long.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+async fn write_loop(
+    store: Store,
+    mut receiver: mpsc::UnboundedReceiver<Record>,
+    dropped: Arc<AtomicU64>,
+) {
+    let mut verifications = Vec::new();
+    let mut calls = Vec::new();
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    while let Some(first) = receiver.recv().await {
+        let deadline = tokio::time::Instant::now() + LINGER;
+        let mut next = Some(first);
+        loop {
+            match next.take() {
+                Some(Record::Verification(row)) => verifications.push(row),
+                Some(Record::Call(row)) => calls.push(row),
+                Some(Record::Flush(done)) => {
+                    waiting.push(done);
+                    break;
+                }
+                None => {}
+            }
+            if verifications.len() + calls.len() >= BATCH {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                Ok(Some(record)) => next = Some(record),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Retry in place while the database is away: records wait in the channel meanwhile, and the
+        // rows in hand are trimmed to the newest MAX_QUEUED.
+        let mut failures = 0u32;
+        while let Err(error) = write(&store, &mut verifications, &mut calls).await {
+            failures += 1;
+            if failures == 1 || failures.is_multiple_of(50) {
+                tracing::warn!(%error, queued = verifications.len() + calls.len(), "cannot write records yet; retrying");
+            }
+            trim(&mut verifications, &dropped);
+            trim(&mut calls, &dropped);
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
+        }
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Writes and clears each kind on success, so a retry never writes a row twice.
+async fn write(
+    store: &Store,
+    verifications: &mut Vec<Verification>,
+    calls: &mut Vec<ApiCall>,
+) -> Result<(), crate::db::StoreError> {
+    if !verifications.is_empty() {
+        store.insert_verifications(verifications).await?;
+        verifications.clear();
+    }
+    if !calls.is_empty() {
+        store.insert_api_calls(calls).await?;
+        calls.clear();
+    }
+    Ok(())
+}
+
+fn trim<T>(rows: &mut Vec<T>, dropped: &AtomicU64) {
+    if rows.len() > MAX_QUEUED {
+        let excess = rows.len() - MAX_QUEUED;
+        rows.drain(..excess);
+        dropped.fetch_add(excess as u64, Ordering::Relaxed);
+    }
+}

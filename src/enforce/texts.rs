@@ -1,0 +1,260 @@
+//! Every text a bot sends, in a catalogue per language. Templates are Telegram HTML with `{name}`
+//! placeholders; values are escaped by [`escape`] before they are put in, so a member called
+//! `<b>` cannot break a message (Telegram refuses the whole message on a bad tag).
+//!
+//! Admins may override any template per language (`settings` key `texts.<lang>`, an object of
+//! template name → text); an override naming an unknown template is ignored with a warning.
+
+use std::collections::HashMap;
+
+use super::policy::Language;
+
+/// The `settings` key prefix holding text overrides (`texts.en`, `texts.es`).
+pub const OVERRIDES_PREFIX: &str = "texts.";
+
+/// Template names and their English and Spanish texts.
+const CATALOGUE: &[(&str, &str, &str)] = &[
+    (
+        "warning_join",
+        "👋 {users}, welcome to {group}! To write here, please join {channels}, then press <b>I have joined</b>.",
+        "👋 {users}, ¡bienvenido a {group}! Para escribir aquí, únete a {channels} y pulsa <b>Ya me uní</b>.",
+    ),
+    (
+        "warning_message",
+        "{users}, to write in {group} you need to join {channels}. Join, then press <b>I have joined</b>.",
+        "{users}, para escribir en {group} debes unirte a {channels}. Únete y pulsa <b>Ya me uní</b>.",
+    ),
+    (
+        "warning_left",
+        "{users}, you left {channels}, so you can no longer write in {group}. Join again, then press <b>I have joined</b>.",
+        "{users}, saliste de {channels}, así que ya no puedes escribir en {group}. Vuelve a unirte y pulsa <b>Ya me uní</b>.",
+    ),
+    (
+        "warning_unknown",
+        "{users}, I could not confirm that you joined {channels}. Please join, then press <b>I have joined</b>.",
+        "{users}, no pude confirmar que te uniste a {channels}. Únete y pulsa <b>Ya me uní</b>.",
+    ),
+    (
+        "removed",
+        "{users} left {group}: not subscribed to {channels}.",
+        "{users} salió de {group}: no está suscrito a {channels}.",
+    ),
+    ("button_join", "Join {channel}", "Unirse a {channel}"),
+    ("button_verify", "✅ I have joined", "✅ Ya me uní"),
+    (
+        "verified",
+        "Thank you! You can write in the group now.",
+        "¡Gracias! Ya puedes escribir en el grupo.",
+    ),
+    (
+        "still_missing",
+        "You have not joined {channels} yet.",
+        "Aún no te has unido a {channels}.",
+    ),
+    (
+        "not_your_button",
+        "This button is for the member it was shown to.",
+        "Este botón es para el miembro al que se le mostró.",
+    ),
+    (
+        "check_failed",
+        "I could not check your subscription right now; please try again in a minute.",
+        "No pude comprobar tu suscripción ahora; inténtalo de nuevo en un minuto.",
+    ),
+    (
+        "welcome",
+        "👋 Welcome to {group}, {users}!",
+        "👋 ¡Bienvenido a {group}, {users}!",
+    ),
+    (
+        "help",
+        "I keep groups for channel subscribers: members who have not joined the group's channels cannot write until they do.\n\nAdd me to your group as an administrator, then send <code>/protect @yourchannel</code> there.",
+        "Mantengo grupos para suscriptores de canales: quien no se haya unido a los canales del grupo no puede escribir hasta hacerlo.\n\nAñádeme a tu grupo como administrador y envía <code>/protect @tucanal</code> allí.",
+    ),
+    (
+        "help_setup",
+        "<b>Setup</b>\n1. Add me to the group as an administrator with <i>Ban users</i> and <i>Delete messages</i>.\n2. Add me to each channel as an administrator.\n3. In the group, send <code>/protect @channel</code> (several channels at once are fine; for a private channel, reply to a forwarded post with <code>/protect</code> or give its id).\n4. <code>/status</code> shows what I enforce, <code>/settings</code> changes how, <code>/unprotect</code> stops.",
+        "<b>Configuración</b>\n1. Añádeme al grupo como administrador con <i>Expulsar usuarios</i> y <i>Eliminar mensajes</i>.\n2. Añádeme a cada canal como administrador.\n3. En el grupo, envía <code>/protect @canal</code> (puedes indicar varios; para un canal privado, responde a una publicación reenviada con <code>/protect</code> o indica su id).\n4. <code>/status</code> muestra qué aplico, <code>/settings</code> cambia cómo, <code>/unprotect</code> lo detiene.",
+    ),
+    (
+        "help_how",
+        "<b>How it works</b>\nWhen someone joins or writes without being subscribed, I mute them and show one button per missing channel and an <b>I have joined</b> button. Pressing it after joining lifts the mute at once. Leaving a channel later mutes them again. Admins, anonymous admins, channel posts and bots are never checked.",
+        "<b>Cómo funciona</b>\nCuando alguien entra o escribe sin estar suscrito, lo silencio y muestro un botón por canal pendiente y un botón <b>Ya me uní</b>. Al pulsarlo tras unirse, el silencio se levanta al instante. Si luego sale de un canal, vuelve a quedar silenciado. Administradores, administradores anónimos, publicaciones del canal y bots nunca se comprueban.",
+    ),
+    ("button_setup", "📖 Setup guide", "📖 Guía de configuración"),
+    ("button_how", "❓ How it works", "❓ Cómo funciona"),
+    ("button_add", "➕ Add me to a group", "➕ Añádeme a un grupo"),
+    ("button_back", "⬅ Back", "⬅ Volver"),
+    (
+        "admins_only",
+        "Only group administrators can use this command.",
+        "Solo los administradores del grupo pueden usar este comando.",
+    ),
+    (
+        "protect_usage",
+        "Usage: <code>/protect @channel [@another …]</code>, a channel id such as <code>-1001234567890</code>, or reply to a post forwarded from the channel.",
+        "Uso: <code>/protect @canal [@otro …]</code>, un id de canal como <code>-1001234567890</code>, o responde a una publicación reenviada desde el canal.",
+    ),
+    (
+        "protect_missing",
+        "I cannot protect this group yet:\n{problems}",
+        "Todavía no puedo proteger este grupo:\n{problems}",
+    ),
+    (
+        "protect_done",
+        "🛡 Protected. Members must join {channels} to write here.",
+        "🛡 Protegido. Los miembros deben unirse a {channels} para escribir aquí.",
+    ),
+    (
+        "unprotect_done",
+        "Protection is off: members can write without joining any channel. Send /protect to turn it on again.",
+        "La protección está desactivada: los miembros pueden escribir sin unirse a ningún canal. Envía /protect para activarla de nuevo.",
+    ),
+    (
+        "not_protected",
+        "This group is not protected. Send <code>/protect @channel</code> to start.",
+        "Este grupo no está protegido. Envía <code>/protect @canal</code> para empezar.",
+    ),
+    (
+        "status",
+        "🛡 <b>{group}</b>\nChannels: {channels}\nRequired: {require}\nAction: {action}\nPermissions: {health}\nFail mode: {fail_mode}\nLanguage: {language}",
+        "🛡 <b>{group}</b>\nCanales: {channels}\nRequisito: {require}\nAcción: {action}\nPermisos: {health}\nSi falla la comprobación: {fail_mode}\nIdioma: {language}",
+    ),
+    (
+        "settings",
+        "⚙ <b>Settings of {group}</b>\nPress a button to change it.",
+        "⚙ <b>Ajustes de {group}</b>\nPulsa un botón para cambiarlo.",
+    ),
+    (
+        "settings_saved",
+        "Saved.",
+        "Guardado.",
+    ),
+    (
+        "health_lost",
+        "⚠ Administrators: I can no longer enforce subscriptions here. {problems}",
+        "⚠ Administradores: ya no puedo exigir suscripciones aquí. {problems}",
+    ),
+];
+
+/// The template `name` in `language`, with admin overrides applied.
+#[derive(Debug, Clone, Default)]
+pub struct Texts {
+    overrides: HashMap<(Language, String), String>,
+}
+
+impl Texts {
+    /// Builds the catalogue view from `settings` rows `texts.<lang>` → {name: template}.
+    pub fn with_overrides(rows: &[(String, serde_json::Value)]) -> Self {
+        let mut overrides = HashMap::new();
+        for (key, value) in rows {
+            let code = key.trim_start_matches(OVERRIDES_PREFIX);
+            let Some(language) = Language::ALL.into_iter().find(|l| l.code() == code) else {
+                tracing::warn!(key, "text overrides for an unknown language are ignored");
+                continue;
+            };
+            for (name, template) in value.as_object().into_iter().flatten() {
+                match (is_known(name), template.as_str()) {
+                    (true, Some(text)) => {
+                        overrides.insert((language, name.clone()), text.to_string());
+                    }
+                    _ => tracing::warn!(key, name, "unknown or non-text template override ignored"),
+                }
+            }
+        }
+        Self { overrides }
+    }
+
+    /// Renders template `name` with `values` (already escaped where they came from users).
+    pub fn render(&self, language: Language, name: &str, values: &[(&str, &str)]) -> String {
+        let template = self
+            .overrides
+            .get(&(language, name.to_string()))
+            .map(String::as_str)
+            .unwrap_or_else(|| builtin(language, name));
+        let mut text = template.to_string();
+        for (key, value) in values {
+            text = text.replace(&format!("{{{key}}}"), value);
+        }
+        text
+    }
+}
+
+/// Every template name (the API lists them for the settings page).
+pub fn names() -> impl Iterator<Item = &'static str> {
+    CATALOGUE.iter().map(|(name, _, _)| *name)
+}
+
+fn is_known(name: &str) -> bool {
+    CATALOGUE.iter().any(|(n, _, _)| *n == name)
+}
+
+fn builtin(language: Language, name: &str) -> &'static str {
+    CATALOGUE
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, en, es)| match language {
+            Language::En => *en,
+            Language::Es => *es,
+        })
+        .unwrap_or("")
+}
+
+/// Escapes text for Telegram HTML.
+pub fn escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '&' => escaped.push_str("&amp;"),
+            '"' => escaped.push_str("&quot;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// A clickable mention of a user, escaped.
+pub fn mention(user_id: i64, name: &str) -> String {
+    format!("<a href=\"tg://user?id={user_id}\">{}</a>", escape(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_template_exists_in_every_language() {
+        for (name, en, es) in CATALOGUE {
+            assert!(!en.is_empty() && !es.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn overrides_win_and_values_fill_in() {
+        let texts = Texts::with_overrides(&[(
+            "texts.es".into(),
+            json!({ "welcome": "Hola {users}", "bogus": "x" }),
+        )]);
+        assert_eq!(
+            texts.render(Language::Es, "welcome", &[("users", "Ana")]),
+            "Hola Ana"
+        );
+        assert!(
+            texts
+                .render(Language::En, "welcome", &[("users", "Ana"), ("group", "G")])
+                .contains("Welcome to G, Ana")
+        );
+    }
+
+    #[test]
+    fn names_are_escaped_for_html() {
+        assert_eq!(escape("<b>&\"x\""), "&lt;b&gt;&amp;&quot;x&quot;");
+        assert_eq!(
+            mention(5, "<i>Eve</i>"),
+            "<a href=\"tg://user?id=5\">&lt;i&gt;Eve&lt;/i&gt;</a>"
+        );
+    }
+}

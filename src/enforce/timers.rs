@@ -1,0 +1,84 @@
+//! The timer runner: carries out `scheduled_actions` of the bots running in this process when they
+//! fall due (auto-deletes, grace checks, ends of temporary restrictions), including those scheduled
+//! before a restart. See `db/timers.rs` for the lease that keeps two processes from doing one twice.
+
+use std::sync::Arc;
+
+use super::actions::{self, Member};
+use super::{Shared, flows};
+use crate::db::{TimerRow, now_ms};
+
+/// A leased timer is retried by anyone after this long (a crash mid-action).
+const LEASE_MS: i64 = 60_000;
+/// Timers taken per poll.
+const BATCH: i64 = 500;
+/// After this many failed attempts a timer is given up (and logged).
+const MAX_ATTEMPTS: i64 = 5;
+
+pub async fn run(shared: Arc<Shared>) {
+    loop {
+        tokio::time::sleep(shared.options.timer_poll).await;
+        if let Err(error) = run_due(&shared).await {
+            tracing::warn!(%error, "the timer runner could not read due timers; retrying");
+        }
+    }
+}
+
+/// Carries out every due timer of the running bots; returns how many it handled.
+pub async fn run_due(shared: &Arc<Shared>) -> anyhow::Result<usize> {
+    let bots = shared.running_bots();
+    let due = shared.store.due_timers(&bots, now_ms(), BATCH).await?;
+    let mut handled = 0;
+    for timer in due {
+        if !shared.store.lease_timer(&timer, LEASE_MS).await? {
+            continue;
+        }
+        handled += 1;
+        match carry_out(shared, &timer).await {
+            Ok(()) => shared.store.finish_timer(timer.id).await?,
+            Err(error) if timer.attempts + 1 >= MAX_ATTEMPTS => {
+                tracing::warn!(timer = timer.id, kind = timer.kind, %error, "a timer failed too often; giving up");
+                shared.store.finish_timer(timer.id).await?;
+            }
+            Err(error) => {
+                tracing::info!(timer = timer.id, kind = timer.kind, %error, "a timer failed; retrying later");
+                let later = now_ms() + 5_000 * (timer.attempts + 1);
+                shared.store.postpone_timer(timer.id, later).await?;
+            }
+        }
+    }
+    Ok(handled)
+}
+
+async fn carry_out(shared: &Arc<Shared>, timer: &TimerRow) -> anyhow::Result<()> {
+    let Some(runtime) = shared.runtime(timer.bot_instance_id) else {
+        // The bot stopped meanwhile: it takes its timers up again when it starts.
+        anyhow::bail!("bot {} is not running", timer.bot_instance_id);
+    };
+    match timer.kind.as_str() {
+        "delete_message" => {
+            if let Some(message_id) = timer.message_id {
+                actions::delete_message(&runtime, timer.chat_id, message_id as i32).await;
+            }
+            Ok(())
+        }
+        "grace_check" => {
+            let user_id = timer.user_id.unwrap_or_default();
+            let name = timer.payload.0["name"].as_str().unwrap_or("member").to_string();
+            flows::grace_over(shared, &runtime, timer.chat_id, Member { user_id, name }).await
+        }
+        "restriction_expired" => {
+            // Telegram lifted it at until_date; only the record is left to close.
+            shared
+                .store
+                .lift_restriction(runtime.id(), timer.chat_id, timer.user_id.unwrap_or_default())
+                .await?;
+            Ok(())
+        }
+        other => {
+            tracing::warn!(kind = other, "unknown timer kind; dropped");
+            Ok(())
+        }
+    }
+}
+

@@ -1,0 +1,139 @@
+//! The membership cache: shared by the bots of a process, fed by `chat_member` updates, counted,
+//! and shared between processes through Redis when configured (and harmless when Redis is away).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nezuko::actors::{Fleet, FleetOptions};
+use nezuko::enforce::{EnforceOptions, Enforcer};
+use nezuko::sandbox::model::{AdminRights, ChatKind, Status};
+
+use super::{DEADLINE, Guarded, enforce_db_tests, enforce_tests, insert_bot, quick_options};
+use crate::fleet::quick_policy;
+use crate::support::TestDb;
+
+enforce_tests!(one_bots_knowledge_serves_every_bot_of_the_process);
+enforce_db_tests!(
+    answers_are_shared_between_processes_through_redis,
+    an_unreachable_redis_changes_nothing_but_speed,
+);
+
+fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A second bot guarding its own group "Runners" that also requires @news.
+async fn second_bot(world: &Guarded) -> (nezuko::sandbox::control::SandboxBot, i64) {
+    let bot = world.sandbox.create_bot("Second", "second_bot");
+    let group = world.sandbox.create_chat(ChatKind::Supergroup, "Runners", None);
+    world.sandbox.set_member(group, world.owner.id, Status::Creator).unwrap();
+    for chat in [group, world.channel] {
+        world.sandbox.promote(chat, bot.id, AdminRights::force_subscribe()).unwrap();
+    }
+    (bot, group)
+}
+
+async fn protect_with(world: &Guarded, bot: i64, group: i64) {
+    world.sandbox.wait_until(DEADLINE, "the second bot polls", |s| s.is_polling(bot).then_some(())).await.unwrap();
+    world.sandbox.send(group, world.owner.id, "/protect @news").unwrap();
+    world
+        .sandbox
+        .wait_until(DEADLINE, "protected", |s| {
+            s.transcript(group).into_iter().find(|m| m.from == bot && m.text.as_deref().unwrap_or_default().contains("Protected"))
+        })
+        .await
+        .unwrap();
+}
+
+async fn one_bots_knowledge_serves_every_bot_of_the_process(world: Guarded) {
+    let (bot2, group2) = second_bot(&world).await;
+    insert_bot(&world.db, &world.vault, &bot2).await;
+    world.fleet.as_ref().unwrap().nudge();
+    protect_with(&world, bot2.id, group2).await;
+    let (hits_before, _) = world.enforcer().cache_stats();
+    let user = world.user("Uli");
+    world.sandbox.join(world.channel, user).unwrap();
+    world.settle().await;
+    world.sandbox.join(world.group, user).unwrap();
+    world.sandbox.join(group2, user).unwrap();
+    world.settle().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let asked = world
+        .sandbox
+        .calls(None, Some("getChatMember"))
+        .into_iter()
+        .filter(|c| c.params["user_id"].as_i64() == Some(user) && c.params["chat_id"].as_i64() == Some(world.channel))
+        .count();
+    assert_eq!(asked, 0, "the chat_member update told both bots");
+    assert!(!world.acted_on(user));
+    let (hits, _) = world.enforcer().cache_stats();
+    assert!(hits >= hits_before + 2, "both checks were hits: {hits_before} -> {hits}");
+    world.finish().await;
+}
+
+async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
+    let namespace = format!("nezuko-test-{}", std::process::id() as u64 * 1000 + rand_suffix());
+    let options = EnforceOptions {
+        redis_url: Some(redis_url()),
+        redis_namespace: namespace.clone(),
+        ..quick_options()
+    };
+    let world = Guarded::unprotected(db, options.clone()).await;
+    world.protect("/protect @news").await;
+    // Process A learns that the user is subscribed (and writes it to Redis).
+    let user = world.user("Rita");
+    tokio::time::sleep(Duration::from_millis(500)).await; // the Redis tier connects in the background
+    world.sandbox.join(world.channel, user).unwrap();
+    world.settle().await;
+    // Process B: its own database, fleet and in-process cache; only Redis in common.
+    let (bot2, group2) = second_bot(&world).await;
+    let db_b = TestDb::sqlite().await;
+    insert_bot(&db_b, &world.vault, &bot2).await;
+    let enforcer_b = Enforcer::start(db_b.store.clone(), options).unwrap();
+    let fleet_b = Fleet::start(
+        db_b.store.clone(),
+        world.vault.clone(),
+        FleetOptions {
+            api_url: world.running.url(),
+            http: nezuko::telegram::http_client(),
+            handler: Arc::new(enforcer_b.clone()),
+            policy: quick_policy(),
+            poll_interval: Duration::from_millis(200),
+            full_interval: Duration::from_secs(30),
+            event_capacity: 1024,
+        },
+    )
+    .await
+    .unwrap();
+    protect_with(&world, bot2.id, group2).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    world.sandbox.join(group2, user).unwrap();
+    world
+        .sandbox
+        .wait_until(DEADLINE, "bot B handled the join", |s| (s.pending_updates(bot2.id) == 0).then_some(()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = world.sandbox.calls(Some(bot2.id), Some("getChatMember")).into_iter().filter(|c| c.params["user_id"].as_i64() == Some(user)).count();
+    assert_eq!(asked, 0, "process B read process A's answer from Redis");
+    assert!(world.sandbox.member(group2, user).can_send_messages());
+    let (hits, _) = enforcer_b.cache_stats();
+    assert!(hits >= 1);
+    fleet_b.shutdown(Duration::from_secs(9)).await;
+    enforcer_b.flush().await;
+    db_b.finish().await;
+    world.finish().await;
+}
+
+async fn an_unreachable_redis_changes_nothing_but_speed(db: TestDb) {
+    let options = EnforceOptions { redis_url: Some("redis://127.0.0.1:1".into()), ..quick_options() };
+    let world = Guarded::unprotected(db, options).await;
+    world.protect("/protect @news").await;
+    let user = world.member("Nora", false);
+    world.wait_restricted(user).await;
+    world.finish().await;
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos() as u64
+}

@@ -1,0 +1,391 @@
+//! Force-subscribe enforcement end to end: the fleet runs the real `Enforcer` against the sandbox and
+//! a real database (every test on SQLite and on PostgreSQL). Each test ends by checking that the
+//! sandbox saw no spec violation and no 429 the test did not inject itself.
+
+mod bypass;
+mod cache;
+mod commands;
+mod failures;
+mod flows;
+mod policies;
+mod records;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nezuko::actors::{Event, Fleet, FleetOptions};
+use nezuko::db::{BotRow, NewBot, Verification};
+use nezuko::domain::{BotToken, DesiredState};
+use nezuko::enforce::{EnforceOptions, Enforcer};
+use nezuko::sandbox::control::{SandboxBot, TranscriptEntry};
+use nezuko::sandbox::model::{Account, AdminRights, ChatKind, Status};
+use nezuko::sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use nezuko::vault::{EncryptionKey, Vault};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::fleet::quick_policy;
+use crate::support::TestDb;
+
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Options that make timers and policy changes show up within a test's patience.
+pub fn quick_options() -> EnforceOptions {
+    EnforceOptions {
+        policy_refresh: Duration::from_millis(200),
+        check_retry_delay: Duration::from_millis(20),
+        timer_poll: Duration::from_millis(50),
+        ..EnforceOptions::default()
+    }
+}
+
+/// A protected supergroup "Readers" requiring the public channel @news, guarded by one bot.
+pub struct Guarded {
+    pub db: TestDb,
+    pub sandbox: Sandbox,
+    pub running: RunningSandbox,
+    pub vault: Vault,
+    pub options: EnforceOptions,
+    pub enforcer: Option<Enforcer>,
+    pub fleet: Option<Fleet>,
+    pub events: broadcast::Receiver<Arc<Event>>,
+    pub bot: SandboxBot,
+    pub row: BotRow,
+    pub owner: Account,
+    pub group: i64,
+    pub channel: i64,
+    /// 429s a test injected on purpose.
+    pub injected_429s: u64,
+}
+
+impl Guarded {
+    /// The world with the group already protected by `/protect @news`.
+    pub async fn new(db: TestDb) -> Self {
+        let world = Self::unprotected(db, quick_options()).await;
+        world.protect("/protect @news").await;
+        world
+    }
+
+    pub async fn unprotected(db: TestDb, options: EnforceOptions) -> Self {
+        let sandbox = Sandbox::new(SandboxConfig::default());
+        let running = sandbox.spawn_local().await.unwrap();
+        let bot = sandbox.create_bot("Guard", "guard_bot");
+        let owner = sandbox.create_user("Owner", Some("owner"));
+        let group = sandbox.create_chat(ChatKind::Supergroup, "Readers", Some("readers"));
+        let channel = sandbox.create_chat(ChatKind::Channel, "News", Some("news"));
+        for chat in [group, channel] {
+            sandbox.set_member(chat, owner.id, Status::Creator).unwrap();
+            sandbox.promote(chat, bot.id, AdminRights::force_subscribe()).unwrap();
+        }
+        let vault = Vault::new(&[EncryptionKey::generate()]);
+        let row = insert_bot(&db, &vault, &bot).await;
+        let mut world = Self {
+            db,
+            sandbox,
+            running,
+            vault,
+            options,
+            enforcer: None,
+            fleet: None,
+            events: broadcast::channel(1).1,
+            bot,
+            row,
+            owner,
+            group,
+            channel,
+            injected_429s: 0,
+        };
+        world.start().await;
+        world
+    }
+
+    /// Starts the enforcer and the fleet, and waits for the bot to poll.
+    pub async fn start(&mut self) {
+        let enforcer = Enforcer::start(self.db.store.clone(), self.options.clone()).unwrap();
+        let options = FleetOptions {
+            api_url: self.running.url(),
+            http: nezuko::telegram::http_client(),
+            handler: Arc::new(enforcer.clone()),
+            policy: quick_policy(),
+            poll_interval: Duration::from_millis(200),
+            full_interval: Duration::from_secs(30),
+            event_capacity: 4096,
+        };
+        let fleet = Fleet::start(self.db.store.clone(), self.vault.clone(), options)
+            .await
+            .unwrap();
+        self.events = fleet.subscribe();
+        self.fleet = Some(fleet);
+        self.enforcer = Some(enforcer);
+        let bot = self.bot.id;
+        self.sandbox
+            .wait_until(DEADLINE, "the bot polls", |s| s.is_polling(bot).then_some(()))
+            .await
+            .unwrap();
+    }
+
+    /// Stops the fleet (in-flight updates finish) and the enforcer, as a process exit would.
+    pub async fn stop(&mut self) {
+        if let Some(fleet) = self.fleet.take() {
+            fleet.shutdown(Duration::from_secs(9)).await;
+        }
+        if let Some(enforcer) = self.enforcer.take() {
+            enforcer.flush().await;
+        }
+    }
+
+    pub fn enforcer(&self) -> &Enforcer {
+        self.enforcer.as_ref().unwrap()
+    }
+
+    /// The owner sends a command in the group and waits for the bot's answer (the first bot
+    /// message after the command that is not a warning or an announcement).
+    pub async fn protect(&self, command: &str) -> TranscriptEntry {
+        self.settle().await;
+        let sent = self.sandbox.send(self.group, self.owner.id, command).unwrap();
+        self.wait_bot_text(self.group, sent, "a reply to the command", |_| true).await
+    }
+
+    /// Waits for a bot message after message `after` in `chat` whose text passes `accept`
+    /// (warnings and permission announcements are skipped).
+    pub async fn wait_bot_text(
+        &self,
+        chat: i64,
+        after: i64,
+        what: &str,
+        accept: impl Fn(&str) -> bool,
+    ) -> TranscriptEntry {
+        let bot = self.bot.id;
+        self.sandbox
+            .wait_until(DEADLINE, what, |s| {
+                s.transcript(chat).into_iter().find(|m| {
+                    let text = m.text.as_deref().unwrap_or_default();
+                    m.from == bot
+                        && m.message_id > after
+                        && !text.contains("I have joined")
+                        && !text.starts_with("⚠ Administrators")
+                        && accept(text)
+                })
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Waits for a deleted message.
+    pub async fn wait_deleted(&self, chat: i64, message_id: i64, what: &str) {
+        self.sandbox
+            .wait_until(DEADLINE, what, |s| {
+                s.transcript(chat).into_iter().find(|m| m.message_id == message_id && m.deleted)
+            })
+            .await
+            .unwrap();
+    }
+
+    /// A user who is a member of the group (and of @news if `subscribed`).
+    pub fn member(&self, name: &str, subscribed: bool) -> i64 {
+        let user = self.sandbox.create_user(name, None).id;
+        if subscribed {
+            self.sandbox.join(self.channel, user).unwrap();
+        }
+        self.sandbox.join(self.group, user).unwrap();
+        user
+    }
+
+    /// A user who is not in the group yet.
+    pub fn user(&self, name: &str) -> i64 {
+        self.sandbox.create_user(name, None).id
+    }
+
+    /// Messages the bot sent in `chat` (deleted ones included).
+    pub fn bot_messages(&self, chat: i64) -> Vec<TranscriptEntry> {
+        self.sandbox
+            .transcript(chat)
+            .into_iter()
+            .filter(|m| m.from == self.bot.id)
+            .collect()
+    }
+
+    /// Waits for the bot's message number `index` (0-based) in `chat`.
+    pub async fn wait_bot_message(&self, chat: i64, index: usize, what: &str) -> TranscriptEntry {
+        let bot = self.bot.id;
+        self.sandbox
+            .wait_until(DEADLINE, what, |s| {
+                s.transcript(chat).into_iter().filter(|m| m.from == bot).nth(index)
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn wait_status(&self, chat: i64, user: i64, what: &str, accept: impl Fn(&Status) -> bool) -> Status {
+        self.sandbox
+            .wait_until(DEADLINE, what, |s| Some(s.member(chat, user)).filter(|st| accept(st)))
+            .await
+            .unwrap()
+    }
+
+    pub async fn wait_restricted(&self, user: i64) {
+        self.wait_status(self.group, user, "the member is restricted", |s| matches!(s, Status::Restricted { .. }))
+            .await;
+    }
+
+    pub async fn wait_free(&self, user: i64) {
+        self.wait_status(self.group, user, "the member may speak again", |s| s.can_send_messages()).await;
+    }
+
+    /// Calls of `method` by the bot so far.
+    pub fn calls(&self, method: &str) -> Vec<nezuko::sandbox::journal::CallRecord> {
+        self.sandbox.calls(Some(self.bot.id), Some(method))
+    }
+
+    /// Lets the bot work through what is pending, then says whether it did nothing of `method`
+    /// for `user` (a negative check needs a moment for the update to be handled).
+    pub async fn settle(&self) {
+        let bot = self.bot.id;
+        self.sandbox
+            .wait_until(DEADLINE, "the bot confirmed every update", |s| (s.pending_updates(bot) == 0).then_some(()))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    pub fn acted_on(&self, user: i64) -> bool {
+        ["restrictChatMember", "banChatMember", "deleteMessage"].iter().any(|m| {
+            self.calls(m).iter().any(|c| c.params["user_id"].as_i64() == Some(user))
+        })
+    }
+
+    /// The group's id in the store.
+    pub async fn group_row(&self) -> nezuko::db::GroupRow {
+        self.db.store.group_by_chat(self.row.id, self.group).await.unwrap().expect("the group is stored")
+    }
+
+    /// Replaces the group's policy overrides (as the API will) and makes the bot see them now.
+    pub async fn set_policy(&self, policy: Value) {
+        let group = self.group_row().await;
+        self.db.store.set_group_policy(group.id, &policy).await.unwrap();
+        self.enforcer().invalidate_group(self.row.id, self.group);
+    }
+
+    /// Every verification written so far.
+    pub async fn verifications(&self) -> Vec<Verification> {
+        if let Some(enforcer) = &self.enforcer {
+            enforcer.flush().await;
+        }
+        let group = self.group_row().await;
+        let mut rows = self.db.store.recent_verifications(group.id, 10_000).await.unwrap();
+        rows.reverse();
+        rows
+    }
+
+    /// Waits for an event of `kind` matching `accept`.
+    pub async fn wait_event(&mut self, kind: &str, accept: impl Fn(&Value) -> bool) -> Arc<Event> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let received = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no `{kind}` event arrived"));
+            match received {
+                Ok(event) if event.kind == kind && accept(&event.payload) => return event,
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(error) => panic!("the event stream closed: {error}"),
+            }
+        }
+    }
+
+    /// The press of a button: its callback answer (`text`, `show_alert`).
+    pub async fn press(&self, message_id: i64, user: i64, data: &str) -> Value {
+        let id = self.sandbox.press_button(self.group, message_id, user, data).unwrap();
+        self.sandbox
+            .wait_until(DEADLINE, "the press is answered", |s| s.callback_answer(&id))
+            .await
+            .unwrap()
+    }
+
+    /// Stops everything and checks the run was clean.
+    pub async fn finish(mut self) {
+        self.stop().await;
+        let violations = self.sandbox.violations();
+        assert!(violations.is_empty(), "spec violations: {violations:?}");
+        let too_many = self.sandbox.counters().too_many_requests;
+        assert_eq!(too_many, self.injected_429s, "429s the test did not inject");
+        self.db.finish().await;
+    }
+}
+
+/// Stores a sandbox bot as an enabled bot instance.
+pub async fn insert_bot(db: &TestDb, vault: &Vault, bot: &SandboxBot) -> BotRow {
+    db.store
+        .insert_bot(&NewBot {
+            telegram_bot_id: bot.id,
+            username: bot.username.clone(),
+            display_name: "Guard".into(),
+            token_ciphertext: vault.encrypt_token(&BotToken::parse(&bot.token).unwrap()),
+            owner_telegram_id: None,
+            desired_state: DesiredState::Enabled,
+        })
+        .await
+        .unwrap()
+}
+
+/// The callback data of the warning's "I have joined" button and the join buttons' URLs.
+pub fn buttons(message: &TranscriptEntry) -> (String, Vec<String>) {
+    let markup = message.reply_markup.clone().unwrap_or(Value::Null);
+    let buttons: Vec<Value> = markup["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().cloned().unwrap_or_default())
+        .collect();
+    let data = buttons.iter().find_map(|b| b["callback_data"].as_str()).unwrap_or_default().to_string();
+    let urls = buttons.iter().filter_map(|b| b["url"].as_str().map(str::to_string)).collect();
+    (data, urls)
+}
+
+/// Declares each `async fn NAME(world: Guarded)` as a test on SQLite and on PostgreSQL.
+macro_rules! enforce_tests {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let world = super::super::Guarded::new($crate::support::TestDb::sqlite().await).await;
+                    super::$name(world).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let world = super::super::Guarded::new($crate::support::TestDb::postgres().await).await;
+                    super::$name(world).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use enforce_tests;
+
+/// Like [`enforce_tests`], for tests that build their own world from a database.
+macro_rules! enforce_db_tests {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite_db {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::TestDb::sqlite().await).await;
+                }
+            )*
+        }
+        mod on_postgres_db {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::TestDb::postgres().await).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use enforce_db_tests;
