@@ -37,7 +37,12 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let enforcer = Enforcer::start(store.clone(), enforce_options(settings))?;
         let handler = Arc::new(enforcer.clone());
-        let fleet = Fleet::start(store.clone(), vault.clone(), fleet_options(settings, handler)).await?;
+        let fleet = Fleet::start(
+            store.clone(),
+            vault.clone(),
+            fleet_options(settings, handler),
+        )
+        .await?;
         Ok(Self {
             listener,
             store,

@@ -16,9 +16,9 @@ use teloxide::prelude::*;
 use teloxide::update_listeners::Polling;
 use tokio::task::JoinHandle;
 
+use super::Publisher;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
 use crate::db::BotRow;
-use super::Publisher;
 use crate::telegram::{
     BotContext, BotIdentity, Failure, POLL_TIMEOUT, UpdateHandler, classify, schema,
 };
@@ -148,10 +148,11 @@ impl Actor for BotActor {
 
 impl BotState {
     fn start_dispatcher(&mut self, myself: BotRef, context: BotContext) {
-        let mut dispatcher = Dispatcher::builder(self.bot.clone(), schema(self.handler.clone(), context))
-        // Kinds outside the schema are not asked for; if one arrives anyway, ignore it quietly.
-        .default_handler(|_| async {})
-        .build();
+        let mut dispatcher =
+            Dispatcher::builder(self.bot.clone(), schema(self.handler.clone(), context))
+                // Kinds outside the schema are not asked for; if one arrives anyway, ignore it quietly.
+                .default_handler(|_| async {})
+                .build();
         self.shutdown = Some(dispatcher.shutdown_token());
         let bot = self.bot.clone();
         let reporter = myself.clone();

@@ -198,7 +198,7 @@ where
 }
 
 /// Resident memory of this process (sandbox included), from /proc.
-fn resident_mb() -> f64 {
+pub(super) fn resident_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
@@ -210,14 +210,14 @@ fn resident_mb() -> f64 {
 }
 
 /// A database that exists only for the benchmark.
-struct Scratch {
-    store: Store,
+pub(super) struct Scratch {
+    pub(super) store: Store,
     postgres: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
 impl Scratch {
-    async fn create(postgres: Option<&str>) -> anyhow::Result<Self> {
+    pub(super) async fn create(postgres: Option<&str>) -> anyhow::Result<Self> {
         let (url, postgres, dir) = match postgres {
             Some(admin) => {
                 let name = format!("nezuko_bench_{}", std::process::id());
@@ -257,7 +257,7 @@ impl Scratch {
         })
     }
 
-    async fn drop_all(self) {
+    pub(super) async fn drop_all(self) {
         self.store.close().await;
         if let Some((admin, name)) = self.postgres
             && let Ok(mut conn) = PgConnection::connect(&admin).await

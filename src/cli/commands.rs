@@ -31,6 +31,28 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             telemetry::init(&quiet_logs());
             super::bench_fleet::run(bots, postgres, sample).await
         }
+        Command::Bench {
+            target:
+                BenchTarget::Verify {
+                    postgres,
+                    redis,
+                    scenario,
+                    seconds,
+                    rate,
+                    warmup,
+                },
+        } => {
+            telemetry::init(&quiet_logs());
+            let bench = super::bench_verify::VerifyBench {
+                postgres,
+                redis,
+                scenario,
+                seconds,
+                rate,
+                warmup_s: warmup,
+            };
+            super::bench_verify::run(bench).await
+        }
         Command::Sandbox(args) => {
             telemetry::init(&quiet_logs());
             super::sandbox::run(args, shutdown_signal()?).await

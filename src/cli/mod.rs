@@ -5,6 +5,7 @@
 //! 78 (EX_CONFIG) for configuration problems, 1 for everything else. No panics, no backtraces.
 
 mod bench_fleet;
+mod bench_verify;
 mod bots;
 mod commands;
 mod sandbox;
@@ -72,6 +73,29 @@ pub enum BenchTarget {
         /// How many bots to stop and start again for the latency figures.
         #[arg(long, default_value_t = 100)]
         sample: usize,
+    },
+    /// Enforcement under load: the `verify` scenario against a fleet running the Enforcer, with
+    /// Telegram's flood limits on; updates/s, update-to-action latency, cache hit rate, 429s.
+    Verify {
+        /// A PostgreSQL server to run on (a database is created and dropped); SQLite otherwise.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// A Redis server for the shared membership cache tier.
+        #[arg(long)]
+        redis: Option<String>,
+        /// A built-in scenario (verify, smoke, raid) or a scenario file.
+        #[arg(long, default_value = "verify")]
+        scenario: String,
+        /// Measured seconds (default: the scenario's).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Events per second (default: the scenario's).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Seconds of traffic before measuring: long enough for most members of the world to have
+        /// spoken once, so the figures are the steady state, not the first sight of everyone.
+        #[arg(long, default_value_t = 30.0)]
+        warmup: f64,
     },
 }
 

@@ -137,7 +137,8 @@ impl Store {
         restriction_ids: &[i64],
         message_id: i64,
     ) -> Result<(), StoreError> {
-        let sql = "UPDATE member_restrictions SET warning_message_id = $1, updated_at = $2 WHERE id = $3";
+        let sql =
+            "UPDATE member_restrictions SET warning_message_id = $1, updated_at = $2 WHERE id = $3";
         let now = now_ms();
         with_pool!(self, pool => {
             let mut tx = pool.begin().await?;

@@ -82,11 +82,7 @@ impl Store {
     }
 
     /// Takes a timer for `lease_ms`: true if this caller got it (no one else took it meanwhile).
-    pub async fn lease_timer(
-        &self,
-        timer: &TimerRow,
-        lease_ms: i64,
-    ) -> Result<bool, StoreError> {
+    pub async fn lease_timer(&self, timer: &TimerRow, lease_ms: i64) -> Result<bool, StoreError> {
         let sql = "UPDATE scheduled_actions SET due_at = $1, attempts = attempts + 1 \
                    WHERE id = $2 AND due_at = $3 AND done_at IS NULL";
         let affected = with_pool!(self, pool => sqlx::query(sql)

@@ -7,10 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use teloxide::payloads::{BanChatMemberSetters, RestrictChatMemberSetters, SendMessageSetters, UnbanChatMemberSetters};
+use teloxide::payloads::{
+    BanChatMemberSetters, RestrictChatMemberSetters, SendMessageSetters, UnbanChatMemberSetters,
+};
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    ChatId, ChatPermissions, InlineKeyboardButton, InlineKeyboardMarkup, MessageId, ParseMode, UserId,
+    ChatId, ChatPermissions, InlineKeyboardButton, InlineKeyboardMarkup, MessageId, ParseMode,
+    UserId,
 };
 
 use super::calls::Target;
@@ -69,8 +72,13 @@ pub async fn enforce(
     }
     // Every offence counts towards escalation; a burst of messages gets one warning message.
     let burst_key = (bot, chat, member.user_id);
-    let repeat = why == Why::Wrote && shared.recently_warned.contains_key(&burst_key);
-    shared.recently_warned.insert(burst_key, ());
+    // Atomic test-and-set: concurrent messages of one burst agree on which one came first.
+    let first = shared
+        .recently_warned
+        .entry(burst_key)
+        .or_insert(())
+        .is_fresh();
+    let repeat = why == Why::Wrote && !first;
     let planned = view.policy.action;
     let record = shared
         .store
@@ -78,7 +86,12 @@ pub async fn enforce(
             bot_instance_id: bot,
             chat_id: chat,
             user_id: member.user_id,
-            reason: if planned == Action::Warn { "warned" } else { "restricted" }.into(),
+            reason: if planned == Action::Warn {
+                "warned"
+            } else {
+                "restricted"
+            }
+            .into(),
             missing_channels: missing.iter().map(|c| c.chat_id).collect(),
         })
         .await?;
@@ -88,7 +101,9 @@ pub async fn enforce(
         Action::Warn => Ok(()),
         Action::Restrict if already_restricted => Ok(()),
         Action::Restrict => restrict(shared, runtime, view, member.user_id).await,
-        Action::Kick | Action::Ban => remove(runtime, chat, member.user_id, action == Action::Kick).await,
+        Action::Kick | Action::Ban => {
+            remove(runtime, chat, member.user_id, action == Action::Kick).await
+        }
     };
     if let Err(error) = applied {
         tracing::warn!(bot_instance_id = bot, chat, error = %error, "Telegram refused an enforcement action");
@@ -97,22 +112,38 @@ pub async fn enforce(
     }
     match action {
         Action::Kick | Action::Ban => {
-            shared.store.lift_restriction(bot, chat, member.user_id).await?;
+            shared
+                .store
+                .lift_restriction(bot, chat, member.user_id)
+                .await?;
             announce_removal(shared, runtime, view, member, missing).await;
-            Ok(if action == Action::Kick { "kicked" } else { "banned" })
+            Ok(if action == Action::Kick {
+                "kicked"
+            } else {
+                "banned"
+            })
         }
         Action::Warn | Action::Restrict => {
             if action == Action::Restrict && record.reason != "restricted" {
                 // Escalated from warnings: the record now stands for a restriction to lift later.
-                shared.store.set_restriction_reason(record.id, "restricted").await?;
+                shared
+                    .store
+                    .set_restriction_reason(record.id, "restricted")
+                    .await?;
             }
-            let word = if action == Action::Restrict { "restricted" } else { "warned" };
+            let word = if action == Action::Restrict {
+                "restricted"
+            } else {
+                "warned"
+            };
             // A repeat within the burst window is not warned again, unless it just escalated.
             let escalated_now = action != view.policy.action_after(record.warnings - 1);
             if repeat && !escalated_now {
                 return Ok("suppressed");
             }
-            shared.warnings.enqueue(shared, runtime, view, record.id, member, missing, why);
+            shared
+                .warnings
+                .enqueue(shared, runtime, view, record.id, member, missing, why);
             Ok(word)
         }
     }
@@ -125,10 +156,11 @@ async fn restrict(
     user: i64,
 ) -> Result<(), teloxide::RequestError> {
     let chat = view.group.chat_id;
-    let mut request = runtime
-        .calls
-        .bot()
-        .restrict_chat_member(ChatId(chat), user_id(user), ChatPermissions::empty());
+    let mut request = runtime.calls.bot().restrict_chat_member(
+        ChatId(chat),
+        user_id(user),
+        ChatPermissions::empty(),
+    );
     let mute_for = view.policy.mute_for_s;
     if mute_for > 0 {
         // Validation keeps mute_for_s at 30 s or more: Telegram reads anything shorter as forever.
@@ -147,7 +179,11 @@ async fn restrict(
             tracing::warn!(%error, "cannot schedule the end of a temporary restriction");
         }
     }
-    runtime.calls.run("restrictChatMember", None, request).await.map(|_| ())
+    runtime
+        .calls
+        .run("restrictChatMember", None, request)
+        .await
+        .map(|_| ())
 }
 
 /// Kick (ban, then unban only if banned, so the member may come back) or ban for good.
@@ -160,10 +196,17 @@ async fn remove(
     let bot = runtime.calls.bot();
     runtime
         .calls
-        .run("banChatMember", None, bot.ban_chat_member(ChatId(chat), user_id(user)).revoke_messages(false))
+        .run(
+            "banChatMember",
+            None,
+            bot.ban_chat_member(ChatId(chat), user_id(user))
+                .revoke_messages(false),
+        )
         .await?;
     if kick {
-        let unban = bot.unban_chat_member(ChatId(chat), user_id(user)).only_if_banned(true);
+        let unban = bot
+            .unban_chat_member(ChatId(chat), user_id(user))
+            .only_if_banned(true);
         runtime.calls.run("unbanChatMember", None, unban).await?;
     }
     Ok(())
@@ -171,24 +214,42 @@ async fn remove(
 
 /// Lifts what Nezuko did to a member in a group, if anything; returns whether it did.
 /// A restriction Nezuko did not apply (an admin's mute) has no record and is never touched.
-pub async fn lift(shared: &Shared, runtime: &BotRuntime, chat: i64, user: i64) -> anyhow::Result<bool> {
-    let Some(record) = shared.store.lift_restriction(runtime.id(), chat, user).await? else {
+pub async fn lift(
+    shared: &Shared,
+    runtime: &BotRuntime,
+    chat: i64,
+    user: i64,
+) -> anyhow::Result<bool> {
+    let Some(record) = shared
+        .store
+        .lift_restriction(runtime.id(), chat, user)
+        .await?
+    else {
         return Ok(false);
     };
-    shared.recently_warned.invalidate(&(runtime.id(), chat, user));
+    shared
+        .recently_warned
+        .invalidate(&(runtime.id(), chat, user));
     shared
         .store
         .cancel_timers(runtime.id(), "restriction_expired", chat, user)
         .await?;
     if record.reason == "restricted" {
-        let request = runtime
+        let request = runtime.calls.bot().restrict_chat_member(
+            ChatId(chat),
+            user_id(user),
+            ChatPermissions::all(),
+        );
+        runtime
             .calls
-            .bot()
-            .restrict_chat_member(ChatId(chat), user_id(user), ChatPermissions::all());
-        runtime.calls.run("restrictChatMember", None, request).await?;
+            .run("restrictChatMember", None, request)
+            .await?;
     }
     if let Some(warning) = record.warning_message_id
-        && !shared.store.warning_in_use(runtime.id(), chat, warning).await?
+        && !shared
+            .store
+            .warning_in_use(runtime.id(), chat, warning)
+            .await?
     {
         delete_message(runtime, chat, warning as i32).await;
     }
@@ -197,7 +258,10 @@ pub async fn lift(shared: &Shared, runtime: &BotRuntime, chat: i64, user: i64) -
 
 /// Deletes a message; one that is already gone is not an error.
 pub async fn delete_message(runtime: &BotRuntime, chat: i64, message_id: i32) {
-    let request = runtime.calls.bot().delete_message(ChatId(chat), MessageId(message_id));
+    let request = runtime
+        .calls
+        .bot()
+        .delete_message(ChatId(chat), MessageId(message_id));
     if let Err(error) = runtime.calls.run("deleteMessage", None, request).await {
         tracing::debug!(chat, message_id, %error, "a message could not be deleted");
     }
@@ -220,7 +284,10 @@ pub async fn say(
     if let Some(keyboard) = keyboard {
         request = request.reply_markup(keyboard);
     }
-    let sent = runtime.calls.run("sendMessage", Target::chat(chat), request).await?;
+    let sent = runtime
+        .calls
+        .run("sendMessage", Target::chat(chat), request)
+        .await?;
     if ttl_s > 0 {
         delete_later(shared, runtime.id(), chat, sent.id.0, ttl_s).await;
     }
@@ -278,7 +345,11 @@ pub fn channel_list(channels: &[ChannelRow]) -> String {
 }
 
 /// A join button per channel (its public link or invite link) and the "I have joined" button.
-pub fn warning_keyboard(view: &GroupView, missing: &[ChannelRow], data: String) -> InlineKeyboardMarkup {
+pub fn warning_keyboard(
+    view: &GroupView,
+    missing: &[ChannelRow],
+    data: String,
+) -> InlineKeyboardMarkup {
     let mut rows: Vec<Vec<InlineKeyboardButton>> = missing
         .iter()
         .filter_map(|channel| {
@@ -296,7 +367,8 @@ pub fn warning_keyboard(view: &GroupView, missing: &[ChannelRow], data: String) 
         })
         .collect();
     rows.push(vec![InlineKeyboardButton::callback(
-        view.texts.render(view.policy.language, "button_verify", &[]),
+        view.texts
+            .render(view.policy.language, "button_verify", &[]),
         data,
     )]);
     InlineKeyboardMarkup::new(rows)
@@ -369,20 +441,32 @@ impl WarningQueue {
 async fn send_batches(shared: Arc<Shared>, key: BatchKey) {
     loop {
         let Some(runtime) = shared.runtime(key.0) else {
-            shared.warnings.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            shared
+                .warnings
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
             return;
         };
         // Wait for a send slot before taking the batch: joiners arriving meanwhile ride along.
         let scopes = runtime.calls.scopes(
             "sendMessage",
-            Some(Target { chat_id: key.1, is_group: true }),
+            Some(Target {
+                chat_id: key.1,
+                is_group: true,
+            }),
         );
         let wait = runtime.calls.limiter().delay(&scopes);
         if wait > Duration::ZERO {
             tokio::time::sleep(wait).await;
         }
         let batch = {
-            let mut pending = shared.warnings.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = shared
+                .warnings
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let Some(batch) = pending.get_mut(&key) else {
                 return;
             };
@@ -441,8 +525,19 @@ async fn send_warning(
         _ => "nz:v".to_string(),
     };
     let keyboard = warning_keyboard(view, missing, data);
-    let message_id = say(shared, runtime, view.group.chat_id, text, Some(keyboard), view.policy.warning_ttl_s).await?;
+    let message_id = say(
+        shared,
+        runtime,
+        view.group.chat_id,
+        text,
+        Some(keyboard),
+        view.policy.warning_ttl_s,
+    )
+    .await?;
     let ids: Vec<i64> = members.iter().map(|(id, _)| *id).collect();
-    shared.store.set_warning_message(&ids, i64::from(message_id)).await?;
+    shared
+        .store
+        .set_warning_message(&ids, i64::from(message_id))
+        .await?;
     Ok(())
 }

@@ -12,24 +12,40 @@ use super::actions::{self, channel_list};
 use super::flows::{self, Verdict};
 use super::{BotRuntime, Shared, commands, settings_menu, verification_payload};
 
-pub async fn handle(shared: &Arc<Shared>, runtime: &BotRuntime, query: &CallbackQuery) -> anyhow::Result<()> {
+pub async fn handle(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    query: &CallbackQuery,
+) -> anyhow::Result<()> {
     let data = query.data.as_deref().unwrap_or_default();
     let mut parts = data.split(':');
     match (parts.next(), parts.next()) {
         (Some("nz"), Some("v")) => verify(shared, runtime, query, parts.next()).await,
-        (Some("nz"), Some("h")) => commands::help_page(shared, runtime, query, parts.next().unwrap_or_default()).await,
-        (Some("nz"), Some("s")) => settings_menu::pressed(shared, runtime, query, parts.next().unwrap_or_default()).await,
+        (Some("nz"), Some("h")) => {
+            commands::help_page(shared, runtime, query, parts.next().unwrap_or_default()).await
+        }
+        (Some("nz"), Some("s")) => {
+            settings_menu::pressed(shared, runtime, query, parts.next().unwrap_or_default()).await
+        }
         _ => answer(runtime, query, None, false).await,
     }
 }
 
 /// Answers a press, with an optional text (an alert box when `alert`).
-pub async fn answer(runtime: &BotRuntime, query: &CallbackQuery, text: Option<String>, alert: bool) -> anyhow::Result<()> {
+pub async fn answer(
+    runtime: &BotRuntime,
+    query: &CallbackQuery,
+    text: Option<String>,
+    alert: bool,
+) -> anyhow::Result<()> {
     let mut request = runtime.calls.bot().answer_callback_query(query.id.clone());
     if let Some(text) = text {
         request = request.text(text).show_alert(alert);
     }
-    runtime.calls.run("answerCallbackQuery", None, request).await?;
+    runtime
+        .calls
+        .run("answerCallbackQuery", None, request)
+        .await?;
     Ok(())
 }
 
@@ -49,14 +65,21 @@ async fn verify(
     let Some(view) = shared.directory.group(runtime.id(), chat).await? else {
         return answer(runtime, query, None, false).await;
     };
-    let not_yours = view.texts.render(view.policy.language, "not_your_button", &[]);
+    let not_yours = view
+        .texts
+        .render(view.policy.language, "not_your_button", &[]);
     if addressed.is_some_and(|id| id.parse::<i64>().ok() != Some(presser)) {
         return answer(runtime, query, Some(not_yours), true).await;
     }
     // Pressing only ever checks the presser: anyone Nezuko holds back may use a button meant for
     // them (the warning's id may not be stored yet when a quick member presses). Anyone else, or a
     // member muted by an admin (no record of Nezuko's), is told the button is not theirs.
-    if shared.store.active_restriction(runtime.id(), chat, presser).await?.is_none() {
+    if shared
+        .store
+        .active_restriction(runtime.id(), chat, presser)
+        .await?
+        .is_none()
+    {
         if addressed.is_some() {
             // Their own button, already released (rejoining the channel restored them).
             let text = view.texts.render(view.policy.language, "verified", &[]);
@@ -64,26 +87,59 @@ async fn verify(
         }
         return answer(runtime, query, Some(not_yours), true).await;
     }
-    let outcome = shared.checker.check(&runtime.calls, &view.channels, presser, true).await;
+    let outcome = shared
+        .checker
+        .check(&runtime.calls, &view.channels, presser, true)
+        .await;
     match flows::verdict(&view, &outcome) {
         Verdict::Allowed { assumed } => {
             actions::lift(shared, runtime, chat, presser).await?;
-            let word = if assumed { "unknown_allowed" } else { "verified" };
+            let word = if assumed {
+                "unknown_allowed"
+            } else {
+                "verified"
+            };
             flows::record(shared, runtime, &view, presser, word, false, started);
-            shared.publish(runtime, "verification", verification_payload(&view, presser, word, false));
+            shared.publish(
+                runtime,
+                "verification",
+                verification_payload(&view, presser, word, false),
+            );
             let text = view.texts.render(view.policy.language, "verified", &[]);
             answer(runtime, query, Some(text), false).await
         }
         Verdict::Denied { unconfirmed: true } => {
-            flows::record(shared, runtime, &view, presser, "unknown_denied", false, started);
+            flows::record(
+                shared,
+                runtime,
+                &view,
+                presser,
+                "unknown_denied",
+                false,
+                started,
+            );
             let text = view.texts.render(view.policy.language, "check_failed", &[]);
             answer(runtime, query, Some(text), true).await
         }
         Verdict::Denied { unconfirmed: false } => {
-            flows::record(shared, runtime, &view, presser, "still_missing", false, started);
+            flows::record(
+                shared,
+                runtime,
+                &view,
+                presser,
+                "still_missing",
+                false,
+                started,
+            );
             // Alerts are plain text: channel names without HTML.
-            let names = channel_list(&outcome.missing).replace("<b>", "").replace("</b>", "");
-            let text = view.texts.render(view.policy.language, "still_missing", &[("channels", &names)]);
+            let names = channel_list(&outcome.missing)
+                .replace("<b>", "")
+                .replace("</b>", "");
+            let text = view.texts.render(
+                view.policy.language,
+                "still_missing",
+                &[("channels", &names)],
+            );
             answer(runtime, query, Some(text), true).await
         }
     }

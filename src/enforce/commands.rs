@@ -8,8 +8,8 @@ use serde_json::json;
 use teloxide::payloads::{EditMessageTextSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    CallbackQuery, ChatId, ChatMemberKind, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageOrigin,
-    ParseMode, Recipient, UserId,
+    CallbackQuery, ChatId, ChatMemberKind, InlineKeyboardButton, InlineKeyboardMarkup, Message,
+    MessageOrigin, ParseMode, Recipient, UserId,
 };
 
 use super::actions::{self, channel_list};
@@ -35,7 +35,11 @@ fn parse<'a>(text: &'a str, username: &str) -> Option<(&'a str, Vec<&'a str>)> {
 }
 
 /// Private chat: `/start`, `/help`, anything else gets the same menu.
-pub async fn private(shared: &Arc<Shared>, runtime: &BotRuntime, message: &Message) -> anyhow::Result<()> {
+pub async fn private(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    message: &Message,
+) -> anyhow::Result<()> {
     let Some(text) = message.text() else {
         return Ok(());
     };
@@ -43,14 +47,22 @@ pub async fn private(shared: &Arc<Shared>, runtime: &BotRuntime, message: &Messa
         return Ok(());
     }
     let texts = shared.directory.texts().await?;
-    let language = language_of(message.from.as_ref().and_then(|u| u.language_code.as_deref()));
+    let language = language_of(
+        message
+            .from
+            .as_ref()
+            .and_then(|u| u.language_code.as_deref()),
+    );
     let request = runtime
         .calls
         .bot()
         .send_message(message.chat.id, texts.render(language, "help", &[]))
         .parse_mode(ParseMode::Html)
         .reply_markup(help_menu(&texts, language, &runtime.me.username));
-    runtime.calls.run("sendMessage", Target::chat(message.chat.id.0), request).await?;
+    runtime
+        .calls
+        .run("sendMessage", Target::chat(message.chat.id.0), request)
+        .await?;
     Ok(())
 }
 
@@ -63,17 +75,31 @@ fn language_of(code: Option<&str>) -> Language {
 
 fn help_menu(texts: &Texts, language: Language, username: &str) -> InlineKeyboardMarkup {
     let mut rows = vec![vec![
-        InlineKeyboardButton::callback(texts.render(language, "button_setup", &[]), format!("nz:h:setup:{}", language.code())),
-        InlineKeyboardButton::callback(texts.render(language, "button_how", &[]), format!("nz:h:how:{}", language.code())),
+        InlineKeyboardButton::callback(
+            texts.render(language, "button_setup", &[]),
+            format!("nz:h:setup:{}", language.code()),
+        ),
+        InlineKeyboardButton::callback(
+            texts.render(language, "button_how", &[]),
+            format!("nz:h:how:{}", language.code()),
+        ),
     ]];
     if let Ok(url) = format!("https://t.me/{username}?startgroup=true").parse() {
-        rows.push(vec![InlineKeyboardButton::url(texts.render(language, "button_add", &[]), url)]);
+        rows.push(vec![InlineKeyboardButton::url(
+            texts.render(language, "button_add", &[]),
+            url,
+        )]);
     }
     InlineKeyboardMarkup::new(rows)
 }
 
 /// A help menu button: shows the page in place, with a way back.
-pub async fn help_page(shared: &Arc<Shared>, runtime: &BotRuntime, query: &CallbackQuery, page: &str) -> anyhow::Result<()> {
+pub async fn help_page(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    query: &CallbackQuery,
+    page: &str,
+) -> anyhow::Result<()> {
     let Some(message) = query.regular_message() else {
         return callbacks::answer(runtime, query, None, false).await;
     };
@@ -84,7 +110,11 @@ pub async fn help_page(shared: &Arc<Shared>, runtime: &BotRuntime, query: &Callb
     let texts = shared.directory.texts().await?;
     let (template, keyboard) = match page {
         "setup" | "how" => (
-            if page == "setup" { "help_setup" } else { "help_how" },
+            if page == "setup" {
+                "help_setup"
+            } else {
+                "help_how"
+            },
             InlineKeyboardMarkup::new(vec![vec![InlineKeyboardButton::callback(
                 texts.render(language, "button_back", &[]),
                 format!("nz:h:menu:{}", language.code()),
@@ -95,15 +125,26 @@ pub async fn help_page(shared: &Arc<Shared>, runtime: &BotRuntime, query: &Callb
     let request = runtime
         .calls
         .bot()
-        .edit_message_text(message.chat.id, message.id, texts.render(language, template, &[]))
+        .edit_message_text(
+            message.chat.id,
+            message.id,
+            texts.render(language, template, &[]),
+        )
         .parse_mode(ParseMode::Html)
         .reply_markup(keyboard);
-    runtime.calls.run("editMessageText", Target::chat(message.chat.id.0), request).await?;
+    runtime
+        .calls
+        .run("editMessageText", Target::chat(message.chat.id.0), request)
+        .await?;
     callbacks::answer(runtime, query, None, false).await
 }
 
 /// Group commands; returns whether the message was one of ours (and so is not enforced on).
-pub async fn group(shared: &Arc<Shared>, runtime: &BotRuntime, message: &Message) -> anyhow::Result<bool> {
+pub async fn group(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    message: &Message,
+) -> anyhow::Result<bool> {
     let Some((name, args)) = message.text().and_then(|t| parse(t, &runtime.me.username)) else {
         return Ok(false);
     };
@@ -124,12 +165,30 @@ pub async fn group(shared: &Arc<Shared>, runtime: &BotRuntime, message: &Message
     }
     let text = match name {
         "protect" => protect(shared, runtime, message, &args, &texts, policy.language).await?,
-        "unprotect" => unprotect(shared, runtime, chat, existing.as_deref(), &texts, policy.language).await?,
+        "unprotect" => {
+            unprotect(
+                shared,
+                runtime,
+                chat,
+                existing.as_deref(),
+                &texts,
+                policy.language,
+            )
+            .await?
+        }
         "status" => status(existing.as_deref(), &texts, policy.language),
         _ => match existing.as_deref() {
             Some(view) => {
                 let (text, keyboard) = settings_menu::render(view);
-                reply(shared, runtime, message, text, Some(keyboard), reply_ttl.max(300)).await?;
+                reply(
+                    shared,
+                    runtime,
+                    message,
+                    text,
+                    Some(keyboard),
+                    reply_ttl.max(300),
+                )
+                .await?;
                 return Ok(true);
             }
             None => texts.render(policy.language, "not_protected", &[]),
@@ -141,7 +200,11 @@ pub async fn group(shared: &Arc<Shared>, runtime: &BotRuntime, message: &Message
 
 /// An admin wrote it: the creator or an administrator, or an anonymous admin (writing as the group).
 pub async fn is_admin(shared: &Shared, runtime: &BotRuntime, message: &Message) -> bool {
-    if message.sender_chat.as_ref().is_some_and(|c| c.id == message.chat.id) {
+    if message
+        .sender_chat
+        .as_ref()
+        .is_some_and(|c| c.id == message.chat.id)
+    {
         return true;
     }
     let Some(user) = &message.from else {
@@ -152,7 +215,10 @@ pub async fn is_admin(shared: &Shared, runtime: &BotRuntime, message: &Message) 
 
 /// Asks Telegram (not the cache): rights matter more than speed here.
 pub async fn is_admin_user(_shared: &Shared, runtime: &BotRuntime, chat: i64, user: i64) -> bool {
-    let request = runtime.calls.bot().get_chat_member(ChatId(chat), UserId(user.max(0) as u64));
+    let request = runtime
+        .calls
+        .bot()
+        .get_chat_member(ChatId(chat), UserId(user.max(0) as u64));
     matches!(runtime.calls.run("getChatMember", None, request).await, Ok(m) if m.kind.is_privileged())
 }
 
@@ -185,12 +251,15 @@ async fn protect(
         .iter()
         .filter_map(|arg| match arg.parse::<i64>() {
             Ok(id) => Some(Recipient::Id(ChatId(id))),
-            Err(_) if arg.starts_with('@') && arg.len() > 1 => Some(Recipient::ChannelUsername(arg.to_string())),
+            Err(_) if arg.starts_with('@') && arg.len() > 1 => {
+                Some(Recipient::ChannelUsername(arg.to_string()))
+            }
             Err(_) => None,
         })
         .collect();
     if targets.is_empty()
-        && let Some(MessageOrigin::Channel { chat: origin, .. }) = message.reply_to_message().and_then(|r| r.forward_origin())
+        && let Some(MessageOrigin::Channel { chat: origin, .. }) =
+            message.reply_to_message().and_then(|r| r.forward_origin())
     {
         targets.push(Recipient::Id(origin.id));
     }
@@ -203,13 +272,18 @@ async fn protect(
     match &group_rights {
         Some(ChatMemberKind::Administrator(admin)) => {
             if !admin.can_restrict_members {
-                problems.push("• give me the right to restrict members (Ban users) in this group".to_string());
+                problems.push(
+                    "• give me the right to restrict members (Ban users) in this group".to_string(),
+                );
             }
             if !admin.can_delete_messages {
                 problems.push("• give me the right to delete messages in this group".to_string());
             }
         }
-        _ => problems.push("• make me an administrator of this group (with Ban users and Delete messages)".to_string()),
+        _ => problems.push(
+            "• make me an administrator of this group (with Ban users and Delete messages)"
+                .to_string(),
+        ),
     }
     let mut channels = Vec::new();
     for target in targets {
@@ -217,23 +291,39 @@ async fn protect(
             Recipient::Id(id) => id.0.to_string(),
             Recipient::ChannelUsername(name) => name.clone(),
         };
-        let info = runtime.calls.run("getChat", None, runtime.calls.bot().get_chat(target)).await;
+        let info = runtime
+            .calls
+            .run("getChat", None, runtime.calls.bot().get_chat(target))
+            .await;
         let Ok(info) = info else {
-            problems.push(format!("• I cannot see the channel {}: add me to it as an administrator", escape(&label)));
+            problems.push(format!(
+                "• I cannot see the channel {}: add me to it as an administrator",
+                escape(&label)
+            ));
             continue;
         };
         if !info.is_channel() {
             problems.push(format!("• {} is not a channel", escape(&label)));
             continue;
         }
-        let name = info.username().map(|u| format!("@{u}")).unwrap_or_else(|| info.title().unwrap_or_default().to_string());
+        let name = info
+            .username()
+            .map(|u| format!("@{u}"))
+            .unwrap_or_else(|| info.title().unwrap_or_default().to_string());
         match rights_in(runtime, info.id.0, bot_id).await {
             Some(ChatMemberKind::Administrator(_)) => channels.push(info),
-            _ => problems.push(format!("• make me an administrator of {} (so I can see who joins and leaves)", escape(&name))),
+            _ => problems.push(format!(
+                "• make me an administrator of {} (so I can see who joins and leaves)",
+                escape(&name)
+            )),
         }
     }
     if !problems.is_empty() {
-        return Ok(texts.render(language, "protect_missing", &[("problems", &problems.join("\n"))]));
+        return Ok(texts.render(
+            language,
+            "protect_missing",
+            &[("problems", &problems.join("\n"))],
+        ));
     }
     let group = shared
         .store
@@ -250,7 +340,12 @@ async fn protect(
         let mut invite_link = info.invite_link().map(str::to_string);
         if info.username().is_none() && invite_link.is_none() {
             let request = runtime.calls.bot().create_chat_invite_link(info.id);
-            invite_link = runtime.calls.run("createChatInviteLink", None, request).await.ok().map(|l| l.invite_link);
+            invite_link = runtime
+                .calls
+                .run("createChatInviteLink", None, request)
+                .await
+                .ok()
+                .map(|l| l.invite_link);
         }
         let row = shared
             .store
@@ -274,12 +369,21 @@ async fn protect(
         "activity",
         json!({ "action": "group_protected", "group_id": group.id, "chat_id": chat, "channels": rows.iter().map(|c| c.chat_id).collect::<Vec<_>>() }),
     );
-    Ok(texts.render(language, "protect_done", &[("channels", &channel_list(&rows))]))
+    Ok(texts.render(
+        language,
+        "protect_done",
+        &[("channels", &channel_list(&rows))],
+    ))
 }
 
 async fn rights_in(runtime: &BotRuntime, chat: i64, bot: UserId) -> Option<ChatMemberKind> {
     let request = runtime.calls.bot().get_chat_member(ChatId(chat), bot);
-    runtime.calls.run("getChatMember", None, request).await.ok().map(|m| m.kind)
+    runtime
+        .calls
+        .run("getChatMember", None, request)
+        .await
+        .ok()
+        .map(|m| m.kind)
 }
 
 /// `/unprotect`: enforcement stops and what Nezuko restricted here is released.
@@ -296,12 +400,20 @@ async fn unprotect(
     };
     shared.store.set_group_enabled(view.group.id, false).await?;
     shared.directory.invalidate(runtime.id(), chat);
-    for record in shared.store.active_restrictions_in_chat(runtime.id(), chat).await? {
+    for record in shared
+        .store
+        .active_restrictions_in_chat(runtime.id(), chat)
+        .await?
+    {
         if let Err(error) = actions::lift(shared, runtime, chat, record.user_id).await {
             tracing::warn!(chat, user = record.user_id, %error, "could not release a member on /unprotect");
         }
     }
-    shared.publish(runtime, "activity", json!({ "action": "group_unprotected", "group_id": view.group.id, "chat_id": chat }));
+    shared.publish(
+        runtime,
+        "activity",
+        json!({ "action": "group_unprotected", "group_id": view.group.id, "chat_id": chat }),
+    );
     Ok(texts.render(language, "unprotect_done", &[]))
 }
 
@@ -313,7 +425,14 @@ fn status(existing: Option<&GroupView>, texts: &Texts, language: Language) -> St
     let health = match view.group.health.as_str() {
         "degraded" => format!(
             "⚠ {}",
-            escape(&view.group.health_detail.as_ref().map(|d| d.0["summary"].as_str().unwrap_or_default().to_string()).unwrap_or_default())
+            escape(
+                &view
+                    .group
+                    .health_detail
+                    .as_ref()
+                    .map(|d| d.0["summary"].as_str().unwrap_or_default().to_string())
+                    .unwrap_or_default()
+            )
         ),
         other => other.to_string(),
     };
@@ -326,7 +445,10 @@ fn status(existing: Option<&GroupView>, texts: &Texts, language: Language) -> St
             ("require", &format!("{:?}", policy.require).to_lowercase()),
             ("action", &format!("{:?}", policy.action).to_lowercase()),
             ("health", &health),
-            ("fail_mode", &format!("{:?}", policy.fail_mode).to_lowercase()),
+            (
+                "fail_mode",
+                &format!("{:?}", policy.fail_mode).to_lowercase(),
+            ),
             ("language", policy.language.code()),
         ],
     )
@@ -338,8 +460,14 @@ mod tests {
 
     #[test]
     fn commands_for_other_bots_are_not_ours() {
-        assert_eq!(parse("/protect @a @b", "guard_bot"), Some(("protect", vec!["@a", "@b"])));
-        assert_eq!(parse("/status@Guard_Bot", "guard_bot"), Some(("status", vec![])));
+        assert_eq!(
+            parse("/protect @a @b", "guard_bot"),
+            Some(("protect", vec!["@a", "@b"]))
+        );
+        assert_eq!(
+            parse("/status@Guard_Bot", "guard_bot"),
+            Some(("status", vec![]))
+        );
         assert_eq!(parse("/status@other_bot", "guard_bot"), None);
         assert_eq!(parse("hello", "guard_bot"), None);
     }

@@ -120,7 +120,11 @@ impl Directory {
         {
             return Ok(globals.clone());
         }
-        let defaults = self.store.setting(DEFAULTS_KEY).await?.unwrap_or(Value::Null);
+        let defaults = self
+            .store
+            .setting(DEFAULTS_KEY)
+            .await?
+            .unwrap_or(Value::Null);
         let overrides = self.store.settings_with_prefix(OVERRIDES_PREFIX).await?;
         let globals = Globals {
             defaults,

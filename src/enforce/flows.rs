@@ -32,8 +32,12 @@ pub fn verdict(view: &GroupView, outcome: &CheckOutcome) -> Verdict {
     let fail_open = view.policy.fail_mode == FailMode::Open;
     let unknown = !outcome.unknown.is_empty();
     match view.policy.require {
-        Require::All if outcome.missing.is_empty() && !unknown => Verdict::Allowed { assumed: false },
-        Require::All if outcome.missing.is_empty() && fail_open => Verdict::Allowed { assumed: true },
+        Require::All if outcome.missing.is_empty() && !unknown => {
+            Verdict::Allowed { assumed: false }
+        }
+        Require::All if outcome.missing.is_empty() && fail_open => {
+            Verdict::Allowed { assumed: true }
+        }
         Require::All if outcome.missing.is_empty() => Verdict::Denied { unconfirmed: true },
         Require::All => Verdict::Denied { unconfirmed: false },
         Require::Any if !outcome.subscribed.is_empty() => Verdict::Allowed { assumed: false },
@@ -72,6 +76,23 @@ pub fn record(
     });
 }
 
+/// How long a cached pass of one member in one group stays the same decision.
+const PASS_FOLD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether a member's pass in a group is worth a record (none within [`PASS_FOLD`]); also marks
+/// the member as known in the group.
+fn pass_is_news(shared: &Shared, runtime: &BotRuntime, view: &GroupView, user: i64) -> bool {
+    let key = (runtime.id(), view.group.chat_id, user);
+    let now = Instant::now();
+    match shared.known_members.get(&key) {
+        Some(last) if now.duration_since(last) < PASS_FOLD => false,
+        _ => {
+            shared.known_members.insert(key, now);
+            true
+        }
+    }
+}
+
 /// Administrators (and the creator) of a group, cached for `admin_ttl`.
 pub async fn admins(shared: &Shared, runtime: &BotRuntime, chat: i64) -> Arc<HashSet<i64>> {
     let key = (runtime.id(), chat);
@@ -79,9 +100,14 @@ pub async fn admins(shared: &Shared, runtime: &BotRuntime, chat: i64) -> Arc<Has
         return known;
     }
     let request = runtime.calls.bot().get_chat_administrators(ChatId(chat));
-    match runtime.calls.run("getChatAdministrators", None, request).await {
+    match runtime
+        .calls
+        .run("getChatAdministrators", None, request)
+        .await
+    {
         Ok(list) => {
-            let set: Arc<HashSet<i64>> = Arc::new(list.iter().map(|m| m.user.id.0 as i64).collect());
+            let set: Arc<HashSet<i64>> =
+                Arc::new(list.iter().map(|m| m.user.id.0 as i64).collect());
             shared.admins.insert(key, set.clone());
             set
         }
@@ -100,25 +126,38 @@ async fn exempt(shared: &Shared, runtime: &BotRuntime, view: &GroupView, user: &
     user.is_bot
         || id == TELEGRAM_SERVICE_ACCOUNT
         || view.policy.allowlist.contains(&id)
-        || admins(shared, runtime, view.group.chat_id).await.contains(&id)
+        || admins(shared, runtime, view.group.chat_id)
+            .await
+            .contains(&id)
 }
 
 /// A member joined (service message or `chat_member` update; one join is handled once).
-pub async fn on_join(shared: &Arc<Shared>, runtime: &BotRuntime, chat: &Chat, user: &User) -> anyhow::Result<()> {
+pub async fn on_join(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    chat: &Chat,
+    user: &User,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let user_id = user.id.0 as i64;
     let key = (runtime.id(), chat.id.0, user_id);
-    if user.is_bot || shared.recent_joins.contains_key(&key) {
+    // The service message and the `chat_member` update of one join may be handled concurrently:
+    // an atomic test-and-set lets exactly one through.
+    if user.is_bot || !shared.recent_joins.entry(key).or_insert(()).is_fresh() {
         return Ok(());
     }
-    shared.recent_joins.insert(key, ());
+    shared.known_members.insert(key, Instant::now());
     let Some(view) = shared.directory.group(runtime.id(), chat.id.0).await? else {
         return Ok(());
     };
     if !view.enforcing() {
         return Ok(());
     }
-    shared.publish(runtime, "member_join", json!({ "group_id": view.group.id, "chat_id": chat.id.0, "user_id": user_id }));
+    shared.publish(
+        runtime,
+        "member_join",
+        json!({ "group_id": view.group.id, "chat_id": chat.id.0, "user_id": user_id }),
+    );
     if exempt(shared, runtime, &view, user).await {
         record(shared, runtime, &view, user_id, "exempt", true, started);
         return Ok(());
@@ -137,28 +176,63 @@ pub async fn on_join(shared: &Arc<Shared>, runtime: &BotRuntime, chat: &Chat, us
         record(shared, runtime, &view, user_id, "grace", true, started);
         return Ok(());
     }
-    let member = Member { user_id, name: user.full_name() };
-    check_and_act(shared, runtime, &view, &member, Why::Joined, None, started, true).await
+    let member = Member {
+        user_id,
+        name: user.full_name(),
+    };
+    check_and_act(
+        shared,
+        runtime,
+        &view,
+        &member,
+        Why::Joined,
+        None,
+        started,
+        true,
+    )
+    .await
 }
 
 /// A grace period ended: check the member as if they had just joined.
-pub async fn grace_over(shared: &Arc<Shared>, runtime: &BotRuntime, chat: i64, member: Member) -> anyhow::Result<()> {
+pub async fn grace_over(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    chat: i64,
+    member: Member,
+) -> anyhow::Result<()> {
     let Some(view) = shared.directory.group(runtime.id(), chat).await? else {
         return Ok(());
     };
     if !view.enforcing() {
         return Ok(());
     }
-    let request = runtime.calls.bot().get_chat_member(ChatId(chat), UserId(member.user_id.max(0) as u64));
+    let request = runtime
+        .calls
+        .bot()
+        .get_chat_member(ChatId(chat), UserId(member.user_id.max(0) as u64));
     let present = runtime.calls.run("getChatMember", None, request).await?;
     if !present.kind.is_present() || present.kind.is_privileged() {
         return Ok(());
     }
-    check_and_act(shared, runtime, &view, &member, Why::Joined, None, Instant::now(), false).await
+    check_and_act(
+        shared,
+        runtime,
+        &view,
+        &member,
+        Why::Joined,
+        None,
+        Instant::now(),
+        false,
+    )
+    .await
 }
 
 /// Someone wrote in a group.
-pub async fn on_message(shared: &Arc<Shared>, runtime: &BotRuntime, message: &Message) -> anyhow::Result<()> {
+pub async fn on_message(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    message: &Message,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     // Anonymous admins write as the group itself, linked-channel posts arrive as automatic
     // forwards, and members posting as a channel carry that channel: none has a user to check.
@@ -168,14 +242,35 @@ pub async fn on_message(shared: &Arc<Shared>, runtime: &BotRuntime, message: &Me
     let Some(user) = &message.from else {
         return Ok(());
     };
-    let Some(view) = shared.directory.group(runtime.id(), message.chat.id.0).await? else {
+    let Some(view) = shared
+        .directory
+        .group(runtime.id(), message.chat.id.0)
+        .await?
+    else {
         return Ok(());
     };
     if !view.enforcing() || exempt(shared, runtime, &view, user).await {
         return Ok(());
     }
-    let member = Member { user_id: user.id.0 as i64, name: user.full_name() };
-    check_and_act(shared, runtime, &view, &member, Why::Wrote, Some(message.id.0), started, false).await
+    let member = Member {
+        user_id: user.id.0 as i64,
+        name: user.full_name(),
+    };
+    let key = (runtime.id(), view.group.chat_id, member.user_id);
+    if !shared.known_members.contains_key(&key) {
+        shared.known_members.insert(key, Instant::now() - PASS_FOLD);
+    }
+    check_and_act(
+        shared,
+        runtime,
+        &view,
+        &member,
+        Why::Wrote,
+        Some(message.id.0),
+        started,
+        false,
+    )
+    .await
 }
 
 /// Checks a member and acts on the verdict.
@@ -190,32 +285,86 @@ async fn check_and_act(
     started: Instant,
     greet: bool,
 ) -> anyhow::Result<()> {
-    let outcome = shared.checker.check(&runtime.calls, &view.channels, member.user_id, false).await;
+    let outcome = shared
+        .checker
+        .check(&runtime.calls, &view.channels, member.user_id, false)
+        .await;
     match verdict(view, &outcome) {
         Verdict::Allowed { assumed } => {
             let word = if assumed { "unknown_allowed" } else { "passed" };
-            record(shared, runtime, view, member.user_id, word, outcome.cached, started);
+            // A member chatting away is one decision a minute, not one row per message: a cached
+            // pass already on record within PASS_FOLD is not written again.
+            let folded = why == Why::Wrote
+                && outcome.cached
+                && !assumed
+                && !pass_is_news(shared, runtime, view, member.user_id);
+            if !folded {
+                record(
+                    shared,
+                    runtime,
+                    view,
+                    member.user_id,
+                    word,
+                    outcome.cached,
+                    started,
+                );
+            }
             if greet && view.policy.welcome {
                 let text = view.texts.render(
                     view.policy.language,
                     "welcome",
-                    &[("users", &mention(member.user_id, &member.name)), ("group", &escape(&view.group.title))],
+                    &[
+                        ("users", &mention(member.user_id, &member.name)),
+                        ("group", &escape(&view.group.title)),
+                    ],
                 );
-                actions::say(shared, runtime, view.group.chat_id, text, None, view.policy.reply_ttl_s.max(30)).await?;
+                actions::say(
+                    shared,
+                    runtime,
+                    view.group.chat_id,
+                    text,
+                    None,
+                    view.policy.reply_ttl_s.max(30),
+                )
+                .await?;
             }
             if assumed {
-                shared.publish(runtime, "verification", verification_payload(view, member.user_id, word, outcome.cached));
+                shared.publish(
+                    runtime,
+                    "verification",
+                    verification_payload(view, member.user_id, word, outcome.cached),
+                );
             }
         }
         Verdict::Denied { unconfirmed } => {
-            if why == Why::Wrote && view.policy.grace_s > 0 && in_grace(shared, runtime, view, member.user_id).await? {
-                record(shared, runtime, view, member.user_id, "grace", outcome.cached, started);
+            if why == Why::Wrote
+                && view.policy.grace_s > 0
+                && in_grace(shared, runtime, view, member.user_id).await?
+            {
+                record(
+                    shared,
+                    runtime,
+                    view,
+                    member.user_id,
+                    "grace",
+                    outcome.cached,
+                    started,
+                );
                 return Ok(());
             }
             let why = if unconfirmed { Why::Unconfirmed } else { why };
             let missing = to_name(&outcome);
-            let word = actions::enforce(shared, runtime, view, member, &missing, why, message_id).await?;
-            record(shared, runtime, view, member.user_id, word, outcome.cached, started);
+            let word =
+                actions::enforce(shared, runtime, view, member, &missing, why, message_id).await?;
+            record(
+                shared,
+                runtime,
+                view,
+                member.user_id,
+                word,
+                outcome.cached,
+                started,
+            );
             if word != "suppressed" {
                 let mut payload = verification_payload(view, member.user_id, word, outcome.cached);
                 payload["missing"] = json!(missing.iter().map(|c| c.chat_id).collect::<Vec<_>>());
@@ -226,11 +375,16 @@ async fn check_and_act(
     Ok(())
 }
 
-async fn in_grace(shared: &Shared, runtime: &BotRuntime, view: &GroupView, user: i64) -> anyhow::Result<bool> {
+async fn in_grace(
+    shared: &Shared,
+    runtime: &BotRuntime,
+    view: &GroupView,
+    user: i64,
+) -> anyhow::Result<bool> {
     let pending = shared.store.pending_timers(runtime.id()).await?;
-    Ok(pending
-        .iter()
-        .any(|t| t.kind == "grace_check" && t.chat_id == view.group.chat_id && t.user_id == Some(user)))
+    Ok(pending.iter().any(|t| {
+        t.kind == "grace_check" && t.chat_id == view.group.chat_id && t.user_id == Some(user)
+    }))
 }
 
 /// A `chat_member` update: in a channel it updates the cache and may revoke or restore; in a
@@ -245,7 +399,11 @@ pub async fn on_member_change(
     let was = change.old_chat_member.kind.is_present();
     let is = change.new_chat_member.kind.is_present();
     if change.chat.is_channel() {
-        shared.checker.cache.put(change.chat.id.0, user_id, is).await;
+        shared
+            .checker
+            .cache
+            .put(change.chat.id.0, user_id, is)
+            .await;
         if was && !is {
             return left_channel(shared, runtime, change.chat.id.0, user).await;
         }
@@ -260,39 +418,102 @@ pub async fn on_member_change(
     if !was && is {
         return on_join(shared, runtime, &change.chat, user).await;
     }
-    if was && !is {
-        if let Some(view) = shared.directory.group(runtime.id(), change.chat.id.0).await? {
-            shared.publish(runtime, "member_leave", json!({ "group_id": view.group.id, "chat_id": change.chat.id.0, "user_id": user_id }));
-        }
+    if was
+        && !is
+        && let Some(view) = shared
+            .directory
+            .group(runtime.id(), change.chat.id.0)
+            .await?
+    {
+        let payload =
+            json!({ "group_id": view.group.id, "chat_id": change.chat.id.0, "user_id": user_id });
+        shared.publish(runtime, "member_leave", payload);
     }
     Ok(())
 }
 
-/// A member left a channel: in each of this bot's groups that require it, where they are present,
-/// they are checked again (the cache now knows) and lose the right to speak if no longer entitled.
-async fn left_channel(shared: &Arc<Shared>, runtime: &BotRuntime, channel: i64, user: &User) -> anyhow::Result<()> {
+/// A member left a channel: in each of this bot's groups that require it where they are known to be
+/// (seen joining or writing), they are checked again (the cache now knows) and lose the right to
+/// speak if no longer entitled. In other groups their next message meets the same check, since the
+/// cache already says they left.
+async fn left_channel(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    channel: i64,
+    user: &User,
+) -> anyhow::Result<()> {
     let user_id = user.id.0 as i64;
     let groups = shared.store.groups_requiring_channel(channel).await?;
-    for group in groups.into_iter().filter(|g| g.bot_instance_id == runtime.id() && g.enabled) {
+    for group in groups
+        .into_iter()
+        .filter(|g| g.bot_instance_id == runtime.id() && g.enabled)
+    {
         let started = Instant::now();
+        if !shared
+            .known_members
+            .contains_key(&(runtime.id(), group.chat_id, user_id))
+        {
+            continue;
+        }
         let Some(view) = shared.directory.group(runtime.id(), group.chat_id).await? else {
             continue;
         };
-        let request = runtime.calls.bot().get_chat_member(ChatId(group.chat_id), UserId(user_id.max(0) as u64));
+        let request = runtime
+            .calls
+            .bot()
+            .get_chat_member(ChatId(group.chat_id), UserId(user_id.max(0) as u64));
         let Ok(in_group) = runtime.calls.run("getChatMember", None, request).await else {
             continue;
         };
-        if !in_group.kind.is_present() || in_group.kind.is_privileged() || exempt(shared, runtime, &view, user).await {
+        if !in_group.kind.is_present()
+            || in_group.kind.is_privileged()
+            || exempt(shared, runtime, &view, user).await
+        {
             continue;
         }
-        shared.publish(runtime, "member_leave", json!({ "group_id": view.group.id, "channel_id": channel, "user_id": user_id }));
-        let member = Member { user_id, name: user.full_name() };
-        let outcome = shared.checker.check(&runtime.calls, &view.channels, user_id, false).await;
+        shared.publish(
+            runtime,
+            "member_leave",
+            json!({ "group_id": view.group.id, "channel_id": channel, "user_id": user_id }),
+        );
+        let member = Member {
+            user_id,
+            name: user.full_name(),
+        };
+        let outcome = shared
+            .checker
+            .check(&runtime.calls, &view.channels, user_id, false)
+            .await;
         if let Verdict::Denied { unconfirmed } = verdict(&view, &outcome) {
-            let why = if unconfirmed { Why::Unconfirmed } else { Why::LeftChannel };
-            let word = actions::enforce(shared, runtime, &view, &member, &to_name(&outcome), why, None).await?;
-            record(shared, runtime, &view, user_id, word, outcome.cached, started);
-            shared.publish(runtime, "verification", verification_payload(&view, user_id, word, outcome.cached));
+            let why = if unconfirmed {
+                Why::Unconfirmed
+            } else {
+                Why::LeftChannel
+            };
+            let word = actions::enforce(
+                shared,
+                runtime,
+                &view,
+                &member,
+                &to_name(&outcome),
+                why,
+                None,
+            )
+            .await?;
+            record(
+                shared,
+                runtime,
+                &view,
+                user_id,
+                word,
+                outcome.cached,
+                started,
+            );
+            shared.publish(
+                runtime,
+                "verification",
+                verification_payload(&view, user_id, word, outcome.cached),
+            );
         }
     }
     Ok(())
@@ -300,24 +521,52 @@ async fn left_channel(shared: &Arc<Shared>, runtime: &BotRuntime, channel: i64, 
 
 /// A member (re)joined a channel: where the group allows it, Nezuko's restriction is lifted
 /// without waiting for the button.
-async fn rejoined_channel(shared: &Arc<Shared>, runtime: &BotRuntime, channel: i64, user: i64) -> anyhow::Result<()> {
-    for record_row in shared.store.active_restrictions_of_user(runtime.id(), user).await? {
+async fn rejoined_channel(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    channel: i64,
+    user: i64,
+) -> anyhow::Result<()> {
+    for record_row in shared
+        .store
+        .active_restrictions_of_user(runtime.id(), user)
+        .await?
+    {
         if !record_row.missing_channels.0.contains(&channel) {
             continue;
         }
         let started = Instant::now();
-        let Some(view) = shared.directory.group(runtime.id(), record_row.chat_id).await? else {
+        let Some(view) = shared
+            .directory
+            .group(runtime.id(), record_row.chat_id)
+            .await?
+        else {
             continue;
         };
         if !view.policy.restore_on_rejoin {
             continue;
         }
-        let outcome = shared.checker.check(&runtime.calls, &view.channels, user, false).await;
+        let outcome = shared
+            .checker
+            .check(&runtime.calls, &view.channels, user, false)
+            .await;
         if verdict(&view, &outcome) == (Verdict::Allowed { assumed: false })
             && actions::lift(shared, runtime, record_row.chat_id, user).await?
         {
-            record(shared, runtime, &view, user, "restored", outcome.cached, started);
-            shared.publish(runtime, "verification", verification_payload(&view, user, "restored", outcome.cached));
+            record(
+                shared,
+                runtime,
+                &view,
+                user,
+                "restored",
+                outcome.cached,
+                started,
+            );
+            shared.publish(
+                runtime,
+                "verification",
+                verification_payload(&view, user, "restored", outcome.cached),
+            );
         }
     }
     Ok(())

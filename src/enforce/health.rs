@@ -42,10 +42,9 @@ pub async fn check_bot(shared: &Shared, runtime: &BotRuntime) -> anyhow::Result<
 /// Telegram refused an action in this group: check why (at most once per half minute per group).
 pub async fn action_refused(shared: &Shared, runtime: &BotRuntime, view: &GroupView) {
     let key = (runtime.id(), view.group.chat_id);
-    if shared.health_checked.contains_key(&key) {
+    if !shared.health_checked.entry(key).or_insert(()).is_fresh() {
         return;
     }
-    shared.health_checked.insert(key, ());
     if let Err(error) = check_group(shared, runtime, view).await {
         tracing::warn!(chat = view.group.chat_id, %error, "the permission check after a refusal failed");
     }
@@ -58,7 +57,10 @@ async fn problems(runtime: &BotRuntime, view: &GroupView) -> Vec<String> {
     match rights(runtime, view.group.chat_id, me).await {
         Some(ChatMemberKind::Administrator(admin)) => {
             if !admin.can_restrict_members {
-                problems.push("give the bot the right to restrict members (Ban users) in the group".to_string());
+                problems.push(
+                    "give the bot the right to restrict members (Ban users) in the group"
+                        .to_string(),
+                );
             }
             if !admin.can_delete_messages {
                 problems.push("give the bot the right to delete messages in the group".to_string());
@@ -70,8 +72,15 @@ async fn problems(runtime: &BotRuntime, view: &GroupView) -> Vec<String> {
         _ => problems.push("make the bot an administrator of the group".to_string()),
     }
     for channel in &view.channels {
-        if !matches!(rights(runtime, channel.chat_id, me).await, Some(ChatMemberKind::Administrator(_))) {
-            let name = channel.username.as_ref().map(|u| format!("@{u}")).unwrap_or_else(|| channel.title.clone());
+        if !matches!(
+            rights(runtime, channel.chat_id, me).await,
+            Some(ChatMemberKind::Administrator(_))
+        ) {
+            let name = channel
+                .username
+                .as_ref()
+                .map(|u| format!("@{u}"))
+                .unwrap_or_else(|| channel.title.clone());
             problems.push(format!("make the bot an administrator of {name}"));
         }
     }
@@ -80,21 +89,42 @@ async fn problems(runtime: &BotRuntime, view: &GroupView) -> Vec<String> {
 
 async fn rights(runtime: &BotRuntime, chat: i64, me: UserId) -> Option<ChatMemberKind> {
     let request = runtime.calls.bot().get_chat_member(ChatId(chat), me);
-    runtime.calls.run("getChatMember", None, request).await.ok().map(|m| m.kind)
+    runtime
+        .calls
+        .run("getChatMember", None, request)
+        .await
+        .ok()
+        .map(|m| m.kind)
 }
 
 /// Checks one group and records the result; a change is published, a loss announced once.
-pub async fn check_group(shared: &Shared, runtime: &BotRuntime, view: &GroupView) -> anyhow::Result<()> {
+pub async fn check_group(
+    shared: &Shared,
+    runtime: &BotRuntime,
+    view: &GroupView,
+) -> anyhow::Result<()> {
     let found = problems(runtime, view).await;
     store(shared, runtime, view, found, true).await
 }
 
-async fn store(shared: &Shared, runtime: &BotRuntime, view: &GroupView, found: Vec<String>, announce: bool) -> anyhow::Result<()> {
+async fn store(
+    shared: &Shared,
+    runtime: &BotRuntime,
+    view: &GroupView,
+    found: Vec<String>,
+    announce: bool,
+) -> anyhow::Result<()> {
     let previous = shared.store.group(view.group.id).await?.health;
     let health = if found.is_empty() { "ok" } else { "degraded" };
-    let detail = (!found.is_empty()).then(|| json!({ "problems": found, "summary": found.join("; ") }));
-    shared.store.set_group_health(view.group.id, health, detail.as_ref()).await?;
-    shared.directory.invalidate(runtime.id(), view.group.chat_id);
+    let detail =
+        (!found.is_empty()).then(|| json!({ "problems": found, "summary": found.join("; ") }));
+    shared
+        .store
+        .set_group_health(view.group.id, health, detail.as_ref())
+        .await?;
+    shared
+        .directory
+        .invalidate(runtime.id(), view.group.chat_id);
     if previous == health {
         return Ok(());
     }
@@ -104,8 +134,16 @@ async fn store(shared: &Shared, runtime: &BotRuntime, view: &GroupView, found: V
         json!({ "group_id": view.group.id, "chat_id": view.group.chat_id, "title": view.group.title, "health": health, "problems": found }),
     );
     if health == "degraded" && announce {
-        let problems = found.iter().map(|p| escape(p)).collect::<Vec<_>>().join("; ");
-        let text = view.texts.render(view.policy.language, "health_lost", &[("problems", &problems)]);
+        let problems = found
+            .iter()
+            .map(|p| escape(p))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let text = view.texts.render(
+            view.policy.language,
+            "health_lost",
+            &[("problems", &problems)],
+        );
         if let Err(error) = actions::say(shared, runtime, view.group.chat_id, text, None, 0).await {
             tracing::info!(chat = view.group.chat_id, %error, "the permission warning could not be posted");
         }
@@ -114,7 +152,11 @@ async fn store(shared: &Shared, runtime: &BotRuntime, view: &GroupView, found: V
 }
 
 /// The bot's own membership changed in a group or channel.
-pub async fn on_my_member(shared: &Arc<Shared>, runtime: &BotRuntime, change: &ChatMemberUpdated) -> anyhow::Result<()> {
+pub async fn on_my_member(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    change: &ChatMemberUpdated,
+) -> anyhow::Result<()> {
     let chat = change.chat.id.0;
     let present = change.new_chat_member.kind.is_present();
     shared.publish(

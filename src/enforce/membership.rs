@@ -37,8 +37,17 @@ pub struct CacheTtl {
 struct TtlByAnswer(CacheTtl);
 
 impl Expiry<(i64, i64), bool> for TtlByAnswer {
-    fn expire_after_create(&self, _: &(i64, i64), subscribed: &bool, _: Instant) -> Option<Duration> {
-        Some(if *subscribed { self.0.positive } else { self.0.negative })
+    fn expire_after_create(
+        &self,
+        _: &(i64, i64),
+        subscribed: &bool,
+        _: Instant,
+    ) -> Option<Duration> {
+        Some(if *subscribed {
+            self.0.positive
+        } else {
+            self.0.negative
+        })
     }
 
     fn expire_after_update(
@@ -48,7 +57,11 @@ impl Expiry<(i64, i64), bool> for TtlByAnswer {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(if *subscribed { self.0.positive } else { self.0.negative })
+        Some(if *subscribed {
+            self.0.positive
+        } else {
+            self.0.negative
+        })
     }
 }
 
@@ -89,7 +102,11 @@ impl MembershipCache {
     pub async fn put(&self, channel: i64, user: i64, subscribed: bool) {
         self.local.insert((channel, user), subscribed);
         if let Some(shared) = &self.shared {
-            let ttl = if subscribed { self.ttl.positive } else { self.ttl.negative };
+            let ttl = if subscribed {
+                self.ttl.positive
+            } else {
+                self.ttl.negative
+            };
             shared.put(channel, user, subscribed, ttl).await;
         }
     }
@@ -99,9 +116,13 @@ impl MembershipCache {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// (hits, misses) since start.
+    /// (hits, misses) of cache lookups since start; fresh checks (the button) skip the cache and
+    /// count as neither.
     pub fn stats(&self) -> (u64, u64) {
-        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -157,7 +178,9 @@ impl Checker {
             self.cache.count(true);
             return (answer(subscribed), true);
         }
-        self.cache.count(false);
+        if !fresh {
+            self.cache.count(false);
+        }
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {

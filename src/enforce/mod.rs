@@ -120,6 +120,10 @@ pub struct Shared {
     /// (bot, chat, user) seen joining recently: the service message and the `chat_member` update
     /// of one join are handled once.
     recent_joins: moka::sync::Cache<(i64, i64, i64), ()>,
+    /// (bot, chat, user) seen in a group (joined or wrote) within a day, with when their last pass
+    /// was recorded: the groups a member who leaves a channel is checked in at once (anyone else
+    /// is caught by their next message), and the fold of repeated passes into one record.
+    known_members: moka::sync::Cache<(i64, i64, i64), std::time::Instant>,
     /// (bot, chat, user) warned recently: a burst of messages gets one warning.
     recently_warned: moka::sync::Cache<(i64, i64, i64), ()>,
     warnings: actions::WarningQueue,
@@ -164,6 +168,10 @@ impl Enforcer {
             recent_joins: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(30))
+                .build(),
+            known_members: moka::sync::Cache::builder()
+                .max_capacity(2_000_000)
+                .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
             recently_warned: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -252,12 +260,28 @@ impl Shared {
 }
 
 impl UpdateHandler for Enforcer {
-    fn handle(&self, context: BotContext, update: Update) -> BoxFuture<'static, anyhow::Result<()>> {
+    fn handle(
+        &self,
+        context: BotContext,
+        update: Update,
+    ) -> BoxFuture<'static, anyhow::Result<()>> {
         let shared = self.shared.clone();
         Box::pin(async move {
+            // An update still in flight while its bot stops is handled like any other, with a
+            // runtime built for it (no periodic task).
             let runtime = match shared.runtime(context.bot_instance_id) {
                 Some(runtime) => runtime,
-                None => anyhow::bail!("bot {} is not registered", context.bot_instance_id),
+                None => Arc::new(BotRuntime {
+                    calls: Calls::new(
+                        context.bot.clone(),
+                        context.bot_instance_id,
+                        shared.limiter.clone(),
+                        shared.records.clone(),
+                    ),
+                    me: context.me.clone(),
+                    events: context.events.clone(),
+                    health_task: tokio::spawn(async {}),
+                }),
             };
             route(&shared, &runtime, update).await
         })
@@ -331,7 +355,12 @@ async fn route(shared: &Arc<Shared>, runtime: &BotRuntime, update: Update) -> an
 }
 
 /// The payload of a `verification` event.
-fn verification_payload(group: &GroupView, user: i64, outcome: &str, cached: bool) -> serde_json::Value {
+fn verification_payload(
+    group: &GroupView,
+    user: i64,
+    outcome: &str,
+    cached: bool,
+) -> serde_json::Value {
     json!({
         "group_id": group.group.id,
         "chat_id": group.group.chat_id,

@@ -144,7 +144,9 @@ impl Policy {
             ));
         }
         if self.escalate_after > 0 && self.escalate_to == Action::Warn {
-            return Err(PolicyError("escalate_to must be restrict, kick or ban".into()));
+            return Err(PolicyError(
+                "escalate_to must be restrict, kick or ban".into(),
+            ));
         }
         if self.grace_s > 86_400 || self.warning_ttl_s > 86_400 || self.reply_ttl_s > 86_400 {
             return Err(PolicyError(

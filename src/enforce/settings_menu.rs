@@ -27,7 +27,11 @@ const FIELDS: &[(&str, &str)] = &[
 ];
 
 pub fn render(view: &GroupView) -> (String, InlineKeyboardMarkup) {
-    let text = view.texts.render(view.policy.language, "settings", &[("group", &escape(&view.group.title))]);
+    let text = view.texts.render(
+        view.policy.language,
+        "settings",
+        &[("group", &escape(&view.group.title))],
+    );
     let rows = FIELDS
         .iter()
         .map(|(field, label)| {
@@ -42,13 +46,25 @@ pub fn render(view: &GroupView) -> (String, InlineKeyboardMarkup) {
 
 fn value_label(policy: &Policy, field: &str) -> String {
     let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
-    let seconds = |s: u64| if s == 0 { "never".to_string() } else { format!("{s} s") };
+    let seconds = |s: u64| {
+        if s == 0 {
+            "never".to_string()
+        } else {
+            format!("{s} s")
+        }
+    };
     match field {
         "action" => format!("{:?}", policy.action).to_lowercase(),
         "require" => format!("{:?}", policy.require).to_lowercase(),
         "fail" => format!("{:?}", policy.fail_mode).to_lowercase(),
         "welcome" => on_off(policy.welcome),
-        "grace" => if policy.grace_s == 0 { "none".into() } else { format!("{} s", policy.grace_s) },
+        "grace" => {
+            if policy.grace_s == 0 {
+                "none".into()
+            } else {
+                format!("{} s", policy.grace_s)
+            }
+        }
         "warn_ttl" => seconds(policy.warning_ttl_s),
         "rejoin" => on_off(policy.restore_on_rejoin),
         _ => policy.language.code().to_string(),
@@ -58,7 +74,11 @@ fn value_label(policy: &Policy, field: &str) -> String {
 /// The override after one press of `field`'s button.
 fn next(policy: &Policy, field: &str) -> Option<(&'static str, Value)> {
     let cycle = |values: &[u64], current: u64| {
-        let at = values.iter().position(|v| *v == current).map(|i| i + 1).unwrap_or(0);
+        let at = values
+            .iter()
+            .position(|v| *v == current)
+            .map(|i| i + 1)
+            .unwrap_or(0);
         values[at % values.len()]
     };
     Some(match field {
@@ -71,19 +91,48 @@ fn next(policy: &Policy, field: &str) -> Option<(&'static str, Value)> {
                 Action::Ban => Action::Warn,
             }),
         ),
-        "require" => ("require", json!(if policy.require == Require::All { Require::Any } else { Require::All })),
-        "fail" => ("fail_mode", json!(if policy.fail_mode == FailMode::Open { FailMode::Closed } else { FailMode::Open })),
+        "require" => (
+            "require",
+            json!(if policy.require == Require::All {
+                Require::Any
+            } else {
+                Require::All
+            }),
+        ),
+        "fail" => (
+            "fail_mode",
+            json!(if policy.fail_mode == FailMode::Open {
+                FailMode::Closed
+            } else {
+                FailMode::Open
+            }),
+        ),
         "welcome" => ("welcome", json!(!policy.welcome)),
         "grace" => ("grace_s", json!(cycle(&[0, 60, 300, 3600], policy.grace_s))),
-        "warn_ttl" => ("warning_ttl_s", json!(cycle(&[0, 60, 300, 3600], policy.warning_ttl_s))),
+        "warn_ttl" => (
+            "warning_ttl_s",
+            json!(cycle(&[0, 60, 300, 3600], policy.warning_ttl_s)),
+        ),
         "rejoin" => ("restore_on_rejoin", json!(!policy.restore_on_rejoin)),
-        "lang" => ("language", json!(if policy.language == Language::En { Language::Es } else { Language::En })),
+        "lang" => (
+            "language",
+            json!(if policy.language == Language::En {
+                Language::Es
+            } else {
+                Language::En
+            }),
+        ),
         _ => return None,
     })
 }
 
 /// A settings button: admins only; stores the override, redraws the menu.
-pub async fn pressed(shared: &Arc<Shared>, runtime: &BotRuntime, query: &CallbackQuery, field: &str) -> anyhow::Result<()> {
+pub async fn pressed(
+    shared: &Arc<Shared>,
+    runtime: &BotRuntime,
+    query: &CallbackQuery,
+    field: &str,
+) -> anyhow::Result<()> {
     let Some(message) = query.regular_message() else {
         return callbacks::answer(runtime, query, None, false).await;
     };
@@ -105,7 +154,10 @@ pub async fn pressed(shared: &Arc<Shared>, runtime: &BotRuntime, query: &Callbac
     overrides.insert(key.to_string(), value.clone());
     let overrides = Value::Object(overrides);
     Policy::check_layer(&overrides)?;
-    let row = shared.store.set_group_policy(view.group.id, &overrides).await?;
+    let row = shared
+        .store
+        .set_group_policy(view.group.id, &overrides)
+        .await?;
     shared.directory.invalidate(runtime.id(), chat);
     shared.publish(
         runtime,
@@ -120,7 +172,12 @@ pub async fn pressed(shared: &Arc<Shared>, runtime: &BotRuntime, query: &Callbac
         .edit_message_text(message.chat.id, message.id, text)
         .parse_mode(ParseMode::Html)
         .reply_markup(keyboard);
-    runtime.calls.run("editMessageText", Target::chat(chat), request).await?;
-    let saved = fresh.texts.render(fresh.policy.language, "settings_saved", &[]);
+    runtime
+        .calls
+        .run("editMessageText", Target::chat(chat), request)
+        .await?;
+    let saved = fresh
+        .texts
+        .render(fresh.policy.language, "settings_saved", &[]);
     callbacks::answer(runtime, query, Some(saved), false).await
 }

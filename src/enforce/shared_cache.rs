@@ -82,7 +82,8 @@ impl SharedCache {
         };
         let mut connection = connection.clone();
         let value = if subscribed { "1" } else { "0" };
-        let write = connection.set_ex::<_, _, ()>(self.key(channel, user), value, ttl.as_secs().max(1));
+        let write =
+            connection.set_ex::<_, _, ()>(self.key(channel, user), value, ttl.as_secs().max(1));
         match tokio::time::timeout(READ_BUDGET * 4, write).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => self.unhealthy(&error.to_string()),
@@ -97,9 +98,10 @@ impl SharedCache {
     fn unhealthy(&self, error: &str) {
         // Log the transition only, not every failed call.
         if self.inner.healthy.swap(false, Ordering::Relaxed) {
-            tracing::warn!(error, "membership cache: Redis tier failing; the in-process tier carries on");
+            tracing::warn!(
+                error,
+                "membership cache: Redis tier failing; the in-process tier carries on"
+            );
         }
     }
 }
-
-

@@ -83,7 +83,11 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
     ),
     ("button_setup", "📖 Setup guide", "📖 Guía de configuración"),
     ("button_how", "❓ How it works", "❓ Cómo funciona"),
-    ("button_add", "➕ Add me to a group", "➕ Añádeme a un grupo"),
+    (
+        "button_add",
+        "➕ Add me to a group",
+        "➕ Añádeme a un grupo",
+    ),
     ("button_back", "⬅ Back", "⬅ Volver"),
     (
         "admins_only",
@@ -125,11 +129,7 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "⚙ <b>Settings of {group}</b>\nPress a button to change it.",
         "⚙ <b>Ajustes de {group}</b>\nPulsa un botón para cambiarlo.",
     ),
-    (
-        "settings_saved",
-        "Saved.",
-        "Guardado.",
-    ),
+    ("settings_saved", "Saved.", "Guardado."),
     (
         "health_lost",
         "⚠ Administrators: I can no longer enforce subscriptions here. {problems}",

@@ -64,14 +64,21 @@ async fn carry_out(shared: &Arc<Shared>, timer: &TimerRow) -> anyhow::Result<()>
         }
         "grace_check" => {
             let user_id = timer.user_id.unwrap_or_default();
-            let name = timer.payload.0["name"].as_str().unwrap_or("member").to_string();
+            let name = timer.payload.0["name"]
+                .as_str()
+                .unwrap_or("member")
+                .to_string();
             flows::grace_over(shared, &runtime, timer.chat_id, Member { user_id, name }).await
         }
         "restriction_expired" => {
             // Telegram lifted it at until_date; only the record is left to close.
             shared
                 .store
-                .lift_restriction(runtime.id(), timer.chat_id, timer.user_id.unwrap_or_default())
+                .lift_restriction(
+                    runtime.id(),
+                    timer.chat_id,
+                    timer.user_id.unwrap_or_default(),
+                )
                 .await?;
             Ok(())
         }
@@ -81,4 +88,3 @@ async fn carry_out(shared: &Arc<Shared>, timer: &TimerRow) -> anyhow::Result<()>
         }
     }
 }
-

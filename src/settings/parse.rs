@@ -66,9 +66,11 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
 
 fn enforce(layers: &Layers) -> Result<crate::enforce::EnforceOptions, ConfigError> {
     let millis = |key: &str, min: i64, max: i64| -> Result<Duration, ConfigError> {
-        Ok(Duration::from_millis(integer_in(layers.get(key), min, max)? as u64))
+        Ok(Duration::from_millis(
+            integer_in(layers.get(key), min, max)? as u64,
+        ))
     };
-    let rate = |key: &str, max: i64| -> Result<f64, ConfigError> { Ok(integer_in(layers.get(key), 1, max)? as f64) };
+    let rate = |key: &str, max: f64| rate_in(layers.get(key), 0.01, max);
     Ok(crate::enforce::EnforceOptions {
         cache_ttl: crate::enforce::CacheTtl {
             positive: seconds(layers.get("enforce.membership_ttl_s"), 1, 86_400)?,
@@ -79,11 +81,11 @@ fn enforce(layers: &Layers) -> Result<crate::enforce::EnforceOptions, ConfigErro
         check_retries: integer_in(layers.get("enforce.check_retries"), 0, 10)? as u32,
         check_retry_delay: millis("enforce.check_retry_delay_ms", 0, 60_000)?,
         limits: crate::enforce::Limits {
-            bot_sends_per_s: rate("enforce.sends_per_s", 1000)?,
-            bot_calls_per_s: rate("enforce.calls_per_s", 100_000)?,
-            chat_sends_per_s: rate("enforce.chat_sends_per_s", 1000)?,
-            chat_burst: 3.0,
-            group_sends_per_min: rate("enforce.group_sends_per_min", 100_000)?,
+            bot_sends_per_s: rate("enforce.sends_per_s", 1000.0)?,
+            bot_calls_per_s: rate("enforce.calls_per_s", 100_000.0)?,
+            chat_sends_per_s: rate("enforce.chat_sends_per_s", 1000.0)?,
+            chat_burst: crate::enforce::Limits::default().chat_burst,
+            group_sends_per_min: rate("enforce.group_sends_per_min", 100_000.0)?,
         },
         timer_poll: millis("enforce.timer_poll_ms", 10, 600_000)?,
         health_interval: seconds(layers.get("enforce.health_check_s"), 1, 7 * 86_400)?,
@@ -126,6 +128,15 @@ fn integer_in(leaf: &Leaf, min: i64, max: i64) -> Result<i64, ConfigError> {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         Ok(n) => Err(leaf.invalid(format!("{n} is out of range"), expected)),
         Err(_) => Err(leaf.invalid(format!("`{}` is not a whole number", leaf.value), expected)),
+    }
+}
+
+fn rate_in(leaf: &Leaf, min: f64, max: f64) -> Result<f64, ConfigError> {
+    let expected = format!("a number from {min} to {max}, such as 0.8");
+    match leaf.value.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && (min..=max).contains(&n) => Ok(n),
+        Ok(n) => Err(leaf.invalid(format!("{n} is out of range"), expected)),
+        Err(_) => Err(leaf.invalid(format!("`{}` is not a number", leaf.value), expected)),
     }
 }
 

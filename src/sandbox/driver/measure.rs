@@ -45,6 +45,13 @@ impl Stopwatch {
         self.lock().watched.remove(&(chat, user));
     }
 
+    /// Forgets what was measured so far (the end of a warm-up); watched users stay watched.
+    pub fn reset(&self) {
+        let mut state = self.lock();
+        state.latencies.clear();
+        state.waiting.clear();
+    }
+
     /// The measured latencies, sorted.
     pub fn latencies(&self) -> Vec<Duration> {
         let mut latencies = self.lock().latencies.clone();

@@ -15,17 +15,36 @@ enforce_tests!(
 async fn admins_and_anonymous_admins_are_never_checked(world: Guarded) {
     let admin = world.user("Ada");
     world.sandbox.join(world.group, admin).unwrap();
-    world.sandbox.promote(world.group, admin, AdminRights::default()).unwrap();
-    world.sandbox.send(world.group, admin, "as an admin").unwrap();
-    world.sandbox.send(world.group, world.owner.id, "as the creator").unwrap();
+    world
+        .sandbox
+        .promote(world.group, admin, AdminRights::default())
+        .unwrap();
+    world
+        .sandbox
+        .send(world.group, admin, "as an admin")
+        .unwrap();
+    world
+        .sandbox
+        .send(world.group, world.owner.id, "as the creator")
+        .unwrap();
     let group_json = world.sandbox.chat_json(world.group).unwrap();
     world
         .sandbox
-        .send_with(world.group, world.owner.id, "as the group", json!({ "sender_chat": group_json }))
+        .send_with(
+            world.group,
+            world.owner.id,
+            "as the group",
+            json!({ "sender_chat": group_json }),
+        )
         .unwrap();
     world.settle().await;
     assert!(!world.acted_on(admin) && !world.acted_on(world.owner.id));
-    assert!(world.calls("getChatMember").iter().all(|c| c.params["user_id"].as_i64() != Some(admin)));
+    assert!(
+        world
+            .calls("getChatMember")
+            .iter()
+            .all(|c| c.params["user_id"].as_i64() != Some(admin))
+    );
     world.finish().await;
 }
 
@@ -35,7 +54,10 @@ async fn channel_posts_the_service_account_and_bots_are_never_checked(world: Gua
     let forwarder = world.member("Forwarder", false);
     world.wait_restricted(forwarder).await;
     world.settle().await;
-    world.sandbox.set_member(world.group, forwarder, Status::Member).unwrap();
+    world
+        .sandbox
+        .set_member(world.group, forwarder, Status::Member)
+        .unwrap();
     world.settle().await;
     let calls_before = world.sandbox.calls(Some(world.bot.id), None).len();
     let channel_json = world.sandbox.chat_json(world.channel).unwrap();
@@ -56,7 +78,10 @@ async fn channel_posts_the_service_account_and_bots_are_never_checked(world: Gua
         .map(|c| c.method.clone())
         .filter(|m| m != "getUpdates")
         .collect();
-    assert!(acted.is_empty(), "no call for a channel post or a bot: {acted:?}");
+    assert!(
+        acted.is_empty(),
+        "no call for a channel post or a bot: {acted:?}"
+    );
     world.finish().await;
 }
 

@@ -25,21 +25,40 @@ fn redis_url() -> String {
 /// A second bot guarding its own group "Runners" that also requires @news.
 async fn second_bot(world: &Guarded) -> (nezuko::sandbox::control::SandboxBot, i64) {
     let bot = world.sandbox.create_bot("Second", "second_bot");
-    let group = world.sandbox.create_chat(ChatKind::Supergroup, "Runners", None);
-    world.sandbox.set_member(group, world.owner.id, Status::Creator).unwrap();
+    let group = world
+        .sandbox
+        .create_chat(ChatKind::Supergroup, "Runners", None);
+    world
+        .sandbox
+        .set_member(group, world.owner.id, Status::Creator)
+        .unwrap();
     for chat in [group, world.channel] {
-        world.sandbox.promote(chat, bot.id, AdminRights::force_subscribe()).unwrap();
+        world
+            .sandbox
+            .promote(chat, bot.id, AdminRights::force_subscribe())
+            .unwrap();
     }
     (bot, group)
 }
 
 async fn protect_with(world: &Guarded, bot: i64, group: i64) {
-    world.sandbox.wait_until(DEADLINE, "the second bot polls", |s| s.is_polling(bot).then_some(())).await.unwrap();
-    world.sandbox.send(group, world.owner.id, "/protect @news").unwrap();
+    world
+        .sandbox
+        .wait_until(DEADLINE, "the second bot polls", |s| {
+            s.is_polling(bot).then_some(())
+        })
+        .await
+        .unwrap();
+    world
+        .sandbox
+        .send(group, world.owner.id, "/protect @news")
+        .unwrap();
     world
         .sandbox
         .wait_until(DEADLINE, "protected", |s| {
-            s.transcript(group).into_iter().find(|m| m.from == bot && m.text.as_deref().unwrap_or_default().contains("Protected"))
+            s.transcript(group).into_iter().find(|m| {
+                m.from == bot && m.text.as_deref().unwrap_or_default().contains("Protected")
+            })
         })
         .await
         .unwrap();
@@ -62,17 +81,26 @@ async fn one_bots_knowledge_serves_every_bot_of_the_process(world: Guarded) {
         .sandbox
         .calls(None, Some("getChatMember"))
         .into_iter()
-        .filter(|c| c.params["user_id"].as_i64() == Some(user) && c.params["chat_id"].as_i64() == Some(world.channel))
+        .filter(|c| {
+            c.params["user_id"].as_i64() == Some(user)
+                && c.params["chat_id"].as_i64() == Some(world.channel)
+        })
         .count();
     assert_eq!(asked, 0, "the chat_member update told both bots");
     assert!(!world.acted_on(user));
     let (hits, _) = world.enforcer().cache_stats();
-    assert!(hits >= hits_before + 2, "both checks were hits: {hits_before} -> {hits}");
+    assert!(
+        hits >= hits_before + 2,
+        "both checks were hits: {hits_before} -> {hits}"
+    );
     world.finish().await;
 }
 
 async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
-    let namespace = format!("nezuko-test-{}", std::process::id() as u64 * 1000 + rand_suffix());
+    let namespace = format!(
+        "nezuko-test-{}",
+        std::process::id() as u64 * 1000 + rand_suffix()
+    );
     let options = EnforceOptions {
         redis_url: Some(redis_url()),
         redis_namespace: namespace.clone(),
@@ -110,11 +138,18 @@ async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
     world.sandbox.join(group2, user).unwrap();
     world
         .sandbox
-        .wait_until(DEADLINE, "bot B handled the join", |s| (s.pending_updates(bot2.id) == 0).then_some(()))
+        .wait_until(DEADLINE, "bot B handled the join", |s| {
+            (s.pending_updates(bot2.id) == 0).then_some(())
+        })
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let asked = world.sandbox.calls(Some(bot2.id), Some("getChatMember")).into_iter().filter(|c| c.params["user_id"].as_i64() == Some(user)).count();
+    let asked = world
+        .sandbox
+        .calls(Some(bot2.id), Some("getChatMember"))
+        .into_iter()
+        .filter(|c| c.params["user_id"].as_i64() == Some(user))
+        .count();
     assert_eq!(asked, 0, "process B read process A's answer from Redis");
     assert!(world.sandbox.member(group2, user).can_send_messages());
     let (hits, _) = enforcer_b.cache_stats();
@@ -126,7 +161,10 @@ async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
 }
 
 async fn an_unreachable_redis_changes_nothing_but_speed(db: TestDb) {
-    let options = EnforceOptions { redis_url: Some("redis://127.0.0.1:1".into()), ..quick_options() };
+    let options = EnforceOptions {
+        redis_url: Some("redis://127.0.0.1:1".into()),
+        ..quick_options()
+    };
     let world = Guarded::unprotected(db, options).await;
     world.protect("/protect @news").await;
     let user = world.member("Nora", false);
@@ -135,5 +173,8 @@ async fn an_unreachable_redis_changes_nothing_but_speed(db: TestDb) {
 }
 
 fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos() as u64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos() as u64
 }

@@ -22,17 +22,39 @@ enforce_tests!(
 enforce_db_tests!(pending_timers_are_carried_out_after_a_restart);
 
 async fn a_lost_restrict_right_is_stored_published_and_announced_once(mut world: Guarded) {
-    let rights = AdminRights { can_restrict_members: false, ..AdminRights::force_subscribe() };
-    world.sandbox.promote(world.group, world.bot.id, rights).unwrap();
+    let rights = AdminRights {
+        can_restrict_members: false,
+        ..AdminRights::force_subscribe()
+    };
+    world
+        .sandbox
+        .promote(world.group, world.bot.id, rights)
+        .unwrap();
     let before = world.bot_messages(world.group).len();
     world.member("Rae", false);
-    let event = world.wait_event("health", |p| p["health"] == "degraded").await;
-    assert!(event.payload["problems"][0].as_str().unwrap().contains("restrict members"), "{}", event.payload);
-    let announcement = world.wait_bot_message(world.group, before, "the announcement").await;
+    let event = world
+        .wait_event("health", |p| p["health"] == "degraded")
+        .await;
+    assert!(
+        event.payload["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("restrict members"),
+        "{}",
+        event.payload
+    );
+    let announcement = world
+        .wait_bot_message(world.group, before, "the announcement")
+        .await;
     assert!(announcement.text.unwrap().contains("Administrators"));
     let group = world.group_row().await;
     assert_eq!(group.health, "degraded");
-    assert!(group.health_detail.unwrap().0["summary"].as_str().unwrap().contains("Ban users"));
+    assert!(
+        group.health_detail.unwrap().0["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Ban users")
+    );
     // A second refusal does not announce again.
     world.member("Ros", false);
     world.settle().await;
@@ -40,32 +62,63 @@ async fn a_lost_restrict_right_is_stored_published_and_announced_once(mut world:
     let announcements = world
         .bot_messages(world.group)
         .iter()
-        .filter(|m| m.text.as_deref().unwrap_or_default().contains("Administrators"))
+        .filter(|m| {
+            m.text
+                .as_deref()
+                .unwrap_or_default()
+                .contains("Administrators")
+        })
         .count();
     assert_eq!(announcements, 1);
     // Restored: the periodic (here: immediate) check records it.
-    world.sandbox.promote(world.group, world.bot.id, AdminRights::force_subscribe()).unwrap();
-    world.enforcer().check_health_now(world.row.id).await.unwrap();
+    world
+        .sandbox
+        .promote(world.group, world.bot.id, AdminRights::force_subscribe())
+        .unwrap();
+    world
+        .enforcer()
+        .check_health_now(world.row.id)
+        .await
+        .unwrap();
     world.wait_event("health", |p| p["health"] == "ok").await;
-    assert!(world.calls("leaveChat").is_empty(), "the bot never leaves by itself");
+    assert!(
+        world.calls("leaveChat").is_empty(),
+        "the bot never leaves by itself"
+    );
     world.finish().await;
 }
 
 async fn a_bot_that_is_not_channel_admin_fails_open_by_default(world: Guarded) {
-    world.sandbox.set_member(world.channel, world.bot.id, Status::Member).unwrap();
+    world
+        .sandbox
+        .set_member(world.channel, world.bot.id, Status::Member)
+        .unwrap();
     let user = world.member("Opa", false);
     world.settle().await;
-    assert!(!world.acted_on(user), "an unreadable channel is not 'not subscribed'");
-    let retried = world.calls("getChatMember").iter().filter(|c| c.params["user_id"].as_i64() == Some(user)).count();
+    assert!(
+        !world.acted_on(user),
+        "an unreadable channel is not 'not subscribed'"
+    );
+    let retried = world
+        .calls("getChatMember")
+        .iter()
+        .filter(|c| c.params["user_id"].as_i64() == Some(user))
+        .count();
     assert_eq!(retried, 3, "the check is retried twice before deciding");
     let rows = world.verifications().await;
-    assert!(rows.iter().any(|v| v.user_id == user && v.outcome == "unknown_allowed"));
+    assert!(
+        rows.iter()
+            .any(|v| v.user_id == user && v.outcome == "unknown_allowed")
+    );
     world.finish().await;
 }
 
 async fn a_bot_that_is_not_channel_admin_fails_closed_when_asked(world: Guarded) {
     world.set_policy(json!({ "fail_mode": "closed" })).await;
-    world.sandbox.set_member(world.channel, world.bot.id, Status::Member).unwrap();
+    world
+        .sandbox
+        .set_member(world.channel, world.bot.id, Status::Member)
+        .unwrap();
     let user = world.member("Clo", true);
     world.wait_restricted(user).await;
     let group = world.group;
@@ -74,7 +127,11 @@ async fn a_bot_that_is_not_channel_admin_fails_closed_when_asked(world: Guarded)
         .sandbox
         .wait_until(DEADLINE, "a warning saying the check failed", |s| {
             s.transcript(group).into_iter().find(|m| {
-                m.from == bot && m.text.as_deref().unwrap_or_default().contains("could not confirm")
+                m.from == bot
+                    && m.text
+                        .as_deref()
+                        .unwrap_or_default()
+                        .contains("could not confirm")
             })
         })
         .await
@@ -83,9 +140,19 @@ async fn a_bot_that_is_not_channel_admin_fails_closed_when_asked(world: Guarded)
 }
 
 async fn a_bot_removed_from_the_group_is_recorded(mut world: Guarded) {
-    world.sandbox.set_member(world.group, world.bot.id, Status::Left).unwrap();
-    let event = world.wait_event("health", |p| p["health"] == "degraded").await;
-    assert!(event.payload["problems"][0].as_str().unwrap().contains("add the bot to the group again"));
+    world
+        .sandbox
+        .set_member(world.group, world.bot.id, Status::Left)
+        .unwrap();
+    let event = world
+        .wait_event("health", |p| p["health"] == "degraded")
+        .await;
+    assert!(
+        event.payload["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("add the bot to the group again")
+    );
     assert_eq!(world.group_row().await.health, "degraded");
     world.finish().await;
 }
@@ -101,7 +168,11 @@ async fn a_flaky_check_is_retried_before_deciding(world: Guarded) {
     world.settle().await;
     assert!(!world.acted_on(user), "a 502 is not 'not subscribed'");
     let rows = world.verifications().await;
-    assert!(rows.iter().any(|v| v.user_id == user && v.outcome == "passed"), "{rows:?}");
+    assert!(
+        rows.iter()
+            .any(|v| v.user_id == user && v.outcome == "passed"),
+        "{rows:?}"
+    );
     world.finish().await;
 }
 
@@ -119,13 +190,18 @@ async fn a_429_is_waited_out_exactly_and_nothing_is_lost(mut world: Guarded) {
     let calls = world.calls("restrictChatMember");
     assert_eq!(calls.len(), 2, "one refused, one retried");
     let gap = calls[1].at_ms - calls[0].at_ms;
-    assert!((2000..3000).contains(&gap), "retried after retry_after, not before: {gap} ms");
+    assert!(
+        (2000..3000).contains(&gap),
+        "retried after retry_after, not before: {gap} ms"
+    );
     assert!(started.elapsed() < DEADLINE);
     world.finish().await;
 }
 
 async fn a_raid_of_500_joins_restricts_everyone_without_a_429(world: Guarded) {
-    let users: Vec<i64> = (0..500).map(|n| world.user(&format!("Raider {n}"))).collect();
+    let users: Vec<i64> = (0..500)
+        .map(|n| world.user(&format!("Raider {n}")))
+        .collect();
     for user in &users {
         world.sandbox.join(world.group, *user).unwrap();
     }
@@ -143,7 +219,10 @@ async fn a_raid_of_500_joins_restricts_everyone_without_a_429(world: Guarded) {
         .unwrap();
     world.settle().await;
     let warnings = world.bot_messages(world.group).len();
-    assert!(warnings < 100, "warnings are grouped: {warnings} messages for 500 joins");
+    assert!(
+        warnings < 100,
+        "warnings are grouped: {warnings} messages for 500 joins"
+    );
     world.finish().await;
 }
 
@@ -154,27 +233,47 @@ async fn pending_timers_are_carried_out_after_a_restart(db: TestDb) {
     let before = world.bot_messages(world.group).len();
     let user = world.member("Tim", false);
     world.wait_restricted(user).await;
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
     // The timer is stored right after the warning is sent.
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let pending = world.db.store.pending_timers(world.row.id).await.unwrap();
-        if pending.iter().any(|t| t.kind == "delete_message" && t.message_id == Some(warning.message_id)) {
+        if pending
+            .iter()
+            .any(|t| t.kind == "delete_message" && t.message_id == Some(warning.message_id))
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the auto-delete timer was never stored");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the auto-delete timer was never stored"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     world.stop().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(!world.sandbox.transcript(world.group).iter().any(|m| m.message_id == warning.message_id && m.deleted));
+    assert!(
+        !world
+            .sandbox
+            .transcript(world.group)
+            .iter()
+            .any(|m| m.message_id == warning.message_id && m.deleted)
+    );
     world.start().await;
     let (group, id) = (world.group, warning.message_id);
     world
         .sandbox
-        .wait_until(DEADLINE, "the overdue warning is deleted after the restart", |s| {
-            s.transcript(group).into_iter().find(|m| m.message_id == id && m.deleted)
-        })
+        .wait_until(
+            DEADLINE,
+            "the overdue warning is deleted after the restart",
+            |s| {
+                s.transcript(group)
+                    .into_iter()
+                    .find(|m| m.message_id == id && m.deleted)
+            },
+        )
         .await
         .unwrap();
     world.finish().await;

@@ -22,16 +22,28 @@ async fn a_newcomer_who_is_not_subscribed_is_restricted_and_shown_the_buttons(wo
     let before = world.bot_messages(world.group).len();
     let user = world.member("Nina", false);
     world.wait_restricted(user).await;
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
     let text = warning.text.clone().unwrap();
     assert!(text.contains("Nina") && text.contains("@news"), "{text}");
     let (data, urls) = buttons(&warning);
     assert_eq!(data, format!("nz:v:{user}"));
     assert_eq!(urls, vec!["https://t.me/news".to_string()]);
     let restrict = &world.calls("restrictChatMember")[0];
-    assert!(restrict.params.get("until_date").is_none_or(|d| d.as_i64() == Some(0)), "no short until_date: {restrict:?}");
+    assert!(
+        restrict
+            .params
+            .get("until_date")
+            .is_none_or(|d| d.as_i64() == Some(0)),
+        "no short until_date: {restrict:?}"
+    );
     world.settle().await;
-    assert_eq!(world.bot_messages(world.group).len(), before + 1, "one warning for one join");
+    assert_eq!(
+        world.bot_messages(world.group).len(),
+        before + 1,
+        "one warning for one join"
+    );
     world.finish().await;
 }
 
@@ -39,7 +51,9 @@ async fn a_subscribed_newcomer_is_left_alone(world: Guarded) {
     world.set_policy(json!({ "welcome": true })).await;
     let before = world.bot_messages(world.group).len();
     let user = world.member("Sam", true);
-    let welcome = world.wait_bot_message(world.group, before, "the welcome").await;
+    let welcome = world
+        .wait_bot_message(world.group, before, "the welcome")
+        .await;
     assert!(welcome.text.unwrap().contains("Welcome to Readers, Sam"));
     world.settle().await;
     assert!(!world.acted_on(user));
@@ -51,54 +65,106 @@ async fn a_message_from_a_non_subscriber_is_deleted_and_a_burst_is_warned_once(w
     // Already in the group before protection: only their messages reveal them.
     world.enforcer().invalidate_group(world.row.id, world.group);
     let user = world.user("Max");
-    world.sandbox.set_member(world.group, user, Status::Member).unwrap();
+    world
+        .sandbox
+        .set_member(world.group, user, Status::Member)
+        .unwrap();
     let before = world.bot_messages(world.group).len();
-    let sent: Vec<i64> = (0..3).map(|n| world.sandbox.send(world.group, user, &format!("spam {n}")).unwrap()).collect();
+    let sent: Vec<i64> = (0..3)
+        .map(|n| {
+            world
+                .sandbox
+                .send(world.group, user, &format!("spam {n}"))
+                .unwrap()
+        })
+        .collect();
     world.wait_restricted(user).await;
-    world.wait_bot_message(world.group, before, "the warning").await;
+    world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
     world.settle().await;
-    let deleted: Vec<i64> = world.calls("deleteMessage").iter().filter_map(|c| c.params["message_id"].as_i64()).collect();
+    let deleted: Vec<i64> = world
+        .calls("deleteMessage")
+        .iter()
+        .filter_map(|c| c.params["message_id"].as_i64())
+        .collect();
     for id in sent {
         assert!(deleted.contains(&id), "message {id} deleted");
     }
-    assert_eq!(world.bot_messages(world.group).len(), before + 1, "a burst gets one warning");
-    assert_eq!(world.calls("restrictChatMember").len(), 1, "restricted once");
+    assert_eq!(
+        world.bot_messages(world.group).len(),
+        before + 1,
+        "a burst gets one warning"
+    );
+    assert_eq!(
+        world.calls("restrictChatMember").len(),
+        1,
+        "restricted once"
+    );
     world.finish().await;
 }
 
-async fn joining_then_pressing_the_button_lifts_the_restriction_and_removes_the_warning(world: Guarded) {
+async fn joining_then_pressing_the_button_lifts_the_restriction_and_removes_the_warning(
+    world: Guarded,
+) {
     // Without automatic restore, so the button (and its fresh check) does the work.
-    world.set_policy(json!({ "restore_on_rejoin": false })).await;
+    world
+        .set_policy(json!({ "restore_on_rejoin": false }))
+        .await;
     let before = world.bot_messages(world.group).len();
     let user = world.member("Lea", false);
     world.wait_restricted(user).await;
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
     world.sandbox.join(world.channel, user).unwrap();
-    let answer = world.press(warning.message_id, user, &buttons(&warning).0).await;
-    assert!(answer["text"].as_str().unwrap().contains("Thank you"), "{answer}");
+    let answer = world
+        .press(warning.message_id, user, &buttons(&warning).0)
+        .await;
+    assert!(
+        answer["text"].as_str().unwrap().contains("Thank you"),
+        "{answer}"
+    );
     world.wait_free(user).await;
     let group = world.group;
     let id = warning.message_id;
     world
         .sandbox
         .wait_until(super::DEADLINE, "the warning is removed", |s| {
-            s.transcript(group).into_iter().find(|m| m.message_id == id && m.deleted)
+            s.transcript(group)
+                .into_iter()
+                .find(|m| m.message_id == id && m.deleted)
         })
         .await
         .unwrap();
-    world.sandbox.send(world.group, user, "hello at last").unwrap();
+    world
+        .sandbox
+        .send(world.group, user, "hello at last")
+        .unwrap();
     world.finish().await;
 }
 
-async fn pressing_the_button_before_joining_keeps_the_restriction_and_names_the_channel(world: Guarded) {
+async fn pressing_the_button_before_joining_keeps_the_restriction_and_names_the_channel(
+    world: Guarded,
+) {
     let before = world.bot_messages(world.group).len();
     let user = world.member("Ian", false);
     world.wait_restricted(user).await;
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
-    let answer = world.press(warning.message_id, user, &buttons(&warning).0).await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+    let answer = world
+        .press(warning.message_id, user, &buttons(&warning).0)
+        .await;
     assert_eq!(answer["show_alert"], true);
-    assert!(answer["text"].as_str().unwrap().contains("@news"), "{answer}");
-    assert!(matches!(world.sandbox.member(world.group, user), Status::Restricted { .. }));
+    assert!(
+        answer["text"].as_str().unwrap().contains("@news"),
+        "{answer}"
+    );
+    assert!(matches!(
+        world.sandbox.member(world.group, user),
+        Status::Restricted { .. }
+    ));
     world.finish().await;
 }
 
@@ -107,11 +173,24 @@ async fn a_bystander_pressing_someone_elses_button_is_told_politely(world: Guard
     let user = world.member("Ola", false);
     let bystander = world.member("Bea", true);
     world.wait_restricted(user).await;
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
-    let answer = world.press(warning.message_id, bystander, &buttons(&warning).0).await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+    let answer = world
+        .press(warning.message_id, bystander, &buttons(&warning).0)
+        .await;
     assert_eq!(answer["show_alert"], true);
-    assert!(answer["text"].as_str().unwrap().contains("for the member it was shown to"), "{answer}");
-    assert!(matches!(world.sandbox.member(world.group, user), Status::Restricted { .. }));
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .contains("for the member it was shown to"),
+        "{answer}"
+    );
+    assert!(matches!(
+        world.sandbox.member(world.group, user),
+        Status::Restricted { .. }
+    ));
     world.finish().await;
 }
 
@@ -119,19 +198,39 @@ async fn a_member_muted_by_an_admin_is_never_unmuted_by_the_button(world: Guarde
     let before = world.bot_messages(world.group).len();
     let warned = world.member("Una", false);
     world.wait_restricted(warned).await;
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
     // Muted by an admin for other reasons, and subscribed: Nezuko has nothing of its own to lift.
     let muted = world.member("Moe", true);
     world.settle().await;
     world
         .sandbox
-        .set_member(world.group, muted, Status::Restricted { permissions: Default::default(), until_date: 0, is_member: true })
+        .set_member(
+            world.group,
+            muted,
+            Status::Restricted {
+                permissions: Default::default(),
+                until_date: 0,
+                is_member: true,
+            },
+        )
         .unwrap();
-    let answer = world.press(warning.message_id, muted, &buttons(&warning).0).await;
+    let answer = world
+        .press(warning.message_id, muted, &buttons(&warning).0)
+        .await;
     assert_eq!(answer["show_alert"], true);
     world.settle().await;
-    assert!(matches!(world.sandbox.member(world.group, muted), Status::Restricted { .. }));
-    assert!(!world.calls("restrictChatMember").iter().any(|c| c.params["user_id"].as_i64() == Some(muted)));
+    assert!(matches!(
+        world.sandbox.member(world.group, muted),
+        Status::Restricted { .. }
+    ));
+    assert!(
+        !world
+            .calls("restrictChatMember")
+            .iter()
+            .any(|c| c.params["user_id"].as_i64() == Some(muted))
+    );
     world.finish().await;
 }
 
@@ -141,7 +240,9 @@ async fn leaving_the_channel_revokes_the_right_to_speak_and_rejoining_restores_i
     let before = world.bot_messages(world.group).len();
     world.sandbox.leave(world.channel, user).unwrap();
     world.wait_restricted(user).await;
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
     assert!(warning.text.unwrap().contains("you left"));
     world.sandbox.join(world.channel, user).unwrap();
     world.wait_free(user).await;
@@ -149,17 +250,29 @@ async fn leaving_the_channel_revokes_the_right_to_speak_and_rejoining_restores_i
 }
 
 async fn after_leaving_without_auto_restore_the_button_restores(world: Guarded) {
-    world.set_policy(json!({ "restore_on_rejoin": false })).await;
+    world
+        .set_policy(json!({ "restore_on_rejoin": false }))
+        .await;
     let user = world.member("Ray", true);
     world.settle().await;
     let before = world.bot_messages(world.group).len();
     world.sandbox.leave(world.channel, user).unwrap();
     world.wait_restricted(user).await;
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
     world.sandbox.join(world.channel, user).unwrap();
     world.settle().await;
-    assert!(matches!(world.sandbox.member(world.group, user), Status::Restricted { .. }), "not restored by itself");
-    world.press(warning.message_id, user, &buttons(&warning).0).await;
+    assert!(
+        matches!(
+            world.sandbox.member(world.group, user),
+            Status::Restricted { .. }
+        ),
+        "not restored by itself"
+    );
+    world
+        .press(warning.message_id, user, &buttons(&warning).0)
+        .await;
     world.wait_free(user).await;
     world.finish().await;
 }
@@ -168,7 +281,9 @@ async fn names_are_escaped_in_warnings(world: Guarded) {
     let before = world.bot_messages(world.group).len();
     let user = world.member("<b>Eve</b> & co", false);
     world.wait_restricted(user).await;
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
     // The sandbox parsed the HTML: the name arrives as plain text, tags and all.
     assert!(warning.text.unwrap().contains("<b>Eve</b> & co"));
     world.finish().await;

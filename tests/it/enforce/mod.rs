@@ -75,7 +75,9 @@ impl Guarded {
         let channel = sandbox.create_chat(ChatKind::Channel, "News", Some("news"));
         for chat in [group, channel] {
             sandbox.set_member(chat, owner.id, Status::Creator).unwrap();
-            sandbox.promote(chat, bot.id, AdminRights::force_subscribe()).unwrap();
+            sandbox
+                .promote(chat, bot.id, AdminRights::force_subscribe())
+                .unwrap();
         }
         let vault = Vault::new(&[EncryptionKey::generate()]);
         let row = insert_bot(&db, &vault, &bot).await;
@@ -119,7 +121,9 @@ impl Guarded {
         self.enforcer = Some(enforcer);
         let bot = self.bot.id;
         self.sandbox
-            .wait_until(DEADLINE, "the bot polls", |s| s.is_polling(bot).then_some(()))
+            .wait_until(DEADLINE, "the bot polls", |s| {
+                s.is_polling(bot).then_some(())
+            })
             .await
             .unwrap();
     }
@@ -142,8 +146,12 @@ impl Guarded {
     /// message after the command that is not a warning or an announcement).
     pub async fn protect(&self, command: &str) -> TranscriptEntry {
         self.settle().await;
-        let sent = self.sandbox.send(self.group, self.owner.id, command).unwrap();
-        self.wait_bot_text(self.group, sent, "a reply to the command", |_| true).await
+        let sent = self
+            .sandbox
+            .send(self.group, self.owner.id, command)
+            .unwrap();
+        self.wait_bot_text(self.group, sent, "a reply to the command", |_| true)
+            .await
     }
 
     /// Waits for a bot message after message `after` in `chat` whose text passes `accept`
@@ -175,7 +183,9 @@ impl Guarded {
     pub async fn wait_deleted(&self, chat: i64, message_id: i64, what: &str) {
         self.sandbox
             .wait_until(DEADLINE, what, |s| {
-                s.transcript(chat).into_iter().find(|m| m.message_id == message_id && m.deleted)
+                s.transcript(chat)
+                    .into_iter()
+                    .find(|m| m.message_id == message_id && m.deleted)
             })
             .await
             .unwrap();
@@ -210,26 +220,42 @@ impl Guarded {
         let bot = self.bot.id;
         self.sandbox
             .wait_until(DEADLINE, what, |s| {
-                s.transcript(chat).into_iter().filter(|m| m.from == bot).nth(index)
+                s.transcript(chat)
+                    .into_iter()
+                    .filter(|m| m.from == bot)
+                    .nth(index)
             })
             .await
             .unwrap()
     }
 
-    pub async fn wait_status(&self, chat: i64, user: i64, what: &str, accept: impl Fn(&Status) -> bool) -> Status {
+    pub async fn wait_status(
+        &self,
+        chat: i64,
+        user: i64,
+        what: &str,
+        accept: impl Fn(&Status) -> bool,
+    ) -> Status {
         self.sandbox
-            .wait_until(DEADLINE, what, |s| Some(s.member(chat, user)).filter(|st| accept(st)))
+            .wait_until(DEADLINE, what, |s| {
+                Some(s.member(chat, user)).filter(|st| accept(st))
+            })
             .await
             .unwrap()
     }
 
     pub async fn wait_restricted(&self, user: i64) {
-        self.wait_status(self.group, user, "the member is restricted", |s| matches!(s, Status::Restricted { .. }))
-            .await;
+        self.wait_status(self.group, user, "the member is restricted", |s| {
+            matches!(s, Status::Restricted { .. })
+        })
+        .await;
     }
 
     pub async fn wait_free(&self, user: i64) {
-        self.wait_status(self.group, user, "the member may speak again", |s| s.can_send_messages()).await;
+        self.wait_status(self.group, user, "the member may speak again", |s| {
+            s.can_send_messages()
+        })
+        .await;
     }
 
     /// Calls of `method` by the bot so far.
@@ -242,27 +268,42 @@ impl Guarded {
     pub async fn settle(&self) {
         let bot = self.bot.id;
         self.sandbox
-            .wait_until(DEADLINE, "the bot confirmed every update", |s| (s.pending_updates(bot) == 0).then_some(()))
+            .wait_until(DEADLINE, "the bot confirmed every update", |s| {
+                (s.pending_updates(bot) == 0).then_some(())
+            })
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
     pub fn acted_on(&self, user: i64) -> bool {
-        ["restrictChatMember", "banChatMember", "deleteMessage"].iter().any(|m| {
-            self.calls(m).iter().any(|c| c.params["user_id"].as_i64() == Some(user))
-        })
+        ["restrictChatMember", "banChatMember", "deleteMessage"]
+            .iter()
+            .any(|m| {
+                self.calls(m)
+                    .iter()
+                    .any(|c| c.params["user_id"].as_i64() == Some(user))
+            })
     }
 
     /// The group's id in the store.
     pub async fn group_row(&self) -> nezuko::db::GroupRow {
-        self.db.store.group_by_chat(self.row.id, self.group).await.unwrap().expect("the group is stored")
+        self.db
+            .store
+            .group_by_chat(self.row.id, self.group)
+            .await
+            .unwrap()
+            .expect("the group is stored")
     }
 
     /// Replaces the group's policy overrides (as the API will) and makes the bot see them now.
     pub async fn set_policy(&self, policy: Value) {
         let group = self.group_row().await;
-        self.db.store.set_group_policy(group.id, &policy).await.unwrap();
+        self.db
+            .store
+            .set_group_policy(group.id, &policy)
+            .await
+            .unwrap();
         self.enforcer().invalidate_group(self.row.id, self.group);
     }
 
@@ -272,7 +313,12 @@ impl Guarded {
             enforcer.flush().await;
         }
         let group = self.group_row().await;
-        let mut rows = self.db.store.recent_verifications(group.id, 10_000).await.unwrap();
+        let mut rows = self
+            .db
+            .store
+            .recent_verifications(group.id, 10_000)
+            .await
+            .unwrap();
         rows.reverse();
         rows
     }
@@ -295,9 +341,14 @@ impl Guarded {
 
     /// The press of a button: its callback answer (`text`, `show_alert`).
     pub async fn press(&self, message_id: i64, user: i64, data: &str) -> Value {
-        let id = self.sandbox.press_button(self.group, message_id, user, data).unwrap();
+        let id = self
+            .sandbox
+            .press_button(self.group, message_id, user, data)
+            .unwrap();
         self.sandbox
-            .wait_until(DEADLINE, "the press is answered", |s| s.callback_answer(&id))
+            .wait_until(DEADLINE, "the press is answered", |s| {
+                s.callback_answer(&id)
+            })
             .await
             .unwrap()
     }
@@ -337,8 +388,15 @@ pub fn buttons(message: &TranscriptEntry) -> (String, Vec<String>) {
         .flatten()
         .flat_map(|row| row.as_array().cloned().unwrap_or_default())
         .collect();
-    let data = buttons.iter().find_map(|b| b["callback_data"].as_str()).unwrap_or_default().to_string();
-    let urls = buttons.iter().filter_map(|b| b["url"].as_str().map(str::to_string)).collect();
+    let data = buttons
+        .iter()
+        .find_map(|b| b["callback_data"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let urls = buttons
+        .iter()
+        .filter_map(|b| b["url"].as_str().map(str::to_string))
+        .collect();
     (data, urls)
 }
 

@@ -22,9 +22,17 @@ enforce_tests!(
 );
 
 async fn require_any_accepts_one_channel_of_two(world: Guarded) {
-    let second = world.sandbox.create_chat(ChatKind::Channel, "Sports", Some("sports"));
-    world.sandbox.set_member(second, world.owner.id, Status::Creator).unwrap();
-    world.sandbox.promote(second, world.bot.id, AdminRights::force_subscribe()).unwrap();
+    let second = world
+        .sandbox
+        .create_chat(ChatKind::Channel, "Sports", Some("sports"));
+    world
+        .sandbox
+        .set_member(second, world.owner.id, Status::Creator)
+        .unwrap();
+    world
+        .sandbox
+        .promote(second, world.bot.id, AdminRights::force_subscribe())
+        .unwrap();
     world.protect("/protect @news @sports").await;
     world.set_policy(json!({ "require": "any" })).await;
     let user = world.user("Ann");
@@ -44,13 +52,17 @@ async fn warn_only_deletes_and_warns_without_restricting(world: Guarded) {
     world.set_policy(json!({ "action": "warn" })).await;
     let before = world.bot_messages(world.group).len();
     let user = world.member("Wes", false);
-    world.wait_bot_message(world.group, before, "the warning").await;
+    world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
     let message = world.sandbox.send(world.group, user, "still here").unwrap();
     let bot = world.bot.id;
     world
         .sandbox
         .wait_until(DEADLINE, "the message is deleted", |s| {
-            s.calls(Some(bot), Some("deleteMessage")).into_iter().find(|c| c.params["message_id"].as_i64() == Some(message))
+            s.calls(Some(bot), Some("deleteMessage"))
+                .into_iter()
+                .find(|c| c.params["message_id"].as_i64() == Some(message))
         })
         .await
         .unwrap();
@@ -63,7 +75,11 @@ async fn warn_only_deletes_and_warns_without_restricting(world: Guarded) {
 async fn kick_bans_then_unbans_only_if_banned(world: Guarded) {
     world.set_policy(json!({ "action": "kick" })).await;
     let user = world.member("Kim", false);
-    world.wait_status(world.group, user, "the member is removed", |s| *s == Status::Left).await;
+    world
+        .wait_status(world.group, user, "the member is removed", |s| {
+            *s == Status::Left
+        })
+        .await;
     let unban = &world.calls("unbanChatMember")[0];
     assert_eq!(unban.params["only_if_banned"], true);
     // Kicked, not banned: they may come back (and are checked again).
@@ -74,20 +90,32 @@ async fn kick_bans_then_unbans_only_if_banned(world: Guarded) {
 async fn ban_removes_for_good(world: Guarded) {
     world.set_policy(json!({ "action": "ban" })).await;
     let user = world.member("Bo", false);
-    world.wait_status(world.group, user, "the member is banned", |s| matches!(s, Status::Kicked { .. })).await;
+    world
+        .wait_status(world.group, user, "the member is banned", |s| {
+            matches!(s, Status::Kicked { .. })
+        })
+        .await;
     assert!(world.calls("unbanChatMember").is_empty());
     assert!(world.sandbox.join(world.group, user).is_err());
     world.finish().await;
 }
 
 async fn escalation_applies_after_the_named_number_of_warnings(world: Guarded) {
-    world.set_policy(json!({ "action": "warn", "escalate_after": 2, "escalate_to": "restrict" })).await;
+    world
+        .set_policy(json!({ "action": "warn", "escalate_after": 2, "escalate_to": "restrict" }))
+        .await;
     let user = world.member("Eli", false);
     world.settle().await;
-    assert!(world.sandbox.member(world.group, user).can_send_messages(), "first offence: a warning");
+    assert!(
+        world.sandbox.member(world.group, user).can_send_messages(),
+        "first offence: a warning"
+    );
     world.sandbox.send(world.group, user, "two").unwrap();
     world.settle().await;
-    assert!(world.sandbox.member(world.group, user).can_send_messages(), "second offence: a warning");
+    assert!(
+        world.sandbox.member(world.group, user).can_send_messages(),
+        "second offence: a warning"
+    );
     world.sandbox.send(world.group, user, "three").unwrap();
     world.wait_restricted(user).await;
     world.finish().await;
@@ -97,9 +125,15 @@ async fn a_grace_period_delays_the_check(world: Guarded) {
     world.set_policy(json!({ "grace_s": 2 })).await;
     let user = world.member("Gus", false);
     world.settle().await;
-    world.sandbox.send(world.group, user, "in my grace period").unwrap();
+    world
+        .sandbox
+        .send(world.group, user, "in my grace period")
+        .unwrap();
     world.settle().await;
-    assert!(!world.acted_on(user), "nothing happens during the grace period");
+    assert!(
+        !world.acted_on(user),
+        "nothing happens during the grace period"
+    );
     world.wait_restricted(user).await;
     world.finish().await;
 }
@@ -109,12 +143,16 @@ async fn warnings_are_deleted_after_their_ttl(world: Guarded) {
     let before = world.bot_messages(world.group).len();
     let user = world.member("Tia", false);
     world.wait_restricted(user).await;
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
     let (group, id) = (world.group, warning.message_id);
     world
         .sandbox
         .wait_until(DEADLINE, "the warning is deleted", |s| {
-            s.transcript(group).into_iter().find(|m| m.message_id == id && m.deleted)
+            s.transcript(group)
+                .into_iter()
+                .find(|m| m.message_id == id && m.deleted)
         })
         .await
         .unwrap();
@@ -125,8 +163,14 @@ async fn the_group_language_picks_the_texts(world: Guarded) {
     world.set_policy(json!({ "language": "es" })).await;
     let before = world.bot_messages(world.group).len();
     let user = world.member("Sol", false);
-    let warning = world.wait_bot_message(world.group, before, "the warning").await;
-    assert!(warning.text.clone().unwrap().contains("bienvenido"), "{:?}", warning.text);
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+    assert!(
+        warning.text.clone().unwrap().contains("bienvenido"),
+        "{:?}",
+        warning.text
+    );
     assert!(super::buttons(&warning).0.ends_with(&user.to_string()));
     world.finish().await;
 }
@@ -140,7 +184,11 @@ async fn a_temporary_restriction_carries_its_until_date(world: Guarded) {
     let now = nezuko::db::now_ms() / 1000;
     assert!(until >= now + 590 && until <= now + 610, "{until} vs {now}");
     let timers = world.db.store.pending_timers(world.row.id).await.unwrap();
-    assert!(timers.iter().any(|t| t.kind == "restriction_expired" && t.user_id == Some(user)));
+    assert!(
+        timers
+            .iter()
+            .any(|t| t.kind == "restriction_expired" && t.user_id == Some(user))
+    );
     world.finish().await;
 }
 
@@ -149,17 +197,35 @@ async fn a_policy_change_applies_without_a_restart(world: Guarded) {
     world.wait_restricted(first).await;
     // Changed in the database only: the bot picks it up within policy_refresh.
     let group = world.group_row().await;
-    world.db.store.set_group_policy(group.id, &json!({ "action": "ban" })).await.unwrap();
+    world
+        .db
+        .store
+        .set_group_policy(group.id, &json!({ "action": "ban" }))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let second = world.member("Two", false);
-    world.wait_status(world.group, second, "the member is banned", |s| matches!(s, Status::Kicked { .. })).await;
+    world
+        .wait_status(world.group, second, "the member is banned", |s| {
+            matches!(s, Status::Kicked { .. })
+        })
+        .await;
     world.finish().await;
 }
 
 async fn global_defaults_apply_to_groups_without_overrides(world: Guarded) {
-    world.db.store.put_setting("policy.defaults", &json!({ "action": "kick" }), None).await.unwrap();
+    world
+        .db
+        .store
+        .put_setting("policy.defaults", &json!({ "action": "kick" }), None)
+        .await
+        .unwrap();
     world.enforcer().invalidate_all();
     let user = world.member("Gil", false);
-    world.wait_status(world.group, user, "the member is removed", |s| *s == Status::Left).await;
+    world
+        .wait_status(world.group, user, "the member is removed", |s| {
+            *s == Status::Left
+        })
+        .await;
     world.finish().await;
 }
