@@ -555,3 +555,52 @@ async fn a_bot_added_on_the_command_line_runs_under_serve_and_stops_on_sigterm()
     );
     assert!(!sandbox.is_polling(bot.id));
 }
+
+/// The enforcement benchmark runs end to end on a small scenario and reports every figure the
+/// issue names (the numbers themselves are for the machine's README table, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_verify_prints_its_report_as_the_last_line() {
+    let operator = Operator::new();
+    let finished = operator
+        .run(
+            &[
+                "bench",
+                "verify",
+                "--scenario",
+                "smoke",
+                "--seconds",
+                "2",
+                "--warmup",
+                "1",
+            ],
+            &[],
+        )
+        .await;
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let last = finished.stdout.lines().last().expect("a report line");
+    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    for field in [
+        "updates_per_s",
+        "p50_ms",
+        "p99_ms",
+        "cache_hit",
+        "rate_limited",
+        "spec_violations",
+        "backend",
+    ] {
+        assert!(report.get(field).is_some(), "{field} missing in {report}");
+    }
+    assert_eq!(report["backend"], "sqlite");
+    assert_eq!(report["spec_violations"], 0);
+    assert_eq!(report["rate_limited"], 0);
+    assert!(
+        report["updates_confirmed"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(
+        report["calls_by_method"]["restrictChatMember"]
+            .as_u64()
+            .is_some()
+            || report["actions_measured"] == 0
+    );
+}
