@@ -598,9 +598,7 @@ async fn bench_verify_prints_its_report_as_the_last_line() {
         "{report}"
     );
     assert!(
-        report["calls_by_method"]["restrictChatMember"]
-            .as_u64()
-            .is_some()
-            || report["actions_measured"] == 0
+        report["calls_by_method"]["getUpdates"].as_u64().unwrap() > 0,
+        "{report}"
     );
 }
