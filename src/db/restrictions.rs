@@ -198,4 +198,11 @@ impl Store {
         with_pool!(self, pool => sqlx::query(sql).bind(reason).bind(now_ms()).bind(id).execute(pool).await.map(|_| ()))?;
         Ok(())
     }
+
+    /// Users a bot holds back anywhere (for the in-memory filter in front of rejoin checks).
+    pub async fn held_users(&self, bot_instance_id: i64) -> Result<Vec<i64>, StoreError> {
+        let sql = "SELECT DISTINCT user_id FROM member_restrictions WHERE bot_instance_id = $1 AND lifted_at IS NULL";
+        let rows: Vec<(i64,)> = with_pool!(self, pool => sqlx::query_as(sql).bind(bot_instance_id).fetch_all(pool).await)?;
+        Ok(rows.into_iter().map(|(user,)| user).collect())
+    }
 }

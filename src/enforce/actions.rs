@@ -95,6 +95,7 @@ pub async fn enforce(
             missing_channels: missing.iter().map(|c| c.chat_id).collect(),
         })
         .await?;
+    shared.held.insert((bot, member.user_id), ());
     let action = view.policy.action_after(record.warnings);
     let already_restricted = repeat && action == Action::Restrict && planned == Action::Restrict;
     let applied = match action {

@@ -1,7 +1,9 @@
 //! What a bot needs to know about a chat on every update, without a database round trip: the group
-//! row, its channels and its resolved policy and texts. Entries expire after `refresh` (so a policy
-//! changed by the API or another process applies without restarting any bot) and are dropped at
-//! once when this process changes them ([`Directory::invalidate`]).
+//! row, its channels and its resolved policy and texts. An entry older than `refresh` is reloaded in
+//! the background while it keeps serving, so a busy group never waits on the database; one older
+//! than twice that (a quiet group) is reloaded before use. Either way a policy changed by the API or
+//! another process applies within about `refresh`; changes made by this process drop the entry at
+//! once ([`Directory::invalidate`]).
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -36,10 +38,19 @@ struct Globals {
     read_at: Instant,
 }
 
+/// A cached lookup and when it was read.
+#[derive(Clone)]
+struct Entry {
+    view: Option<Arc<GroupView>>,
+    read_at: Instant,
+}
+
 pub struct Directory {
     store: Store,
     refresh: Duration,
-    groups: moka::sync::Cache<(i64, i64), Option<Arc<GroupView>>>,
+    groups: moka::sync::Cache<(i64, i64), Entry>,
+    /// Keys being reloaded in the background (one reload per key at a time).
+    reloading: moka::sync::Cache<(i64, i64), ()>,
     globals: RwLock<Option<Globals>>,
 }
 
@@ -48,9 +59,14 @@ impl Directory {
         Self {
             store,
             refresh,
+            // Unused entries go after an hour; used ones are refreshed in place.
             groups: moka::sync::Cache::builder()
                 .max_capacity(200_000)
-                .time_to_live(refresh)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            reloading: moka::sync::Cache::builder()
+                .max_capacity(200_000)
+                .time_to_live(Duration::from_secs(30))
                 .build(),
             globals: RwLock::new(None),
         }
@@ -58,18 +74,45 @@ impl Directory {
 
     /// The group `chat_id` of bot `bot_instance_id`, or `None` if the bot does not protect it.
     pub async fn group(
-        &self,
+        self: &Arc<Self>,
         bot_instance_id: i64,
         chat_id: i64,
     ) -> Result<Option<Arc<GroupView>>, StoreError> {
-        if let Some(known) = self.groups.get(&(bot_instance_id, chat_id)) {
-            return Ok(known);
+        let key = (bot_instance_id, chat_id);
+        if let Some(known) = self
+            .groups
+            .get(&key)
+            .filter(|entry| entry.read_at.elapsed() < self.refresh * 2)
+        {
+            if known.read_at.elapsed() >= self.refresh
+                && self.reloading.entry(key).or_insert(()).is_fresh()
+            {
+                let directory = self.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = directory.load(key).await {
+                        tracing::warn!(%error, chat = key.1, "cannot refresh a group; serving what is known");
+                    }
+                    directory.reloading.invalidate(&key);
+                });
+            }
+            return Ok(known.view);
         }
-        let view = match self.store.group_by_chat(bot_instance_id, chat_id).await? {
+        self.load(key).await
+    }
+
+    async fn load(&self, key: (i64, i64)) -> Result<Option<Arc<GroupView>>, StoreError> {
+        let read_at = Instant::now();
+        let view = match self.store.group_by_chat(key.0, key.1).await? {
             Some(group) => Some(Arc::new(self.view(group).await?)),
             None => None,
         };
-        self.groups.insert((bot_instance_id, chat_id), view.clone());
+        self.groups.insert(
+            key,
+            Entry {
+                view: view.clone(),
+                read_at,
+            },
+        );
         Ok(view)
     }
 

@@ -114,7 +114,7 @@ pub struct Shared {
     pub options: EnforceOptions,
     pub records: Records,
     pub checker: Checker,
-    pub directory: directory::Directory,
+    pub directory: Arc<directory::Directory>,
     limiter: Arc<limiter::Limiter>,
     admins: moka::sync::Cache<(i64, i64), Arc<HashSet<i64>>>,
     /// (bot, chat, user) seen joining recently: the service message and the `chat_member` update
@@ -124,6 +124,9 @@ pub struct Shared {
     /// was recorded: the groups a member who leaves a channel is checked in at once (anyone else
     /// is caught by their next message), and the fold of repeated passes into one record.
     known_members: moka::sync::Cache<(i64, i64, i64), std::time::Instant>,
+    /// (bot, user) with an active record of Nezuko's somewhere (a superset: lifting does not
+    /// remove): a member rejoining a channel costs a database read only if they are in here.
+    held: moka::sync::Cache<(i64, i64), ()>,
     /// (bot, chat, user) warned recently: a burst of messages gets one warning.
     recently_warned: moka::sync::Cache<(i64, i64, i64), ()>,
     warnings: actions::WarningQueue,
@@ -159,7 +162,10 @@ impl Enforcer {
                 retries: options.check_retries,
                 retry_delay: options.check_retry_delay,
             },
-            directory: directory::Directory::new(store.clone(), options.policy_refresh),
+            directory: Arc::new(directory::Directory::new(
+                store.clone(),
+                options.policy_refresh,
+            )),
             limiter: Arc::new(limiter::Limiter::new(options.limits)),
             admins: moka::sync::Cache::builder()
                 .max_capacity(100_000)
@@ -173,6 +179,7 @@ impl Enforcer {
                 .max_capacity(2_000_000)
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
+            held: moka::sync::Cache::builder().max_capacity(2_000_000).build(),
             recently_warned: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
@@ -296,6 +303,17 @@ impl UpdateHandler for Enforcer {
         );
         let id = context.bot_instance_id;
         let health_task = tokio::spawn(health::periodic(self.shared.clone(), id));
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            match shared.store.held_users(id).await {
+                Ok(users) => users
+                    .into_iter()
+                    .for_each(|user| shared.held.insert((id, user), ())),
+                Err(error) => {
+                    tracing::warn!(bot_instance_id = id, %error, "cannot load the members this bot holds back")
+                }
+            }
+        });
         let runtime = Arc::new(BotRuntime {
             calls,
             me: context.me.clone(),
