@@ -101,13 +101,8 @@ impl Store {
             " FROM member_restrictions WHERE bot_instance_id = $1 AND user_id = $2 AND lifted_at IS NULL \
              ORDER BY id"
         );
-        Ok(
-            with_pool!(self, pool => sqlx::query_as::<_, RestrictionRow>(sql)
-            .bind(bot_instance_id)
-            .bind(user_id)
-            .fetch_all(pool)
-            .await)?,
-        )
+        self.active_restrictions(sql, bot_instance_id, user_id)
+            .await
     }
 
     /// The active records in one group (`/unprotect` lifts them all).
@@ -122,10 +117,20 @@ impl Store {
             " FROM member_restrictions WHERE bot_instance_id = $1 AND chat_id = $2 AND lifted_at IS NULL \
              ORDER BY id"
         );
+        self.active_restrictions(sql, bot_instance_id, chat_id)
+            .await
+    }
+
+    async fn active_restrictions(
+        &self,
+        sql: &'static str,
+        bot_instance_id: i64,
+        other: i64,
+    ) -> Result<Vec<RestrictionRow>, StoreError> {
         Ok(
             with_pool!(self, pool => sqlx::query_as::<_, RestrictionRow>(sql)
             .bind(bot_instance_id)
-            .bind(chat_id)
+            .bind(other)
             .fetch_all(pool)
             .await)?,
         )

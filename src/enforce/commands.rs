@@ -17,7 +17,7 @@ use super::calls::Target;
 use super::directory::GroupView;
 use super::policy::{Language, Policy};
 use super::texts::{Texts, escape};
-use super::{BotRuntime, Shared, callbacks, settings_menu};
+use super::{BotRuntime, Shared, callbacks, health, settings_menu};
 use crate::db::{NewChannel, NewGroup};
 
 /// A command addressed to this bot: its name (without `/` and `@bot`) and its arguments.
@@ -268,7 +268,7 @@ async fn protect(
     }
     let bot_id = UserId(runtime.me.user_id.max(0) as u64);
     let mut problems = Vec::new();
-    let group_rights = rights_in(runtime, chat, bot_id).await;
+    let group_rights = health::rights(runtime, chat, bot_id).await;
     match &group_rights {
         Some(ChatMemberKind::Administrator(admin)) => {
             if !admin.can_restrict_members {
@@ -310,7 +310,7 @@ async fn protect(
             .username()
             .map(|u| format!("@{u}"))
             .unwrap_or_else(|| info.title().unwrap_or_default().to_string());
-        match rights_in(runtime, info.id.0, bot_id).await {
+        match health::rights(runtime, info.id.0, bot_id).await {
             Some(ChatMemberKind::Administrator(_)) => channels.push(info),
             _ => problems.push(format!(
                 "• make me an administrator of {} (so I can see who joins and leaves)",
@@ -374,16 +374,6 @@ async fn protect(
         "protect_done",
         &[("channels", &channel_list(&rows))],
     ))
-}
-
-async fn rights_in(runtime: &BotRuntime, chat: i64, bot: UserId) -> Option<ChatMemberKind> {
-    let request = runtime.calls.bot().get_chat_member(ChatId(chat), bot);
-    runtime
-        .calls
-        .run("getChatMember", None, request)
-        .await
-        .ok()
-        .map(|m| m.kind)
 }
 
 /// `/unprotect`: enforcement stops and what Nezuko restricted here is released.

@@ -87,7 +87,8 @@ async fn problems(runtime: &BotRuntime, view: &GroupView) -> Vec<String> {
     problems
 }
 
-async fn rights(runtime: &BotRuntime, chat: i64, me: UserId) -> Option<ChatMemberKind> {
+/// The bot's own status in a chat, or `None` if Telegram would not say.
+pub(super) async fn rights(runtime: &BotRuntime, chat: i64, me: UserId) -> Option<ChatMemberKind> {
     let request = runtime.calls.bot().get_chat_member(ChatId(chat), me);
     runtime
         .calls

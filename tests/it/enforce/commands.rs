@@ -68,17 +68,7 @@ async fn start_in_private_shows_the_menu_and_its_pages(world: Guarded) {
 }
 
 async fn protect_takes_several_channels_and_status_lists_them(world: Guarded) {
-    let second = world
-        .sandbox
-        .create_chat(ChatKind::Channel, "Sports", Some("sports"));
-    world
-        .sandbox
-        .set_member(second, world.owner.id, Status::Creator)
-        .unwrap();
-    world
-        .sandbox
-        .promote(second, world.bot.id, AdminRights::force_subscribe())
-        .unwrap();
+    world.channel("Sports", Some("sports"));
     let reply = world.protect("/protect @news @sports").await;
     assert!(reply.text.unwrap().contains("@news, @sports"));
     let status = world.protect("/status").await;
@@ -131,17 +121,7 @@ async fn protect_names_exactly_what_is_missing(world: Guarded) {
 }
 
 async fn a_private_channel_is_protected_by_replying_to_a_forwarded_post(world: Guarded) {
-    let private = world
-        .sandbox
-        .create_chat(ChatKind::Channel, "Secret club", None);
-    world
-        .sandbox
-        .set_member(private, world.owner.id, Status::Creator)
-        .unwrap();
-    world
-        .sandbox
-        .promote(private, world.bot.id, AdminRights::force_subscribe())
-        .unwrap();
+    let private = world.channel("Secret club", None);
     let post = world.sandbox.post(private, "members only").unwrap();
     let chat = world.sandbox.chat_json(private).unwrap();
     let forwarded = json!({
@@ -179,17 +159,7 @@ async fn a_private_channel_is_protected_by_replying_to_a_forwarded_post(world: G
 }
 
 async fn a_private_channel_is_protected_by_its_id(world: Guarded) {
-    let private = world
-        .sandbox
-        .create_chat(ChatKind::Channel, "Backstage", None);
-    world
-        .sandbox
-        .set_member(private, world.owner.id, Status::Creator)
-        .unwrap();
-    world
-        .sandbox
-        .promote(private, world.bot.id, AdminRights::force_subscribe())
-        .unwrap();
+    let private = world.channel("Backstage", None);
     let reply = world.protect(&format!("/protect {private}")).await;
     assert!(reply.text.unwrap().contains("Backstage"));
     let channels = world

@@ -201,6 +201,18 @@ impl Guarded {
         user
     }
 
+    /// Another channel owned by the owner, with the bot as its administrator.
+    pub fn channel(&self, title: &str, username: Option<&str>) -> i64 {
+        let channel = self.sandbox.create_chat(ChatKind::Channel, title, username);
+        self.sandbox
+            .set_member(channel, self.owner.id, Status::Creator)
+            .unwrap();
+        self.sandbox
+            .promote(channel, self.bot.id, AdminRights::force_subscribe())
+            .unwrap();
+        channel
+    }
+
     /// A user who is not in the group yet.
     pub fn user(&self, name: &str) -> i64 {
         self.sandbox.create_user(name, None).id

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nezuko::sandbox::model::{AdminRights, ChatKind, Status};
+use nezuko::sandbox::model::Status;
 use serde_json::json;
 
 use super::{DEADLINE, Guarded, enforce_tests};
@@ -22,17 +22,7 @@ enforce_tests!(
 );
 
 async fn require_any_accepts_one_channel_of_two(world: Guarded) {
-    let second = world
-        .sandbox
-        .create_chat(ChatKind::Channel, "Sports", Some("sports"));
-    world
-        .sandbox
-        .set_member(second, world.owner.id, Status::Creator)
-        .unwrap();
-    world
-        .sandbox
-        .promote(second, world.bot.id, AdminRights::force_subscribe())
-        .unwrap();
+    let second = world.channel("Sports", Some("sports"));
     world.protect("/protect @news @sports").await;
     world.set_policy(json!({ "require": "any" })).await;
     let user = world.user("Ann");
@@ -146,16 +136,9 @@ async fn warnings_are_deleted_after_their_ttl(world: Guarded) {
     let warning = world
         .wait_bot_message(world.group, before, "the warning")
         .await;
-    let (group, id) = (world.group, warning.message_id);
     world
-        .sandbox
-        .wait_until(DEADLINE, "the warning is deleted", |s| {
-            s.transcript(group)
-                .into_iter()
-                .find(|m| m.message_id == id && m.deleted)
-        })
-        .await
-        .unwrap();
+        .wait_deleted(world.group, warning.message_id, "the warning is deleted")
+        .await;
     world.finish().await;
 }
 
