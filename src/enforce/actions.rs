@@ -215,11 +215,14 @@ async fn remove(
 
 /// Lifts what Nezuko did to a member in a group, if anything; returns whether it did.
 /// A restriction Nezuko did not apply (an admin's mute) has no record and is never touched.
+/// `pressed` is the warning whose button was pressed: a member quick enough may press before the
+/// warning's id is stored on their record.
 pub async fn lift(
     shared: &Shared,
     runtime: &BotRuntime,
     chat: i64,
     user: i64,
+    pressed: Option<i32>,
 ) -> anyhow::Result<bool> {
     let Some(record) = shared
         .store
@@ -246,7 +249,7 @@ pub async fn lift(
             .run("restrictChatMember", None, request)
             .await?;
     }
-    if let Some(warning) = record.warning_message_id
+    if let Some(warning) = record.warning_message_id.or(pressed.map(i64::from))
         && !shared
             .store
             .warning_in_use(runtime.id(), chat, warning)

@@ -93,7 +93,7 @@ async fn verify(
         .await;
     match flows::verdict(&view, &outcome) {
         Verdict::Allowed { assumed } => {
-            actions::lift(shared, runtime, chat, presser).await?;
+            actions::lift(shared, runtime, chat, presser, Some(message.id.0)).await?;
             let word = if assumed {
                 "unknown_allowed"
             } else {

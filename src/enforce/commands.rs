@@ -395,7 +395,7 @@ async fn unprotect(
         .active_restrictions_in_chat(runtime.id(), chat)
         .await?
     {
-        if let Err(error) = actions::lift(shared, runtime, chat, record.user_id).await {
+        if let Err(error) = actions::lift(shared, runtime, chat, record.user_id, None).await {
             tracing::warn!(chat, user = record.user_id, %error, "could not release a member on /unprotect");
         }
     }

@@ -256,10 +256,6 @@ pub async fn on_message(
         user_id: user.id.0 as i64,
         name: user.full_name(),
     };
-    let key = (runtime.id(), view.group.chat_id, member.user_id);
-    if !shared.known_members.contains_key(&key) {
-        shared.known_members.insert(key, Instant::now() - PASS_FOLD);
-    }
     check_and_act(
         shared,
         runtime,
@@ -551,7 +547,7 @@ async fn rejoined_channel(
             .check(&runtime.calls, &view.channels, user, false)
             .await;
         if verdict(&view, &outcome) == (Verdict::Allowed { assumed: false })
-            && actions::lift(shared, runtime, record_row.chat_id, user).await?
+            && actions::lift(shared, runtime, record_row.chat_id, user, None).await?
         {
             record(
                 shared,

@@ -82,15 +82,24 @@ async fn a_message_from_a_non_subscriber_is_deleted_and_a_burst_is_warned_once(w
     world
         .wait_bot_message(world.group, before, "the warning")
         .await;
+    let bot = world.bot.id;
+    world
+        .sandbox
+        .wait_until(
+            super::DEADLINE,
+            "every message of the burst is deleted",
+            |s| {
+                let deleted: Vec<i64> = s
+                    .calls(Some(bot), Some("deleteMessage"))
+                    .iter()
+                    .filter_map(|c| c.params["message_id"].as_i64())
+                    .collect();
+                sent.iter().all(|id| deleted.contains(id)).then_some(())
+            },
+        )
+        .await
+        .unwrap();
     world.settle().await;
-    let deleted: Vec<i64> = world
-        .calls("deleteMessage")
-        .iter()
-        .filter_map(|c| c.params["message_id"].as_i64())
-        .collect();
-    for id in sent {
-        assert!(deleted.contains(&id), "message {id} deleted");
-    }
     assert_eq!(
         world.bot_messages(world.group).len(),
         before + 1,

@@ -335,6 +335,34 @@ impl Guarded {
         rows
     }
 
+    /// Waits until a verification of `user` with `outcome` is written.
+    pub async fn wait_verification(&self, user: i64, outcome: &str) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let rows = self.verifications().await;
+            if rows
+                .iter()
+                .any(|v| v.user_id == user && v.outcome == outcome)
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no `{outcome}` verification of {user}: {rows:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `condition` holds, checking every 50 ms.
+    pub async fn eventually(&self, what: &str, condition: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while !condition() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits for an event of `kind` matching `accept`.
     pub async fn wait_event(&mut self, kind: &str, accept: impl Fn(&Value) -> bool) -> Arc<Event> {
         let deadline = tokio::time::Instant::now() + DEADLINE;
