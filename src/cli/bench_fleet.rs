@@ -13,11 +13,11 @@ use sqlx::{Connection, Executor, PgConnection};
 use crate::actors::{Event, Fleet, FleetOptions, RestartPolicy};
 use crate::db::{DatabaseUrl, NewBot, Store};
 use crate::domain::{BotToken, DesiredState};
+use crate::enforce::{EnforceOptions, Enforcer};
 use crate::sandbox::driver::measure::quantile_ms;
 use crate::sandbox::faults::RateLimits;
 use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::settings::DatabaseSettings;
-use crate::telegram::GreetingHandler;
 use crate::vault::{EncryptionKey, Vault};
 
 pub async fn run(bots: usize, postgres: Option<String>, sample: usize) -> anyhow::Result<()> {
@@ -60,7 +60,8 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
     let options = FleetOptions {
         api_url: running.url(),
         http: crate::telegram::http_client(),
-        handler: Arc::new(GreetingHandler),
+        // The real handler, as `serve` runs it (it reads each bot's held members at start).
+        handler: Arc::new(Enforcer::start(store.clone(), EnforceOptions::default())?),
         policy: RestartPolicy::default(),
         poll_interval: Duration::from_secs(1),
         full_interval: Duration::from_secs(30),

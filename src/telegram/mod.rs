@@ -6,7 +6,7 @@ mod classify;
 mod schema;
 
 pub use classify::{Failure, classify};
-pub use schema::{BotContext, BotIdentity, GreetingHandler, UpdateHandler, schema};
+pub use schema::{BotContext, BotIdentity, UpdateHandler, schema};
 
 use std::time::Duration;
 

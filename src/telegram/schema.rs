@@ -46,35 +46,6 @@ pub trait UpdateHandler: Send + Sync + 'static {
     fn bot_stopped(&self, _bot_instance_id: i64) {}
 }
 
-/// Answers `/start` and `/help` in private chats with what the bot is for.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GreetingHandler;
-
-const GREETING: &str = "I keep groups for channel subscribers: add me to a group as an administrator \
-    (with the rights to restrict members and delete messages), then link the channels members must join.";
-
-impl UpdateHandler for GreetingHandler {
-    fn handle(
-        &self,
-        context: BotContext,
-        update: Update,
-    ) -> BoxFuture<'static, anyhow::Result<()>> {
-        Box::pin(async move {
-            let teloxide::types::UpdateKind::Message(message) = update.kind else {
-                return Ok(());
-            };
-            let command = message
-                .text()
-                .and_then(|t| t.split_whitespace().next())
-                .unwrap_or_default();
-            if message.chat.is_private() && matches!(command, "/start" | "/help") {
-                context.bot.send_message(message.chat.id, GREETING).await?;
-            }
-            Ok(())
-        })
-    }
-}
-
 /// The teloxide handler tree for one bot. Listing each update kind tells teloxide which kinds to
 /// ask Telegram for (`chat_member` is only sent when asked).
 pub fn schema(
