@@ -141,4 +141,24 @@ impl Store {
             .fetch_all(pool)
             .await)?)
     }
+
+    /// Whether a member has a pending timer of one kind in a chat (a grace period still running).
+    pub async fn has_pending_timer(
+        &self,
+        bot_instance_id: i64,
+        kind: &str,
+        chat_id: i64,
+        user_id: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "SELECT COUNT(*) FROM scheduled_actions WHERE bot_instance_id = $1 AND kind = $2 \
+                   AND chat_id = $3 AND user_id = $4 AND done_at IS NULL";
+        let (count,): (i64,) = with_pool!(self, pool => sqlx::query_as(sql)
+            .bind(bot_instance_id)
+            .bind(kind)
+            .bind(chat_id)
+            .bind(user_id)
+            .fetch_one(pool)
+            .await)?;
+        Ok(count > 0)
+    }
 }

@@ -158,7 +158,7 @@ pub async fn group(
         None => (shared.directory.texts().await?, Policy::default()),
     };
     let reply_ttl = policy.reply_ttl_s;
-    if !is_admin(shared, runtime, message).await {
+    if !is_admin(runtime, message).await {
         let text = texts.render(policy.language, "admins_only", &[]);
         reply(shared, runtime, message, text, None, reply_ttl).await?;
         return Ok(true);
@@ -199,7 +199,7 @@ pub async fn group(
 }
 
 /// An admin wrote it: the creator or an administrator, or an anonymous admin (writing as the group).
-pub async fn is_admin(shared: &Shared, runtime: &BotRuntime, message: &Message) -> bool {
+pub async fn is_admin(runtime: &BotRuntime, message: &Message) -> bool {
     if message
         .sender_chat
         .as_ref()
@@ -210,11 +210,11 @@ pub async fn is_admin(shared: &Shared, runtime: &BotRuntime, message: &Message) 
     let Some(user) = &message.from else {
         return false;
     };
-    is_admin_user(shared, runtime, message.chat.id.0, user.id.0 as i64).await
+    is_admin_user(runtime, message.chat.id.0, user.id.0 as i64).await
 }
 
 /// Asks Telegram (not the cache): rights matter more than speed here.
-pub async fn is_admin_user(_shared: &Shared, runtime: &BotRuntime, chat: i64, user: i64) -> bool {
+pub async fn is_admin_user(runtime: &BotRuntime, chat: i64, user: i64) -> bool {
     let request = runtime
         .calls
         .bot()

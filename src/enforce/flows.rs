@@ -377,10 +377,11 @@ async fn in_grace(
     view: &GroupView,
     user: i64,
 ) -> anyhow::Result<bool> {
-    let pending = shared.store.pending_timers(runtime.id()).await?;
-    Ok(pending.iter().any(|t| {
-        t.kind == "grace_check" && t.chat_id == view.group.chat_id && t.user_id == Some(user)
-    }))
+    // One indexed lookup, not every pending timer of the bot.
+    Ok(shared
+        .store
+        .has_pending_timer(runtime.id(), "grace_check", view.group.chat_id, user)
+        .await?)
 }
 
 /// A `chat_member` update: in a channel it updates the cache and may revoke or restore; in a

@@ -140,7 +140,7 @@ pub async fn pressed(
     let Some(view) = shared.directory.group(runtime.id(), chat).await? else {
         return callbacks::answer(runtime, query, None, false).await;
     };
-    if !commands::is_admin_user(shared, runtime, chat, query.from.id.0 as i64).await {
+    if !commands::is_admin_user(runtime, chat, query.from.id.0 as i64).await {
         let text = view.texts.render(view.policy.language, "admins_only", &[]);
         return callbacks::answer(runtime, query, Some(text), true).await;
     }
