@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::actors::{Fleet, FleetOptions};
 use crate::db::Store;
 use crate::enforce::{EnforceOptions, Enforcer};
-use crate::http::{self, HttpState};
+use crate::http::{self, AuthConfig, HttpState};
 use crate::settings::Settings;
 use crate::telegram::UpdateHandler;
 use crate::vault::{self, KeySource, Vault};
@@ -24,6 +24,9 @@ pub struct Application {
     vault: Vault,
     fleet: Fleet,
     enforcer: Enforcer,
+    auth: AuthConfig,
+    telegram_api_url: String,
+    log_retention: Duration,
 }
 
 impl Application {
@@ -49,6 +52,9 @@ impl Application {
             vault,
             fleet,
             enforcer,
+            auth: auth_config(settings),
+            telegram_api_url: settings.telegram.api_url.clone(),
+            log_retention: settings.log.retention,
         })
     }
 
@@ -74,16 +80,35 @@ impl Application {
         &self.enforcer
     }
 
+    /// What the HTTP layer works with.
+    pub fn http_state(&self) -> HttpState {
+        HttpState {
+            store: self.store.clone(),
+            vault: self.vault.clone(),
+            fleet: self.fleet.handle(),
+            enforcer: self.enforcer.clone(),
+            auth: Arc::new(self.auth.clone()),
+            telegram_api_url: self.telegram_api_url.clone(),
+            http_client: crate::telegram::http_client(),
+            throttle: Arc::default(),
+            started_at: std::time::Instant::now(),
+            router: Arc::default(),
+        }
+    }
+
     /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.local_addr();
-        tracing::info!(%addr, "listening: GET /healthz and /readyz");
-        let state = HttpState {
-            store: self.store.clone(),
-        };
+        tracing::info!(%addr, "listening: the admin API under /api/v1, /healthz, /readyz, /metrics");
+        let state = self.http_state();
+        crate::logstore::start(
+            self.store.clone(),
+            self.fleet.publisher(),
+            self.log_retention,
+        );
         http::serve(self.listener, state, shutdown).await;
         // Within the 10 s a service manager gives after SIGTERM: in-flight updates finish,
         // unconfirmed ones stay with Telegram.
@@ -93,6 +118,20 @@ impl Application {
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Authentication as configured: cookies are `Secure` in production or behind an https URL.
+pub fn auth_config(settings: &Settings) -> AuthConfig {
+    let public_url = settings.public_url();
+    AuthConfig {
+        owner: settings.auth.owner_telegram_id,
+        login_bot_token: settings.auth.login_bot_token.clone(),
+        session_ttl: settings.auth.session_ttl,
+        secure_cookies: settings.environment == crate::settings::Environment::Production
+            || public_url.starts_with("https://"),
+        public_url,
+        metrics_token: settings.server.metrics_token.clone(),
     }
 }
 

@@ -23,6 +23,8 @@ pub mod db;
 pub mod domain;
 pub mod enforce;
 pub mod http;
+pub mod logstore;
+pub mod metrics;
 pub mod sandbox;
 pub mod settings;
 pub mod telegram;

@@ -1,7 +1,8 @@
 //! Tracing set-up: an env filter, human-readable output locally and JSON in production.
 //!
 //! `log` records (teloxide, reqwest and sqlx log through the `log` crate) are bridged into tracing by
-//! tracing-subscriber's `tracing-log` feature, which `try_init` installs.
+//! tracing-subscriber's `tracing-log` feature, which `try_init` installs. Records at
+//! `log.store_level` also go to the `logs` table through [`crate::logstore`].
 
 use std::io::IsTerminal;
 
@@ -29,15 +30,30 @@ fn install<W>(settings: &LogSettings, filter: Option<EnvFilter>, ansi: bool, wri
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = filter.unwrap_or_else(|| EnvFilter::new(&settings.filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(writer);
+    let store = crate::logstore::layer(settings.store_level);
+    let registry = tracing_subscriber::registry().with(filter).with(store);
     // An error here means a subscriber is already installed, which is fine.
     let _ = match settings.format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(ansi)
+                    .with_writer(writer),
+            )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_ansi(ansi)
+                    .with_writer(writer),
+            )
+            .try_init(),
     };
 }
 
@@ -68,6 +84,8 @@ mod tests {
         let settings = LogSettings {
             filter: "info".into(),
             format: LogFormat::Json,
+            store_level: tracing::Level::INFO,
+            retention: std::time::Duration::from_secs(86_400),
         };
         install(&settings, None, false, move || writer.clone());
         log::warn!(target: "teloxide::dispatching", "polling failed");

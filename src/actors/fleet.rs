@@ -45,6 +45,45 @@ impl std::fmt::Debug for Fleet {
     }
 }
 
+/// What the HTTP layer holds on the tree; cheap to clone, never keeps the tree alive on its own.
+#[derive(Clone)]
+pub struct FleetHandle {
+    supervisor: SupervisorRef,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+impl std::fmt::Debug for FleetHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetHandle").finish_non_exhaustive()
+    }
+}
+
+impl FleetHandle {
+    /// Asks the Registry to reconcile now (after the API changed `bot_instances`).
+    pub fn nudge(&self) {
+        let _ = self.supervisor.cast(SupervisorMsg::Nudge);
+    }
+
+    pub fn publisher(&self) -> super::Publisher {
+        super::Publisher::new(self.supervisor.clone())
+    }
+
+    /// Events as they happen (see [`Fleet::subscribe`]).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.events.subscribe()
+    }
+
+    /// The sender itself, for relays that inject events from other processes.
+    pub fn event_sender(&self) -> broadcast::Sender<Arc<Event>> {
+        self.events.clone()
+    }
+
+    /// What the supervisor sees of each managed bot right now.
+    pub async fn status(&self) -> anyhow::Result<Vec<BotStatus>> {
+        Ok(ractor::call!(self.supervisor, SupervisorMsg::Status)?)
+    }
+}
+
 impl Fleet {
     /// Spawns the tree; the Registry's first reconcile starts every enabled bot.
     pub async fn start(store: Store, vault: Vault, options: FleetOptions) -> anyhow::Result<Self> {
@@ -73,6 +112,14 @@ impl Fleet {
             store,
             task,
         })
+    }
+
+    /// A cloneable handle for the HTTP layer: nudge, publish, subscribe, status.
+    pub fn handle(&self) -> FleetHandle {
+        FleetHandle {
+            supervisor: self.supervisor.clone(),
+            events: self.events.clone(),
+        }
     }
 
     /// Events as they happen. A receiver that lags gets `RecvError::Lagged` and should resync from

@@ -28,7 +28,7 @@ pub mod registry;
 pub mod supervisor;
 
 pub use broadcaster::Event;
-pub use fleet::{Fleet, FleetOptions};
+pub use fleet::{Fleet, FleetHandle, FleetOptions};
 pub use policy::RestartPolicy;
 pub use publisher::Publisher;
 pub use supervisor::BotStatus;

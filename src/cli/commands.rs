@@ -16,6 +16,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Keygen => keygen(),
         Command::CheckConfig => check_config(),
         Command::RotateKey => rotate_key().await,
+        Command::LoginLink { user, minutes } => login_link(user, minutes).await,
         Command::Bot(command) => {
             let settings = setup()?;
             super::bots::run(command, &settings).await
@@ -77,6 +78,8 @@ fn quiet_logs() -> settings::LogSettings {
     settings::LogSettings {
         filter: "info,warp::server=off".into(),
         format: settings::LogFormat::Pretty,
+        store_level: tracing::Level::INFO,
+        retention: std::time::Duration::from_secs(14 * 86_400),
     }
 }
 
@@ -119,6 +122,30 @@ fn check_config() -> anyhow::Result<()> {
         settings.environment.as_str()
     );
     println!("{settings:#?}");
+    Ok(())
+}
+
+async fn login_link(user: Option<i64>, minutes: u64) -> anyhow::Result<()> {
+    let settings = setup()?;
+    let store = app::open_store(&settings).await?;
+    let Some(user) = user.or(settings.auth.owner_telegram_id) else {
+        anyhow::bail!(
+            "no user to sign in as: set BOT_OWNER_TELEGRAM_ID (auth.owner_telegram_id) or pass --user"
+        );
+    };
+    let allowed =
+        settings.auth.owner_telegram_id == Some(user) || store.admin(user).await?.is_some();
+    if !allowed {
+        anyhow::bail!(
+            "Telegram user {user} is neither the owner nor an admin; the owner can add admins in the dashboard"
+        );
+    }
+    let url =
+        crate::http::api::session::create_login_link(&store, &settings.public_url(), user, minutes)
+            .await?;
+    store.close().await;
+    println!("{url}");
+    eprintln!("valid for {minutes} minute(s), once");
     Ok(())
 }
 

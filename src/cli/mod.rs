@@ -39,6 +39,15 @@ pub enum Command {
     /// To rotate: put a new key first and the old one after it (ENCRYPTION_KEY=NEW,OLD), run this,
     /// then drop the old key.
     RotateKey,
+    /// Print a one-time dashboard login URL (for machines without a public domain for the widget).
+    LoginLink {
+        /// Telegram user id to sign in as; default: the owner (auth.owner_telegram_id).
+        #[arg(long)]
+        user: Option<i64>,
+        /// Minutes the link stays valid.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1440))]
+        minutes: u64,
+    },
     /// Manage bot instances (list, add, enable, disable, restart).
     #[command(subcommand)]
     Bot(bots::BotCommand),

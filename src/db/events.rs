@@ -126,6 +126,33 @@ impl Store {
             .await)?)
     }
 
+    /// A page of the activity feed, newest first, optionally of one kind or one bot.
+    pub async fn events_page(
+        &self,
+        before: Option<i64>,
+        kinds: &[String],
+        bot_instance_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        Ok(with_pool!(self, pool => {
+            let mut query = sqlx::QueryBuilder::new(concat!("SELECT ", columns!(), " FROM events WHERE id < "));
+            query.push_bind(before.unwrap_or(i64::MAX));
+            if !kinds.is_empty() {
+                query.push(" AND kind IN (");
+                let mut list = query.separated(", ");
+                for kind in kinds {
+                    list.push_bind(kind.clone());
+                }
+                query.push(")");
+            }
+            if let Some(bot) = bot_instance_id {
+                query.push(" AND bot_instance_id = ").push_bind(bot);
+            }
+            query.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+            query.build_query_as::<EventRow>().fetch_all(pool).await?
+        }))
+    }
+
     /// Deletes events older than `cutoff`; returns how many went.
     pub async fn prune_events(&self, cutoff: i64) -> Result<u64, StoreError> {
         Ok(

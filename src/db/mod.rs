@@ -6,8 +6,12 @@
 //! SQLite booleans or PostgreSQL JSONB). Each table's queries live in the file named after it.
 //! The storage test suite (`tests/it/storage.rs`) runs unchanged against both backends.
 
+pub mod analytics;
 mod audit;
+mod auth;
 mod bots;
+mod browse;
+mod channels;
 mod events;
 mod groups;
 mod logs;
@@ -25,7 +29,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
 
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
+pub use auth::AdminRow;
 pub use bots::{BotRow, NewBot, RunStateUpdate};
+pub use browse::{ChannelListRow, GroupFilter, GroupSort};
+pub use channels::ChannelChange;
 pub use events::{EventRow, NewEvent};
 pub use groups::{ChannelRow, GroupRow, NewChannel, NewGroup};
 pub use logs::{LogFilter, LogRow, NewLog};

@@ -102,6 +102,23 @@ impl Store {
             .await)?)
     }
 
+    /// Verifications per outcome in one group with `from <= created_at < to`.
+    pub async fn verification_outcomes_in_group(
+        &self,
+        group_id: i64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<KeyCount>, StoreError> {
+        let sql = "SELECT outcome AS key, COUNT(*) AS count FROM verification_log \
+                   WHERE group_id = $1 AND created_at >= $2 AND created_at < $3 GROUP BY outcome ORDER BY count DESC, outcome";
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, KeyCount>(sql)
+            .bind(group_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(pool)
+            .await)?)
+    }
+
     /// The newest verifications in one group.
     pub async fn recent_verifications(
         &self,

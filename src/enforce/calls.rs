@@ -121,6 +121,18 @@ impl Calls {
             Some(RequestError::Network(_) | RequestError::Io(_)) => ("network_error", None),
             Some(_) => ("error", None),
         };
+        crate::metrics::count(
+            "nezuko_telegram_calls_total",
+            &[("method", method), ("outcome", outcome)],
+            1,
+        );
+        if let Some(code) = error_code {
+            crate::metrics::count(
+                "nezuko_telegram_errors_total",
+                &[("method", method), ("code", &code.to_string())],
+                1,
+            );
+        }
         self.records.call(ApiCall {
             bot_instance_id: self.bot_instance_id,
             method: method.to_string(),

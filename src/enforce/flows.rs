@@ -63,6 +63,7 @@ pub fn record(
     cached: bool,
     started: Instant,
 ) {
+    crate::metrics::count("nezuko_verifications_total", &[("outcome", outcome)], 1);
     shared.records.verification(Verification {
         bot_instance_id: runtime.id(),
         group_id: view.group.id,

@@ -1,37 +1,71 @@
-//! The HTTP layer (warp): the route table in one place, one file per resource.
+//! The HTTP layer (warp): the admin API under `/api/v1`, the health probes and `/metrics`.
 //!
-//! [`serve`] takes an already-bound listener and a shutdown future, so tests bind port 0 and stop
-//! the server when they are done.
+//! Routes live in a table ([`router`]) built from one file per resource under [`api`]; the same
+//! table produces the OpenAPI document. [`serve`] takes an already-bound listener and a shutdown
+//! future, so tests bind port 0 and stop the server when they are done.
 
-mod health;
+pub mod api;
+pub mod auth;
+pub mod input;
+pub mod problem;
+pub mod respond;
+pub mod router;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::net::TcpListener;
 use warp::Filter;
 
+use crate::actors::FleetHandle;
 use crate::db::Store;
+use crate::enforce::Enforcer;
+use crate::vault::Vault;
 
-/// What every handler may need, cloned into each route.
-#[derive(Debug, Clone)]
+pub use auth::AuthConfig;
+pub use router::{Access, Route, Router};
+
+/// What every handler may need; cheap to clone.
+#[derive(Clone)]
 pub struct HttpState {
     pub store: Store,
+    pub vault: Vault,
+    pub fleet: FleetHandle,
+    pub enforcer: Enforcer,
+    pub auth: Arc<AuthConfig>,
+    /// Where bots' tokens are checked with `getMe` (the configured Bot API URL).
+    pub telegram_api_url: String,
+    pub http_client: reqwest::Client,
+    pub throttle: Arc<auth::throttle::LoginThrottle>,
+    pub started_at: Instant,
+    /// Filled by [`serve`]; the OpenAPI route reads the table from here.
+    pub router: Arc<std::sync::OnceLock<Arc<Router>>>,
 }
 
-/// Every route of the service.
-pub fn routes(
-    state: HttpState,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
-    health::routes(state).recover(health::not_found)
+impl std::fmt::Debug for HttpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
 }
 
-/// Serves `routes` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+/// The whole route table.
+pub fn router() -> Arc<Router> {
+    Router::new(api::routes())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(routes(state))
+    let router = router();
+    let _ = state.router.set(router.clone());
+    let routes = router::filter(state, router).with(warp::log::custom(|_| {}));
+    warp::serve(routes)
         .incoming(listener)
         .graceful(shutdown)
         .run()

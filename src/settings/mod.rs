@@ -48,6 +48,8 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Where users reach the dashboard; `None` means `http://<listen>`.
     pub public_url: Option<String>,
+    /// Bearer token that lets a scraper read `/metrics` without a session; `None`: sessions only.
+    pub metrics_token: Option<Secret<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +88,10 @@ pub struct TelegramSettings {
 pub struct LogSettings {
     pub filter: String,
     pub format: LogFormat,
+    /// Records at this level and above also go to the `logs` table (and the live log stream).
+    pub store_level: tracing::Level,
+    /// Stored records older than this are deleted.
+    pub retention: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

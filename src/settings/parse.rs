@@ -14,6 +14,7 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
         server: ServerSettings {
             listen: socket_addr(layers.get("server.listen"))?,
             public_url: optional(layers.get("server.public_url"), http_url)?,
+            metrics_token: optional(layers.get("server.metrics_token"), secret_text)?,
         },
         database: DatabaseSettings {
             url: database_url(layers.get("database.url"))?,
@@ -60,6 +61,10 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
         log: LogSettings {
             filter: log_filter(layers.get("log.filter"))?,
             format: log_format(layers.get("log.format"), environment)?,
+            store_level: log_level(layers.get("log.store_level"))?,
+            retention: Duration::from_secs(
+                integer_in(layers.get("log.retention_days"), 1, 3650)? as u64 * 86_400,
+            ),
         },
     })
 }
@@ -239,6 +244,27 @@ fn log_filter(leaf: &Leaf) -> Result<String, ConfigError> {
                 "tracing directives such as info or warn,nezuko=debug",
             )
         })
+}
+
+fn log_level(leaf: &Leaf) -> Result<tracing::Level, ConfigError> {
+    leaf.value.trim().parse().map_err(|_| {
+        leaf.invalid(
+            format!("`{}` is not a log level", leaf.value),
+            "one of trace, debug, info, warn, error",
+        )
+    })
+}
+
+/// A secret of at least 16 characters (shorter ones are guessable).
+fn secret_text(leaf: &Leaf) -> Result<Secret<String>, ConfigError> {
+    let text = leaf.value.trim();
+    if text.len() < 16 {
+        return Err(leaf.invalid(
+            "is shorter than 16 characters",
+            "a random string of 16 or more characters",
+        ));
+    }
+    Ok(Secret::new(text.to_string()))
 }
 
 fn log_format(leaf: &Leaf, environment: Environment) -> Result<LogFormat, ConfigError> {

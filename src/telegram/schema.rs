@@ -61,6 +61,7 @@ pub fn schema(
             let handled = AssertUnwindSafe(async move { handler.handle(context, update).await })
                 .catch_unwind()
                 .await;
+            crate::metrics::update_handled(!matches!(handled, Ok(Ok(()))));
             match handled {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {

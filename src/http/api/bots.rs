@@ -1,0 +1,373 @@
+//! Bots: list, add (token checked with `getMe`, stored encrypted, never returned), detail, enable,
+//! disable, start, stop, restart, rotate token, delete.
+//!
+//! Lifecycle requests only change `bot_instances` and nudge the Registry; the answer says what will
+//! happen (`202 Accepted`) and the final state arrives as a `bot_status` event. `enable` keeps a
+//! parked bot parked; `start` is enable plus a new generation, so a failed bot or one with an
+//! invalid token is tried again. `stop` and `disable` are the same wish.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use teloxide::requests::Requester;
+use warp::http::{Method, StatusCode};
+
+use crate::actors::BotStatus;
+use crate::db::{BotRow, NewBot, now_ms};
+use crate::domain::{BotToken, DesiredState, RunState};
+use crate::http::problem::ApiError;
+use crate::http::respond::{self, ApiResult};
+use crate::http::router::{Access, Ctx, Route};
+
+/// How long `DELETE` waits for the bot to stop before removing it anyway.
+const STOP_BEFORE_DELETE: Duration = Duration::from_secs(10);
+
+pub fn routes() -> Vec<Route> {
+    let token_body = json!({"type": "object", "required": ["token"], "properties": {
+        "token": {"type": "string", "description": "from @BotFather; never returned"},
+        "enabled": {"type": "boolean", "default": true}}});
+    vec![
+        Route::new(
+            Method::GET,
+            "/api/v1/bots",
+            Access::Admin,
+            "Every bot with its run state",
+            |c| Box::pin(list(c)),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/bots",
+            Access::Admin,
+            "Add a bot (token checked with getMe)",
+            |c| Box::pin(add(c)),
+        )
+        .body(token_body.clone()),
+        Route::new(
+            Method::GET,
+            "/api/v1/bots/{id}",
+            Access::Admin,
+            "A bot with its groups and recent events",
+            |c| Box::pin(detail(c)),
+        ),
+        Route::new(
+            Method::DELETE,
+            "/api/v1/bots/{id}",
+            Access::Admin,
+            "Stop a bot, then remove it and its groups",
+            |c| Box::pin(delete(c)),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/bots/{id}/enable",
+            Access::Admin,
+            "Run the bot (a parked bot stays parked)",
+            |c| Box::pin(lifecycle(c, Lifecycle::Enable)),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/bots/{id}/disable",
+            Access::Admin,
+            "Do not run the bot",
+            |c| Box::pin(lifecycle(c, Lifecycle::Stop)),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/bots/{id}/start",
+            Access::Admin,
+            "Start the bot, retrying a parked one",
+            |c| Box::pin(lifecycle(c, Lifecycle::Start)),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/bots/{id}/stop",
+            Access::Admin,
+            "Stop the bot",
+            |c| Box::pin(lifecycle(c, Lifecycle::Stop)),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/bots/{id}/restart",
+            Access::Admin,
+            "Stop and start the bot",
+            |c| Box::pin(lifecycle(c, Lifecycle::Restart)),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/bots/{id}/token",
+            Access::Admin,
+            "Replace the bot's token (same bot)",
+            |c| Box::pin(rotate(c)),
+        )
+        .body(token_body),
+    ]
+}
+
+/// What the API shows of a bot: everything but the token.
+fn view(row: &BotRow, live: Option<&BotStatus>, groups: i64) -> Value {
+    let now = now_ms();
+    let uptime_s = match (row.run_state, row.started_at) {
+        (RunState::Running, Some(started)) => Some((now - started).max(0) / 1000),
+        _ => None,
+    };
+    json!({
+        "id": row.id,
+        "telegram_bot_id": row.telegram_bot_id,
+        "username": row.username,
+        "display_name": row.display_name,
+        "desired_state": row.desired_state.as_str(),
+        "run_state": row.run_state.as_str(),
+        "run_reason": row.run_reason,
+        "last_error": row.last_error,
+        "restart_count": row.restart_count,
+        "next_attempt_at": row.next_attempt_at,
+        "started_at": row.started_at,
+        "stopped_at": row.stopped_at,
+        "uptime_s": uptime_s,
+        "attempt": live.map(|s| s.attempt),
+        "group_count": groups,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    })
+}
+
+async fn live_status(ctx: &Ctx) -> HashMap<i64, BotStatus> {
+    match ctx.state.fleet.status().await {
+        Ok(all) => all.into_iter().map(|s| (s.bot_instance_id, s)).collect(),
+        Err(_) => HashMap::new(),
+    }
+}
+
+async fn list(ctx: Ctx) -> ApiResult {
+    let bots = ctx.state.store.bots().await?;
+    let counts = ctx.state.store.group_counts_by_bot().await?;
+    let live = live_status(&ctx).await;
+    let items: Vec<Value> = bots
+        .iter()
+        .map(|bot| {
+            view(
+                bot,
+                live.get(&bot.id),
+                counts.get(&bot.id).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    respond::ok(
+        &json!({ "items": items, "page": { "offset": 0, "limit": items.len(), "total": items.len() } }),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    token: String,
+    enabled: Option<bool>,
+}
+
+/// Parses the token and asks Telegram (the configured Bot API URL) who it belongs to.
+async fn check_token(ctx: &Ctx, raw: &str) -> Result<(BotToken, teloxide::types::Me), ApiError> {
+    let token =
+        BotToken::parse(raw).map_err(|error| ApiError::invalid("token", error.to_string()))?;
+    let url = ctx
+        .state
+        .telegram_api_url
+        .parse()
+        .map_err(|_| ApiError::internal("telegram.api_url is not a URL"))?;
+    let bot =
+        teloxide::Bot::with_client(token.expose(), ctx.state.http_client.clone()).set_api_url(url);
+    match tokio::time::timeout(Duration::from_secs(10), bot.get_me()).await {
+        Ok(Ok(me)) => Ok((token, me)),
+        Ok(Err(error)) => match crate::telegram::classify(&error) {
+            crate::telegram::Failure::InvalidToken => Err(ApiError::invalid(
+                "token",
+                "Telegram refused this token: it is revoked or mistyped",
+            )),
+            failure => Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "telegram_unavailable",
+                format!("could not check the token with Telegram: {failure}"),
+            )),
+        },
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "telegram_timeout",
+            "Telegram did not answer getMe within 10 s; nothing was stored",
+        )),
+    }
+}
+
+async fn add(ctx: Ctx) -> ApiResult {
+    let body: TokenBody = ctx.json()?;
+    let (token, me) = check_token(&ctx, &body.token).await?;
+    let row = ctx
+        .state
+        .store
+        .insert_bot(&NewBot {
+            telegram_bot_id: token.bot_id(),
+            username: me.username().to_string(),
+            display_name: me.first_name.clone(),
+            token_ciphertext: ctx.state.vault.encrypt_token(&token),
+            owner_telegram_id: ctx.admin.as_ref().map(|a| a.telegram_user_id),
+            desired_state: if body.enabled.unwrap_or(true) {
+                DesiredState::Enabled
+            } else {
+                DesiredState::Disabled
+            },
+        })
+        .await?;
+    ctx.state.fleet.nudge();
+    let shown = view(&row, None, 0);
+    super::audit::record(
+        &ctx,
+        "bot.add",
+        "bot",
+        Some(row.id.to_string()),
+        None,
+        Some(shown.clone()),
+    )
+    .await;
+    respond::with_status(StatusCode::CREATED, &shown)
+}
+
+async fn detail(ctx: Ctx) -> ApiResult {
+    let id = ctx.id(0, "bot")?;
+    let row = ctx.state.store.bot(id).await?;
+    let groups = ctx.state.store.groups_of_bot(id).await?;
+    let events = ctx.state.store.events_page(None, &[], Some(id), 20).await?;
+    let live = live_status(&ctx).await;
+    let mut shown = view(&row, live.get(&id), groups.len() as i64);
+    shown["groups"] = groups.iter().map(super::groups::summary).collect();
+    shown["recent_events"] = events.iter().map(super::events::view).collect();
+    respond::ok(&shown)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lifecycle {
+    Enable,
+    Start,
+    Stop,
+    Restart,
+}
+
+async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
+    let id = ctx.id(0, "bot")?;
+    let store = &ctx.state.store;
+    let before = store.bot(id).await?;
+    let (row, action, will) = match what {
+        Lifecycle::Enable => (
+            store.set_desired_state(id, DesiredState::Enabled).await?,
+            "bot.enable",
+            "the bot will run (a bot parked as failed or with an invalid token stays parked until started)",
+        ),
+        Lifecycle::Start => (
+            store.request_bot_start(id).await?,
+            "bot.start",
+            "the bot will be started",
+        ),
+        Lifecycle::Stop => (
+            store.set_desired_state(id, DesiredState::Disabled).await?,
+            "bot.stop",
+            "the bot will be stopped after its in-flight updates finish",
+        ),
+        Lifecycle::Restart => {
+            if before.desired_state == DesiredState::Disabled {
+                return Err(ApiError::conflict(
+                    "the bot is stopped; start it instead of restarting it",
+                ));
+            }
+            (
+                store.request_bot_restart(id).await?,
+                "bot.restart",
+                "the bot will be stopped gracefully and started again",
+            )
+        }
+    };
+    ctx.state.fleet.nudge();
+    let states = |r: &BotRow| json!({ "desired_state": r.desired_state.as_str(), "run_state": r.run_state.as_str() });
+    super::audit::record(
+        &ctx,
+        action,
+        "bot",
+        Some(id.to_string()),
+        Some(states(&before)),
+        Some(states(&row)),
+    )
+    .await;
+    respond::with_status(
+        StatusCode::ACCEPTED,
+        &json!({ "bot": view(&row, None, 0), "will": will, "events": "/api/v1/events/stream?type=bot_status" }),
+    )
+}
+
+async fn rotate(ctx: Ctx) -> ApiResult {
+    let id = ctx.id(0, "bot")?;
+    let before = ctx.state.store.bot(id).await?;
+    let body: TokenBody = ctx.json()?;
+    if body.enabled.is_some() {
+        return Err(ApiError::invalid(
+            "enabled",
+            "a token rotation does not change whether the bot runs",
+        ));
+    }
+    let (token, _) = check_token(&ctx, &body.token).await?;
+    if token.bot_id() != before.telegram_bot_id {
+        return Err(ApiError::invalid(
+            "token",
+            format!(
+                "this token belongs to bot {}, not to @{} ({})",
+                token.bot_id(),
+                before.username,
+                before.telegram_bot_id
+            ),
+        ));
+    }
+    let row = ctx
+        .state
+        .store
+        .replace_bot_token(id, &ctx.state.vault.encrypt_token(&token))
+        .await?;
+    ctx.state.fleet.nudge();
+    super::audit::record(
+        &ctx,
+        "bot.rotate_token",
+        "bot",
+        Some(id.to_string()),
+        None,
+        Some(json!({ "config_version": row.config_version })),
+    )
+    .await;
+    respond::ok(&view(&row, None, 0))
+}
+
+async fn delete(ctx: Ctx) -> ApiResult {
+    let id = ctx.id(0, "bot")?;
+    let store = &ctx.state.store;
+    let before = store.bot(id).await?;
+    let groups = store.groups_of_bot(id).await?.len();
+    store.set_desired_state(id, DesiredState::Disabled).await?;
+    ctx.state.fleet.nudge();
+    let deadline = tokio::time::Instant::now() + STOP_BEFORE_DELETE;
+    let stopped = loop {
+        let row = store.bot(id).await?;
+        if matches!(row.run_state, RunState::Stopped | RunState::Failed) {
+            break true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    store.delete_bot(id).await?;
+    ctx.state.fleet.nudge();
+    super::audit::record(
+        &ctx,
+        "bot.delete",
+        "bot",
+        Some(id.to_string()),
+        Some(view(&before, None, groups as i64)),
+        None,
+    )
+    .await;
+    respond::ok(&json!({ "deleted": id, "groups_removed": groups, "stopped_first": stopped }))
+}

@@ -1,0 +1,90 @@
+//! `GET /api/v1/stats`: the overview's numbers, every one read from the store or the running
+//! process: groups, channels, bots by state, verifications today (since 00:00 UTC) and in the last
+//! seven days, success rate, cache hit rate, uptime.
+
+use serde_json::json;
+use warp::http::Method;
+
+use crate::db::analytics::{Column, SUCCESS_OUTCOMES, Table};
+use crate::db::now_ms;
+use crate::http::respond::{self, ApiResult};
+use crate::http::router::{Access, Ctx, Route};
+
+use super::charts::ratio;
+
+const DAY_MS: i64 = 86_400_000;
+
+pub fn routes() -> Vec<Route> {
+    vec![Route::new(
+        Method::GET,
+        "/api/v1/stats",
+        Access::Admin,
+        "Overview numbers",
+        |c| Box::pin(stats(c)),
+    )]
+}
+
+async fn stats(ctx: Ctx) -> ApiResult {
+    let store = &ctx.state.store;
+    let now = now_ms();
+    let today_start = now - now % DAY_MS;
+    let counts = store.fleet_counts().await?;
+    let today = store
+        .counts_by(Table::Verifications, Column::Outcome, today_start, now + 1)
+        .await?;
+    let week = store
+        .counts_by(
+            Table::Verifications,
+            Column::Outcome,
+            now - 7 * DAY_MS,
+            now + 1,
+        )
+        .await?;
+    let week_cached = store
+        .counts_by(
+            Table::Verifications,
+            Column::Cached,
+            now - 7 * DAY_MS,
+            now + 1,
+        )
+        .await?;
+    let total = |rows: &[crate::db::KeyCount]| rows.iter().map(|r| r.count).sum::<i64>();
+    let successes: i64 = week
+        .iter()
+        .filter(|r| SUCCESS_OUTCOMES.contains(&r.key.as_str()))
+        .map(|r| r.count)
+        .sum();
+    let hits = week_cached
+        .iter()
+        .find(|r| r.key == "cache")
+        .map(|r| r.count)
+        .unwrap_or(0);
+    let (process_hits, process_misses) = ctx.state.enforcer.cache_stats();
+    let groups: i64 = counts.groups_by_health.iter().map(|r| r.count).sum();
+    let enabled = counts
+        .groups_enabled
+        .iter()
+        .find(|(e, _)| *e)
+        .map(|(_, n)| *n)
+        .unwrap_or(0);
+    let bots: serde_json::Map<String, serde_json::Value> = counts
+        .bots_by_state
+        .iter()
+        .map(|r| (r.key.clone(), r.count.into()))
+        .collect();
+    respond::ok(&json!({
+        "groups": { "total": groups, "enabled": enabled },
+        "channels": counts.channels,
+        "bots": { "total": counts.bots_by_state.iter().map(|r| r.count).sum::<i64>(), "by_state": bots, "restarts": counts.restarts },
+        "verifications": { "today": total(&today), "week": total(&week) },
+        "success_rate_7d": ratio(successes, total(&week)),
+        "cache_hit_rate_7d": ratio(hits, total(&week)),
+        "membership_cache": {
+            "hits": process_hits,
+            "misses": process_misses,
+            "hit_rate": ratio(process_hits as i64, (process_hits + process_misses) as i64),
+        },
+        "uptime_s": ctx.state.started_at.elapsed().as_secs(),
+        "database": store.backend().as_str(),
+    }))
+}

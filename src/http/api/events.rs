@@ -1,0 +1,361 @@
+//! The activity feed (`GET /api/v1/activity`, cursor-paged from the `events` table) and the live
+//! stream (`GET /api/v1/events/stream`, Server-Sent Events).
+//!
+//! Every streamed event carries `id:` = its row in `events`. A client reconnecting with
+//! `Last-Event-ID` (header, or `last_event_id` in the query) first gets what it missed, replayed
+//! from the table, then live events. Each client has a bounded buffer: one that falls behind gets a
+//! `resync` event naming the last id it received and is disconnected, so it resumes by replay;
+//! memory never grows with a slow reader.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+use warp::Reply;
+use warp::http::Method;
+
+use crate::actors::Event;
+use crate::db::{EventRow, Store};
+use crate::http::input;
+use crate::http::problem::ApiError;
+use crate::http::respond::{self, ApiResult};
+use crate::http::router::{Access, Ctx, Route};
+
+/// Event kinds a client may filter on.
+pub const KINDS: [&str; 9] = [
+    "bot_status",
+    "verification",
+    "member_join",
+    "member_leave",
+    "health",
+    "activity",
+    "log",
+    "settings_changed",
+    "audit",
+];
+/// Events queued for one client before it counts as too slow.
+const CLIENT_BUFFER: usize = 256;
+const REPLAY_PAGE: i64 = 500;
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            Method::GET,
+            "/api/v1/activity",
+            Access::Admin,
+            "The activity feed, newest first",
+            |c| Box::pin(activity(c)),
+        )
+        .query(&[
+            ("type", "comma-separated event kinds"),
+            ("bot", "bot id"),
+            ("before", "cursor: events with a smaller id"),
+            ("limit", "1..=200, default 50"),
+        ]),
+        Route::new(
+            Method::GET,
+            "/api/v1/events/stream",
+            Access::Admin,
+            "Live events (text/event-stream) with replay",
+            |c| Box::pin(stream(c)),
+        )
+        .query(&[
+            ("type", "comma-separated event kinds"),
+            ("bot", "bot id"),
+            (
+                "last_event_id",
+                "replay events after this id (or the Last-Event-ID header)",
+            ),
+        ]),
+    ]
+}
+
+pub fn view(row: &EventRow) -> Value {
+    json!({
+        "id": row.id,
+        "kind": row.kind,
+        "bot_instance_id": row.bot_instance_id,
+        "payload": row.payload.0,
+        "created_at": row.created_at,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Query {
+    #[serde(rename = "type")]
+    kinds: Option<String>,
+    bot: Option<i64>,
+    before: Option<i64>,
+    limit: Option<i64>,
+    last_event_id: Option<i64>,
+}
+
+fn kinds(text: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for kind in text
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    {
+        if !KINDS.contains(&kind) {
+            return Err(ApiError::invalid(
+                "type",
+                format!("`{kind}` is not an event kind; known: {}", KINDS.join(", ")),
+            ));
+        }
+        out.push(kind.to_string());
+    }
+    Ok(out)
+}
+
+async fn activity(ctx: Ctx) -> ApiResult {
+    let query: Query = ctx.query()?;
+    if query.last_event_id.is_some() {
+        return Err(ApiError::invalid(
+            "last_event_id",
+            "last_event_id belongs to the stream; page with before",
+        ));
+    }
+    let kinds = kinds(query.kinds.as_deref())?;
+    let limit = input::limit(query.limit, 50, 200)?;
+    let rows = ctx
+        .state
+        .store
+        .events_page(query.before, &kinds, query.bot, limit)
+        .await?;
+    let items: Vec<Value> = rows.iter().map(view).collect();
+    respond::cursor_page(&items, limit, rows.last().map(|r| r.id))
+}
+
+/// What one client asked for.
+#[derive(Clone)]
+struct Selection {
+    kinds: Vec<String>,
+    bot: Option<i64>,
+}
+
+impl Selection {
+    fn wants(&self, kind: &str, bot: Option<i64>) -> bool {
+        (self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind))
+            && (self.bot.is_none() || self.bot == bot)
+    }
+}
+
+async fn stream(ctx: Ctx) -> ApiResult {
+    let query: Query = ctx.query()?;
+    if query.before.is_some() || query.limit.is_some() {
+        return Err(ApiError::invalid(
+            "before",
+            "the stream is not paged; use last_event_id to resume",
+        ));
+    }
+    let header = ctx
+        .header("last-event-id")
+        .map(str::trim)
+        .filter(|v| !v.is_empty());
+    let resume = match header {
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_header",
+                format!("Last-Event-ID `{text}` is not an event id"),
+            )
+        })?),
+        None => query.last_event_id,
+    };
+    let selection = Selection {
+        kinds: kinds(query.kinds.as_deref())?,
+        bot: query.bot,
+    };
+    // Subscribe before replaying, so nothing published during the replay falls between the two.
+    let live = ctx.state.fleet.subscribe();
+    let (sender, receiver) = mpsc::channel(CLIENT_BUFFER);
+    tokio::spawn(feed(
+        ctx.state.store.clone(),
+        live,
+        sender,
+        selection,
+        resume,
+    ));
+    let reply = warp::sse::reply(
+        warp::sse::keep_alive()
+            .interval(KEEP_ALIVE)
+            .stream(ClientStream(receiver)),
+    );
+    let mut response = reply.into_response();
+    response.headers_mut().insert(
+        "x-accel-buffering",
+        warp::http::HeaderValue::from_static("no"),
+    );
+    response.headers_mut().insert(
+        "cache-control",
+        warp::http::HeaderValue::from_static("no-cache"),
+    );
+    Ok(response)
+}
+
+/// The client's queue as the stream warp writes out.
+struct ClientStream(mpsc::Receiver<warp::sse::Event>);
+
+impl futures_util::Stream for ClientStream {
+    type Item = Result<warp::sse::Event, std::convert::Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|event| event.map(Ok))
+    }
+}
+
+fn sse(id: i64, kind: &str, data: &Value) -> warp::sse::Event {
+    let event = warp::sse::Event::default()
+        .event(kind)
+        .data(data.to_string());
+    if id > 0 {
+        event.id(id.to_string())
+    } else {
+        event
+    }
+}
+
+fn sse_of(event: &Event) -> warp::sse::Event {
+    sse(
+        event.id,
+        &event.kind,
+        &serde_json::to_value(event).unwrap_or_default(),
+    )
+}
+
+/// Replays from the table, then relays live events, until the client goes or falls behind.
+async fn feed(
+    store: Store,
+    mut live: broadcast::Receiver<Arc<Event>>,
+    sender: mpsc::Sender<warp::sse::Event>,
+    selection: Selection,
+    resume: Option<i64>,
+) {
+    let mut last_sent = resume.unwrap_or(0);
+    let mut replayed_up_to = 0;
+    if let Some(after) = resume {
+        let mut cursor = after;
+        loop {
+            let rows = match store.events_after(cursor, REPLAY_PAGE).await {
+                Ok(rows) => rows,
+                Err(error) => {
+                    let _ = sender
+                        .send(resync(last_sent, &format!("replay failed: {error}")))
+                        .await;
+                    return;
+                }
+            };
+            for row in &rows {
+                cursor = row.id;
+                replayed_up_to = row.id;
+                if selection.wants(&row.kind, row.bot_instance_id) {
+                    let event = Event {
+                        id: row.id,
+                        kind: row.kind.clone(),
+                        bot_instance_id: row.bot_instance_id,
+                        payload: row.payload.0.clone(),
+                        created_at: row.created_at,
+                    };
+                    if sender.send(sse_of(&event)).await.is_err() {
+                        return;
+                    }
+                }
+                last_sent = row.id;
+            }
+            if (rows.len() as i64) < REPLAY_PAGE {
+                break;
+            }
+        }
+    }
+    loop {
+        let event = tokio::select! {
+            _ = sender.closed() => return,
+            event = live.recv() => event,
+        };
+        match event {
+            Ok(event) => {
+                // Already replayed from the table.
+                if event.id > 0 && event.id <= replayed_up_to {
+                    continue;
+                }
+                if !selection.wants(&event.kind, event.bot_instance_id) {
+                    if event.id > 0 {
+                        last_sent = last_sent.max(event.id);
+                    }
+                    continue;
+                }
+                match sender.try_send(sse_of(&event)) {
+                    Ok(()) => last_sent = last_sent.max(event.id),
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        // The buffer is full: make room for the notice by waiting briefly, then go.
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            sender.send(resync(last_sent, "client too slow")),
+                        )
+                        .await;
+                        return;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                let reason =
+                    format!("{missed} events were published faster than this client read them");
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    sender.send(resync(last_sent, &reason)),
+                )
+                .await;
+                return;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Tells a client to reconnect with `Last-Event-ID: last_event_id` and replay.
+fn resync(last_event_id: i64, reason: &str) -> warp::sse::Event {
+    sse(
+        0,
+        "resync",
+        &json!({ "last_event_id": last_event_id, "reason": reason }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selections_filter_by_kind_and_bot() {
+        let all = Selection {
+            kinds: vec![],
+            bot: None,
+        };
+        assert!(all.wants("audit", None));
+        let some = Selection {
+            kinds: vec!["bot_status".into()],
+            bot: Some(3),
+        };
+        assert!(some.wants("bot_status", Some(3)));
+        assert!(!some.wants("bot_status", Some(4)));
+        assert!(!some.wants("verification", Some(3)));
+    }
+
+    #[test]
+    fn unknown_kinds_are_refused() {
+        assert_eq!(
+            kinds(Some("bot_status, audit")).unwrap(),
+            vec!["bot_status", "audit"]
+        );
+        assert!(kinds(Some("bot_status,nope")).is_err());
+    }
+}

@@ -1,0 +1,39 @@
+//! One file per resource; each exposes `routes()`, and [`routes`] concatenates them into the table.
+
+mod admins;
+pub mod audit;
+mod bots;
+mod channels;
+mod charts;
+mod dashboard;
+mod events;
+mod groups;
+mod health;
+mod logs;
+mod metrics;
+mod openapi;
+pub mod session;
+mod settings;
+
+use super::router::Route;
+
+/// Every route the server answers.
+pub fn routes() -> Vec<Route> {
+    [
+        health::routes(),
+        session::routes(),
+        admins::routes(),
+        bots::routes(),
+        groups::routes(),
+        channels::routes(),
+        settings::routes(),
+        events::routes(),
+        audit::routes(),
+        dashboard::routes(),
+        charts::routes(),
+        logs::routes(),
+        metrics::routes(),
+        openapi::routes(),
+    ]
+    .concat()
+}

@@ -1,0 +1,433 @@
+//! A route table over warp: every API route is one [`Route`] value (method, path template, access,
+//! summary, handler). The dispatcher and the OpenAPI document are both built from the table, so the
+//! published document cannot drift from what the server answers.
+//!
+//! The dispatcher also gives every response its `X-Request-Id`, applies access control (session,
+//! owner-only, CSRF) before a handler runs, and records HTTP latency per route template.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use warp::Filter;
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use warp::reply::Response;
+
+use super::HttpState;
+use super::auth::{self, Admin};
+use super::input::BODY_LIMIT;
+use super::problem::ApiError;
+use super::respond::{ApiResult, finish};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health probes, login).
+    Public,
+    /// A signed-in admin; CSRF token on state-changing methods.
+    Admin,
+    /// The owner only (managing admins).
+    Owner,
+    /// A session, or the configured metrics bearer token (for scrapers).
+    Metrics,
+}
+
+pub type Handler = fn(Ctx) -> BoxFuture<'static, ApiResult>;
+
+/// One route of the API.
+#[derive(Clone)]
+pub struct Route {
+    pub method: Method,
+    /// `/api/v1/bots/{id}`: `{name}` segments are captured in order.
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    /// Schema of the JSON body, for the OpenAPI document.
+    pub body: Option<serde_json::Value>,
+    /// Query parameters (name, description), for the OpenAPI document.
+    pub query: &'static [(&'static str, &'static str)],
+    pub handler: Handler,
+}
+
+impl Route {
+    pub fn new(
+        method: Method,
+        path: &'static str,
+        access: Access,
+        summary: &'static str,
+        handler: Handler,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            access,
+            summary,
+            body: None,
+            query: &[],
+            handler,
+        }
+    }
+
+    pub fn body(mut self, schema: serde_json::Value) -> Self {
+        self.body = Some(schema);
+        self
+    }
+
+    pub fn query(mut self, params: &'static [(&'static str, &'static str)]) -> Self {
+        self.query = params;
+        self
+    }
+
+    /// Path parameters if `path` matches this route's template.
+    fn capture(&self, path: &str) -> Option<Vec<String>> {
+        let template = self.path.trim_matches('/').split('/');
+        let mut actual = path.trim_matches('/').split('/');
+        let mut params = Vec::new();
+        for part in template {
+            let segment = actual.next()?;
+            if part.starts_with('{') {
+                if segment.is_empty() {
+                    return None;
+                }
+                params.push(percent_decode(segment));
+            } else if part != segment {
+                return None;
+            }
+        }
+        actual.next().is_none().then_some(params)
+    }
+}
+
+/// Everything a handler gets: the state, the request, and who is calling.
+pub struct Ctx {
+    pub state: HttpState,
+    pub params: Vec<String>,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub remote: Option<SocketAddr>,
+    /// Set for `Admin` and `Owner` routes.
+    pub admin: Option<Admin>,
+}
+
+impl Ctx {
+    /// The signed-in admin; routes with `Access::Admin` always have one.
+    pub fn admin(&self) -> Result<&Admin, ApiError> {
+        self.admin
+            .as_ref()
+            .ok_or_else(|| ApiError::unauthorized("sign in first"))
+    }
+
+    /// Path parameter `index` as a positive id.
+    pub fn id(&self, index: usize, what: &str) -> Result<i64, ApiError> {
+        super::input::parse_id(
+            what,
+            self.params.get(index).map(String::as_str).unwrap_or(""),
+        )
+    }
+
+    /// The body as JSON `T`, with a specific 4xx when it is not.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let is_json = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            })
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        super::input::parse_json(&self.body)
+    }
+
+    /// The query string as `T`, with a specific 400 when it is not.
+    pub fn query<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_urlencoded::from_str::<T>(&self.query).map_err(|error| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("the query string is not acceptable: {error}"),
+            )
+        })
+    }
+
+    /// The client's address as text, for the audit log and login throttling.
+    pub fn client_ip(&self) -> Option<String> {
+        self.remote.map(|addr| addr.ip().to_string())
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// The table, indexed for dispatch.
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+impl Router {
+    pub fn new(routes: Vec<Route>) -> Arc<Self> {
+        Arc::new(Self { routes })
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The route for `method` and `path`, its parameters, or the 404/405 answer.
+    fn find(&self, method: &Method, path: &str) -> Result<(&Route, Vec<String>), ApiError> {
+        let mut allowed = Vec::new();
+        for route in &self.routes {
+            if let Some(params) = route.capture(path) {
+                if route.method == method || (method == Method::HEAD && route.method == Method::GET)
+                {
+                    return Ok((route, params));
+                }
+                allowed.push(route.method.as_str());
+            }
+        }
+        if allowed.is_empty() {
+            Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                format!("no route {path}"),
+            ))
+        } else {
+            let mut error = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{path} accepts {}, not {method}", allowed.join(", ")),
+            );
+            error.extra = Some(serde_json::json!({ "allow": allowed }));
+            Err(error)
+        }
+    }
+}
+
+/// The warp filter that serves every route of the table under any path it names.
+pub fn filter(
+    state: HttpState,
+    router: Arc<Router>,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::addr::remote())
+        .and(warp::body::stream())
+        .then(
+            move |method, path: warp::path::FullPath, query, headers, remote, body| {
+                let state = state.clone();
+                let router = router.clone();
+                async move {
+                    dispatch(
+                        state,
+                        router,
+                        method,
+                        path.as_str().to_string(),
+                        query,
+                        headers,
+                        remote,
+                        body,
+                    )
+                    .await
+                }
+            },
+        )
+}
+
+#[allow(clippy::too_many_arguments)] // warp hands the request over in parts
+async fn dispatch<S, B>(
+    state: HttpState,
+    router: Arc<Router>,
+    method: Method,
+    path: String,
+    query: String,
+    headers: HeaderMap,
+    remote: Option<SocketAddr>,
+    body: S,
+) -> Response
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: bytes::Buf,
+{
+    let started = Instant::now();
+    let request_id = request_id(&headers);
+    let (template, mut response) = match router.find(&method, &path) {
+        Ok((route, params)) => {
+            let response = run(state.clone(), route, params, query, headers, remote, body).await;
+            (route.path, response)
+        }
+        Err(error) => ("unmatched", error.into_response()),
+    };
+    let status = response.status();
+    crate::metrics::http_request(
+        method.as_str(),
+        template,
+        status.as_u16(),
+        started.elapsed(),
+    );
+    if status.is_server_error() {
+        tracing::warn!(%method, %path, status = status.as_u16(), %request_id, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), %request_id, "request");
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+async fn run<S, B>(
+    state: HttpState,
+    route: &Route,
+    params: Vec<String>,
+    query: String,
+    headers: HeaderMap,
+    remote: Option<SocketAddr>,
+    body: S,
+) -> Response
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: bytes::Buf,
+{
+    let body = match read_body(&headers, body).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    let admin = match route.access {
+        Access::Public => None,
+        Access::Metrics if auth::metrics_bearer(&state, &headers) => None,
+        access => match auth::authorize(&state, &route.method, &headers, access).await {
+            Ok(admin) => Some(admin),
+            Err(error) => return error.into_response(),
+        },
+    };
+    let ctx = Ctx {
+        state,
+        params,
+        query,
+        headers,
+        body,
+        remote,
+        admin,
+    };
+    finish((route.handler)(ctx).await)
+}
+
+/// The body, refused with 413 past [`BODY_LIMIT`] whether or not a length was declared.
+async fn read_body<S, B>(headers: &HeaderMap, mut stream: S) -> Result<Bytes, ApiError>
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: bytes::Buf,
+{
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request bodies are limited to {BODY_LIMIT} bytes"),
+        )
+    };
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT) {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk =
+            chunk.map_err(|error| ApiError::bad_request("unreadable_body", error.to_string()))?;
+        if body.len() as u64 + chunk.remaining() as u64 > BODY_LIMIT {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            body.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(Bytes::from(body))
+}
+
+/// The client's `X-Request-Id` when it is a sane token, else a fresh one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()))
+}
+
+fn percent_decode(segment: &str) -> String {
+    let pairs: HashMap<String, String> =
+        serde_urlencoded::from_str(&format!("v={segment}")).unwrap_or_default();
+    pairs
+        .get("v")
+        .cloned()
+        .unwrap_or_else(|| segment.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nothing(_: Ctx) -> BoxFuture<'static, ApiResult> {
+        Box::pin(async { super::super::respond::no_content() })
+    }
+
+    #[test]
+    fn templates_capture_their_parameters_and_nothing_else() {
+        let route = Route::new(
+            Method::POST,
+            "/api/v1/groups/{id}/channels/{channel}",
+            Access::Admin,
+            "",
+            nothing,
+        );
+        assert_eq!(
+            route.capture("/api/v1/groups/4/channels/9"),
+            Some(vec!["4".into(), "9".into()])
+        );
+        assert_eq!(route.capture("/api/v1/groups/4/channels"), None);
+        assert_eq!(route.capture("/api/v1/groups/4/channels/9/x"), None);
+        assert_eq!(route.capture("/api/v1/groups//channels/9"), None);
+    }
+
+    #[test]
+    fn a_known_path_with_the_wrong_method_is_405_not_404() {
+        let router = Router::new(vec![Route::new(
+            Method::GET,
+            "/api/v1/bots",
+            Access::Admin,
+            "",
+            nothing,
+        )]);
+        let error = router.find(&Method::DELETE, "/api/v1/bots").err().unwrap();
+        assert_eq!(error.status, StatusCode::METHOD_NOT_ALLOWED);
+        let error = router.find(&Method::GET, "/api/v1/nope").err().unwrap();
+        assert_eq!(error.status, StatusCode::NOT_FOUND);
+        assert!(router.find(&Method::HEAD, "/api/v1/bots").is_ok());
+    }
+}
