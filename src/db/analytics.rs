@@ -202,7 +202,7 @@ impl Store {
                 "SELECT run_state AS key, COUNT(*) AS count FROM bot_instances GROUP BY run_state ORDER BY run_state",
             ).fetch_all(pool).await?;
             let (channels, restarts): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT COUNT(*) FROM enforced_channels), (SELECT COALESCE(SUM(restart_count), 0) FROM bot_instances)",
+                "SELECT (SELECT COUNT(*) FROM enforced_channels), (SELECT CAST(COALESCE(SUM(restart_count), 0) AS BIGINT) FROM bot_instances)",
             ).fetch_one(pool).await?;
             FleetCounts { groups_by_health: health, groups_enabled: enabled, bots_by_state: bots, channels, restarts }
         }))

@@ -102,4 +102,15 @@ impl Store {
             _ => Ok(()),
         }
     }
+
+    /// Removes the admin row only, leaving sessions (what an edit of the table by hand does;
+    /// the API must then refuse those sessions with 403).
+    pub async fn remove_admin_row_only(&self, telegram_user_id: i64) -> Result<(), StoreError> {
+        with_pool!(self, pool => sqlx::query("DELETE FROM admin_users WHERE telegram_user_id = $1")
+            .bind(telegram_user_id)
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
+        Ok(())
+    }
 }

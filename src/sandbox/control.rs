@@ -365,6 +365,21 @@ impl Sandbox {
         }
     }
 
+    /// BotFather's "revoke current token": the bot gets a new token and the old one stops working
+    /// (401 from the next request on). `None` for an unknown bot.
+    pub fn rotate_token(&self, bot: i64) -> Option<String> {
+        let mut world = self.world();
+        let token = world.new_token(bot);
+        let old = {
+            let state = world.bots.get_mut(&bot)?;
+            state.wake.send_modify(|n| *n += 1);
+            std::mem::replace(&mut state.token, token.clone())
+        };
+        world.tokens.remove(&old);
+        world.tokens.insert(token.clone(), bot);
+        Some(token)
+    }
+
     pub fn restore_token(&self, bot: i64) {
         if let Some(state) = self.world().bots.get_mut(&bot) {
             state.revoked = false;

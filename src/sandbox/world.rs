@@ -128,14 +128,19 @@ impl World {
     }
 
     /// A new bot account with a token of Telegram's shape.
-    pub fn add_bot(&mut self, first_name: &str, username: &str) -> (Account, String) {
-        let account = self.add_account(first_name, Some(username), true);
+    /// A fresh token for bot `id`, in Telegram's shape.
+    pub fn new_token(&self, id: i64) -> String {
         let secret: String = rand::rng()
             .sample_iter(&Alphanumeric)
             .take(33)
             .map(char::from)
             .collect();
-        let token = format!("{}:AA{secret}", account.id);
+        format!("{id}:AA{secret}")
+    }
+
+    pub fn add_bot(&mut self, first_name: &str, username: &str) -> (Account, String) {
+        let account = self.add_account(first_name, Some(username), true);
+        let token = self.new_token(account.id);
         let (wake, _) = watch::channel(0);
         let bot = BotState {
             id: account.id,

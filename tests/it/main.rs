@@ -4,6 +4,7 @@
 //! named by `TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`). A missing
 //! PostgreSQL fails the suite: it is never skipped.
 
+mod api;
 mod cli;
 mod config;
 mod enforce;
