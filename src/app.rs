@@ -46,6 +46,19 @@ impl Application {
             fleet_options(settings, handler),
         )
         .await?;
+        if let Some(url) = &settings.redis.url {
+            let namespace = format!(
+                "nezuko:{}",
+                &crate::http::auth::hash_secret(store.location())[..12]
+            );
+            crate::actors::relay::start(
+                url.expose(),
+                &namespace,
+                store.clone(),
+                fleet.handle().event_sender(),
+            )?;
+            tracing::info!("events are shared with other processes through Redis");
+        }
         Ok(Self {
             listener,
             store,

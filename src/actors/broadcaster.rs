@@ -16,13 +16,16 @@ use tokio::sync::broadcast;
 use crate::db::{NewEvent, RunStateUpdate, Store};
 
 /// One event as subscribers receive it; `id` is its row in `events` (0 if it could not be stored).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
     pub id: i64,
     pub kind: String,
     pub bot_instance_id: Option<i64>,
     pub payload: Value,
     pub created_at: i64,
+    /// Published by another process and relayed here (through Redis); never relayed back.
+    #[serde(skip)]
+    pub relayed: bool,
 }
 
 pub type BroadcasterRef = ActorRef<BroadcasterMsg>;
@@ -151,6 +154,7 @@ impl BroadcasterState {
                         bot_instance_id: row.bot_instance_id,
                         payload: row.payload.0,
                         created_at: row.created_at,
+                        relayed: false,
                     };
                     // No subscribers is not an error.
                     let _ = self.sender.send(Arc::new(event));
@@ -167,6 +171,7 @@ impl BroadcasterState {
                         bot_instance_id: item.bot_instance_id,
                         payload: item.payload,
                         created_at: crate::db::now_ms(),
+                        relayed: false,
                     };
                     let _ = self.sender.send(Arc::new(event));
                 }

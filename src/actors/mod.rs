@@ -27,6 +27,8 @@ mod publisher;
 pub mod registry;
 pub mod supervisor;
 
+pub mod relay;
+
 pub use broadcaster::Event;
 pub use fleet::{Fleet, FleetHandle, FleetOptions};
 pub use policy::RestartPolicy;

@@ -64,6 +64,17 @@ impl TestDb {
         }
     }
 
+    /// Another connection to the same database, for a second service; finishing it leaves the
+    /// database to its owner.
+    pub async fn attach(&self) -> Self {
+        Self {
+            store: connect(&self.url).await,
+            url: self.url.clone(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            postgres_name: None,
+        }
+    }
+
     /// Closes the store and drops the PostgreSQL database.
     pub async fn finish(self) {
         self.store.close().await;

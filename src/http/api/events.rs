@@ -263,6 +263,7 @@ async fn feed(
                         bot_instance_id: row.bot_instance_id,
                         payload: row.payload.0.clone(),
                         created_at: row.created_at,
+                        relayed: false,
                     };
                     if sender.send(sse_of(&event)).await.is_err() {
                         return;

@@ -32,7 +32,11 @@ async fn every_protected_route_needs_a_session_and_csrf(world: &mut ApiWorld) {
         let path = concrete(route.path);
         let method = Method::from_bytes(route.method.as_str().as_bytes()).unwrap();
         let anonymous = world.anon(method.clone(), &path, None).await;
-        assert!(anonymous.headers.contains_key("x-request-id"), "{} {path}", route.method);
+        assert!(
+            anonymous.headers.contains_key("x-request-id"),
+            "{} {path}",
+            route.method
+        );
         if route.access == Access::Public {
             assert_ne!(anonymous.status, 401, "{} {path} is public", route.method);
             continue;
@@ -40,7 +44,9 @@ async fn every_protected_route_needs_a_session_and_csrf(world: &mut ApiWorld) {
         anonymous.problem(401, "unauthenticated");
         let safe = matches!(route.method.as_str(), "GET" | "HEAD");
         if !safe {
-            let without_csrf = world.send(method, &path, Some(json!({})), Some(&world.session), false).await;
+            let without_csrf = world
+                .send(method, &path, Some(json!({})), Some(&world.session), false)
+                .await;
             without_csrf.problem(403, "csrf");
         }
         checked += 1;
@@ -50,17 +56,31 @@ async fn every_protected_route_needs_a_session_and_csrf(world: &mut ApiWorld) {
     // The OpenAPI document lists exactly the routes of the table.
     let document = world.get("/api/v1/openapi.json").await;
     let paths = document.ok()["paths"].as_object().unwrap();
-    let documented: usize = paths.values().map(|ops| ops.as_object().unwrap().len()).sum();
+    let documented: usize = paths
+        .values()
+        .map(|ops| ops.as_object().unwrap().len())
+        .sum();
     assert_eq!(documented, router.routes().len());
     for route in router.routes() {
         let operation = &paths[route.path][route.method.as_str().to_ascii_lowercase()];
-        assert!(operation["summary"].is_string(), "{} {} is documented", route.method, route.path);
+        assert!(
+            operation["summary"].is_string(),
+            "{} {} is documented",
+            route.method,
+            route.path
+        );
     }
     assert_eq!(document.body["openapi"], "3.1.0");
 
     // Routes that do not exist and wrong methods are problems too.
-    world.get("/api/v1/nothing-here").await.problem(404, "no_route");
-    world.call(Method::DELETE, "/api/v1/stats", None).await.problem(405, "method_not_allowed");
+    world
+        .get("/api/v1/nothing-here")
+        .await
+        .problem(404, "no_route");
+    world
+        .call(Method::DELETE, "/api/v1/stats", None)
+        .await
+        .problem(405, "method_not_allowed");
     let given = world
         .client
         .get(format!("{}/healthz", world.base))
@@ -75,26 +95,41 @@ async fn users_who_are_not_allowed_get_403(world: &mut ApiWorld) {
     // A link for a stranger: the link is valid, the person is not allowed in.
     let token = world.login_link(555).await;
     world
-        .anon(Method::POST, "/api/v1/auth/link", Some(json!({ "token": token })))
+        .anon(
+            Method::POST,
+            "/api/v1/auth/link",
+            Some(json!({ "token": token })),
+        )
         .await
         .problem(403, "not_admin");
     // An admin whose access is withdrawn loses their sessions at once.
     world
-        .post("/api/v1/admins", json!({ "telegram_user_id": 777, "display_name": "Mia" }))
+        .post(
+            "/api/v1/admins",
+            json!({ "telegram_user_id": 777, "display_name": "Mia" }),
+        )
         .await
         .ok();
     let mia = world.sign_in(777).await;
-    let me = world.send(Method::GET, "/api/v1/auth/me", None, Some(&mia), true).await;
+    let me = world
+        .send(Method::GET, "/api/v1/auth/me", None, Some(&mia), true)
+        .await;
     assert_eq!(me.ok()["name"], "Mia");
     assert_eq!(me.body["is_owner"], false);
-    world.call(Method::DELETE, "/api/v1/admins/777", None).await.ok();
+    world
+        .call(Method::DELETE, "/api/v1/admins/777", None)
+        .await
+        .ok();
     world
         .send(Method::GET, "/api/v1/bots", None, Some(&mia), true)
         .await
         .problem(401, "unauthenticated");
     // A session that outlives its user's access (removed by another process, say) is refused with 403.
     world
-        .post("/api/v1/admins", json!({ "telegram_user_id": 778, "display_name": "Noa" }))
+        .post(
+            "/api/v1/admins",
+            json!({ "telegram_user_id": 778, "display_name": "Noa" }),
+        )
         .await
         .ok();
     let noa = world.sign_in(778).await;
@@ -111,10 +146,11 @@ async fn sqlx_delete_admin(world: &ApiWorld, user: i64) {
 }
 
 fn widget_fields(id: i64, auth_date: i64, token: &str) -> Map<String, Value> {
-    let mut fields = json!({ "id": id, "first_name": "Olga", "username": "olga", "auth_date": auth_date })
-        .as_object()
-        .unwrap()
-        .clone();
+    let mut fields =
+        json!({ "id": id, "first_name": "Olga", "username": "olga", "auth_date": auth_date })
+            .as_object()
+            .unwrap()
+            .clone();
     let hash = widget::sign(&fields, token);
     fields.insert("hash".into(), hash.into());
     fields
@@ -123,52 +159,113 @@ fn widget_fields(id: i64, auth_date: i64, token: &str) -> Map<String, Value> {
 async fn the_widget_accepts_signed_fresh_data_of_allowed_users_only(world: &mut ApiWorld) {
     let now = nezuko::db::now_ms() / 1000;
     let fields = widget_fields(OWNER, now, &world.login_token);
-    let signed = world.anon(Method::POST, "/api/v1/auth/telegram", Some(Value::Object(fields.clone()))).await;
+    let signed = world
+        .anon(
+            Method::POST,
+            "/api/v1/auth/telegram",
+            Some(Value::Object(fields.clone())),
+        )
+        .await;
     assert_eq!(signed.ok()["telegram_user_id"], OWNER);
     let cookie = signed.headers["set-cookie"].to_str().unwrap().to_string();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
     assert!(!cookie.contains("Secure"), "plain http locally: {cookie}");
     let session = session_of(&signed);
-    world.send(Method::GET, "/api/v1/auth/me", None, Some(&session), false).await.ok();
+    world
+        .send(Method::GET, "/api/v1/auth/me", None, Some(&session), false)
+        .await
+        .ok();
 
     let mut tampered = fields.clone();
     tampered.insert("first_name".into(), "Mallory".into());
     world
-        .anon(Method::POST, "/api/v1/auth/telegram", Some(Value::Object(tampered)))
+        .anon(
+            Method::POST,
+            "/api/v1/auth/telegram",
+            Some(Value::Object(tampered)),
+        )
         .await
         .problem(401, "unauthenticated");
     let stale = widget_fields(OWNER, now - 2 * 86_400, &world.login_token);
-    let answer = world.anon(Method::POST, "/api/v1/auth/telegram", Some(Value::Object(stale))).await;
+    let answer = world
+        .anon(
+            Method::POST,
+            "/api/v1/auth/telegram",
+            Some(Value::Object(stale)),
+        )
+        .await;
     answer.problem(401, "unauthenticated");
-    assert!(answer.body["detail"].as_str().unwrap().contains("old"), "{:?}", answer.body);
+    assert!(
+        answer.body["detail"].as_str().unwrap().contains("old"),
+        "{:?}",
+        answer.body
+    );
     let other_bot = widget_fields(OWNER, now, "42:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     world
-        .anon(Method::POST, "/api/v1/auth/telegram", Some(Value::Object(other_bot)))
+        .anon(
+            Method::POST,
+            "/api/v1/auth/telegram",
+            Some(Value::Object(other_bot)),
+        )
         .await
         .problem(401, "unauthenticated");
     let stranger = widget_fields(4242, now, &world.login_token);
     world
-        .anon(Method::POST, "/api/v1/auth/telegram", Some(Value::Object(stranger)))
+        .anon(
+            Method::POST,
+            "/api/v1/auth/telegram",
+            Some(Value::Object(stranger)),
+        )
         .await
         .problem(403, "not_admin");
 }
 
 async fn a_login_link_works_once_and_logout_ends_the_session(world: &mut ApiWorld) {
     let token = world.login_link(OWNER).await;
-    let first = world.anon(Method::POST, "/api/v1/auth/link", Some(json!({ "token": token }))).await;
+    let first = world
+        .anon(
+            Method::POST,
+            "/api/v1/auth/link",
+            Some(json!({ "token": token })),
+        )
+        .await;
     first.ok();
     world
-        .anon(Method::POST, "/api/v1/auth/link", Some(json!({ "token": token })))
+        .anon(
+            Method::POST,
+            "/api/v1/auth/link",
+            Some(json!({ "token": token })),
+        )
         .await
         .problem(401, "unauthenticated");
     world
-        .anon(Method::POST, "/api/v1/auth/link", Some(json!({ "token": "made-up" })))
+        .anon(
+            Method::POST,
+            "/api/v1/auth/link",
+            Some(json!({ "token": "made-up" })),
+        )
         .await
         .problem(401, "unauthenticated");
     let session = session_of(&first);
-    let out = world.send(Method::POST, "/api/v1/auth/logout", None, Some(&session), true).await;
+    let out = world
+        .send(
+            Method::POST,
+            "/api/v1/auth/logout",
+            None,
+            Some(&session),
+            true,
+        )
+        .await;
     assert_eq!(out.status, 204);
-    assert!(out.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert!(
+        out.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     world
         .send(Method::GET, "/api/v1/auth/me", None, Some(&session), false)
         .await
@@ -183,7 +280,11 @@ async fn sign_in_attempts_are_rate_limited(world: &mut ApiWorld) {
     let mut limited = None;
     for attempt in 0..12 {
         let answer = world
-            .anon(Method::POST, "/api/v1/auth/link", Some(json!({ "token": format!("guess-{attempt}") })))
+            .anon(
+                Method::POST,
+                "/api/v1/auth/link",
+                Some(json!({ "token": format!("guess-{attempt}") })),
+            )
             .await;
         if answer.status == 429 {
             limited = Some(answer);
@@ -198,26 +299,46 @@ async fn sign_in_attempts_are_rate_limited(world: &mut ApiWorld) {
 
 async fn admins_are_managed_by_the_owner_only(world: &mut ApiWorld) {
     let added = world
-        .post("/api/v1/admins", json!({ "telegram_user_id": 900, "display_name": "Ivo", "username": "@ivo" }))
+        .post(
+            "/api/v1/admins",
+            json!({ "telegram_user_id": 900, "display_name": "Ivo", "username": "@ivo" }),
+        )
         .await;
     assert_eq!(added.status, 201);
     assert_eq!(added.body["username"], "ivo");
     world
-        .post("/api/v1/admins", json!({ "telegram_user_id": 900, "display_name": "Ivo" }))
+        .post(
+            "/api/v1/admins",
+            json!({ "telegram_user_id": 900, "display_name": "Ivo" }),
+        )
         .await
         .problem(409, "conflict");
     world
-        .post("/api/v1/admins", json!({ "telegram_user_id": -3, "display_name": "X" }))
+        .post(
+            "/api/v1/admins",
+            json!({ "telegram_user_id": -3, "display_name": "X" }),
+        )
         .await
         .problem(422, "invalid_field");
     let ivo = world.sign_in(900).await;
     world
-        .send(Method::POST, "/api/v1/admins", Some(json!({ "telegram_user_id": 901, "display_name": "Eve" })), Some(&ivo), true)
+        .send(
+            Method::POST,
+            "/api/v1/admins",
+            Some(json!({ "telegram_user_id": 901, "display_name": "Eve" })),
+            Some(&ivo),
+            true,
+        )
         .await
         .problem(403, "owner_only");
-    let list = world.send(Method::GET, "/api/v1/admins", None, Some(&ivo), false).await;
+    let list = world
+        .send(Method::GET, "/api/v1/admins", None, Some(&ivo), false)
+        .await;
     assert_eq!(list.ok()["owner"], OWNER);
     assert_eq!(list.body["items"][0]["telegram_user_id"], 900);
     world.call(Method::DELETE, "/api/v1/admins/900", None).await;
-    world.call(Method::DELETE, "/api/v1/admins/900", None).await.problem(404, "not_found");
+    world
+        .call(Method::DELETE, "/api/v1/admins/900", None)
+        .await
+        .problem(404, "not_found");
 }

@@ -6,6 +6,7 @@ mod bots;
 mod catalogue;
 mod events;
 mod input;
+mod redis_fan_out;
 mod reports;
 mod sse;
 
@@ -75,7 +76,10 @@ impl ApiWorld {
     }
 
     pub async fn start_with(db: TestDb, extra: &[(&str, &str)]) -> Self {
-        let sandbox = Sandbox::new(SandboxConfig::default());
+        Self::start_in(db, Sandbox::new(SandboxConfig::default()), extra).await
+    }
+
+    async fn start_in(db: TestDb, sandbox: Sandbox, extra: &[(&str, &str)]) -> Self {
         let running = sandbox.spawn_local().await.unwrap();
         let login = sandbox.create_bot("Login", "nezuko_login_bot");
         let url = running.url();
@@ -89,7 +93,9 @@ impl ApiWorld {
         ];
         env.extend_from_slice(extra);
         let settings = db.settings(&env);
-        let app = Application::build(&settings).await.expect("the service builds");
+        let app = Application::build(&settings)
+            .await
+            .expect("the service builds");
         let base = format!("http://{}", app.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
@@ -103,7 +109,10 @@ impl ApiWorld {
             base,
             client,
             login_token: login.token,
-            session: Session { cookie: String::new(), csrf: String::new() },
+            session: Session {
+                cookie: String::new(),
+                csrf: String::new(),
+            },
             stop: Some(stop),
             task: Some(task),
         };
@@ -111,18 +120,38 @@ impl ApiWorld {
         world
     }
 
+    /// A second service on `first`'s database (and key file) and sandbox, signed in as the owner.
+    pub async fn start_on(first: &ApiWorld, extra: &[(&str, &str)]) -> Self {
+        let data = first.db.dir.path().join("data").display().to_string();
+        let mut env = vec![("NEZUKO_DATA_DIR", data.as_str())];
+        env.extend_from_slice(extra);
+        Self::start_in(first.db.attach().await, first.sandbox.clone(), &env).await
+    }
+
+    /// Stops a service started with [`ApiWorld::start_on`], leaving the database alone.
+    pub async fn detach(self) {
+        self.finish().await;
+    }
+
     /// A one-time link for `user`, as `nezuko login-link` makes it; returns the secret.
     pub async fn login_link(&self, user: i64) -> String {
-        let url = nezuko::http::api::session::create_login_link(&self.db.store, &self.base, user, 5)
-            .await
-            .unwrap();
+        let url =
+            nezuko::http::api::session::create_login_link(&self.db.store, &self.base, user, 5)
+                .await
+                .unwrap();
         url.split("#token=").nth(1).unwrap().to_string()
     }
 
     /// Signs `user` in through a login link.
     pub async fn sign_in(&self, user: i64) -> Session {
         let token = self.login_link(user).await;
-        let answer = self.anon(Method::POST, "/api/v1/auth/link", Some(json!({ "token": token }))).await;
+        let answer = self
+            .anon(
+                Method::POST,
+                "/api/v1/auth/link",
+                Some(json!({ "token": token })),
+            )
+            .await;
         assert_eq!(answer.status, 200, "{:?}", answer.body);
         session_of(&answer)
     }
@@ -134,7 +163,8 @@ impl ApiWorld {
 
     /// A request as the owner, with the CSRF header.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        self.send(method, path, body, Some(&self.session), true).await
+        self.send(method, path, body, Some(&self.session), true)
+            .await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -174,7 +204,10 @@ impl ApiWorld {
             if check(&detail) {
                 return detail;
             }
-            assert!(tokio::time::Instant::now() < deadline, "bot {id} never became {what}: {detail}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "bot {id} never became {what}: {detail}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -195,14 +228,25 @@ pub async fn answer(response: reqwest::Response) -> Answer {
     let headers = response.headers().clone();
     let text = response.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer { status, body, headers }
+    Answer {
+        status,
+        body,
+        headers,
+    }
 }
 
 /// The session a sign-in answer opened.
 pub fn session_of(answer: &Answer) -> Session {
     let cookie = answer.headers["set-cookie"].to_str().unwrap();
-    let value = cookie.split(';').next().unwrap().trim_start_matches("nezuko_session=");
-    Session { cookie: value.to_string(), csrf: answer.body["csrf_token"].as_str().unwrap().to_string() }
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("nezuko_session=");
+    Session {
+        cookie: value.to_string(),
+        csrf: answer.body["csrf_token"].as_str().unwrap().to_string(),
+    }
 }
 
 /// `api_tests!(name, …)`: each `async fn name(world: &mut ApiWorld)` runs on SQLite and PostgreSQL.

@@ -54,7 +54,12 @@ async fn seed(world: &ApiWorld) -> i64 {
     let calls: Vec<ApiCall> = (0..5)
         .map(|i| ApiCall {
             bot_instance_id: 1,
-            method: if i < 3 { "getChatMember" } else { "restrictChatMember" }.into(),
+            method: if i < 3 {
+                "getChatMember"
+            } else {
+                "restrictChatMember"
+            }
+            .into(),
             outcome: if i == 4 { "api_error" } else { "ok" }.into(),
             error_code: (i == 4).then_some(400),
             latency_ms: 5,
@@ -66,7 +71,13 @@ async fn seed(world: &ApiWorld) -> i64 {
 }
 
 fn count_of(items: &Value, key: &str) -> i64 {
-    items.as_array().unwrap().iter().find(|i| i["key"] == key).map(|i| i["count"].as_i64().unwrap()).unwrap_or(0)
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["key"] == key)
+        .map(|i| i["count"].as_i64().unwrap())
+        .unwrap_or(0)
 }
 
 async fn stats_and_every_chart_come_from_the_stored_rows(world: &mut ApiWorld) {
@@ -87,7 +98,10 @@ async fn stats_and_every_chart_come_from_the_stored_rows(world: &mut ApiWorld) {
     assert_eq!(count_of(&cache.ok()["data"]["decisions"], "cache"), 7);
     assert_eq!(cache.body["data"]["get_chat_member_calls"], 3);
     let calls = world.get(&chart("telegram_calls")).await;
-    assert_eq!(count_of(&calls.ok()["data"]["by_method"], "getChatMember"), 3);
+    assert_eq!(
+        count_of(&calls.ok()["data"]["by_method"], "getChatMember"),
+        3
+    );
     assert_eq!(count_of(&calls.body["data"]["by_outcome"], "api_error"), 1);
     let hourly = world.get(&chart("hourly_activity")).await;
     let early_hour = ((early / HOUR) % 24) as usize;
@@ -108,24 +122,46 @@ async fn stats_and_every_chart_come_from_the_stored_rows(world: &mut ApiWorld) {
     assert_eq!(first["hit_rate"], 0.5);
     let percentiles = world.get(&chart("latency_trend")).await;
     let first = &percentiles.ok()["data"][0];
-    assert_eq!((first["p50"].as_i64(), first["p95"].as_i64(), first["p99"].as_i64()), (Some(30), Some(60), Some(60)));
+    assert_eq!(
+        (
+            first["p50"].as_i64(),
+            first["p95"].as_i64(),
+            first["p99"].as_i64()
+        ),
+        (Some(30), Some(60), Some(60))
+    );
     let trends = world.get(&chart("verification_trends")).await;
-    assert_eq!(trends.ok()["data"].as_array().unwrap().len(), 3, "two outcomes early, one late");
+    assert_eq!(
+        trends.ok()["data"].as_array().unwrap().len(),
+        3,
+        "two outcomes early, one late"
+    );
     let overview = world.get(&chart("overview")).await;
     let data = &overview.ok()["data"];
     assert_eq!(data["verifications"], 10);
     assert_eq!(data["peak_hour_utc"], early_hour as i64);
     assert_eq!(data["peak_hour_count"], 6);
-    assert_eq!(data["average_response_ms"], 61.0, "(10+20+…+60 + 4×100) / 10");
+    assert_eq!(
+        data["average_response_ms"], 61.0,
+        "(10+20+…+60 + 4×100) / 10"
+    );
     assert_eq!(data["p95_response_ms"], 100);
     for name in ["groups_by_status", "bot_health", "user_growth"] {
         world.get(&chart(name)).await.ok();
     }
     for period in ["7d", "30d"] {
-        let overview = world.get(&format!("/api/v1/charts/overview?period={period}")).await;
+        let overview = world
+            .get(&format!("/api/v1/charts/overview?period={period}"))
+            .await;
         assert_eq!(overview.ok()["data"]["verifications"], 10);
     }
-    assert_eq!(world.get("/api/v1/charts").await.ok()["items"].as_array().unwrap().len(), 13);
+    assert_eq!(
+        world.get("/api/v1/charts").await.ok()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        13
+    );
 }
 
 async fn logs_are_queried_by_level_target_text_and_time(world: &mut ApiWorld) {
@@ -143,27 +179,51 @@ async fn logs_are_queried_by_level_target_text_and_time(world: &mut ApiWorld) {
         .store
         .insert_logs(&[
             log("info", "nezuko::actors::bot", "bot 3 started", now - 5000),
-            log("warn", "nezuko::enforce::calls", "Telegram said 429 (100%)", now - 4000),
+            log(
+                "warn",
+                "nezuko::enforce::calls",
+                "Telegram said 429 (100%)",
+                now - 4000,
+            ),
             log("error", "nezuko::db", "connection lost", now - 3000),
             log("debug", "teloxide::dispatching", "poll", now - 2000),
         ])
         .await
         .unwrap();
     let messages = |body: &Value| -> Vec<String> {
-        body["items"].as_array().unwrap().iter().map(|l| l["message"].as_str().unwrap().to_string()).collect()
+        body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["message"].as_str().unwrap().to_string())
+            .collect()
     };
     let warn_up = world.get("/api/v1/logs?min_level=warn").await;
-    assert_eq!(messages(warn_up.ok()), ["connection lost", "Telegram said 429 (100%)"]);
+    assert_eq!(
+        messages(warn_up.ok()),
+        ["connection lost", "Telegram said 429 (100%)"]
+    );
     let by_target = world.get("/api/v1/logs?target=nezuko::actors").await;
     assert_eq!(messages(by_target.ok()), ["bot 3 started"]);
     let by_text = world.get("/api/v1/logs?text=100%25").await;
     assert_eq!(messages(by_text.ok()), ["Telegram said 429 (100%)"]);
-    let by_time = world.get(&format!("/api/v1/logs?from={}&to={}", now - 4500, now - 2500)).await;
+    let by_time = world
+        .get(&format!(
+            "/api/v1/logs?from={}&to={}",
+            now - 4500,
+            now - 2500
+        ))
+        .await;
     assert_eq!(by_time.ok()["items"].as_array().unwrap().len(), 2);
     let page = world.get("/api/v1/logs?limit=2").await;
     let cursor = page.ok()["next_cursor"].as_i64().unwrap();
-    let rest = world.get(&format!("/api/v1/logs?limit=2&before={cursor}")).await;
-    assert_eq!(messages(rest.ok()), ["Telegram said 429 (100%)", "bot 3 started"]);
+    let rest = world
+        .get(&format!("/api/v1/logs?limit=2&before={cursor}"))
+        .await;
+    assert_eq!(
+        messages(rest.ok()),
+        ["Telegram said 429 (100%)", "bot 3 started"]
+    );
     assert_eq!(rest.body["next_cursor"], cursor - 2);
 }
 
@@ -182,13 +242,25 @@ async fn metrics_and_the_audit_export(world: &mut ApiWorld) {
         .unwrap();
     assert!(text.contains("nezuko_bots{state=\"running\"} 0"), "{text}");
     assert!(text.contains("# TYPE nezuko_http_request_duration_seconds histogram"));
-    assert!(text.contains("route=\"/api/v1/auth/link\""), "sign-in was measured");
+    assert!(
+        text.contains("route=\"/api/v1/auth/link\""),
+        "sign-in was measured"
+    );
     assert!(text.contains("nezuko_updates_handled_total"));
 
-    world.post("/api/v1/channels", json!({ "chat_id": -42, "title": "=cmd, \"quoted\"", "username": "quoted_ch" })).await.ok();
+    world
+        .post(
+            "/api/v1/channels",
+            json!({ "chat_id": -42, "title": "=cmd, \"quoted\"", "username": "quoted_ch" }),
+        )
+        .await
+        .ok();
     let csv = world
         .client
-        .get(format!("{}/api/v1/audit.csv?action=channel.add", world.base))
+        .get(format!(
+            "{}/api/v1/audit.csv?action=channel.add",
+            world.base
+        ))
         .header("cookie", format!("nezuko_session={}", world.session.cookie))
         .send()
         .await
@@ -199,6 +271,9 @@ async fn metrics_and_the_audit_export(world: &mut ApiWorld) {
     assert_eq!(lines.len(), 2, "{text}");
     assert!(lines[0].starts_with("id,created_at,actor_id"));
     assert!(lines[1].contains(",channel.add,channel,"), "{text}");
-    assert!(lines[1].contains("\"\"title\"\":"), "quotes inside a field are doubled: {text}");
+    assert!(
+        lines[1].contains("\"\"title\"\":"),
+        "quotes inside a field are doubled: {text}"
+    );
     let _ = Method::GET;
 }

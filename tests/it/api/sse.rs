@@ -34,7 +34,11 @@ impl SseClient {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
-        Self { response, buffer: String::new(), status }
+        Self {
+            response,
+            buffer: String::new(),
+            status,
+        }
     }
 
     /// The next event (comments skipped), or `None` if none comes within `within`.
@@ -48,7 +52,10 @@ impl SseClient {
                 }
                 continue;
             }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk()).await.ok()?.ok()??;
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .ok()??;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
@@ -63,7 +70,10 @@ impl SseClient {
                 panic!("no `{state}` for bot {bot} on the stream; saw {seen:?}");
             };
             if event.event == "bot_status" && event.data["bot_instance_id"] == bot {
-                let got = event.data["payload"]["state"].as_str().unwrap_or("").to_string();
+                let got = event.data["payload"]["state"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
                 if got == state {
                     return event;
                 }
@@ -87,7 +97,11 @@ fn parse(block: &str) -> Option<SseEvent> {
     if data.is_empty() {
         return None;
     }
-    Some(SseEvent { id, event, data: serde_json::from_str(&data).unwrap_or(Value::String(data)) })
+    Some(SseEvent {
+        id,
+        event,
+        data: serde_json::from_str(&data).unwrap_or(Value::String(data)),
+    })
 }
 
 api_tests!(
@@ -97,7 +111,14 @@ api_tests!(
 
 /// A change that publishes one `settings_changed` and one `audit` event.
 async fn change_settings(world: &ApiWorld, grace: u64) {
-    world.call(Method::PUT, "/api/v1/settings/policy", Some(json!({ "grace_s": grace }))).await.ok();
+    world
+        .call(
+            Method::PUT,
+            "/api/v1/settings/policy",
+            Some(json!({ "grace_s": grace })),
+        )
+        .await
+        .ok();
 }
 
 async fn a_reconnecting_client_receives_exactly_what_it_missed(world: &mut ApiWorld) {
@@ -106,7 +127,10 @@ async fn a_reconnecting_client_receives_exactly_what_it_missed(world: &mut ApiWo
     change_settings(world, 1).await;
     let mut last = 0;
     for _ in 0..2 {
-        let event = first.next(Duration::from_secs(10)).await.expect("live events arrive");
+        let event = first
+            .next(Duration::from_secs(10))
+            .await
+            .expect("live events arrive");
         last = event.id.expect("every event has an id");
     }
     drop(first);
@@ -131,9 +155,17 @@ async fn a_reconnecting_client_receives_exactly_what_it_missed(world: &mut ApiWo
     while let Some(event) = second.next(Duration::from_millis(1500)).await {
         got.push(event.id.unwrap());
     }
-    assert_eq!(got, missed, "exactly the missed events, in order, no duplicates");
+    assert_eq!(
+        got, missed,
+        "exactly the missed events, in order, no duplicates"
+    );
     // The query parameter works like the header, and new events follow the replay.
-    let mut third = SseClient::connect(world, &format!("?type=audit&last_event_id={}", missed[3]), None).await;
+    let mut third = SseClient::connect(
+        world,
+        &format!("?type=audit&last_event_id={}", missed[3]),
+        None,
+    )
+    .await;
     let replayed = third.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(replayed.event, "audit");
     assert!(replayed.id.unwrap() > missed[3]);
@@ -146,15 +178,29 @@ async fn a_reconnecting_client_receives_exactly_what_it_missed(world: &mut ApiWo
 async fn the_stream_filters_by_kind_and_bot_and_refuses_bad_parameters(world: &mut ApiWorld) {
     let bot = world.sandbox.create_bot("Filter", "filter_bot");
     let mut only_audit = SseClient::connect(world, "?type=audit", None).await;
-    let id = world.post("/api/v1/bots", json!({ "token": bot.token })).await.body["id"].as_i64().unwrap();
-    let mut for_other_bot = SseClient::connect(world, &format!("?type=bot_status&bot={}", id + 1), None).await;
+    let id = world
+        .post("/api/v1/bots", json!({ "token": bot.token }))
+        .await
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let mut for_other_bot =
+        SseClient::connect(world, &format!("?type=bot_status&bot={}", id + 1), None).await;
     let event = only_audit.next(Duration::from_secs(5)).await.unwrap();
     assert_eq!(event.event, "audit");
-    world.wait_bot(id, "running", |b| b["run_state"] == "running").await;
+    world
+        .wait_bot(id, "running", |b| b["run_state"] == "running")
+        .await;
     while let Some(event) = only_audit.next(Duration::from_millis(500)).await {
         assert_eq!(event.event, "audit", "{event:?}");
     }
-    assert!(for_other_bot.next(Duration::from_millis(500)).await.is_none(), "another bot's events are filtered out");
+    assert!(
+        for_other_bot
+            .next(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "another bot's events are filtered out"
+    );
     let bad = world.get("/api/v1/events/stream?type=nope").await;
     bad.problem(422, "invalid_field");
     let bad_header = world
@@ -165,5 +211,7 @@ async fn the_stream_filters_by_kind_and_bot_and_refuses_bad_parameters(world: &m
         .send()
         .await
         .unwrap();
-    super::answer(bad_header).await.problem(400, "invalid_header");
+    super::answer(bad_header)
+        .await
+        .problem(400, "invalid_header");
 }

@@ -1,0 +1,242 @@
+//! Events across processes: with `REDIS_URL` set, every event this process's Broadcaster publishes
+//! is also published on a Redis channel, and events other processes publish there are injected into
+//! this process's event stream, so an SSE client of any process sees every process's events.
+//!
+//! Redis is never required. While it is unreachable each process keeps delivering its own events;
+//! when the subscription comes back, the relay replays from the `events` table what other processes
+//! stored meanwhile (recently seen ids are remembered, so nothing is delivered twice).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::broadcaster::Event;
+use crate::db::Store;
+
+const CHANNEL_SUFFIX: &str = "events";
+/// Event ids remembered to suppress duplicates between live relay and catch-up replay.
+const REMEMBERED: usize = 20_000;
+/// How far below the highest id seen a catch-up looks (ids from several processes commit out of order).
+const CATCH_UP_MARGIN: i64 = 1_000;
+const CATCH_UP_PAGE: i64 = 1_000;
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    origin: String,
+    event: Event,
+}
+
+#[derive(Default)]
+struct Seen {
+    ids: HashSet<i64>,
+    order: VecDeque<i64>,
+    highest: i64,
+}
+
+impl Seen {
+    /// Remembers `id`; `false` if it was already seen.
+    fn note(&mut self, id: i64) -> bool {
+        if id <= 0 || !self.ids.insert(id) {
+            return id <= 0;
+        }
+        self.order.push_back(id);
+        if self.order.len() > REMEMBERED
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        self.highest = self.highest.max(id);
+        true
+    }
+}
+
+/// Starts relaying between `sender` (this process's event stream) and Redis at `url`.
+/// `namespace` separates installations sharing one Redis: the app derives it from the database,
+/// since the processes that share a database are exactly the ones whose events belong together.
+pub fn start(
+    url: &str,
+    namespace: &str,
+    store: Store,
+    sender: broadcast::Sender<Arc<Event>>,
+) -> anyhow::Result<()> {
+    let client = redis::Client::open(url)
+        .map_err(|e| anyhow::anyhow!("REDIS_URL is not a Redis URL: {e}"))?;
+    let channel = format!("{namespace}:{CHANNEL_SUFFIX}");
+    let origin = crate::http::auth::random_secret();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    tokio::spawn(publish_loop(
+        client.clone(),
+        channel.clone(),
+        origin.clone(),
+        sender.subscribe(),
+        seen.clone(),
+    ));
+    tokio::spawn(subscribe_loop(client, channel, origin, store, sender, seen));
+    Ok(())
+}
+
+/// Publishes this process's own events.
+async fn publish_loop(
+    client: redis::Client,
+    channel: String,
+    origin: String,
+    mut local: broadcast::Receiver<Arc<Event>>,
+    seen: Arc<Mutex<Seen>>,
+) {
+    let mut connection: Option<ConnectionManager> = None;
+    let mut warned = false;
+    loop {
+        let event = match local.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if let Ok(mut seen) = seen.lock() {
+            seen.note(event.id);
+        }
+        if event.relayed || event.id <= 0 {
+            continue;
+        }
+        if connection.is_none() {
+            connection = ConnectionManager::new(client.clone()).await.ok();
+        }
+        let Some(manager) = connection.as_mut() else {
+            continue;
+        };
+        let envelope = Envelope {
+            origin: origin.clone(),
+            event: (*event).clone(),
+        };
+        let payload = serde_json::to_string(&envelope).unwrap_or_default();
+        match manager.publish::<_, _, i64>(&channel, payload).await {
+            Ok(_) => warned = false,
+            Err(error) if !warned => {
+                warned = true;
+                tracing::warn!(%error, "cannot publish events to Redis; other processes will replay them from the database");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Injects other processes' events; reconnects with backoff and catches up after an outage.
+async fn subscribe_loop(
+    client: redis::Client,
+    channel: String,
+    origin: String,
+    store: Store,
+    sender: broadcast::Sender<Arc<Event>>,
+    seen: Arc<Mutex<Seen>>,
+) {
+    let mut delay = Duration::from_millis(250);
+    let mut interrupted = false;
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        }
+        .await;
+        let mut pubsub = match subscribed {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
+                if !interrupted {
+                    tracing::warn!(%error, "Redis unreachable: events stay in this process until it is back");
+                }
+                interrupted = true;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        delay = Duration::from_millis(250);
+        if interrupted {
+            tracing::info!("Redis is back: relaying events between processes again");
+            catch_up(&store, &sender, &seen).await;
+        }
+        let mut messages = pubsub.on_message();
+        while let Some(message) = messages.next().await {
+            let Ok(text) = message.get_payload::<String>() else {
+                continue;
+            };
+            let Ok(envelope) = serde_json::from_str::<Envelope>(&text) else {
+                continue;
+            };
+            if envelope.origin == origin {
+                continue;
+            }
+            let fresh = seen
+                .lock()
+                .map(|mut s| s.note(envelope.event.id))
+                .unwrap_or(true);
+            if fresh {
+                let _ = sender.send(Arc::new(Event {
+                    relayed: true,
+                    ..envelope.event
+                }));
+            }
+        }
+        tracing::warn!("the Redis event subscription ended; reconnecting");
+        interrupted = true;
+    }
+}
+
+/// Delivers stored events this process has not seen (published elsewhere while Redis was away).
+async fn catch_up(store: &Store, sender: &broadcast::Sender<Arc<Event>>, seen: &Arc<Mutex<Seen>>) {
+    let mut cursor = seen
+        .lock()
+        .map(|s| s.highest)
+        .unwrap_or(0)
+        .saturating_sub(CATCH_UP_MARGIN)
+        .max(0);
+    loop {
+        let rows = match store.events_after(cursor, CATCH_UP_PAGE).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::warn!(%error, "could not replay events missed while Redis was away");
+                return;
+            }
+        };
+        for row in &rows {
+            cursor = row.id;
+            let fresh = seen.lock().map(|mut s| s.note(row.id)).unwrap_or(false);
+            if fresh {
+                let _ = sender.send(Arc::new(Event {
+                    id: row.id,
+                    kind: row.kind.clone(),
+                    bot_instance_id: row.bot_instance_id,
+                    payload: row.payload.0.clone(),
+                    created_at: row.created_at,
+                    relayed: true,
+                }));
+            }
+        }
+        if (rows.len() as i64) < CATCH_UP_PAGE {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Seen;
+
+    #[test]
+    fn ids_are_delivered_once_and_unstored_events_always() {
+        let mut seen = Seen::default();
+        assert!(seen.note(5));
+        assert!(!seen.note(5));
+        assert!(seen.note(3));
+        assert_eq!(seen.highest, 5);
+        assert!(
+            seen.note(0),
+            "an event without an id cannot be deduplicated"
+        );
+    }
+}
