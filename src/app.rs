@@ -106,6 +106,7 @@ impl Application {
             throttle: Arc::default(),
             started_at: std::time::Instant::now(),
             router: Arc::default(),
+            closing: tokio::sync::watch::channel(false).1,
         }
     }
 

@@ -41,6 +41,9 @@ pub struct HttpState {
     pub started_at: Instant,
     /// Filled by [`serve`]; the OpenAPI route reads the table from here.
     pub router: Arc<std::sync::OnceLock<Arc<Router>>>,
+    /// Turns true when the server shuts down: open event streams end, so the graceful shutdown
+    /// does not wait on dashboards that never hang up.
+    pub closing: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -59,9 +62,15 @@ pub fn router() -> Arc<Router> {
 /// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
-    state: HttpState,
+    mut state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    state.closing = closed;
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
     let router = router();
     let _ = state.router.set(router.clone());
     let routes = router::filter(state, router).with(warp::log::custom(|_| {}));

@@ -174,13 +174,13 @@ async fn stream(ctx: Ctx) -> ApiResult {
     // Subscribe before replaying, so nothing published during the replay falls between the two.
     let live = ctx.state.fleet.subscribe();
     let (sender, receiver) = mpsc::channel(CLIENT_BUFFER);
-    tokio::spawn(feed(
-        ctx.state.store.clone(),
-        live,
-        sender,
-        selection,
-        resume,
-    ));
+    let (store, closing) = (ctx.state.store.clone(), ctx.state.closing.clone());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = feed(store, live, sender, selection, resume) => {}
+            _ = server_closing(closing) => {}
+        }
+    });
     let reply = warp::sse::reply(
         warp::sse::keep_alive()
             .interval(KEEP_ALIVE)
@@ -229,6 +229,13 @@ fn sse_of(event: &Event) -> warp::sse::Event {
         &event.kind,
         &serde_json::to_value(event).unwrap_or_default(),
     )
+}
+
+/// Resolves when the server shuts down (never, for a state not served by [`crate::http::serve`]).
+async fn server_closing(mut closing: tokio::sync::watch::Receiver<bool>) {
+    if closing.wait_for(|closed| *closed).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Replays from the table, then relays live events, until the client goes or falls behind.
@@ -293,28 +300,20 @@ async fn feed(
                     }
                     continue;
                 }
-                match sender.try_send(sse_of(&event)) {
-                    Ok(()) => last_sent = last_sent.max(event.id),
-                    Err(mpsc::error::TrySendError::Full(_)) => {
-                        // The buffer is full: make room for the notice by waiting briefly, then go.
-                        let _ = tokio::time::timeout(
-                            Duration::from_secs(1),
-                            sender.send(resync(last_sent, "client too slow")),
-                        )
-                        .await;
-                        return;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return,
+                // The last slot of the buffer is kept for the resync notice.
+                if sender.capacity() <= 1 {
+                    let _ = sender.try_send(resync(last_sent, "client too slow"));
+                    return;
                 }
+                if sender.try_send(sse_of(&event)).is_err() {
+                    return;
+                }
+                last_sent = last_sent.max(event.id);
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 let reason =
                     format!("{missed} events were published faster than this client read them");
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    sender.send(resync(last_sent, &reason)),
-                )
-                .await;
+                let _ = sender.try_send(resync(last_sent, &reason));
                 return;
             }
             Err(broadcast::error::RecvError::Closed) => return,
@@ -349,6 +348,56 @@ mod tests {
         assert!(some.wants("bot_status", Some(3)));
         assert!(!some.wants("bot_status", Some(4)));
         assert!(!some.wants("verification", Some(3)));
+    }
+
+    /// A client that stops reading gets `resync` as its last event and is disconnected; the
+    /// relay never queues more than the client's buffer.
+    #[tokio::test]
+    async fn a_slow_client_is_told_to_resync_and_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = crate::settings::DatabaseSettings {
+            url: crate::db::DatabaseUrl::Sqlite {
+                path: dir.path().join("t.db"),
+            },
+            max_connections: 1,
+            connect_timeout: Duration::from_secs(5),
+        };
+        let store = Store::connect(&settings).await.unwrap();
+        let (live, receiver) = broadcast::channel(64);
+        let (sender, mut client) = mpsc::channel(4);
+        let selection = Selection {
+            kinds: vec![],
+            bot: None,
+        };
+        let task = tokio::spawn(feed(store, receiver, sender, selection, None));
+        for id in 1..=20 {
+            let event = Event {
+                id,
+                kind: "audit".into(),
+                bot_instance_id: None,
+                payload: json!({}),
+                created_at: 0,
+                relayed: false,
+            };
+            // Fails once the relay has given up on the client, which is the point.
+            let _ = live.send(Arc::new(event));
+            tokio::task::yield_now().await;
+        }
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut received = Vec::new();
+        while let Some(event) = client.recv().await {
+            received.push(format!("{event:?}"));
+        }
+        assert!(
+            received.len() <= 5,
+            "at most the buffer and the notice: {received:?}"
+        );
+        let last = received.last().unwrap();
+        assert!(last.contains("resync"), "{last}");
+        assert!(last.contains("last_event_id"), "{last}");
     }
 
     #[test]

@@ -212,6 +212,17 @@ impl ApiWorld {
         }
     }
 
+    /// Stops the service; whether it had stopped within `within`.
+    pub async fn stop_within(&mut self, within: Duration) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => tokio::time::timeout(within, task).await.is_ok(),
+            None => true,
+        }
+    }
+
     pub async fn finish(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -93,3 +93,115 @@ async fn without_redis_each_process_still_serves_its_own_events() {
     assert!(event.id.unwrap() > 0);
     first.finish().await;
 }
+
+/// A TCP proxy in front of Redis that the test can cut and restore, to play an outage.
+struct CuttableProxy {
+    url: String,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl CuttableProxy {
+    async fn start(target: &str) -> Self {
+        use std::sync::atomic::Ordering;
+        let target = target
+            .trim_start_matches("redis://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("redis://{}", listener.local_addr().unwrap());
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, _) = tokio::sync::watch::channel(0u64);
+        let (accepting, cuts) = (open.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !accepting.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let target = target.clone();
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            url,
+            open,
+            generation,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_redis_outage_the_other_process_catches_up_from_the_database() {
+    let proxy = CuttableProxy::start(&redis_url()).await;
+    let env = [("NEZUKO_REDIS__URL", proxy.url.as_str())];
+    let first = ApiWorld::start_with(TestDb::postgres().await, &env).await;
+    let second = ApiWorld::start_on(&first, &env).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut watcher = SseClient::connect(&second, "?type=settings_changed", None).await;
+
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first
+        .call(
+            Method::PUT,
+            "/api/v1/settings/policy",
+            Some(json!({ "grace_s": 11 })),
+        )
+        .await
+        .ok();
+    // The second process still serves its own events during the outage.
+    second
+        .call(
+            Method::PUT,
+            "/api/v1/settings/policy",
+            Some(json!({ "grace_s": 12 })),
+        )
+        .await
+        .ok();
+    let own = watcher
+        .next(Duration::from_secs(5))
+        .await
+        .expect("local delivery during the outage");
+    assert_eq!(own.data["payload"]["scope"], "global");
+    let mut ids = vec![own.id.unwrap()];
+
+    proxy.restore();
+    let missed = watcher
+        .next(Duration::from_secs(15))
+        .await
+        .expect("the first process's event arrives once Redis is back");
+    ids.push(missed.id.unwrap());
+    let stored: Vec<i64> = first
+        .db
+        .store
+        .events_after(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "settings_changed")
+        .map(|e| e.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, stored, "both events, each once");
+    assert!(watcher.next(Duration::from_millis(800)).await.is_none());
+    second.detach().await;
+    first.finish().await;
+}

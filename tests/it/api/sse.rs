@@ -105,9 +105,23 @@ fn parse(block: &str) -> Option<SseEvent> {
 }
 
 api_tests!(
+    an_open_stream_does_not_hold_up_shutdown,
     a_reconnecting_client_receives_exactly_what_it_missed,
     the_stream_filters_by_kind_and_bot_and_refuses_bad_parameters,
 );
+
+async fn an_open_stream_does_not_hold_up_shutdown(world: &mut ApiWorld) {
+    let mut stream = SseClient::connect(world, "", None).await;
+    assert_eq!(stream.status, 200);
+    assert!(
+        world.stop_within(Duration::from_secs(5)).await,
+        "the service stops with a dashboard still listening"
+    );
+    assert!(
+        stream.next(Duration::from_secs(2)).await.is_none(),
+        "the stream ended"
+    );
+}
 
 /// A change that publishes one `settings_changed` and one `audit` event.
 async fn change_settings(world: &ApiWorld, grace: u64) {
