@@ -213,6 +213,8 @@ pub(super) fn resident_mb() -> f64 {
 /// A database that exists only for the benchmark.
 pub(super) struct Scratch {
     pub(super) store: Store,
+    /// Where the store is, for a service started on it.
+    pub(super) url: String,
     postgres: Option<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -245,7 +247,7 @@ impl Scratch {
             }
         };
         let settings = DatabaseSettings {
-            url: DatabaseUrl::parse(&url).map_err(|e| anyhow::anyhow!("{}", e.problem))?,
+            url: DatabaseUrl::parse(&url.clone()).map_err(|e| anyhow::anyhow!("{}", e.problem))?,
             max_connections: 10,
             connect_timeout: Duration::from_secs(10),
         };
@@ -253,6 +255,7 @@ impl Scratch {
         store.migrate().await?;
         Ok(Self {
             store,
+            url,
             postgres,
             _dir: dir,
         })

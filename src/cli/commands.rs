@@ -54,6 +54,37 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             };
             super::bench_verify::run(bench).await
         }
+        Command::Bench {
+            target:
+                BenchTarget::Api {
+                    postgres,
+                    rows,
+                    samples,
+                    sse_clients,
+                    rate,
+                    seconds,
+                },
+        } => {
+            telemetry::init(&quiet_logs());
+            let bench = super::bench_api::ApiBench {
+                postgres,
+                rows,
+                samples,
+                sse_clients,
+                rate,
+                seconds,
+            };
+            super::bench_api::run(bench).await
+        }
+        Command::Bench {
+            target:
+                BenchTarget::SseListen {
+                    url,
+                    cookie,
+                    clients,
+                    seconds,
+                },
+        } => super::bench_api::listen(url, cookie, clients, seconds).await,
         Command::Sandbox(args) => {
             telemetry::init(&quiet_logs());
             super::sandbox::run(args, shutdown_signal()?).await

@@ -4,6 +4,7 @@
 //! Errors leave as one line on stderr (`error: …`, causes joined by `: `) and a non-zero exit code:
 //! 78 (EX_CONFIG) for configuration problems, 1 for everything else. No panics, no backtraces.
 
+mod bench_api;
 mod bench_fleet;
 mod bench_verify;
 mod bots;
@@ -82,6 +83,37 @@ pub enum BenchTarget {
         /// How many bots to stop and start again for the latency figures.
         #[arg(long, default_value_t = 100)]
         sample: usize,
+    },
+    /// The admin API: stats and every chart over N verification rows (p95), and SSE delivery to
+    /// many clients in a second process (p99).
+    Api {
+        /// A PostgreSQL server to run on (a database is created and dropped); SQLite otherwise.
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Timed requests per endpoint.
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
+        #[arg(long, default_value_t = 1000)]
+        sse_clients: usize,
+        /// Events published per second during the SSE run.
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// Internal to `bench api`: the SSE client process.
+    #[command(hide = true)]
+    SseListen {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        cookie: String,
+        #[arg(long)]
+        clients: usize,
+        #[arg(long)]
+        seconds: f64,
     },
     /// Enforcement under load: the `verify` scenario against a fleet running the Enforcer, with
     /// Telegram's flood limits on; updates/s, update-to-action latency, cache hit rate, 429s.

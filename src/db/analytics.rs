@@ -1,7 +1,9 @@
-//! Aggregates behind the dashboard's stats and charts. The same SQL runs on both backends: times
-//! are epoch milliseconds, so buckets are integer division and hours of the day are a modulo
-//! (UTC). Percentiles are exact: rows are grouped by (bucket, latency) and ranked in Rust, because
-//! SQLite has no percentile function and an approximation would not be the "true" figure.
+//! Aggregates behind the dashboard's stats and charts, read from the hourly rollups
+//! (`migrations/*/0002_rollups.sql`, kept in step by `rollups.rs`), so a chart over a million
+//! records reads a few thousand rows. The same SQL runs on both backends: times are epoch
+//! milliseconds, so buckets are integer division and hours of the day a modulo (UTC); windows count
+//! whole hours. Percentiles are exact: the rollup keeps a per-hour histogram of latencies in
+//! milliseconds, ranked in Rust (SQLite has no percentile function).
 
 use std::collections::BTreeMap;
 
@@ -29,7 +31,7 @@ pub struct LatencyPoint {
 }
 
 impl Store {
-    /// Rows of `table` (`verification_log` or `api_call_log`) per bucket and `column`, in `[from, to)`.
+    /// Counts per bucket and `column` in the hours overlapping `[from, to)`.
     pub async fn bucketed_counts(
         &self,
         table: Table,
@@ -38,23 +40,22 @@ impl Store {
         to: i64,
         bucket_ms: i64,
     ) -> Result<Vec<BucketCount>, StoreError> {
+        let (rollup, key) = column.source(table);
         let sql = format!(
-            "SELECT (created_at / $1) * $1 AS bucket, {col} AS key, COUNT(*) AS count FROM {table} \
-             WHERE created_at >= $2 AND created_at < $3 GROUP BY 1, 2 ORDER BY 1, 2",
-            col = column.sql(),
-            table = table.name()
+            "SELECT (hour / $1) * $1 AS bucket, {key} AS key, CAST(SUM(count) AS BIGINT) AS count FROM {rollup} \
+             WHERE hour >= $2 AND hour < $3 GROUP BY 1, 2 ORDER BY 1, 2"
         );
         Ok(
             with_pool!(self, pool => sqlx::query_as::<_, BucketCount>(sqlx::AssertSqlSafe(sql))
             .bind(bucket_ms)
-            .bind(from)
+            .bind(hour_of(from))
             .bind(to)
             .fetch_all(pool)
             .await)?,
         )
     }
 
-    /// Rows of `table` per `column` in `[from, to)`.
+    /// Counts per `column` in the hours overlapping `[from, to)`, most frequent first.
     pub async fn counts_by(
         &self,
         table: Table,
@@ -62,33 +63,39 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<KeyCount>, StoreError> {
+        let (rollup, key) = column.source(table);
+        let (rollup, time, start) = match column {
+            Column::LatencyBucket => grain(from, to, 0),
+            _ => (rollup, "hour", hour_of(from)),
+        };
         let sql = format!(
-            "SELECT {col} AS key, COUNT(*) AS count FROM {table} WHERE created_at >= $1 AND created_at < $2 \
-             GROUP BY 1 ORDER BY 2 DESC, 1",
-            col = column.sql(),
-            table = table.name()
+            "SELECT {key} AS key, CAST(SUM(count) AS BIGINT) AS count FROM {rollup} WHERE {time} >= $1 AND {time} < $2 \
+             GROUP BY 1 ORDER BY 2 DESC, 1"
         );
         Ok(
             with_pool!(self, pool => sqlx::query_as::<_, KeyCount>(sqlx::AssertSqlSafe(sql))
-            .bind(from)
+            .bind(start)
             .bind(to)
             .fetch_all(pool)
             .await)?,
         )
     }
 
-    /// Exact p50/p95/p99 of verification latency per bucket.
+    /// Exact p50/p95/p99 of verification latency per bucket, from the hourly histograms.
     pub async fn latency_trend(
         &self,
         from: i64,
         to: i64,
         bucket_ms: i64,
     ) -> Result<Vec<LatencyPoint>, StoreError> {
-        let sql = "SELECT (created_at / $1) * $1 AS bucket, latency_ms, COUNT(*) FROM verification_log \
-                   WHERE created_at >= $2 AND created_at < $3 GROUP BY 1, 2 ORDER BY 1, 2";
-        let rows = with_pool!(self, pool => sqlx::query_as::<_, (i64, i64, i64)>(sql)
+        let (table, time, start) = grain(from, to, bucket_ms);
+        let sql = format!(
+            "SELECT ({time} / $1) * $1 AS bucket, latency_ms, CAST(SUM(count) AS BIGINT) \
+             FROM {table} WHERE {time} >= $2 AND {time} < $3 GROUP BY 1, 2 ORDER BY 1, 2"
+        );
+        let rows = with_pool!(self, pool => sqlx::query_as::<_, (i64, i64, i64)>(sqlx::AssertSqlSafe(sql))
             .bind(bucket_ms)
-            .bind(from)
+            .bind(start)
             .bind(to)
             .fetch_all(pool)
             .await)?;
@@ -111,7 +118,7 @@ impl Store {
             .collect())
     }
 
-    /// Count, average and exact percentiles of verification latency in `[from, to)`.
+    /// Count and exact percentiles of verification latency over the whole window.
     pub async fn latency_summary(
         &self,
         from: i64,
@@ -125,39 +132,36 @@ impl Store {
             .next())
     }
 
-    /// Average verification latency in `[from, to)`, in milliseconds.
+    /// Average verification latency in the window, in milliseconds.
     pub async fn average_latency(&self, from: i64, to: i64) -> Result<Option<f64>, StoreError> {
-        let sql = "SELECT CAST(AVG(latency_ms) AS DOUBLE PRECISION) FROM verification_log \
-                   WHERE created_at >= $1 AND created_at < $2";
-        let sqlite_sql = "SELECT AVG(latency_ms) FROM verification_log WHERE created_at >= $1 AND created_at < $2";
-        Ok(match self.backend() {
-            super::Backend::Sqlite => {
-                with_pool!(self, pool => sqlx::query_as::<_, (Option<f64>,)>(sqlite_sql)
-                .bind(from).bind(to).fetch_one(pool).await)?
-                .0
-            }
-            super::Backend::Postgres => {
-                with_pool!(self, pool => sqlx::query_as::<_, (Option<f64>,)>(sql)
-                .bind(from).bind(to).fetch_one(pool).await)?
-                .0
-            }
-        })
+        let sql = "SELECT CAST(COALESCE(SUM(latency_sum), 0) AS BIGINT), CAST(COALESCE(SUM(count), 0) AS BIGINT) \
+                   FROM verification_hourly WHERE hour >= $1 AND hour < $2";
+        let (sum, count) = with_pool!(self, pool => sqlx::query_as::<_, (i64, i64)>(sql)
+            .bind(hour_of(from))
+            .bind(to)
+            .fetch_one(pool)
+            .await)?;
+        Ok((count > 0).then(|| sum as f64 / count as f64))
     }
 
-    /// The groups with the most verifications in `[from, to)`, with their titles.
+    /// The groups with the most verifications in the window, with their titles.
     pub async fn top_groups(
         &self,
         from: i64,
         to: i64,
         limit: i64,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
-        let sql = "SELECT v.group_id, COALESCE(g.title, ''), v.n FROM \
-                   (SELECT group_id, COUNT(*) AS n FROM verification_log WHERE created_at >= $1 AND created_at < $2 \
-                    GROUP BY group_id ORDER BY n DESC, group_id LIMIT $3) v \
-                   LEFT JOIN protected_groups g ON g.id = v.group_id ORDER BY v.n DESC, v.group_id";
+        let (table, time, start) = grain(from, to, 0);
+        let table = table.replace("latency", "group");
+        let sql = format!(
+            "SELECT v.group_id, COALESCE(g.title, ''), v.n FROM \
+             (SELECT group_id, CAST(SUM(count) AS BIGINT) AS n FROM {table} \
+              WHERE {time} >= $1 AND {time} < $2 GROUP BY group_id ORDER BY n DESC, group_id LIMIT $3) v \
+             LEFT JOIN protected_groups g ON g.id = v.group_id ORDER BY v.n DESC, v.group_id"
+        );
         Ok(
-            with_pool!(self, pool => sqlx::query_as::<_, (i64, String, i64)>(sql)
-            .bind(from)
+            with_pool!(self, pool => sqlx::query_as::<_, (i64, String, i64)>(sqlx::AssertSqlSafe(sql))
+            .bind(start)
             .bind(to)
             .bind(limit)
             .fetch_all(pool)
@@ -225,15 +229,6 @@ pub enum Table {
     ApiCalls,
 }
 
-impl Table {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Verifications => "verification_log",
-            Self::ApiCalls => "api_call_log",
-        }
-    }
-}
-
 /// What rows are counted by. Fixed SQL, never client text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Column {
@@ -246,20 +241,48 @@ pub enum Column {
 }
 
 impl Column {
-    fn sql(self) -> &'static str {
-        match self {
-            Self::Outcome => "outcome",
-            Self::Cached => "CASE WHEN cached THEN 'cache' ELSE 'telegram' END",
-            Self::Method => "method",
-            Self::CallOutcome => "outcome",
-            Self::HourOfDay => "CAST((created_at / 3600000) % 24 AS TEXT)",
-            Self::LatencyBucket => {
+    /// The rollup table and key expression counting `table` rows by this column.
+    fn source(self, table: Table) -> (&'static str, &'static str) {
+        match (table, self) {
+            (Table::ApiCalls, Self::Method) => ("api_call_hourly", "method"),
+            (Table::ApiCalls, _) => ("api_call_hourly", "outcome"),
+            (Table::Verifications, Self::Cached) => (
+                "verification_hourly",
+                "CASE WHEN cached THEN 'cache' ELSE 'telegram' END",
+            ),
+            (Table::Verifications, Self::HourOfDay) => {
+                ("verification_hourly", "CAST((hour / 3600000) % 24 AS TEXT)")
+            }
+            (Table::Verifications, Self::LatencyBucket) => (
+                "verification_latency_hourly",
                 "CASE WHEN latency_ms < 10 THEN '0-10' WHEN latency_ms < 50 THEN '10-50' \
                  WHEN latency_ms < 100 THEN '50-100' WHEN latency_ms < 250 THEN '100-250' \
-                 WHEN latency_ms < 500 THEN '250-500' WHEN latency_ms < 1000 THEN '500-1000' ELSE '1000+' END"
-            }
+                 WHEN latency_ms < 500 THEN '250-500' WHEN latency_ms < 1000 THEN '500-1000' ELSE '1000+' END",
+            ),
+            (Table::Verifications, _) => ("verification_hourly", "outcome"),
         }
     }
+}
+
+/// Windows of a week or more read the daily latency and group rollups (whole UTC days, unless the
+/// buckets asked for are finer); shorter ones the hourly (whole UTC hours). Returns the latency
+/// table, its time column and the window's aligned start.
+fn grain(from: i64, to: i64, bucket_ms: i64) -> (&'static str, &'static str, i64) {
+    const DAY: i64 = 86_400_000;
+    if to - from >= 7 * DAY && (bucket_ms == 0 || bucket_ms >= DAY) {
+        (
+            "verification_latency_daily",
+            "day",
+            from.div_euclid(DAY) * DAY,
+        )
+    } else {
+        ("verification_latency_hourly", "hour", hour_of(from))
+    }
+}
+
+/// The start of the UTC hour holding `at`: windows count whole hours.
+fn hour_of(at: i64) -> i64 {
+    at.div_euclid(3_600_000) * 3_600_000
 }
 
 /// The smallest latency with at least `q` of the rows at or below it (nearest rank).

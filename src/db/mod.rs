@@ -17,6 +17,7 @@ mod groups;
 mod logs;
 mod records;
 mod restrictions;
+mod rollups;
 mod sessions;
 mod settings;
 mod timers;
@@ -179,6 +180,12 @@ impl Store {
             Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
             Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
+        Ok(())
+    }
+
+    /// Refreshes the planner's statistics (after a bulk load).
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        with_pool!(self, pool => sqlx::query("ANALYZE").execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 

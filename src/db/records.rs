@@ -43,9 +43,15 @@ pub struct KeyCount {
 const ROWS_PER_STATEMENT: usize = 1000;
 
 impl Store {
+    /// Stores verification records and adds them to the hourly rollups, in one transaction.
     pub async fn insert_verifications(&self, rows: &[Verification]) -> Result<(), StoreError> {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            with_pool!(self, pool => {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rollups = super::rollups::verification_statements(rows);
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut insert = QueryBuilder::new(
                     "INSERT INTO verification_log (bot_instance_id, group_id, chat_id, user_id, channel_ids, \
                      outcome, cached, latency_ms, created_at) ",
@@ -61,15 +67,25 @@ impl Store {
                         .push_bind(v.latency_ms)
                         .push_bind(v.created_at);
                 });
-                insert.build().execute(pool).await?;
-            });
-        }
+                insert.build().execute(&mut *tx).await?;
+            }
+            for statement in rollups {
+                sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 
+    /// Stores API call records and adds them to the hourly rollup, in one transaction.
     pub async fn insert_api_calls(&self, rows: &[ApiCall]) -> Result<(), StoreError> {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            with_pool!(self, pool => {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rollups = super::rollups::api_call_statements(rows);
+        with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut insert = QueryBuilder::new(
                     "INSERT INTO api_call_log (bot_instance_id, method, outcome, error_code, latency_ms, created_at) ",
                 );
@@ -81,9 +97,13 @@ impl Store {
                         .push_bind(call.latency_ms)
                         .push_bind(call.created_at);
                 });
-                insert.build().execute(pool).await?;
-            });
-        }
+                insert.build().execute(&mut *tx).await?;
+            }
+            for statement in rollups {
+                sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
         Ok(())
     }
 

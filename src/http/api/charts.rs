@@ -1,6 +1,7 @@
 //! Charts and analytics, all computed from `verification_log`, `api_call_log`, `events` and the
-//! fleet tables on either backend; nothing is estimated or fixed. `period` is `24h` (hourly
-//! buckets), `7d` (hourly) or `30d` (daily); buckets and hours of the day are UTC.
+//! fleet tables (through their hourly and daily rollups) on either backend; nothing is estimated
+//! or fixed. `period` is `24h` (hourly buckets, whole UTC hours), `7d` or `30d` (daily buckets,
+//! whole UTC days); hours of the day are UTC.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -73,7 +74,7 @@ pub struct Window {
 pub fn window(period: Option<&str>, now: i64) -> Result<Window, ApiError> {
     let (span, bucket, period) = match period.unwrap_or("24h") {
         "24h" => (DAY_MS, HOUR_MS, "24h"),
-        "7d" => (7 * DAY_MS, HOUR_MS, "7d"),
+        "7d" => (7 * DAY_MS, DAY_MS, "7d"),
         "30d" => (30 * DAY_MS, DAY_MS, "30d"),
         other => {
             return Err(ApiError::invalid(

@@ -4,7 +4,7 @@ mod admins;
 pub mod audit;
 mod bots;
 mod channels;
-mod charts;
+pub mod charts;
 mod dashboard;
 mod events;
 mod groups;
