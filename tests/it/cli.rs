@@ -602,3 +602,104 @@ async fn bench_verify_prints_its_report_as_the_last_line() {
         "{report}"
     );
 }
+
+/// Two real processes on one PostgreSQL database and one Redis: a change made in this process's
+/// service reaches an SSE client of a `nezuko serve` child process, with the same event id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_reaches_sse_clients_of_another_nezuko_process() {
+    use crate::api::{ApiWorld, OWNER};
+    let redis = crate::api::redis_fan_out::redis_url();
+    let key = EncryptionKey::generate();
+    let here = ApiWorld::start_with(
+        crate::support::TestDb::postgres().await,
+        &[
+            ("NEZUKO_REDIS__URL", redis.as_str()),
+            ("NEZUKO_VAULT__KEYS", key.expose()),
+        ],
+    )
+    .await;
+    let operator = Operator::new();
+    let owner = OWNER.to_string();
+    let other = operator
+        .serve(&[
+            ("DATABASE_URL", here.db.url.as_str()),
+            ("REDIS_URL", redis.as_str()),
+            ("ENCRYPTION_KEY", key.expose()),
+            ("BOT_OWNER_TELEGRAM_ID", owner.as_str()),
+        ])
+        .await;
+    let token = here.login_link(OWNER).await;
+    let signed = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/link", other.base))
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    let session = crate::api::session_of(&crate::api::answer(signed).await);
+    let mut watcher =
+        crate::api::sse::SseClient::open(&other.base, &session.cookie, "?type=audit", None).await;
+    assert_eq!(watcher.status, 200);
+    // The child's relay subscribes in the background.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    here.call(
+        reqwest::Method::PUT,
+        "/api/v1/settings/policy",
+        Some(serde_json::json!({ "grace_s": 3 })),
+    )
+    .await
+    .ok();
+    let event = watcher
+        .next(Duration::from_secs(10))
+        .await
+        .expect("the other process relays the event");
+    assert_eq!(event.data["payload"]["action"], "settings.policy");
+    let stored = here.db.store.events_after(0, 100).await.unwrap();
+    let row = stored.iter().rev().find(|e| e.kind == "audit").unwrap();
+    assert_eq!(event.id, Some(row.id));
+    let (status, _) = other.terminate().await;
+    assert!(status.success());
+    here.finish().await;
+}
+
+/// The API benchmark runs end to end on a small data set and reports every figure the issue names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_api_prints_its_report_as_the_last_line() {
+    let operator = Operator::new();
+    let finished = operator
+        .run(
+            &[
+                "bench",
+                "api",
+                "--rows",
+                "3000",
+                "--samples",
+                "2",
+                "--sse-clients",
+                "5",
+                "--rate",
+                "20",
+                "--seconds",
+                "1",
+            ],
+            &[],
+        )
+        .await;
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let last = finished.stdout.lines().last().expect("a report line");
+    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    for field in [
+        "stats_p95_ms",
+        "charts_p95_ms",
+        "sse_clients",
+        "sse_p99_ms",
+        "backend",
+    ] {
+        assert!(
+            report.get(field).is_some_and(|v| !v.is_null()),
+            "{field} missing in {report}"
+        );
+    }
+    assert_eq!(report["backend"], "sqlite");
+    assert_eq!(report["sse_clients"], 5);
+    assert_eq!(report["sse_delivered"], report["sse_expected"], "{report}");
+}

@@ -26,6 +26,16 @@ fn concrete(path: &str) -> String {
 }
 
 async fn every_protected_route_needs_a_session_and_csrf(world: &mut ApiWorld) {
+    // A session whose user is no longer allowed in (the admin row removed behind its back).
+    world
+        .post(
+            "/api/v1/admins",
+            json!({ "telegram_user_id": 779, "display_name": "Gone" }),
+        )
+        .await
+        .ok();
+    let gone = world.sign_in(779).await;
+    sqlx_delete_admin(world, 779).await;
     let router = nezuko::http::router();
     let mut checked = 0;
     for route in router.routes() {
@@ -42,6 +52,10 @@ async fn every_protected_route_needs_a_session_and_csrf(world: &mut ApiWorld) {
             continue;
         }
         anonymous.problem(401, "unauthenticated");
+        world
+            .send(method.clone(), &path, None, Some(&gone), true)
+            .await
+            .problem(403, "not_admin");
         let safe = matches!(route.method.as_str(), "GET" | "HEAD");
         if !safe {
             let without_csrf = world
@@ -157,6 +171,16 @@ fn widget_fields(id: i64, auth_date: i64, token: &str) -> Map<String, Value> {
 }
 
 async fn the_widget_accepts_signed_fresh_data_of_allowed_users_only(world: &mut ApiWorld) {
+    let config = world.anon(Method::GET, "/api/v1/auth/config", None).await;
+    assert_eq!(config.ok()["login_link"], true);
+    let login_bot: i64 = world
+        .login_token
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(config.body["widget"]["bot_id"], login_bot);
     let now = nezuko::db::now_ms() / 1000;
     let fields = widget_fields(OWNER, now, &world.login_token);
     let signed = world

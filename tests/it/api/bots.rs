@@ -166,13 +166,33 @@ async fn bad_tokens_are_refused_with_the_reason(world: &mut ApiWorld) {
         .post("/api/v1/bots", json!({ "token": bot.token, "extra": 1 }))
         .await
         .problem(400, "invalid_body");
+    let listed = world.get("/api/v1/bots").await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+    // Added disabled, it stays stopped until enabled; disabling stops it again.
+    let id = listed.body["items"][0]["id"].as_i64().unwrap();
+    assert_eq!(listed.body["items"][0]["desired_state"], "disabled");
     assert_eq!(
-        world.get("/api/v1/bots").await.body["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
+        world
+            .post(&format!("/api/v1/bots/{id}/enable"), json!({}))
+            .await
+            .status,
+        202
     );
+    world
+        .wait_bot(id, "running", |b| b["run_state"] == "running")
+        .await;
+    assert_eq!(
+        world
+            .post(&format!("/api/v1/bots/{id}/disable"), json!({}))
+            .await
+            .status,
+        202
+    );
+    world
+        .wait_bot(id, "stopped", |b| {
+            b["run_state"] == "stopped" && b["desired_state"] == "disabled"
+        })
+        .await;
 }
 
 async fn rotating_and_deleting_a_bot(world: &mut ApiWorld) {

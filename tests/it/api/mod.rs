@@ -6,9 +6,9 @@ mod bots;
 mod catalogue;
 mod events;
 mod input;
-mod redis_fan_out;
+pub mod redis_fan_out;
 mod reports;
-mod sse;
+pub mod sse;
 
 use std::time::Duration;
 

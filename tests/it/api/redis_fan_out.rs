@@ -11,7 +11,7 @@ use super::ApiWorld;
 use super::sse::SseClient;
 use crate::support::TestDb;
 
-fn redis_url() -> String {
+pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 

@@ -25,10 +25,14 @@ pub struct SseClient {
 impl SseClient {
     /// Opens `/api/v1/events/stream{query}` as the world's owner.
     pub async fn connect(world: &ApiWorld, query: &str, last_event_id: Option<i64>) -> Self {
-        let mut request = world
-            .client
-            .get(format!("{}/api/v1/events/stream{query}", world.base))
-            .header("cookie", format!("nezuko_session={}", world.session.cookie));
+        Self::open(&world.base, &world.session.cookie, query, last_event_id).await
+    }
+
+    /// Opens the stream of the service at `base` with session `cookie`.
+    pub async fn open(base: &str, cookie: &str, query: &str, last_event_id: Option<i64>) -> Self {
+        let mut request = reqwest::Client::new()
+            .get(format!("{base}/api/v1/events/stream{query}"))
+            .header("cookie", format!("nezuko_session={cookie}"));
         if let Some(id) = last_event_id {
             request = request.header("last-event-id", id.to_string());
         }
