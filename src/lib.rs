@@ -7,7 +7,9 @@
 //! - [`telemetry`]: tracing set-up (pretty or JSON), with `log` records bridged in.
 //! - [`app`]: wiring; builds the store, vault and HTTP server and runs them until a signal.
 //! - [`actors`]: the supervision tree: Supervisor, Registry, Broadcaster, one BotActor per bot.
-//! - [`http`]: the warp routes (`/healthz`, `/readyz`; the admin API grows here).
+//! - [`http`]: the admin API under `/api/v1` (route table, sessions, SSE), `/healthz`, `/readyz`, `/metrics`.
+//! - [`logstore`]: the tracing layer that stores log records and publishes them as events.
+//! - [`metrics`]: process counters and the HTTP latency histogram for `/metrics`.
 //! - [`enforce`]: force-subscribe enforcement, the handler every bot runs: flows, policies,
 //!   commands, membership cache, rate limits, durable timers, records.
 //! - [`telegram`]: what a bot does with Telegram: shared client, error classification, dispatch schema.
