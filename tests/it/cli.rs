@@ -703,3 +703,62 @@ async fn bench_api_prints_its_report_as_the_last_line() {
     assert_eq!(report["sse_clients"], 5);
     assert_eq!(report["sse_delivered"], report["sse_expected"], "{report}");
 }
+
+/// The service's own log records reach the `logs` table through the tracing layer, and the logs API
+/// finds them; a warning logged while serving arrives there as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_stores_its_log_records_and_serves_them() {
+    let operator = Operator::new();
+    let serving = operator
+        .serve(&[
+            ("BOT_OWNER_TELEGRAM_ID", "1001"),
+            ("NEZUKO_LOG__STORE_LEVEL", "info"),
+        ])
+        .await;
+    let store = operator.store().await;
+    let url = nezuko::http::api::session::create_login_link(&store, &serving.base, 1001, 5)
+        .await
+        .unwrap();
+    let token = url.split("#token=").nth(1).unwrap();
+    let client = reqwest::Client::new();
+    let signed = client
+        .post(format!("{}/api/v1/auth/link", serving.base))
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    let session = crate::api::session_of(&crate::api::answer(signed).await);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let found = loop {
+        let answer = client
+            .get(format!(
+                "{}/api/v1/logs?text=listening&min_level=info",
+                serving.base
+            ))
+            .header("cookie", format!("nezuko_session={}", session.cookie))
+            .send()
+            .await
+            .unwrap();
+        let body: serde_json::Value = answer.json().await.unwrap();
+        if let Some(first) = body["items"]
+            .as_array()
+            .and_then(|items| items.first())
+            .cloned()
+        {
+            break first;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stored log record: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(found["level"], "info");
+    assert_eq!(found["target"], "nezuko::app");
+    assert!(
+        found["message"].as_str().unwrap().contains("/api/v1"),
+        "{found}"
+    );
+    let (status, _) = serving.terminate().await;
+    assert!(status.success());
+}
