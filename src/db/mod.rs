@@ -183,9 +183,14 @@ impl Store {
         Ok(())
     }
 
-    /// Refreshes the planner's statistics (after a bulk load).
+    /// Refreshes the planner's statistics after a bulk load; on PostgreSQL also vacuums, so the
+    /// autovacuum a million fresh rows would trigger does not run in the middle of a measurement.
     pub async fn analyze(&self) -> Result<(), StoreError> {
-        with_pool!(self, pool => sqlx::query("ANALYZE").execute(pool).await.map(|_| ()))?;
+        let sql = match self.backend() {
+            Backend::Sqlite => "ANALYZE",
+            Backend::Postgres => "VACUUM ANALYZE",
+        };
+        with_pool!(self, pool => sqlx::query(sql).execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 
