@@ -71,6 +71,13 @@ ensure_python_cryptography() {
     python3 -c 'import cryptography.fernet' || die "Python's cryptography package is not importable"
 }
 
+# The dashboard's browser tests drive Debian's Chromium (tests/it/browser).
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] && return 0
+    apt_install chromium
+    [ -x /usr/bin/chromium ] || die "Chromium is required for the browser tests and could not be installed"
+}
+
 # Databases left behind by test runs that were killed mid-way.
 drop_stale_test_databases() {
     psql "$TEST_POSTGRES_URL" -Atc "select datname from pg_database where datname like 'nezuko_test_%'" |

@@ -10,6 +10,7 @@ pub mod input;
 pub mod problem;
 pub mod respond;
 pub mod router;
+pub mod static_files;
 
 use std::future::Future;
 use std::sync::Arc;

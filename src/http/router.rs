@@ -270,7 +270,10 @@ where
             let response = run(state.clone(), route, params, query, headers, remote, body).await;
             (route.path, response)
         }
-        Err(error) => ("unmatched", error.into_response()),
+        Err(error) => match super::static_files::serve(&method, &path) {
+            Some(response) => ("static", response),
+            None => ("unmatched", error.into_response()),
+        },
     };
     let status = response.status();
     crate::metrics::http_request(

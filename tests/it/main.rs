@@ -5,6 +5,7 @@
 //! PostgreSQL fails the suite: it is never skipped.
 
 mod api;
+mod browser;
 mod cli;
 mod config;
 mod enforce;

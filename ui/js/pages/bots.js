@@ -1,0 +1,99 @@
+// Bots: every bot with a live state badge, restart count and uptime; add a bot (errors shown at
+// the field); start, stop and restart behind a confirmation. Badges follow `bot_status` events.
+
+import { get, post } from "../api.js";
+import { h, duration, toast, confirmAction } from "../dom.js";
+import { subscribe } from "../events.js";
+
+/// The badge word for a bot: the run state, or the reason when it says more.
+export function badgeOf(bot) {
+  const reason = bot.run_reason || "";
+  if (bot.run_state === "stopped" && reason.startsWith("invalid token")) return "invalid token";
+  if (bot.run_state === "backoff" && reason.startsWith("conflict")) return "conflict";
+  return bot.run_state;
+}
+
+function badge(bot) {
+  const word = badgeOf(bot);
+  const element = h("span", { class: `badge ${word.replace(" ", "-")}`, "data-state": word }, word);
+  if (bot.run_state === "backoff" && bot.next_attempt_at) {
+    const tick = () => {
+      const left = Math.max(0, Math.round((bot.next_attempt_at - Date.now()) / 1000));
+      element.textContent = `${word} · retry in ${left}s`;
+      if (left > 0 && element.isConnected) setTimeout(tick, 1000);
+    };
+    setTimeout(tick, 0);
+  }
+  if (bot.run_state === "failed" && bot.run_reason) element.title = bot.run_reason;
+  return element;
+}
+
+async function act(bot, what, refresh) {
+  const verbs = { start: "Start", stop: "Stop", restart: "Restart" };
+  if (!(await confirmAction(`${verbs[what]} @${bot.username}?`, verbs[what]))) return;
+  try {
+    const answer = await post(`/api/v1/bots/${bot.id}/${what}`);
+    toast(answer.will);
+  } catch (error) {
+    toast(error.message);
+  }
+  await refresh();
+}
+
+function row(bot, refresh) {
+  const running = bot.desired_state === "enabled";
+  return h("tr", { "data-bot": bot.id },
+    h("td", {}, h("strong", {}, bot.display_name), h("div", { class: "muted" }, `@${bot.username}`)),
+    h("td", {}, badge(bot), bot.run_state === "failed" && bot.run_reason ? h("div", { class: "error" }, bot.run_reason) : null),
+    h("td", {}, String(bot.restart_count)),
+    h("td", {}, duration(bot.uptime_s)),
+    h("td", {}, String(bot.group_count)),
+    h("td", {}, h("div", { class: "actions" },
+      h("button", { type: "button", disabled: running && bot.run_state !== "failed" && !(bot.run_reason || "").startsWith("invalid token"), onclick: () => act(bot, "start", refresh) }, "Start"),
+      h("button", { type: "button", disabled: !running, onclick: () => act(bot, "stop", refresh) }, "Stop"),
+      h("button", { type: "button", disabled: !running, onclick: () => act(bot, "restart", refresh) }, "Restart"))));
+}
+
+function addForm(refresh) {
+  const input = h("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: true, "aria-describedby": "token-error" });
+  const error = h("p", { id: "token-error", class: "error", role: "alert" });
+  const form = h("form", { class: "panel", "aria-label": "Add a bot" },
+    h("h2", {}, "Add a bot"),
+    h("div", { class: "field" }, h("label", { for: "token" }, "Token from @BotFather"), input, error),
+    h("button", { type: "submit", class: "primary" }, "Add bot"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      const bot = await post("/api/v1/bots", { token: input.value });
+      input.value = "";
+      toast(`Added @${bot.username}`);
+      await refresh();
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  });
+  return form;
+}
+
+export async function render(main) {
+  const body = h("tbody");
+  const table = h("div", { class: "table-wrap panel" }, h("table", {},
+    h("thead", {}, h("tr", {}, ["Bot", "State", "Restarts", "Uptime", "Groups", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+    body));
+  main.replaceChildren(h("h1", {}, "Bots"), table, h("div", { style: "height:1rem" }), addForm(refresh));
+
+  async function refresh() {
+    const bots = await get("/api/v1/bots");
+    body.replaceChildren(...bots.items.map((bot) => row(bot, refresh)));
+    if (!bots.items.length) body.append(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "No bots yet: add one below.")));
+  }
+  await refresh();
+  let pending = null;
+  const unsubscribe = subscribe((event) => {
+    if (event.kind !== "bot_status") return;
+    pending ??= setTimeout(() => { pending = null; refresh().catch(() => {}); }, 200);
+  });
+  return () => { unsubscribe(); clearTimeout(pending); };
+}
+

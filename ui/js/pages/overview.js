@@ -1,0 +1,70 @@
+// Overview: stat cards, bots by state, the verification outcomes of the last day, and the live
+// activity feed. Events refresh the numbers without a reload.
+
+import { get } from "../api.js";
+import { barChart } from "../chart.js";
+import { h, time, duration } from "../dom.js";
+import { subscribe } from "../events.js";
+
+function describe(event) {
+  const p = event.payload || {};
+  switch (event.kind) {
+    case "bot_status": return `bot ${event.bot_instance_id} is ${p.state}${p.reason ? ` (${p.reason})` : ""}`;
+    case "verification": return `user ${p.user_id}: ${p.outcome} in group ${p.group_id ?? "?"}`;
+    case "member_join": return `user ${p.user_id} joined group ${p.group_id ?? p.chat_id ?? "?"}`;
+    case "member_leave": return `user ${p.user_id} left ${p.channel_id ?? p.chat_id ?? "a channel"}`;
+    case "audit": return `${p.actor_name}: ${p.action} ${p.target_type} ${p.target_id ?? ""}`;
+    case "health": return `group ${p.group_id ?? "?"} health: ${p.health ?? p.status ?? "changed"}`;
+    case "log": return `${p.level}: ${p.message}`;
+    default: return `${event.kind}`;
+  }
+}
+
+function feedItem(event) {
+  return h("li", {}, h("time", {}, time(event.created_at)), describe(event));
+}
+
+export async function render(main) {
+  const cards = h("div", { class: "cards" });
+  const states = h("div", { class: "panel" });
+  const chart = h("div", { class: "panel" });
+  const feed = h("ul", { class: "feed", "aria-label": "Activity" });
+  main.replaceChildren(h("h1", {}, "Overview"), cards,
+    h("div", { class: "grid2" }, h("section", { class: "panel" }, h("h2", {}, "Live activity"), feed),
+      h("div", {}, states, chart)));
+
+  async function refresh() {
+    const [stats, outcomes] = await Promise.all([get("/api/v1/stats"), get("/api/v1/charts/verification_outcomes?period=24h")]);
+    const card = (label, value) => h("div", { class: "card" }, h("div", { class: "muted" }, label), h("div", { class: "value", "data-stat": label }, value));
+    const rate = (r) => (r === null || r === undefined ? "—" : `${Math.round(r * 1000) / 10} %`);
+    cards.replaceChildren(
+      card("Groups", stats.groups.total), card("Channels", stats.channels), card("Bots", stats.bots.total),
+      card("Verifications today", stats.verifications.today), card("This week", stats.verifications.week),
+      card("Success rate (7d)", rate(stats.success_rate_7d)), card("Cache hit rate (7d)", rate(stats.cache_hit_rate_7d)),
+      card("Uptime", duration(stats.uptime_s)));
+    const byState = Object.entries(stats.bots.by_state);
+    states.replaceChildren(h("h2", {}, "Bots by state"), byState.length
+      ? h("ul", {}, byState.map(([state, count]) => h("li", {}, h("span", { class: `badge ${state}` }, state), ` ${count}`)))
+      : h("p", { class: "empty" }, "No bots yet. Add one on the Bots page."));
+    const items = outcomes.data.map((row) => ({ label: row.key, value: row.count }));
+    chart.replaceChildren(h("h2", {}, "Verifications, last 24 hours"), items.length
+      ? barChart("Verification outcomes in the last 24 hours", items)
+      : h("p", { class: "empty" }, "No verifications in the last 24 hours."));
+  }
+
+  const recent = await get("/api/v1/activity?limit=30");
+  feed.replaceChildren(...recent.items.map(feedItem));
+  if (!recent.items.length) feed.append(h("li", { class: "empty" }, "Nothing has happened yet."));
+  await refresh();
+
+  let pending = null;
+  const unsubscribe = subscribe((event) => {
+    if (event.kind === "log") return;
+    feed.querySelector(".empty")?.remove();
+    feed.prepend(feedItem(event));
+    while (feed.children.length > 100) feed.lastChild.remove();
+    // Many events in a burst become one refresh.
+    pending ??= setTimeout(() => { pending = null; refresh().catch(() => {}); }, 500);
+  });
+  return () => { unsubscribe(); clearTimeout(pending); };
+}
