@@ -267,7 +267,10 @@ where
     let request_id = request_id(&headers);
     let (template, mut response) = match router.find(&method, &path) {
         Ok((route, params)) => {
-            let response = run(state.clone(), route, params, query, headers, remote, body).await;
+            let response = match read_body(&headers, body).await {
+                Ok(body) => run(state, route, params, query, headers, remote, body).await,
+                Err(error) => error.into_response(),
+            };
             (route.path, response)
         }
         Err(error) => match super::static_files::serve(&method, &path) {
@@ -293,23 +296,15 @@ where
     response
 }
 
-async fn run<S, B>(
+async fn run(
     state: HttpState,
     route: &Route,
     params: Vec<String>,
     query: String,
     headers: HeaderMap,
     remote: Option<SocketAddr>,
-    body: S,
-) -> Response
-where
-    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + Unpin,
-    B: bytes::Buf,
-{
-    let body = match read_body(&headers, body).await {
-        Ok(body) => body,
-        Err(error) => return error.into_response(),
-    };
+    body: Bytes,
+) -> Response {
     let admin = match route.access {
         Access::Public => None,
         Access::Metrics if auth::metrics_bearer(&state, &headers) => None,

@@ -628,14 +628,7 @@ async fn an_event_reaches_sse_clients_of_another_nezuko_process() {
             ("BOT_OWNER_TELEGRAM_ID", owner.as_str()),
         ])
         .await;
-    let token = here.login_link(OWNER).await;
-    let signed = reqwest::Client::new()
-        .post(format!("{}/api/v1/auth/link", other.base))
-        .json(&serde_json::json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
-    let session = crate::api::session_of(&crate::api::answer(signed).await);
+    let session = crate::api::sign_in_at(&here.db.store, &other.base, OWNER).await;
     let mut watcher =
         crate::api::sse::SseClient::open(&other.base, &session.cookie, "?type=audit", None).await;
     assert_eq!(watcher.status, 200);
@@ -716,18 +709,8 @@ async fn the_service_stores_its_log_records_and_serves_them() {
         ])
         .await;
     let store = operator.store().await;
-    let url = nezuko::http::api::session::create_login_link(&store, &serving.base, 1001, 5)
-        .await
-        .unwrap();
-    let token = url.split("#token=").nth(1).unwrap();
+    let session = crate::api::sign_in_at(&store, &serving.base, 1001).await;
     let client = reqwest::Client::new();
-    let signed = client
-        .post(format!("{}/api/v1/auth/link", serving.base))
-        .json(&serde_json::json!({ "token": token }))
-        .send()
-        .await
-        .unwrap();
-    let session = crate::api::session_of(&crate::api::answer(signed).await);
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let found = loop {
         let answer = client

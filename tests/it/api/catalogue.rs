@@ -231,13 +231,8 @@ async fn a_group_policy_channels_and_switch_are_edited(world: &mut ApiWorld) {
         .await
         .problem(404, "not_found");
 
+    let actions = world.audit_actions("group").await;
     let audit = world.get("/api/v1/audit?target_type=group").await;
-    let actions: Vec<&str> = audit.ok()["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
     assert_eq!(
         actions,
         [

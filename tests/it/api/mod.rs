@@ -196,6 +196,19 @@ impl ApiWorld {
         answer(request.send().await.expect("the service answers")).await
     }
 
+    /// The actions of the audit entries about `target_type`, newest first.
+    pub async fn audit_actions(&self, target_type: &str) -> Vec<String> {
+        let audit = self
+            .get(&format!("/api/v1/audit?target_type={target_type}"))
+            .await;
+        audit.ok()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Waits until `check` holds for the bot's detail, or fails with the last detail seen.
     pub async fn wait_bot(&self, id: i64, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -244,6 +257,21 @@ pub async fn answer(response: reqwest::Response) -> Answer {
         body,
         headers,
     }
+}
+
+/// Signs `user` in at another service (`base`, e.g. a child process) sharing `store`'s database.
+pub async fn sign_in_at(store: &nezuko::db::Store, base: &str, user: i64) -> Session {
+    let url = nezuko::http::api::session::create_login_link(store, base, user, 5)
+        .await
+        .unwrap();
+    let token = url.split("#token=").nth(1).unwrap();
+    let signed = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/link"))
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    session_of(&answer(signed).await)
 }
 
 /// The session a sign-in answer opened.

@@ -282,13 +282,7 @@ async fn an_admin_signs_in_watches_the_overview_and_runs_a_bot_from_the_browser(
         let api_state = world.get(&format!("/api/v1/bots/{id}")).await.body["run_state"].clone();
         assert_eq!(api_state, state, "the API agrees after {button}");
     }
-    let audit = world.get("/api/v1/audit?target_type=bot").await;
-    let actions: Vec<String> = audit.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap().to_string())
-        .collect();
+    let actions = world.audit_actions("bot").await;
     for action in ["bot.add", "bot.stop", "bot.start", "bot.restart"] {
         assert!(
             actions.iter().any(|a| a == action),
