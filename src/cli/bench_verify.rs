@@ -160,7 +160,11 @@ async fn measure(store: &Store, bench: &VerifyBench) -> anyhow::Result<serde_jso
 }
 
 /// Stores the plan's bots, channels, groups and links, as `/protect` would have.
-async fn store_plan(store: &Store, vault: &Vault, plan: &WorldPlan) -> anyhow::Result<()> {
+pub(super) async fn store_plan(
+    store: &Store,
+    vault: &Vault,
+    plan: &WorldPlan,
+) -> anyhow::Result<()> {
     let mut bot_rows = std::collections::HashMap::new();
     for bot in &plan.bots {
         let token =

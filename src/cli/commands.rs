@@ -85,6 +85,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     seconds,
                 },
         } => super::bench_api::listen(url, cookie, clients, seconds).await,
+        Command::Demo(args) => super::demo::run(args, shutdown_signal()?).await,
         Command::Sandbox(args) => {
             telemetry::init(&quiet_logs());
             super::sandbox::run(args, shutdown_signal()?).await

@@ -9,6 +9,7 @@ mod bench_fleet;
 mod bench_verify;
 mod bots;
 mod commands;
+mod demo;
 mod sandbox;
 
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ pub enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1440))]
         minutes: u64,
     },
+    /// Try Nezuko without Telegram: the service on a temporary database, a simulated Telegram with
+    /// bots, groups, channels and members producing traffic, and a one-time login URL.
+    Demo(demo::DemoArgs),
     /// Manage bot instances (list, add, enable, disable, restart).
     #[command(subcommand)]
     Bot(bots::BotCommand),

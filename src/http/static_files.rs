@@ -51,7 +51,17 @@ pub fn serve(method: &Method, path: &str) -> Option<Response> {
 }
 
 /// The dashboard's pages (the browser routes within them); anything else stays a 404.
-const PAGES: [&str; 3] = ["", "login", "bots"];
+const PAGES: [&str; 9] = [
+    "",
+    "login",
+    "bots",
+    "groups",
+    "channels",
+    "analytics",
+    "logs",
+    "audit",
+    "settings",
+];
 
 /// `bots`, `login`, and `bots/12`-style detail paths of a known page.
 fn looks_like_a_page(name: &str) -> bool {
@@ -80,5 +90,24 @@ mod tests {
         assert!(serve(&Method::GET, "/nope").is_none());
         assert!(serve(&Method::GET, "/api/v1/nope").is_none());
         assert!(serve(&Method::POST, "/").is_none());
+    }
+
+    /// Every address the browser router knows (`ui/js/app.js`) is served the shell, so a reload or
+    /// a shared link of any page works.
+    #[test]
+    fn every_page_of_the_browser_router_is_served() {
+        let router = Ui::get("js/app.js").unwrap();
+        let source = std::str::from_utf8(&router.data).unwrap();
+        let table = source.split("const pages = [").nth(1).unwrap();
+        let table = table.split("];").next().unwrap();
+        let paths: Vec<String> = table
+            .split("[\"")
+            .skip(1)
+            .map(|entry| entry.split('"').next().unwrap().replace(":id", "7"))
+            .collect();
+        assert!(paths.len() >= 11, "{paths:?}");
+        for path in paths {
+            assert!(serve(&Method::GET, &path).is_some(), "{path} is served");
+        }
     }
 }

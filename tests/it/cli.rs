@@ -433,6 +433,7 @@ async fn every_command_has_help() {
         &["keygen", "--help"],
         &["check-config", "--help"],
         &["rotate-key", "--help"],
+        &["demo", "--help"],
     ] {
         let help = operator.run(args, &[]).await;
         assert!(help.status.success(), "{args:?}");

@@ -6,8 +6,33 @@ import { h } from "./dom.js";
 import * as login from "./pages/login.js";
 import * as overview from "./pages/overview.js";
 import * as bots from "./pages/bots.js";
+import * as bot from "./pages/bot.js";
+import * as groups from "./pages/groups.js";
+import * as group from "./pages/group.js";
+import * as channels from "./pages/channels.js";
+import * as channel from "./pages/channel.js";
+import * as analytics from "./pages/analytics.js";
+import * as logs from "./pages/logs.js";
+import * as audit from "./pages/audit.js";
+import * as settings from "./pages/settings.js";
 
-const pages = { "/": overview, "/bots": bots };
+// Each page: its address (":id" is a number passed to render) and the section it belongs to.
+const pages = [
+  ["/", overview, "/"], ["/bots", bots, "/bots"], ["/bots/:id", bot, "/bots"],
+  ["/groups", groups, "/groups"], ["/groups/:id", group, "/groups"],
+  ["/channels", channels, "/channels"], ["/channels/:id", channel, "/channels"],
+  ["/analytics", analytics, "/analytics"], ["/logs", logs, "/logs"], ["/audit", audit, "/audit"],
+  ["/settings", settings, "/settings"],
+];
+
+/// The page module, its section and the id for the current address, or null.
+function route(path) {
+  for (const [pattern, page, section] of pages) {
+    const match = new RegExp(`^${pattern.replace(":id", "(\\d+)")}$`).exec(path);
+    if (match) return { page, section, id: match[1] ? Number(match[1]) : undefined };
+  }
+  return null;
+}
 let cleanup = null;
 
 function applyTheme(theme) {
@@ -27,20 +52,21 @@ async function show() {
     await login.render(main, { signedIn: () => { history.pushState(null, "", "/"); return start(); } });
     return;
   }
-  const page = pages[location.pathname];
+  const found = route(location.pathname);
   for (const link of document.querySelectorAll("#nav a")) {
-    link.toggleAttribute("aria-current", link.getAttribute("href") === location.pathname);
-    if (link.hasAttribute("aria-current")) link.setAttribute("aria-current", "page");
+    if (link.getAttribute("href") === found?.section) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
-  if (!page) {
+  if (!found) {
     main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, "There is no page here. ", h("a", { href: "/" }, "Go to the overview.")));
     return;
   }
   try {
-    cleanup = (await page.render(main)) || null;
+    cleanup = (await found.page.render(main, found.id)) || null;
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return goToLogin();
-    main.replaceChildren(h("h1", {}, "Something went wrong"), h("p", { class: "error" }, error.message));
+    const title = error instanceof ApiError && error.status === 404 ? "Not found" : "Something went wrong";
+    main.replaceChildren(h("h1", {}, title), h("p", { class: "error", role: "alert" }, error.message));
   }
 }
 
@@ -60,12 +86,15 @@ async function start() {
   }
   document.getElementById("nav").hidden = false;
   document.getElementById("logout").hidden = false;
-  connect();
+  // The stream replays from the newest stored event, so nothing between this and its opening is lost.
+  const latest = await get("/api/v1/activity?limit=1").catch(() => null);
+  connect(latest?.items?.[0]?.id);
   await show();
 }
 
 document.addEventListener("click", (event) => {
-  const link = event.target.closest("a[href^='/']");
+  // In-app links only: downloads and API addresses are the browser's to follow.
+  const link = event.target.closest("a[href^='/']:not([download]):not([href^='/api/'])");
   if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
   event.preventDefault();
   history.pushState(null, "", link.getAttribute("href"));

@@ -46,3 +46,32 @@ export function confirmAction(question, action) {
     dialog.showModal();
   });
 }
+
+/// Goes to another dashboard page as a link click would.
+export function navigate(path) {
+  history.pushState(null, "", path);
+  window.dispatchEvent(new PopStateEvent("popstate"));
+}
+
+/// A table with a header row; `rows` are <tr> elements, `empty` the text when there are none.
+export function table(label, headings, rows, empty) {
+  const body = h("tbody", {}, rows);
+  if (!rows.length) body.append(h("tr", {}, h("td", { colspan: headings.length, class: "empty" }, empty)));
+  return h("div", { class: "table-wrap" }, h("table", { "aria-label": label },
+    h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col" }, t)))), body));
+}
+
+/// A labelled form control: `control` gets `id` so the label names it.
+export function field(id, label, control, hint) {
+  control.id = id;
+  if (!control.name) control.name = id;
+  return h("div", { class: "field" }, h("label", { for: id }, label), control, hint ? h("div", { class: "muted" }, hint) : null);
+}
+
+/// A <select> of `choices` ([value, text] pairs or plain values) with `selected` chosen.
+export function select(choices, selected) {
+  return h("select", {}, choices.map((choice) => {
+    const [value, text] = Array.isArray(choice) ? choice : [choice, choice];
+    return h("option", { value, selected: String(value) === String(selected ?? "") }, text);
+  }));
+}

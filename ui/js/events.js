@@ -7,9 +7,24 @@ let source = null;
 
 const KINDS = ["bot_status", "verification", "member_join", "member_leave", "health", "activity", "log", "settings_changed", "audit"];
 
-export function connect() {
+/// Shows whether live updates flow (the header's indicator; tests read `data-stream` too).
+function showState(state) {
+  document.documentElement.dataset.stream = state;
+  const indicator = document.getElementById("live");
+  if (!indicator) return;
+  indicator.hidden = state === "closed";
+  indicator.textContent = state === "open" ? "● Live" : "○ Reconnecting…";
+  indicator.title = state === "open" ? "Live updates are on" : "Live updates paused; reconnecting";
+}
+
+/// Opens the stream; `after` (an event id) replays what happened since, so nothing published
+/// between loading a page's data and the stream opening is missed.
+export function connect(after) {
   if (source) return;
-  source = new EventSource("/api/v1/events/stream");
+  source = new EventSource(`/api/v1/events/stream${after ? `?last_event_id=${after}` : ""}`);
+  showState("connecting");
+  source.addEventListener("open", () => showState("open"));
+  source.addEventListener("error", () => showState(source?.readyState === EventSource.CLOSED ? "closed" : "connecting"));
   for (const kind of KINDS) {
     source.addEventListener(kind, (message) => {
       let event;
@@ -22,6 +37,7 @@ export function connect() {
 export function disconnect() {
   source?.close();
   source = null;
+  showState("closed");
 }
 
 /// Calls `listener(event)` for every event until the returned function is called.
@@ -29,3 +45,15 @@ export function subscribe(listener) {
   listeners.add(listener);
   return () => listeners.delete(listener);
 }
+
+// A page kept in the back-forward cache would keep its stream open, and browsers allow only six
+// connections per server over HTTP/1.1: a few visits later no page could load. Close it on the
+// way out; reopen it if the browser brings the page back.
+let wanted = false;
+window.addEventListener("pagehide", () => {
+  wanted = source !== null;
+  disconnect();
+});
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted && wanted) connect();
+});

@@ -32,6 +32,8 @@ pub struct ApiWorld {
     pub client: reqwest::Client,
     pub login_token: String,
     pub session: Session,
+    /// Publishes events as the service's own parts do (what a log record or a bot would send).
+    pub publisher: nezuko::actors::Publisher,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -97,6 +99,7 @@ impl ApiWorld {
             .await
             .expect("the service builds");
         let base = format!("http://{}", app.local_addr());
+        let publisher = app.fleet().publisher();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
@@ -113,6 +116,7 @@ impl ApiWorld {
                 cookie: String::new(),
                 csrf: String::new(),
             },
+            publisher,
             stop: Some(stop),
             task: Some(task),
         };

@@ -13,7 +13,7 @@ export function badgeOf(bot) {
   return bot.run_state;
 }
 
-function badge(bot) {
+export function badge(bot) {
   const word = badgeOf(bot);
   const element = h("span", { class: `badge ${word.replace(" ", "-")}`, "data-state": word }, word);
   if (bot.run_state === "backoff" && bot.next_attempt_at) {
@@ -28,7 +28,7 @@ function badge(bot) {
   return element;
 }
 
-async function act(bot, what, refresh) {
+export async function act(bot, what, refresh) {
   const verbs = { start: "Start", stop: "Stop", restart: "Restart" };
   if (!(await confirmAction(`${verbs[what]} @${bot.username}?`, verbs[what]))) return;
   try {
@@ -40,18 +40,24 @@ async function act(bot, what, refresh) {
   await refresh();
 }
 
-function row(bot, refresh) {
+/// Start, Stop and Restart for one bot, each enabled only when it would change something.
+export function lifecycleButtons(bot, refresh) {
   const running = bot.desired_state === "enabled";
+  const parked = bot.run_state === "failed" || (bot.run_reason || "").startsWith("invalid token");
+  return h("div", { class: "actions" },
+    h("button", { type: "button", disabled: running && !parked, onclick: () => act(bot, "start", refresh) }, "Start"),
+    h("button", { type: "button", disabled: !running, onclick: () => act(bot, "stop", refresh) }, "Stop"),
+    h("button", { type: "button", disabled: !running, onclick: () => act(bot, "restart", refresh) }, "Restart"));
+}
+
+function row(bot, refresh) {
   return h("tr", { "data-bot": bot.id },
-    h("td", {}, h("strong", {}, bot.display_name), h("div", { class: "muted" }, `@${bot.username}`)),
+    h("td", {}, h("strong", {}, h("a", { href: `/bots/${bot.id}` }, bot.display_name)), h("div", { class: "muted" }, `@${bot.username}`)),
     h("td", {}, badge(bot), bot.run_state === "failed" && bot.run_reason ? h("div", { class: "error" }, bot.run_reason) : null),
     h("td", {}, String(bot.restart_count)),
     h("td", {}, duration(bot.uptime_s)),
     h("td", {}, String(bot.group_count)),
-    h("td", {}, h("div", { class: "actions" },
-      h("button", { type: "button", disabled: running && bot.run_state !== "failed" && !(bot.run_reason || "").startsWith("invalid token"), onclick: () => act(bot, "start", refresh) }, "Start"),
-      h("button", { type: "button", disabled: !running, onclick: () => act(bot, "stop", refresh) }, "Stop"),
-      h("button", { type: "button", disabled: !running, onclick: () => act(bot, "restart", refresh) }, "Restart"))));
+    h("td", {}, lifecycleButtons(bot, refresh)));
 }
 
 function addForm(refresh) {
@@ -67,8 +73,8 @@ function addForm(refresh) {
     try {
       const bot = await post("/api/v1/bots", { token: input.value });
       input.value = "";
-      toast(`Added @${bot.username}`);
       await refresh();
+      toast(`Added @${bot.username}`);
     } catch (failure) {
       error.textContent = failure.message;
     }
@@ -81,7 +87,7 @@ export async function render(main) {
   const table = h("div", { class: "table-wrap panel" }, h("table", {},
     h("thead", {}, h("tr", {}, ["Bot", "State", "Restarts", "Uptime", "Groups", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
     body));
-  main.replaceChildren(h("h1", {}, "Bots"), table, h("div", { style: "height:1rem" }), addForm(refresh));
+  main.replaceChildren(h("h1", {}, "Bots"), h("div", { class: "stack" }, table, addForm(refresh)));
 
   async function refresh() {
     const bots = await get("/api/v1/bots");

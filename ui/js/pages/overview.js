@@ -5,23 +5,10 @@ import { get } from "../api.js";
 import { barChart } from "../chart.js";
 import { h, time, duration } from "../dom.js";
 import { subscribe } from "../events.js";
-
-function describe(event) {
-  const p = event.payload || {};
-  switch (event.kind) {
-    case "bot_status": return `bot ${event.bot_instance_id} is ${p.state}${p.reason ? ` (${p.reason})` : ""}`;
-    case "verification": return `user ${p.user_id}: ${p.outcome} in group ${p.group_id ?? "?"}`;
-    case "member_join": return `user ${p.user_id} joined group ${p.group_id ?? p.chat_id ?? "?"}`;
-    case "member_leave": return `user ${p.user_id} left ${p.channel_id ?? p.chat_id ?? "a channel"}`;
-    case "audit": return `${p.actor_name}: ${p.action} ${p.target_type} ${p.target_id ?? ""}`;
-    case "health": return `group ${p.group_id ?? "?"} health: ${p.health ?? p.status ?? "changed"}`;
-    case "log": return `${p.level}: ${p.message}`;
-    default: return `${event.kind}`;
-  }
-}
+import { describe } from "../describe.js";
 
 function feedItem(event) {
-  return h("li", {}, h("time", {}, time(event.created_at)), describe(event));
+  return h("li", { "data-event": event.id || null }, h("time", {}, time(event.created_at)), describe(event));
 }
 
 export async function render(main) {
@@ -59,7 +46,8 @@ export async function render(main) {
 
   let pending = null;
   const unsubscribe = subscribe((event) => {
-    if (event.kind === "log") return;
+    // The stream may replay an event the first page of the feed already holds.
+    if (event.kind === "log" || (event.id && feed.querySelector(`[data-event="${event.id}"]`))) return;
     feed.querySelector(".empty")?.remove();
     feed.prepend(feedItem(event));
     while (feed.children.length > 100) feed.lastChild.remove();

@@ -1,0 +1,100 @@
+// One bot: its state (live), last error, groups and recent events; start, stop, restart; replace
+// its token (the same bot, from @BotFather's /revoke); delete it after a confirmation.
+
+import { get, api, post } from "../api.js";
+import { h, time, duration, toast, confirmAction, navigate, table, field } from "../dom.js";
+import { subscribe } from "../events.js";
+import { describe } from "../describe.js";
+import { badge, lifecycleButtons } from "./bots.js";
+
+function facts(bot) {
+  const fact = (term, value) => [h("dt", {}, term), h("dd", {}, value ?? "—")];
+  return h("dl", { class: "facts" },
+    fact("Telegram id", String(bot.telegram_bot_id)),
+    fact("Wanted", bot.desired_state),
+    fact("State", badge(bot)),
+    fact("Reason", bot.run_reason),
+    fact("Last error", bot.last_error ? h("span", { class: "error", "data-last-error": "" }, bot.last_error) : null),
+    fact("Restarts", String(bot.restart_count)),
+    fact("Uptime", duration(bot.uptime_s)),
+    fact("Started", time(bot.started_at)),
+    fact("Stopped", time(bot.stopped_at)),
+    fact("Added", time(bot.created_at)));
+}
+
+function groupRows(groups) {
+  return groups.map((group) => h("tr", { "data-group": group.id },
+    h("td", {}, h("a", { href: `/groups/${group.id}` }, group.title)),
+    h("td", {}, group.enabled ? "enforcing" : "disabled"),
+    h("td", {}, h("span", { class: `badge ${group.health}` }, group.health))));
+}
+
+function rotateForm(bot, refresh) {
+  const input = h("input", { type: "password", autocomplete: "off", required: true, "aria-describedby": "rotate-error" });
+  const error = h("p", { id: "rotate-error", class: "error", role: "alert" });
+  const form = h("form", { class: "panel", "aria-label": "Replace the token" },
+    h("h2", {}, "Replace the token"),
+    h("p", { class: "muted" }, "After /revoke in @BotFather, paste the bot's new token. A token of another bot is refused."),
+    field("new-token", "New token", input),
+    error,
+    h("button", { type: "submit", class: "primary" }, "Replace token"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      await post(`/api/v1/bots/${bot.id}/token`, { token: input.value });
+      input.value = "";
+      await refresh();
+      toast("Token replaced; the bot restarts with it");
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  });
+  return form;
+}
+
+async function remove(bot) {
+  if (!(await confirmAction(`Delete @${bot.username} and its ${bot.group_count} groups? This cannot be undone.`, "Delete"))) return;
+  try {
+    await api("DELETE", `/api/v1/bots/${bot.id}`);
+    toast(`Deleted @${bot.username}`);
+    navigate("/bots");
+  } catch (error) {
+    toast(error.message);
+  }
+}
+
+export async function render(main, id) {
+  const heading = h("h1");
+  const summary = h("section", { class: "panel" });
+  const groups = h("section", { class: "panel" });
+  const events = h("ul", { class: "feed", "aria-label": "Recent events" });
+  const danger = h("section", { class: "panel" });
+  let current = null;
+
+  async function refresh() {
+    const bot = await get(`/api/v1/bots/${id}`);
+    current = bot;
+    heading.replaceChildren(`${bot.display_name} `, h("span", { class: "muted" }, `@${bot.username}`));
+    summary.replaceChildren(h("h2", {}, "Status"), facts(bot), h("div", { class: "stack" }, lifecycleButtons(bot, refresh)));
+    groups.replaceChildren(h("h2", {}, "Groups"),
+      table("Groups of this bot", ["Group", "Enforcement", "Health"], groupRows(bot.groups), "This bot protects no group yet: add it to a group and send /protect @channel there."));
+    events.replaceChildren(...bot.recent_events.map((event) => h("li", {}, h("time", {}, time(event.created_at)), describe(event))));
+    if (!bot.recent_events.length) events.append(h("li", { class: "empty" }, "No events yet."));
+  }
+  await refresh();
+  danger.replaceChildren(h("h2", {}, "Delete"),
+    h("p", { class: "muted" }, "Stops the bot, then removes it with its groups and records."),
+    h("button", { type: "button", class: "danger", onclick: () => remove(current) }, "Delete bot"));
+  main.replaceChildren(h("p", {}, h("a", { href: "/bots" }, "← Bots")), heading,
+    h("div", { class: "grid2" },
+      h("div", { class: "stack" }, summary, groups),
+      h("div", { class: "stack" }, h("section", { class: "panel" }, h("h2", {}, "Recent events"), events), rotateForm(current, refresh), danger)));
+
+  let pending = null;
+  const unsubscribe = subscribe((event) => {
+    if (event.bot_instance_id !== id) return;
+    pending ??= setTimeout(() => { pending = null; refresh().catch(() => {}); }, 300);
+  });
+  return () => { unsubscribe(); clearTimeout(pending); };
+}

@@ -1,0 +1,101 @@
+// One group: its required channels (link another, unlink one), policy editor, permission health
+// with the exact fix for each problem, verification stats, and enabling or disabling enforcement.
+
+import { get, api, post } from "../api.js";
+import { h, time, toast, confirmAction, table, field, select } from "../dom.js";
+import { subscribe } from "../events.js";
+import { policyForm } from "../policy.js";
+
+function healthPanel(group) {
+  const problems = group.health_detail?.problems || [];
+  return h("section", { class: "panel", "aria-label": "Permission health" },
+    h("h2", {}, "Permission health"),
+    h("p", {}, h("span", { class: `badge ${group.health}`, "data-health": group.health }, group.health),
+      h("span", { class: "muted" }, ` checked ${time(group.health_checked_at)}`)),
+    problems.length
+      ? [h("p", {}, "To fix:"), h("ul", { class: "health-fix" }, problems.map((problem) => h("li", {}, problem)))]
+      : h("p", { class: "muted" }, group.health === "ok" ? "The bot has every right it needs here and in each channel." : "Not checked yet: the bot checks its rights at /protect and periodically."));
+}
+
+function statsPanel(stats) {
+  const line = (label, counts) => h("div", {}, h("strong", {}, `${label}: ${counts.total}`),
+    h("ul", {}, Object.entries(counts.by_outcome).map(([outcome, count]) => h("li", {}, `${outcome}: ${count}`))));
+  return h("section", { class: "panel" }, h("h2", {}, "Verifications"),
+    h("div", { class: "grid2" }, line("Last 24 hours", stats.verifications_24h), line("Last 7 days", stats.verifications_7d)));
+}
+
+function channelsPanel(group, allChannels, refresh) {
+  const unlink = async (channel) => {
+    if (!(await confirmAction(`Stop requiring ${channel.title} in ${group.title}?`, "Unlink"))) return;
+    try {
+      await api("DELETE", `/api/v1/groups/${group.id}/channels/${channel.id}`);
+      toast(`${channel.title} is no longer required`);
+    } catch (error) { toast(error.message); }
+    await refresh();
+  };
+  const rows = group.channels.map((channel) => h("tr", { "data-channel": channel.id },
+    h("td", {}, h("a", { href: `/channels/${channel.id}` }, channel.title)),
+    h("td", {}, channel.username ? `@${channel.username}` : "private"),
+    h("td", {}, h("button", { type: "button", class: "danger", "aria-label": `Unlink ${channel.title}`, onclick: () => unlink(channel) }, "Unlink"))));
+  const linked = new Set(group.channels.map((c) => c.id));
+  const candidates = allChannels.filter((c) => !linked.has(c.id));
+  const choice = select(candidates.map((c) => [c.id, c.username ? `${c.title} (@${c.username})` : c.title]));
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h("form", { class: "filters", "aria-label": "Link a channel" },
+    field("link-channel", "Require another channel", choice),
+    h("button", { type: "submit", disabled: !candidates.length }, "Link"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      await post(`/api/v1/groups/${group.id}/channels`, { channel_id: Number(choice.value) });
+      await refresh();
+      toast("Channel linked");
+    } catch (failure) { error.textContent = failure.message; }
+  });
+  return h("section", { class: "panel" }, h("h2", {}, "Required channels"),
+    table("Required channels", ["Channel", "Username", ""], rows, "No channel is required: members can speak freely."),
+    candidates.length ? [form, error] : h("p", { class: "muted" }, "Every known channel is linked. Add channels on the Channels page."));
+}
+
+export async function render(main, id) {
+  const heading = h("h1");
+  const left = h("div", { class: "stack" });
+  const right = h("div", { class: "stack" });
+  main.replaceChildren(h("p", {}, h("a", { href: "/groups" }, "← Groups")), heading, h("div", { class: "grid2" }, left, right));
+
+  // `withPolicy` false (live updates) leaves the policy form alone, so an edit in progress survives.
+  async function refresh(withPolicy = true) {
+    const [group, channels, settings] = await Promise.all([
+      get(`/api/v1/groups/${id}`), get("/api/v1/channels"), get("/api/v1/settings")]);
+    const toggle = async () => {
+      const verb = group.enabled ? "disable" : "enable";
+      const question = group.enabled ? `Stop enforcing in ${group.title}? Members will no longer be checked.` : `Enforce in ${group.title} again?`;
+      if (!(await confirmAction(question, group.enabled ? "Disable" : "Enable"))) return;
+      try { await post(`/api/v1/groups/${id}/${verb}`); toast(`Enforcement ${verb}d`); } catch (error) { toast(error.message); }
+      await refresh(false);
+    };
+    heading.replaceChildren(h("span", {}, group.title, group.username ? h("span", { class: "muted" }, ` @${group.username}`) : null));
+    left.replaceChildren(
+      h("section", { class: "panel" }, h("h2", {}, "Enforcement"),
+        h("p", { "data-enabled": String(group.enabled) }, group.enabled ? "Members must subscribe before they speak." : "Disabled: nobody is checked here."),
+        h("button", { type: "button", class: group.enabled ? "danger" : "primary", onclick: toggle }, group.enabled ? "Disable enforcement" : "Enable enforcement")),
+      healthPanel(group), channelsPanel(group, channels.items, () => refresh(false)), statsPanel(group.stats));
+    if (!withPolicy) return;
+    const policy = policyForm("Policy", group.policy.overrides, settings.policy.effective, async (layer) => {
+      await api("PUT", `/api/v1/groups/${id}/policy`, layer);
+      await refresh();
+      toast("Policy saved; the bot applies it at once");
+    });
+    right.replaceChildren(policy);
+    if (group.policy.error) right.append(h("p", { class: "error" }, `The stored policy is not valid: ${group.policy.error}`));
+  }
+  await refresh();
+  let pending = null;
+  const unsubscribe = subscribe((event) => {
+    const p = event.payload || {};
+    if (!((event.kind === "health" || event.kind === "settings_changed") && p.group_id === id)) return;
+    pending ??= setTimeout(() => { pending = null; refresh(false).catch(() => {}); }, 300);
+  });
+  return () => { unsubscribe(); clearTimeout(pending); };
+}

@@ -1,0 +1,96 @@
+// Settings: the global policy defaults (over the built-in ones), the message texts per language
+// (an empty box keeps the built-in text), the signed-in account, and for the owner the admins.
+
+import { get, api, post } from "../api.js";
+import { h, time, toast, confirmAction, field, select, table } from "../dom.js";
+import { policyForm } from "../policy.js";
+
+function textsForm(settings, refresh) {
+  const languages = Object.keys(settings.texts);
+  const language = select(languages, languages[0]);
+  const boxes = h("div", { class: "form-grid" });
+  const error = h("p", { class: "error", role: "alert" });
+  const fill = () => {
+    const texts = settings.texts[language.value];
+    boxes.replaceChildren(...settings.text_names.map((name) => {
+      const box = h("textarea", { placeholder: texts.defaults[name] || "" });
+      box.value = texts.overrides[name] || "";
+      return field(`text-${name}`, name, box);
+    }));
+  };
+  language.addEventListener("change", fill);
+  fill();
+  const form = h("form", { class: "panel", "aria-label": "Message texts" }, h("h2", {}, "Message texts"),
+    h("p", { class: "muted" }, "Empty boxes use the built-in text shown in grey. Placeholders in braces, like {channels}, are filled in by the bot."),
+    field("text-language", "Language", language), boxes, error, h("button", { type: "submit", class: "primary" }, "Save texts"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    const overrides = {};
+    for (const name of settings.text_names) {
+      const value = form.elements[`text-${name}`].value;
+      if (value.trim()) overrides[name] = value;
+    }
+    try {
+      await api("PUT", `/api/v1/settings/texts/${language.value}`, overrides);
+      await refresh();
+      toast("Texts saved");
+    } catch (failure) { error.textContent = failure.message; }
+  });
+  return form;
+}
+
+function account(me) {
+  return h("section", { class: "panel", "aria-label": "Your account" }, h("h2", {}, "Your account"),
+    h("dl", { class: "facts" },
+      h("dt", {}, "Name"), h("dd", { "data-account-name": "" }, me.name),
+      h("dt", {}, "Telegram id"), h("dd", {}, String(me.telegram_user_id)),
+      h("dt", {}, "Role"), h("dd", {}, me.is_owner ? "owner" : "admin"),
+      h("dt", {}, "Session ends"), h("dd", {}, time(me.expires_at))));
+}
+
+async function adminsPanel(refresh) {
+  const admins = await get("/api/v1/admins");
+  const remove = async (admin) => {
+    if (!(await confirmAction(`Remove ${admin.display_name}? Their sessions end at once.`, "Remove"))) return;
+    try { await api("DELETE", `/api/v1/admins/${admin.telegram_user_id}`); toast("Admin removed"); } catch (error) { toast(error.message); }
+    await refresh();
+  };
+  const id = h("input", { type: "text", inputmode: "numeric", required: true });
+  const name = h("input", { type: "text", required: true });
+  const error = h("p", { class: "error", role: "alert" });
+  const form = h("form", { class: "filters", "aria-label": "Add an admin" },
+    field("admin-id", "Telegram user id", id), field("admin-name", "Name", name), h("button", { type: "submit" }, "Add admin"));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      await post("/api/v1/admins", { telegram_user_id: Number(id.value.trim()), display_name: name.value.trim() });
+      await refresh();
+      toast("Admin added");
+    } catch (failure) { error.textContent = failure.message; }
+  });
+  const rows = admins.items.map((admin) => h("tr", {},
+    h("td", {}, admin.display_name), h("td", {}, String(admin.telegram_user_id)), h("td", {}, time(admin.created_at)),
+    h("td", {}, h("button", { type: "button", class: "danger", onclick: () => remove(admin) }, "Remove"))));
+  return h("section", { class: "panel" }, h("h2", {}, "Admins"),
+    h("p", { class: "muted" }, "Besides you (the owner), these Telegram users may sign in."),
+    table("Admins", ["Name", "Telegram id", "Added", ""], rows, "No other admins."), form, error);
+}
+
+export async function render(main) {
+  const root = h("div");
+  main.replaceChildren(h("h1", {}, "Settings"), root);
+  async function refresh() {
+    const [settings, me] = await Promise.all([get("/api/v1/settings"), get("/api/v1/auth/me")]);
+    const defaults = policyForm("Policy defaults", settings.policy.defaults, settings.policy.built_in, async (layer) => {
+      await api("PUT", "/api/v1/settings/policy", layer);
+      await refresh();
+      toast("Defaults saved; groups without their own value use them at once");
+    });
+    root.replaceChildren(h("div", { class: "grid2" },
+      h("div", { class: "stack" }, defaults, account(me), me.is_owner ? await adminsPanel(refresh) : null),
+      h("div", { class: "stack" }, textsForm(settings, refresh))));
+  }
+  await refresh();
+}
