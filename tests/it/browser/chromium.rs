@@ -171,15 +171,23 @@ impl Chromium {
             .unwrap_or_else(|e| panic!("{script}: {e}"));
     }
 
-    /// Clicks the element `selector` names.
+    /// Clicks the element `selector` names. A page re-rendering by a live event can replace the
+    /// element between finding and clicking it; then the new one is clicked.
     pub async fn click(&self, selector: &str) {
-        self.page
-            .find_element(selector)
-            .await
-            .unwrap_or_else(|e| panic!("{selector}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let clicked = match self.page.find_element(selector).await {
+                Ok(element) => element.click().await.map(|_| ()),
+                Err(error) => Err(error),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(error) if tokio::time::Instant::now() > deadline => {
+                    panic!("{selector}: {error}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// Clicks the button inside `scope` whose text is `label`.
@@ -207,16 +215,14 @@ impl Chromium {
     pub async fn fill(&self, selector: &str, text: &str) {
         self.run(&format!("document.querySelector(`{selector}`).value = ''"))
             .await;
+        self.click(selector).await;
         self.page
             .find_element(selector)
             .await
             .unwrap_or_else(|e| panic!("{selector}: {e}"))
-            .click()
-            .await
-            .unwrap()
             .type_str(text)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{selector}: {e}"));
     }
 
     /// Chooses `value` in the <select> `selector`, as a user would (a change event follows).

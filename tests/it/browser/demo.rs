@@ -80,6 +80,13 @@ async fn the_demo_shows_live_traffic_and_every_page_has_its_data() {
             Duration::from_secs(60),
         )
         .await;
+    assert_eq!(
+        chromium
+            .text("String([...document.querySelectorAll('.feed li')].filter(li => /(trace|debug|info|warn|error): /.test(li.innerText)).length)")
+            .await,
+        "0",
+        "log records stay on the logs page"
+    );
     chromium.screenshot("demo-overview").await;
 
     let rows =

@@ -162,13 +162,21 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
         .wait_for("channel added", "[...document.querySelectorAll('tr[data-channel]')].some(r => r.innerText.includes('Announcements'))")
         .await;
     chromium.screenshot("channels").await;
+    chromium
+        .run("[...document.querySelectorAll('tr[data-channel]')].find(r => r.innerText.includes('Announcements')).querySelector('a').click()")
+        .await;
+    chromium.press("main", "Remove channel").await;
+    chromium.confirm().await;
+    chromium
+        .wait_for("channel removed", "location.pathname === '/channels' && document.querySelector('tr[data-channel]') && ![...document.querySelectorAll('tr[data-channel]')].some(r => r.innerText.includes('Announcements'))")
+        .await;
     let channels = world.get("/api/v1/channels").await;
     assert!(
-        channels.ok()["items"]
+        !channels.ok()["items"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|c| c["chat_id"] == -1_009_876_543_210i64)
+            .any(|c| c["title"] == "Announcements")
     );
     chromium
         .click(&format!("tr[data-channel='{}'] a", other.channel_id))
@@ -183,6 +191,20 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
         )
         .await;
     chromium.screenshot("channel").await;
+    chromium.fill("#channel-title", "Seeds and Bulbs").await;
+    chromium
+        .click("form[aria-label='Edit the channel'] button[type=submit]")
+        .await;
+    chromium
+        .wait_for(
+            "channel renamed",
+            "document.querySelector('main h1').innerText.startsWith('Seeds and Bulbs')",
+        )
+        .await;
+    let channel = world
+        .get(&format!("/api/v1/channels/{}", other.channel_id))
+        .await;
+    assert_eq!(channel.ok()["title"], "Seeds and Bulbs");
 
     // The bot loses its admin rights in that channel: the group's page says exactly what to fix.
     chromium
@@ -224,6 +246,52 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
     let settings = world.get("/api/v1/settings").await;
     assert_eq!(settings.ok()["policy"]["defaults"]["warning_ttl_s"], 300);
     chromium.screenshot("settings").await;
+
+    // A message text, then an admin added and removed.
+    let text = chromium
+        .text("document.querySelector('form[aria-label=\"Message texts\"] textarea').id")
+        .await;
+    let name = text.trim_start_matches("text-").to_string();
+    chromium
+        .fill(&format!("#{text}"), "Welcome to the club!")
+        .await;
+    chromium
+        .click("form[aria-label='Message texts'] button[type=submit]")
+        .await;
+    chromium
+        .wait_for(
+            "texts saved",
+            "document.getElementById('toast').innerText.includes('Texts saved')",
+        )
+        .await;
+    let settings = world.get("/api/v1/settings").await;
+    assert_eq!(
+        settings.ok()["texts"]["en"]["overrides"][&name],
+        "Welcome to the club!"
+    );
+    chromium.fill("#admin-id", "4242").await;
+    chromium.fill("#admin-name", "Mika").await;
+    chromium
+        .click("form[aria-label='Add an admin'] button[type=submit]")
+        .await;
+    chromium
+        .wait_for("admin added", "[...document.querySelectorAll('table[aria-label=\"Admins\"] tr')].some(r => r.innerText.includes('4242'))")
+        .await;
+    let admins = world.get("/api/v1/admins").await;
+    assert!(
+        admins.ok()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["telegram_user_id"] == 4242)
+    );
+    chromium.press("table[aria-label='Admins']", "Remove").await;
+    chromium.confirm().await;
+    chromium
+        .wait_for("admin removed", "![...document.querySelectorAll('table[aria-label=\"Admins\"] tr')].some(r => r.innerText.includes('4242'))")
+        .await;
+    let admins = world.get("/api/v1/admins").await;
+    assert!(admins.ok()["items"].as_array().unwrap().is_empty());
 
     // Logs: stored records by level and text, older pages, and new records arriving live.
     let now = nezuko::db::now_ms();
@@ -332,7 +400,15 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
             )
             .await;
     }
-    for action in ["channel.add", "settings.policy"] {
+    for action in [
+        "channel.add",
+        "channel.update",
+        "channel.delete",
+        "settings.policy",
+        "settings.texts",
+        "admin.add",
+        "admin.remove",
+    ] {
         chromium.fill("#audit-action", action).await;
         chromium.choose("#audit-target", "").await;
         chromium
@@ -342,7 +418,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
     let csv = chromium
         .text("document.querySelector('a[download]').getAttribute('href')")
         .await;
-    assert_eq!(csv, "/api/v1/audit.csv?action=settings.policy");
+    assert_eq!(csv, "/api/v1/audit.csv?action=admin.remove");
     chromium.finish().await;
     world.finish().await;
 }

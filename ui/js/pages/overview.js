@@ -7,6 +7,8 @@ import { h, time, duration } from "../dom.js";
 import { subscribe } from "../events.js";
 import { describe } from "../describe.js";
 
+const FEED_KINDS = "bot_status,verification,member_join,member_leave,health,activity,settings_changed,audit";
+
 function feedItem(event) {
   return h("li", { "data-event": event.id || null }, h("time", {}, time(event.created_at)), describe(event));
 }
@@ -39,7 +41,8 @@ export async function render(main) {
       : h("p", { class: "empty" }, "No verifications in the last 24 hours."));
   }
 
-  const recent = await get("/api/v1/activity?limit=30");
+  // Log records have their own page; the feed is what the platform did.
+  const recent = await get(`/api/v1/activity?limit=30&type=${FEED_KINDS}`);
   feed.replaceChildren(...recent.items.map(feedItem));
   if (!recent.items.length) feed.append(h("li", { class: "empty" }, "Nothing has happened yet."));
   await refresh();
