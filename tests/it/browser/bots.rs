@@ -42,9 +42,7 @@ async fn an_admin_signs_in_watches_the_overview_and_runs_a_bot_from_the_browser(
         )
         .await;
     chromium.fill("#token", "nonsense").await;
-    chromium
-        .click("form[aria-label='Add a bot'] button[type=submit]")
-        .await;
+    chromium.submit("Add a bot").await;
     chromium
         .wait_for(
             "inline error",
@@ -60,9 +58,7 @@ async fn an_admin_signs_in_watches_the_overview_and_runs_a_bot_from_the_browser(
     );
     let bot = world.sandbox.create_bot("Browser", "browser_bot");
     chromium.fill("#token", &bot.token).await;
-    chromium
-        .click("form[aria-label='Add a bot'] button[type=submit]")
-        .await;
+    chromium.submit("Add a bot").await;
     let rows = "[...document.querySelectorAll('tr[data-bot]')].find(r => r.innerText.includes('@browser_bot'))".to_string();
     chromium.wait_for("bot listed", &rows).await;
     let id: i64 = chromium
@@ -123,15 +119,8 @@ async fn an_admin_signs_in_watches_the_overview_and_runs_a_bot_from_the_browser(
         .wait_for("rotate form", "document.querySelector('#new-token')")
         .await;
     chromium.fill("#new-token", &new_token).await;
-    chromium
-        .click("form[aria-label='Replace the token'] button[type=submit]")
-        .await;
-    chromium
-        .wait_for(
-            "rotated",
-            "document.getElementById('toast').innerText.includes('Token replaced')",
-        )
-        .await;
+    chromium.submit("Replace the token").await;
+    chromium.toast_says("Token replaced").await;
     world
         .wait_bot(id, "running on the new token", |b| {
             b["run_state"] == "running"
@@ -232,12 +221,7 @@ async fn telegram_sign_in_returns_to_the_dashboard_and_sign_out_ends_the_session
     chromium
         .open(&format!("/login#tgAuthResult={result}"))
         .await;
-    chromium
-        .wait_for(
-            "signed in",
-            "location.pathname === '/' && document.querySelector('[data-stat=\"Bots\"]')",
-        )
-        .await;
+    chromium.wait_signed_in().await;
     assert!(
         !chromium
             .text("location.href")

@@ -190,6 +190,30 @@ impl Chromium {
         }
     }
 
+    /// Submits the form named `label` with its submit button, as a user would.
+    pub async fn submit(&self, label: &str) {
+        self.click(&format!("form[aria-label='{label}'] button[type=submit]"))
+            .await;
+    }
+
+    /// Waits for the notice at the bottom of the page to say `text`.
+    pub async fn toast_says(&self, text: &str) {
+        self.wait_for(
+            text,
+            &format!("document.getElementById('toast').innerText.includes(`{text}`)"),
+        )
+        .await;
+    }
+
+    /// Waits for the overview a signed-in session starts on.
+    pub async fn wait_signed_in(&self) {
+        self.wait_for(
+            "signed in",
+            "location.pathname === '/' && document.querySelector('[data-stat=\"Bots\"]')",
+        )
+        .await;
+    }
+
     /// Clicks the button inside `scope` whose text is `label`.
     pub async fn press(&self, scope: &str, label: &str) {
         self.wait_for(

@@ -67,12 +67,7 @@ async fn the_demo_shows_live_traffic_and_every_page_has_its_data() {
 
     let chromium = Chromium::launch(&base).await;
     chromium.open(url.trim_start_matches(&base)).await;
-    chromium
-        .wait_for(
-            "signed in",
-            "location.pathname === '/' && document.querySelector('[data-stat=\"Bots\"]')",
-        )
-        .await;
+    chromium.wait_signed_in().await;
     chromium
         .wait_for_within(
             "live verifications on the overview",
@@ -136,9 +131,7 @@ async fn the_demo_shows_live_traffic_and_every_page_has_its_data() {
     visit(&chromium, "/logs", "logs", &rows("tr.log-line", 1)).await;
     // The demo's own records: its bots' state changes, found by text.
     chromium.fill("#log-text", "bot state").await;
-    chromium
-        .click("form[aria-label='Filter logs'] button[type=submit]")
-        .await;
+    chromium.submit("Filter logs").await;
     chromium
         .wait_for(
             "the bots' state records",

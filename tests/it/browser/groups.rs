@@ -26,9 +26,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
         )
         .await;
     chromium.fill("#group-search", "book").await;
-    chromium
-        .click("form[aria-label='Filter groups'] button[type=submit]")
-        .await;
+    chromium.submit("Filter groups").await;
     chromium
         .wait_for(
             "searched",
@@ -59,15 +57,8 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
     // Change the policy: ban after a 120 s grace.
     chromium.choose("#policy-action", "ban").await;
     chromium.fill("#policy-grace_s", "120").await;
-    chromium
-        .click("form[aria-label='Policy'] button[type=submit]")
-        .await;
-    chromium
-        .wait_for(
-            "policy saved",
-            "document.getElementById('toast').innerText.includes('Policy saved')",
-        )
-        .await;
+    chromium.submit("Policy").await;
+    chromium.toast_says("Policy saved").await;
     let group = world
         .get(&format!("/api/v1/groups/{}", guarded.group_id))
         .await;
@@ -85,9 +76,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
 
     // A value the enforcer refuses is explained in the form.
     chromium.fill("#policy-mute_for_s", "10").await;
-    chromium
-        .click("form[aria-label='Policy'] button[type=submit]")
-        .await;
+    chromium.submit("Policy").await;
     chromium
         .wait_for(
             "policy refused",
@@ -128,9 +117,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
     chromium
         .choose("#link-channel", &guarded.channel_id.to_string())
         .await;
-    chromium
-        .click("form[aria-label='Link a channel'] button[type=submit]")
-        .await;
+    chromium.submit("Link a channel").await;
     chromium
         .wait_for(
             "relinked",
@@ -155,9 +142,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
     chromium.fill("#channel-chat-id", "-1009876543210").await;
     chromium.fill("#channel-title", "Announcements").await;
     chromium.fill("#channel-username", "announce").await;
-    chromium
-        .click("form[aria-label='Add a channel'] button[type=submit]")
-        .await;
+    chromium.submit("Add a channel").await;
     chromium
         .wait_for("channel added", "[...document.querySelectorAll('tr[data-channel]')].some(r => r.innerText.includes('Announcements'))")
         .await;
@@ -192,9 +177,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
         .await;
     chromium.screenshot("channel").await;
     chromium.fill("#channel-title", "Seeds and Bulbs").await;
-    chromium
-        .click("form[aria-label='Edit the channel'] button[type=submit]")
-        .await;
+    chromium.submit("Edit the channel").await;
     chromium
         .wait_for(
             "channel renamed",
@@ -234,15 +217,8 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
         .wait_for("settings", "document.querySelector('form[aria-label=\"Policy defaults\"]') && document.querySelector('[data-account-name]')")
         .await;
     chromium.fill("#policy-warning_ttl_s", "300").await;
-    chromium
-        .click("form[aria-label='Policy defaults'] button[type=submit]")
-        .await;
-    chromium
-        .wait_for(
-            "defaults saved",
-            "document.getElementById('toast').innerText.includes('Defaults saved')",
-        )
-        .await;
+    chromium.submit("Policy defaults").await;
+    chromium.toast_says("Defaults saved").await;
     let settings = world.get("/api/v1/settings").await;
     assert_eq!(settings.ok()["policy"]["defaults"]["warning_ttl_s"], 300);
     chromium.screenshot("settings").await;
@@ -255,15 +231,8 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
     chromium
         .fill(&format!("#{text}"), "Welcome to the club!")
         .await;
-    chromium
-        .click("form[aria-label='Message texts'] button[type=submit]")
-        .await;
-    chromium
-        .wait_for(
-            "texts saved",
-            "document.getElementById('toast').innerText.includes('Texts saved')",
-        )
-        .await;
+    chromium.submit("Message texts").await;
+    chromium.toast_says("Texts saved").await;
     let settings = world.get("/api/v1/settings").await;
     assert_eq!(
         settings.ok()["texts"]["en"]["overrides"][&name],
@@ -271,9 +240,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
     );
     chromium.fill("#admin-id", "4242").await;
     chromium.fill("#admin-name", "Mika").await;
-    chromium
-        .click("form[aria-label='Add an admin'] button[type=submit]")
-        .await;
+    chromium.submit("Add an admin").await;
     chromium
         .wait_for("admin added", "[...document.querySelectorAll('table[aria-label=\"Admins\"] tr')].some(r => r.innerText.includes('4242'))")
         .await;
@@ -319,9 +286,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
         .await;
     chromium.choose("#log-level", "warn").await;
     chromium.fill("#log-text", "book club").await;
-    chromium
-        .click("form[aria-label='Filter logs'] button[type=submit]")
-        .await;
+    chromium.submit("Filter logs").await;
     chromium
         .wait_for(
             "filtered logs",
@@ -352,9 +317,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
     );
     chromium.screenshot("logs").await;
     chromium.fill("#log-text", "no record says this").await;
-    chromium
-        .click("form[aria-label='Filter logs'] button[type=submit]")
-        .await;
+    chromium.submit("Filter logs").await;
     chromium
         .wait_for("no match", "document.querySelectorAll('tr.log-line').length === 0 && document.querySelector('.empty-row')")
         .await;

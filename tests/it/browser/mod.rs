@@ -21,12 +21,7 @@ async fn signed_in(world: &ApiWorld) -> Chromium {
     let chromium = Chromium::launch(&world.base).await;
     let token = world.login_link(OWNER).await;
     chromium.open(&format!("/login#token={token}")).await;
-    chromium
-        .wait_for(
-            "signed in",
-            "location.pathname === '/' && document.querySelector('[data-stat=\"Bots\"]')",
-        )
-        .await;
+    chromium.wait_signed_in().await;
     assert!(
         !chromium.text("location.href").await.contains(&token),
         "the token leaves the address bar"
