@@ -238,6 +238,27 @@ async fn telegram_sign_in_returns_to_the_dashboard_and_sign_out_ends_the_session
         "the widget sign-in is audited"
     );
 
+    // The theme toggle switches light and dark, and the choice survives a reload.
+    let theme = "document.documentElement.dataset.theme";
+    let before = chromium.text(theme).await;
+    let background = "getComputedStyle(document.body).backgroundColor";
+    let painted = chromium.text(background).await;
+    chromium.click("#theme").await;
+    let after = chromium.text(theme).await;
+    assert!(
+        ["light", "dark"].contains(&after.as_str()) && after != before,
+        "{before} → {after}"
+    );
+    assert_ne!(
+        chromium.text(background).await,
+        painted,
+        "the colours change"
+    );
+    chromium.open("/").await;
+    chromium.wait_signed_in().await;
+    assert_eq!(chromium.text(theme).await, after);
+    chromium.screenshot(&format!("overview-{after}")).await;
+
     chromium.click("#logout").await;
     chromium
         .wait_for(
