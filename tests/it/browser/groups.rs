@@ -127,6 +127,19 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
             ),
         )
         .await;
+    // And enforce there again.
+    chromium.press("main", "Enable enforcement").await;
+    chromium.confirm().await;
+    chromium
+        .wait_for(
+            "enabled",
+            "document.querySelector('[data-enabled=\"true\"]')",
+        )
+        .await;
+    let group = world
+        .get(&format!("/api/v1/groups/{}", guarded.group_id))
+        .await;
+    assert_eq!(group.ok()["enabled"], true);
 
     // Channels: the list, one channel's groups, and a new channel.
     chromium.click("nav a[href='/channels']").await;
@@ -343,6 +356,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
         "group.unlink_channel",
         "group.disable",
         "group.link_channel",
+        "group.enable",
     ];
     for action in expected {
         assert!(

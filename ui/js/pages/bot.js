@@ -53,13 +53,16 @@ function rotateForm(bot, refresh) {
   return form;
 }
 
-async function remove(bot) {
+async function remove(bot, removing) {
   if (!(await confirmAction(`Delete @${bot.username} and its ${bot.group_count} groups? This cannot be undone.`, "Delete"))) return;
+  // The bot stops before it is removed; its last events must not reload a page about to go.
+  removing(true);
   try {
     await api("DELETE", `/api/v1/bots/${bot.id}`);
     toast(`Deleted @${bot.username}`);
     navigate("/bots");
   } catch (error) {
+    removing(false);
     toast(error.message);
   }
 }
@@ -71,6 +74,7 @@ export async function render(main, id) {
   const events = h("ul", { class: "feed", "aria-label": "Recent events" });
   const danger = h("section", { class: "panel" });
   let current = null;
+  let removing = false;
 
   async function refresh() {
     const bot = await get(`/api/v1/bots/${id}`);
@@ -85,7 +89,7 @@ export async function render(main, id) {
   await refresh();
   danger.replaceChildren(h("h2", {}, "Delete"),
     h("p", { class: "muted" }, "Stops the bot, then removes it with its groups and records."),
-    h("button", { type: "button", class: "danger", onclick: () => remove(current) }, "Delete bot"));
+    h("button", { type: "button", class: "danger", onclick: () => remove(current, (on) => { removing = on; }) }, "Delete bot"));
   main.replaceChildren(h("p", {}, h("a", { href: "/bots" }, "← Bots")), heading,
     h("div", { class: "grid2" },
       h("div", { class: "stack" }, summary, groups),
@@ -93,8 +97,8 @@ export async function render(main, id) {
 
   let pending = null;
   const unsubscribe = subscribe((event) => {
-    if (event.bot_instance_id !== id) return;
-    pending ??= setTimeout(() => { pending = null; refresh().catch(() => {}); }, 300);
+    if (event.bot_instance_id !== id || removing) return;
+    pending ??= setTimeout(() => { pending = null; if (!removing) refresh().catch(() => {}); }, 300);
   });
   return () => { unsubscribe(); clearTimeout(pending); };
 }

@@ -66,8 +66,9 @@ export async function render(main, id) {
 
   // `withPolicy` false (live updates) leaves the policy form alone, so an edit in progress survives.
   async function refresh(withPolicy = true) {
+    // The global defaults matter only to the policy form.
     const [group, channels, settings] = await Promise.all([
-      get(`/api/v1/groups/${id}`), get("/api/v1/channels"), get("/api/v1/settings")]);
+      get(`/api/v1/groups/${id}`), get("/api/v1/channels"), withPolicy ? get("/api/v1/settings") : null]);
     const toggle = async () => {
       const verb = group.enabled ? "disable" : "enable";
       const question = group.enabled ? `Stop enforcing in ${group.title}? Members will no longer be checked.` : `Enforce in ${group.title} again?`;
