@@ -342,7 +342,10 @@ where
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > BODY_LIMIT) {
+    if let Some(length) = declared.filter(|length| *length > BODY_LIMIT) {
+        if length <= DISCARD_LIMIT {
+            discard(&mut stream).await;
+        }
         return Err(too_large());
     }
     let mut body = Vec::new();
@@ -350,6 +353,7 @@ where
         let mut chunk =
             chunk.map_err(|error| ApiError::bad_request("unreadable_body", error.to_string()))?;
         if body.len() as u64 + chunk.remaining() as u64 > BODY_LIMIT {
+            discard(&mut stream).await;
             return Err(too_large());
         }
         while chunk.has_remaining() {
@@ -360,6 +364,25 @@ where
         }
     }
     Ok(Bytes::from(body))
+}
+
+/// Bodies up to this size are read and dropped before a 413, so the answer reaches the client.
+const DISCARD_LIMIT: u64 = 1024 * 1024;
+
+/// Reads and drops the rest of a refused body, up to [`DISCARD_LIMIT`]. Closing a connection
+/// with unread data makes the kernel reset it, and a client still sending loses the 413 with it.
+async fn discard<S, B>(stream: &mut S)
+where
+    S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + Unpin,
+    B: bytes::Buf,
+{
+    let mut seen = 0u64;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.remaining() as u64;
+        if seen > DISCARD_LIMIT {
+            return;
+        }
+    }
 }
 
 /// The client's `X-Request-Id` when it is a sane token, else a fresh one.
