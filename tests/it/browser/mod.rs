@@ -69,8 +69,13 @@ async fn protected_group(
         })
         .await
         .unwrap();
+    // Added stopped and started once its group is stored, as it would be after `/protect`: a bot
+    // reading the group before its channels are linked would treat it as unprotected for a while.
     let added = world
-        .post("/api/v1/bots", json!({ "token": bot.token }))
+        .post(
+            "/api/v1/bots",
+            json!({ "token": bot.token, "enabled": false }),
+        )
         .await;
     let bot_id = added.ok()["id"].as_i64().unwrap();
     let group = store
@@ -90,6 +95,10 @@ async fn protected_group(
         .await
         .unwrap();
     store.set_group_health(group.id, "ok", None).await.unwrap();
+    world
+        .post(&format!("/api/v1/bots/{bot_id}/start"), json!({}))
+        .await
+        .ok();
     world
         .wait_bot(bot_id, "running", |b| b["run_state"] == "running")
         .await;
