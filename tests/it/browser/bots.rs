@@ -217,7 +217,7 @@ async fn telegram_sign_in_returns_to_the_dashboard_and_sign_out_ends_the_session
     let result =
         base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&fields).unwrap());
     // Telegram sends the browser back with a full page load, not a change of fragment.
-    chromium.page.goto("about:blank").await.unwrap();
+    chromium.open_url("about:blank").await;
     chromium
         .open(&format!("/login#tgAuthResult={result}"))
         .await;

@@ -121,10 +121,25 @@ impl Chromium {
 
     /// Loads `path` of the service (a full page load, as typing the address would).
     pub async fn open(&self, path: &str) {
-        self.page
-            .goto(format!("{}{path}", self.base))
-            .await
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        self.open_url(&format!("{}{path}", self.base)).await;
+    }
+
+    /// Loads `url` from the page itself and waits for the new document. Not `Page.navigate`: its
+    /// wait for the load could miss it when the page rewrites its own address while loading (as
+    /// the sign-in redirect does) and then hang until the request timed out.
+    pub async fn open_url(&self, url: &str) {
+        // The old document may be gone before the evaluation answers; that is the point.
+        let _ = self
+            .page
+            .evaluate(format!(
+                "window.__left = true; location.assign({url:?}); true"
+            ))
+            .await;
+        self.wait_for(
+            &format!("{url} loaded"),
+            "!window.__left && document.readyState !== 'loading'",
+        )
+        .await;
     }
 
     /// Waits until `expression` (JavaScript) is truthy in the page.
