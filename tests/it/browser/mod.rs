@@ -112,18 +112,41 @@ async fn protected_group(
     }
 }
 
-/// The audit actions recorded for `target_type` `id`, through the API.
-async fn audited(world: &ApiWorld, target_type: &str, id: i64) -> Vec<String> {
+/// Each of `expected` was recorded for `target_type` `id`: through the API, and on the audit page
+/// (reached from the navigation, filtered to that kind of target).
+async fn assert_audited(
+    world: &ApiWorld,
+    chromium: &Chromium,
+    target_type: &str,
+    id: i64,
+    expected: &[&str],
+) {
     let entries = world
         .get(&format!(
             "/api/v1/audit?target_type={target_type}&limit=500"
         ))
         .await;
-    entries.ok()["items"]
+    let actions: Vec<&str> = entries.ok()["items"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|e| e["target_id"].as_str().and_then(|t| t.parse().ok()) == Some(id))
-        .map(|e| e["action"].as_str().unwrap().to_string())
-        .collect()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in expected {
+        assert!(actions.contains(action), "{action} audited: {actions:?}");
+    }
+    chromium.click("nav a[href='/audit']").await;
+    chromium
+        .wait_for("audit page", "document.querySelector('tr[data-action]')")
+        .await;
+    chromium.choose("#audit-target", target_type).await;
+    for action in expected {
+        chromium
+            .wait_for(
+                action,
+                &format!("document.querySelector('tr[data-action=\"{action}\"]')"),
+            )
+            .await;
+    }
 }
