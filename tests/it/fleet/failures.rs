@@ -128,13 +128,14 @@ async fn another_poller_on_the_token_is_a_conflict_with_backoff(mut world: Fleet
 }
 
 async fn a_flapping_bot_is_parked_as_failed_until_an_admin_starts_it(mut world: FleetWorld) {
-    let (bot, row) = world.add_bot("India").await;
+    // Faulty before the bot exists: the registry's own poll may start a new bot before a nudge.
     world.sandbox.inject_fault(Fault {
-        bot: Some(bot.id),
+        bot: None,
         method: Some("getMe".into()),
         kind: FaultKind::DropConnection,
         times: None,
     });
+    let (bot, row) = world.add_bot("India").await;
     world.fleet().nudge();
     let failed = world.wait_state(row.id, "failed", DEADLINE).await;
     assert!(
