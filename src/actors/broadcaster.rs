@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::db::{NewEvent, RunStateUpdate, Store};
+use crate::db::{EventRow, NewEvent, RunStateUpdate, Store};
 
 /// One event as subscribers receive it; `id` is its row in `events` (0 if it could not be stored).
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -26,6 +26,20 @@ pub struct Event {
     /// Published by another process and relayed here (through Redis); never relayed back.
     #[serde(skip)]
     pub relayed: bool,
+}
+
+impl Event {
+    /// A stored event as subscribers receive it; `relayed` when another process published it.
+    pub fn from_row(row: EventRow, relayed: bool) -> Self {
+        Self {
+            id: row.id,
+            kind: row.kind,
+            bot_instance_id: row.bot_instance_id,
+            payload: row.payload.0,
+            created_at: row.created_at,
+            relayed,
+        }
+    }
 }
 
 pub type BroadcasterRef = ActorRef<BroadcasterMsg>;
@@ -148,16 +162,8 @@ impl BroadcasterState {
         match self.store.append_events(&batch).await {
             Ok(rows) => {
                 for row in rows {
-                    let event = Event {
-                        id: row.id,
-                        kind: row.kind,
-                        bot_instance_id: row.bot_instance_id,
-                        payload: row.payload.0,
-                        created_at: row.created_at,
-                        relayed: false,
-                    };
                     // No subscribers is not an error.
-                    let _ = self.sender.send(Arc::new(event));
+                    let _ = self.sender.send(Arc::new(Event::from_row(row, false)));
                 }
             }
             // Storage errors are logged and survived (the fleet must run through a database outage);

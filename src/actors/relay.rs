@@ -2,9 +2,11 @@
 //! is also published on a Redis channel, and events other processes publish there are injected into
 //! this process's event stream, so an SSE client of any process sees every process's events.
 //!
-//! Redis is never required. While it is unreachable each process keeps delivering its own events;
-//! when the subscription comes back, the relay replays from the `events` table what other processes
-//! stored meanwhile (recently seen ids are remembered, so nothing is delivered twice).
+//! Redis is never required. While it is unreachable each process keeps delivering its own events.
+//! Whenever the subscription is (re)established, including the first time after the process
+//! starts, the relay replays from the `events` table what other processes stored since it last
+//! listened (rows carry their process's `origin`; recently seen ids are remembered, so nothing is
+//! delivered twice), so a subscription that comes up late loses nothing either.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -68,7 +70,7 @@ pub fn start(
     let client = redis::Client::open(url)
         .map_err(|e| anyhow::anyhow!("REDIS_URL is not a Redis URL: {e}"))?;
     let channel = format!("{namespace}:{CHANNEL_SUFFIX}");
-    let origin = crate::http::auth::random_secret();
+    let origin = store.origin().to_string();
     let seen = Arc::new(Mutex::new(Seen::default()));
     tokio::spawn(publish_loop(
         client.clone(),
@@ -125,7 +127,8 @@ async fn publish_loop(
     }
 }
 
-/// Injects other processes' events; reconnects with backoff and catches up after an outage.
+/// Injects other processes' events; reconnects with backoff and catches up from the table each
+/// time the subscription is established.
 async fn subscribe_loop(
     client: redis::Client,
     channel: String,
@@ -134,6 +137,9 @@ async fn subscribe_loop(
     sender: broadcast::Sender<Arc<Event>>,
     seen: Arc<Mutex<Seen>>,
 ) {
+    // Everything stored before this process listened is history, not news: catch-ups never reach
+    // below it. Read before the first subscription, so what arrives in between is replayed.
+    let mut floor = newest_event_id(&store).await;
     let mut delay = Duration::from_millis(250);
     let mut interrupted = false;
     loop {
@@ -158,7 +164,12 @@ async fn subscribe_loop(
         delay = Duration::from_millis(250);
         if interrupted {
             tracing::info!("Redis is back: relaying events between processes again");
-            catch_up(&store, &sender, &seen).await;
+        }
+        // Messages published from here on wait in the subscription while the table is read.
+        match floor {
+            Some(floor) => catch_up(&store, floor, &sender, &seen).await,
+            // The database was unreachable when the process started; start from now instead.
+            None => floor = newest_event_id(&store).await,
         }
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
@@ -171,53 +182,58 @@ async fn subscribe_loop(
             if envelope.origin == origin {
                 continue;
             }
-            let fresh = seen
-                .lock()
-                .map(|mut s| s.note(envelope.event.id))
-                .unwrap_or(true);
-            if fresh {
-                let _ = sender.send(Arc::new(Event {
-                    relayed: true,
-                    ..envelope.event
-                }));
-            }
+            deliver(&sender, &seen, envelope.event);
         }
         tracing::warn!("the Redis event subscription ended; reconnecting");
         interrupted = true;
     }
 }
 
-/// Delivers stored events this process has not seen (published elsewhere while Redis was away).
-async fn catch_up(store: &Store, sender: &broadcast::Sender<Arc<Event>>, seen: &Arc<Mutex<Seen>>) {
-    let mut cursor = seen
-        .lock()
-        .map(|s| s.highest)
-        .unwrap_or(0)
-        .saturating_sub(CATCH_UP_MARGIN)
-        .max(0);
+async fn newest_event_id(store: &Store) -> Option<i64> {
+    match store.newest_event_id().await {
+        Ok(id) => Some(id),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the newest event id; events other processes store before the relay is up are not replayed");
+            None
+        }
+    }
+}
+
+/// Injects another process's event unless it was already delivered here.
+fn deliver(sender: &broadcast::Sender<Arc<Event>>, seen: &Mutex<Seen>, event: Event) {
+    let fresh = seen.lock().map(|mut s| s.note(event.id)).unwrap_or(true);
+    if fresh {
+        let _ = sender.send(Arc::new(Event {
+            relayed: true,
+            ..event
+        }));
+    }
+}
+
+/// Delivers stored events of other processes this one has not seen, above `floor` (ids from
+/// several processes commit out of order, so it looks a margin below the highest id seen).
+async fn catch_up(
+    store: &Store,
+    floor: i64,
+    sender: &broadcast::Sender<Arc<Event>>,
+    seen: &Mutex<Seen>,
+) {
+    let highest = seen.lock().map(|s| s.highest).unwrap_or(0);
+    let mut cursor = highest.saturating_sub(CATCH_UP_MARGIN).max(floor);
     loop {
-        let rows = match store.events_after(cursor, CATCH_UP_PAGE).await {
+        let rows = match store.others_events_after(cursor, CATCH_UP_PAGE).await {
             Ok(rows) => rows,
             Err(error) => {
-                tracing::warn!(%error, "could not replay events missed while Redis was away");
+                tracing::warn!(%error, "could not replay events other processes stored while this one was not listening");
                 return;
             }
         };
-        for row in &rows {
+        let complete = (rows.len() as i64) < CATCH_UP_PAGE;
+        for row in rows {
             cursor = row.id;
-            let fresh = seen.lock().map(|mut s| s.note(row.id)).unwrap_or(false);
-            if fresh {
-                let _ = sender.send(Arc::new(Event {
-                    id: row.id,
-                    kind: row.kind.clone(),
-                    bot_instance_id: row.bot_instance_id,
-                    payload: row.payload.0.clone(),
-                    created_at: row.created_at,
-                    relayed: true,
-                }));
-            }
+            deliver(sender, seen, Event::from_row(row, true));
         }
-        if (rows.len() as i64) < CATCH_UP_PAGE {
+        if complete {
             return;
         }
     }

@@ -57,13 +57,14 @@ impl Store {
                     }
                 }
                 let row = sqlx::query_as::<_, EventRow>(concat!(
-                    "INSERT INTO events (kind, bot_instance_id, payload, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
+                    "INSERT INTO events (kind, bot_instance_id, payload, created_at, origin) VALUES ($1, $2, $3, $4, $5) RETURNING ",
                     columns!()
                 ))
                 .bind(&item.kind)
                 .bind(item.bot_instance_id)
                 .bind(Json(&payload))
                 .bind(now)
+                .bind(self.origin())
                 .fetch_one(&mut *tx)
                 .await?;
                 rows.push(row);
@@ -81,7 +82,7 @@ impl Store {
         payload: &serde_json::Value,
     ) -> Result<EventRow, StoreError> {
         let sql = concat!(
-            "INSERT INTO events (kind, bot_instance_id, payload, created_at) VALUES ($1, $2, $3, $4) RETURNING ",
+            "INSERT INTO events (kind, bot_instance_id, payload, created_at, origin) VALUES ($1, $2, $3, $4, $5) RETURNING ",
             columns!(),
             ""
         );
@@ -90,6 +91,7 @@ impl Store {
             .bind(bot_instance_id)
             .bind(Json(payload))
             .bind(now_ms())
+            .bind(self.origin())
             .fetch_one(pool)
             .await)?)
     }
@@ -106,6 +108,36 @@ impl Store {
             .bind(limit)
             .fetch_all(pool)
             .await)?)
+    }
+
+    /// Events with an id above `after` that other processes stored, oldest first: what a process
+    /// relaying events between processes replays after missing the live relay.
+    pub async fn others_events_after(
+        &self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM events WHERE id > $1 AND (origin IS NULL OR origin <> $2) ORDER BY id LIMIT $3"
+        );
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, EventRow>(sql)
+            .bind(after)
+            .bind(self.origin())
+            .bind(limit)
+            .fetch_all(pool)
+            .await)?)
+    }
+
+    /// The newest event's id (0 when there is none).
+    pub async fn newest_event_id(&self) -> Result<i64, StoreError> {
+        let newest: Option<i64> = with_pool!(self, pool => {
+            sqlx::query_scalar("SELECT MAX(id) FROM events")
+                .fetch_one(pool)
+                .await
+        })?;
+        Ok(newest.unwrap_or(0))
     }
 
     /// Events with an id below `before` (all when `None`), newest first: a page of the activity feed.

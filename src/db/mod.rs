@@ -101,6 +101,8 @@ pub enum StoreError {
 pub struct Store {
     pool: Pool,
     location: String,
+    /// Names this handle (and its clones) in the events it stores; see [`Store::origin`].
+    origin: std::sync::Arc<str>,
 }
 
 /// Runs `$body` with `$pool` bound to whichever native pool the store has.
@@ -171,7 +173,17 @@ impl Store {
                 Pool::Postgres(pool)
             }
         };
-        Ok(Self { pool, location })
+        Ok(Self {
+            pool,
+            location,
+            origin: format!("{:016x}", rand::random::<u64>()).into(),
+        })
+    }
+
+    /// A random name for this connection, written with every event it stores, so a process can
+    /// tell its own events from those other processes on the same database stored.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// Applies the migrations embedded in the binary that the database has not seen yet.

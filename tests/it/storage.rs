@@ -25,6 +25,7 @@ on_both_backends!(
     verifications_are_counted_by_outcome_within_a_time_range,
     api_calls_are_counted_by_method,
     event_ids_only_grow_and_replay_after_a_cursor,
+    events_are_told_apart_by_the_process_that_stored_them,
     logs_filter_by_level_target_text_and_page,
     log_search_treats_wildcards_literally,
     sessions_expire_and_end_at_logout,
@@ -458,6 +459,35 @@ async fn event_ids_only_grow_and_replay_after_a_cursor(db: &TestDb) {
         .await
         .unwrap();
     assert!(next.id > ids[4]);
+}
+
+async fn events_are_told_apart_by_the_process_that_stored_them(db: &TestDb) {
+    assert_eq!(db.store.newest_event_id().await.unwrap(), 0);
+    let other = db.attach().await;
+    assert_ne!(db.store.origin(), other.store.origin());
+    let own = db
+        .store
+        .append_event("audit", None, &json!({}))
+        .await
+        .unwrap();
+    let theirs = other
+        .store
+        .append_event("audit", None, &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(db.store.newest_event_id().await.unwrap(), theirs.id);
+    let replay = db.store.others_events_after(0, 10).await.unwrap();
+    assert_eq!(replay.iter().map(|e| e.id).collect::<Vec<_>>(), [theirs.id]);
+    let replay = other.store.others_events_after(0, 10).await.unwrap();
+    assert_eq!(replay.iter().map(|e| e.id).collect::<Vec<_>>(), [own.id]);
+    assert!(
+        db.store
+            .others_events_after(theirs.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    other.finish().await;
 }
 
 fn log(level: &str, target: &str, message: &str, created_at: i64) -> NewLog {

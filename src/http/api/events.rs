@@ -260,25 +260,19 @@ async fn feed(
                     return;
                 }
             };
-            for row in &rows {
-                cursor = row.id;
-                replayed_up_to = row.id;
+            let complete = (rows.len() as i64) < REPLAY_PAGE;
+            for row in rows {
+                let id = row.id;
+                (cursor, replayed_up_to) = (id, id);
                 if selection.wants(&row.kind, row.bot_instance_id) {
-                    let event = Event {
-                        id: row.id,
-                        kind: row.kind.clone(),
-                        bot_instance_id: row.bot_instance_id,
-                        payload: row.payload.0.clone(),
-                        created_at: row.created_at,
-                        relayed: false,
-                    };
+                    let event = Event::from_row(row, false);
                     if sender.send(sse_of(&event)).await.is_err() {
                         return;
                     }
                 }
-                last_sent = row.id;
+                last_sent = id;
             }
-            if (rows.len() as i64) < REPLAY_PAGE {
+            if complete {
                 break;
             }
         }

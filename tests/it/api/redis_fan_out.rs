@@ -1,6 +1,6 @@
 //! Two services on one PostgreSQL database and one Redis: an event published in one reaches SSE
-//! clients of the other, with the same id; through a Redis outage each keeps its own events and
-//! catches up from the database when Redis returns.
+//! clients of the other, with the same id; through a Redis outage (also one at start-up) each keeps
+//! its own events and catches up from the database when Redis returns, without replaying history.
 
 use std::time::Duration;
 
@@ -15,6 +15,28 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// A global settings change at `world`: one `settings_changed` event stored by that process.
+async fn change_grace(world: &ApiWorld, grace_s: u32) {
+    world
+        .call(
+            Method::PUT,
+            "/api/v1/settings/policy",
+            Some(json!({ "grace_s": grace_s })),
+        )
+        .await
+        .ok();
+}
+
+/// The stored `settings_changed` events' ids, oldest first.
+async fn settings_changed_ids(world: &ApiWorld) -> Vec<i64> {
+    let events = world.db.store.events_after(0, 100).await.unwrap();
+    events
+        .into_iter()
+        .filter(|e| e.kind == "settings_changed")
+        .map(|e| e.id)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_in_one_process_reaches_sse_clients_of_another() {
     let redis = redis_url();
@@ -24,17 +46,9 @@ async fn an_event_in_one_process_reaches_sse_clients_of_another() {
     )
     .await;
     let second = ApiWorld::start_on(&first, &[("NEZUKO_REDIS__URL", redis.as_str())]).await;
-    // Both relays subscribe in the background; give them a moment.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // No pause for the relays to subscribe: one that comes up late replays what it missed.
     let mut watcher = SseClient::connect(&second, "?type=settings_changed", None).await;
-    first
-        .call(
-            Method::PUT,
-            "/api/v1/settings/policy",
-            Some(json!({ "grace_s": 7 })),
-        )
-        .await
-        .ok();
+    change_grace(&first, 7).await;
     let event = watcher
         .next(Duration::from_secs(10))
         .await
@@ -48,14 +62,7 @@ async fn an_event_in_one_process_reaches_sse_clients_of_another() {
     assert_eq!(event.id, Some(row.id), "same id in both processes");
     // And the other way round, exactly once.
     let mut first_watcher = SseClient::connect(&first, "?type=audit", None).await;
-    second
-        .call(
-            Method::PUT,
-            "/api/v1/settings/policy",
-            Some(json!({ "grace_s": 8 })),
-        )
-        .await
-        .ok();
+    change_grace(&second, 8).await;
     let audit = first_watcher.next(Duration::from_secs(10)).await.unwrap();
     assert_eq!(audit.data["payload"]["after"]["grace_s"], 8);
     assert!(
@@ -78,14 +85,7 @@ async fn without_redis_each_process_still_serves_its_own_events() {
     )
     .await;
     let mut watcher = SseClient::connect(&first, "?type=settings_changed", None).await;
-    first
-        .call(
-            Method::PUT,
-            "/api/v1/settings/policy",
-            Some(json!({ "grace_s": 9 })),
-        )
-        .await
-        .ok();
+    change_grace(&first, 9).await;
     let event = watcher
         .next(Duration::from_secs(10))
         .await
@@ -159,23 +159,9 @@ async fn after_a_redis_outage_the_other_process_catches_up_from_the_database() {
 
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    first
-        .call(
-            Method::PUT,
-            "/api/v1/settings/policy",
-            Some(json!({ "grace_s": 11 })),
-        )
-        .await
-        .ok();
+    change_grace(&first, 11).await;
     // The second process still serves its own events during the outage.
-    second
-        .call(
-            Method::PUT,
-            "/api/v1/settings/policy",
-            Some(json!({ "grace_s": 12 })),
-        )
-        .await
-        .ok();
+    change_grace(&second, 12).await;
     let own = watcher
         .next(Duration::from_secs(5))
         .await
@@ -189,19 +175,48 @@ async fn after_a_redis_outage_the_other_process_catches_up_from_the_database() {
         .await
         .expect("the first process's event arrives once Redis is back");
     ids.push(missed.id.unwrap());
-    let stored: Vec<i64> = first
-        .db
-        .store
-        .events_after(0, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "settings_changed")
-        .map(|e| e.id)
-        .collect();
+    let stored = settings_changed_ids(&first).await;
     ids.sort();
     assert_eq!(ids, stored, "both events, each once");
     assert!(watcher.next(Duration::from_millis(800)).await.is_none());
+    second.detach().await;
+    first.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_starts_during_an_outage_gets_what_was_missed_and_no_history() {
+    let redis = redis_url();
+    let first = ApiWorld::start_with(
+        TestDb::postgres().await,
+        &[("NEZUKO_REDIS__URL", redis.as_str())],
+    )
+    .await;
+    // History: stored before the second process existed, so never news to it.
+    change_grace(&first, 21).await;
+    let proxy = CuttableProxy::start(&redis).await;
+    proxy.cut();
+    let second = ApiWorld::start_on(&first, &[("NEZUKO_REDIS__URL", proxy.url.as_str())]).await;
+    let mut watcher = SseClient::connect(&second, "?type=settings_changed", None).await;
+    change_grace(&first, 22).await;
+    change_grace(&second, 23).await;
+    let own = watcher
+        .next(Duration::from_secs(5))
+        .await
+        .expect("local delivery without Redis");
+
+    proxy.restore();
+    let missed = watcher
+        .next(Duration::from_secs(15))
+        .await
+        .expect("the first process's event arrives once Redis is reachable");
+    assert!(
+        watcher.next(Duration::from_millis(800)).await.is_none(),
+        "no history and no second copy of its own event"
+    );
+    // Stored in the order the three changes were made: history, the first's, the second's.
+    let stored = settings_changed_ids(&first).await;
+    assert_eq!(stored.len(), 3);
+    assert_eq!((own.id, missed.id), (Some(stored[2]), Some(stored[1])));
     second.detach().await;
     first.finish().await;
 }
