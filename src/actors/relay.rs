@@ -6,7 +6,8 @@
 //! Whenever the subscription is (re)established, including the first time after the process
 //! starts, the relay replays from the `events` table what other processes stored since it last
 //! listened (rows carry their process's `origin`; recently seen ids are remembered, so nothing is
-//! delivered twice), so a subscription that comes up late loses nothing either.
+//! delivered twice), so a subscription that comes up late loses nothing either. While subscribed it
+//! also replays every few seconds, for events another process stored but could not publish.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,9 @@ const REMEMBERED: usize = 20_000;
 /// How far below the highest id seen a catch-up looks (ids from several processes commit out of order).
 const CATCH_UP_MARGIN: i64 = 1_000;
 const CATCH_UP_PAGE: i64 = 1_000;
+/// How often a subscribed relay also replays from the table: an event whose process could not
+/// publish it (Redis unreachable from there, but not from here) arrives this late instead of never.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Serialize, Deserialize)]
 struct Envelope {
@@ -172,7 +176,22 @@ async fn subscribe_loop(
             None => floor = newest_event_id(&store).await,
         }
         let mut messages = pubsub.on_message();
-        while let Some(message) = messages.next().await {
+        let mut sweep =
+            tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let message = tokio::select! {
+                message = messages.next() => message,
+                _ = sweep.tick() => {
+                    if let Some(floor) = floor {
+                        catch_up(&store, floor, &sender, &seen).await;
+                    }
+                    continue;
+                }
+            };
+            let Some(message) = message else {
+                break;
+            };
             let Ok(text) = message.get_payload::<String>() else {
                 continue;
             };

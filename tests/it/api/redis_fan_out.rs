@@ -220,3 +220,27 @@ async fn a_process_that_starts_during_an_outage_gets_what_was_missed_and_no_hist
     second.detach().await;
     first.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_its_process_could_not_publish_still_reaches_the_others() {
+    let redis = redis_url();
+    let proxy = CuttableProxy::start(&redis).await;
+    // The first process reaches Redis through the proxy, the second directly.
+    let first = ApiWorld::start_with(
+        TestDb::postgres().await,
+        &[("NEZUKO_REDIS__URL", proxy.url.as_str())],
+    )
+    .await;
+    let second = ApiWorld::start_on(&first, &[("NEZUKO_REDIS__URL", redis.as_str())]).await;
+    let mut watcher = SseClient::connect(&second, "?type=settings_changed", None).await;
+    proxy.cut();
+    change_grace(&first, 31).await;
+    let late = watcher
+        .next(Duration::from_secs(15))
+        .await
+        .expect("the second process replays it from the table");
+    assert_eq!(late.id, settings_changed_ids(&first).await.first().copied());
+    assert!(watcher.next(Duration::from_millis(800)).await.is_none());
+    second.detach().await;
+    first.finish().await;
+}
