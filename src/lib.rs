@@ -14,7 +14,8 @@
 //!   commands, membership cache, rate limits, durable timers, records.
 //! - [`telegram`]: what a bot does with Telegram: shared client, error classification, dispatch schema.
 //! - [`vault`]: Fernet encryption of bot tokens, key files, the key check and rotation.
-//! - [`sandbox`]: a stateful, spec-checked fake Telegram Bot API server (tests, demo, benchmarks).
+//! - The fake Telegram (tests, demo, benchmarks) is the `nezuko_sandbox` crate in `crates/sandbox/`;
+//!   it imports nothing from here.
 //! - [`db`]: the store, one interface over native SQLite and PostgreSQL, with embedded migrations.
 //! - [`domain`]: parsed types that are valid by construction (`BotToken`, `Secret`, bot states).
 
@@ -27,7 +28,6 @@ pub mod enforce;
 pub mod http;
 pub mod logstore;
 pub mod metrics;
-pub mod sandbox;
 pub mod settings;
 pub mod telegram;
 pub mod telemetry;

@@ -14,11 +14,11 @@ use crate::actors::{Event, Fleet, FleetOptions, RestartPolicy};
 use crate::db::{DatabaseUrl, NewBot, Store};
 use crate::domain::{BotToken, DesiredState};
 use crate::enforce::{EnforceOptions, Enforcer};
-use crate::sandbox::driver::measure::quantile_ms;
-use crate::sandbox::faults::RateLimits;
-use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::settings::DatabaseSettings;
 use crate::vault::{EncryptionKey, Vault};
+use nezuko_sandbox::driver::measure::quantile_ms;
+use nezuko_sandbox::faults::RateLimits;
+use nezuko_sandbox::{Sandbox, SandboxConfig};
 
 pub async fn run(bots: usize, postgres: Option<String>, sample: usize) -> anyhow::Result<()> {
     let scratch = Scratch::create(postgres.as_deref()).await?;

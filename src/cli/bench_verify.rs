@@ -15,10 +15,10 @@ use crate::actors::{Fleet, FleetOptions, RestartPolicy};
 use crate::db::{NewBot, NewChannel, NewGroup, Store};
 use crate::domain::{BotToken, DesiredState};
 use crate::enforce::{EnforceOptions, Enforcer};
-use crate::sandbox::driver::measure::Stopwatch;
-use crate::sandbox::driver::{self, Scenario, WorldPlan};
-use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::vault::{EncryptionKey, Vault};
+use nezuko_sandbox::driver::measure::Stopwatch;
+use nezuko_sandbox::driver::{self, Scenario, WorldPlan};
+use nezuko_sandbox::{Sandbox, SandboxConfig};
 
 /// What to run.
 #[derive(Debug, Clone)]

@@ -15,11 +15,11 @@ use clap::Args;
 use crate::app::Application;
 use crate::db::{DatabaseUrl, NewBot};
 use crate::domain::{BotToken, DesiredState};
-use crate::sandbox::driver::measure::Stopwatch;
-use crate::sandbox::driver::{self, Mix, Scenario};
-use crate::sandbox::{Sandbox, SandboxConfig};
 use crate::settings;
 use crate::vault::EncryptionKey;
+use nezuko_sandbox::driver::measure::Stopwatch;
+use nezuko_sandbox::driver::{self, Mix, Scenario};
+use nezuko_sandbox::{Sandbox, SandboxConfig};
 
 /// The demo's owner: a Telegram user id no real account needs to have, as only login links are used.
 const DEMO_OWNER: i64 = 1;

@@ -10,11 +10,11 @@ use clap::Args;
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::sandbox::driver::measure::Stopwatch;
-use crate::sandbox::driver::{self, Scenario};
-use crate::sandbox::faults::RateLimits;
-use crate::sandbox::model::{ChatKind, Status};
-use crate::sandbox::{Sandbox, SandboxConfig};
+use nezuko_sandbox::driver::measure::Stopwatch;
+use nezuko_sandbox::driver::{self, Scenario};
+use nezuko_sandbox::faults::RateLimits;
+use nezuko_sandbox::model::{ChatKind, Status};
+use nezuko_sandbox::{Sandbox, SandboxConfig};
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {

@@ -492,7 +492,7 @@ async fn the_sandbox_drives_a_scenario_and_prints_a_json_report_last() {
 
 #[tokio::test]
 async fn a_bot_added_on_the_command_line_runs_under_serve_and_stops_on_sigterm() {
-    use nezuko::sandbox::{Sandbox, SandboxConfig};
+    use nezuko_sandbox::{Sandbox, SandboxConfig};
     let sandbox = Sandbox::new(SandboxConfig::default());
     let telegram = sandbox.spawn_local().await.unwrap();
     let bot = sandbox.create_bot("Cli", "cli_bot");

@@ -13,7 +13,7 @@ pub mod sse;
 use std::time::Duration;
 
 use nezuko::app::Application;
-use nezuko::sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use nezuko_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;

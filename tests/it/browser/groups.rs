@@ -4,7 +4,7 @@
 //! and read back from the audit page.
 
 use nezuko::db::NewLog;
-use nezuko::sandbox::model::Status;
+use nezuko_sandbox::model::Status;
 
 use super::{assert_audited, protected_group, signed_in};
 use crate::api::ApiWorld;

@@ -11,7 +11,7 @@ mod groups;
 use serde_json::json;
 
 use nezuko::db::{NewChannel, NewGroup};
-use nezuko::sandbox::model::{AdminRights, ChatKind, Status};
+use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
 
 use self::chromium::Chromium;
 use crate::api::{ApiWorld, OWNER};

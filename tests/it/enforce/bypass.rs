@@ -1,7 +1,7 @@
 //! Who is never checked: admins, anonymous admins, linked-channel posts, Telegram's service
 //! account, bots, and a per-group allowlist.
 
-use nezuko::sandbox::model::{AdminRights, Status};
+use nezuko_sandbox::model::{AdminRights, Status};
 use serde_json::json;
 
 use super::{Guarded, enforce_tests};

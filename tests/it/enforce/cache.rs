@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use nezuko::actors::{Fleet, FleetOptions};
 use nezuko::enforce::{EnforceOptions, Enforcer};
-use nezuko::sandbox::model::{AdminRights, ChatKind, Status};
+use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
 
 use super::{DEADLINE, Guarded, enforce_db_tests, enforce_tests, insert_bot, quick_options};
 use crate::fleet::quick_policy;
@@ -23,7 +23,7 @@ fn redis_url() -> String {
 }
 
 /// A second bot guarding its own group "Runners" that also requires @news.
-async fn second_bot(world: &Guarded) -> (nezuko::sandbox::control::SandboxBot, i64) {
+async fn second_bot(world: &Guarded) -> (nezuko_sandbox::control::SandboxBot, i64) {
     let bot = world.sandbox.create_bot("Second", "second_bot");
     let group = world
         .sandbox

@@ -1,6 +1,6 @@
 //! Commands: private /start and /help with their menu; /protect, /unprotect, /status, /settings.
 
-use nezuko::sandbox::model::{AdminRights, ChatKind, Status};
+use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
 use serde_json::json;
 
 use super::{DEADLINE, Guarded, buttons, enforce_tests};

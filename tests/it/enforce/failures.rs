@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use nezuko::sandbox::faults::{Fault, FaultKind};
-use nezuko::sandbox::model::{AdminRights, Status};
+use nezuko_sandbox::faults::{Fault, FaultKind};
+use nezuko_sandbox::model::{AdminRights, Status};
 use serde_json::json;
 
 use super::{DEADLINE, Guarded, enforce_db_tests, enforce_tests, quick_options};

@@ -1,6 +1,6 @@
 //! The four flows: join, message, "I have joined", leaving (and rejoining) a channel.
 
-use nezuko::sandbox::model::Status;
+use nezuko_sandbox::model::Status;
 use serde_json::json;
 
 use super::{Guarded, buttons, enforce_tests};

@@ -17,10 +17,10 @@ use nezuko::actors::{Event, Fleet, FleetOptions};
 use nezuko::db::{BotRow, NewBot, Verification};
 use nezuko::domain::{BotToken, DesiredState};
 use nezuko::enforce::{EnforceOptions, Enforcer};
-use nezuko::sandbox::control::{SandboxBot, TranscriptEntry};
-use nezuko::sandbox::model::{Account, AdminRights, ChatKind, Status};
-use nezuko::sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use nezuko::vault::{EncryptionKey, Vault};
+use nezuko_sandbox::control::{SandboxBot, TranscriptEntry};
+use nezuko_sandbox::model::{Account, AdminRights, ChatKind, Status};
+use nezuko_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -271,7 +271,7 @@ impl Guarded {
     }
 
     /// Calls of `method` by the bot so far.
-    pub fn calls(&self, method: &str) -> Vec<nezuko::sandbox::journal::CallRecord> {
+    pub fn calls(&self, method: &str) -> Vec<nezuko_sandbox::journal::CallRecord> {
         self.sandbox.calls(Some(self.bot.id), Some(method))
     }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nezuko::sandbox::model::Status;
+use nezuko_sandbox::model::Status;
 use serde_json::json;
 
 use super::{DEADLINE, Guarded, enforce_tests};

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use nezuko::sandbox::faults::{Fault, FaultKind};
+use nezuko_sandbox::faults::{Fault, FaultKind};
 use serde_json::json;
 
 use super::{DEADLINE, FleetWorld, fleet_tests};

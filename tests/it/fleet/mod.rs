@@ -13,11 +13,11 @@ use futures_util::future::BoxFuture;
 use nezuko::actors::{Event, Fleet, FleetOptions, RestartPolicy};
 use nezuko::db::{BotRow, NewBot};
 use nezuko::domain::{BotToken, DesiredState};
-use nezuko::sandbox::control::SandboxBot;
-use nezuko::sandbox::model::{ChatKind, Status};
-use nezuko::sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use nezuko::telegram::{BotContext, UpdateHandler};
 use nezuko::vault::{EncryptionKey, Vault};
+use nezuko_sandbox::control::SandboxBot;
+use nezuko_sandbox::model::{ChatKind, Status};
+use nezuko_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use teloxide::types::{Update, UpdateKind};
 use tokio::sync::broadcast;
 

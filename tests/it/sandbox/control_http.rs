@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use nezuko::sandbox::{Sandbox, SandboxConfig};
+use nezuko_sandbox::{Sandbox, SandboxConfig};
 
 async fn control(client: &reqwest::Client, base: &str, op: &str, body: Value) -> (u16, Value) {
     let response = client

@@ -9,9 +9,9 @@ use teloxide::dptree;
 use teloxide::prelude::*;
 use teloxide::types::{ChatPermissions, InlineKeyboardButton, InlineKeyboardMarkup};
 
-use nezuko::sandbox::driver::measure::Stopwatch;
-use nezuko::sandbox::driver::{self, Mix, Scenario};
-use nezuko::sandbox::{Sandbox, SandboxConfig};
+use nezuko_sandbox::driver::measure::Stopwatch;
+use nezuko_sandbox::driver::{self, Mix, Scenario};
+use nezuko_sandbox::{Sandbox, SandboxConfig};
 
 use super::DEADLINE;
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use nezuko::sandbox::faults::{Fault, FaultKind, RateLimits};
+use nezuko_sandbox::faults::{Fault, FaultKind, RateLimits};
 use serde_json::json;
 
 use super::World;

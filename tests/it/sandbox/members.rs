@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use nezuko::sandbox::control::ControlError;
-use nezuko::sandbox::faults::RateLimits;
-use nezuko::sandbox::model::{AdminRights, ChatKind, Status};
+use nezuko_sandbox::control::ControlError;
+use nezuko_sandbox::faults::RateLimits;
+use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
 use serde_json::json;
 
 use super::World;
@@ -211,7 +211,7 @@ async fn a_restricted_users_message_is_refused_and_recorded() {
             .all(|m| m.text.as_deref() != Some("let me speak"))
     );
 
-    let all: BTreeMap<&str, bool> = nezuko::sandbox::model::PERMISSION_NAMES
+    let all: BTreeMap<&str, bool> = nezuko_sandbox::model::PERMISSION_NAMES
         .iter()
         .map(|n| (*n, true))
         .collect();

@@ -12,8 +12,8 @@ mod updates;
 
 use std::time::Duration;
 
-use nezuko::sandbox::model::{Account, AdminRights, ChatKind, Status};
-use nezuko::sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use nezuko_sandbox::model::{Account, AdminRights, ChatKind, Status};
+use nezuko_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use serde_json::Value;
 
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -23,7 +23,7 @@ pub const DEADLINE: Duration = Duration::from_secs(10);
 pub struct World {
     pub sandbox: Sandbox,
     pub running: RunningSandbox,
-    pub bot: nezuko::sandbox::control::SandboxBot,
+    pub bot: nezuko_sandbox::control::SandboxBot,
     pub owner: Account,
     pub group: i64,
     pub channel: i64,

@@ -7,7 +7,7 @@ use teloxide::dptree;
 use teloxide::prelude::*;
 use teloxide::types::{ChatPermissions, InlineKeyboardButton, InlineKeyboardMarkup};
 
-use nezuko::sandbox::model::Status;
+use nezuko_sandbox::model::Status;
 
 use super::{DEADLINE, World};
 

@@ -7,7 +7,7 @@ use teloxide::types::{
     MessageId, UserId,
 };
 
-use nezuko::sandbox::model::{AdminRights, Status};
+use nezuko_sandbox::model::{AdminRights, Status};
 
 use super::World;
 

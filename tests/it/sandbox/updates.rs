@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nezuko::sandbox::model::{AdminRights, Status};
+use nezuko_sandbox::model::{AdminRights, Status};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use warp::Filter;

@@ -1,5 +1,5 @@
 //! The control API: build a world, play its users, inject faults and read back what the bots did.
-//! [`crate::sandbox::http`] exposes the same operations as JSON under `/_sandbox/`.
+//! [`crate::http`] exposes the same operations as JSON under `/_sandbox/`.
 
 use std::time::Duration;
 

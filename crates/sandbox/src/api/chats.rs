@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{ApiError, Params, chat_param, flag, text, user_param};
-use crate::sandbox::model::{ChatKind, InviteLink, Status};
-use crate::sandbox::world::World;
+use crate::model::{ChatKind, InviteLink, Status};
+use crate::world::World;
 
 pub fn get_me(world: &World, bot: i64) -> Result<Value, ApiError> {
     let account = world

@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{ApiError, Params, chat_param, flag, opt_int, user_param};
-use crate::sandbox::model::{ChatKind, PERMISSION_NAMES, Permissions, Status};
-use crate::sandbox::world::World;
+use crate::model::{ChatKind, PERMISSION_NAMES, Permissions, Status};
+use crate::world::World;
 
 /// Telegram treats an `until_date` closer than this, or further than [`MAX_UNTIL_S`], as forever.
 const MIN_UNTIL_S: i64 = 30;

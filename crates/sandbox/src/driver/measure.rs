@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::sandbox::Observer;
-use crate::sandbox::world::QueuedUpdate;
+use crate::Observer;
+use crate::world::QueuedUpdate;
 
 /// Methods that count as acting on a non-subscriber.
 const ACTIONS: [&str; 5] = [

@@ -3,8 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{ApiError, Params, chat_param, int, text};
-use crate::sandbox::model::ChatKind;
-use crate::sandbox::world::World;
+use crate::model::ChatKind;
+use crate::world::World;
 
 const MAX_TEXT: usize = 4096;
 
