@@ -144,6 +144,6 @@ async fn add_failing_bot(app: &Application, sandbox: &Sandbox) -> anyhow::Result
             desired_state: DesiredState::Enabled,
         })
         .await?;
-    sandbox.revoke_token(bot.id);
+    sandbox.revoke_token(bot.id)?;
     Ok(())
 }

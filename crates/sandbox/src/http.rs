@@ -5,20 +5,19 @@ use std::convert::Infallible;
 use std::future::Future;
 
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use super::control::ControlError;
-use super::faults::{Fault, RateLimits};
-use super::model::{AdminRights, ChatKind, Status};
+use super::control::{Operation, OperationError};
 use super::spec::Encoding;
 use super::{Answer, Sandbox};
 
 /// Bodies above this are refused, as Telegram refuses them (50 MB uploads).
-const MAX_BODY: u64 = 50 * 1024 * 1024;
+const MAX_BODY: usize = 50 * 1024 * 1024;
+/// Control operations are small JSON objects.
+const CONTROL_MAX_BODY: usize = 1024 * 1024;
 
 pub async fn serve(
     sandbox: Sandbox,
@@ -38,10 +37,10 @@ pub async fn serve(
 fn bot_api(
     sandbox: Sandbox,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
-    // GET carries parameters in the query only; POST may add a body (with a Content-Length).
+    // GET carries parameters in the query only; POST may add a body, with a Content-Length,
+    // chunked, or none at all (an empty body).
     let body = warp::post()
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
+        .and(limited_body(MAX_BODY))
         .or(warp::get().map(Bytes::new))
         .unify();
     warp::path!(String / String)
@@ -64,11 +63,44 @@ fn bot_api(
         })
 }
 
+/// A request body of at most `limit` bytes, however it is framed: with a `Content-Length`,
+/// chunked, or absent. A longer one is refused with 413 once the limit is passed.
+fn limited_body(limit: usize) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::body::stream().and_then(move |stream| async move {
+        let mut stream = std::pin::pin!(stream);
+        let mut body = bytes::BytesMut::new();
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            let Ok(chunk) = chunk else {
+                return Err(warp::reject::custom(BodyError::Broken));
+            };
+            if body.len() + bytes::Buf::remaining(&chunk) > limit {
+                return Err(warp::reject::custom(BodyError::TooLarge));
+            }
+            bytes::BufMut::put(&mut body, chunk);
+        }
+        Ok::<_, Rejection>(body.freeze())
+    })
+}
+
+#[derive(Debug)]
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+impl warp::reject::Reject for BodyError {}
+
 fn render(answer: Answer) -> warp::reply::Response {
     match answer {
         Answer::Reply { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            warp::reply::with_status(warp::reply::json(&body), status).into_response()
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response =
+                warp::reply::with_status(warp::reply::json(&body), code).into_response();
+            // The Bot API server repeats `retry_after` as a header (`HttpConnection::send_response`).
+            if let Some(seconds) = body["parameters"]["retry_after"].as_u64() {
+                response.headers_mut().insert("retry-after", seconds.into());
+            }
+            response
         }
         // A body that fails makes hyper abort the connection: the client sees it dropped.
         Answer::Drop => {
@@ -142,214 +174,54 @@ fn control(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Rejection> + Clone {
     warp::path!("_sandbox" / String)
         .and(warp::post())
-        .and(warp::body::content_length_limit(1024 * 1024))
-        .and(
-            warp::body::json::<Value>()
-                .or(warp::any().map(|| json!({})))
-                .unify(),
-        )
+        .and(limited_body(CONTROL_MAX_BODY))
         .and(warp::any().map(move || sandbox.clone()))
-        .map(|op: String, body: Value, sandbox: Sandbox| {
-            let (status, reply) = match control_op(&sandbox, &op, body) {
-                Ok(result) => (StatusCode::OK, json!({ "ok": true, "result": result })),
-                Err(error) => (
-                    StatusCode::BAD_REQUEST,
-                    json!({ "ok": false, "error": error.to_string() }),
-                ),
+        .and_then(|op: String, body: Bytes, sandbox: Sandbox| async move {
+            let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+                Ok(Value::Null)
+            } else {
+                serde_json::from_slice::<Value>(&body)
             };
-            warp::reply::with_status(warp::reply::json(&reply), status).into_response()
+            let outcome = match parsed {
+                Err(error) => Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("the body is not JSON: {error}"),
+                )),
+                Ok(body) => match Operation::parse(&op, body) {
+                    Err(error @ OperationError::Unknown(_)) => {
+                        Err((StatusCode::NOT_FOUND, error.to_string()))
+                    }
+                    Err(error) => Err((StatusCode::BAD_REQUEST, error.to_string())),
+                    Ok(operation) => sandbox
+                        .apply(operation)
+                        .await
+                        .map_err(|error| (StatusCode::BAD_REQUEST, error.to_string())),
+                },
+            };
+            let (status, reply) = match outcome {
+                Ok(result) => (StatusCode::OK, json!({ "ok": true, "result": result })),
+                Err((status, error)) => (status, json!({ "ok": false, "error": error })),
+            };
+            Ok::<_, Rejection>(
+                warp::reply::with_status(warp::reply::json(&reply), status).into_response(),
+            )
         })
 }
 
-#[derive(Deserialize)]
-struct ChatUser {
-    chat: i64,
-    user: i64,
-}
-
-fn args<T: for<'de> Deserialize<'de>>(body: Value) -> Result<T, ControlError> {
-    serde_json::from_value(body).map_err(|e| ControlError::Telegram(format!("bad arguments: {e}")))
-}
-
-fn to_json<T: serde::Serialize>(value: T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-/// One control operation, named as the Rust method of [`Sandbox`] it calls.
-fn control_op(sandbox: &Sandbox, op: &str, body: Value) -> Result<Value, ControlError> {
-    #[derive(Deserialize)]
-    struct Named {
-        first_name: String,
-        username: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct NewChat {
-        kind: ChatKind,
-        title: String,
-        username: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct SetMember {
-        chat: i64,
-        user: i64,
-        status: Status,
-    }
-    #[derive(Deserialize)]
-    struct Promote {
-        chat: i64,
-        user: i64,
-        #[serde(default)]
-        rights: AdminRights,
-    }
-    #[derive(Deserialize)]
-    struct Say {
-        chat: i64,
-        user: i64,
-        text: String,
-    }
-    #[derive(Deserialize)]
-    struct Private {
-        bot: i64,
-        user: i64,
-        text: String,
-    }
-    #[derive(Deserialize)]
-    struct Post {
-        chat: i64,
-        text: String,
-    }
-    #[derive(Deserialize)]
-    struct Press {
-        chat: i64,
-        message_id: i64,
-        user: i64,
-        data: String,
-    }
-    #[derive(Deserialize)]
-    struct Id {
-        id: String,
-    }
-    #[derive(Deserialize)]
-    struct Chat {
-        chat: i64,
-    }
-    #[derive(Deserialize)]
-    struct Bot {
-        bot: i64,
-    }
-    #[derive(Deserialize, Default)]
-    struct CallFilter {
-        bot: Option<i64>,
-        method: Option<String>,
-    }
-    #[derive(Deserialize)]
-    struct Clock {
-        seconds: i64,
-    }
-
-    Ok(match op {
-        "create_bot" => {
-            let a: Named = args(body)?;
-            to_json(sandbox.create_bot(
-                &a.first_name,
-                a.username.as_deref().unwrap_or("sandbox_bot"),
-            ))
-        }
-        "create_user" => {
-            let a: Named = args(body)?;
-            to_json(sandbox.create_user(&a.first_name, a.username.as_deref()))
-        }
-        "create_chat" => {
-            let a: NewChat = args(body)?;
-            json!({ "id": sandbox.create_chat(a.kind, &a.title, a.username.as_deref()) })
-        }
-        "set_member" => {
-            let a: SetMember = args(body)?;
-            sandbox
-                .set_member(a.chat, a.user, a.status)
-                .map(|()| json!(true))?
-        }
-        "promote" => {
-            let a: Promote = args(body)?;
-            sandbox
-                .promote(a.chat, a.user, a.rights)
-                .map(|()| json!(true))?
-        }
-        "join" | "leave" | "request_join" => {
-            let a: ChatUser = args(body)?;
-            let done = match op {
-                "join" => sandbox.join(a.chat, a.user),
-                "leave" => sandbox.leave(a.chat, a.user),
-                _ => sandbox.request_join(a.chat, a.user),
-            };
-            done.map(|()| json!(true))?
-        }
-        "send" => {
-            let a: Say = args(body)?;
-            json!({ "message_id": sandbox.send(a.chat, a.user, &a.text)? })
-        }
-        "send_private" => {
-            let a: Private = args(body)?;
-            json!({ "message_id": sandbox.send_private(a.bot, a.user, &a.text)? })
-        }
-        "post" => {
-            let a: Post = args(body)?;
-            json!({ "message_id": sandbox.post(a.chat, &a.text)? })
-        }
-        "press_button" => {
-            let a: Press = args(body)?;
-            json!({ "callback_id": sandbox.press_button(a.chat, a.message_id, a.user, &a.data)? })
-        }
-        "callback_answer" => sandbox
-            .callback_answer(&args::<Id>(body)?.id)
-            .unwrap_or(Value::Null),
-        "member" => {
-            let a: ChatUser = args(body)?;
-            to_json(sandbox.member(a.chat, a.user))
-        }
-        "transcript" => to_json(sandbox.transcript(args::<Chat>(body)?.chat)),
-        "blocked" => to_json(sandbox.blocked(args::<Chat>(body)?.chat)),
-        "calls" => {
-            let a: CallFilter = args(body)?;
-            to_json(sandbox.calls(a.bot, a.method.as_deref()))
-        }
-        "violations" => to_json(sandbox.violations()),
-        "counters" => to_json(sandbox.counters()),
-        "inject_fault" => {
-            sandbox.inject_fault(args::<Fault>(body)?);
-            json!(true)
-        }
-        "clear_faults" => {
-            sandbox.clear_faults();
-            json!(true)
-        }
-        "revoke_token" => {
-            sandbox.revoke_token(args::<Bot>(body)?.bot);
-            json!(true)
-        }
-        "restore_token" => {
-            sandbox.restore_token(args::<Bot>(body)?.bot);
-            json!(true)
-        }
-        "advance_clock" => {
-            sandbox.advance_clock(args::<Clock>(body)?.seconds);
-            json!(true)
-        }
-        "set_rate_limits" => {
-            sandbox.set_rate_limits(args::<RateLimits>(body)?);
-            json!(true)
-        }
-        other => {
-            return Err(ControlError::Telegram(format!(
-                "unknown control operation `{other}`"
-            )));
-        }
-    })
-}
-
-async fn not_found(_: Rejection) -> Result<impl Reply, Infallible> {
+/// What is not a Bot API or control path is 404 as Telegram words it; a refused body says why.
+async fn not_found(rejection: Rejection) -> Result<impl Reply, Infallible> {
+    let (status, description) = match rejection.find::<BodyError>() {
+        Some(BodyError::TooLarge) => (StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large"),
+        Some(BodyError::Broken) => (
+            StatusCode::BAD_REQUEST,
+            "Bad Request: the body could not be read",
+        ),
+        None => (StatusCode::NOT_FOUND, "Not Found"),
+    };
     Ok(warp::reply::with_status(
-        warp::reply::json(&json!({ "ok": false, "error_code": 404, "description": "Not Found" })),
-        StatusCode::NOT_FOUND,
+        warp::reply::json(
+            &json!({ "ok": false, "error_code": status.as_u16(), "description": description }),
+        ),
+        status,
     ))
 }

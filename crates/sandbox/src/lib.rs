@@ -1,11 +1,15 @@
 //! The sandbox: a stateful fake Telegram Bot API server for tests, the demo and benchmarks.
 //!
 //! It speaks the Bot API over HTTP as `api.telegram.org` does (`/bot<token>/<method>`, JSON, form or
-//! multipart bodies, Telegram's status codes and error descriptions), checks every request against
-//! the Bot API 9.1 specification ([`spec`]), and keeps a model of accounts, chats and members
-//! ([`world`]) whose changes produce the updates Telegram would send. Tests and tools play the users
-//! through the control API ([`control`], also over HTTP under `/_sandbox/`) and read back what the
-//! bots did ([`journal`]). Faults and Telegram's flood limits are injected in [`faults`].
+//! multipart bodies, Telegram's status codes and error descriptions), checks every request and every
+//! reply against the Bot API 10.1 specification ([`spec`]), and keeps a model of accounts, chats and
+//! members ([`model`], [`world`]) whose changes produce the updates Telegram would send. Tests and
+//! tools play users and administrators through the control API ([`control`]: one [`Operation`] type,
+//! also over HTTP under `/_sandbox/`) and read back what the bots did ([`journal`]). Faults and
+//! Telegram's flood limits are injected in [`faults`]; [`driver`] plays load scenarios.
+//!
+//! Where Telegram's behaviour is not documented, the code follows the open-source Bot API server
+//! (tdlib/telegram-bot-api 10.0) and tdlib, and names the function it followed.
 //!
 //! Deliberate differences from Telegram, each because a local test needs it: webhooks may use plain
 //! `http://` on any port, bots read every group message (as admins do), and the clock can be
@@ -31,6 +35,7 @@ use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 
 use self::api::ApiError;
+pub use self::control::Operation;
 use self::faults::{FaultEffect, Faults, FloodControl, RateLimits};
 use self::journal::{CallRecord, Journal, Violation};
 use self::spec::{Encoding, Spec};
@@ -152,10 +157,6 @@ impl Sandbox {
         *lock(&self.inner.observer) = Some(observer);
     }
 
-    pub fn set_rate_limits(&self, limits: RateLimits) {
-        lock(&self.inner.config).rate_limits = limits;
-    }
-
     fn world(&self) -> MutexGuard<'_, World> {
         lock(&self.inner.world)
     }
@@ -174,6 +175,9 @@ impl Sandbox {
         encoding: Encoding,
     ) -> Answer {
         let arrived = Instant::now();
+        if let Err(error) = check_token_shape(token) {
+            return Answer::error(&error);
+        }
         let bot = {
             let world = self.world();
             match world.tokens.get(token).copied() {
@@ -188,7 +192,7 @@ impl Sandbox {
                 method_name,
                 format!("{method_name} is not a method of {}", spec.version),
             );
-            return Answer::error(&ApiError::not_found());
+            return Answer::error(&ApiError::method_not_found());
         };
         let name = method.name.clone();
         let problems = spec.check_request(method, &mut params, encoding);
@@ -308,6 +312,23 @@ impl Sandbox {
             error_code,
             description,
         });
+    }
+}
+
+/// Refuses a token that cannot be any bot's before looking it up, as the Bot API server does
+/// (`ClientManager::send`, telegram-bot-api 10.0): no colon, a slash, over 80 characters or a
+/// leading `0` is an invalid token; a bot id that is not a number is an unallowed one.
+fn check_token_shape(token: &str) -> Result<(), ApiError> {
+    let Some((id, _)) = token.split_once(':') else {
+        return Err(ApiError::invalid_token());
+    };
+    if token.starts_with('0') || token.len() > 80 || token.contains('/') {
+        return Err(ApiError::invalid_token());
+    }
+    match id.parse::<i64>() {
+        Err(_) => Err(ApiError::unallowed_token()),
+        Ok(id) if id <= 0 || id >= 1 << 54 => Err(ApiError::invalid_token()),
+        Ok(_) => Ok(()),
     }
 }
 

@@ -2,7 +2,7 @@
 //! the bots make and every reply the sandbox gives.
 //!
 //! `spec/bot-api-10.1.json` is the shared machine-readable specification without its prose
-//! (`scripts/minify_spec.py`), embedded in the binary.
+//! (`spec/minify.py`), embedded in the binary.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -25,6 +25,10 @@ pub struct Field {
     pub name: String,
     pub types: Vec<String>,
     pub required: bool,
+    /// The one value a discriminating field has ("status" is always "member" in
+    /// `ChatMemberMember`), which tells the members of a union apart.
+    #[serde(default, rename = "const")]
+    pub fixed: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -189,7 +193,13 @@ impl Spec {
                 }
                 None => {}
                 Some(inner) => {
-                    self.check_any(&field.types, inner, &format!("{path}.{}", field.name))?
+                    let at = format!("{path}.{}", field.name);
+                    self.check_any(&field.types, inner, &at)?;
+                    if let Some(fixed) = &field.fixed
+                        && inner.as_str() != Some(fixed)
+                    {
+                        return Err(format!("{at} must be \"{fixed}\" in {ty}"));
+                    }
                 }
             }
         }
@@ -317,6 +327,21 @@ mod tests {
         assert!(spec.check_value("User", &user, "result").is_ok());
         let member = json!({ "status": "left", "user": user });
         assert!(spec.check_value("ChatMember", &member, "result").is_ok());
+        let kicked_without_date = json!({ "status": "kicked", "user": user });
+        assert!(
+            spec.check_value("ChatMember", &kicked_without_date, "result")
+                .is_err(),
+            "a status value picks its union member: kicked needs until_date"
+        );
+        assert!(
+            spec.check_value(
+                "ChatMemberLeft",
+                &json!({ "status": "member", "user": user }),
+                "r"
+            )
+            .unwrap_err()
+            .contains("must be \"left\"")
+        );
         assert!(
             spec.check_value("Array of User", &json!([{ "id": 1 }]), "result")
                 .is_err()

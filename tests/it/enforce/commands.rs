@@ -1,5 +1,6 @@
 //! Commands: private /start and /help with their menu; /protect, /unprotect, /status, /settings.
 
+use nezuko_sandbox::control::{Forward, Say};
 use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
 use serde_json::json;
 
@@ -123,21 +124,23 @@ async fn protect_names_exactly_what_is_missing(world: Guarded) {
 async fn a_private_channel_is_protected_by_replying_to_a_forwarded_post(world: Guarded) {
     let private = world.channel("Secret club", None);
     let post = world.sandbox.post(private, "members only").unwrap();
-    let chat = world.sandbox.chat_json(private).unwrap();
-    let forwarded = json!({
-        "message_id": 1, "date": 1, "chat": world.sandbox.chat_json(world.group).unwrap(),
-        "text": "members only",
-        "forward_origin": { "type": "channel", "chat": chat, "message_id": post, "date": 1 },
-    });
+    let forwarded = world
+        .sandbox
+        .forward(&Forward {
+            chat: world.group,
+            user: world.owner.id,
+            from_chat: private,
+            message_id: post,
+            thread: None,
+        })
+        .unwrap();
     let before = world.bot_messages(world.group).len();
     world
         .sandbox
-        .send_with(
-            world.group,
-            world.owner.id,
-            "/protect",
-            json!({ "reply_to_message": forwarded }),
-        )
+        .say(&Say {
+            reply_to: Some(forwarded),
+            ..Say::new(world.group, world.owner.id, "/protect")
+        })
         .unwrap();
     let reply = world
         .wait_bot_message(world.group, before, "the reply")

@@ -140,7 +140,7 @@ async fn a_bot_that_is_not_channel_admin_fails_closed_when_asked(world: Guarded)
 async fn a_bot_removed_from_the_group_is_recorded(mut world: Guarded) {
     world
         .sandbox
-        .set_member(world.group, world.bot.id, Status::Left)
+        .admin_ban(world.group, world.owner.id, world.bot.id, None)
         .unwrap();
     let event = world
         .wait_event("health", |p| p["health"] == "degraded")

@@ -67,7 +67,7 @@ async fn a_revoked_token_stops_the_bot_without_retrying(mut world: FleetWorld) {
     let (bot, row) = world.add_bot("Golf").await;
     world.fleet().nudge();
     world.wait_state(row.id, "running", DEADLINE).await;
-    world.sandbox.revoke_token(bot.id);
+    world.sandbox.revoke_token(bot.id).unwrap();
     let stopped = world.wait_state(row.id, "stopped", DEADLINE).await;
     assert!(
         stopped["reason"]

@@ -1,10 +1,13 @@
 //! The sandbox Bot API: protocol, spec checks, world rules, updates, faults and flood limits,
 //! and a real teloxide bot driven through a whole force-subscribe story.
 
-mod control_http;
+mod chat_kinds;
 mod driver;
 mod faults;
+mod fidelity;
 mod members;
+mod operations;
+mod people;
 mod protocol;
 mod story;
 mod teloxide_types;
@@ -12,8 +15,9 @@ mod updates;
 
 use std::time::Duration;
 
+use nezuko_sandbox::control::ChatUser;
 use nezuko_sandbox::model::{Account, AdminRights, ChatKind, Status};
-use nezuko_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use nezuko_sandbox::{Operation, RunningSandbox, Sandbox, SandboxConfig};
 use serde_json::Value;
 
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -123,5 +127,124 @@ impl World {
 
     pub fn assert_no_violations(&self) {
         assert_eq!(self.sandbox.violations(), vec![], "spec violations");
+    }
+}
+
+/// How a test reaches the control API: Rust (`Sandbox::apply`) or HTTP (`POST /_sandbox/<op>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Rust,
+    Http,
+}
+
+/// Runs each listed `async fn(Via)` twice: through the Rust control API and over HTTP.
+macro_rules! both_ways {
+    ($($name:ident),* $(,)?) => {
+        mod rust {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(crate::sandbox::Via::Rust).await
+            })*
+        }
+        mod http {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(crate::sandbox::Via::Http).await
+            })*
+        }
+    };
+}
+pub(crate) use both_ways;
+
+impl World {
+    /// Carries out a control operation the chosen way; the error is the control API's message.
+    pub async fn op(&self, via: Via, operation: Operation) -> Result<Value, String> {
+        match via {
+            Via::Rust => self
+                .sandbox
+                .apply(operation)
+                .await
+                .map_err(|e| e.to_string()),
+            Via::Http => {
+                let mut body = serde_json::to_value(&operation).unwrap();
+                let body = body.as_object_mut().unwrap();
+                let name = body.remove("op").unwrap();
+                let url = format!("{}/_sandbox/{}", self.running.url(), name.as_str().unwrap());
+                let response = self.http.post(url).json(body).send().await.unwrap();
+                let status = response.status().as_u16();
+                let reply: Value = response.json().await.unwrap();
+                assert_eq!(reply["ok"] == true, status == 200, "{reply}");
+                match reply["ok"].as_bool() {
+                    Some(true) => Ok(reply["result"].clone()),
+                    _ => Err(reply["error"].as_str().unwrap_or_default().to_string()),
+                }
+            }
+        }
+    }
+
+    /// An operation that must succeed.
+    pub async fn done(&self, via: Via, operation: Operation) -> Value {
+        let what = format!("{operation:?}");
+        self.op(via, operation)
+            .await
+            .unwrap_or_else(|error| panic!("{what}: {error}"))
+    }
+
+    /// An operation that must be refused; returns why.
+    pub async fn refused(&self, via: Via, operation: Operation) -> String {
+        let what = format!("{operation:?}");
+        match self.op(via, operation).await {
+            Ok(result) => panic!("{what} was carried out: {result}"),
+            Err(error) => error,
+        }
+    }
+
+    /// A user who joined `chat` through the chosen way.
+    pub async fn member_of(&self, via: Via, chat: i64, name: &str) -> Account {
+        let user = self.user(name);
+        self.done(
+            via,
+            Operation::Join(ChatUser {
+                chat,
+                user: user.id,
+            }),
+        )
+        .await;
+        user
+    }
+
+    /// Asks for every update kind (`chat_member` included) and confirms what is queued, so a
+    /// test sees only what it causes next.
+    pub async fn want_all(&self) {
+        let every = [
+            "message",
+            "edited_message",
+            "channel_post",
+            "edited_channel_post",
+            "callback_query",
+            "chat_member",
+            "my_chat_member",
+            "chat_join_request",
+        ];
+        self.ok(
+            "getUpdates",
+            serde_json::json!({ "allowed_updates": every }),
+        )
+        .await;
+        self.ok("getUpdates", serde_json::json!({ "offset": -1 }))
+            .await;
+        self.ok("getUpdates", serde_json::json!({ "offset": i64::MAX / 2 }))
+            .await;
+    }
+
+    /// The updates of one kind queued for the bot (a short poll), confirming nothing.
+    pub async fn pending_of(&self, kind: &str) -> Vec<Value> {
+        let updates = self.ok("getUpdates", serde_json::json!({})).await;
+        updates
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|u| u.get(kind).cloned())
+            .collect()
     }
 }

@@ -97,13 +97,16 @@ async fn an_unknown_token_is_unauthorized() {
 #[tokio::test]
 async fn an_unknown_method_is_not_found_and_recorded() {
     let world = World::new().await;
-    assert_eq!(world.fails("getMee", json!({}), 404).await, "Not Found");
+    assert_eq!(
+        world.fails("getMee", json!({}), 404).await,
+        "Not Found: method not found"
+    );
     let violations = world.sandbox.violations();
     assert_eq!(violations.len(), 1);
     assert!(
         violations[0]
             .reason
-            .contains("getMee is not a method of Bot API 9.1")
+            .contains("getMee is not a method of Bot API 10.1")
     );
 }
 

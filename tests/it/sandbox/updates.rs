@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use nezuko_sandbox::model::{AdminRights, Status};
+use nezuko_sandbox::model::AdminRights;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use warp::Filter;
@@ -75,10 +75,7 @@ async fn chat_member_updates_need_admin_rights_and_asking_for_them() {
     );
     let offset = updates[0]["update_id"].as_i64().unwrap() + 1;
 
-    world
-        .sandbox
-        .set_member(world.channel, world.bot.id, Status::Member)
-        .unwrap();
+    world.sandbox.demote(world.channel, world.bot.id).unwrap();
     world.sandbox.join(world.channel, user.id).unwrap();
     let updates = world.ok("getUpdates", json!({ "offset": offset })).await;
     assert_eq!(

@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use super::{ApiError, Params, chat_param, flag, text, user_param};
-use crate::model::{ChatKind, InviteLink, Status};
+use super::{ApiError, Params, chat_param, flag, readable_chat_param, text, user_param};
+use crate::model::{Chat, ChatKind, InviteLink, Status};
 use crate::world::World;
 
 pub fn get_me(world: &World, bot: i64) -> Result<Value, ApiError> {
@@ -21,14 +21,31 @@ pub fn get_me(world: &World, bot: i64) -> Result<Value, ApiError> {
     Ok(me)
 }
 
+/// The `ChatFullInfo` of a chat, with what the Bot API server writes for its kind
+/// (`Client::JsonChat` with `is_full`, telegram-bot-api 10.0).
 pub fn get_chat(world: &World, bot: i64, params: &Params) -> Result<Value, ApiError> {
-    let chat_id = chat_param(world, params)?;
+    let chat_id = readable_chat_param(world, params)?;
     visible_to(world, chat_id, bot)?;
     let chat = world.chat(chat_id)?;
     let mut info = chat.to_json(&world.accounts);
     info["accent_color_id"] = json!(0);
     info["max_reaction_count"] = json!(11);
-    info["accepted_gift_types"] = json!({ "unlimited_gifts": false, "limited_gifts": false, "unique_gifts": false, "premium_subscription": false });
+    info["accepted_gift_types"] = json!({
+        "unlimited_gifts": false, "limited_gifts": false, "unique_gifts": false,
+        "premium_subscription": false, "gifts_from_channels": false,
+    });
+    if let Some(username) = &chat.username {
+        info["active_usernames"] = json!([username]);
+    }
+    if chat.kind.is_group() {
+        info["permissions"] = json!(Chat::default_permissions());
+    }
+    if chat.kind == ChatKind::Supergroup && chat.username.is_some() {
+        info["has_visible_history"] = json!(true);
+    }
+    if let Some(linked) = chat.linked_chat {
+        info["linked_chat_id"] = json!(linked);
+    }
     if let Some(link) = chat
         .invite_links
         .first()
@@ -43,9 +60,11 @@ pub fn get_chat_member(world: &World, bot: i64, params: &Params) -> Result<Value
     let chat_id = chat_param(world, params)?;
     let user = user_param(world, params)?;
     readable_members(world, chat_id, bot)?;
-    Ok(world.status(chat_id, user).to_json(&world.accounts[&user]))
+    world.member_json(chat_id, user)
 }
 
+/// The chat's administrators, creator first. Other bots are listed only with `return_bots`
+/// (`Client::JsonChatMembers`, telegram-bot-api 10.0).
 pub fn get_chat_administrators(
     world: &World,
     bot: i64,
@@ -53,18 +72,21 @@ pub fn get_chat_administrators(
 ) -> Result<Value, ApiError> {
     let chat_id = chat_param(world, params)?;
     readable_members(world, chat_id, bot)?;
+    let with_bots = flag(params, "return_bots");
     let chat = world.chat(chat_id)?;
     let mut admins: Vec<(i64, Status)> = chat
         .members
         .keys()
         .map(|user| (*user, world.status(chat_id, *user)))
-        .filter(|(_, status)| status.is_admin())
+        .filter(|(user, status)| {
+            status.is_admin() && (with_bots || *user == bot || !world.bots.contains_key(user))
+        })
         .collect();
     admins.sort_by_key(|(user, status)| (!matches!(status, Status::Creator), *user));
     Ok(Value::Array(
         admins
             .iter()
-            .map(|(user, status)| status.to_json(&world.accounts[user]))
+            .map(|(user, status)| status.to_json(&world.accounts[user], chat.kind))
             .collect(),
     ))
 }
@@ -198,8 +220,8 @@ pub fn answer_join_request(
         return Err(ApiError::bad_request("HIDE_REQUESTER_MISSING"));
     };
     chat.join_requests.remove(position);
-    if approve {
-        world.set_status(chat_id, user, Status::Member, bot)?;
+    if approve && let Some(status) = world.status_on_joining(chat_id, user)? {
+        world.set_status(chat_id, user, status, bot)?;
     }
     Ok(json!(true))
 }

@@ -2,11 +2,12 @@
 
 use serde_json::{Value, json};
 
-use super::{ApiError, Params, chat_param, flag, opt_int, user_param};
-use crate::model::{ChatKind, PERMISSION_NAMES, Permissions, Status};
+use super::{ApiError, Params, chat_param, flag, opt_int, permissions, user_param};
+use crate::model::{ChatKind, Permissions, Status};
 use crate::world::World;
 
-/// Telegram treats an `until_date` closer than this, or further than [`MAX_UNTIL_S`], as forever.
+/// Telegram treats an `until_date` closer than this, or further than [`MAX_UNTIL_S`], as forever
+/// (`fix_until_date`, tdlib `td/telegram/DialogParticipant.cpp`).
 const MIN_UNTIL_S: i64 = 30;
 const MAX_UNTIL_S: i64 = 366 * 24 * 3600;
 
@@ -21,46 +22,37 @@ pub fn effective_until(now: i64, requested: Option<i64>) -> i64 {
 pub fn restrict(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
     let chat_id = chat_param(world, params)?;
     let user = user_param(world, params)?;
-    if world.chat(chat_id)?.kind != ChatKind::Supergroup {
-        return Err(ApiError::bad_request(
-            "method is available only for supergroups",
-        ));
-    }
+    world.require_supergroup(chat_id)?;
     check_can_restrict(world, chat_id, bot, user)?;
     let requested = params
         .get("permissions")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    let permissions: Permissions = PERMISSION_NAMES
-        .iter()
-        .map(|name| {
-            (
-                name.to_string(),
-                requested
-                    .get(*name)
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            )
-        })
-        .collect();
-    let present = world.status(chat_id, user).is_present();
-    let new = if permissions.values().all(|allowed| *allowed) {
-        // Everything allowed: the restriction is lifted.
-        if present {
+    let permissions =
+        permissions::from_request(&requested, flag(params, "use_independent_chat_permissions"))?;
+    let until = effective_until(world.now(), opt_int(params, "until_date"));
+    let new = restricted(world.status(chat_id, user).is_present(), permissions, until);
+    world.set_status(chat_id, user, new, bot)?;
+    Ok(json!(true))
+}
+
+/// A restriction as Telegram stores it: with every permission it is no restriction at all, and
+/// the member is a plain member (or not in the chat) again
+/// (`DialogParticipantStatus::Restricted`, tdlib `td/telegram/DialogParticipant.cpp`).
+pub fn restricted(is_member: bool, permissions: Permissions, until_date: i64) -> Status {
+    if permissions.values().all(|allowed| *allowed) {
+        return if is_member {
             Status::Member
         } else {
             Status::Left
-        }
-    } else {
-        Status::Restricted {
-            permissions,
-            until_date: effective_until(world.now(), opt_int(params, "until_date")),
-            is_member: present,
-        }
-    };
-    world.set_status(chat_id, user, new, bot)?;
-    Ok(json!(true))
+        };
+    }
+    Status::Restricted {
+        permissions,
+        until_date,
+        is_member,
+    }
 }
 
 pub fn ban(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
@@ -72,14 +64,24 @@ pub fn ban(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiErr
     Ok(json!(true))
 }
 
-/// Without `only_if_banned`, Telegram's unban also removes a member who is present.
+/// With `only_if_banned`, only a banned user becomes `left`; without it, whoever is not an
+/// administrator ends up `left`: removed if present, unrestricted if restricted. Basic groups
+/// have no unban (`Client::process_unban_chat_member_query`, telegram-bot-api 10.0).
 pub fn unban(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
     let chat_id = chat_param(world, params)?;
     let user = user_param(world, params)?;
+    if !matches!(
+        world.chat(chat_id)?.kind,
+        ChatKind::Supergroup | ChatKind::Channel
+    ) {
+        return Err(ApiError::bad_request(
+            "method is available for supergroup and channel chats only",
+        ));
+    }
     check_can_restrict(world, chat_id, bot, user)?;
     let status = world.status(chat_id, user);
     let banned = matches!(status, Status::Kicked { .. });
-    if banned || (!flag(params, "only_if_banned") && status.is_present()) {
+    if banned || !flag(params, "only_if_banned") {
         world.set_status(chat_id, user, Status::Left, bot)?;
     }
     Ok(json!(true))

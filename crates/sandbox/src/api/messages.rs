@@ -4,15 +4,75 @@ use serde_json::{Value, json};
 
 use super::{ApiError, Params, chat_param, int, text};
 use crate::model::ChatKind;
-use crate::world::World;
+use crate::world::{Draft, World};
 
 const MAX_TEXT: usize = 4096;
 
 pub fn send_message(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
-    let chat_id = chat_param(world, params)?;
+    let chat_id = match chat_param(world, params) {
+        Err(error) => return Err(unopened_private_chat(world, bot, params).unwrap_or(error)),
+        Ok(chat) => chat,
+    };
     check_can_send(world, chat_id, bot)?;
-    let content = content(params)?;
-    world.record_message(chat_id, bot, content)
+    let mut draft = Draft::new(chat_id, bot, content(params)?);
+    draft.thread = topic(world, chat_id, params)?;
+    draft.reply_to = reply_to(world, chat_id, params)?;
+    world.record_message(draft)
+}
+
+/// Why a bot cannot write to a user whose private chat with it was never opened: a user it shares
+/// a chat with has not started it (403); a user it never met is an unknown chat (400, the error
+/// the caller already has).
+fn unopened_private_chat(world: &World, bot: i64, params: &Params) -> Option<ApiError> {
+    let user = params
+        .get("chat_id")
+        .and_then(Value::as_i64)
+        .filter(|id| *id > 0)?;
+    world.accounts.get(&user)?;
+    let met = world.chats.values().any(|chat| {
+        chat.kind != ChatKind::Private
+            && chat.members.contains_key(&user)
+            && world.status(chat.id, bot).is_present()
+    });
+    met.then(|| ApiError::forbidden("bot can't initiate conversation with a user"))
+}
+
+/// The forum topic a message is sent to: it must exist; the General topic is addressed by
+/// leaving `message_thread_id` out, and naming it fails (`Client::check_message_topic`,
+/// telegram-bot-api 10.0). Outside forums the parameter is ignored.
+fn topic(world: &World, chat_id: i64, params: &Params) -> Result<Option<i64>, ApiError> {
+    let chat = world.chat(chat_id)?;
+    match params.get("message_thread_id").and_then(Value::as_i64) {
+        Some(thread) if chat.is_forum => {
+            if chat.has_topic(thread) {
+                Ok(Some(thread))
+            } else {
+                Err(ApiError::bad_request("message thread not found"))
+            }
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The message a reply answers (`reply_parameters`): it must exist in the chat unless
+/// `allow_sending_without_reply` is set, in which case a missing one is dropped.
+fn reply_to(world: &World, chat_id: i64, params: &Params) -> Result<Option<i64>, ApiError> {
+    let Some(reply) = params.get("reply_parameters") else {
+        return Ok(None);
+    };
+    let Some(message_id) = reply["message_id"].as_i64() else {
+        return Ok(None);
+    };
+    let exists = world
+        .chat(chat_id)?
+        .messages
+        .get(&message_id)
+        .is_some_and(|m| !m.deleted);
+    match (exists, reply["allow_sending_without_reply"].as_bool()) {
+        (true, _) => Ok(Some(message_id)),
+        (false, Some(true)) => Ok(None),
+        (false, _) => Err(ApiError::bad_request("message to be replied not found")),
+    }
 }
 
 pub fn edit_message_text(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
@@ -145,9 +205,24 @@ fn mark_deleted(world: &mut World, chat_id: i64, message_id: i64) {
     }
 }
 
+/// Whether the bot may write here. In a private chat the user must have written to the bot first
+/// and not blocked it, and must still exist.
 fn check_can_send(world: &World, chat_id: i64, bot: i64) -> Result<(), ApiError> {
-    match world.chat(chat_id)?.kind {
-        ChatKind::Private => Ok(()),
+    let chat = world.chat(chat_id)?;
+    match chat.kind {
+        ChatKind::Private => {
+            if world.accounts.get(&chat_id).is_some_and(|a| a.deleted) {
+                Err(ApiError::forbidden("user is deactivated"))
+            } else if chat.blocked_bots.contains(&bot) {
+                Err(ApiError::forbidden("bot was blocked by the user"))
+            } else if !chat.started_bots.contains(&bot) {
+                Err(ApiError::forbidden(
+                    "bot can't initiate conversation with a user",
+                ))
+            } else {
+                Ok(())
+            }
+        }
         ChatKind::Channel if !world.bot_rights(chat_id, bot)?.can_post_messages => Err(
             ApiError::bad_request("need administrator rights in the channel chat"),
         ),

@@ -8,10 +8,12 @@ mod error;
 mod html;
 mod members;
 mod messages;
+mod permissions;
 
 use serde_json::{Map, Value};
 
 pub use error::ApiError;
+pub use members::{effective_until, restricted};
 
 use super::world::World;
 
@@ -79,7 +81,18 @@ fn text<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
     params.get(name).and_then(Value::as_str)
 }
 
+/// The chat a call acts on. A basic group that was upgraded answers with where it went, for
+/// every method but `getChat`, which reads (`Client::check_chat_access`, telegram-bot-api 10.0).
 fn chat_param(world: &World, params: &Params) -> Result<i64, ApiError> {
+    let chat = readable_chat_param(world, params)?;
+    match world.chat(chat)?.migrated_to {
+        Some(to) => Err(ApiError::upgraded(to)),
+        None => Ok(chat),
+    }
+}
+
+/// The chat a call only reads, which may be an upgraded basic group.
+fn readable_chat_param(world: &World, params: &Params) -> Result<i64, ApiError> {
     world.resolve_chat(params.get("chat_id").unwrap_or(&Value::Null))
 }
 

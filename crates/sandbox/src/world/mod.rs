@@ -3,6 +3,12 @@
 //!
 //! One `World` lives behind one mutex per sandbox. Every operation is a short synchronous step; the
 //! waiting parts (long polling, webhook delivery) happen outside the lock (see `updates.rs`).
+//! [`messages`] builds and delivers messages, [`members`] changes members' standing, [`chats`]
+//! does what changes a chat itself (topics, linked channels, the upgrade of a basic group).
+
+mod chats;
+mod members;
+mod messages;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,8 +18,9 @@ use rand::distr::Alphanumeric;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+pub use self::messages::Draft;
 use super::api::ApiError;
-use super::model::{Account, AdminRights, Chat, ChatKind, Status, StoredMessage};
+use super::model::{Account, AdminRights, Chat, ChatKind, Status};
 
 /// Update types a bot receives when it never said which it wants (Telegram's default).
 const DEFAULT_EXCLUDED: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
@@ -83,8 +90,12 @@ pub struct World {
 
 impl Default for World {
     fn default() -> Self {
+        let accounts = Account::service_accounts()
+            .into_iter()
+            .map(|account| (account.id, account))
+            .collect();
         Self {
-            accounts: HashMap::new(),
+            accounts,
             bots: HashMap::new(),
             tokens: HashMap::new(),
             chats: HashMap::new(),
@@ -122,12 +133,12 @@ impl World {
             first_name: first_name.to_string(),
             last_name: None,
             username: username.map(str::to_string),
+            deleted: false,
         };
         self.accounts.insert(account.id, account.clone());
         account
     }
 
-    /// A new bot account with a token of Telegram's shape.
     /// A fresh token for bot `id`, in Telegram's shape.
     pub fn new_token(&self, id: i64) -> String {
         let secret: String = rand::rng()
@@ -138,6 +149,7 @@ impl World {
         format!("{id}:AA{secret}")
     }
 
+    /// A new bot account with a token of Telegram's shape.
     pub fn add_bot(&mut self, first_name: &str, username: &str) -> (Account, String) {
         let account = self.add_account(first_name, Some(username), true);
         let token = self.new_token(account.id);
@@ -160,6 +172,7 @@ impl World {
         (account, token)
     }
 
+    /// Basic groups get small negative ids; supergroups and channels `-100…` ids, as in Telegram.
     pub fn add_chat(&mut self, kind: ChatKind, title: &str, username: Option<&str>) -> i64 {
         self.next_chat_id += 1;
         let id = match kind {
@@ -175,7 +188,7 @@ impl World {
         id
     }
 
-    /// The private chat between `user` and `bot` (its id is the user's id, as in Telegram).
+    /// The private chat between `user` and a bot (its id is the user's id, as in Telegram).
     pub fn private_chat(&mut self, user: i64) -> i64 {
         self.chats.entry(user).or_insert_with(|| {
             let mut chat = Chat::new(user, ChatKind::Private, None, None);
@@ -212,6 +225,17 @@ impl World {
         self.chats.get_mut(&id).ok_or_else(ApiError::chat_not_found)
     }
 
+    /// The short `Chat` object of `id`.
+    pub fn chat_json(&self, id: i64) -> Result<Value, ApiError> {
+        Ok(self.chat(id)?.to_json(&self.accounts))
+    }
+
+    pub fn account(&self, id: i64) -> Result<&Account, ApiError> {
+        self.accounts
+            .get(&id)
+            .ok_or_else(|| ApiError::bad_request("PARTICIPANT_ID_INVALID"))
+    }
+
     /// A member's status now, with expired restrictions and bans lifted as Telegram lifts them.
     pub fn status(&self, chat: i64, user: i64) -> Status {
         let now = self.now();
@@ -233,6 +257,12 @@ impl World {
             Some(status) => status,
             None => Status::Left,
         }
+    }
+
+    /// The `ChatMember` object of `user` in `chat`.
+    pub fn member_json(&self, chat: i64, user: i64) -> Result<Value, ApiError> {
+        let kind = self.chat(chat)?.kind;
+        Ok(self.status(chat, user).to_json(self.account(user)?, kind))
     }
 
     /// Queues an update for `bot` if it asked for this kind, and wakes its poller or webhook.
@@ -270,133 +300,6 @@ impl World {
         bots
     }
 
-    /// Stores a message and returns its `Message` object. `from` is a user, or the chat itself for
-    /// a channel post.
-    pub fn record_message(
-        &mut self,
-        chat_id: i64,
-        from: i64,
-        extra: Value,
-    ) -> Result<Value, ApiError> {
-        let now = self.now();
-        let chat_json = self.chat(chat_id)?.to_json(&self.accounts);
-        let from_json = self.accounts.get(&from).map(Account::to_json);
-        let chat = self.chat_mut(chat_id)?;
-        let message_id = chat.next_message_id;
-        chat.next_message_id += 1;
-        let mut message = json!({ "message_id": message_id, "date": now, "chat": chat_json });
-        if chat.kind == ChatKind::Channel {
-            message["sender_chat"] = message["chat"].clone();
-        } else if let Some(from) = from_json {
-            message["from"] = from;
-        }
-        for (key, value) in extra.as_object().cloned().unwrap_or_default() {
-            message[key] = value;
-        }
-        chat.messages.insert(
-            message_id,
-            StoredMessage {
-                message_id,
-                chat_id,
-                from,
-                date: now,
-                text: message["text"].as_str().map(str::to_string),
-                reply_markup: message.get("reply_markup").cloned(),
-                json: message.clone(),
-                deleted: false,
-                edited: false,
-            },
-        );
-        Ok(message)
-    }
-
-    /// Delivers a message from a user to every bot in the chat.
-    pub fn broadcast_message(&mut self, chat: i64, message: &Value) {
-        let kind = if self.chat(chat).map(|c| c.kind) == Ok(ChatKind::Channel) {
-            "channel_post"
-        } else {
-            "message"
-        };
-        for bot in self.bots_in(chat) {
-            if message["from"]["id"].as_i64() != Some(bot) {
-                self.push_update(bot, kind, message.clone());
-            }
-        }
-    }
-
-    /// Changes a member's status and produces what Telegram produces: `chat_member` updates to
-    /// admin bots that asked for them, `my_chat_member` to the member itself if it is a bot, and
-    /// join/leave service messages in groups.
-    pub fn set_status(
-        &mut self,
-        chat_id: i64,
-        user: i64,
-        new: Status,
-        actor: i64,
-    ) -> Result<(), ApiError> {
-        let old = self.status(chat_id, user);
-        let kind = self.chat(chat_id)?.kind;
-        self.chat_mut(chat_id)?.members.insert(user, new.clone());
-        if old == new {
-            return Ok(());
-        }
-        let now = self.now();
-        let account = self
-            .accounts
-            .get(&user)
-            .cloned()
-            .ok_or_else(|| ApiError::bad_request("user not found"))?;
-        let actor_json = self
-            .accounts
-            .get(&actor)
-            .map(Account::to_json)
-            .unwrap_or_else(|| account.to_json());
-        let change = json!({
-            "chat": self.chat(chat_id)?.to_json(&self.accounts),
-            "from": actor_json,
-            "date": now,
-            "old_chat_member": old.to_json(&account),
-            "new_chat_member": new.to_json(&account),
-        });
-        if self.bots.contains_key(&user) {
-            self.push_update(user, "my_chat_member", change.clone());
-        }
-        for bot in self.admin_bots(chat_id) {
-            if bot != user {
-                self.push_update(bot, "chat_member", change.clone());
-            }
-        }
-        if kind != ChatKind::Channel && kind != ChatKind::Private {
-            if !old.is_present() && new.is_present() {
-                let message = self.record_message(
-                    chat_id,
-                    actor,
-                    json!({ "new_chat_members": [account.to_json()] }),
-                )?;
-                self.broadcast_service(chat_id, user, &message);
-            } else if old.is_present() && !new.is_present() {
-                let message = self.record_message(
-                    chat_id,
-                    actor,
-                    json!({ "left_chat_member": account.to_json() }),
-                )?;
-                self.broadcast_service(chat_id, user, &message);
-            }
-        }
-        Ok(())
-    }
-
-    /// Service messages reach the bots in the chat, including a bot that just joined.
-    fn broadcast_service(&mut self, chat: i64, subject: i64, message: &Value) {
-        let mut bots = self.bots_in(chat);
-        if self.bots.contains_key(&subject) && !bots.contains(&subject) {
-            bots.push(subject);
-        }
-        for bot in bots {
-            self.push_update(bot, "message", message.clone());
-        }
-    }
-
     /// Bots that are administrators of a chat (the ones `chat_member` updates go to).
     pub fn admin_bots(&self, chat: i64) -> Vec<i64> {
         self.bots_in(chat)
@@ -422,5 +325,15 @@ impl World {
             ))),
             status => Ok(status.rights()),
         }
+    }
+
+    /// The chat's creator, who acts when a test fixture needs someone to act.
+    pub fn creator_of(&self, chat: i64) -> Option<i64> {
+        self.chats
+            .get(&chat)?
+            .members
+            .iter()
+            .find(|(_, s)| matches!(s, Status::Creator))
+            .map(|(id, _)| *id)
     }
 }
