@@ -198,16 +198,9 @@ where
     Ok(samples)
 }
 
-/// Resident memory of this process (sandbox included), from /proc.
+/// Resident memory of this process (sandbox included), in MiB; 0 where `/proc` cannot tell.
 pub(super) fn resident_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    super::affinity::rss_mib(std::process::id()).unwrap_or(0.0)
 }
 
 /// A database that exists only for the benchmark.

@@ -96,10 +96,17 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     bots,
                     clients,
                     seconds,
+                    pin,
+                    serve,
+                    ..
                 },
         } => {
             telemetry::init(&quiet_logs());
-            super::sandbox::bench(bots, clients, seconds).await
+            if serve {
+                super::bench_sandbox::serve(bots).await
+            } else {
+                super::bench_sandbox::run(bots, clients, seconds, pin).await
+            }
         }
     }
 }

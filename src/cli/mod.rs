@@ -1,11 +1,13 @@
 //! The `nezuko` command line: argument parsing and one function per command (`commands`), the
-//! sandbox and its benchmark in `sandbox`.
+//! `sandbox` runs the fake Telegram, `bench_*` the benchmarks (`affinity` pins their processes).
 //!
 //! Errors leave as one line on stderr (`error: …`, causes joined by `: `) and a non-zero exit code:
 //! 78 (EX_CONFIG) for configuration problems, 1 for everything else. No panics, no backtraces.
 
+mod affinity;
 mod bench_api;
 mod bench_fleet;
+mod bench_sandbox;
 mod bench_verify;
 mod bots;
 mod commands;
@@ -67,7 +69,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchTarget {
-    /// The sandbox alone: updates per second through getUpdates, method calls per second.
+    /// The sandbox alone, in a process of its own: updates per second through getUpdates,
+    /// getChatMember calls per second, and its CPU time per update and per call.
     Sandbox {
         #[arg(long, default_value_t = 20)]
         bots: usize,
@@ -75,6 +78,15 @@ pub enum BenchTarget {
         clients: usize,
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
+        /// Run the sandbox and the load each on a CPU of their own (the sandbox's one-core figures).
+        #[arg(long)]
+        pin: bool,
+        /// Be the measured sandbox process (started by the benchmark itself).
+        #[arg(long, hide = true)]
+        serve: bool,
+        /// The CPU the serving process pins itself to.
+        #[arg(long, hide = true)]
+        cpu: Option<usize>,
     },
     /// The fleet: start N bots against an in-process sandbox; time to all running, memory, and
     /// start/stop latency through the database.
@@ -144,9 +156,31 @@ pub enum BenchTarget {
     },
 }
 
+impl Command {
+    /// The CPU this process runs on alone, for a benchmark's measured side.
+    fn cpu_to_pin(&self) -> Option<usize> {
+        match self {
+            Command::Bench {
+                target:
+                    BenchTarget::Sandbox {
+                        serve: true, cpu, ..
+                    },
+            } => *cpu,
+            _ => None,
+        }
+    }
+}
+
 /// Parses the arguments, runs the command and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A benchmark's measured process is pinned before its runtime starts, so the runtime sizes
+    // itself to that one CPU (one worker, no threads contending for it).
+    if let Some(cpu) = cli.command.cpu_to_pin()
+        && let Err(err) = affinity::pin_process(cpu)
+    {
+        return fail(&err);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&anyhow::anyhow!("cannot start the async runtime: {err}")),

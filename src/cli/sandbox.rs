@@ -1,19 +1,16 @@
-//! `nezuko sandbox` (the fake Telegram, optionally driving a load scenario) and `nezuko bench sandbox`.
+//! `nezuko sandbox`: the fake Telegram, optionally driving a load scenario.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::json;
 use tokio::net::TcpListener;
 
 use nezuko_sandbox::driver::measure::Stopwatch;
 use nezuko_sandbox::driver::{self, Scenario};
-use nezuko_sandbox::faults::RateLimits;
-use nezuko_sandbox::model::{ChatKind, Status};
 use nezuko_sandbox::{Sandbox, SandboxConfig};
 
 #[derive(Debug, Args)]
@@ -101,118 +98,4 @@ async fn wait_for_bots(sandbox: &Sandbox, plan: &driver::WorldPlan, timeout: Dur
     if ready.is_err() {
         tracing::warn!("not every bot connected within {timeout:?}; driving traffic anyway");
     }
-}
-
-/// Measures the sandbox alone: updates served through `getUpdates` and method calls answered, over
-/// real HTTP on loopback, with simple clients in this process (so the figures include their cost).
-pub async fn bench(bots: usize, clients: usize, seconds: f64) -> anyhow::Result<()> {
-    let config = SandboxConfig {
-        rate_limits: RateLimits {
-            enabled: false,
-            ..RateLimits::default()
-        },
-        ..SandboxConfig::default()
-    };
-    let sandbox = Sandbox::new(config);
-    let running = sandbox.spawn_local().await?;
-    let user = sandbox.create_user("Speaker", None);
-    let mut setup = Vec::new();
-    for n in 0..bots {
-        let bot = sandbox.create_bot(&format!("Bench {n}"), &format!("bench{n}_bot"));
-        let group = sandbox.create_chat(ChatKind::Supergroup, &format!("Bench {n}"), None);
-        sandbox.set_member(group, bot.id, Status::Member)?;
-        sandbox.join(group, user.id)?;
-        setup.push((bot, group));
-    }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(clients.max(bots) * 2)
-        .build()?;
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-
-    // Updates: a producer keeps every queue topped up while each bot long-polls and confirms.
-    let producer = {
-        let (sandbox, setup) = (sandbox.clone(), setup.clone());
-        tokio::spawn(async move {
-            while Instant::now() < deadline {
-                for (bot, group) in &setup {
-                    while sandbox.pending_updates(bot.id) < 2_000 {
-                        let _ = sandbox.send(*group, user.id, "load");
-                    }
-                }
-                tokio::task::yield_now().await;
-            }
-        })
-    };
-    let confirmed_before = sandbox.counters().updates_confirmed;
-    let started = Instant::now();
-    let mut pollers = Vec::new();
-    for (bot, _) in &setup {
-        let url = format!("{}/bot{}/getUpdates", running.url(), bot.token);
-        let http = http.clone();
-        pollers.push(tokio::spawn(async move {
-            let mut offset = 0i64;
-            while Instant::now() < deadline {
-                let body = json!({ "offset": offset, "limit": 100, "timeout": 1 });
-                let Ok(reply) = http.post(&url).json(&body).send().await else {
-                    continue;
-                };
-                let Ok(reply) = reply.json::<serde_json::Value>().await else {
-                    continue;
-                };
-                if let Some(last) = reply["result"].as_array().and_then(|u| u.last()) {
-                    offset = last["update_id"].as_i64().unwrap_or(offset) + 1;
-                }
-            }
-            let _ = http
-                .post(&url)
-                .json(&json!({ "offset": offset, "timeout": 0 }))
-                .send()
-                .await;
-        }));
-    }
-    for poller in pollers {
-        poller.await?;
-    }
-    let update_seconds = started.elapsed().as_secs_f64();
-    producer.await?;
-    let updates = sandbox.counters().updates_confirmed - confirmed_before;
-
-    // Method calls: concurrent clients asking getChatMember, the call a force-subscribe bot makes most.
-    let calls_before = sandbox.counters().calls;
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let started = Instant::now();
-    let mut callers = Vec::new();
-    for n in 0..clients {
-        let (bot, group) = setup[n % setup.len()].clone();
-        let url = format!("{}/bot{}/getChatMember", running.url(), bot.token);
-        let http = http.clone();
-        let user = user.id;
-        callers.push(tokio::spawn(async move {
-            while Instant::now() < deadline {
-                if let Ok(reply) = http
-                    .post(&url)
-                    .json(&json!({ "chat_id": group, "user_id": user }))
-                    .send()
-                    .await
-                {
-                    let _ = reply.bytes().await;
-                }
-            }
-        }));
-    }
-    for caller in callers {
-        caller.await?;
-    }
-    let call_seconds = started.elapsed().as_secs_f64();
-    let calls = sandbox.counters().calls - calls_before;
-    let report = json!({
-        "bench": "sandbox",
-        "bots": bots,
-        "clients": clients,
-        "updates_per_s": (updates as f64 / update_seconds).round(),
-        "calls_per_s": (calls as f64 / call_seconds).round(),
-        "spec_violations": sandbox.violations().len(),
-    });
-    println!("{report}");
-    Ok(())
 }

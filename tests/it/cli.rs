@@ -604,6 +604,44 @@ async fn bench_verify_prints_its_report_as_the_last_line() {
     );
 }
 
+/// The sandbox benchmark runs its sandbox as a second process and reports the sandbox's own
+/// throughput and CPU cost (the figures are for the README, not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_sandbox_measures_a_sandbox_process_of_its_own() {
+    let operator = Operator::new();
+    let finished = operator
+        .run(
+            &[
+                "bench",
+                "sandbox",
+                "--bots",
+                "2",
+                "--clients",
+                "4",
+                "--seconds",
+                "0.5",
+            ],
+            &[],
+        )
+        .await;
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let last = finished.stdout.lines().last().expect("a report line");
+    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    for field in [
+        "updates_per_s",
+        "calls_per_s",
+        "sandbox_cpu_us_per_update",
+        "sandbox_cpu_us_per_call",
+        "sandbox_rss_mb",
+    ] {
+        assert!(
+            report[field].as_f64().is_some_and(|v| v > 0.0),
+            "{field} in {report}"
+        );
+    }
+    assert_eq!(report["spec_violations"], 0);
+}
+
 /// Two real processes on one PostgreSQL database and one Redis: a change made in this process's
 /// service reaches an SSE client of a `nezuko serve` child process, with the same event id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,6 +102,15 @@ fn render(answer: Answer) -> warp::reply::Response {
             }
             response
         }
+        Answer::Raw { status, body } => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = warp::reply::with_status(body, code).into_response();
+            response.headers_mut().insert(
+                "content-type",
+                warp::http::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
         // A body that fails makes hyper abort the connection: the client sees it dropped.
         Answer::Drop => {
             warp::reply::stream(futures_util::stream::iter([Err::<Bytes, std::io::Error>(

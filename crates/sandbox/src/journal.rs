@@ -64,11 +64,12 @@ impl Journal {
     pub fn record(&mut self, mut call: CallRecord) {
         self.counters.calls += 1;
         call.seq = self.counters.calls;
-        *self
-            .counters
-            .by_method
-            .entry(call.method.clone())
-            .or_default() += 1;
+        match self.counters.by_method.get_mut(&call.method) {
+            Some(count) => *count += 1,
+            None => {
+                self.counters.by_method.insert(call.method.clone(), 1);
+            }
+        }
         if call.error_code == Some(429) {
             self.counters.too_many_requests += 1;
         }

@@ -28,6 +28,7 @@ pub mod world;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -49,6 +50,9 @@ pub struct SandboxConfig {
     pub check_replies: bool,
     /// How many call records to keep for reading back (counters cover all).
     pub call_log_capacity: usize,
+    /// How many messages each chat keeps (the oldest go first), so a long run's memory stays
+    /// bounded; an older message can no longer be replied to, edited or pressed.
+    pub messages_kept_per_chat: usize,
 }
 
 impl Default for SandboxConfig {
@@ -57,6 +61,7 @@ impl Default for SandboxConfig {
             rate_limits: RateLimits::default(),
             check_replies: true,
             call_log_capacity: 200_000,
+            messages_kept_per_chat: 10_000,
         }
     }
 }
@@ -92,16 +97,58 @@ pub enum Answer {
         status: u16,
         body: Value,
     },
+    /// A body already serialized (a result, a batch of updates).
+    Raw {
+        status: u16,
+        body: Vec<u8>,
+    },
     /// Close the connection without an answer (an injected fault).
     Drop,
 }
 
+/// What a method answered: a JSON value, or updates whose JSON was written when they were queued.
+enum Reply {
+    Value(Value),
+    Updates(Vec<QueuedUpdate>),
+}
+
+/// Why a call got no result.
+enum Outcome {
+    Refused(ApiError),
+    /// An injected fault closes the connection.
+    Dropped,
+}
+
+impl From<ApiError> for Outcome {
+    fn from(error: ApiError) -> Self {
+        Self::Refused(error)
+    }
+}
+
 impl Answer {
-    fn ok(result: Value) -> Self {
-        Self::Reply {
-            status: 200,
-            body: serde_json::json!({ "ok": true, "result": result }),
+    /// `{"ok":true,"result":[…]}` from updates serialized once, when they were queued.
+    fn updates(batch: &[QueuedUpdate]) -> Self {
+        let mut body =
+            Vec::with_capacity(24 + batch.iter().map(|u| u.raw.len() + 1).sum::<usize>());
+        body.extend_from_slice(b"{\"ok\":true,\"result\":[");
+        for (n, update) in batch.iter().enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(update.raw.as_bytes());
         }
+        body.extend_from_slice(b"]}");
+        Self::Raw { status: 200, body }
+    }
+
+    /// `{"ok":true,"result":…}`, written straight out rather than built as a tree first.
+    fn ok(result: Value) -> Self {
+        let mut body = Vec::with_capacity(256);
+        body.extend_from_slice(b"{\"ok\":true,\"result\":");
+        // Writing a `Value` into a Vec cannot fail: no I/O, and its keys are strings.
+        let _ = serde_json::to_writer(&mut body, &result);
+        body.push(b'}');
+        Self::Raw { status: 200, body }
     }
 
     fn error(error: &ApiError) -> Self {
@@ -115,9 +162,11 @@ impl Answer {
 impl Sandbox {
     pub fn new(config: SandboxConfig) -> Self {
         let journal = Journal::new(config.call_log_capacity);
+        let mut world = World::default();
+        world.messages_kept_per_chat = config.messages_kept_per_chat.max(1);
         Self {
             inner: Arc::new(Inner {
-                world: Mutex::new(World::default()),
+                world: Mutex::new(world),
                 journal: Mutex::new(journal),
                 faults: Mutex::new(Faults::default()),
                 flood: Mutex::new(FloodControl::default()),
@@ -194,52 +243,64 @@ impl Sandbox {
             );
             return Answer::error(&ApiError::method_not_found());
         };
-        let name = method.name.clone();
+        let name = method.name.as_str();
         let problems = spec.check_request(method, &mut params, encoding);
-        if !problems.is_empty() {
+        let outcome = if problems.is_empty() {
+            if let Some(observer) = lock(&self.inner.observer).clone() {
+                observer.call_arrived(bot, name, &params, arrived);
+            }
+            self.carry_out(bot, name, &params).await
+        } else {
             let reason = problems.join("; ");
-            self.violation(Some(bot), &name, reason.clone());
-            let error = ApiError::bad_request(&reason);
-            self.record(bot, &name, &params, Err(&error));
-            return Answer::error(&error);
-        }
-        if let Some(observer) = lock(&self.inner.observer).clone() {
-            observer.call_arrived(bot, &name, &params, arrived);
-        }
-        let fault = lock(&self.inner.faults).take(bot, &name);
-        match fault {
-            Some(FaultEffect::Fail(error)) => {
-                self.record(bot, &name, &params, Err(&error));
-                return Answer::error(&error);
-            }
-            Some(FaultEffect::Drop) => {
-                self.record(bot, &name, &params, Err(&ApiError::server_error(599)));
-                return Answer::Drop;
-            }
-            Some(FaultEffect::Delay(delay)) => tokio::time::sleep(delay).await,
-            None => {}
-        }
-        if let Err(error) = self.admit(bot, &name, &params) {
-            self.record(bot, &name, &params, Err(&error));
-            return Answer::error(&error);
-        }
-        let outcome = match name.as_str() {
-            "getUpdates" => updates::get_updates(self, bot, &params).await,
-            "setWebhook" => updates::set_webhook(self, bot, &params),
-            "deleteWebhook" => updates::delete_webhook(self, bot, &params),
-            "getWebhookInfo" => updates::get_webhook_info(self, bot),
-            _ => api::call(&mut self.world(), bot, &name, &params),
+            self.violation(Some(bot), name, reason.clone());
+            Err(Outcome::Refused(ApiError::bad_request(&reason)))
         };
-        self.record(bot, &name, &params, outcome.as_ref());
+        let (ok, error) = match &outcome {
+            Ok(_) => (true, None),
+            Err(Outcome::Refused(error)) => (false, Some(error.clone())),
+            Err(Outcome::Dropped) => (false, Some(ApiError::server_error(599))),
+        };
+        self.record(bot, name, params, ok, error);
         match outcome {
-            Ok(result) => {
+            Ok(Reply::Value(result)) => {
                 if lock(&self.inner.config).check_replies {
-                    self.check_reply(bot, &name, &method.returns, &result);
+                    self.check_reply(bot, name, &method.returns, &result);
                 }
                 Answer::ok(result)
             }
-            Err(error) => Answer::error(&error),
+            Ok(Reply::Updates(batch)) => {
+                if lock(&self.inner.config).check_replies {
+                    self.check_updates(bot, &batch);
+                }
+                Answer::updates(&batch)
+            }
+            Err(Outcome::Refused(error)) => Answer::error(&error),
+            Err(Outcome::Dropped) => Answer::Drop,
         }
+    }
+
+    /// Injected faults, flood limits, then the method.
+    async fn carry_out(
+        &self,
+        bot: i64,
+        name: &str,
+        params: &Map<String, Value>,
+    ) -> Result<Reply, Outcome> {
+        let fault = lock(&self.inner.faults).take(bot, name);
+        match fault {
+            Some(FaultEffect::Fail(error)) => return Err(Outcome::Refused(error)),
+            Some(FaultEffect::Drop) => return Err(Outcome::Dropped),
+            Some(FaultEffect::Delay(delay)) => tokio::time::sleep(delay).await,
+            None => {}
+        }
+        self.admit(bot, name, params)?;
+        Ok(match name {
+            "getUpdates" => Reply::Updates(updates::get_updates(self, bot, params).await?),
+            "setWebhook" => Reply::Value(updates::set_webhook(self, bot, params)?),
+            "deleteWebhook" => Reply::Value(updates::delete_webhook(self, bot, params)?),
+            "getWebhookInfo" => Reply::Value(updates::get_webhook_info(self, bot)?),
+            _ => Reply::Value(api::call(&mut self.world(), bot, name, params)?),
+        })
     }
 
     fn admit(&self, bot: i64, method: &str, params: &Map<String, Value>) -> Result<(), ApiError> {
@@ -279,6 +340,25 @@ impl Sandbox {
         }
     }
 
+    /// Checks what updates carry, each payload once however many bots and polls it reaches.
+    fn check_updates(&self, bot: i64, batch: &[QueuedUpdate]) {
+        let spec = Spec::bot_api();
+        for update in batch {
+            if update.payload.checked.swap(true, Ordering::Relaxed) {
+                continue;
+            }
+            let at = format!("result[].{}", update.kind);
+            if let Err(reason) = spec.check_value(update.payload_type(), &update.payload.value, &at)
+            {
+                self.violation(
+                    Some(bot),
+                    "getUpdates",
+                    format!("the sandbox's own reply does not match the spec: {reason}"),
+                );
+            }
+        }
+    }
+
     fn violation(&self, bot: Option<i64>, method: &str, reason: String) {
         self.journal().violation(Violation {
             bot,
@@ -291,26 +371,23 @@ impl Sandbox {
         &self,
         bot: i64,
         method: &str,
-        params: &Map<String, Value>,
-        outcome: Result<&Value, &ApiError>,
+        params: Map<String, Value>,
+        ok: bool,
+        error: Option<ApiError>,
     ) {
         let at_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        let (ok, error_code, description) = match outcome {
-            Ok(_) => (true, None, None),
-            Err(error) => (false, Some(error.code), Some(error.description.clone())),
-        };
         self.journal().record(CallRecord {
             seq: 0,
             at_ms,
             bot,
             method: method.to_string(),
-            params: Value::Object(params.clone()),
+            params: Value::Object(params),
             ok,
-            error_code,
-            description,
+            error_code: error.as_ref().map(|e| e.code),
+            description: error.map(|e| e.description),
         });
     }
 }

@@ -4,7 +4,7 @@
 //! `spec/bot-api-10.1.json` is the shared machine-readable specification without its prose
 //! (`spec/minify.py`), embedded in the binary.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -15,8 +15,8 @@ const SPEC_JSON: &str = include_str!("../spec/bot-api-10.1.json");
 #[derive(Debug, Deserialize)]
 struct RawSpec {
     version: String,
-    methods: HashMap<String, Method>,
-    types: HashMap<String, TypeDef>,
+    methods: FxHashMap<String, Method>,
+    types: FxHashMap<String, TypeDef>,
 }
 
 /// One parameter of a method or field of a type.
@@ -46,14 +46,26 @@ struct TypeDef {
     fields: Vec<Field>,
     #[serde(default)]
     subtypes: Vec<String>,
+    /// Field name → position in `fields`, so an object's keys are looked up, not searched.
+    #[serde(skip)]
+    index: FxHashMap<String, usize>,
+    /// For a union whose members each fix one field's value (`status`, `type`): that field and
+    /// which member each value names, so a value is checked against its member alone.
+    #[serde(skip)]
+    discriminator: Option<Discriminator>,
 }
+
+/// A union's discriminating field and, for each of its values, the member it names.
+type Discriminator = (String, FxHashMap<String, String>);
 
 /// The parsed specification; methods are looked up case-insensitively, as Telegram does.
 #[derive(Debug)]
 pub struct Spec {
     pub version: String,
-    methods: HashMap<String, Method>,
-    types: HashMap<String, TypeDef>,
+    methods: FxHashMap<String, Method>,
+    /// The spellings clients send (`getMe`, `GetMe`), found without lowercasing.
+    spellings: FxHashMap<String, String>,
+    types: FxHashMap<String, TypeDef>,
 }
 
 /// How parameter values arrived: JSON keeps its types; forms and multipart carry text, which
@@ -71,25 +83,53 @@ impl Spec {
         SPEC.get_or_init(|| {
             let raw: RawSpec =
                 serde_json::from_str(SPEC_JSON).expect("the embedded Bot API spec is valid JSON");
+            let mut spellings = FxHashMap::default();
             let methods = raw
                 .methods
                 .into_iter()
                 .map(|(name, mut method)| {
-                    method.name = name.clone();
-                    (name.to_ascii_lowercase(), method)
+                    let lower = name.to_ascii_lowercase();
+                    let pascal = name[..1].to_ascii_uppercase() + &name[1..];
+                    for spelling in [name.clone(), pascal] {
+                        spellings.insert(spelling, lower.clone());
+                    }
+                    method.name = name;
+                    (lower, method)
                 })
                 .collect();
+            let mut types = raw.types;
+            let discriminators: Vec<(String, Discriminator)> = types
+                .iter()
+                .filter_map(|(name, def)| Some((name.clone(), discriminator(&types, def)?)))
+                .collect();
+            for def in types.values_mut() {
+                def.index = def
+                    .fields
+                    .iter()
+                    .enumerate()
+                    .map(|(n, field)| (field.name.clone(), n))
+                    .collect();
+            }
+            for (name, found) in discriminators {
+                if let Some(def) = types.get_mut(&name) {
+                    def.discriminator = Some(found);
+                }
+            }
             Spec {
                 version: raw.version,
                 methods,
-                types: raw.types,
+                spellings,
+                types,
             }
         })
     }
 
     /// The method called `name` in any letter case (teloxide sends `GetMe`).
     pub fn method(&self, name: &str) -> Option<&Method> {
-        self.methods.get(&name.to_ascii_lowercase())
+        match self.spellings.get(name) {
+            Some(lower) => self.methods.get(lower),
+            None => self.methods.get(&name.to_ascii_lowercase()),
+        }
     }
 
     /// Checks the parameters of a call, converting text values (forms, multipart) into their JSON
@@ -130,6 +170,10 @@ impl Spec {
 
     /// Checks a value against one type expression (`Integer`, `Array of Update`, `Message`, …).
     pub fn check_value(&self, ty: &str, value: &Value, path: &str) -> Result<(), String> {
+        self.value_at(ty, value, &Path::Root(path))
+    }
+
+    fn value_at(&self, ty: &str, value: &Value, path: &Path) -> Result<(), String> {
         if let Some(inner) = ty.strip_prefix("Array of ") {
             let items = value
                 .as_array()
@@ -137,7 +181,7 @@ impl Spec {
             return items
                 .iter()
                 .enumerate()
-                .try_for_each(|(i, item)| self.check_value(inner, item, &format!("{path}[{i}]")));
+                .try_for_each(|(i, item)| self.value_at(inner, item, &Path::Index(path, i)));
         }
         let ok = match ty {
             "Integer" => value.is_i64() || value.is_u64(),
@@ -147,7 +191,7 @@ impl Spec {
             "True" => value == &Value::Bool(true),
             // A file upload arrives as a multipart part, which the HTTP layer replaces by its name.
             "InputFile" => value.is_string(),
-            _ => return self.check_object(ty, value, path),
+            _ => return self.object_at(ty, value, path),
         };
         if ok {
             Ok(())
@@ -157,60 +201,106 @@ impl Spec {
     }
 
     fn check_any(&self, types: &[String], value: &Value, path: &str) -> Result<(), String> {
-        let mut first_problem = None;
-        for ty in types {
-            match self.check_value(ty, value, path) {
-                Ok(()) => return Ok(()),
-                Err(problem) => {
-                    first_problem.get_or_insert(problem);
-                }
-            }
+        self.any_at(types, value, &Path::Root(path))
+    }
+
+    fn any_at(&self, types: &[String], value: &Value, path: &Path) -> Result<(), String> {
+        if let [only] = types {
+            return self.value_at(only, value, path);
         }
-        if types.len() == 1 {
-            Err(first_problem.unwrap_or_default())
+        if types
+            .iter()
+            .any(|ty| self.value_at(ty, value, path).is_ok())
+        {
+            Ok(())
         } else {
             Err(format!("{path} must be one of {}", types.join(", ")))
         }
     }
 
-    fn check_object(&self, ty: &str, value: &Value, path: &str) -> Result<(), String> {
+    fn object_at(&self, ty: &str, value: &Value, path: &Path) -> Result<(), String> {
         let def = self
             .types
             .get(ty)
             .ok_or_else(|| format!("{path} has unknown type {ty}"))?;
+        if let Some((field, members)) = &def.discriminator {
+            let named = value[field.as_str()].as_str().unwrap_or_default();
+            return match members.get(named) {
+                Some(member) => self.object_at(member, value, path),
+                None => Err(format!("{path}.{field} names no member of {ty}")),
+            };
+        }
         if !def.subtypes.is_empty() {
             return self
-                .check_any(&def.subtypes, value, path)
+                .any_at(&def.subtypes, value, path)
                 .map_err(|_| format!("{path} must be a {ty}"));
         }
         let object = value
             .as_object()
             .ok_or_else(|| format!("{path} must be a {ty} object"))?;
-        for field in &def.fields {
-            match object.get(&field.name) {
-                None if field.required => {
-                    return Err(format!("{path}.{} is required in {ty}", field.name));
-                }
-                None => {}
-                Some(inner) => {
-                    let at = format!("{path}.{}", field.name);
-                    self.check_any(&field.types, inner, &at)?;
-                    if let Some(fixed) = &field.fixed
-                        && inner.as_str() != Some(fixed)
-                    {
-                        return Err(format!("{at} must be \"{fixed}\" in {ty}"));
-                    }
-                }
+        for (key, inner) in object {
+            let Some(field) = def.index.get(key).map(|n| &def.fields[*n]) else {
+                return Err(format!("{path}.{key} is not a field of {ty}"));
+            };
+            let at = Path::Field(path, key);
+            self.any_at(&field.types, inner, &at)?;
+            if let Some(fixed) = &field.fixed
+                && inner.as_str() != Some(fixed)
+            {
+                return Err(format!("{at} must be \"{fixed}\" in {ty}"));
             }
         }
-        match object
-            .keys()
-            .find(|key| !def.fields.iter().any(|f| &f.name == *key))
+        match def
+            .fields
+            .iter()
+            .find(|f| f.required && !object.contains_key(&f.name))
         {
-            Some(unknown) => Err(format!("{path}.{unknown} is not a field of {ty}")),
+            Some(missing) => Err(format!("{path}.{} is required in {ty}", missing.name)),
             None => Ok(()),
         }
     }
+}
+
+/// Where in a value a check is, written out only when it finds a problem.
+enum Path<'a> {
+    Root(&'a str),
+    Field(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Root(name) => f.write_str(name),
+            Self::Field(parent, name) => write!(f, "{parent}.{name}"),
+            Self::Index(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
+/// The field every member of a union fixes to its own value, if there is one.
+fn discriminator(types: &FxHashMap<String, TypeDef>, union: &TypeDef) -> Option<Discriminator> {
+    let first = types.get(union.subtypes.first()?)?;
+    let field = first
+        .fields
+        .iter()
+        .find(|f| f.fixed.is_some())?
+        .name
+        .clone();
+    let mut members = FxHashMap::default();
+    for member in &union.subtypes {
+        let fixed = types
+            .get(member)?
+            .fields
+            .iter()
+            .find(|f| f.name == field)?
+            .fixed
+            .clone()?;
+        if members.insert(fixed, member.clone()).is_some() {
+            return None; // two members share a value (InlineQueryResultCachedAudio/Audio): no shortcut
+        }
+    }
+    Some((field, members))
 }
 
 /// Turns a form value into the JSON value Telegram would read from it.

@@ -12,7 +12,13 @@ use super::{Sandbox, lock};
 /// Telegram's longest long-poll.
 const MAX_TIMEOUT_S: i64 = 50;
 
-pub async fn get_updates(sandbox: &Sandbox, bot: i64, params: &Params) -> Result<Value, ApiError> {
+/// Long polling: the batch of updates to hand over (already serialized, so the lock is held only
+/// to clone a few `Arc`s), or 409 when a newer poll took over.
+pub async fn get_updates(
+    sandbox: &Sandbox,
+    bot: i64,
+    params: &Params,
+) -> Result<Vec<QueuedUpdate>, ApiError> {
     let timeout = params
         .get("timeout")
         .and_then(Value::as_i64)
@@ -76,7 +82,7 @@ pub async fn get_updates(sandbox: &Sandbox, bot: i64, params: &Params) -> Result
             .await
             .is_ok_and(|r| r.is_err())
         {
-            return Ok(json!([]));
+            return Ok(Vec::new());
         }
     }
 }
@@ -127,14 +133,14 @@ fn confirm(queue: &mut std::collections::VecDeque<QueuedUpdate>, offset: Option<
     (before - queue.len()) as u64
 }
 
-fn hand_over(sandbox: &Sandbox, bot: i64, batch: Vec<QueuedUpdate>) -> Value {
+fn hand_over(sandbox: &Sandbox, bot: i64, batch: Vec<QueuedUpdate>) -> Vec<QueuedUpdate> {
     if !batch.is_empty() {
         if let Some(observer) = lock(&sandbox.inner.observer).clone() {
             observer.updates_handed(bot, &batch, Instant::now());
         }
         sandbox.journal().counters.updates_delivered += batch.len() as u64;
     }
-    Value::Array(batch.into_iter().map(|u| u.json).collect())
+    batch
 }
 
 pub fn set_webhook(sandbox: &Sandbox, bot: i64, params: &Params) -> Result<Value, ApiError> {
@@ -271,7 +277,8 @@ async fn deliver(sandbox: Sandbox, bot: i64) {
             .inner
             .webhook_client
             .post(&webhook.url)
-            .json(&update.json);
+            .header("content-type", "application/json")
+            .body(update.raw.to_string());
         if let Some(secret) = &webhook.secret_token {
             request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
         }

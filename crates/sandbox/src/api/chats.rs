@@ -154,7 +154,7 @@ pub fn delete_my_commands(world: &mut World, bot: i64, params: &Params) -> Resul
 fn commands_of(
     world: &mut World,
     bot: i64,
-) -> Result<&mut std::collections::HashMap<String, Value>, ApiError> {
+) -> Result<&mut rustc_hash::FxHashMap<String, Value>, ApiError> {
     Ok(&mut world
         .bots
         .get_mut(&bot)

@@ -1,5 +1,7 @@
 //! Sending, editing and deleting messages, and answering button presses.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::{ApiError, Params, chat_param, int, text};
@@ -17,7 +19,7 @@ pub fn send_message(world: &mut World, bot: i64, params: &Params) -> Result<Valu
     let mut draft = Draft::new(chat_id, bot, content(params)?);
     draft.thread = topic(world, chat_id, params)?;
     draft.reply_to = reply_to(world, chat_id, params)?;
-    world.record_message(draft)
+    world.record_message(draft).map(Arc::unwrap_or_clone)
 }
 
 /// Why a bot cannot write to a user whose private chat with it was never opened: a user it shares
@@ -103,18 +105,16 @@ pub fn edit_message_text(world: &mut World, bot: i64, params: &Params) -> Result
     stored.text = content["text"].as_str().map(str::to_string);
     stored.reply_markup = markup.clone();
     stored.edited = true;
-    stored.json["text"] = content["text"].clone();
-    stored.json["edit_date"] = json!(now);
+    let json = Arc::make_mut(&mut stored.json);
+    json["text"] = content["text"].clone();
+    json["edit_date"] = json!(now);
     match markup {
-        Some(markup) => stored.json["reply_markup"] = markup,
+        Some(markup) => json["reply_markup"] = markup,
         None => {
-            stored
-                .json
-                .as_object_mut()
-                .map(|m| m.remove("reply_markup"));
+            json.as_object_mut().map(|m| m.remove("reply_markup"));
         }
     }
-    Ok(stored.json.clone())
+    Ok(json.clone())
 }
 
 pub fn delete_message(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {

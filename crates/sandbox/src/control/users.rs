@@ -8,7 +8,7 @@ use super::world::check_ids;
 use super::{ControlError, Forward, Say};
 use crate::Sandbox;
 use crate::model::{CHANNEL_BOT_ID, ChatKind, GROUP_ANONYMOUS_BOT_ID, Status};
-use crate::world::{Draft, World};
+use crate::world::{Draft, Payload, World};
 
 impl Sandbox {
     /// The user joins (by link or username). Banned users cannot; a restriction still applies.
@@ -44,9 +44,10 @@ impl Sandbox {
             "date": world.now(),
         });
         world.chat_mut(chat)?.join_requests.push(user);
+        let request = Payload::new(request);
         for bot in world.admin_bots(chat) {
             if world.status(chat, bot).rights().can_invite_users {
-                world.push_update(bot, "chat_join_request", request.clone());
+                world.push_update(bot, "chat_join_request", &request);
             }
         }
         Ok(())
@@ -144,8 +145,9 @@ impl Sandbox {
         world.chat_mut(chat)?.started_bots.insert(bot);
         let message =
             world.record_message(Draft::new(chat, user, Value::Object(text_fields(text))))?;
-        world.push_update(bot, "message", message.clone());
-        Ok(message["message_id"].as_i64().unwrap_or_default())
+        let id = message["message_id"].as_i64().unwrap_or_default();
+        world.push_update(bot, "message", &Payload::shared(message));
+        Ok(id)
     }
 
     /// The user edits their message; the chat's bots get `edited_message`.
@@ -202,11 +204,11 @@ impl Sandbox {
         let query = json!({
             "id": id,
             "from": world.accounts[&user].to_json(),
-            "message": message.json,
+            "message": *message.json,
             "chat_instance": format!("{}", chat.unsigned_abs()),
             "data": data,
         });
-        world.push_update(message.from, "callback_query", query);
+        world.push_update(message.from, "callback_query", &Payload::new(query));
         Ok(id)
     }
 

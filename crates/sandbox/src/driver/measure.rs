@@ -68,7 +68,10 @@ impl Observer for Stopwatch {
     fn updates_handed(&self, bot: i64, updates: &[QueuedUpdate], at: Instant) {
         let mut state = self.lock();
         for update in updates {
-            let message = &update.json["message"];
+            if update.kind != "message" {
+                continue;
+            }
+            let message = &update.payload.value;
             let Some(chat) = message["chat"]["id"].as_i64() else {
                 continue;
             };
@@ -121,13 +124,17 @@ pub fn quantile_ms(sorted: &[Duration], q: f64) -> f64 {
 mod tests {
     use serde_json::json;
 
+    use crate::world::Payload;
+
     use super::*;
 
     fn update(chat: i64, user: i64) -> QueuedUpdate {
+        let payload = Payload::new(json!({ "chat": { "id": chat }, "from": { "id": user } }));
         QueuedUpdate {
             update_id: 1,
             kind: "message",
-            json: json!({ "message": { "chat": { "id": chat }, "from": { "id": user } } }),
+            raw: payload.value.to_string().into(),
+            payload,
         }
     }
 

@@ -3,8 +3,10 @@
 
 mod member;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -122,9 +124,9 @@ pub struct StoredMessage {
     pub date: i64,
     pub text: Option<String>,
     pub reply_markup: Option<Value>,
-    /// The whole `Message` object as delivered, for updates and edits.
+    /// The whole `Message` object as delivered, shared with the updates that carry it.
     #[serde(skip)]
-    pub json: Value,
+    pub json: Arc<Value>,
     pub deleted: bool,
     pub edited: bool,
 }
@@ -160,7 +162,7 @@ pub struct Chat {
     pub linked_chat: Option<i64>,
     /// A basic group upgraded to this supergroup.
     pub migrated_to: Option<i64>,
-    pub members: HashMap<i64, Status>,
+    pub members: FxHashMap<i64, Status>,
     pub messages: BTreeMap<i64, StoredMessage>,
     pub next_message_id: i64,
     pub invite_links: Vec<InviteLink>,
@@ -185,7 +187,7 @@ impl Chat {
             topics: BTreeMap::new(),
             linked_chat: None,
             migrated_to: None,
-            members: HashMap::new(),
+            members: FxHashMap::default(),
             messages: BTreeMap::new(),
             next_message_id: 1,
             invite_links: Vec::new(),
@@ -197,7 +199,7 @@ impl Chat {
     }
 
     /// The short `Chat` object used inside messages and updates.
-    pub fn to_json(&self, accounts: &HashMap<i64, Account>) -> Value {
+    pub fn to_json(&self, accounts: &FxHashMap<i64, Account>) -> Value {
         let mut chat = json!({ "id": self.id, "type": self.kind.as_str() });
         if let Some(title) = &self.title {
             chat["title"] = json!(title);

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Draft, World};
+use super::{Draft, Payload, World};
 use crate::api::ApiError;
 use crate::model::{ChatKind, DELETED_ACCOUNT_NAME, Status, TELEGRAM_ID, Topic};
 
@@ -160,7 +160,7 @@ impl World {
             "old_chat_member": old.to_json(&bot_account, ChatKind::Private),
             "new_chat_member": new.to_json(&bot_account, ChatKind::Private),
         });
-        self.push_update(bot, "my_chat_member", change);
+        self.push_update(bot, "my_chat_member", &Payload::new(change));
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::{Draft, World};
+use super::{Draft, Payload, World};
 use crate::api::ApiError;
 use crate::model::{Account, ChatKind, Status};
 
@@ -31,12 +31,13 @@ impl World {
             "old_chat_member": old.to_json(&account, kind),
             "new_chat_member": new.to_json(&account, kind),
         });
+        let change = Payload::new(change);
         if self.bots.contains_key(&user) {
-            self.push_update(user, "my_chat_member", change.clone());
+            self.push_update(user, "my_chat_member", &change);
         }
         for bot in self.admin_bots(chat_id) {
             if bot != user {
-                self.push_update(bot, "chat_member", change.clone());
+                self.push_update(bot, "chat_member", &change);
             }
         }
         if kind.is_group() {

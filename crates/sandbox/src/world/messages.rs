@@ -1,9 +1,11 @@
 //! Messages: how one is built as the Bot API shows it (sender, sender chat, topic, reply), kept,
 //! delivered to the bots that see it, and edited.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
-use super::World;
+use super::{Payload, World};
 use crate::api::ApiError;
 use crate::model::{ChatKind, StoredMessage};
 
@@ -40,7 +42,7 @@ impl World {
     /// Stores a message and returns its `Message` object. A reply lands in the topic of the
     /// message it answers; a message in a topic implicitly replies to the topic's first message,
     /// as the Bot API server shows it (`Client::get_implicit_reply_to_message_id`).
-    pub fn record_message(&mut self, draft: Draft) -> Result<Value, ApiError> {
+    pub fn record_message(&mut self, draft: Draft) -> Result<Arc<Value>, ApiError> {
         let now = self.now();
         let chat = self.chat(draft.chat)?;
         let reply = match draft.reply_to {
@@ -83,6 +85,7 @@ impl World {
         for (key, value) in draft.fields {
             message[key] = value;
         }
+        let message = Arc::new(message);
         let stored = StoredMessage {
             message_id,
             chat_id: draft.chat,
@@ -101,14 +104,18 @@ impl World {
             deleted: false,
             edited: false,
         };
+        let kept = self.messages_kept_per_chat;
         let chat = self.chat_mut(draft.chat)?;
         chat.next_message_id += 1;
         chat.messages.insert(message_id, stored);
+        if chat.messages.len() > kept {
+            chat.messages.pop_first();
+        }
         Ok(message)
     }
 
     /// Delivers a message to every bot in the chat but its sender.
-    pub fn broadcast_message(&mut self, chat: i64, message: &Value) {
+    pub fn broadcast_message(&mut self, chat: i64, message: &Arc<Value>) {
         let kind = if self.chat(chat).map(|c| c.kind) == Ok(ChatKind::Channel) {
             "channel_post"
         } else {
@@ -117,22 +124,31 @@ impl World {
         self.deliver(chat, kind, message);
     }
 
-    fn deliver(&mut self, chat: i64, kind: &'static str, message: &Value) {
-        for bot in self.bots_in(chat) {
-            if message["from"]["id"].as_i64() != Some(bot) {
-                self.push_update(bot, kind, message.clone());
-            }
+    fn deliver(&mut self, chat: i64, kind: &'static str, message: &Arc<Value>) {
+        let sender = message["from"]["id"].as_i64();
+        let bots: Vec<i64> = self
+            .bots_in(chat)
+            .into_iter()
+            .filter(|bot| Some(*bot) != sender)
+            .collect();
+        if bots.is_empty() {
+            return;
+        }
+        let payload = Payload::shared(message.clone());
+        for bot in bots {
+            self.push_update(bot, kind, &payload);
         }
     }
 
     /// Service messages reach the bots in the chat, including a bot that just joined.
-    pub fn broadcast_service(&mut self, chat: i64, subject: i64, message: &Value) {
+    pub fn broadcast_service(&mut self, chat: i64, subject: i64, message: &Arc<Value>) {
         let mut bots = self.bots_in(chat);
         if self.bots.contains_key(&subject) && !bots.contains(&subject) {
             bots.push(subject);
         }
+        let payload = Payload::shared(message.clone());
         for bot in bots {
-            self.push_update(bot, "message", message.clone());
+            self.push_update(bot, "message", &payload);
         }
     }
 
@@ -144,7 +160,7 @@ impl World {
         message_id: i64,
         author: i64,
         text: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let now = self.now();
         let kind = self.chat(chat)?.kind;
         let stored = self
@@ -158,8 +174,9 @@ impl World {
         }
         stored.text = Some(text.to_string());
         stored.edited = true;
-        stored.json["text"] = json!(text);
-        stored.json["edit_date"] = json!(now);
+        let json = Arc::make_mut(&mut stored.json);
+        json["text"] = json!(text);
+        json["edit_date"] = json!(now);
         let message = stored.json.clone();
         let update = if kind == ChatKind::Channel {
             "edited_channel_post"

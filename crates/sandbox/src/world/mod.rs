@@ -10,7 +10,11 @@ mod chats;
 mod members;
 mod messages;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
@@ -25,12 +29,57 @@ use super::model::{Account, AdminRights, Chat, ChatKind, Status};
 /// Update types a bot receives when it never said which it wants (Telegram's default).
 const DEFAULT_EXCLUDED: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
 
-/// One update waiting for its bot.
+/// What an update carries (a `Message`, a `ChatMemberUpdated`, …), serialized once and shared
+/// by every bot it goes to.
+#[derive(Debug)]
+pub struct Payload {
+    pub value: Arc<Value>,
+    raw: String,
+    /// Whether the reply check has seen it (it is checked once, on its first hand-over).
+    pub checked: AtomicBool,
+}
+
+impl Payload {
+    pub fn new(value: Value) -> Arc<Self> {
+        Self::shared(Arc::new(value))
+    }
+
+    /// A payload that shares its JSON with what the world keeps (a stored message).
+    pub fn shared(value: Arc<Value>) -> Arc<Self> {
+        let raw = value.to_string();
+        Arc::new(Self {
+            value,
+            raw,
+            checked: AtomicBool::new(false),
+        })
+    }
+}
+
+/// One update waiting for its bot: its `Update` object already serialized, so handing over a
+/// batch copies no JSON tree.
 #[derive(Debug, Clone)]
 pub struct QueuedUpdate {
     pub update_id: i64,
     pub kind: &'static str,
-    pub json: Value,
+    pub payload: Arc<Payload>,
+    pub raw: Arc<str>,
+}
+
+impl QueuedUpdate {
+    /// The `Update` object.
+    pub fn json(&self) -> Value {
+        json!({ "update_id": self.update_id, self.kind: *self.payload.value })
+    }
+
+    /// The Bot API type of what it carries, for the reply check.
+    pub fn payload_type(&self) -> &'static str {
+        match self.kind {
+            "callback_query" => "CallbackQuery",
+            "chat_member" | "my_chat_member" => "ChatMemberUpdated",
+            "chat_join_request" => "ChatJoinRequest",
+            _ => "Message",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -58,7 +107,7 @@ pub struct BotState {
     pub polling: bool,
     /// Wakes waiting pollers and the webhook sender: bumped on new updates and new polls.
     pub wake: watch::Sender<u64>,
-    pub commands: HashMap<String, Value>,
+    pub commands: FxHashMap<String, Value>,
 }
 
 impl BotState {
@@ -73,19 +122,21 @@ impl BotState {
 /// The simulated Telegram.
 #[derive(Debug)]
 pub struct World {
-    pub accounts: HashMap<i64, Account>,
-    pub bots: HashMap<i64, BotState>,
-    pub tokens: HashMap<String, i64>,
-    pub chats: HashMap<i64, Chat>,
-    pub usernames: HashMap<String, i64>,
-    pub callback_answers: HashMap<String, Value>,
+    pub accounts: FxHashMap<i64, Account>,
+    pub bots: FxHashMap<i64, BotState>,
+    pub tokens: FxHashMap<String, i64>,
+    pub chats: FxHashMap<i64, Chat>,
+    pub usernames: FxHashMap<String, i64>,
+    pub callback_answers: FxHashMap<String, Value>,
     /// Callback query id → the user allowed to answer for it (for checks) and its bot.
-    pub callbacks: HashMap<String, (i64, i64)>,
+    pub callbacks: FxHashMap<String, (i64, i64)>,
     next_user_id: i64,
     next_chat_id: i64,
     next_callback_id: u64,
     /// Added to the wall clock, so tests can let restrictions expire without waiting.
     pub clock_offset_s: i64,
+    /// Each chat forgets its oldest messages beyond this many.
+    pub messages_kept_per_chat: usize,
 }
 
 impl Default for World {
@@ -96,16 +147,17 @@ impl Default for World {
             .collect();
         Self {
             accounts,
-            bots: HashMap::new(),
-            tokens: HashMap::new(),
-            chats: HashMap::new(),
-            usernames: HashMap::new(),
-            callback_answers: HashMap::new(),
-            callbacks: HashMap::new(),
+            bots: FxHashMap::default(),
+            tokens: FxHashMap::default(),
+            chats: FxHashMap::default(),
+            usernames: FxHashMap::default(),
+            callback_answers: FxHashMap::default(),
+            callbacks: FxHashMap::default(),
             next_user_id: 100_000,
             next_chat_id: 1_000_000,
             next_callback_id: 1,
             clock_offset_s: 0,
+            messages_kept_per_chat: usize::MAX,
         }
     }
 }
@@ -165,7 +217,7 @@ impl World {
             poll_generation: 0,
             polling: false,
             wake,
-            commands: HashMap::new(),
+            commands: FxHashMap::default(),
         };
         self.bots.insert(account.id, bot);
         self.tokens.insert(token.clone(), account.id);
@@ -266,7 +318,7 @@ impl World {
     }
 
     /// Queues an update for `bot` if it asked for this kind, and wakes its poller or webhook.
-    pub fn push_update(&mut self, bot: i64, kind: &'static str, payload: Value) {
+    pub fn push_update(&mut self, bot: i64, kind: &'static str, payload: &Arc<Payload>) {
         let Some(state) = self.bots.get_mut(&bot) else {
             return;
         };
@@ -275,12 +327,12 @@ impl World {
         }
         let update_id = state.next_update_id;
         state.next_update_id += 1;
-        let mut json = json!({ "update_id": update_id });
-        json[kind] = payload;
+        let raw = format!("{{\"update_id\":{update_id},\"{kind}\":{}}}", payload.raw);
         state.queue.push_back(QueuedUpdate {
             update_id,
             kind,
-            json,
+            payload: payload.clone(),
+            raw: raw.into(),
         });
         state.wake.send_modify(|n| *n += 1);
     }
