@@ -167,7 +167,7 @@ async fn write_loop(
             Ok(()) => {
                 for record in pending.drain(..) {
                     if !NOT_PUBLISHED.iter().any(|t| record.target.starts_with(t)) {
-                        publisher.publish("log", record.bot_instance_id, json!({
+                        publisher.publish(crate::domain::EventKind::Log, record.bot_instance_id, json!({
                             "level": record.level, "target": record.target, "message": record.message,
                             "fields": record.fields, "created_at": record.created_at,
                         }));

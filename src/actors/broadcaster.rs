@@ -136,7 +136,7 @@ fn status_event(bot_instance_id: i64, update: RunStateUpdate, mut payload: Value
     payload["reason"] = update.reason.clone().into();
     payload["next_attempt_at"] = update.next_attempt_at.into();
     NewEvent {
-        kind: "bot_status".into(),
+        kind: crate::domain::EventKind::BotStatus.as_str().into(),
         bot_instance_id: Some(bot_instance_id),
         payload,
         transition: Some(update),

@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::domain::EventKind;
+
 use super::supervisor::{SupervisorMsg, SupervisorRef};
 
 #[derive(Clone)]
@@ -23,9 +25,9 @@ impl Publisher {
     }
 
     /// Stores and fans out an event; never blocks. Lost only if the tree is gone (shutting down).
-    pub fn publish(&self, kind: &str, bot_instance_id: Option<i64>, payload: Value) {
+    pub fn publish(&self, kind: EventKind, bot_instance_id: Option<i64>, payload: Value) {
         let _ = self.supervisor.cast(SupervisorMsg::Publish {
-            kind: kind.to_string(),
+            kind: kind.as_str().to_string(),
             bot_instance_id,
             payload,
         });

@@ -274,7 +274,11 @@ async fn sse_run(
     let count = (bench.rate * bench.seconds) as u64;
     for n in 0..count {
         tick.tick().await;
-        publisher.publish("activity", None, json!({ "bench": n }));
+        publisher.publish(
+            crate::domain::EventKind::Activity,
+            None,
+            json!({ "bench": n }),
+        );
     }
     let mut last = None;
     while let Some(line) = lines.next_line().await? {

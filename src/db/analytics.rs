@@ -10,7 +10,11 @@ use std::collections::BTreeMap;
 use super::{KeyCount, Store, StoreError, with_pool};
 
 /// Outcomes that mean the member was let speak because they are subscribed.
-pub const SUCCESS_OUTCOMES: [&str; 3] = ["passed", "verified", "restored"];
+pub fn is_success(outcome: &str) -> bool {
+    crate::domain::Outcome::SUCCESS
+        .iter()
+        .any(|o| o.as_str() == outcome)
+}
 
 /// One labelled count in one time bucket.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]

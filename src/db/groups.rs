@@ -299,4 +299,70 @@ impl Store {
         });
         Ok(())
     }
+
+    /// A basic group was upgraded to a supergroup: the bot's record of it, its channels and policy
+    /// (kept on the row), what Nezuko holds there, its pending timers and its verification history
+    /// move to the new chat id, in one transaction. Returns the moved row, or `None` when the bot
+    /// has no record of the old chat, or already has one of the new chat (then the old record is
+    /// only disabled, so the group is never enforced twice).
+    pub async fn migrate_group_chat(
+        &self,
+        bot_instance_id: i64,
+        old_chat_id: i64,
+        new_chat_id: i64,
+    ) -> Result<Option<GroupRow>, StoreError> {
+        let now = now_ms();
+        let moved = with_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let taken: Option<(i64,)> = sqlx::query_as(
+                "SELECT id FROM protected_groups WHERE bot_instance_id = $1 AND chat_id = $2",
+            )
+            .bind(bot_instance_id)
+            .bind(new_chat_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if taken.is_some() {
+                sqlx::query(
+                    "UPDATE protected_groups SET enabled = FALSE, updated_at = $1 \
+                     WHERE bot_instance_id = $2 AND chat_id = $3",
+                )
+                .bind(now)
+                .bind(bot_instance_id)
+                .bind(old_chat_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                None
+            } else {
+                let sql = concat!(
+                    "UPDATE protected_groups SET chat_id = $1, updated_at = $2 \
+                     WHERE bot_instance_id = $3 AND chat_id = $4 RETURNING ",
+                    group_columns!()
+                );
+                let row = sqlx::query_as::<_, GroupRow>(sql)
+                    .bind(new_chat_id)
+                    .bind(now)
+                    .bind(bot_instance_id)
+                    .bind(old_chat_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if row.is_some() {
+                    for table in ["member_restrictions", "scheduled_actions", "verification_log"] {
+                        let sql = format!(
+                            "UPDATE {table} SET chat_id = $1 WHERE bot_instance_id = $2 AND chat_id = $3"
+                        );
+                        sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .bind(new_chat_id)
+                            .bind(bot_instance_id)
+                            .bind(old_chat_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                tx.commit().await?;
+                row
+            }
+        });
+        Ok(moved)
+    }
 }

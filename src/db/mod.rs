@@ -38,7 +38,7 @@ pub use events::{EventRow, NewEvent};
 pub use groups::{ChannelRow, GroupRow, NewChannel, NewGroup};
 pub use logs::{LogFilter, LogRow, NewLog};
 pub use records::{ApiCall, KeyCount, Verification};
-pub use restrictions::{NewRestriction, RestrictionRow};
+pub use restrictions::{NewRestriction, Restricted, RestrictionRow};
 pub use sessions::SessionRow;
 pub use timers::{NewTimer, TimerRow};
 pub use url::{DatabaseUrl, UrlError, redact as redact_url};

@@ -8,6 +8,7 @@ use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
 use super::{Store, StoreError, now_ms, with_pool};
+use crate::domain::TimerKind;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TimerRow {
@@ -24,10 +25,17 @@ pub struct TimerRow {
     pub done_at: Option<i64>,
 }
 
+impl TimerRow {
+    /// What the timer does; `None` for a kind this version does not know (written by a newer one).
+    pub fn kind(&self) -> Option<TimerKind> {
+        TimerKind::parse(&self.kind)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewTimer {
     pub bot_instance_id: i64,
-    pub kind: String,
+    pub kind: TimerKind,
     pub chat_id: i64,
     pub user_id: Option<i64>,
     pub message_id: Option<i64>,
@@ -47,7 +55,7 @@ impl Store {
                    due_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id";
         let (id,): (i64,) = with_pool!(self, pool => sqlx::query_as(sql)
             .bind(timer.bot_instance_id)
-            .bind(&timer.kind)
+            .bind(timer.kind.as_str())
             .bind(timer.chat_id)
             .bind(timer.user_id)
             .bind(timer.message_id)
@@ -112,7 +120,7 @@ impl Store {
     pub async fn cancel_timers(
         &self,
         bot_instance_id: i64,
-        kind: &str,
+        kind: TimerKind,
         chat_id: i64,
         user_id: i64,
     ) -> Result<u64, StoreError> {
@@ -121,7 +129,7 @@ impl Store {
         Ok(with_pool!(self, pool => sqlx::query(sql)
             .bind(now_ms())
             .bind(bot_instance_id)
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(chat_id)
             .bind(user_id)
             .execute(pool)
@@ -146,7 +154,7 @@ impl Store {
     pub async fn has_pending_timer(
         &self,
         bot_instance_id: i64,
-        kind: &str,
+        kind: TimerKind,
         chat_id: i64,
         user_id: i64,
     ) -> Result<bool, StoreError> {
@@ -154,7 +162,7 @@ impl Store {
                    AND chat_id = $3 AND user_id = $4 AND done_at IS NULL";
         let (count,): (i64,) = with_pool!(self, pool => sqlx::query_as(sql)
             .bind(bot_instance_id)
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(chat_id)
             .bind(user_id)
             .fetch_one(pool)

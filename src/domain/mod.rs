@@ -6,7 +6,9 @@
 mod bot_token;
 mod secret;
 mod state;
+mod vocabulary;
 
 pub use bot_token::{BotToken, BotTokenError};
 pub use secret::Secret;
 pub use state::{DesiredState, RunState, UnknownState};
+pub use vocabulary::{EndReason, EventKind, Outcome, TimerKind};

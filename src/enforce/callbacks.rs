@@ -1,136 +1,120 @@
 //! Inline buttons: "I have joined" (`nz:v[:user]`), the private help menu (`nz:h:<page>`) and the
 //! group settings menu (`nz:s:<field>`). Every press is answered, so the client's spinner stops.
 
-use std::sync::Arc;
-use std::time::Instant;
-
 use teloxide::payloads::AnswerCallbackQuerySetters;
 use teloxide::prelude::Requester;
 use teloxide::types::CallbackQuery;
 
-use super::actions::{self, channel_list};
+use super::actions::{self, Lifted, channel_list};
+use super::context::Turn;
 use super::flows::{self, Verdict};
-use super::{BotRuntime, Shared, commands, settings_menu, verification_payload};
+use super::standing::Standing;
+use super::{commands, settings_menu};
+use crate::domain::{EndReason, Outcome};
 
-pub async fn handle(
-    shared: &Arc<Shared>,
-    runtime: &BotRuntime,
-    query: &CallbackQuery,
-) -> anyhow::Result<()> {
+pub async fn handle(turn: &Turn, query: &CallbackQuery) -> anyhow::Result<()> {
     let data = query.data.as_deref().unwrap_or_default();
     let mut parts = data.split(':');
     match (parts.next(), parts.next()) {
-        (Some("nz"), Some("v")) => verify(shared, runtime, query, parts.next()).await,
+        (Some("nz"), Some("v")) => verify(turn, query, parts.next()).await,
         (Some("nz"), Some("h")) => {
-            commands::help_page(shared, runtime, query, parts.next().unwrap_or_default()).await
+            commands::help_page(turn, query, parts.next().unwrap_or_default()).await
         }
         (Some("nz"), Some("s")) => {
-            settings_menu::pressed(shared, runtime, query, parts.next().unwrap_or_default()).await
+            settings_menu::pressed(turn, query, parts.next().unwrap_or_default()).await
         }
-        _ => answer(runtime, query, None, false).await,
+        _ => answer(turn, query, None, false).await,
     }
 }
 
 /// Answers a press, with an optional text (an alert box when `alert`).
 pub async fn answer(
-    runtime: &BotRuntime,
+    turn: &Turn,
     query: &CallbackQuery,
     text: Option<String>,
     alert: bool,
 ) -> anyhow::Result<()> {
-    let mut request = runtime.calls.bot().answer_callback_query(query.id.clone());
+    let mut request = turn.calls().bot().answer_callback_query(query.id.clone());
     if let Some(text) = text {
         request = request.text(text).show_alert(alert);
     }
-    runtime
-        .calls
+    turn.calls()
         .run("answerCallbackQuery", None, request)
         .await?;
     Ok(())
 }
 
 /// "I have joined": only for the member(s) the warning names; the check skips the cache.
-async fn verify(
-    shared: &Arc<Shared>,
-    runtime: &BotRuntime,
-    query: &CallbackQuery,
-    addressed: Option<&str>,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
+async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> anyhow::Result<()> {
     let Some(message) = query.regular_message() else {
-        return answer(runtime, query, None, false).await;
+        return answer(turn, query, None, false).await;
     };
     let chat = message.chat.id.0;
     let presser = query.from.id.0 as i64;
-    let Some(view) = shared.directory.group(runtime.id(), chat).await? else {
-        return answer(runtime, query, None, false).await;
+    let Some(view) = turn.shared.directory.group(turn.bot(), chat).await? else {
+        return answer(turn, query, None, false).await;
     };
-    let not_yours = view
-        .texts
-        .render(view.policy.language, "not_your_button", &[]);
+    let group = turn.in_group(view, message.thread_id.map(|t| t.0.0));
+    let view = &group.view;
+    let say = |name: &str| view.texts.render(view.policy.language, name, &[]);
     if addressed.is_some_and(|id| id.parse::<i64>().ok() != Some(presser)) {
-        return answer(runtime, query, Some(not_yours), true).await;
+        return answer(turn, query, Some(say("not_your_button")), true).await;
     }
     // Pressing only ever checks the presser: anyone Nezuko holds back may use a button meant for
-    // them (the warning's id may not be stored yet when a quick member presses). Anyone else, or a
-    // member muted by an admin (no record of Nezuko's), is told the button is not theirs.
-    if shared
+    // them. Anyone else, or a member muted by an admin (no record of Nezuko's), is told the button
+    // is not theirs.
+    let Some(record) = group
+        .shared
         .store
-        .active_restriction(runtime.id(), chat, presser)
+        .active_restriction(group.bot(), chat, presser)
         .await?
-        .is_none()
-    {
+    else {
         if addressed.is_some() {
             // Their own button, already released (rejoining the channel restored them).
-            let text = view.texts.render(view.policy.language, "verified", &[]);
-            return answer(runtime, query, Some(text), false).await;
+            return answer(turn, query, Some(say("verified")), false).await;
         }
-        return answer(runtime, query, Some(not_yours), true).await;
+        return answer(turn, query, Some(say("not_your_button")), true).await;
+    };
+    if record.warning_message_id.is_none() {
+        // Pressed before the warning's id was stored: it is this one.
+        group
+            .shared
+            .store
+            .set_warning_message(&[record.id], i64::from(message.id.0))
+            .await?;
     }
-    let outcome = shared
+    let outcome = group
+        .shared
         .checker
-        .check(&runtime.calls, &view.channels, presser, true)
+        .check(group.calls(), &view.channels, presser, true)
         .await;
-    match flows::verdict(&view, &outcome) {
+    match flows::verdict(view, &outcome) {
         Verdict::Allowed { assumed } => {
-            actions::lift(shared, runtime, chat, presser, Some(message.id.0)).await?;
-            let word = if assumed {
-                "unknown_allowed"
-            } else {
-                "verified"
+            let lifted = match actions::lift(&group, chat, presser, EndReason::Verified).await {
+                Ok(lifted) => lifted,
+                Err(error) => {
+                    tracing::info!(chat, presser, %error, "could not read the member's standing to lift");
+                    return answer(turn, query, Some(say("check_failed")), true).await;
+                }
             };
-            flows::record(shared, runtime, &view, presser, word, false, started);
-            shared.publish(
-                runtime,
-                "verification",
-                verification_payload(&view, presser, word, false),
-            );
-            let text = view.texts.render(view.policy.language, "verified", &[]);
-            answer(runtime, query, Some(text), false).await
+            if let Lifted::Superseded(Standing::Banned | Standing::Muted { .. }) = lifted {
+                // An administrator's decision stands; only they can change it.
+                return answer(turn, query, Some(say("admin_hold")), true).await;
+            }
+            let word = if assumed {
+                Outcome::UnknownAllowed
+            } else {
+                Outcome::Verified
+            };
+            group.decided(presser, word, false, &[]);
+            answer(turn, query, Some(say("verified")), false).await
         }
         Verdict::Denied { unconfirmed: true } => {
-            flows::record(
-                shared,
-                runtime,
-                &view,
-                presser,
-                "unknown_denied",
-                false,
-                started,
-            );
-            let text = view.texts.render(view.policy.language, "check_failed", &[]);
-            answer(runtime, query, Some(text), true).await
+            group.record(presser, Outcome::UnknownDenied, false);
+            answer(turn, query, Some(say("check_failed")), true).await
         }
         Verdict::Denied { unconfirmed: false } => {
-            flows::record(
-                shared,
-                runtime,
-                &view,
-                presser,
-                "still_missing",
-                false,
-                started,
-            );
+            group.record(presser, Outcome::StillMissing, false);
             // Alerts are plain text: channel names without HTML.
             let names = channel_list(&outcome.missing)
                 .replace("<b>", "")
@@ -140,7 +124,7 @@ async fn verify(
                 "still_missing",
                 &[("channels", &names)],
             );
-            answer(runtime, query, Some(text), true).await
+            answer(turn, query, Some(text), true).await
         }
     }
 }

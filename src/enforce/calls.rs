@@ -90,12 +90,40 @@ impl Calls {
     where
         R: Request<Err = RequestError>,
     {
+        self.attempts(method, target, || request.send_ref()).await
+    }
+
+    /// Like [`Calls::run`], but builds the request anew for every attempt, at the moment it
+    /// leaves: after the rate limiter's wait and any 429's `retry_after`. Whatever the request says
+    /// about time (an `until_date`) is computed then, not when the call was planned.
+    pub async fn run_built<R>(
+        &self,
+        method: &'static str,
+        target: Option<Target>,
+        build: impl Fn() -> R,
+    ) -> Result<Output<R>, RequestError>
+    where
+        R: Request<Err = RequestError>,
+    {
+        self.attempts(method, target, || build().send()).await
+    }
+
+    /// Waits for the limits, makes an attempt, records it, and waits out a 429 before the next.
+    async fn attempts<T, F>(
+        &self,
+        method: &'static str,
+        target: Option<Target>,
+        mut attempt: impl FnMut() -> F,
+    ) -> Result<T, RequestError>
+    where
+        F: std::future::Future<Output = Result<T, RequestError>>,
+    {
         let scopes = self.scopes(method, target);
         let mut retries = 0;
         loop {
             self.limiter.acquire(&scopes).await;
             let started = Instant::now();
-            let result = request.send_ref().await;
+            let result = attempt().await;
             self.record(method, result.as_ref().err(), started);
             match result {
                 Err(RequestError::RetryAfter(after)) if retries < RETRIES_AFTER_429 => {

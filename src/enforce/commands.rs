@@ -2,8 +2,6 @@
 //! `/protect`, `/unprotect`, `/status`, `/settings`; every reply, and the command itself, is deleted
 //! after the group's `reply_ttl_s`.
 
-use std::sync::Arc;
-
 use serde_json::json;
 use teloxide::payloads::{EditMessageTextSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
@@ -14,11 +12,14 @@ use teloxide::types::{
 
 use super::actions::{self, channel_list};
 use super::calls::Target;
+use super::context::Turn;
 use super::directory::GroupView;
-use super::policy::{Language, Policy};
+use super::health::{self, Problem};
+use super::policy::{Action, FailMode, Language, Require};
 use super::texts::{Texts, escape};
-use super::{BotRuntime, Shared, callbacks, health, settings_menu};
+use super::{callbacks, settings_menu};
 use crate::db::{NewChannel, NewGroup};
+use crate::domain::{EndReason, EventKind};
 
 /// A command addressed to this bot: its name (without `/` and `@bot`) and its arguments.
 fn parse<'a>(text: &'a str, username: &str) -> Option<(&'a str, Vec<&'a str>)> {
@@ -35,42 +36,41 @@ fn parse<'a>(text: &'a str, username: &str) -> Option<(&'a str, Vec<&'a str>)> {
 }
 
 /// Private chat: `/start`, `/help`, anything else gets the same menu.
-pub async fn private(
-    shared: &Arc<Shared>,
-    runtime: &BotRuntime,
-    message: &Message,
-) -> anyhow::Result<()> {
+pub async fn private(turn: &Turn, message: &Message) -> anyhow::Result<()> {
     let Some(text) = message.text() else {
         return Ok(());
     };
-    if parse(text, &runtime.me.username).is_none() {
+    if parse(text, &turn.runtime.me.username).is_none() {
         return Ok(());
     }
-    let texts = shared.directory.texts().await?;
+    let (defaults, texts) = turn.shared.directory.defaults().await?;
     let language = language_of(
         message
             .from
             .as_ref()
             .and_then(|u| u.language_code.as_deref()),
+        defaults.language,
     );
-    let request = runtime
-        .calls
+    let request = turn
+        .calls()
         .bot()
         .send_message(message.chat.id, texts.render(language, "help", &[]))
         .parse_mode(ParseMode::Html)
-        .reply_markup(help_menu(&texts, language, &runtime.me.username));
-    runtime
-        .calls
+        .reply_markup(help_menu(&texts, language, &turn.runtime.me.username));
+    turn.calls()
         .run("sendMessage", Target::chat(message.chat.id.0), request)
         .await?;
     Ok(())
 }
 
-fn language_of(code: Option<&str>) -> Language {
-    match code {
-        Some(code) if code.starts_with("es") => Language::Es,
-        _ => Language::En,
-    }
+/// The user's own language when the catalogue has it, else the platform's default.
+fn language_of(code: Option<&str>, default: Language) -> Language {
+    code.and_then(|code| {
+        Language::ALL
+            .into_iter()
+            .find(|l| code.split('-').next() == Some(l.code()))
+    })
+    .unwrap_or(default)
 }
 
 fn help_menu(texts: &Texts, language: Language, username: &str) -> InlineKeyboardMarkup {
@@ -94,20 +94,15 @@ fn help_menu(texts: &Texts, language: Language, username: &str) -> InlineKeyboar
 }
 
 /// A help menu button: shows the page in place, with a way back.
-pub async fn help_page(
-    shared: &Arc<Shared>,
-    runtime: &BotRuntime,
-    query: &CallbackQuery,
-    page: &str,
-) -> anyhow::Result<()> {
+pub async fn help_page(turn: &Turn, query: &CallbackQuery, page: &str) -> anyhow::Result<()> {
     let Some(message) = query.regular_message() else {
-        return callbacks::answer(runtime, query, None, false).await;
+        return callbacks::answer(turn, query, None, false).await;
     };
     let language = match query.data.as_deref().and_then(|d| d.rsplit(':').next()) {
         Some("es") => Language::Es,
         _ => Language::En,
     };
-    let texts = shared.directory.texts().await?;
+    let texts = turn.shared.directory.texts().await?;
     let (template, keyboard) = match page {
         "setup" | "how" => (
             if page == "setup" {
@@ -120,10 +115,13 @@ pub async fn help_page(
                 format!("nz:h:menu:{}", language.code()),
             )]]),
         ),
-        _ => ("help", help_menu(&texts, language, &runtime.me.username)),
+        _ => (
+            "help",
+            help_menu(&texts, language, &turn.runtime.me.username),
+        ),
     };
-    let request = runtime
-        .calls
+    let request = turn
+        .calls()
         .bot()
         .edit_message_text(
             message.chat.id,
@@ -132,74 +130,94 @@ pub async fn help_page(
         )
         .parse_mode(ParseMode::Html)
         .reply_markup(keyboard);
-    runtime
-        .calls
+    turn.calls()
         .run("editMessageText", Target::chat(message.chat.id.0), request)
         .await?;
-    callbacks::answer(runtime, query, None, false).await
+    callbacks::answer(turn, query, None, false).await
 }
 
 /// Group commands; returns whether the message was one of ours (and so is not enforced on).
-pub async fn group(
-    shared: &Arc<Shared>,
-    runtime: &BotRuntime,
-    message: &Message,
-) -> anyhow::Result<bool> {
-    let Some((name, args)) = message.text().and_then(|t| parse(t, &runtime.me.username)) else {
+/// Replies go to the topic the command was sent in, in the group's language (the global default
+/// language for a group with none of its own yet).
+pub async fn group(turn: &Turn, message: &Message) -> anyhow::Result<bool> {
+    let Some((name, args)) = message
+        .text()
+        .and_then(|t| parse(t, &turn.runtime.me.username))
+    else {
         return Ok(false);
     };
     if !matches!(name, "protect" | "unprotect" | "status" | "settings") {
         return Ok(false);
     }
     let chat = message.chat.id.0;
-    let existing = shared.directory.group(runtime.id(), chat).await?;
-    let (texts, policy) = match &existing {
-        Some(view) => (view.texts.clone(), view.policy.clone()),
-        None => (shared.directory.texts().await?, Policy::default()),
+    let thread = message.thread_id.map(|t| t.0.0);
+    let existing = turn.shared.directory.group(turn.bot(), chat).await?;
+    let (policy, texts) = match &existing {
+        Some(view) => (view.policy.clone(), view.texts.clone()),
+        None => turn.shared.directory.defaults().await?,
     };
-    let reply_ttl = policy.reply_ttl_s;
-    if !is_admin(runtime, message).await {
-        let text = texts.render(policy.language, "admins_only", &[]);
-        reply(shared, runtime, message, text, None, reply_ttl).await?;
+    let here = Here {
+        turn,
+        chat,
+        thread,
+        language: policy.language,
+        texts: &texts,
+        ttl: policy.reply_ttl_s,
+        command: message.id.0,
+    };
+    if !is_admin(turn, message).await {
+        here.reply(here.text("admins_only"), None, here.ttl).await?;
         return Ok(true);
     }
     let text = match name {
-        "protect" => protect(shared, runtime, message, &args, &texts, policy.language).await?,
-        "unprotect" => {
-            unprotect(
-                shared,
-                runtime,
-                chat,
-                existing.as_deref(),
-                &texts,
-                policy.language,
-            )
-            .await?
-        }
-        "status" => status(existing.as_deref(), &texts, policy.language),
-        _ => match existing.as_deref() {
+        "protect" if message.chat.is_group() => here.text("protect_basic_group"),
+        "protect" => protect(&here, message, &args).await?,
+        "unprotect" => unprotect(&here, existing.as_deref()).await?,
+        "status" => status(existing.as_deref(), &here),
+        _ => match existing.as_deref().filter(|v| v.enforcing()) {
             Some(view) => {
                 let (text, keyboard) = settings_menu::render(view);
-                reply(
-                    shared,
-                    runtime,
-                    message,
-                    text,
-                    Some(keyboard),
-                    reply_ttl.max(300),
-                )
-                .await?;
+                here.reply(text, Some(keyboard), here.ttl.max(300)).await?;
                 return Ok(true);
             }
-            None => texts.render(policy.language, "not_protected", &[]),
+            None => here.text("not_protected"),
         },
     };
-    reply(shared, runtime, message, text, None, reply_ttl).await?;
+    here.reply(text, None, here.ttl).await?;
     Ok(true)
 }
 
+/// Where a command was given and how to answer it.
+struct Here<'a> {
+    turn: &'a Turn,
+    chat: i64,
+    thread: Option<i32>,
+    language: Language,
+    texts: &'a Texts,
+    ttl: u64,
+    command: i32,
+}
+
+impl Here<'_> {
+    fn text(&self, name: &str) -> String {
+        self.texts.render(self.language, name, &[])
+    }
+
+    /// Answers in the command's topic; the answer and the command go after `ttl_s`.
+    async fn reply(
+        &self,
+        text: String,
+        keyboard: Option<InlineKeyboardMarkup>,
+        ttl_s: u64,
+    ) -> anyhow::Result<()> {
+        actions::say_in(self.turn, self.chat, self.thread, text, keyboard, ttl_s).await?;
+        actions::delete_later(self.turn, self.chat, self.command, ttl_s).await;
+        Ok(())
+    }
+}
+
 /// An admin wrote it: the creator or an administrator, or an anonymous admin (writing as the group).
-pub async fn is_admin(runtime: &BotRuntime, message: &Message) -> bool {
+pub async fn is_admin(turn: &Turn, message: &Message) -> bool {
     if message
         .sender_chat
         .as_ref()
@@ -210,43 +228,23 @@ pub async fn is_admin(runtime: &BotRuntime, message: &Message) -> bool {
     let Some(user) = &message.from else {
         return false;
     };
-    is_admin_user(runtime, message.chat.id.0, user.id.0 as i64).await
+    is_admin_user(turn, message.chat.id.0, user.id.0 as i64).await
 }
 
 /// Asks Telegram (not the cache): rights matter more than speed here.
-pub async fn is_admin_user(runtime: &BotRuntime, chat: i64, user: i64) -> bool {
-    let request = runtime
-        .calls
+pub async fn is_admin_user(turn: &Turn, chat: i64, user: i64) -> bool {
+    let request = turn
+        .calls()
         .bot()
         .get_chat_member(ChatId(chat), UserId(user.max(0) as u64));
-    matches!(runtime.calls.run("getChatMember", None, request).await, Ok(m) if m.kind.is_privileged())
-}
-
-async fn reply(
-    shared: &Shared,
-    runtime: &BotRuntime,
-    message: &Message,
-    text: String,
-    keyboard: Option<InlineKeyboardMarkup>,
-    ttl_s: u64,
-) -> anyhow::Result<()> {
-    let chat = message.chat.id.0;
-    actions::say(shared, runtime, chat, text, keyboard, ttl_s).await?;
-    actions::delete_later(shared, runtime.id(), chat, message.id.0, ttl_s).await;
-    Ok(())
+    matches!(turn.calls().run("getChatMember", None, request).await, Ok(m) if m.kind.is_privileged())
 }
 
 /// `/protect @a [@b …]`, ids, or a reply to a forwarded channel post. Checks every right first and
 /// names exactly what is missing; on success the group requires exactly these channels.
-async fn protect(
-    shared: &Arc<Shared>,
-    runtime: &BotRuntime,
-    message: &Message,
-    args: &[&str],
-    texts: &Texts,
-    language: Language,
-) -> anyhow::Result<String> {
-    let chat = message.chat.id.0;
+async fn protect(here: &Here<'_>, message: &Message, args: &[&str]) -> anyhow::Result<String> {
+    let turn = here.turn;
+    let chat = here.chat;
     let mut targets: Vec<Recipient> = args
         .iter()
         .filter_map(|arg| match arg.parse::<i64>() {
@@ -264,71 +262,50 @@ async fn protect(
         targets.push(Recipient::Id(origin.id));
     }
     if targets.is_empty() {
-        return Ok(texts.render(language, "protect_usage", &[]));
+        return Ok(here.text("protect_usage"));
     }
-    let bot_id = UserId(runtime.me.user_id.max(0) as u64);
-    let mut problems = Vec::new();
-    let group_rights = health::rights(runtime, chat, bot_id).await;
-    match &group_rights {
-        Some(ChatMemberKind::Administrator(admin)) => {
-            if !admin.can_restrict_members {
-                problems.push(
-                    "• give me the right to restrict members (Ban users) in this group".to_string(),
-                );
-            }
-            if !admin.can_delete_messages {
-                problems.push("• give me the right to delete messages in this group".to_string());
-            }
-        }
-        _ => problems.push(
-            "• make me an administrator of this group (with Ban users and Delete messages)"
-                .to_string(),
-        ),
-    }
+    let mut problems = health::group_problems(turn, chat).await;
     let mut channels = Vec::new();
     for target in targets {
         let label = match &target {
             Recipient::Id(id) => id.0.to_string(),
             Recipient::ChannelUsername(name) => name.clone(),
         };
-        let info = runtime
-            .calls
-            .run("getChat", None, runtime.calls.bot().get_chat(target))
+        let info = turn
+            .calls()
+            .run("getChat", None, turn.calls().bot().get_chat(target))
             .await;
         let Ok(info) = info else {
-            problems.push(format!(
-                "• I cannot see the channel {}: add me to it as an administrator",
-                escape(&label)
-            ));
+            problems.push(Problem::ChannelUnseen(label));
             continue;
         };
         if !info.is_channel() {
-            problems.push(format!("• {} is not a channel", escape(&label)));
+            problems.push(Problem::NotChannel(label));
             continue;
         }
         let name = info
             .username()
             .map(|u| format!("@{u}"))
             .unwrap_or_else(|| info.title().unwrap_or_default().to_string());
-        match health::rights(runtime, info.id.0, bot_id).await {
+        match health::rights(turn, info.id.0).await {
             Some(ChatMemberKind::Administrator(_)) => channels.push(info),
-            _ => problems.push(format!(
-                "• make me an administrator of {} (so I can see who joins and leaves)",
-                escape(&name)
-            )),
+            _ => problems.push(Problem::ChannelAdmin(name)),
         }
     }
     if !problems.is_empty() {
-        return Ok(texts.render(
-            language,
-            "protect_missing",
-            &[("problems", &problems.join("\n"))],
-        ));
+        let lines = problems
+            .iter()
+            .map(|p| format!("• {}", p.render(here.texts, here.language)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        return Ok(here
+            .texts
+            .render(here.language, "protect_missing", &[("problems", &lines)]));
     }
-    let group = shared
-        .store
+    let store = &turn.shared.store;
+    let group = store
         .upsert_group(&NewGroup {
-            bot_instance_id: runtime.id(),
+            bot_instance_id: turn.bot(),
             chat_id: chat,
             title: message.chat.title().unwrap_or_default().to_string(),
             username: message.chat.username().map(str::to_string),
@@ -339,16 +316,15 @@ async fn protect(
     for info in &channels {
         let mut invite_link = info.invite_link().map(str::to_string);
         if info.username().is_none() && invite_link.is_none() {
-            let request = runtime.calls.bot().create_chat_invite_link(info.id);
-            invite_link = runtime
-                .calls
+            let request = turn.calls().bot().create_chat_invite_link(info.id);
+            invite_link = turn
+                .calls()
                 .run("createChatInviteLink", None, request)
                 .await
                 .ok()
                 .map(|l| l.invite_link);
         }
-        let row = shared
-            .store
+        let row = store
             .upsert_channel(&NewChannel {
                 chat_id: info.id.0,
                 title: info.title().unwrap_or_default().to_string(),
@@ -360,85 +336,95 @@ async fn protect(
         links.push((row.id, json!({ "administrator": true })));
         rows.push(row);
     }
-    shared.store.replace_channel_links(group.id, &links).await?;
-    shared.store.set_group_enabled(group.id, true).await?;
-    shared.store.set_group_health(group.id, "ok", None).await?;
-    shared.directory.invalidate(runtime.id(), chat);
-    shared.publish(
-        runtime,
-        "activity",
+    store.replace_channel_links(group.id, &links).await?;
+    store.set_group_enabled(group.id, true).await?;
+    store.set_group_health(group.id, "ok", None).await?;
+    turn.shared.directory.invalidate(turn.bot(), chat);
+    turn.publish(
+        EventKind::Activity,
         json!({ "action": "group_protected", "group_id": group.id, "chat_id": chat, "channels": rows.iter().map(|c| c.chat_id).collect::<Vec<_>>() }),
     );
-    Ok(texts.render(
-        language,
+    Ok(here.texts.render(
+        here.language,
         "protect_done",
         &[("channels", &channel_list(&rows))],
     ))
 }
 
 /// `/unprotect`: enforcement stops and what Nezuko restricted here is released.
-async fn unprotect(
-    shared: &Arc<Shared>,
-    runtime: &BotRuntime,
-    chat: i64,
-    existing: Option<&GroupView>,
-    texts: &Texts,
-    language: Language,
-) -> anyhow::Result<String> {
+async fn unprotect(here: &Here<'_>, existing: Option<&GroupView>) -> anyhow::Result<String> {
+    let turn = here.turn;
     let Some(view) = existing.filter(|v| v.group.enabled) else {
-        return Ok(texts.render(language, "not_protected", &[]));
+        return Ok(here.text("not_protected"));
     };
-    shared.store.set_group_enabled(view.group.id, false).await?;
-    shared.directory.invalidate(runtime.id(), chat);
-    for record in shared
+    turn.shared
         .store
-        .active_restrictions_in_chat(runtime.id(), chat)
+        .set_group_enabled(view.group.id, false)
+        .await?;
+    turn.shared.directory.invalidate(turn.bot(), here.chat);
+    for record in turn
+        .shared
+        .store
+        .active_restrictions_in_chat(turn.bot(), here.chat)
         .await?
     {
-        if let Err(error) = actions::lift(shared, runtime, chat, record.user_id, None).await {
-            tracing::warn!(chat, user = record.user_id, %error, "could not release a member on /unprotect");
+        if let Err(error) =
+            actions::lift(turn, here.chat, record.user_id, EndReason::Unprotected).await
+        {
+            tracing::warn!(chat = here.chat, user = record.user_id, %error, "could not release a member on /unprotect");
         }
     }
-    shared.publish(
-        runtime,
-        "activity",
-        json!({ "action": "group_unprotected", "group_id": view.group.id, "chat_id": chat }),
+    turn.publish(
+        EventKind::Activity,
+        json!({ "action": "group_unprotected", "group_id": view.group.id, "chat_id": here.chat }),
     );
-    Ok(texts.render(language, "unprotect_done", &[]))
+    Ok(here.text("unprotect_done"))
 }
 
-fn status(existing: Option<&GroupView>, texts: &Texts, language: Language) -> String {
+/// `/status`: what the group requires and how healthy the bot's rights are, in the group's
+/// language; the health is the stored one, which every refusal and unreadable check updates.
+fn status(existing: Option<&GroupView>, here: &Here<'_>) -> String {
     let Some(view) = existing.filter(|v| v.enforcing()) else {
-        return texts.render(language, "not_protected", &[]);
+        return here.text("not_protected");
     };
     let policy = &view.policy;
+    let word = |name: &str| here.texts.render(here.language, name, &[]);
     let health = match view.group.health.as_str() {
-        "degraded" => format!(
-            "⚠ {}",
-            escape(
-                &view
-                    .group
-                    .health_detail
-                    .as_ref()
-                    .map(|d| d.0["summary"].as_str().unwrap_or_default().to_string())
-                    .unwrap_or_default()
-            )
-        ),
-        other => other.to_string(),
+        "ok" => word("status_ok"),
+        _ => {
+            let summary = view
+                .group
+                .health_detail
+                .as_ref()
+                .and_then(|d| d.0["summary"].as_str().map(str::to_string))
+                .unwrap_or_else(|| view.group.health.clone());
+            format!("⚠ {}", escape(&summary))
+        }
     };
-    texts.render(
-        language,
+    let require = match policy.require {
+        Require::All => word("require_all"),
+        Require::Any => word("require_any"),
+    };
+    let action = word(match policy.action {
+        Action::Warn => "action_warn",
+        Action::Restrict => "action_restrict",
+        Action::Kick => "action_kick",
+        Action::Ban => "action_ban",
+    });
+    let fail_mode = word(match policy.fail_mode {
+        FailMode::Open => "fail_open",
+        FailMode::Closed => "fail_closed",
+    });
+    here.texts.render(
+        here.language,
         "status",
         &[
             ("group", &escape(&view.group.title)),
             ("channels", &channel_list(&view.channels)),
-            ("require", &format!("{:?}", policy.require).to_lowercase()),
-            ("action", &format!("{:?}", policy.action).to_lowercase()),
+            ("require", &require),
+            ("action", &action),
             ("health", &health),
-            (
-                "fail_mode",
-                &format!("{:?}", policy.fail_mode).to_lowercase(),
-            ),
+            ("fail_mode", &fail_mode),
             ("language", policy.language.code()),
         ],
     )

@@ -142,6 +142,17 @@ impl Directory {
         Ok(self.globals().await?.texts)
     }
 
+    /// The policy a group has before it has any of its own: the built-in defaults overlaid by the
+    /// global ones (so a group not yet protected is answered in the global language), with texts.
+    pub async fn defaults(&self) -> Result<(Policy, Arc<Texts>), StoreError> {
+        let globals = self.globals().await?;
+        let policy = Policy::resolve(&globals.defaults, &Value::Null).unwrap_or_else(|error| {
+            tracing::warn!(%error, "the global policy defaults are invalid; using the built-in ones");
+            Policy::default()
+        });
+        Ok((policy, globals.texts))
+    }
+
     /// Forgets one group (this process changed it).
     pub fn invalidate(&self, bot_instance_id: i64, chat_id: i64) {
         self.groups.invalidate(&(bot_instance_id, chat_id));

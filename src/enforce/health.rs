@@ -1,8 +1,9 @@
-//! Permission health: the rights a bot needs (restrict and delete in the group, administrator in
-//! each channel) are checked at `/protect`, periodically, when Telegram refuses an action, and when
-//! a `my_chat_member` update says the bot's own status changed. A change is stored on the group,
-//! published as a `health` event, and a loss is announced once in the group. The bot never leaves
-//! a chat by itself.
+//! Permission health: the rights a bot needs (restrict and delete in a supergroup, administrator in
+//! each channel) are checked at `/protect`, when channels are linked through the API, periodically,
+//! as soon as Telegram refuses an action or a membership check ("member list is inaccessible"),
+//! and when a `my_chat_member` update says the bot's own status changed. A change is stored on the
+//! group (English, for the dashboard), published as a `health` event, and a loss is announced once
+//! in the group, in the group's language. The bot never leaves a chat by itself.
 
 use std::sync::Arc;
 
@@ -10,10 +11,77 @@ use serde_json::json;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, ChatMemberKind, ChatMemberUpdated, UserId};
 
+use super::Shared;
 use super::actions;
+use super::context::{GroupTurn, Turn};
 use super::directory::GroupView;
-use super::texts::escape;
-use super::{BotRuntime, Shared};
+use super::policy::Language;
+use super::texts::{Texts, escape};
+use crate::domain::EventKind;
+
+/// Something the bot lacks, with the fix an administrator makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Not an administrator of the group.
+    GroupAdmin,
+    GroupRestrict,
+    GroupDelete,
+    /// Removed from the group.
+    GroupRemoved,
+    /// A basic group: Telegram restricts only in supergroups.
+    BasicGroup,
+    /// Not an administrator of this channel (named).
+    ChannelAdmin(String),
+    /// The channel cannot be seen at all.
+    ChannelUnseen(String),
+    /// Not a channel.
+    NotChannel(String),
+}
+
+impl Problem {
+    fn template(&self) -> &'static str {
+        match self {
+            Self::GroupAdmin => "problem_group_admin",
+            Self::GroupRestrict => "problem_group_restrict",
+            Self::GroupDelete => "problem_group_delete",
+            Self::GroupRemoved => "problem_group_removed",
+            Self::BasicGroup => "problem_basic_group",
+            Self::ChannelAdmin(_) => "problem_channel_admin",
+            Self::ChannelUnseen(_) => "problem_channel_unseen",
+            Self::NotChannel(_) => "problem_not_channel",
+        }
+    }
+
+    /// The fix in `language` (HTML-escaped).
+    pub fn render(&self, texts: &Texts, language: Language) -> String {
+        let channel = match self {
+            Self::ChannelAdmin(name) | Self::ChannelUnseen(name) | Self::NotChannel(name) => {
+                escape(name)
+            }
+            _ => String::new(),
+        };
+        texts.render(language, self.template(), &[("channel", &channel)])
+    }
+
+    /// The fix in English, as stored for the dashboard and the API.
+    pub fn english(&self) -> String {
+        // Stored text is plain, not HTML: undo the escaping of names.
+        self.render(&Texts::default(), Language::En)
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&")
+    }
+}
+
+/// A check's result as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// `ok`, `degraded` or `unknown`.
+    pub health: &'static str,
+    /// Each fix, in English.
+    pub problems: Vec<String>,
+}
 
 /// Re-checks every group of the bot every `health_interval`.
 pub async fn periodic(shared: Arc<Shared>, bot: i64) {
@@ -22,76 +90,115 @@ pub async fn periodic(shared: Arc<Shared>, bot: i64) {
         let Some(runtime) = shared.runtime(bot) else {
             return;
         };
-        if let Err(error) = check_bot(&shared, &runtime).await {
+        if let Err(error) = check_bot(&Turn::new(shared.clone(), runtime, None)).await {
             tracing::warn!(bot_instance_id = bot, %error, "the periodic permission check failed");
         }
     }
 }
 
-pub async fn check_bot(shared: &Shared, runtime: &BotRuntime) -> anyhow::Result<()> {
-    for group in shared.store.groups_of_bot(runtime.id()).await? {
+pub async fn check_bot(turn: &Turn) -> anyhow::Result<()> {
+    for group in turn.shared.store.groups_of_bot(turn.bot()).await? {
         if !group.enabled {
             continue;
         }
-        let view = shared.directory.view(group).await?;
-        check_group(shared, runtime, &view).await?;
+        let view = Arc::new(turn.shared.directory.view(group).await?);
+        check_group(&turn.in_group(view, None)).await?;
     }
     Ok(())
 }
 
-/// Telegram refused an action in this group: check why (at most once per half minute per group).
-pub async fn action_refused(shared: &Shared, runtime: &BotRuntime, view: &GroupView) {
-    let key = (runtime.id(), view.group.chat_id);
-    if !shared.health_checked.entry(key).or_insert(()).is_fresh() {
+/// Checks one group by id through its bot, if that bot runs in this process; otherwise the group's
+/// health becomes `unknown` (never assumed fine).
+pub async fn check_by_id(shared: &Arc<Shared>, group_id: i64) -> anyhow::Result<Checked> {
+    let row = shared.store.group(group_id).await?;
+    let bot = row.bot_instance_id;
+    let Some(runtime) = shared.runtime(bot) else {
+        let problems = vec!["start the group's bot so its rights can be checked".to_string()];
+        let detail = json!({ "problems": problems, "summary": problems.join("; ") });
+        shared
+            .store
+            .set_group_health(group_id, "unknown", Some(&detail))
+            .await?;
+        shared.directory.invalidate(bot, row.chat_id);
+        return Ok(Checked {
+            health: "unknown",
+            problems,
+        });
+    };
+    let view = Arc::new(shared.directory.view(row).await?);
+    let group = Turn::new(shared.clone(), runtime, None).in_group(view, None);
+    let found = problems(&group).await;
+    store(&group, &found, true).await
+}
+
+/// Telegram refused an action in this group, or a check could not read a channel: find out why
+/// now (at most once per half minute per group).
+pub async fn action_refused(group: &GroupTurn) {
+    let key = (group.bot(), group.chat());
+    if !group
+        .shared
+        .health_checked
+        .entry(key)
+        .or_insert(())
+        .is_fresh()
+    {
         return;
     }
-    if let Err(error) = check_group(shared, runtime, view).await {
-        tracing::warn!(chat = view.group.chat_id, %error, "the permission check after a refusal failed");
+    if let Err(error) = check_group(group).await {
+        tracing::warn!(chat = group.chat(), %error, "the permission check after a refusal failed");
     }
 }
 
 /// What the bot lacks in the group and its channels, each with the exact fix.
-async fn problems(runtime: &BotRuntime, view: &GroupView) -> Vec<String> {
-    let me = UserId(runtime.me.user_id.max(0) as u64);
-    let mut problems = Vec::new();
-    match rights(runtime, view.group.chat_id, me).await {
-        Some(ChatMemberKind::Administrator(admin)) => {
-            if !admin.can_restrict_members {
-                problems.push(
-                    "give the bot the right to restrict members (Ban users) in the group"
-                        .to_string(),
-                );
-            }
-            if !admin.can_delete_messages {
-                problems.push("give the bot the right to delete messages in the group".to_string());
-            }
-        }
-        Some(ChatMemberKind::Left | ChatMemberKind::Banned(_)) => {
-            problems.push("add the bot to the group again, as an administrator".to_string())
-        }
-        _ => problems.push("make the bot an administrator of the group".to_string()),
-    }
-    for channel in &view.channels {
+pub async fn problems(group: &GroupTurn) -> Vec<Problem> {
+    let mut problems = group_problems(group, group.chat()).await;
+    for channel in &group.view.channels {
+        let name = channel
+            .username
+            .as_ref()
+            .map(|u| format!("@{u}"))
+            .unwrap_or_else(|| channel.title.clone());
         if !matches!(
-            rights(runtime, channel.chat_id, me).await,
+            rights(group, channel.chat_id).await,
             Some(ChatMemberKind::Administrator(_))
         ) {
-            let name = channel
-                .username
-                .as_ref()
-                .map(|u| format!("@{u}"))
-                .unwrap_or_else(|| channel.title.clone());
-            problems.push(format!("make the bot an administrator of {name}"));
+            problems.push(Problem::ChannelAdmin(name));
         }
     }
     problems
 }
 
+/// What the bot lacks in a group itself.
+pub async fn group_problems(turn: &Turn, chat: i64) -> Vec<Problem> {
+    let basic = chat > -1_000_000_000_000;
+    let mut problems = Vec::new();
+    if basic {
+        problems.push(Problem::BasicGroup);
+    }
+    match rights(turn, chat).await {
+        Some(ChatMemberKind::Administrator(admin)) => {
+            // Basic groups' administrators have every right there; only supergroups name them.
+            if !admin.can_restrict_members && !basic {
+                problems.push(Problem::GroupRestrict);
+            }
+            if !admin.can_delete_messages && !basic {
+                problems.push(Problem::GroupDelete);
+            }
+        }
+        Some(ChatMemberKind::Owner(_)) => {}
+        Some(ChatMemberKind::Left | ChatMemberKind::Banned(_)) => {
+            problems.push(Problem::GroupRemoved)
+        }
+        _ => problems.push(Problem::GroupAdmin),
+    }
+    problems
+}
+
 /// The bot's own status in a chat, or `None` if Telegram would not say.
-pub(super) async fn rights(runtime: &BotRuntime, chat: i64, me: UserId) -> Option<ChatMemberKind> {
-    let request = runtime.calls.bot().get_chat_member(ChatId(chat), me);
-    runtime
-        .calls
+pub async fn rights(turn: &Turn, chat: i64) -> Option<ChatMemberKind> {
+    let me = UserId(turn.runtime.me.user_id.max(0) as u64);
+    let request = turn.calls().bot().get_chat_member(ChatId(chat), me);
+    turn.calls()
         .run("getChatMember", None, request)
         .await
         .ok()
@@ -99,45 +206,44 @@ pub(super) async fn rights(runtime: &BotRuntime, chat: i64, me: UserId) -> Optio
 }
 
 /// Checks one group and records the result; a change is published, a loss announced once.
-pub async fn check_group(
-    shared: &Shared,
-    runtime: &BotRuntime,
-    view: &GroupView,
-) -> anyhow::Result<()> {
-    let found = problems(runtime, view).await;
-    store(shared, runtime, view, found, true).await
+pub async fn check_group(group: &GroupTurn) -> anyhow::Result<()> {
+    let found = problems(group).await;
+    store(group, &found, true).await.map(|_| ())
 }
 
-async fn store(
-    shared: &Shared,
-    runtime: &BotRuntime,
-    view: &GroupView,
-    found: Vec<String>,
-    announce: bool,
-) -> anyhow::Result<()> {
+async fn store(group: &GroupTurn, found: &[Problem], announce: bool) -> anyhow::Result<Checked> {
+    let view: &GroupView = &group.view;
+    let shared = &group.shared;
     let previous = shared.store.group(view.group.id).await?.health;
     let health = if found.is_empty() { "ok" } else { "degraded" };
-    let detail =
-        (!found.is_empty()).then(|| json!({ "problems": found, "summary": found.join("; ") }));
+    let english: Vec<String> = found.iter().map(Problem::english).collect();
+    let detail = (!found.is_empty()).then(|| {
+        json!({
+            "problems": english,
+            "summary": english.join("; "),
+            "codes": found.iter().map(|p| p.template()).collect::<Vec<_>>(),
+        })
+    });
     shared
         .store
         .set_group_health(view.group.id, health, detail.as_ref())
         .await?;
-    shared
-        .directory
-        .invalidate(runtime.id(), view.group.chat_id);
+    shared.directory.invalidate(group.bot(), view.group.chat_id);
+    let checked = Checked {
+        health,
+        problems: english.clone(),
+    };
     if previous == health {
-        return Ok(());
+        return Ok(checked);
     }
-    shared.publish(
-        runtime,
-        "health",
-        json!({ "group_id": view.group.id, "chat_id": view.group.chat_id, "title": view.group.title, "health": health, "problems": found }),
+    group.publish(
+        EventKind::Health,
+        json!({ "group_id": view.group.id, "chat_id": view.group.chat_id, "title": view.group.title, "health": health, "problems": english }),
     );
     if health == "degraded" && announce {
         let problems = found
             .iter()
-            .map(|p| escape(p))
+            .map(|p| p.render(&view.texts, view.policy.language))
             .collect::<Vec<_>>()
             .join("; ");
         let text = view.texts.render(
@@ -145,24 +251,19 @@ async fn store(
             "health_lost",
             &[("problems", &problems)],
         );
-        if let Err(error) = actions::say(shared, runtime, view.group.chat_id, text, None, 0).await {
+        if let Err(error) = actions::say_in(group, view.group.chat_id, None, text, None, 0).await {
             tracing::info!(chat = view.group.chat_id, %error, "the permission warning could not be posted");
         }
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// The bot's own membership changed in a group or channel.
-pub async fn on_my_member(
-    shared: &Arc<Shared>,
-    runtime: &BotRuntime,
-    change: &ChatMemberUpdated,
-) -> anyhow::Result<()> {
+pub async fn on_my_member(turn: &Turn, change: &ChatMemberUpdated) -> anyhow::Result<()> {
     let chat = change.chat.id.0;
     let present = change.new_chat_member.kind.is_present();
-    shared.publish(
-        runtime,
-        "activity",
+    turn.publish(
+        EventKind::Activity,
         json!({
             "action": if present { "bot_membership_changed" } else { "bot_removed" },
             "chat_id": chat,
@@ -171,21 +272,23 @@ pub async fn on_my_member(
         }),
     );
     if change.chat.is_channel() {
-        for group in shared.store.groups_requiring_channel(chat).await? {
-            if group.bot_instance_id == runtime.id() && group.enabled {
-                let view = shared.directory.view(group).await?;
-                check_group(shared, runtime, &view).await?;
+        for group in turn.shared.store.groups_requiring_channel(chat).await? {
+            if group.bot_instance_id == turn.bot() && group.enabled {
+                let view = Arc::new(turn.shared.directory.view(group).await?);
+                check_group(&turn.in_group(view, None)).await?;
             }
         }
         return Ok(());
     }
-    let Some(view) = shared.directory.group(runtime.id(), chat).await? else {
+    let Some(view) = turn.shared.directory.group(turn.bot(), chat).await? else {
         return Ok(());
     };
+    let group = turn.in_group(view, None);
     if !present {
         // Removed: nothing can be asked or said there; record it as the reason.
-        let found = vec!["add the bot to the group again, as an administrator".to_string()];
-        return store(shared, runtime, &view, found, false).await;
+        return store(&group, &[Problem::GroupRemoved], false)
+            .await
+            .map(|_| ());
     }
-    check_group(shared, runtime, &view).await
+    check_group(&group).await
 }

@@ -7,19 +7,24 @@
 //! ```text
 //! update ─► route ─┬─ group message ──► commands (/protect …) or flows::on_message
 //!                  ├─ new members ────► flows::on_join
+//!                  ├─ group upgraded ─► flows::on_migration
 //!                  ├─ callback ───────► callbacks (I have joined, menus)
-//!                  ├─ chat_member ────► channel: cache + flows::on_channel_change; group: on_join
+//!                  ├─ chat_member ────► channel: cache + flows::channel; group: flows::members
 //!                  └─ my_chat_member ─► health (bot added, promoted, demoted, removed)
 //! ```
+//! Every step gets one [`context::Turn`] (and in a protected group a [`context::GroupTurn`]).
 //! Files: `policy` (what a group wants), `texts` (what is said), `membership` + `shared_cache`
-//! (is a user subscribed), `limiter` + `calls` (how Telegram is called), `records` (logs),
-//! `directory` (group lookups), `actions` (restrict, kick, warn …), `flows`, `callbacks`, `commands`,
-//! `settings_menu`, `health`, `timers`.
+//! (is a user subscribed), `standing` (what Telegram says a member is now), `limiter` + `calls`
+//! (how Telegram is called), `deadline` (the only way to send an `until_date`), `records` (logs),
+//! `directory` (group lookups), `actions` (restrict, kick, warn, lift), `flows`, `callbacks`,
+//! `commands`, `settings_menu`, `health`, `timers`.
 
 mod actions;
 mod callbacks;
 mod calls;
 mod commands;
+mod context;
+mod deadline;
 mod directory;
 mod flows;
 mod health;
@@ -29,6 +34,7 @@ pub mod policy;
 mod records;
 mod settings_menu;
 mod shared_cache;
+mod standing;
 pub mod texts;
 mod timers;
 
@@ -37,11 +43,12 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use serde_json::json;
-use teloxide::types::{Update, UpdateKind};
+use teloxide::types::{MessageKind, Update, UpdateKind};
 
 pub use self::calls::Calls;
+use self::context::Turn;
 pub use self::directory::GroupView;
+pub use self::health::Checked;
 pub use self::limiter::Limits;
 pub use self::membership::CacheTtl;
 use self::membership::{Checker, MembershipCache};
@@ -124,9 +131,12 @@ pub struct Shared {
     /// was recorded: the groups a member who leaves a channel is checked in at once (anyone else
     /// is caught by their next message), and the fold of repeated passes into one record.
     known_members: moka::sync::Cache<(i64, i64, i64), std::time::Instant>,
-    /// (bot, user) with an active record of Nezuko's somewhere (a superset: lifting does not
-    /// remove): a member rejoining a channel costs a database read only if they are in here.
-    held: moka::sync::Cache<(i64, i64), ()>,
+    /// (bot, group) → the channel the group discusses (`linked_chat_id`), whose automatic forwards
+    /// and posts are never checked; read from `getChat`, kept like the administrator list.
+    linked_channels: moka::sync::Cache<(i64, i64), Option<i64>>,
+    /// (bot, group, channel) told recently that messages sent as that channel are deleted: the
+    /// group hears it once a day, not once a message.
+    channel_notices: moka::sync::Cache<(i64, i64, i64), ()>,
     /// (bot, chat, user) warned recently: a burst of messages gets one warning.
     recently_warned: moka::sync::Cache<(i64, i64, i64), ()>,
     warnings: actions::WarningQueue,
@@ -179,7 +189,14 @@ impl Enforcer {
                 .max_capacity(2_000_000)
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
-            held: moka::sync::Cache::builder().max_capacity(2_000_000).build(),
+            linked_channels: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(options.admin_ttl)
+                .build(),
+            channel_notices: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(24 * 3600))
+                .build(),
             recently_warned: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
@@ -229,7 +246,14 @@ impl Enforcer {
             .shared
             .runtime(bot_instance_id)
             .ok_or_else(|| anyhow::anyhow!("bot {bot_instance_id} is not running here"))?;
-        health::check_bot(&self.shared, &runtime).await
+        health::check_bot(&Turn::new(self.shared.clone(), runtime, None)).await
+    }
+
+    /// Checks one group's permissions now (after its channels changed through the API) and
+    /// returns the stored result: `ok`, `degraded` with each fix, or `unknown` when the group's bot
+    /// does not run in this process, so the check could not be made.
+    pub async fn check_group_now(&self, group_id: i64) -> anyhow::Result<Checked> {
+        health::check_by_id(&self.shared, group_id).await
     }
 }
 
@@ -259,11 +283,6 @@ impl Shared {
             .copied()
             .collect()
     }
-
-    /// Publishes an event for one bot.
-    pub fn publish(&self, runtime: &BotRuntime, kind: &str, payload: serde_json::Value) {
-        runtime.events.publish(kind, Some(runtime.id()), payload);
-    }
 }
 
 impl UpdateHandler for Enforcer {
@@ -290,7 +309,7 @@ impl UpdateHandler for Enforcer {
                     health_task: tokio::spawn(async {}),
                 }),
             };
-            route(&shared, &runtime, update).await
+            route(shared, runtime, update).await
         })
     }
 
@@ -303,17 +322,6 @@ impl UpdateHandler for Enforcer {
         );
         let id = context.bot_instance_id;
         let health_task = tokio::spawn(health::periodic(self.shared.clone(), id));
-        let shared = self.shared.clone();
-        tokio::spawn(async move {
-            match shared.store.held_users(id).await {
-                Ok(users) => users
-                    .into_iter()
-                    .for_each(|user| shared.held.insert((id, user), ())),
-                Err(error) => {
-                    tracing::warn!(bot_instance_id = id, %error, "cannot load the members this bot holds back")
-                }
-            }
-        });
         let runtime = Arc::new(BotRuntime {
             calls,
             me: context.me.clone(),
@@ -345,46 +353,52 @@ impl UpdateHandler for Enforcer {
     }
 }
 
-async fn route(shared: &Arc<Shared>, runtime: &BotRuntime, update: Update) -> anyhow::Result<()> {
+async fn route(
+    shared: Arc<Shared>,
+    runtime: Arc<BotRuntime>,
+    update: Update,
+) -> anyhow::Result<()> {
     match update.kind {
         UpdateKind::Message(message) => {
+            let turn = Turn::new(shared, runtime, Some(message.date.timestamp()));
             if message.chat.is_private() {
-                return commands::private(shared, runtime, &message).await;
+                return commands::private(&turn, &message).await;
             }
             if !(message.chat.is_group() || message.chat.is_supergroup()) {
                 return Ok(());
             }
             if let Some(members) = message.new_chat_members() {
                 for user in members {
-                    flows::on_join(shared, runtime, &message.chat, user).await?;
+                    flows::on_join(&turn, &message.chat, user).await?;
                 }
                 return Ok(());
             }
-            if commands::group(shared, runtime, &message).await? {
+            if let Some(to) = message.migrate_to_chat_id() {
+                return flows::on_migration(&turn, message.chat.id.0, to.0).await;
+            }
+            if let Some(from) = message.migrate_from_chat_id() {
+                return flows::on_migration(&turn, from.0, message.chat.id.0).await;
+            }
+            // Leaves arrive as `chat_member` updates too, and other service messages (topics
+            // opened, pins, …) are nobody's words to check.
+            if !matches!(message.kind, MessageKind::Common(_)) {
                 return Ok(());
             }
-            flows::on_message(shared, runtime, &message).await
+            if commands::group(&turn, &message).await? {
+                return Ok(());
+            }
+            flows::on_message(&turn, &message).await
         }
-        UpdateKind::CallbackQuery(query) => callbacks::handle(shared, runtime, &query).await,
-        UpdateKind::ChatMember(change) => flows::on_member_change(shared, runtime, &change).await,
-        UpdateKind::MyChatMember(change) => health::on_my_member(shared, runtime, &change).await,
+        UpdateKind::CallbackQuery(query) => {
+            callbacks::handle(&Turn::new(shared, runtime, None), &query).await
+        }
+        UpdateKind::ChatMember(change) => {
+            let turn = Turn::new(shared, runtime, Some(change.date.timestamp()));
+            flows::on_member_change(&turn, &change).await
+        }
+        UpdateKind::MyChatMember(change) => {
+            health::on_my_member(&Turn::new(shared, runtime, None), &change).await
+        }
         _ => Ok(()),
     }
-}
-
-/// The payload of a `verification` event.
-fn verification_payload(
-    group: &GroupView,
-    user: i64,
-    outcome: &str,
-    cached: bool,
-) -> serde_json::Value {
-    json!({
-        "group_id": group.group.id,
-        "chat_id": group.group.chat_id,
-        "title": group.group.title,
-        "user_id": user,
-        "outcome": outcome,
-        "cached": cached,
-    })
 }

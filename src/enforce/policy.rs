@@ -38,6 +38,18 @@ pub struct Policy {
     /// A restriction ends by itself after this many seconds (0: until the member verifies).
     /// Telegram treats under 30 s as forever, so values from 1 to 29 are refused.
     pub mute_for_s: u64,
+    /// Messages members send as a channel (other than the group's own linked channel, and other
+    /// than an anonymous administrator writing as the group): a way around the check.
+    pub channel_senders: ChannelSenders,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelSenders {
+    /// Delete them, telling the group once a day per channel why.
+    Delete,
+    /// Let them through unchecked.
+    Allow,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +115,7 @@ impl Default for Policy {
             allowlist: Vec::new(),
             restore_on_rejoin: true,
             mute_for_s: 0,
+            channel_senders: ChannelSenders::Delete,
         }
     }
 }
@@ -182,6 +195,14 @@ mod tests {
         assert!(policy.welcome);
         assert_eq!(policy.language, Language::Es);
         assert_eq!(policy.require, Require::All);
+    }
+
+    #[test]
+    fn channel_senders_are_deleted_unless_allowed() {
+        assert_eq!(Policy::default().channel_senders, ChannelSenders::Delete);
+        let allowed = Policy::resolve(&json!({}), &json!({ "channel_senders": "allow" })).unwrap();
+        assert_eq!(allowed.channel_senders, ChannelSenders::Allow);
+        assert!(Policy::check_layer(&json!({ "channel_senders": "ban" })).is_err());
     }
 
     #[test]

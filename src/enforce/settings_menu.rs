@@ -1,42 +1,42 @@
 //! `/settings`: the group's policy as an inline menu. Each button cycles one setting; the change is
 //! stored as the group's override and applies at once (the directory entry is dropped).
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 use teloxide::payloads::EditMessageTextSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, ParseMode};
 
 use super::calls::Target;
+use super::context::Turn;
 use super::directory::GroupView;
 use super::policy::{Action, FailMode, Language, Policy, Require};
 use super::texts::escape;
-use super::{BotRuntime, Shared, callbacks, commands};
+use super::{callbacks, commands};
+use crate::domain::EventKind;
 
-/// Settings the menu edits: (callback field, label).
-const FIELDS: &[(&str, &str)] = &[
-    ("action", "Action"),
-    ("require", "Channels required"),
-    ("fail", "If the check fails"),
-    ("welcome", "Welcome message"),
-    ("grace", "Grace after join"),
-    ("warn_ttl", "Delete warnings after"),
-    ("rejoin", "Restore on rejoin"),
-    ("lang", "Language"),
+/// The settings the menu edits, by callback field; each button's label is the template
+/// `menu_<field>` in the group's language.
+const FIELDS: &[&str] = &[
+    "action", "require", "fail", "welcome", "grace", "warn_ttl", "rejoin", "lang",
 ];
 
 pub fn render(view: &GroupView) -> (String, InlineKeyboardMarkup) {
+    let language = view.policy.language;
     let text = view.texts.render(
-        view.policy.language,
+        language,
         "settings",
         &[("group", &escape(&view.group.title))],
     );
     let rows = FIELDS
         .iter()
-        .map(|(field, label)| {
+        .map(|field| {
+            let label = view.texts.render(
+                language,
+                &format!("menu_{field}"),
+                &[("value", &value_label(view, field))],
+            );
             vec![InlineKeyboardButton::callback(
-                format!("{label}: {}", value_label(&view.policy, field)),
+                label,
                 format!("nz:s:{field}"),
             )]
         })
@@ -44,28 +44,40 @@ pub fn render(view: &GroupView) -> (String, InlineKeyboardMarkup) {
     (text, InlineKeyboardMarkup::new(rows))
 }
 
-fn value_label(policy: &Policy, field: &str) -> String {
-    let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
-    let seconds = |s: u64| {
+/// A setting's current value, in the group's language.
+fn value_label(view: &GroupView, field: &str) -> String {
+    let policy = &view.policy;
+    let word = |name: &str| view.texts.render(policy.language, name, &[]);
+    let on_off = |b: bool| word(if b { "value_on" } else { "value_off" });
+    let seconds = |s: u64, none: &str| {
         if s == 0 {
-            "never".to_string()
+            word(none)
         } else {
-            format!("{s} s")
+            view.texts.render(
+                policy.language,
+                "value_seconds",
+                &[("seconds", &s.to_string())],
+            )
         }
     };
     match field {
-        "action" => format!("{:?}", policy.action).to_lowercase(),
-        "require" => format!("{:?}", policy.require).to_lowercase(),
-        "fail" => format!("{:?}", policy.fail_mode).to_lowercase(),
+        "action" => word(match policy.action {
+            Action::Warn => "action_warn",
+            Action::Restrict => "action_restrict",
+            Action::Kick => "action_kick",
+            Action::Ban => "action_ban",
+        }),
+        "require" => word(match policy.require {
+            Require::All => "require_all",
+            Require::Any => "require_any",
+        }),
+        "fail" => word(match policy.fail_mode {
+            FailMode::Open => "fail_open",
+            FailMode::Closed => "fail_closed",
+        }),
         "welcome" => on_off(policy.welcome),
-        "grace" => {
-            if policy.grace_s == 0 {
-                "none".into()
-            } else {
-                format!("{} s", policy.grace_s)
-            }
-        }
-        "warn_ttl" => seconds(policy.warning_ttl_s),
+        "grace" => seconds(policy.grace_s, "value_none"),
+        "warn_ttl" => seconds(policy.warning_ttl_s, "value_never"),
         "rejoin" => on_off(policy.restore_on_rejoin),
         _ => policy.language.code().to_string(),
     }
@@ -127,25 +139,20 @@ fn next(policy: &Policy, field: &str) -> Option<(&'static str, Value)> {
 }
 
 /// A settings button: admins only; stores the override, redraws the menu.
-pub async fn pressed(
-    shared: &Arc<Shared>,
-    runtime: &BotRuntime,
-    query: &CallbackQuery,
-    field: &str,
-) -> anyhow::Result<()> {
+pub async fn pressed(turn: &Turn, query: &CallbackQuery, field: &str) -> anyhow::Result<()> {
     let Some(message) = query.regular_message() else {
-        return callbacks::answer(runtime, query, None, false).await;
+        return callbacks::answer(turn, query, None, false).await;
     };
     let chat = message.chat.id.0;
-    let Some(view) = shared.directory.group(runtime.id(), chat).await? else {
-        return callbacks::answer(runtime, query, None, false).await;
+    let Some(view) = turn.shared.directory.group(turn.bot(), chat).await? else {
+        return callbacks::answer(turn, query, None, false).await;
     };
-    if !commands::is_admin_user(runtime, chat, query.from.id.0 as i64).await {
+    if !commands::is_admin_user(turn, chat, query.from.id.0 as i64).await {
         let text = view.texts.render(view.policy.language, "admins_only", &[]);
-        return callbacks::answer(runtime, query, Some(text), true).await;
+        return callbacks::answer(turn, query, Some(text), true).await;
     }
     let Some((key, value)) = next(&view.policy, field) else {
-        return callbacks::answer(runtime, query, None, false).await;
+        return callbacks::answer(turn, query, None, false).await;
     };
     let mut overrides = match &view.group.policy.0 {
         Value::Object(map) => map.clone(),
@@ -154,30 +161,29 @@ pub async fn pressed(
     overrides.insert(key.to_string(), value.clone());
     let overrides = Value::Object(overrides);
     Policy::check_layer(&overrides)?;
-    let row = shared
+    let row = turn
+        .shared
         .store
         .set_group_policy(view.group.id, &overrides)
         .await?;
-    shared.directory.invalidate(runtime.id(), chat);
-    shared.publish(
-        runtime,
-        "settings_changed",
+    turn.shared.directory.invalidate(turn.bot(), chat);
+    turn.publish(
+        EventKind::SettingsChanged,
         json!({ "group_id": view.group.id, "chat_id": chat, "key": key, "value": value, "by": query.from.id.0 }),
     );
-    let fresh = shared.directory.view(row).await?;
+    let fresh = turn.shared.directory.view(row).await?;
     let (text, keyboard) = render(&fresh);
-    let request = runtime
-        .calls
+    let request = turn
+        .calls()
         .bot()
         .edit_message_text(message.chat.id, message.id, text)
         .parse_mode(ParseMode::Html)
         .reply_markup(keyboard);
-    runtime
-        .calls
+    turn.calls()
         .run("editMessageText", Target::chat(chat), request)
         .await?;
     let saved = fresh
         .texts
         .render(fresh.policy.language, "settings_saved", &[]);
-    callbacks::answer(runtime, query, Some(saved), false).await
+    callbacks::answer(turn, query, Some(saved), false).await
 }

@@ -1,9 +1,11 @@
 //! Every text a bot sends, in a catalogue per language. Templates are Telegram HTML with `{name}`
-//! placeholders; values are escaped by [`escape`] before they are put in, so a member called
-//! `<b>` cannot break a message (Telegram refuses the whole message on a bad tag).
+//! placeholders, filled in one pass: a value is never read again for placeholders, so a member
+//! called `{group}` is shown as `{group}`. Values are escaped by [`escape`] before they are put in,
+//! so a member called `<b>` cannot break a message (Telegram refuses the whole message on a bad tag).
 //!
 //! Admins may override any template per language (`settings` key `texts.<lang>`, an object of
-//! template name → text); an override naming an unknown template is ignored with a warning.
+//! template name → text). [`check_override`] refuses, when saved, an override with a placeholder its
+//! template does not have; one that slipped in before is ignored with a warning.
 
 use std::collections::HashMap;
 
@@ -55,6 +57,11 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "not_your_button",
         "This button is for the member it was shown to.",
         "Este botón es para el miembro al que se le mostró.",
+    ),
+    (
+        "admin_hold",
+        "An administrator has restricted you in this group; only the administrators can lift it.",
+        "Un administrador te ha restringido en este grupo; solo los administradores pueden levantarlo.",
     ),
     (
         "check_failed",
@@ -135,6 +142,106 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "⚠ Administrators: I can no longer enforce subscriptions here. {problems}",
         "⚠ Administradores: ya no puedo exigir suscripciones aquí. {problems}",
     ),
+    (
+        "protect_basic_group",
+        "I cannot protect a basic group: Telegram lets bots restrict members only in supergroups. Telegram turns this group into a supergroup when an administrator changes certain settings (for example makes it public, shows the chat history to new members, or turns on topics). Do that, then send <code>/protect</code> again; I follow the group to its new address.",
+        "No puedo proteger un grupo básico: Telegram solo deja que los bots restrinjan miembros en supergrupos. Telegram convierte este grupo en supergrupo cuando un administrador cambia ciertos ajustes (por ejemplo, lo hace público, muestra el historial a los nuevos miembros o activa los temas). Hazlo y envía <code>/protect</code> de nuevo; sigo al grupo a su nueva dirección.",
+    ),
+    (
+        "channel_sender_deleted",
+        "Messages sent as a channel ({channel}) are deleted in {group}: please write as yourself.",
+        "En {group} se borran los mensajes enviados como un canal ({channel}): escribe como tú mismo, por favor.",
+    ),
+    (
+        "problem_group_admin",
+        "make the bot an administrator of the group (with Ban users and Delete messages)",
+        "haz al bot administrador del grupo (con Expulsar usuarios y Eliminar mensajes)",
+    ),
+    (
+        "problem_group_restrict",
+        "give the bot the right to restrict members (Ban users) in the group",
+        "da al bot el permiso de restringir miembros (Expulsar usuarios) en el grupo",
+    ),
+    (
+        "problem_group_delete",
+        "give the bot the right to delete messages in the group",
+        "da al bot el permiso de eliminar mensajes en el grupo",
+    ),
+    (
+        "problem_group_removed",
+        "add the bot to the group again, as an administrator",
+        "vuelve a añadir al bot al grupo, como administrador",
+    ),
+    (
+        "problem_channel_admin",
+        "make the bot an administrator of {channel} (so it can see who joins and leaves)",
+        "haz al bot administrador de {channel} (para que vea quién entra y sale)",
+    ),
+    (
+        "problem_channel_unseen",
+        "the bot cannot see the channel {channel}: add it to the channel as an administrator",
+        "el bot no puede ver el canal {channel}: añádelo al canal como administrador",
+    ),
+    (
+        "problem_not_channel",
+        "{channel} is not a channel",
+        "{channel} no es un canal",
+    ),
+    (
+        "problem_basic_group",
+        "the group is a basic group: Telegram lets bots restrict members only in supergroups",
+        "el grupo es un grupo básico: Telegram solo deja que los bots restrinjan miembros en supergrupos",
+    ),
+    ("status_ok", "ok", "correctos"),
+    ("require_all", "every channel", "todos los canales"),
+    (
+        "require_any",
+        "any one channel",
+        "cualquiera de los canales",
+    ),
+    ("action_warn", "warn", "advertir"),
+    ("action_restrict", "restrict", "restringir"),
+    ("action_kick", "kick", "expulsar"),
+    ("action_ban", "ban", "vetar"),
+    ("fail_open", "let members speak", "dejar hablar"),
+    ("fail_closed", "hold members back", "retener"),
+    ("menu_action", "Action: {value}", "Acción: {value}"),
+    (
+        "menu_require",
+        "Channels required: {value}",
+        "Canales requeridos: {value}",
+    ),
+    (
+        "menu_fail",
+        "If the check fails: {value}",
+        "Si falla la comprobación: {value}",
+    ),
+    (
+        "menu_welcome",
+        "Welcome message: {value}",
+        "Mensaje de bienvenida: {value}",
+    ),
+    (
+        "menu_grace",
+        "Grace after join: {value}",
+        "Margen tras entrar: {value}",
+    ),
+    (
+        "menu_warn_ttl",
+        "Delete warnings after: {value}",
+        "Borrar avisos tras: {value}",
+    ),
+    (
+        "menu_rejoin",
+        "Restore on rejoin: {value}",
+        "Restaurar al volver: {value}",
+    ),
+    ("menu_lang", "Language: {value}", "Idioma: {value}"),
+    ("value_on", "on", "sí"),
+    ("value_off", "off", "no"),
+    ("value_none", "none", "ninguno"),
+    ("value_never", "never", "nunca"),
+    ("value_seconds", "{seconds} s", "{seconds} s"),
 ];
 
 /// The template `name` in `language`, with admin overrides applied.
@@ -155,28 +262,113 @@ impl Texts {
             };
             for (name, template) in value.as_object().into_iter().flatten() {
                 match (is_known(name), template.as_str()) {
-                    (true, Some(text)) => {
+                    (true, Some(text)) if check_override(name, text).is_ok() => {
                         overrides.insert((language, name.clone()), text.to_string());
                     }
-                    _ => tracing::warn!(key, name, "unknown or non-text template override ignored"),
+                    _ => tracing::warn!(
+                        key,
+                        name,
+                        "unknown, non-text or wrongly-placeholdered template override ignored"
+                    ),
                 }
             }
         }
         Self { overrides }
     }
 
-    /// Renders template `name` with `values` (already escaped where they came from users).
+    /// Renders template `name` with `values` (already escaped where they came from users), in
+    /// one pass over the template: what a value contains is never taken for a placeholder.
     pub fn render(&self, language: Language, name: &str, values: &[(&str, &str)]) -> String {
         let template = self
             .overrides
             .get(&(language, name.to_string()))
             .map(String::as_str)
             .unwrap_or_else(|| builtin(language, name));
-        let mut text = template.to_string();
-        for (key, value) in values {
-            text = text.replace(&format!("{{{key}}}"), value);
+        fill(template, values)
+    }
+}
+
+/// Replaces each `{key}` of `template` that `values` names; anything else stays as written.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut text = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        text.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after.find('}').and_then(|close| {
+            let key = &after[..close];
+            let value = values.iter().find(|(k, _)| *k == key)?.1;
+            Some((value, close))
+        });
+        match value {
+            Some((value, close)) => {
+                text.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                text.push('{');
+                rest = after;
+            }
         }
-        text
+    }
+    text.push_str(rest);
+    text
+}
+
+/// The `{name}` placeholders a text uses, in order (names of letters, digits and `_`).
+pub fn placeholders(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        match after.find('}') {
+            Some(close)
+                if close > 0
+                    && after[..close]
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+            {
+                found.push(&after[..close]);
+                rest = &after[close + 1..];
+            }
+            _ => rest = after,
+        }
+    }
+    found
+}
+
+/// The placeholders template `name` offers: those its built-in text uses, in any language.
+pub fn allowed_placeholders(name: &str) -> Vec<&'static str> {
+    let mut allowed: Vec<&'static str> = CATALOGUE
+        .iter()
+        .filter(|(n, _, _)| *n == name)
+        .flat_map(|(_, en, es)| placeholders(en).into_iter().chain(placeholders(es)))
+        .collect();
+    allowed.sort_unstable();
+    allowed.dedup();
+    allowed
+}
+
+/// Whether `text` may replace template `name`: every placeholder it uses must be one the template
+/// offers. The error names the offending placeholder and the allowed ones.
+pub fn check_override(name: &str, text: &str) -> Result<(), String> {
+    let allowed = allowed_placeholders(name);
+    match placeholders(text)
+        .into_iter()
+        .find(|used| !allowed.contains(used))
+    {
+        None => Ok(()),
+        Some(unknown) if allowed.is_empty() => Err(format!(
+            "`{{{unknown}}}` is not a placeholder of `{name}`, which takes none"
+        )),
+        Some(unknown) => Err(format!(
+            "`{{{unknown}}}` is not a placeholder of `{name}`; it takes {}",
+            allowed
+                .iter()
+                .map(|p| format!("{{{p}}}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 
@@ -247,6 +439,45 @@ mod tests {
                 .render(Language::En, "welcome", &[("users", "Ana"), ("group", "G")])
                 .contains("Welcome to G, Ana")
         );
+    }
+
+    #[test]
+    fn a_value_is_never_read_for_placeholders() {
+        let texts = Texts::default();
+        let text = texts.render(
+            Language::En,
+            "welcome",
+            &[("users", "{group}"), ("group", "Readers")],
+        );
+        assert_eq!(text, "👋 Welcome to Readers, {group}!");
+        assert_eq!(
+            fill("{a}{b} {c} {", &[("a", "{b}"), ("b", "x")]),
+            "{b}x {c} {"
+        );
+    }
+
+    #[test]
+    fn an_override_may_use_only_its_templates_placeholders() {
+        assert_eq!(check_override("welcome", "Hi {users} in {group}"), Ok(()));
+        let refused = check_override("welcome", "Hi {user}").unwrap_err();
+        assert!(refused.contains("`{user}`"), "{refused}");
+        assert!(refused.contains("{group}, {users}"), "{refused}");
+        assert!(check_override("verified", "Thanks {users}").is_err());
+        assert_eq!(
+            check_override("verified", "Thanks {}!"),
+            Ok(()),
+            "not a placeholder"
+        );
+    }
+
+    #[test]
+    fn every_spanish_text_uses_the_english_texts_placeholders() {
+        for (name, en, es) in CATALOGUE {
+            let (mut en, mut es) = (placeholders(en), placeholders(es));
+            en.sort_unstable();
+            es.sort_unstable();
+            assert_eq!(en, es, "{name}");
+        }
     }
 
     #[test]

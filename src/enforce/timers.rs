@@ -5,8 +5,10 @@
 use std::sync::Arc;
 
 use super::actions::{self, Member};
+use super::context::Turn;
 use super::{Shared, flows};
 use crate::db::{TimerRow, now_ms};
+use crate::domain::{EndReason, TimerKind};
 
 /// A leased timer is retried by anyone after this long (a crash mid-action).
 const LEASE_MS: i64 = 60_000;
@@ -55,35 +57,41 @@ async fn carry_out(shared: &Arc<Shared>, timer: &TimerRow) -> anyhow::Result<()>
         // The bot stopped meanwhile: it takes its timers up again when it starts.
         anyhow::bail!("bot {} is not running", timer.bot_instance_id);
     };
-    match timer.kind.as_str() {
-        "delete_message" => {
+    let turn = Turn::new(shared.clone(), runtime, None);
+    let user = timer.user_id.unwrap_or_default();
+    match timer.kind() {
+        Some(TimerKind::DeleteMessage) => {
             if let Some(message_id) = timer.message_id {
-                actions::delete_message(&runtime, timer.chat_id, message_id as i32).await;
+                actions::delete_message(&turn, timer.chat_id, message_id as i32).await;
             }
             Ok(())
         }
-        "grace_check" => {
-            let user_id = timer.user_id.unwrap_or_default();
+        Some(TimerKind::GraceCheck) => {
             let name = timer.payload.0["name"]
                 .as_str()
                 .unwrap_or("member")
                 .to_string();
-            flows::grace_over(shared, &runtime, timer.chat_id, Member { user_id, name }).await
+            let member = Member {
+                user_id: user,
+                name,
+            };
+            flows::grace_over(&turn, timer.chat_id, member).await
         }
-        "restriction_expired" => {
-            // Telegram lifted it at until_date; only the record is left to close.
-            shared
+        Some(TimerKind::RestrictionExpired) => {
+            // Telegram lifted it at until_date; Nezuko's record and its warning end with it,
+            // unless the member was restricted again since (a later date on the record).
+            let until = timer.payload.0["until"].as_i64();
+            let record = shared
                 .store
-                .lift_restriction(
-                    runtime.id(),
-                    timer.chat_id,
-                    timer.user_id.unwrap_or_default(),
-                )
+                .active_restriction(turn.bot(), timer.chat_id, user)
                 .await?;
+            if record.is_some_and(|r| until.is_none() || r.restricted_until == until) {
+                actions::end(&turn, timer.chat_id, user, EndReason::Expired).await?;
+            }
             Ok(())
         }
-        other => {
-            tracing::warn!(kind = other, "unknown timer kind; dropped");
+        None => {
+            tracing::warn!(kind = timer.kind, "unknown timer kind; dropped");
             Ok(())
         }
     }

@@ -70,11 +70,12 @@ pub async fn record(
         ip: ctx.client_ip(),
     };
     match ctx.state.store.append_audit(&entry).await {
-        Ok(row) => ctx
-            .state
-            .fleet
-            .publisher()
-            .publish("audit", None, view(&row)),
+        Ok(row) => {
+            ctx.state
+                .fleet
+                .publisher()
+                .publish(crate::domain::EventKind::Audit, None, view(&row))
+        }
         Err(error) => tracing::error!(%error, action, "could not record an audit entry"),
     }
 }

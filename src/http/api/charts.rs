@@ -7,8 +7,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use warp::http::Method;
 
-use crate::db::analytics::{Column, SUCCESS_OUTCOMES, Table};
+use crate::db::analytics::{Column, Table, is_success};
 use crate::db::{KeyCount, now_ms};
+use crate::domain::EventKind;
 use crate::http::problem::ApiError;
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
@@ -226,12 +227,20 @@ pub async fn compute(ctx: &Ctx, name: &str, w: &Window) -> Result<Value, ApiErro
         }
         "user_growth" => {
             let rows = store
-                .events_per_bucket(&["member_join", "member_leave"], from, to, bucket)
+                .events_per_bucket(
+                    &[
+                        EventKind::MemberJoin.as_str(),
+                        EventKind::MemberLeave.as_str(),
+                    ],
+                    from,
+                    to,
+                    bucket,
+                )
                 .await?;
             let mut points: std::collections::BTreeMap<i64, (i64, i64)> = Default::default();
             for row in rows {
                 let entry = points.entry(row.bucket).or_default();
-                if row.key == "member_join" {
+                if row.key == EventKind::MemberJoin.as_str() {
                     entry.0 += row.count
                 } else {
                     entry.1 += row.count
@@ -270,7 +279,7 @@ async fn overview(ctx: &Ctx, w: &Window) -> Result<Value, ApiError> {
     let total: i64 = outcomes.iter().map(|r| r.count).sum();
     let successes: i64 = outcomes
         .iter()
-        .filter(|r| SUCCESS_OUTCOMES.contains(&r.key.as_str()))
+        .filter(|r| is_success(&r.key))
         .map(|r| r.count)
         .sum();
     let cached = store

@@ -5,7 +5,7 @@
 use serde_json::json;
 use warp::http::Method;
 
-use crate::db::analytics::{Column, SUCCESS_OUTCOMES, Table};
+use crate::db::analytics::{Column, Table, is_success};
 use crate::db::now_ms;
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
@@ -51,7 +51,7 @@ async fn stats(ctx: Ctx) -> ApiResult {
     let total = |rows: &[crate::db::KeyCount]| rows.iter().map(|r| r.count).sum::<i64>();
     let successes: i64 = week
         .iter()
-        .filter(|r| SUCCESS_OUTCOMES.contains(&r.key.as_str()))
+        .filter(|r| is_success(&r.key))
         .map(|r| r.count)
         .sum();
     let hits = week_cached

@@ -18,23 +18,12 @@ use warp::http::Method;
 
 use crate::actors::Event;
 use crate::db::{EventRow, Store};
+use crate::domain::EventKind;
 use crate::http::input;
 use crate::http::problem::ApiError;
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
 
-/// Event kinds a client may filter on.
-pub const KINDS: [&str; 9] = [
-    "bot_status",
-    "verification",
-    "member_join",
-    "member_leave",
-    "health",
-    "activity",
-    "log",
-    "settings_changed",
-    "audit",
-];
 /// Events queued for one client before it counts as too slow.
 const CLIENT_BUFFER: usize = 256;
 const REPLAY_PAGE: i64 = 500;
@@ -102,10 +91,17 @@ fn kinds(text: Option<&str>) -> Result<Vec<String>, ApiError> {
         .map(str::trim)
         .filter(|k| !k.is_empty())
     {
-        if !KINDS.contains(&kind) {
+        if EventKind::parse(kind).is_none() {
             return Err(ApiError::invalid(
                 "type",
-                format!("`{kind}` is not an event kind; known: {}", KINDS.join(", ")),
+                format!(
+                    "`{kind}` is not an event kind; known: {}",
+                    EventKind::ALL
+                        .iter()
+                        .map(|k| k.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ));
         }
         out.push(kind.to_string());

@@ -177,7 +177,7 @@ fn changed(ctx: &Ctx, group: &GroupRow, what: &str) {
         .enforcer
         .invalidate_group(group.bot_instance_id, group.chat_id);
     ctx.state.fleet.publisher().publish(
-        "settings_changed",
+        crate::domain::EventKind::SettingsChanged,
         Some(group.bot_instance_id),
         json!({ "scope": "group", "group_id": group.id, "change": what }),
     );
@@ -254,9 +254,20 @@ async fn link(ctx: Ctx) -> ApiResult {
     )
     .await;
     let channels = ctx.state.store.channels_of_group(id).await?;
-    respond::ok(
-        &json!({ "group_id": id, "channels": channels.iter().map(super::channels::view).collect::<Vec<_>>() }),
-    )
+    // The same preflight as /protect: the group's health says at once what the bot lacks (or
+    // `unknown` when its bot does not run in this process), never an optimistic `ok`.
+    let checked = ctx
+        .state
+        .enforcer
+        .check_group_now(id)
+        .await
+        .map_err(|error| ApiError::internal(format!("checking the bot's rights: {error}")))?;
+    respond::ok(&json!({
+        "group_id": id,
+        "channels": channels.iter().map(super::channels::view).collect::<Vec<_>>(),
+        "health": checked.health,
+        "problems": checked.problems,
+    }))
 }
 
 async fn unlink(ctx: Ctx) -> ApiResult {

@@ -61,7 +61,7 @@ async fn get(ctx: Ctx) -> ApiResult {
 fn changed(ctx: &Ctx, what: &str) {
     ctx.state.enforcer.invalidate_all();
     ctx.state.fleet.publisher().publish(
-        "settings_changed",
+        crate::domain::EventKind::SettingsChanged,
         None,
         json!({ "scope": "global", "change": what }),
     );
@@ -114,7 +114,9 @@ async fn put_texts(ctx: Ctx) -> ApiResult {
             ));
         }
         match text.as_str() {
-            Some(text) if !text.trim().is_empty() && text.chars().count() <= 4096 => {}
+            Some(text) if !text.trim().is_empty() && text.chars().count() <= 4096 => {
+                texts::check_override(name, text).map_err(|why| ApiError::invalid(name, why))?;
+            }
             _ => {
                 return Err(ApiError::invalid(
                     name,

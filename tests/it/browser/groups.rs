@@ -311,7 +311,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
         ("warn", "a live book club warning"),
     ] {
         world.publisher.publish(
-            "log",
+            nezuko::domain::EventKind::Log,
             None,
             serde_json::json!({ "level": level, "target": "nezuko::fleet", "message": message, "fields": {}, "created_at": now }),
         );

@@ -166,12 +166,27 @@ async fn a_temporary_restriction_carries_its_until_date(world: Guarded) {
     let until = call.params["until_date"].as_i64().expect("an until_date");
     let now = nezuko::db::now_ms() / 1000;
     assert!(until >= now + 590 && until <= now + 610, "{until} vs {now}");
-    let timers = world.db.store.pending_timers(world.row.id).await.unwrap();
-    assert!(
-        timers
+    // The timer follows the date actually sent, so it is written once the call returned.
+    let deadline = tokio::time::Instant::now() + super::DEADLINE;
+    loop {
+        let timers = world.db.store.pending_timers(world.row.id).await.unwrap();
+        if let Some(timer) = timers
             .iter()
-            .any(|t| t.kind == "restriction_expired" && t.user_id == Some(user))
-    );
+            .find(|t| t.kind == "restriction_expired" && t.user_id == Some(user))
+        {
+            assert_eq!(
+                timer.due_at,
+                until * 1000,
+                "the timer ends with the date sent"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no restriction_expired timer: {timers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     world.finish().await;
 }
 

@@ -1,0 +1,174 @@
+//! The platform's fixed vocabularies, each one enum shared by whoever writes and whoever reads it:
+//! event kinds (published, stored, streamed, filtered, charted), verification outcomes (recorded,
+//! counted, charted), timer kinds (scheduled and carried out) and why a restriction record ended. Their spellings are the stored
+//! and wire form, so they never change.
+
+use std::fmt;
+
+/// Declares a vocabulary: the enum, its spellings, `ALL`, `as_str` and `parse`.
+macro_rules! vocabulary {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $text)] $variant,)+
+        }
+
+        impl $name {
+            /// Every member, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
+            /// The stored and wire spelling.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+
+            /// The member spelled `text`, if any.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// What an event is about (`events.kind`, the SSE `type` filter, the dashboard's feed).
+    EventKind {
+        /// A bot's run state changed.
+        BotStatus = "bot_status",
+        /// A member was checked and something was decided (or done).
+        Verification = "verification",
+        MemberJoin = "member_join",
+        MemberLeave = "member_leave",
+        /// A group's permission health changed.
+        Health = "health",
+        /// Something a bot or admin did that is neither of the above (a group protected, …).
+        Activity = "activity",
+        /// A stored log record.
+        Log = "log",
+        SettingsChanged = "settings_changed",
+        Audit = "audit",
+    }
+}
+
+vocabulary! {
+    /// What a verification decided (`verification_log.outcome`).
+    Outcome {
+        /// An administrator, a bot, Telegram's service account or an allowlisted user.
+        Exempt = "exempt",
+        /// A newcomer inside the group's grace period.
+        Grace = "grace",
+        Passed = "passed",
+        /// Membership could not be read and the group fails open.
+        UnknownAllowed = "unknown_allowed",
+        /// Membership could not be read and the group fails closed.
+        UnknownDenied = "unknown_denied",
+        Restricted = "restricted",
+        Warned = "warned",
+        Kicked = "kicked",
+        Banned = "banned",
+        /// A repeat within a burst: the message was deleted, nothing else said.
+        Suppressed = "suppressed",
+        /// Telegram refused the action (the group's health is checked).
+        Failed = "failed",
+        /// "I have joined" pressed, and subscribed.
+        Verified = "verified",
+        /// "I have joined" pressed, still not subscribed.
+        StillMissing = "still_missing",
+        /// Rejoining the channel lifted Nezuko's restriction.
+        Restored = "restored",
+        /// The member had already left the group: nothing was done or said.
+        Gone = "gone",
+        /// An administrator's restriction or ban stands: Nezuko left the member alone.
+        Yielded = "yielded",
+        /// A message sent as a channel (not the linked one) was deleted.
+        ChannelSender = "channel_sender",
+    }
+}
+
+impl Outcome {
+    /// Outcomes that mean the member was let speak because they are subscribed.
+    pub const SUCCESS: [Outcome; 3] = [Outcome::Passed, Outcome::Verified, Outcome::Restored];
+
+    /// Whether the outcome is worth an event on the live feed (a pass is not, unless assumed).
+    pub fn is_news(self) -> bool {
+        !matches!(
+            self,
+            Outcome::Passed | Outcome::Exempt | Outcome::Grace | Outcome::Suppressed
+        )
+    }
+}
+
+vocabulary! {
+    /// What a durable timer does when it falls due (`scheduled_actions.kind`).
+    TimerKind {
+        /// Delete a message (auto-deleted replies and warnings).
+        DeleteMessage = "delete_message",
+        /// A newcomer's grace period ended: check them.
+        GraceCheck = "grace_check",
+        /// A temporary restriction ended at Telegram: close Nezuko's record and its warning.
+        RestrictionExpired = "restriction_expired",
+    }
+}
+
+vocabulary! {
+    /// Why Nezuko's record of what it did to a member ended (`member_restrictions.end_reason`).
+    EndReason {
+        /// The member pressed "I have joined" and is subscribed.
+        Verified = "verified",
+        /// The member rejoined the channel they were missing and was let speak.
+        Restored = "restored",
+        /// A temporary restriction ran out at Telegram.
+        Expired = "expired",
+        /// An administrator let the member speak by hand.
+        AdminLifted = "admin_lifted",
+        /// An administrator restricted the member differently: their restriction stands.
+        AdminRestricted = "admin_restricted",
+        /// The member was banned (by an administrator, or found banned).
+        Banned = "banned",
+        /// The group stopped being protected.
+        Unprotected = "unprotected",
+        /// Nezuko removed the member (kick or ban policy).
+        Removed = "removed",
+        /// The member was found to have left, or to be an administrator now: nothing of Nezuko's
+        /// is in force any more.
+        Moot = "moot",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_reads_back_as_its_member() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(*kind));
+        }
+        for outcome in Outcome::ALL {
+            assert_eq!(Outcome::parse(outcome.as_str()), Some(*outcome));
+        }
+        for kind in TimerKind::ALL {
+            assert_eq!(TimerKind::parse(kind.as_str()), Some(*kind));
+        }
+        for reason in EndReason::ALL {
+            assert_eq!(EndReason::parse(reason.as_str()), Some(*reason));
+        }
+        assert_eq!(Outcome::parse("nope"), None);
+        assert_eq!(
+            serde_json::to_value(Outcome::UnknownAllowed).unwrap(),
+            "unknown_allowed"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Warnings: coalesced per group, topic and reason, so a raid of hundreds of joins produces a
+//! handful of messages (each naming many newcomers) instead of a 429 storm; and kept only as long
+//! as their reason. When a member named by a warning verifies, leaves, is banned or is let speak by
+//! an administrator, the warning is written again without them, or deleted when nobody is left.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use teloxide::payloads::EditMessageTextSetters;
+use teloxide::prelude::Requester;
+use teloxide::types::{ChatId, MessageId, ParseMode};
+
+use super::super::calls::Target;
+use super::super::context::{GroupTurn, Turn};
+use super::super::directory::GroupView;
+use super::super::texts::{escape, mention};
+use super::say::{channel_list, delete_message, say, warning_keyboard};
+use super::{Member, Why};
+use crate::db::{ChannelRow, RestrictionRow};
+
+/// Names per warning message at most (a longer raid gets several messages).
+const NAMES_PER_WARNING: usize = 25;
+
+/// (bot, group, topic, text, missing channels).
+type BatchKey = (i64, i64, Option<i32>, &'static str, Vec<i64>);
+
+struct Batch {
+    group: GroupTurn,
+    missing: Vec<ChannelRow>,
+    why: Why,
+    members: Vec<(i64, Member)>,
+}
+
+/// Warnings waiting for a send slot. While one waits, newcomers join it, so the number of
+/// messages follows the group's send limit, not the raid.
+#[derive(Default)]
+pub struct WarningQueue {
+    pending: Mutex<HashMap<BatchKey, Batch>>,
+}
+
+impl WarningQueue {
+    /// Queues `member` (record `restriction_id`) for a warning in the group's current topic.
+    pub fn enqueue(
+        &self,
+        group: &GroupTurn,
+        restriction_id: i64,
+        member: &Member,
+        missing: &[ChannelRow],
+        why: Why,
+    ) {
+        let key: BatchKey = (
+            group.bot(),
+            group.chat(),
+            group.thread,
+            why.template(),
+            missing.iter().map(|c| c.chat_id).collect(),
+        );
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(batch) = pending.get_mut(&key) {
+            batch.members.push((restriction_id, member.clone()));
+            return;
+        }
+        pending.insert(
+            key.clone(),
+            Batch {
+                group: group.clone(),
+                missing: missing.to_vec(),
+                why,
+                members: vec![(restriction_id, member.clone())],
+            },
+        );
+        drop(pending);
+        let shared = group.shared.clone();
+        tokio::spawn(async move { send_batches(shared, key).await });
+    }
+
+    /// The next warning's worth of a batch (at most [`NAMES_PER_WARNING`] members).
+    fn take(&self, key: &BatchKey) -> Option<Batch> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let batch = pending.get_mut(key)?;
+        let take = batch.members.len().min(NAMES_PER_WARNING);
+        let taken = Batch {
+            group: batch.group.clone(),
+            missing: batch.missing.clone(),
+            why: batch.why,
+            members: batch.members.drain(..take).collect(),
+        };
+        if batch.members.is_empty() {
+            pending.remove(key);
+        }
+        Some(taken)
+    }
+
+    fn has(&self, key: &BatchKey) -> bool {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
+    }
+
+    fn drop_key(&self, key: &BatchKey) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
+    loop {
+        let Some(runtime) = shared.runtime(key.0) else {
+            shared.warnings.drop_key(&key);
+            return;
+        };
+        // Wait for a send slot before taking the batch: joiners arriving meanwhile ride along.
+        let scopes = runtime.calls.scopes(
+            "sendMessage",
+            Some(Target {
+                chat_id: key.1,
+                is_group: true,
+            }),
+        );
+        let wait = runtime.calls.limiter().delay(&scopes);
+        if wait > Duration::ZERO {
+            tokio::time::sleep(wait).await;
+        }
+        let Some(batch) = shared.warnings.take(&key) else {
+            return;
+        };
+        if let Err(error) =
+            send_warning(&batch.group, &batch.missing, batch.why, &batch.members).await
+        {
+            tracing::warn!(chat = key.1, %error, "a warning could not be sent");
+        }
+        if !shared.warnings.has(&key) {
+            return;
+        }
+    }
+}
+
+/// The warning's text and keyboard for these members.
+fn compose(
+    view: &GroupView,
+    missing: &[ChannelRow],
+    template: &str,
+    members: &[(i64, String)],
+) -> (String, teloxide::types::InlineKeyboardMarkup) {
+    let users = members
+        .iter()
+        .map(|(id, name)| mention(*id, name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = view.texts.render(
+        view.policy.language,
+        template,
+        &[
+            ("users", &users),
+            ("group", &escape(&view.group.title)),
+            ("channels", &channel_list(missing)),
+        ],
+    );
+    // One member: the button names them, so a bystander is answered without a database read.
+    let data = match members {
+        [(only, _)] => format!("nz:v:{only}"),
+        _ => "nz:v".to_string(),
+    };
+    (text, warning_keyboard(view, missing, data))
+}
+
+async fn send_warning(
+    group: &GroupTurn,
+    missing: &[ChannelRow],
+    why: Why,
+    members: &[(i64, Member)],
+) -> anyhow::Result<()> {
+    let named: Vec<(i64, String)> = members
+        .iter()
+        .map(|(_, m)| (m.user_id, m.name.clone()))
+        .collect();
+    let (text, keyboard) = compose(&group.view, missing, why.template(), &named);
+    let message_id = say(group, text, Some(keyboard), group.view.policy.warning_ttl_s).await?;
+    let ids: Vec<i64> = members.iter().map(|(id, _)| *id).collect();
+    group
+        .shared
+        .store
+        .set_warning_message(&ids, i64::from(message_id))
+        .await?;
+    Ok(())
+}
+
+/// A member's warning lost its reason (`record` ended, or no longer names them): the warning is
+/// written again naming whoever it still names, or deleted when that is nobody.
+pub async fn forget(turn: &Turn, record: &RestrictionRow) -> anyhow::Result<()> {
+    let Some(message_id) = record.warning_message_id else {
+        return Ok(());
+    };
+    let chat = record.chat_id;
+    let remaining: Vec<RestrictionRow> = turn
+        .shared
+        .store
+        .named_by_warning(turn.bot(), chat, message_id)
+        .await?
+        .into_iter()
+        .filter(|r| r.id != record.id)
+        .collect();
+    if remaining.is_empty() {
+        delete_message(turn, chat, message_id as i32).await;
+        return Ok(());
+    }
+    let Some(view) = turn.shared.directory.group(turn.bot(), chat).await? else {
+        return Ok(());
+    };
+    let template = remaining[0]
+        .warning_template
+        .clone()
+        .unwrap_or_else(|| Why::Joined.template().to_string());
+    let missing: Vec<ChannelRow> = view
+        .channels
+        .iter()
+        .filter(|c| remaining[0].missing_channels.0.contains(&c.chat_id))
+        .cloned()
+        .collect();
+    let named: Vec<(i64, String)> = remaining
+        .iter()
+        .map(|r| {
+            let name = r.member_name.clone().unwrap_or_else(|| "member".into());
+            (r.user_id, name)
+        })
+        .collect();
+    let (text, keyboard) = compose(&view, &missing, &template, &named);
+    let request = turn
+        .calls()
+        .bot()
+        .edit_message_text(ChatId(chat), MessageId(message_id as i32), text)
+        .parse_mode(ParseMode::Html)
+        .reply_markup(keyboard);
+    if let Err(error) = turn
+        .calls()
+        .run("editMessageText", Target::chat(chat), request)
+        .await
+    {
+        tracing::debug!(chat, message_id, %error, "a warning could not be written again");
+    }
+    Ok(())
+}
