@@ -5,6 +5,7 @@
 //! another process applies within about `refresh`; changes made by this process drop the entry at
 //! once ([`Directory::invalidate`]).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,9 @@ pub struct Directory {
     /// Keys being reloaded in the background (one reload per key at a time).
     reloading: moka::sync::Cache<(i64, i64), ()>,
     globals: RwLock<Option<Globals>>,
+    /// Bumped by every invalidation: a load that began before one does not cache what it read,
+    /// which may predate the change (a background reload racing an API change).
+    generation: AtomicU64,
 }
 
 impl Directory {
@@ -69,6 +73,7 @@ impl Directory {
                 .time_to_live(Duration::from_secs(30))
                 .build(),
             globals: RwLock::new(None),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -102,17 +107,20 @@ impl Directory {
 
     async fn load(&self, key: (i64, i64)) -> Result<Option<Arc<GroupView>>, StoreError> {
         let read_at = Instant::now();
+        let generation = self.generation.load(Ordering::Acquire);
         let view = match self.store.group_by_chat(key.0, key.1).await? {
             Some(group) => Some(Arc::new(self.view(group).await?)),
             None => None,
         };
-        self.groups.insert(
-            key,
-            Entry {
-                view: view.clone(),
-                read_at,
-            },
-        );
+        if self.generation.load(Ordering::Acquire) == generation {
+            self.groups.insert(
+                key,
+                Entry {
+                    view: view.clone(),
+                    read_at,
+                },
+            );
+        }
         Ok(view)
     }
 
@@ -155,11 +163,13 @@ impl Directory {
 
     /// Forgets one group (this process changed it).
     pub fn invalidate(&self, bot_instance_id: i64, chat_id: i64) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.groups.invalidate(&(bot_instance_id, chat_id));
     }
 
     /// Forgets everything (global defaults or texts changed).
     pub fn invalidate_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         self.groups.invalidate_all();
         *self.globals.write().unwrap_or_else(|p| p.into_inner()) = None;
     }

@@ -6,6 +6,7 @@ mod bots;
 mod catalogue;
 mod events;
 mod input;
+mod preflight;
 pub mod redis_fan_out;
 mod reports;
 pub mod sse;

@@ -4,11 +4,15 @@
 
 mod bypass;
 mod cache;
+mod chat_kinds;
 mod commands;
+mod deadlines;
 mod failures;
 mod flows;
 mod policies;
 mod records;
+mod truth;
+mod wording;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,296 @@
+//! Telegram's current state wins over Nezuko's records: administrators acting by hand (bans,
+//! mutes, unbans, lifts) are never undone, a member whose record ended is checked afresh, updates
+//! that arrive late are checked against the member's current state, and warnings live only as
+//! long as their reason.
+
+use std::collections::BTreeMap;
+
+use nezuko_sandbox::control::AdminRestrict;
+use nezuko_sandbox::model::Status;
+
+use super::{Guarded, enforce_tests};
+
+enforce_tests!(
+    a_member_banned_by_an_admin_is_never_unbanned_by_subscribing,
+    an_admins_mute_survives_leaving_and_rejoining_the_channel,
+    a_member_an_admin_let_speak_is_restricted_and_warned_again_not_silenced,
+    an_admin_unban_leaves_the_member_to_be_checked_as_a_newcomer,
+    an_admins_partial_restriction_is_put_back_when_nezuko_lifts_its_own,
+    a_late_join_of_a_member_who_already_left_is_neither_restricted_nor_named,
+    a_warning_goes_when_its_member_leaves_the_group,
+    a_warning_goes_when_its_member_is_banned,
+    a_warning_naming_several_is_written_again_without_the_one_who_verified,
+);
+
+fn muted(world: &Guarded, user: i64, allowed: &[&str]) -> AdminRestrict {
+    let permissions: BTreeMap<String, bool> = allowed
+        .iter()
+        .map(|name| (name.to_string(), true))
+        .collect();
+    AdminRestrict {
+        chat: world.group,
+        admin: world.owner.id,
+        user,
+        permissions,
+        until_date: None,
+    }
+}
+
+/// Restrict calls by the bot for `user` so far.
+fn restricts(world: &Guarded, user: i64) -> usize {
+    world
+        .calls("restrictChatMember")
+        .iter()
+        .filter(|c| c.params["user_id"].as_i64() == Some(user))
+        .count()
+}
+
+async fn a_member_banned_by_an_admin_is_never_unbanned_by_subscribing(world: Guarded) {
+    let user = world.member("Bab", false);
+    world.wait_restricted(user).await;
+    world
+        .sandbox
+        .admin_ban(world.group, world.owner.id, user, None)
+        .unwrap();
+    world.settle().await;
+    world.sandbox.join(world.channel, user).unwrap();
+    world.settle().await;
+    assert!(
+        matches!(
+            world.sandbox.member(world.group, user),
+            Status::Kicked { .. }
+        ),
+        "the administrator's ban stands"
+    );
+    assert_eq!(restricts(&world, user), 1, "only Nezuko's own restriction");
+    assert!(
+        world.calls("unbanChatMember").is_empty(),
+        "nothing of Nezuko's undoes a ban"
+    );
+    world.finish().await;
+}
+
+async fn an_admins_mute_survives_leaving_and_rejoining_the_channel(world: Guarded) {
+    let user = world.member("Mia", true);
+    world.settle().await;
+    world
+        .sandbox
+        .admin_restrict(&muted(&world, user, &["can_send_polls"]))
+        .unwrap();
+    world.settle().await;
+    world.sandbox.leave(world.channel, user).unwrap();
+    world.settle().await;
+    assert_eq!(
+        restricts(&world, user),
+        0,
+        "an administrator's mute is theirs"
+    );
+    world.sandbox.join(world.channel, user).unwrap();
+    world.settle().await;
+    assert_eq!(restricts(&world, user), 0);
+    match world.sandbox.member(world.group, user) {
+        Status::Restricted { permissions, .. } => {
+            assert!(!permissions["can_send_messages"]);
+            assert!(
+                permissions["can_send_polls"],
+                "the administrator's settings"
+            );
+        }
+        other => panic!("the administrator's mute was lifted: {other:?}"),
+    }
+    world.finish().await;
+}
+
+async fn a_member_an_admin_let_speak_is_restricted_and_warned_again_not_silenced(world: Guarded) {
+    let user = world.member("Liandra", false);
+    world.wait_restricted(user).await;
+    world.settle().await;
+    world
+        .sandbox
+        .admin_lift(world.group, world.owner.id, user)
+        .unwrap();
+    world.wait_free(user).await;
+    world.settle().await;
+    let warnings_before = warnings_naming(&world, "Liandra");
+    world.sandbox.send(world.group, user, "hello?").unwrap();
+    world.wait_restricted(user).await;
+    world
+        .eventually("a new warning names the member", || {
+            warnings_naming(&world, "Liandra") > warnings_before
+        })
+        .await;
+    world.finish().await;
+}
+
+async fn an_admin_unban_leaves_the_member_to_be_checked_as_a_newcomer(world: Guarded) {
+    let user = world.member("Una", false);
+    world.wait_restricted(user).await;
+    world
+        .sandbox
+        .admin_ban(world.group, world.owner.id, user, None)
+        .unwrap();
+    world
+        .sandbox
+        .admin_unban(world.group, world.owner.id, user)
+        .unwrap();
+    world.settle().await;
+    assert_eq!(world.sandbox.member(world.group, user), Status::Left);
+    assert!(
+        world
+            .db
+            .store
+            .active_restriction(world.row.id, world.group, user)
+            .await
+            .unwrap()
+            .is_none(),
+        "the ban ended Nezuko's record"
+    );
+    world.sandbox.join(world.channel, user).unwrap();
+    world.sandbox.join(world.group, user).unwrap();
+    world.settle().await;
+    assert_eq!(world.sandbox.member(world.group, user), Status::Member);
+    world.finish().await;
+}
+
+async fn an_admins_partial_restriction_is_put_back_when_nezuko_lifts_its_own(world: Guarded) {
+    let user = world.member("Pat", true);
+    world.settle().await;
+    // An administrator forbade polls and media; the member still writes.
+    world
+        .sandbox
+        .admin_restrict(&muted(&world, user, &["can_send_messages"]))
+        .unwrap();
+    world.settle().await;
+    world.sandbox.send(world.group, user, "hi").unwrap();
+    world.sandbox.leave(world.channel, user).unwrap();
+    world
+        .wait_status(world.group, user, "Nezuko mutes", |s| {
+            !s.can_send_messages()
+        })
+        .await;
+    world.sandbox.join(world.channel, user).unwrap();
+    world.wait_free(user).await;
+    match world.sandbox.member(world.group, user) {
+        Status::Restricted { permissions, .. } => {
+            assert!(permissions["can_send_messages"]);
+            assert!(
+                !permissions["can_send_polls"],
+                "the administrator's limit is back"
+            );
+        }
+        other => panic!("Nezuko lifted more than its own: {other:?}"),
+    }
+    world.finish().await;
+}
+
+async fn a_late_join_of_a_member_who_already_left_is_neither_restricted_nor_named(
+    mut world: Guarded,
+) {
+    world.settle().await;
+    world.stop().await;
+    // While the service is down a minute, a newcomer joins and leaves; Telegram keeps the
+    // updates (dated then) until the service is back.
+    world.sandbox.advance_clock(-60);
+    let user = world.member("Ghostly", false);
+    world.sandbox.leave(world.group, user).unwrap();
+    world.sandbox.advance_clock(60);
+    world.start().await;
+    world.settle().await;
+    world.wait_verification(user, "gone").await;
+    assert_eq!(restricts(&world, user), 0);
+    assert_eq!(
+        warnings_naming(&world, "Ghostly"),
+        0,
+        "nobody is named for nothing"
+    );
+    world.finish().await;
+}
+
+async fn a_warning_goes_when_its_member_leaves_the_group(world: Guarded) {
+    let before = world.bot_messages(world.group).len();
+    let user = world.member("Lev", false);
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+    world.settle().await;
+    world.sandbox.leave(world.group, user).unwrap();
+    world
+        .wait_deleted(world.group, warning.message_id, "the warning is deleted")
+        .await;
+    world.finish().await;
+}
+
+async fn a_warning_goes_when_its_member_is_banned(world: Guarded) {
+    let before = world.bot_messages(world.group).len();
+    let user = world.member("Ben", false);
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+    world.settle().await;
+    world
+        .sandbox
+        .admin_ban(world.group, world.owner.id, user, None)
+        .unwrap();
+    world
+        .wait_deleted(world.group, warning.message_id, "the warning is deleted")
+        .await;
+    world.finish().await;
+}
+
+async fn a_warning_naming_several_is_written_again_without_the_one_who_verified(world: Guarded) {
+    // Joins in one go are warned together (the group's send slot is taken by the first warning).
+    let names = [
+        "Avalon", "Borodin", "Cyrano", "Dimitri", "Edamame", "Florian",
+    ];
+    let users: Vec<(i64, &str)> = names.iter().map(|n| (world.member(n, false), *n)).collect();
+    let shared = world
+        .sandbox
+        .wait_until(super::DEADLINE, "a warning naming two", |s| {
+            s.transcript(world.group).into_iter().find(|m| {
+                m.from == world.bot.id
+                    && names
+                        .iter()
+                        .filter(|n| m.text.as_deref().unwrap_or_default().contains(*n))
+                        .count()
+                        >= 2
+            })
+        })
+        .await
+        .unwrap();
+    let named: Vec<(i64, &str)> = users
+        .iter()
+        .copied()
+        .filter(|(_, n)| shared.text.as_deref().unwrap().contains(n))
+        .collect();
+    let (verifier, verifier_name) = named[0];
+    world.sandbox.join(world.channel, verifier).unwrap();
+    let (data, _) = super::buttons(&shared);
+    world.press(shared.message_id, verifier, &data).await;
+    world.wait_free(verifier).await;
+    let rewritten = world
+        .sandbox
+        .wait_until(super::DEADLINE, "the warning is written again", |s| {
+            s.transcript(world.group)
+                .into_iter()
+                .find(|m| m.message_id == shared.message_id && m.edited)
+        })
+        .await
+        .unwrap();
+    let text = rewritten.text.unwrap();
+    assert!(!text.contains(verifier_name), "{text}");
+    for (_, other) in &named[1..] {
+        assert!(text.contains(other), "{text}");
+    }
+    assert!(!rewritten.deleted);
+    world.finish().await;
+}
+
+/// Bot messages (warnings) naming a member, deleted or not (the transcript keeps what a reader
+/// sees: names, not the mentions' links).
+fn warnings_naming(world: &Guarded, name: &str) -> usize {
+    world
+        .bot_messages(world.group)
+        .iter()
+        .filter(|m| m.text.as_deref().is_some_and(|t| t.contains(name)))
+        .count()
+}
