@@ -17,8 +17,7 @@ fn ahead_of_arrival(world: &Guarded, user: i64) -> i64 {
     let call = world
         .calls("restrictChatMember")
         .into_iter()
-        .filter(|c| c.ok && c.params["user_id"].as_i64() == Some(user))
-        .last()
+        .rfind(|c| c.ok && c.params["user_id"].as_i64() == Some(user))
         .expect("a restriction that went through");
     call.params["until_date"].as_i64().expect("an until_date") - call.at_ms / 1000
 }
