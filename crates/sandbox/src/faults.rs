@@ -9,6 +9,7 @@ use super::api::ApiError;
 
 /// A fault to inject into calls of one bot (or all) and one method (or all).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Fault {
     /// The bot's user id; `None` for every bot.
     #[serde(default)]
@@ -23,7 +24,7 @@ pub struct Fault {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FaultKind {
     /// 429 with `retry_after`.
     RetryAfter { seconds: u64 },
@@ -87,6 +88,7 @@ impl Faults {
 
 /// Telegram's flood limits for sending messages, per bot token.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RateLimits {
     pub enabled: bool,
     /// Messages per second across all chats (Telegram: about 30).

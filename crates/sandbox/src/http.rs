@@ -142,7 +142,8 @@ async fn parse_params(
         .trim()
         .to_ascii_lowercase();
     match mime.as_str() {
-        _ if body.is_empty() => {}
+        // Without a type the Bot API server does not read the body (`HttpReader`, tdlib).
+        _ if body.is_empty() || mime.is_empty() => {}
         "application/json" => {
             let value: Value =
                 serde_json::from_slice(&body).map_err(|e| format!("can't parse JSON body: {e}"))?;

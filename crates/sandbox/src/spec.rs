@@ -148,7 +148,9 @@ impl Spec {
                 }
                 None => {}
                 Some(value) => {
-                    if encoding == Encoding::Text {
+                    // The Bot API server reads every parameter from its text: a string in a JSON
+                    // body ("user_id": "42") is read as its type, as a form value is.
+                    if encoding == Encoding::Text || value.is_string() {
                         coerce_text(value, &field.types);
                     }
                     if let Err(problem) = self.check_any(&field.types, value, &field.name) {
@@ -375,7 +377,7 @@ mod tests {
     fn missing_wrong_and_unknown_parameters_are_named() {
         let problems = check(
             "restrictChatMember",
-            json!({ "chat_id": "x", "user_id": "7", "colour": 1 }),
+            json!({ "chat_id": "x", "user_id": "seven", "colour": 1 }),
             Encoding::Json,
         );
         assert!(

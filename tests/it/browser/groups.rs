@@ -4,7 +4,6 @@
 //! and read back from the audit page.
 
 use nezuko::db::NewLog;
-use nezuko_sandbox::model::Status;
 
 use super::{assert_audited, protected_group, signed_in};
 use crate::api::ApiWorld;
@@ -214,7 +213,7 @@ async fn an_admin_manages_groups_channels_and_settings_and_reads_logs_and_audit(
         .await;
     world
         .sandbox
-        .set_member(other.channel_chat, other.bot_telegram_id, Status::Member)
+        .demote(other.channel_chat, other.bot_telegram_id)
         .unwrap();
     chromium
         .wait_for(

@@ -331,3 +331,182 @@ async fn a_429_repeats_retry_after_as_a_header() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["parameters"]["retry_after"], 7);
 }
+
+/// What a newcomer found wrong in a black-box session, each now as Telegram does it.
+#[tokio::test]
+async fn the_finer_rules_of_administrators_usernames_links_and_requests() {
+    let world = World::new().await;
+    let via = Via::Http;
+    // Every administrator can manage the chat.
+    let mod_ = world.member_of(via, world.group, "Mod").await;
+    world
+        .done(
+            via,
+            Operation::Promote {
+                chat: world.group,
+                user: mod_.id,
+                rights: AdminRights {
+                    can_restrict_members: true,
+                    ..AdminRights::default()
+                },
+            },
+        )
+        .await;
+    let member = world
+        .ok(
+            "getChatMember",
+            json!({ "chat_id": world.group, "user_id": mod_.id }),
+        )
+        .await;
+    assert_eq!(member["can_manage_chat"], true);
+    // The creator's standing is not the creator's to lose.
+    let demote = world
+        .refused(
+            via,
+            Operation::Demote(ChatUser {
+                chat: world.group,
+                user: world.owner.id,
+            }),
+        )
+        .await;
+    assert!(demote.contains("creator"), "{demote}");
+    // Strings in a JSON body are read as the parameter's type, as the server reads them.
+    let read = world
+        .ok(
+            "getChatMember",
+            json!({ "chat_id": world.group.to_string(), "user_id": mod_.id.to_string() }),
+        )
+        .await;
+    assert_eq!(read["status"], "administrator");
+    // Usernames are one namespace.
+    let taken = world
+        .refused(
+            via,
+            Operation::CreateChat(nezuko_sandbox::control::NewChat {
+                kind: nezuko_sandbox::model::ChatKind::Supergroup,
+                title: "Copy".into(),
+                username: Some("readers".into()),
+                is_forum: false,
+            }),
+        )
+        .await;
+    assert!(taken.contains("already taken"), "{taken}");
+    let unnamed = world
+        .done(
+            via,
+            Operation::CreateBot {
+                first_name: "Anon".into(),
+                username: None,
+            },
+        )
+        .await;
+    assert_ne!(unnamed["username"], "sandbox_bot");
+    // A channel discusses in one group: relinking undoes the earlier link.
+    let other = world
+        .done(
+            via,
+            Operation::CreateChat(nezuko_sandbox::control::NewChat {
+                kind: nezuko_sandbox::model::ChatKind::Supergroup,
+                title: "Other".into(),
+                username: None,
+                is_forum: false,
+            }),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    for group in [world.group, other] {
+        world
+            .done(
+                via,
+                Operation::LinkDiscussion {
+                    channel: world.channel,
+                    group,
+                },
+            )
+            .await;
+    }
+    let first = world.ok("getChat", json!({ "chat_id": world.group })).await;
+    assert!(first.get("linked_chat_id").is_none(), "{first}");
+    // A member has nothing to request, and a request is made once.
+    let asked = world
+        .refused(
+            via,
+            Operation::RequestJoin(ChatUser {
+                chat: world.group,
+                user: mod_.id,
+            }),
+        )
+        .await;
+    assert!(asked.contains("nothing to request"), "{asked}");
+    let newcomer = world.user("New");
+    let request = Operation::RequestJoin(ChatUser {
+        chat: world.group,
+        user: newcomer.id,
+    });
+    world.done(via, request.clone()).await;
+    assert!(
+        world
+            .refused(via, request)
+            .await
+            .contains("already pending")
+    );
+    world.want_all().await;
+    world
+        .ok(
+            "approveChatJoinRequest",
+            json!({ "chat_id": world.group, "user_id": newcomer.id }),
+        )
+        .await;
+    let updates = world.ok("getUpdates", json!({})).await;
+    let joined = updates
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|u| {
+            u["message"]["new_chat_members"]
+                .as_array()
+                .map(|_| &u["message"])
+        })
+        .unwrap();
+    assert_eq!(
+        joined["from"]["id"], newcomer.id,
+        "the join is the member's own"
+    );
+    let change = updates
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|u| u.get("chat_member"))
+        .unwrap();
+    assert_eq!(change["via_join_request"], true);
+    // Buttons must do something; private chats have no administrators.
+    let text_only = json!({ "inline_keyboard": [[{ "text": "nothing" }]] });
+    let refused = world
+        .fails(
+            "sendMessage",
+            json!({ "chat_id": world.group, "text": "x", "reply_markup": text_only }),
+            400,
+        )
+        .await;
+    assert!(refused.contains("Text buttons are unallowed"), "{refused}");
+    world
+        .done(
+            via,
+            Operation::SendPrivate {
+                bot: world.bot.id,
+                user: newcomer.id,
+                text: "/start".into(),
+            },
+        )
+        .await;
+    let private = world
+        .fails(
+            "getChatAdministrators",
+            json!({ "chat_id": newcomer.id }),
+            400,
+        )
+        .await;
+    assert!(private.contains("no administrators in the private chat"));
+    world.assert_no_violations();
+}

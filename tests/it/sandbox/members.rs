@@ -111,6 +111,10 @@ async fn restricting_needs_the_restrict_right_and_a_supergroup() {
     let basic = world.sandbox.create_chat(ChatKind::Group, "Basic", None);
     world
         .sandbox
+        .set_member(basic, world.owner.id, Status::Creator)
+        .unwrap();
+    world
+        .sandbox
         .promote(basic, world.bot.id, super::guard_rights())
         .unwrap();
     world.sandbox.join(basic, user.id).unwrap();

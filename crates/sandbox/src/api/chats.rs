@@ -71,6 +71,11 @@ pub fn get_chat_administrators(
     params: &Params,
 ) -> Result<Value, ApiError> {
     let chat_id = chat_param(world, params)?;
+    if world.chat(chat_id)?.kind == ChatKind::Private {
+        return Err(ApiError::bad_request(
+            "there are no administrators in the private chat",
+        ));
+    }
     readable_members(world, chat_id, bot)?;
     let with_bots = flag(params, "return_bots");
     let chat = world.chat(chat_id)?;
@@ -168,6 +173,12 @@ pub fn create_chat_invite_link(
     params: &Params,
 ) -> Result<Value, ApiError> {
     let chat_id = chat_param(world, params)?;
+    if flag(params, "creates_join_request") && params.contains_key("member_limit") {
+        // "If True, member_limit can't be specified" (Bot API, createChatInviteLink).
+        return Err(ApiError::bad_request(
+            "member_limit can't be specified for links requiring administrator approval",
+        ));
+    }
     if !world.bot_rights(chat_id, bot)?.can_invite_users {
         return Err(ApiError::bad_request(
             "not enough rights to manage chat invite link",
@@ -221,7 +232,7 @@ pub fn answer_join_request(
     };
     chat.join_requests.remove(position);
     if approve && let Some(status) = world.status_on_joining(chat_id, user)? {
-        world.set_status(chat_id, user, status, bot)?;
+        world.set_status_by_request(chat_id, user, status, bot)?;
     }
     Ok(json!(true))
 }

@@ -266,6 +266,23 @@ fn check_keyboard(markup: &Value) -> Result<(), ApiError> {
         .filter_map(Value::as_array)
         .flatten();
     for button in buttons {
+        let actions = [
+            "url",
+            "callback_data",
+            "web_app",
+            "login_url",
+            "switch_inline_query",
+            "switch_inline_query_current_chat",
+            "switch_inline_query_chosen_chat",
+            "copy_text",
+            "callback_game",
+            "pay",
+        ];
+        if !actions.iter().any(|a| button.get(*a).is_some()) {
+            return Err(ApiError::bad_request(
+                "can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard",
+            ));
+        }
         if let Some(url) = button["url"].as_str() {
             let scheme_ok = ["https://", "http://", "tg://"]
                 .iter()

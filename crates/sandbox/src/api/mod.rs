@@ -99,6 +99,10 @@ fn readable_chat_param(world: &World, params: &Params) -> Result<i64, ApiError> 
 /// The user a call names, which must exist.
 fn user_param(world: &World, params: &Params) -> Result<i64, ApiError> {
     let user = int(params, "user_id")?;
+    // A user id is positive (`Client::get_user_id`, telegram-bot-api 10.0).
+    if user <= 0 {
+        return Err(ApiError::bad_request("Invalid user_id specified"));
+    }
     if world.accounts.contains_key(&user) {
         Ok(user)
     } else {

@@ -83,6 +83,9 @@ fn authorize_over(
 ) -> Result<(), ControlError> {
     check_ids(world, chat, admin)?;
     check_ids(world, chat, user)?;
+    if world.accounts[&admin].deleted {
+        return Err(ControlError::Deleted(admin));
+    }
     if let Some(to) = world.chats[&chat].migrated_to {
         return Err(ControlError::Upgraded { chat, to });
     }

@@ -93,7 +93,7 @@ pub struct AdminRestrict {
 /// Every operation of the control API. Over HTTP the variant is the path
 /// (`POST /_sandbox/admin_ban`) and its fields the JSON body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, strum::VariantNames)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 #[strum(serialize_all = "snake_case")]
 pub enum Operation {
     // Building the world.
@@ -312,17 +312,27 @@ impl Sandbox {
                 first_name,
                 username,
             } => {
-                to_json(self.create_bot(&first_name, username.as_deref().unwrap_or("sandbox_bot")))
+                let username = match username {
+                    Some(name) => name,
+                    None => self.world().free_bot_username(),
+                };
+                self.world().check_username(&username)?;
+                to_json(self.create_bot(&first_name, &username))
             }
             Op::CreateUser {
                 first_name,
                 last_name,
                 username,
-            } => to_json(self.create_user_with(
-                &first_name,
-                last_name.as_deref(),
-                username.as_deref(),
-            )),
+            } => {
+                if let Some(name) = &username {
+                    self.world().check_username(name)?;
+                }
+                to_json(self.create_user_with(
+                    &first_name,
+                    last_name.as_deref(),
+                    username.as_deref(),
+                ))
+            }
             Op::CreateChat(chat) => json!({ "id": self.create_chat_with(&chat)? }),
             Op::SetMember { chat, user, status } => {
                 self.set_member(chat, user, status).map(|()| done())?

@@ -60,8 +60,13 @@ impl Sandbox {
         Ok(token)
     }
 
-    /// Moves the sandbox's clock forward, so timed restrictions and bans expire.
+    /// Moves the sandbox's clock forward, so timed restrictions and bans expire; backward dates
+    /// what happens next in the past (updates that waited while a bot was down). At most ten years
+    /// either way in all.
     pub fn advance_clock(&self, seconds: i64) {
-        self.world().clock_offset_s += seconds;
+        const TEN_YEARS_S: i64 = 10 * 366 * 24 * 3600;
+        let mut world = self.world();
+        world.clock_offset_s = (world.clock_offset_s + seconds.clamp(-TEN_YEARS_S, TEN_YEARS_S))
+            .clamp(-TEN_YEARS_S, TEN_YEARS_S);
     }
 }

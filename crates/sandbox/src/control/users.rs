@@ -34,8 +34,23 @@ impl Sandbox {
     pub fn request_join(&self, chat: i64, user: i64) -> Result<(), ControlError> {
         let mut world = self.world();
         acting(&world, chat, user)?;
-        if let Status::Kicked { .. } = world.status(chat, user) {
-            return Err(ControlError::Banned { chat, user });
+        match world.status(chat, user) {
+            Status::Kicked { .. } => return Err(ControlError::Banned { chat, user }),
+            status if status.is_present() => {
+                return Err(ControlError::NotAllowed {
+                    chat,
+                    user,
+                    reason: "a member has nothing to request".into(),
+                });
+            }
+            _ => {}
+        }
+        if world.chats[&chat].join_requests.contains(&user) {
+            return Err(ControlError::NotAllowed {
+                chat,
+                user,
+                reason: "a request is already pending".into(),
+            });
         }
         let request = json!({
             "chat": world.chat_json(chat)?,
@@ -118,7 +133,12 @@ impl Sandbox {
             json!({ "type": "user", "sender_user": world.account(source.from)?.to_json(),
                     "date": source.date })
         };
-        let mut fields = text_fields(source.text.as_deref().unwrap_or_default());
+        let Some(text) = source.text.as_deref() else {
+            return Err(ControlError::Telegram(
+                "service messages can't be forwarded".into(),
+            ));
+        };
+        let mut fields = text_fields(text);
         fields.insert("forward_origin".into(), origin);
         let mut draft = Draft::new(forward.chat, forward.user, Value::Object(fields));
         draft.thread = thread(&world, forward.chat, forward.thread)?;

@@ -147,7 +147,7 @@ pub fn uniform_permissions(allowed: bool) -> Permissions {
 
 /// A member's status, the six of the Bot API. `until_date` is Unix seconds, 0 for forever.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
+#[serde(tag = "status", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Status {
     Creator,
     Administrator {

@@ -19,8 +19,14 @@ impl World {
         if !target.is_forum {
             return Err(ApiError::bad_request("the chat is not a forum"));
         }
-        if !(1..=128).contains(&name.chars().count()) {
-            return Err(ApiError::bad_request("TOPIC_TITLE_EMPTY"));
+        match name.trim().chars().count() {
+            0 => return Err(ApiError::bad_request("TOPIC_TITLE_EMPTY")),
+            1..=128 => {}
+            _ => {
+                return Err(ApiError::bad_request(
+                    "topic name must be at most 128 characters",
+                ));
+            }
         }
         let thread = target.next_message_id;
         self.chat_mut(chat)?.topics.insert(
@@ -67,6 +73,18 @@ impl World {
                 "a discussion group links a channel to a supergroup",
             ));
         }
+        // A channel has one discussion group and a group discusses one channel: earlier links go.
+        for earlier in [
+            self.chat(channel)?.linked_chat,
+            self.chat(group)?.linked_chat,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Some(chat) = self.chats.get_mut(&earlier) {
+                chat.linked_chat = None;
+            }
+        }
         self.chat_mut(channel)?.linked_chat = Some(group);
         self.chat_mut(group)?.linked_chat = Some(channel);
         Ok(())
@@ -111,7 +129,8 @@ impl World {
         if old.kind != ChatKind::Group || old.migrated_to.is_some() {
             return Err(ApiError::bad_request("the chat is not a basic group"));
         }
-        if !self.status(chat, by).is_admin() {
+        // Only the creator upgrades (tdlib `upgradeBasicGroupChatToSupergroupChat`).
+        if !matches!(self.status(chat, by), Status::Creator) {
             return Err(ApiError::bad_request("CHAT_ADMIN_REQUIRED"));
         }
         let title = old.title.clone().unwrap_or_default();

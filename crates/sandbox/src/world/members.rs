@@ -17,6 +17,29 @@ impl World {
         new: Status,
         actor: i64,
     ) -> Result<(), ApiError> {
+        self.change_status(chat_id, user, new, actor, false)
+    }
+
+    /// A join request `approver` approved: the `chat_member` update says `via_join_request`, and
+    /// the join's service message is the member's own.
+    pub fn set_status_by_request(
+        &mut self,
+        chat_id: i64,
+        user: i64,
+        new: Status,
+        approver: i64,
+    ) -> Result<(), ApiError> {
+        self.change_status(chat_id, user, new, approver, true)
+    }
+
+    fn change_status(
+        &mut self,
+        chat_id: i64,
+        user: i64,
+        new: Status,
+        actor: i64,
+        via_join_request: bool,
+    ) -> Result<(), ApiError> {
         let old = self.status(chat_id, user);
         let kind = self.chat(chat_id)?.kind;
         self.chat_mut(chat_id)?.members.insert(user, new.clone());
@@ -24,13 +47,16 @@ impl World {
             return Ok(());
         }
         let account = self.account(user)?.clone();
-        let change = json!({
+        let mut change = json!({
             "chat": self.chat_json(chat_id)?,
             "from": self.accounts.get(&actor).unwrap_or(&account).to_json(),
             "date": self.now(),
             "old_chat_member": old.to_json(&account, kind),
             "new_chat_member": new.to_json(&account, kind),
         });
+        if via_join_request {
+            change["via_join_request"] = json!(true);
+        }
         let change = Payload::new(change);
         if self.bots.contains_key(&user) {
             self.push_update(user, "my_chat_member", &change);
@@ -41,7 +67,8 @@ impl World {
             }
         }
         if kind.is_group() {
-            self.membership_service_message(chat_id, &account, &old, &new, actor)?;
+            let sender = if via_join_request { user } else { actor };
+            self.membership_service_message(chat_id, &account, &old, &new, sender)?;
         }
         Ok(())
     }

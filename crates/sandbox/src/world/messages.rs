@@ -163,12 +163,23 @@ impl World {
     ) -> Result<Arc<Value>, ApiError> {
         let now = self.now();
         let kind = self.chat(chat)?.kind;
+        // A channel's posts are the channel's: its administrators edit them.
+        let author = if kind == ChatKind::Channel && self.status(chat, author).is_admin() {
+            chat
+        } else {
+            author
+        };
         let stored = self
             .chat_mut(chat)?
             .messages
             .get_mut(&message_id)
             .filter(|m| !m.deleted)
             .ok_or_else(|| ApiError::bad_request("message to edit not found"))?;
+        if stored.text.as_deref() == Some(text) {
+            return Err(ApiError::bad_request(
+                "message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+            ));
+        }
         if stored.author != author {
             return Err(ApiError::bad_request("message can't be edited"));
         }

@@ -127,6 +127,8 @@ pub struct World {
     pub tokens: FxHashMap<String, i64>,
     pub chats: FxHashMap<i64, Chat>,
     pub usernames: FxHashMap<String, i64>,
+    /// Every username in use, of chats and accounts alike (lowercase): Telegram's are one namespace.
+    pub taken_usernames: std::collections::HashSet<String>,
     pub callback_answers: FxHashMap<String, Value>,
     /// Callback query id → the user allowed to answer for it (for checks) and its bot.
     pub callbacks: FxHashMap<String, (i64, i64)>,
@@ -151,6 +153,10 @@ impl Default for World {
             tokens: FxHashMap::default(),
             chats: FxHashMap::default(),
             usernames: FxHashMap::default(),
+            taken_usernames: Account::service_accounts()
+                .iter()
+                .filter_map(|a| a.username.as_ref().map(|u| u.to_ascii_lowercase()))
+                .collect(),
             callback_answers: FxHashMap::default(),
             callbacks: FxHashMap::default(),
             next_user_id: 100_000,
@@ -179,6 +185,9 @@ impl World {
         is_bot: bool,
     ) -> Account {
         self.next_user_id += 1;
+        if let Some(name) = username {
+            self.taken_usernames.insert(name.to_ascii_lowercase());
+        }
         let account = Account {
             id: self.next_user_id,
             is_bot,
@@ -236,8 +245,28 @@ impl World {
             .insert(id, Chat::new(id, kind, title, username.map(str::to_string)));
         if let Some(username) = username {
             self.usernames.insert(username.to_ascii_lowercase(), id);
+            self.taken_usernames.insert(username.to_ascii_lowercase());
         }
         id
+    }
+
+    /// A username no chat or account has yet.
+    pub fn check_username(&self, name: &str) -> Result<(), ApiError> {
+        if self.taken_usernames.contains(&name.to_ascii_lowercase()) {
+            Err(ApiError::bad_request(&format!(
+                "the username @{name} is already taken"
+            )))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A free username for a bot created without one (`bot<n>_bot`).
+    pub fn free_bot_username(&self) -> String {
+        (self.next_user_id + 1..)
+            .map(|n| format!("bot{n}_bot"))
+            .find(|name| self.check_username(name).is_ok())
+            .unwrap_or_default()
     }
 
     /// The private chat between `user` and a bot (its id is the user's id, as in Telegram).
