@@ -16,22 +16,8 @@ enforce_tests!(
     channel_senders_may_be_allowed_and_the_linked_channel_always_is,
 );
 
-/// A chat of `kind` with the owner as creator and the bot as an administrator.
-fn chat(world: &Guarded, kind: ChatKind, title: &str) -> i64 {
-    let chat = world.sandbox.create_chat(kind, title, None);
-    world
-        .sandbox
-        .set_member(chat, world.owner.id, Status::Creator)
-        .unwrap();
-    world
-        .sandbox
-        .promote(chat, world.bot.id, AdminRights::force_subscribe())
-        .unwrap();
-    chat
-}
-
 async fn protect_in_a_basic_group_is_refused_with_the_way_out(world: Guarded) {
-    let basic = chat(&world, ChatKind::Group, "Basic");
+    let basic = world.chat(ChatKind::Group, "Basic", None);
     world.settle().await;
     let sent = world
         .sandbox
@@ -58,7 +44,7 @@ async fn protect_in_a_basic_group_is_refused_with_the_way_out(world: Guarded) {
 }
 
 async fn a_protected_group_follows_its_upgrade_to_a_supergroup(world: Guarded) {
-    let basic = chat(&world, ChatKind::Group, "Basic");
+    let basic = world.chat(ChatKind::Group, "Basic", None);
     // A record of the basic group (the original platform protected such groups): its policy and
     // channel must follow the upgrade.
     let store = &world.db.store;

@@ -207,14 +207,19 @@ impl Guarded {
 
     /// Another channel owned by the owner, with the bot as its administrator.
     pub fn channel(&self, title: &str, username: Option<&str>) -> i64 {
-        let channel = self.sandbox.create_chat(ChatKind::Channel, title, username);
+        self.chat(ChatKind::Channel, title, username)
+    }
+
+    /// Another group (or channel) of `kind` the owner created, with the bot as its administrator.
+    pub fn chat(&self, kind: ChatKind, title: &str, username: Option<&str>) -> i64 {
+        let chat = self.sandbox.create_chat(kind, title, username);
         self.sandbox
-            .set_member(channel, self.owner.id, Status::Creator)
+            .set_member(chat, self.owner.id, Status::Creator)
             .unwrap();
         self.sandbox
-            .promote(channel, self.bot.id, AdminRights::force_subscribe())
+            .promote(chat, self.bot.id, AdminRights::force_subscribe())
             .unwrap();
-        channel
+        chat
     }
 
     /// A user who is not in the group yet.

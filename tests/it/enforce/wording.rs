@@ -36,17 +36,7 @@ async fn with_spanish_as_the_global_default_protect_answers_wholly_in_spanish(wo
         .unwrap();
     world.enforcer().invalidate_all();
     // A group with no record and no override yet, and a channel the bot does not administer.
-    let group = world
-        .sandbox
-        .create_chat(ChatKind::Supergroup, "Lectores", None);
-    world
-        .sandbox
-        .set_member(group, world.owner.id, Status::Creator)
-        .unwrap();
-    world
-        .sandbox
-        .promote(group, world.bot.id, AdminRights::force_subscribe())
-        .unwrap();
+    let group = world.chat(ChatKind::Supergroup, "Lectores", None);
     let sports = world
         .sandbox
         .create_chat(ChatKind::Channel, "Deportes", Some("deportes"));
