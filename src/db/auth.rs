@@ -1,5 +1,6 @@
 //! `login_links` and `admin_users`: who may open the dashboard, and the one-time links that let them.
 
+use super::BeginWrite;
 use super::{Store, StoreError, now_ms, with_pool};
 
 /// Someone the owner let into the dashboard.
@@ -85,7 +86,7 @@ impl Store {
     /// Removes an admin and ends their sessions, in one transaction.
     pub async fn remove_admin(&self, telegram_user_id: i64) -> Result<(), StoreError> {
         let removed = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let done = sqlx::query("DELETE FROM admin_users WHERE telegram_user_id = $1")
                 .bind(telegram_user_id)
                 .execute(&mut *tx)

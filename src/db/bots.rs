@@ -1,5 +1,6 @@
 //! `bot_instances`: the bots the service runs, their desired state and their observed state.
 
+use super::BeginWrite;
 use super::{Store, StoreError, now_ms, with_pool};
 use crate::domain::{DesiredState, RunState};
 
@@ -246,7 +247,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now_ms();
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for (id, ciphertext) in ciphertexts {
                 sqlx::query("UPDATE bot_instances SET token_ciphertext = $1, updated_at = $2 WHERE id = $3")
                     .bind(ciphertext)

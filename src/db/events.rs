@@ -2,6 +2,7 @@
 
 use sqlx::types::Json;
 
+use super::BeginWrite;
 use super::bots::RUN_STATE_UPDATE_COUNTS;
 use super::{RunStateUpdate, Store, StoreError, now_ms, with_pool};
 
@@ -36,7 +37,7 @@ impl Store {
     pub async fn append_events(&self, items: &[NewEvent]) -> Result<Vec<EventRow>, StoreError> {
         let now = now_ms();
         Ok(with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut rows = Vec::with_capacity(items.len());
             for item in items {
                 let mut payload = item.payload.clone();

@@ -2,6 +2,7 @@
 
 use sqlx::types::Json;
 
+use super::BeginWrite;
 use super::{Store, StoreError, now_ms, with_pool};
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -278,7 +279,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now_ms();
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query("DELETE FROM group_channel_links WHERE group_id = $1")
                 .bind(group_id)
                 .execute(&mut *tx)
@@ -313,7 +314,7 @@ impl Store {
     ) -> Result<Option<GroupRow>, StoreError> {
         let now = now_ms();
         let moved = with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let taken: Option<(i64,)> = sqlx::query_as(
                 "SELECT id FROM protected_groups WHERE bot_instance_id = $1 AND chat_id = $2",
             )

@@ -117,6 +117,38 @@ macro_rules! with_pool {
 }
 pub(crate) use with_pool;
 
+/// Opens a transaction that will write; every transaction in the store does.
+pub(crate) trait BeginWrite {
+    type Db: sqlx::Database;
+
+    /// On SQLite, `BEGIN IMMEDIATE`: the write lock is taken at the start, waiting up to the busy
+    /// timeout for another writer. A deferred transaction that reads first and writes later gets
+    /// SQLITE_BUSY ("database is locked") at once when another connection wrote in between, and
+    /// the busy timeout does not retry that (<https://sqlite.org/lang_transaction.html>, "Read
+    /// transactions", and `SQLITE_BUSY_SNAPSHOT`). On PostgreSQL, a plain `BEGIN`: row locks
+    /// order concurrent writers.
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+    + Send;
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
 impl Store {
     /// Connects to the configured database. For SQLite the file's directory is created and the
     /// database runs in WAL mode (readers never block the writer). Does not migrate.

@@ -5,6 +5,7 @@
 use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
+use super::BeginWrite;
 use super::{Store, StoreError, with_pool};
 
 /// One verification decision.
@@ -50,7 +51,7 @@ impl Store {
         }
         let rollups = super::rollups::verification_statements(rows);
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut insert = QueryBuilder::new(
                     "INSERT INTO verification_log (bot_instance_id, group_id, chat_id, user_id, channel_ids, \
@@ -84,7 +85,7 @@ impl Store {
         }
         let rollups = super::rollups::api_call_statements(rows);
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 let mut insert = QueryBuilder::new(
                     "INSERT INTO api_call_log (bot_instance_id, method, outcome, error_code, latency_ms, created_at) ",

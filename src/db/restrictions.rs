@@ -4,6 +4,7 @@
 
 use sqlx::types::Json;
 
+use super::BeginWrite;
 use super::{Store, StoreError, now_ms, with_pool};
 use crate::domain::EndReason;
 
@@ -205,23 +206,30 @@ impl Store {
         )
     }
 
-    /// Remembers which warning message names these members.
+    /// Remembers which warning message names these members; returns the other warning messages
+    /// that named any of them before (each now names fewer members, perhaps none).
     pub async fn set_warning_message(
         &self,
         restriction_ids: &[i64],
         message_id: i64,
-    ) -> Result<(), StoreError> {
-        let sql =
+    ) -> Result<Vec<i64>, StoreError> {
+        let read = "SELECT warning_message_id FROM member_restrictions WHERE id = $1";
+        let write =
             "UPDATE member_restrictions SET warning_message_id = $1, updated_at = $2 WHERE id = $3";
         let now = now_ms();
+        let mut before: Vec<i64> = Vec::new();
         with_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for id in restriction_ids {
-                sqlx::query(sql).bind(message_id).bind(now).bind(id).execute(&mut *tx).await?;
+                let old: Option<i64> = sqlx::query_scalar(read).bind(id).fetch_optional(&mut *tx).await?.flatten();
+                before.extend(old.filter(|old| *old != message_id));
+                sqlx::query(write).bind(message_id).bind(now).bind(id).execute(&mut *tx).await?;
             }
             tx.commit().await?;
         });
-        Ok(())
+        before.sort_unstable();
+        before.dedup();
+        Ok(before)
     }
 
     /// The warning no longer names this member (they left the group; the record stays).

@@ -5,7 +5,7 @@ use teloxide::payloads::AnswerCallbackQuerySetters;
 use teloxide::prelude::Requester;
 use teloxide::types::CallbackQuery;
 
-use super::actions::{self, Lifted, channel_list};
+use super::actions::{self, Lifted};
 use super::context::Turn;
 use super::flows::{self, Verdict};
 use super::standing::Standing;
@@ -115,10 +115,16 @@ async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> 
         }
         Verdict::Denied { unconfirmed: false } => {
             group.record(presser, Outcome::StillMissing, false);
-            // Alerts are plain text: channel names without HTML.
-            let names = channel_list(&outcome.missing)
-                .replace("<b>", "")
-                .replace("</b>", "");
+            // Alerts are plain text: channel names as written, not escaped for HTML.
+            let names = outcome
+                .missing
+                .iter()
+                .map(|c| match &c.username {
+                    Some(username) => format!("@{username}"),
+                    None => c.title.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
             let text = view.texts.render(
                 view.policy.language,
                 "still_missing",

@@ -293,11 +293,7 @@ async fn protect(here: &Here<'_>, message: &Message, args: &[&str]) -> anyhow::R
         }
     }
     if !problems.is_empty() {
-        let lines = problems
-            .iter()
-            .map(|p| format!("• {}", p.render(here.texts, here.language)))
-            .collect::<Vec<_>>()
-            .join("\n");
+        let lines = Problem::bullets(&problems, here.texts, here.language);
         return Ok(here
             .texts
             .render(here.language, "protect_missing", &[("problems", &lines)]));
@@ -389,17 +385,15 @@ fn status(existing: Option<&GroupView>, here: &Here<'_>) -> String {
     };
     let policy = &view.policy;
     let word = |name: &str| here.texts.render(here.language, name, &[]);
+    // Stored as codes, so each fix reads in the group's language, one per line.
+    let problems = health::stored(view.group.health_detail.as_ref().map(|d| &d.0));
     let health = match view.group.health.as_str() {
         "ok" => word("status_ok"),
-        _ => {
-            let summary = view
-                .group
-                .health_detail
-                .as_ref()
-                .and_then(|d| d.0["summary"].as_str().map(str::to_string))
-                .unwrap_or_else(|| view.group.health.clone());
-            format!("⚠ {}", escape(&summary))
-        }
+        _ if problems.is_empty() => format!("⚠ {}", word("status_unchecked")),
+        _ => format!(
+            "⚠\n{}",
+            Problem::bullets(&problems, here.texts, here.language)
+        ),
     };
     let require = match policy.require {
         Require::All => word("require_all"),

@@ -4,13 +4,13 @@
 //! (Bot API, `restrictChatMember` and `banChatMember`; tdlib's `fix_until_date`). A date computed
 //! when an action was planned can be seconds old by the time a rate limit or a 429's
 //! `retry_after` lets the request go, and a 30-second mute would then mute forever. So the only
-//! way to put an `until_date` on a request is [`restrict_request`], which callers invoke inside
+//! way to put an `until_date` on a request is [`restrict_request`] or [`ban_request`], which callers invoke inside
 //! [`super::Calls::run_built`], and [`UntilDate::from_now`] never yields less than 30 s plus
 //! [`MARGIN_S`] ahead of the moment it is called. A test keeps `until_date(` out of every other file.
 
 use chrono::{DateTime, Utc};
 use teloxide::Bot;
-use teloxide::payloads::RestrictChatMemberSetters;
+use teloxide::payloads::{BanChatMemberSetters, RestrictChatMemberSetters};
 use teloxide::prelude::Requester;
 use teloxide::requests::JsonRequest;
 use teloxide::types::{ChatId, ChatPermissions, UserId};
@@ -62,6 +62,24 @@ pub fn restrict_request(
     until: Option<UntilDate>,
 ) -> JsonRequest<teloxide::payloads::RestrictChatMember> {
     let request = bot.restrict_chat_member(ChatId(chat), UserId(user.max(0) as u64), permissions);
+    match until {
+        Some(until) => request.until_date(until.at()),
+        None => request,
+    }
+}
+
+/// A `banChatMember` request that keeps the member's messages; `until` is `None` for a ban until
+/// an administrator lifts it. A kick is a ban with the shortest `until`: should the unban that
+/// follows fail, the ban still ends by itself within a minute.
+pub fn ban_request(
+    bot: &Bot,
+    chat: i64,
+    user: i64,
+    until: Option<UntilDate>,
+) -> JsonRequest<teloxide::payloads::BanChatMember> {
+    let request = bot
+        .ban_chat_member(ChatId(chat), UserId(user.max(0) as u64))
+        .revoke_messages(false);
     match until {
         Some(until) => request.until_date(until.at()),
         None => request,

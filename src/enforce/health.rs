@@ -36,10 +36,14 @@ pub enum Problem {
     ChannelUnseen(String),
     /// Not a channel.
     NotChannel(String),
+    /// The group's bot does not run in this process, so nothing could be asked.
+    BotStopped,
 }
 
 impl Problem {
-    fn template(&self) -> &'static str {
+    /// The problem's code: its template's name, stored with the channel it names so the group's
+    /// own language can render it later (`/status`).
+    pub fn code(&self) -> &'static str {
         match self {
             Self::GroupAdmin => "problem_group_admin",
             Self::GroupRestrict => "problem_group_restrict",
@@ -49,18 +53,51 @@ impl Problem {
             Self::ChannelAdmin(_) => "problem_channel_admin",
             Self::ChannelUnseen(_) => "problem_channel_unseen",
             Self::NotChannel(_) => "problem_not_channel",
+            Self::BotStopped => "problem_bot_stopped",
         }
+    }
+
+    /// The channel the problem names, if any.
+    fn channel(&self) -> Option<&str> {
+        match self {
+            Self::ChannelAdmin(name) | Self::ChannelUnseen(name) | Self::NotChannel(name) => {
+                Some(name)
+            }
+            _ => None,
+        }
+    }
+
+    /// The problem stored as `{"code": …, "channel": …}` (see [`Problem::code`]); `None` for a
+    /// code this version does not know.
+    pub fn from_stored(item: &serde_json::Value) -> Option<Self> {
+        let channel = || item["channel"].as_str().unwrap_or_default().to_string();
+        Some(match item["code"].as_str()? {
+            "problem_group_admin" => Self::GroupAdmin,
+            "problem_group_restrict" => Self::GroupRestrict,
+            "problem_group_delete" => Self::GroupDelete,
+            "problem_group_removed" => Self::GroupRemoved,
+            "problem_basic_group" => Self::BasicGroup,
+            "problem_channel_admin" => Self::ChannelAdmin(channel()),
+            "problem_channel_unseen" => Self::ChannelUnseen(channel()),
+            "problem_not_channel" => Self::NotChannel(channel()),
+            "problem_bot_stopped" => Self::BotStopped,
+            _ => return None,
+        })
     }
 
     /// The fix in `language` (HTML-escaped).
     pub fn render(&self, texts: &Texts, language: Language) -> String {
-        let channel = match self {
-            Self::ChannelAdmin(name) | Self::ChannelUnseen(name) | Self::NotChannel(name) => {
-                escape(name)
-            }
-            _ => String::new(),
-        };
-        texts.render(language, self.template(), &[("channel", &channel)])
+        let channel = self.channel().map(escape).unwrap_or_default();
+        texts.render(language, self.code(), &[("channel", &channel)])
+    }
+
+    /// Fixes as a message's lines, one bullet each, in `language` (HTML).
+    pub fn bullets(problems: &[Self], texts: &Texts, language: Language) -> String {
+        problems
+            .iter()
+            .map(|p| format!("• {}", p.render(texts, language)))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The fix in English, as stored for the dashboard and the API.
@@ -72,6 +109,27 @@ impl Problem {
             .replace("&quot;", "\"")
             .replace("&amp;", "&")
     }
+}
+
+/// `groups.health_detail` for `problems` (none: no detail): each fix in English for the dashboard
+/// and the API (`problems`, `summary`), and each as code and channel (`items`) for the group's own
+/// language.
+fn detail(problems: &[Problem]) -> Option<serde_json::Value> {
+    let english: Vec<String> = problems.iter().map(Problem::english).collect();
+    let items: Vec<serde_json::Value> = problems
+        .iter()
+        .map(|p| json!({ "code": p.code(), "channel": p.channel() }))
+        .collect();
+    (!problems.is_empty())
+        .then(|| json!({ "problems": english, "summary": english.join("; "), "items": items }))
+}
+
+/// The problems stored in a group's `health_detail` (those this version knows).
+pub fn stored(detail: Option<&serde_json::Value>) -> Vec<Problem> {
+    detail
+        .and_then(|d| d["items"].as_array())
+        .map(|items| items.iter().filter_map(Problem::from_stored).collect())
+        .unwrap_or_default()
 }
 
 /// A check's result as stored.
@@ -113,16 +171,15 @@ pub async fn check_by_id(shared: &Arc<Shared>, group_id: i64) -> anyhow::Result<
     let row = shared.store.group(group_id).await?;
     let bot = row.bot_instance_id;
     let Some(runtime) = shared.runtime(bot) else {
-        let problems = vec!["start the group's bot so its rights can be checked".to_string()];
-        let detail = json!({ "problems": problems, "summary": problems.join("; ") });
+        let found = [Problem::BotStopped];
         shared
             .store
-            .set_group_health(group_id, "unknown", Some(&detail))
+            .set_group_health(group_id, "unknown", detail(&found).as_ref())
             .await?;
         shared.directory.invalidate(bot, row.chat_id);
         return Ok(Checked {
             health: "unknown",
-            problems,
+            problems: found.iter().map(Problem::english).collect(),
         });
     };
     let view = Arc::new(shared.directory.view(row).await?);
@@ -217,16 +274,9 @@ async fn store(group: &GroupTurn, found: &[Problem], announce: bool) -> anyhow::
     let previous = shared.store.group(view.group.id).await?.health;
     let health = if found.is_empty() { "ok" } else { "degraded" };
     let english: Vec<String> = found.iter().map(Problem::english).collect();
-    let detail = (!found.is_empty()).then(|| {
-        json!({
-            "problems": english,
-            "summary": english.join("; "),
-            "codes": found.iter().map(|p| p.template()).collect::<Vec<_>>(),
-        })
-    });
     shared
         .store
-        .set_group_health(view.group.id, health, detail.as_ref())
+        .set_group_health(view.group.id, health, detail(found).as_ref())
         .await?;
     shared.directory.invalidate(group.bot(), view.group.chat_id);
     let checked = Checked {
@@ -241,11 +291,7 @@ async fn store(group: &GroupTurn, found: &[Problem], announce: bool) -> anyhow::
         json!({ "group_id": view.group.id, "chat_id": view.group.chat_id, "title": view.group.title, "health": health, "problems": english }),
     );
     if health == "degraded" && announce {
-        let problems = found
-            .iter()
-            .map(|p| p.render(&view.texts, view.policy.language))
-            .collect::<Vec<_>>()
-            .join("; ");
+        let problems = Problem::bullets(found, &view.texts, view.policy.language);
         let text = view.texts.render(
             view.policy.language,
             "health_lost",

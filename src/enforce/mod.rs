@@ -28,6 +28,7 @@ mod deadline;
 mod directory;
 mod flows;
 mod health;
+mod html;
 pub mod limiter;
 mod membership;
 pub mod policy;
@@ -124,9 +125,13 @@ pub struct Shared {
     pub directory: Arc<directory::Directory>,
     limiter: Arc<limiter::Limiter>,
     admins: moka::sync::Cache<(i64, i64), Arc<HashSet<i64>>>,
-    /// (bot, chat, user) seen joining recently: the service message and the `chat_member` update
-    /// of one join are handled once.
+    /// (bot, chat, user) seen joining and not seen leaving since: the service message and the
+    /// `chat_member` update of one join are handled once, however far apart they arrive (a 429
+    /// or an outage can hold one back for minutes); a leave clears the key, so a rejoin is a join.
     recent_joins: moka::sync::Cache<(i64, i64, i64), ()>,
+    /// (bot, chat, user) who left a group and have not come back: a warning being sent as they
+    /// left does not name them (its record is stored only once it is sent).
+    departed: moka::sync::Cache<(i64, i64, i64), ()>,
     /// (bot, chat, user) seen in a group (joined or wrote) within a day, with when their last pass
     /// was recorded: the groups a member who leaves a channel is checked in at once (anyone else
     /// is caught by their next message), and the fold of repeated passes into one record.
@@ -134,6 +139,9 @@ pub struct Shared {
     /// (bot, group) → the channel the group discusses (`linked_chat_id`), whose automatic forwards
     /// and posts are never checked; read from `getChat`, kept like the administrator list.
     linked_channels: moka::sync::Cache<(i64, i64), Option<i64>>,
+    /// (bot, group) whose linked channel was read again in the last minute because a message came
+    /// from another channel.
+    linked_rereads: moka::sync::Cache<(i64, i64), ()>,
     /// (bot, group, channel) told recently that messages sent as that channel are deleted: the
     /// group hears it once a day, not once a message.
     channel_notices: moka::sync::Cache<(i64, i64, i64), ()>,
@@ -183,7 +191,11 @@ impl Enforcer {
                 .build(),
             recent_joins: moka::sync::Cache::builder()
                 .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(30))
+                .time_to_live(Duration::from_secs(15 * 60))
+                .build(),
+            departed: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(15 * 60))
                 .build(),
             known_members: moka::sync::Cache::builder()
                 .max_capacity(2_000_000)
@@ -192,6 +204,10 @@ impl Enforcer {
             linked_channels: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(options.admin_ttl)
+                .build(),
+            linked_rereads: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
                 .build(),
             channel_notices: moka::sync::Cache::builder()
                 .max_capacity(100_000)

@@ -5,7 +5,8 @@
 //!
 //! Admins may override any template per language (`settings` key `texts.<lang>`, an object of
 //! template name → text). [`check_override`] refuses, when saved, an override with a placeholder its
-//! template does not have; one that slipped in before is ignored with a warning.
+//! template does not have or HTML Telegram would refuse; one that slipped in before is ignored
+//! with a warning, and the built-in text is used.
 
 use std::collections::HashMap;
 
@@ -19,7 +20,7 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
     (
         "warning_join",
         "👋 {users}, welcome to {group}! To write here, please join {channels}, then press <b>I have joined</b>.",
-        "👋 {users}, ¡bienvenido a {group}! Para escribir aquí, únete a {channels} y pulsa <b>Ya me uní</b>.",
+        "👋 Hola, {users}. Para escribir en {group}, únete a {channels} y pulsa <b>Ya me uní</b>.",
     ),
     (
         "warning_message",
@@ -71,7 +72,7 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
     (
         "welcome",
         "👋 Welcome to {group}, {users}!",
-        "👋 ¡Bienvenido a {group}, {users}!",
+        "👋 {users}, ¡te damos la bienvenida a {group}!",
     ),
     (
         "help",
@@ -139,8 +140,8 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
     ("settings_saved", "Saved.", "Guardado."),
     (
         "health_lost",
-        "⚠ Administrators: I can no longer enforce subscriptions here. {problems}",
-        "⚠ Administradores: ya no puedo exigir suscripciones aquí. {problems}",
+        "⚠ Administrators: I can no longer enforce subscriptions here. To fix it:\n{problems}",
+        "⚠ Administradores: ya no puedo exigir suscripciones aquí. Para arreglarlo:\n{problems}",
     ),
     (
         "protect_basic_group",
@@ -188,11 +189,17 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "{channel} no es un canal",
     ),
     (
+        "problem_bot_stopped",
+        "start the group's bot so its rights can be checked",
+        "inicia el bot del grupo para que se puedan comprobar sus permisos",
+    ),
+    (
         "problem_basic_group",
         "the group is a basic group: Telegram lets bots restrict members only in supergroups",
         "el grupo es un grupo básico: Telegram solo deja que los bots restrinjan miembros en supergrupos",
     ),
     ("status_ok", "ok", "correctos"),
+    ("status_unchecked", "not checked yet", "aún sin comprobar"),
     ("require_all", "every channel", "todos los canales"),
     (
         "require_any",
@@ -352,6 +359,9 @@ pub fn allowed_placeholders(name: &str) -> Vec<&'static str> {
 /// Whether `text` may replace template `name`: every placeholder it uses must be one the template
 /// offers. The error names the offending placeholder and the allowed ones.
 pub fn check_override(name: &str, text: &str) -> Result<(), String> {
+    if is_html(name) {
+        super::html::check(text)?;
+    }
     let allowed = allowed_placeholders(name);
     match placeholders(text)
         .into_iter()
@@ -370,6 +380,23 @@ pub fn check_override(name: &str, text: &str) -> Result<(), String> {
                 .join(", ")
         )),
     }
+}
+
+/// Whether template `name` is sent as Telegram HTML: all but button labels and the answers shown
+/// when a button is pressed, which Telegram shows as plain text.
+pub fn is_html(name: &str) -> bool {
+    const PLAIN: [&str; 6] = [
+        "verified",
+        "still_missing",
+        "not_your_button",
+        "admin_hold",
+        "check_failed",
+        "settings_saved",
+    ];
+    !(PLAIN.contains(&name)
+        || name.starts_with("button_")
+        || name.starts_with("menu_")
+        || name.starts_with("value_"))
 }
 
 /// Every template name (the API lists them for the settings page).
@@ -468,6 +495,32 @@ mod tests {
             Ok(()),
             "not a placeholder"
         );
+    }
+
+    #[test]
+    fn every_built_in_html_text_is_html_telegram_accepts() {
+        for (name, en, es) in CATALOGUE.iter().filter(|(name, _, _)| is_html(name)) {
+            assert_eq!(crate::enforce::html::check(en), Ok(()), "{name}");
+            assert_eq!(crate::enforce::html::check(es), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn an_override_telegram_would_refuse_is_refused_and_never_used() {
+        let refused = check_override("welcome", "<b>Hi {users}").unwrap_err();
+        assert!(refused.contains("never closed"), "{refused}");
+        assert!(check_override("welcome", "Tom & {users}").is_err());
+        assert_eq!(
+            check_override("button_verify", "Tom & Jerry <3"),
+            Ok(()),
+            "plain"
+        );
+        let texts = Texts::with_overrides(&[(
+            "texts.en".into(),
+            json!({ "welcome": "<div>{users}</div>" }),
+        )]);
+        let text = texts.render(Language::En, "welcome", &[("users", "Ana"), ("group", "G")]);
+        assert_eq!(text, "👋 Welcome to G, Ana!");
     }
 
     #[test]

@@ -20,6 +20,7 @@ on_both_backends!(
     unknown_ids_are_reported_as_not_found,
     deleting_a_bot_removes_its_groups_and_links,
     groups_and_channels_link_and_unlink,
+    an_upgrade_seen_in_both_chats_at_once_moves_the_group_once,
     re_adding_a_group_keeps_its_policy,
     token_ciphertexts_are_replaced_together_with_the_canary,
     verifications_are_counted_by_outcome_within_a_time_range,
@@ -239,6 +240,30 @@ async fn deleting_a_bot_removes_its_groups_and_links(db: &TestDb) {
         affected.iter().map(|g| g.id).collect::<Vec<_>>(),
         vec![kept.id]
     );
+}
+
+/// Telegram announces an upgrade in both chats (`migrate_to_chat_id`, `migrate_from_chat_id`),
+/// handled concurrently: each transaction reads, then writes. On SQLite a transaction that began
+/// by reading failed with "database is locked" when the other had written meanwhile.
+async fn an_upgrade_seen_in_both_chats_at_once_moves_the_group_once(db: &TestDb) {
+    let bot = db.store.insert_bot(&new_bot(7011)).await.unwrap();
+    for n in 0..20 {
+        let (old, new) = (-4_000 - n, -100_300_000_000 - n);
+        let group = db
+            .store
+            .upsert_group(&new_group(bot.id, old, "Basic"))
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(
+            db.store.migrate_group_chat(bot.id, old, new),
+            db.store.migrate_group_chat(bot.id, old, new),
+        );
+        let moved: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+        assert_eq!(moved.len(), 1, "moved once");
+        assert_eq!((moved[0].id, moved[0].chat_id), (group.id, new));
+        let stored = db.store.group_by_chat(bot.id, new).await.unwrap().unwrap();
+        assert!(stored.enabled, "the second sighting disables nothing");
+    }
 }
 
 async fn groups_and_channels_link_and_unlink(db: &TestDb) {

@@ -9,14 +9,14 @@ mod say;
 mod warnings;
 
 use teloxide::RequestError;
-use teloxide::payloads::{BanChatMemberSetters, UnbanChatMemberSetters};
+use teloxide::payloads::UnbanChatMemberSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, ChatPermissions, UserId};
 
 pub use self::say::{channel_list, delete_later, delete_message, say, say_in};
 pub use self::warnings::WarningQueue;
 use super::context::{GroupTurn, Turn};
-use super::deadline::{UntilDate, now_s, restrict_request};
+use super::deadline::{UntilDate, ban_request, now_s, restrict_request};
 use super::policy::Action;
 use super::standing::{self, Standing};
 use super::texts::{escape, mention};
@@ -51,8 +51,10 @@ pub struct Member {
     pub name: String,
 }
 
-/// Applies the group's policy to a member who is not subscribed (deleting `message_id` first, if
-/// given); returns the outcome recorded in `verification_log`.
+/// Applies the group's policy to a member who is not subscribed, then deletes the message that
+/// set it off (`message_id`, if any); returns the outcome recorded in `verification_log`. If the
+/// policy could not be applied (Telegram refused, or the standing could not be read), the message
+/// stays: a message vanishing while its writer goes on writing would look like the bot works.
 pub async fn enforce(
     group: &GroupTurn,
     member: &Member,
@@ -60,10 +62,23 @@ pub async fn enforce(
     why: Why,
     message_id: Option<i32>,
 ) -> anyhow::Result<Outcome> {
-    let (bot, chat, user) = (group.bot(), group.chat(), member.user_id);
-    if let Some(message_id) = message_id {
-        delete_message(group, chat, message_id).await;
+    let outcome = apply(group, member, missing, why).await?;
+    if let Some(message_id) = message_id
+        && !matches!(outcome, Outcome::Failed | Outcome::Exempt)
+    {
+        delete_message(group, group.chat(), message_id).await;
     }
+    Ok(outcome)
+}
+
+/// What [`enforce`] does before the message goes.
+async fn apply(
+    group: &GroupTurn,
+    member: &Member,
+    missing: &[ChannelRow],
+    why: Why,
+) -> anyhow::Result<Outcome> {
+    let (bot, chat, user) = (group.bot(), group.chat(), member.user_id);
     let standing = match standing::read(group, chat, user).await {
         Ok(standing) => standing,
         Err(error) => {
@@ -223,24 +238,27 @@ async fn restrict(
     Ok(())
 }
 
-/// Kick (ban, then unban only if banned, so the member may come back) or ban for good.
+/// Kick or ban for good. A kick is a ban that ends by itself (the shortest `until_date` Telegram
+/// honours, fixed when the request leaves) followed by an unban, so the member may come back at
+/// once; if the unban fails, the ban still runs out within a minute instead of lasting forever.
 async fn remove(group: &GroupTurn, user: i64, kick: bool) -> Result<(), RequestError> {
-    let bot = group.calls().bot();
-    let chat = ChatId(group.chat());
+    let chat = group.chat();
     group
         .calls()
-        .run(
-            "banChatMember",
-            None,
-            bot.ban_chat_member(chat, user_id(user))
-                .revoke_messages(false),
-        )
+        .run_built("banChatMember", None, || {
+            let until = kick.then(|| UntilDate::from_now(now_s(), 0));
+            ban_request(group.calls().bot(), chat, user, until)
+        })
         .await?;
     if kick {
-        let unban = bot
-            .unban_chat_member(chat, user_id(user))
+        let unban = group
+            .calls()
+            .bot()
+            .unban_chat_member(ChatId(chat), user_id(user))
             .only_if_banned(true);
-        group.calls().run("unbanChatMember", None, unban).await?;
+        if let Err(error) = group.calls().run("unbanChatMember", None, unban).await {
+            tracing::info!(chat, user, %error, "a kicked member's ban was not lifted; it runs out by itself");
+        }
     }
     Ok(())
 }

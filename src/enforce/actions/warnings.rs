@@ -125,9 +125,16 @@ async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
         if wait > Duration::ZERO {
             tokio::time::sleep(wait).await;
         }
-        let Some(batch) = shared.warnings.take(&key) else {
+        let Some(mut batch) = shared.warnings.take(&key) else {
             return;
         };
+        // Whoever left while waiting is not named.
+        batch
+            .members
+            .retain(|(_, m)| !shared.departed.contains_key(&(key.0, key.1, m.user_id)));
+        if batch.members.is_empty() {
+            continue;
+        }
         if let Err(error) =
             send_warning(&batch.group, &batch.missing, batch.why, &batch.members).await
         {
@@ -181,28 +188,58 @@ async fn send_warning(
     let (text, keyboard) = compose(&group.view, missing, why.template(), &named);
     let message_id = say(group, text, Some(keyboard), group.view.policy.warning_ttl_s).await?;
     let ids: Vec<i64> = members.iter().map(|(id, _)| *id).collect();
-    group
+    let earlier = group
         .shared
         .store
         .set_warning_message(&ids, i64::from(message_id))
         .await?;
+    // A member warned again (a new offence, a retried action) is named by this warning only: the
+    // earlier one drops them, and goes when it names nobody.
+    for earlier in earlier {
+        rewrite(group, group.chat(), earlier, None).await?;
+    }
+    // A member who left while it was being sent: this one drops them.
+    let mut gone = false;
+    for (record, member) in members {
+        if group
+            .shared
+            .departed
+            .contains_key(&(group.bot(), group.chat(), member.user_id))
+        {
+            group.shared.store.clear_warning(*record).await?;
+            gone = true;
+        }
+    }
+    if gone {
+        rewrite(group, group.chat(), i64::from(message_id), None).await?;
+    }
     Ok(())
 }
 
 /// A member's warning lost its reason (`record` ended, or no longer names them): the warning is
 /// written again naming whoever it still names, or deleted when that is nobody.
 pub async fn forget(turn: &Turn, record: &RestrictionRow) -> anyhow::Result<()> {
-    let Some(message_id) = record.warning_message_id else {
-        return Ok(());
-    };
-    let chat = record.chat_id;
+    match record.warning_message_id {
+        Some(message_id) => rewrite(turn, record.chat_id, message_id, Some(record.id)).await,
+        None => Ok(()),
+    }
+}
+
+/// Writes warning `message_id` again naming the active records that still point at it (but
+/// `except`), or deletes it when that is nobody.
+async fn rewrite(
+    turn: &Turn,
+    chat: i64,
+    message_id: i64,
+    except: Option<i64>,
+) -> anyhow::Result<()> {
     let remaining: Vec<RestrictionRow> = turn
         .shared
         .store
         .named_by_warning(turn.bot(), chat, message_id)
         .await?
         .into_iter()
-        .filter(|r| r.id != record.id)
+        .filter(|r| Some(r.id) != except)
         .collect();
     if remaining.is_empty() {
         delete_message(turn, chat, message_id as i32).await;

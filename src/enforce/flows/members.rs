@@ -38,6 +38,10 @@ pub async fn on_member_change(turn: &Turn, change: &ChatMemberUpdated) -> anyhow
     let by_us = actor == turn.runtime.me.user_id;
     let by_member = actor == user_id;
     if was && !is {
+        // Whoever comes back is a new join, checked again.
+        let key = (turn.bot(), chat, user_id);
+        turn.shared.recent_joins.invalidate(&key);
+        turn.shared.departed.insert(key, ());
         publish_leave(turn, chat, user_id).await?;
     }
     // Nezuko's own actions come back as updates too; they change nothing here.

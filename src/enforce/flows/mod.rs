@@ -140,6 +140,7 @@ pub async fn on_join(turn: &Turn, chat: &Chat, user: &User) -> anyhow::Result<()
         return Ok(());
     }
     turn.shared.known_members.insert(key, Instant::now());
+    turn.shared.departed.invalidate(&key);
     // Joins go to General in a forum: the warning is posted there.
     let Some(group) = enforcing(turn, chat.id.0, None).await? else {
         return Ok(());
@@ -231,7 +232,7 @@ async fn from_a_chat(group: &GroupTurn, message: &Message, sender: i64) -> anyho
     if sender == chat
         || message.is_automatic_forward()
         || group.view.policy.channel_senders == ChannelSenders::Allow
-        || linked_channel(group, chat).await == Some(sender)
+        || is_linked_channel(group, chat, sender).await
     {
         return Ok(());
     }
@@ -271,22 +272,28 @@ async fn from_a_chat(group: &GroupTurn, message: &Message, sender: i64) -> anyho
     Ok(())
 }
 
-/// The channel a group discusses (`linked_chat_id`), cached like the administrator list.
-async fn linked_channel(turn: &Turn, chat: i64) -> Option<i64> {
+/// Whether `sender` is the channel the group discusses (`linked_chat_id`). The answer is cached
+/// like the administrator list, but a channel that is not the cached one makes Nezuko read the
+/// group again (at most once a minute per group): the group may have been linked to it since, and
+/// Telegram sends the bot no update when that happens.
+async fn is_linked_channel(turn: &Turn, chat: i64, sender: i64) -> bool {
     let key = (turn.bot(), chat);
-    if let Some(known) = turn.shared.linked_channels.get(&key) {
-        return known;
+    let shared = &turn.shared;
+    match shared.linked_channels.get(&key) {
+        Some(known) if known == Some(sender) => return true,
+        Some(_) if !shared.linked_rereads.entry(key).or_insert(()).is_fresh() => return false,
+        _ => {}
     }
     let request = turn.calls().bot().get_chat(ChatId(chat));
     let linked = match turn.calls().run("getChat", None, request).await {
         Ok(info) => info.linked_chat_id(),
         Err(error) => {
             tracing::debug!(chat, %error, "cannot read the group's linked channel");
-            return None;
+            return false;
         }
     };
-    turn.shared.linked_channels.insert(key, linked);
-    linked
+    shared.linked_channels.insert(key, linked);
+    linked == Some(sender)
 }
 
 /// Checks a member and acts on the verdict.
@@ -390,6 +397,11 @@ pub async fn on_migration(turn: &Turn, old: i64, new: i64) -> anyhow::Result<()>
             new,
             "a protected group was upgraded; its record follows it"
         );
+        // A supergroup is a new chat with its own rights: the basic group's health (which named
+        // it a basic group) says nothing about it.
+        if let Some(view) = turn.shared.directory.group(turn.bot(), new).await? {
+            super::health::check_group(&turn.in_group(view, None)).await?;
+        }
     }
     Ok(())
 }

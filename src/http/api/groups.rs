@@ -253,9 +253,14 @@ async fn link(ctx: Ctx) -> ApiResult {
         Some(json!({"channel_id": channel.id})),
     )
     .await;
+    channels_and_health(&ctx, id).await
+}
+
+/// The group's channels and its health checked now: the same preflight as /protect, so the health
+/// says at once what the bot lacks (or `unknown` when its bot does not run in this process) after
+/// any change of channels, never an optimistic `ok` nor a stale problem.
+async fn channels_and_health(ctx: &Ctx, id: i64) -> ApiResult {
     let channels = ctx.state.store.channels_of_group(id).await?;
-    // The same preflight as /protect: the group's health says at once what the bot lacks (or
-    // `unknown` when its bot does not run in this process), never an optimistic `ok`.
     let checked = ctx
         .state
         .enforcer
@@ -289,5 +294,5 @@ async fn unlink(ctx: Ctx) -> ApiResult {
         None,
     )
     .await;
-    respond::no_content()
+    channels_and_health(&ctx, id).await
 }

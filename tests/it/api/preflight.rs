@@ -1,6 +1,7 @@
 //! What the API checks before it stores: a channel linked to a group is checked against the bot's
 //! rights as `/protect` checks it (the group turns `degraded` with the exact fix, or `unknown`
-//! when its bot is not running), and a text override may use only its template's placeholders.
+//! when its bot is not running; unlinking checks again), and a text override may use only its
+//! template's placeholders and HTML Telegram accepts.
 
 use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
 use reqwest::Method;
@@ -12,6 +13,8 @@ api_tests!(
     a_channel_linked_where_the_bot_is_no_administrator_degrades_the_group_with_the_fix,
     a_channel_linked_to_a_group_whose_bot_is_stopped_leaves_health_unknown,
     a_text_with_a_placeholder_its_template_lacks_is_refused_naming_the_allowed_ones,
+    unlinking_the_channel_at_fault_makes_the_group_healthy_at_once,
+    a_text_telegram_would_refuse_as_html_is_refused_saying_where,
 );
 
 /// A running bot protecting a supergroup with @news (both chats administered); returns
@@ -54,10 +57,9 @@ async fn protected(world: &ApiWorld) -> (i64, i64) {
     (id, row.id)
 }
 
-async fn a_channel_linked_where_the_bot_is_no_administrator_degrades_the_group_with_the_fix(
-    world: &mut ApiWorld,
-) {
-    let (_, group) = protected(world).await;
+/// Links @sports, where the bot is no administrator, to the protected group; returns the store's
+/// id of the channel and the API's answer.
+async fn link_sports(world: &ApiWorld, group: i64) -> (i64, serde_json::Value) {
     let sports = world
         .sandbox
         .create_chat(ChatKind::Channel, "Sports", Some("sports"));
@@ -74,7 +76,14 @@ async fn a_channel_linked_where_the_bot_is_no_administrator_degrades_the_group_w
             json!({ "channel_id": channel_id }),
         )
         .await;
-    let body = linked.ok();
+    (channel_id, linked.ok().clone())
+}
+
+async fn a_channel_linked_where_the_bot_is_no_administrator_degrades_the_group_with_the_fix(
+    world: &mut ApiWorld,
+) {
+    let (_, group) = protected(world).await;
+    let (_, body) = link_sports(world, group).await;
     assert_eq!(body["health"], "degraded", "{body}");
     assert!(
         body["problems"][0]
@@ -143,6 +152,55 @@ async fn a_text_with_a_placeholder_its_template_lacks_is_refused_naming_the_allo
             Method::PUT,
             "/api/v1/settings/texts/en",
             Some(json!({ "welcome": "Hi {users}, welcome to {group}" })),
+        )
+        .await;
+    assert_eq!(accepted.status, 200, "{:?}", accepted.body);
+}
+
+async fn unlinking_the_channel_at_fault_makes_the_group_healthy_at_once(world: &mut ApiWorld) {
+    let (_, group) = protected(world).await;
+    let (channel, linked) = link_sports(world, group).await;
+    assert_eq!(linked["health"], "degraded", "{linked}");
+    let unlinked = world
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/groups/{group}/channels/{channel}"),
+            None,
+        )
+        .await;
+    let body = unlinked.ok();
+    assert_eq!(
+        body["health"], "ok",
+        "checked again, not left stale: {body}"
+    );
+    assert_eq!(body["problems"], json!([]));
+    let detail = world.get(&format!("/api/v1/groups/{group}")).await;
+    assert_eq!(detail.ok()["health"], "ok");
+}
+
+async fn a_text_telegram_would_refuse_as_html_is_refused_saying_where(world: &mut ApiWorld) {
+    for (text, says) in [
+        ("<b>Hi {users}, welcome to {group}", "never closed"),
+        ("Hi {users} & welcome to {group}", "write `&amp;`"),
+        ("<div>Hi {users}</div>", "not a tag Telegram supports"),
+    ] {
+        let refused = world
+            .call(
+                Method::PUT,
+                "/api/v1/settings/texts/en",
+                Some(json!({ "welcome": text })),
+            )
+            .await;
+        refused.problem(422, "invalid_field");
+        let detail = refused.body["detail"].as_str().unwrap();
+        assert!(detail.contains(says), "{text}: {detail}");
+    }
+    // Button labels are plain text: an ampersand is just an ampersand there.
+    let accepted = world
+        .call(
+            Method::PUT,
+            "/api/v1/settings/texts/en",
+            Some(json!({ "button_verify": "Done & dusted" })),
         )
         .await;
     assert_eq!(accepted.status, 200, "{:?}", accepted.body);

@@ -65,6 +65,9 @@ async fn a_protected_group_follows_its_upgrade_to_a_supergroup(world: Guarded) {
         .await
         .unwrap();
     world.settle().await;
+    let before = world.enforcer().check_group_now(group.id).await.unwrap();
+    assert_eq!(before.health, "degraded", "{before:?}");
+    assert!(before.problems[0].contains("basic group"), "{before:?}");
     let supergroup = world.sandbox.upgrade_group(basic, world.owner.id).unwrap();
     let deadline = tokio::time::Instant::now() + super::DEADLINE;
     let moved = loop {
@@ -78,6 +81,16 @@ async fn a_protected_group_follows_its_upgrade_to_a_supergroup(world: Guarded) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(moved.id, group.id, "the same record, not a new one");
+    // The supergroup's rights are checked afresh: "a basic group" no longer applies.
+    let deadline = tokio::time::Instant::now() + super::DEADLINE;
+    while store.group(group.id).await.unwrap().health != "ok" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health still {:?}",
+            store.group(group.id).await.unwrap().health_detail
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(moved.policy.0, json!({ "welcome": true }));
     assert_eq!(store.channels_of_group(moved.id).await.unwrap().len(), 1);
     assert!(

@@ -12,6 +12,7 @@ use crate::support::TestDb;
 
 enforce_tests!(
     a_lost_restrict_right_is_stored_published_and_announced_once,
+    a_message_stays_when_its_writer_could_not_be_restricted,
     a_bot_that_is_not_channel_admin_fails_open_by_default,
     a_bot_that_is_not_channel_admin_fails_closed_when_asked,
     a_bot_removed_from_the_group_is_recorded,
@@ -21,7 +22,8 @@ enforce_tests!(
 );
 enforce_db_tests!(pending_timers_are_carried_out_after_a_restart);
 
-async fn a_lost_restrict_right_is_stored_published_and_announced_once(mut world: Guarded) {
+/// The group's owner takes the bot's right to restrict members (Ban users).
+fn cannot_restrict(world: &Guarded) {
     let rights = AdminRights {
         can_restrict_members: false,
         ..AdminRights::force_subscribe()
@@ -30,6 +32,10 @@ async fn a_lost_restrict_right_is_stored_published_and_announced_once(mut world:
         .sandbox
         .promote(world.group, world.bot.id, rights)
         .unwrap();
+}
+
+async fn a_lost_restrict_right_is_stored_published_and_announced_once(mut world: Guarded) {
+    cannot_restrict(&world);
     let before = world.bot_messages(world.group).len();
     world.member("Rae", false);
     let event = world
@@ -85,6 +91,26 @@ async fn a_lost_restrict_right_is_stored_published_and_announced_once(mut world:
         world.calls("leaveChat").is_empty(),
         "the bot never leaves by itself"
     );
+    world.finish().await;
+}
+
+async fn a_message_stays_when_its_writer_could_not_be_restricted(world: Guarded) {
+    // Deleting while restricting fails would look like the bot works while the member goes on
+    // writing; the message stays and the group's health says what is wrong.
+    cannot_restrict(&world);
+    let user = world.member("Sal", false);
+    world.wait_verification(user, "failed").await;
+    let sent = world.sandbox.send(world.group, user, "still here").unwrap();
+    world.wait_verifications(user, "failed", 2).await;
+    world.settle().await;
+    let message = world
+        .sandbox
+        .transcript(world.group)
+        .into_iter()
+        .find(|m| m.message_id == sent)
+        .unwrap();
+    assert!(!message.deleted, "the message stays");
+    assert_eq!(world.group_row().await.health, "degraded");
     world.finish().await;
 }
 

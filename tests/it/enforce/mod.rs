@@ -346,18 +346,24 @@ impl Guarded {
 
     /// Waits until a verification of `user` with `outcome` is written.
     pub async fn wait_verification(&self, user: i64, outcome: &str) {
+        self.wait_verifications(user, outcome, 1).await;
+    }
+
+    /// Waits until `count` verifications of `user` with `outcome` are written.
+    pub async fn wait_verifications(&self, user: i64, outcome: &str, count: usize) {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             let rows = self.verifications().await;
-            if rows
+            let found = rows
                 .iter()
-                .any(|v| v.user_id == user && v.outcome == outcome)
-            {
+                .filter(|v| v.user_id == user && v.outcome == outcome)
+                .count();
+            if found >= count {
                 return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no `{outcome}` verification of {user}: {rows:?}"
+                "{found} of {count} `{outcome}` verifications of {user}: {rows:?}"
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }

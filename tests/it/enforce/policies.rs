@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use nezuko_sandbox::faults::{Fault, FaultKind};
 use nezuko_sandbox::model::Status;
 use serde_json::json;
 
@@ -11,6 +12,7 @@ enforce_tests!(
     require_any_accepts_one_channel_of_two,
     warn_only_deletes_and_warns_without_restricting,
     kick_bans_then_unbans_only_if_banned,
+    a_kick_whose_unban_fails_still_runs_out_by_itself,
     ban_removes_for_good,
     escalation_applies_after_the_named_number_of_warnings,
     a_grace_period_delays_the_check,
@@ -73,6 +75,38 @@ async fn kick_bans_then_unbans_only_if_banned(world: Guarded) {
     let unban = &world.calls("unbanChatMember")[0];
     assert_eq!(unban.params["only_if_banned"], true);
     // Kicked, not banned: they may come back (and are checked again).
+    world.sandbox.join(world.group, user).unwrap();
+    world.finish().await;
+}
+
+async fn a_kick_whose_unban_fails_still_runs_out_by_itself(world: Guarded) {
+    world.set_policy(json!({ "action": "kick" })).await;
+    world.sandbox.inject_fault(Fault {
+        bot: Some(world.bot.id),
+        method: Some("unbanChatMember".into()),
+        kind: FaultKind::ServerError { status: 500 },
+        times: None,
+    });
+    let user = world.member("Kip", false);
+    world.wait_verification(user, "kicked").await;
+    world.sandbox.clear_faults();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let Status::Kicked { until_date } = world.sandbox.member(world.group, user) else {
+        panic!("removed: {:?}", world.sandbox.member(world.group, user));
+    };
+    // A ban Telegram ends by itself (30 s to 366 days ahead), not one for good (0).
+    assert!(
+        (30..=120).contains(&(until_date - now)),
+        "until_date {until_date}, now {now}"
+    );
+    assert!(
+        world.sandbox.join(world.group, user).is_err(),
+        "banned for now"
+    );
+    world.sandbox.advance_clock(until_date - now + 1);
     world.sandbox.join(world.group, user).unwrap();
     world.finish().await;
 }
@@ -150,7 +184,7 @@ async fn the_group_language_picks_the_texts(world: Guarded) {
         .wait_bot_message(world.group, before, "the warning")
         .await;
     assert!(
-        warning.text.clone().unwrap().contains("bienvenido"),
+        warning.text.clone().unwrap().contains("Ya me uní"),
         "{:?}",
         warning.text
     );

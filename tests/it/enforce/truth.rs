@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use nezuko_sandbox::control::AdminRestrict;
 use nezuko_sandbox::model::Status;
+use serde_json::json;
 
 use super::{Guarded, enforce_tests};
 
@@ -20,6 +21,8 @@ enforce_tests!(
     a_warning_goes_when_its_member_leaves_the_group,
     a_warning_goes_when_its_member_is_banned,
     a_warning_naming_several_is_written_again_without_the_one_who_verified,
+    a_member_who_leaves_and_rejoins_at_once_is_checked_and_warned_again,
+    a_member_warned_again_is_named_only_by_the_newest_warning,
 );
 
 fn muted(world: &Guarded, user: i64, allowed: &[&str]) -> AdminRestrict {
@@ -282,6 +285,66 @@ async fn a_warning_naming_several_is_written_again_without_the_one_who_verified(
         assert!(text.contains(other), "{text}");
     }
     assert!(!rewritten.deleted);
+    world.finish().await;
+}
+
+async fn a_member_who_leaves_and_rejoins_at_once_is_checked_and_warned_again(world: Guarded) {
+    let before = world.bot_messages(world.group).len();
+    let user = world.member("Rex", false);
+    let first = world
+        .wait_bot_message(world.group, before, "the first warning")
+        .await;
+    world.wait_restricted(user).await;
+    world.sandbox.leave(world.group, user).unwrap();
+    world
+        .wait_deleted(world.group, first.message_id, "the warning goes with them")
+        .await;
+    // Seconds later, well within any window meant to fold one join's two updates into one.
+    world.sandbox.join(world.group, user).unwrap();
+    let second = world
+        .sandbox
+        .wait_until(super::DEADLINE, "a new warning naming them", |s| {
+            s.transcript(world.group).into_iter().find(|m| {
+                m.from == world.bot.id
+                    && m.message_id > first.message_id
+                    && !m.deleted
+                    && m.text.as_deref().is_some_and(|t| t.contains("Rex"))
+            })
+        })
+        .await
+        .unwrap();
+    assert!(super::buttons(&second).0.ends_with(&user.to_string()));
+    assert!(!world.sandbox.member(world.group, user).can_send_messages());
+    world.finish().await;
+}
+
+async fn a_member_warned_again_is_named_only_by_the_newest_warning(world: Guarded) {
+    // Warned on joining, then, escalated, restricted and warned again: the first warning would
+    // otherwise stay, naming a member whose record now points at the second.
+    world
+        .set_policy(json!({ "action": "warn", "escalate_after": 1, "escalate_to": "restrict" }))
+        .await;
+    let before = world.bot_messages(world.group).len();
+    let user = world.member("Wes", false);
+    let first = world
+        .wait_bot_message(world.group, before, "the first warning")
+        .await;
+    world.sandbox.send(world.group, user, "hello?").unwrap();
+    world.wait_restricted(user).await;
+    world
+        .wait_deleted(
+            world.group,
+            first.message_id,
+            "the earlier warning, which named only them, is deleted",
+        )
+        .await;
+    let shown: Vec<_> = world
+        .bot_messages(world.group)
+        .into_iter()
+        .filter(|m| !m.deleted && m.text.as_deref().is_some_and(|t| t.contains("Wes")))
+        .collect();
+    assert_eq!(shown.len(), 1, "one warning names them: {shown:?}");
+    assert!(shown[0].message_id > first.message_id);
     world.finish().await;
 }
 

@@ -11,6 +11,7 @@ enforce_tests!(
     a_member_named_like_a_placeholder_is_named_as_written,
     with_spanish_as_the_global_default_protect_answers_wholly_in_spanish,
     health_is_degraded_as_soon_as_a_channel_cannot_be_read_and_status_says_so,
+    status_and_the_health_notice_name_each_fix_in_the_groups_language,
 );
 
 async fn a_member_named_like_a_placeholder_is_named_as_written(world: Guarded) {
@@ -135,5 +136,54 @@ async fn health_is_degraded_as_soon_as_a_channel_cannot_be_read_and_status_says_
     assert!(status.contains("⚠"), "{status}");
     assert!(status.contains("administrator of @news"), "{status}");
     assert!(!status.contains("Permissions: ok"), "{status}");
+    world.finish().await;
+}
+
+async fn status_and_the_health_notice_name_each_fix_in_the_groups_language(mut world: Guarded) {
+    world.set_policy(json!({ "language": "es" })).await;
+    world
+        .sandbox
+        .set_member(world.channel, world.bot.id, Status::Member)
+        .unwrap();
+    let before = world.bot_messages(world.group).len();
+    world.member("Iker", false);
+    world
+        .wait_event("health", |p| p["health"] == "degraded")
+        .await;
+    let notice = world
+        .sandbox
+        .wait_until(super::DEADLINE, "the health notice", |s| {
+            s.transcript(world.group)
+                .into_iter()
+                .skip(before)
+                .find(|m| {
+                    m.from == world.bot.id
+                        && m.text
+                            .as_deref()
+                            .is_some_and(|t| t.contains("Administradores"))
+                })
+        })
+        .await
+        .unwrap()
+        .text
+        .unwrap();
+    assert!(
+        notice.contains("\n• haz al bot administrador de @news"),
+        "{notice}"
+    );
+    let sent = world
+        .sandbox
+        .send(world.group, world.owner.id, "/status")
+        .unwrap();
+    let status = world
+        .wait_bot_text(world.group, sent, "the status", |t| t.contains("Permisos"))
+        .await
+        .text
+        .unwrap();
+    assert!(
+        status.contains("Permisos: ⚠\n• haz al bot administrador de @news"),
+        "{status}"
+    );
+    assert!(!status.contains("make the bot"), "{status}");
     world.finish().await;
 }
