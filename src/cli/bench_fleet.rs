@@ -60,7 +60,7 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
     let options = FleetOptions {
         api_url: running.url(),
         http: crate::telegram::http_client(),
-        // The real handler, as `serve` runs it (it reads each bot's held members at start).
+        // The real handler, as `serve` runs it (each bot starts its periodic permission check).
         handler: Arc::new(Enforcer::start(store.clone(), EnforceOptions::default())?),
         policy: RestartPolicy::default(),
         poll_interval: Duration::from_secs(1),
