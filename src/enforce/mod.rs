@@ -28,7 +28,6 @@ mod deadline;
 mod directory;
 mod flows;
 mod health;
-mod html;
 pub mod limiter;
 mod membership;
 pub mod policy;

@@ -234,7 +234,8 @@ fn check_can_send(world: &World, chat_id: i64, bot: i64) -> Result<(), ApiError>
 fn content(params: &Params) -> Result<Value, ApiError> {
     let raw = text(params, "text").unwrap_or_default();
     let visible = match text(params, "parse_mode") {
-        Some("HTML") => super::html::parse(raw).map_err(|reason| ApiError::bad_request(&reason))?,
+        Some("HTML") => super::html::parse(raw)
+            .map_err(|reason| ApiError::bad_request(&format!("can't parse entities: {reason}")))?,
         Some("MarkdownV2" | "Markdown") | None => raw.to_string(),
         Some(other) => {
             return Err(ApiError::bad_request(&format!(

@@ -5,7 +5,7 @@
 
 mod chats;
 mod error;
-mod html;
+pub mod html;
 mod members;
 mod messages;
 mod permissions;
