@@ -1,10 +1,42 @@
-//! The restart policy, in one place: exponential backoff with jitter, reset after stable running,
-//! and a failure budget per window beyond which a flapping bot is parked as `failed`.
+//! The restart policy, in one place: which failures are weather and which are Nezuko's own
+//! ([`cure`]), exponential backoff with jitter, reset after stable running, and a budget of own
+//! faults per window beyond which a flapping bot is parked as `failed`.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+
+use crate::domain::RunState;
+use crate::telegram::Failure;
+
+/// What the supervisor does about one failure of a bot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cure {
+    /// Telegram's weather (network, timeouts, 5xx, 429, another poller's 409): back off,
+    /// honouring `retry_after`, and try again for as long as it lasts. Never parks the bot.
+    RideOut { retry_after: Option<Duration> },
+    /// Nezuko's own fault (the bot's task died with no outside cause): back off and try again,
+    /// but repeated within the window it parks the bot as `failed` for an admin to look at.
+    Retry,
+    /// Retrying cannot help: the bot ends in this state (`stopped` for a token Telegram refuses,
+    /// `failed` for one Nezuko cannot decrypt) until an admin acts.
+    Halt(RunState),
+}
+
+/// The one place failures are sorted into cures. Weather never counts toward parking: a bot that
+/// waited out an hour of 429s or another process's polls comes back by itself when they end.
+pub fn cure(failure: &Failure) -> Cure {
+    match failure {
+        Failure::InvalidToken => Cure::Halt(RunState::Stopped),
+        Failure::Undecryptable => Cure::Halt(RunState::Failed),
+        Failure::Transient { retry_after, .. } => Cure::RideOut {
+            retry_after: *retry_after,
+        },
+        Failure::Conflict => Cure::RideOut { retry_after: None },
+        Failure::Died(_) => Cure::Retry,
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RestartPolicy {
@@ -14,7 +46,7 @@ pub struct RestartPolicy {
     pub jitter: f64,
     /// Running this long without failing resets the backoff.
     pub stable_after: Duration,
-    /// More failures than this within `window` park the bot in `failed`.
+    /// More of Nezuko's own faults than this within `window` park the bot in `failed`.
     pub max_failures: usize,
     pub window: Duration,
 }
@@ -90,6 +122,33 @@ impl FailureWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_nezukos_own_faults_can_park_a_bot_and_weather_waits_as_told() {
+        let weather = [
+            Failure::Conflict,
+            Failure::Transient {
+                reason: "network: connection reset".into(),
+                retry_after: None,
+            },
+        ];
+        for failure in &weather {
+            assert_eq!(cure(failure), Cure::RideOut { retry_after: None });
+        }
+        let told = Failure::Transient {
+            reason: "Telegram asked to retry after 5s".into(),
+            retry_after: Some(Duration::from_secs(5)),
+        };
+        assert_eq!(
+            cure(&told),
+            Cure::RideOut {
+                retry_after: Some(Duration::from_secs(5))
+            }
+        );
+        assert_eq!(cure(&Failure::Died("panicked".into())), Cure::Retry);
+        assert_eq!(cure(&Failure::InvalidToken), Cure::Halt(RunState::Stopped));
+        assert_eq!(cure(&Failure::Undecryptable), Cure::Halt(RunState::Failed));
+    }
 
     #[test]
     fn backoff_doubles_from_half_a_second_to_a_minute() {

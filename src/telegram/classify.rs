@@ -23,13 +23,6 @@ pub enum Failure {
     Died(String),
 }
 
-impl Failure {
-    /// Failures that a retry cannot fix park the bot until an admin acts.
-    pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::InvalidToken | Self::Undecryptable)
-    }
-}
-
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -119,6 +112,5 @@ mod tests {
                 ..
             }
         ));
-        assert!(Failure::InvalidToken.is_permanent() && !Failure::Conflict.is_permanent());
     }
 }

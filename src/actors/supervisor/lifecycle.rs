@@ -10,7 +10,7 @@ use serde_json::json;
 use super::{After, BotStatus, Child, SupervisorMsg, SupervisorRef, SupervisorState, failure_of};
 use crate::actors::bot::{BotActor, BotArgs, BotRef};
 use crate::actors::broadcaster::{Broadcaster, BroadcasterArgs, BroadcasterMsg};
-use crate::actors::policy::FailureWindow;
+use crate::actors::policy::{Cure, FailureWindow, cure};
 use crate::actors::registry::{Action, Registry, RegistryArgs, RegistryMsg};
 use crate::db::{BotRow, RunStateUpdate, now_ms};
 use crate::domain::RunState;
@@ -231,7 +231,8 @@ impl SupervisorState {
         self.failed(myself, id, failure);
     }
 
-    /// The restart policy: park permanent failures and flapping bots, back off the rest.
+    /// The restart policy, as [`cure`] sorts the failure: halt what retrying cannot fix, ride out
+    /// Telegram's weather for as long as it lasts, and park a bot whose own faults repeat.
     pub(super) fn failed(&mut self, myself: &SupervisorRef, id: i64, failure: Failure) {
         let policy = self.args.policy;
         let Some(child) = self.children.get_mut(&id) else {
@@ -242,20 +243,6 @@ impl SupervisorState {
         if self.shutting_down {
             return;
         }
-        if failure.is_permanent() {
-            let state = if failure == Failure::InvalidToken {
-                RunState::Stopped
-            } else {
-                RunState::Failed
-            };
-            return self.transition(
-                id,
-                state,
-                Some(failure.to_string()),
-                Some(failure.to_string()),
-                false,
-            );
-        }
         if child
             .running_since
             .take()
@@ -263,23 +250,34 @@ impl SupervisorState {
         {
             child.attempt = 0;
         }
-        if child.failures.record(Instant::now(), &policy) {
-            let reason = format!(
-                "flapping: {} failures within {:?}; last: {failure}",
-                child.failures.len(),
-                policy.window
-            );
-            return self.transition(
-                id,
-                RunState::Failed,
-                Some(reason),
-                Some(failure.to_string()),
-                false,
-            );
-        }
-        let retry_after = match &failure {
-            Failure::Transient { retry_after, .. } => *retry_after,
-            _ => None,
+        let retry_after = match cure(&failure) {
+            Cure::Halt(state) => {
+                return self.transition(
+                    id,
+                    state,
+                    Some(failure.to_string()),
+                    Some(failure.to_string()),
+                    false,
+                );
+            }
+            Cure::RideOut { retry_after } => retry_after,
+            Cure::Retry => {
+                if child.failures.record(Instant::now(), &policy) {
+                    let reason = format!(
+                        "flapping: {} failures within {:?}; last: {failure}",
+                        child.failures.len(),
+                        policy.window
+                    );
+                    return self.transition(
+                        id,
+                        RunState::Failed,
+                        Some(reason),
+                        Some(failure.to_string()),
+                        false,
+                    );
+                }
+                None
+            }
         };
         let delay = policy.delay(child.attempt, retry_after);
         child.attempt += 1;

@@ -6,6 +6,7 @@ mod fan_out;
 mod lifecycle;
 mod shutdown;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ pub struct Recorder {
     /// Updates whose handling began (slow ones only).
     pub started: Arc<Mutex<Vec<u32>>>,
     pub handled: Arc<Mutex<Vec<(u32, String)>>>,
+    /// While set, starting a bot panics: a fault of Nezuko's own, with no outside cause.
+    pub crash_on_start: Arc<AtomicBool>,
 }
 
 impl UpdateHandler for Recorder {
@@ -53,6 +56,12 @@ impl UpdateHandler for Recorder {
             handled.lock().unwrap().push((id, text));
             Ok(())
         })
+    }
+
+    fn bot_started(&self, _: &BotContext) {
+        if self.crash_on_start.load(Ordering::SeqCst) {
+            panic!("starting the bot panics on purpose");
+        }
     }
 }
 
@@ -156,6 +165,14 @@ impl FleetWorld {
             })
             .await
             .unwrap();
+        (bot, row)
+    }
+
+    /// Adds a bot and waits until it runs.
+    pub async fn running_bot(&mut self, name: &str) -> (SandboxBot, BotRow) {
+        let (bot, row) = self.add_bot(name).await;
+        self.fleet().nudge();
+        self.wait_state(row.id, "running", DEADLINE).await;
         (bot, row)
     }
 
