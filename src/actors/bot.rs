@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use teloxide::dispatching::{Dispatcher, ShutdownToken};
+use teloxide::payloads::GetMe;
 use teloxide::prelude::*;
 use teloxide::update_listeners::Polling;
 use tokio::task::JoinHandle;
@@ -20,7 +21,7 @@ use super::Publisher;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
 use crate::db::BotRow;
 use crate::telegram::{
-    BotContext, BotIdentity, Failure, POLL_TIMEOUT, UpdateHandler, classify, schema,
+    BotContext, BotIdentity, Failure, POLL_TIMEOUT, UpdateHandler, classify, schema, transport,
 };
 use crate::vault::Vault;
 
@@ -93,7 +94,11 @@ impl Actor for BotActor {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let me = state.bot.get_me().await.map_err(|e| classify(&e))?;
+        // Nezuko's own transport: teloxide's would sleep 10 s after a 5xx before saying so.
+        let me = transport::send(&state.bot, &GetMe::new())
+            .await
+            .result
+            .map_err(|e| classify(&e))?;
         tracing::info!(
             bot_instance_id = state.bot_instance_id,
             username = me.username(),

@@ -1,16 +1,20 @@
 //! Every Bot API call a bot makes for enforcement goes through [`Calls::run`]: rate-limited per bot
-//! and per chat ([`Limiter`]), retried after exactly `retry_after` on a 429, and recorded in
+//! and per chat ([`Limiter`]), sent by Nezuko's own [`transport`], retried after exactly
+//! `retry_after` on a 429 and briefly on a 5xx or a network failure, and recorded in
 //! `api_call_log` (off the hot path, through [`Records`]).
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use teloxide::requests::{Output, Request};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use teloxide::requests::{HasPayload, Output, Payload};
 use teloxide::{Bot, RequestError};
 
 use super::limiter::{Limiter, Scope};
 use super::records::Records;
 use crate::db::{ApiCall, now_ms};
+use crate::telegram::{Attempt, RetryPolicy, transport};
 
 /// How often one call is retried after a 429 before its error is returned.
 const RETRIES_AFTER_429: u32 = 3;
@@ -39,6 +43,7 @@ pub struct Calls {
     bot_instance_id: i64,
     limiter: Arc<Limiter>,
     records: Records,
+    retry: RetryPolicy,
 }
 
 impl Calls {
@@ -48,6 +53,7 @@ impl Calls {
             bot_instance_id,
             limiter,
             records,
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -80,7 +86,8 @@ impl Calls {
         scopes
     }
 
-    /// Sends `request` when the limits allow, waiting out 429s.
+    /// Sends `request` when the limits allow, waiting out 429s and retrying 5xx and network
+    /// failures by [`RetryPolicy`] (where repeating the request is safe).
     pub async fn run<R>(
         &self,
         method: &'static str,
@@ -88,9 +95,14 @@ impl Calls {
         request: R,
     ) -> Result<Output<R>, RequestError>
     where
-        R: Request<Err = RequestError>,
+        R: HasPayload,
+        R::Payload: Payload + Serialize,
+        Output<R>: DeserializeOwned,
     {
-        self.attempts(method, target, || request.send_ref()).await
+        self.attempts(method, target, || {
+            transport::send(self.bot(), request.payload_ref())
+        })
+        .await
     }
 
     /// Like [`Calls::run`], but builds the request anew for every attempt, at the moment it
@@ -103,12 +115,19 @@ impl Calls {
         build: impl Fn() -> R,
     ) -> Result<Output<R>, RequestError>
     where
-        R: Request<Err = RequestError>,
+        R: HasPayload,
+        R::Payload: Payload + Serialize,
+        Output<R>: DeserializeOwned,
     {
-        self.attempts(method, target, || build().send()).await
+        self.attempts(method, target, || async {
+            let request = build();
+            transport::send(self.bot(), request.payload_ref()).await
+        })
+        .await
     }
 
-    /// Waits for the limits, makes an attempt, records it, and waits out a 429 before the next.
+    /// Waits for the limits, makes an attempt, records it; waits out a 429 exactly, and a 5xx or a
+    /// network failure briefly ([`RetryPolicy`]), before the next.
     async fn attempts<T, F>(
         &self,
         method: &'static str,
@@ -116,18 +135,22 @@ impl Calls {
         mut attempt: impl FnMut() -> F,
     ) -> Result<T, RequestError>
     where
-        F: std::future::Future<Output = Result<T, RequestError>>,
+        F: std::future::Future<Output = Attempt<T>>,
     {
         let scopes = self.scopes(method, target);
-        let mut retries = 0;
+        let (mut waited_out, mut retried) = (0, 0);
         loop {
             self.limiter.acquire(&scopes).await;
             let started = Instant::now();
-            let result = attempt().await;
-            self.record(method, result.as_ref().err(), started);
+            let Attempt {
+                result,
+                status,
+                retryable,
+            } = attempt().await;
+            self.record(method, result.as_ref().err(), status, started);
             match result {
-                Err(RequestError::RetryAfter(after)) if retries < RETRIES_AFTER_429 => {
-                    retries += 1;
+                Err(RequestError::RetryAfter(after)) if waited_out < RETRIES_AFTER_429 => {
+                    waited_out += 1;
                     tracing::warn!(
                         bot_instance_id = self.bot_instance_id,
                         method,
@@ -136,18 +159,40 @@ impl Calls {
                     );
                     self.limiter.penalize(&scopes, after.duration());
                 }
+                Err(error) if retryable && retried < self.retry.retries => {
+                    let wait = self.retry.delay(retried);
+                    retried += 1;
+                    tracing::info!(
+                        bot_instance_id = self.bot_instance_id,
+                        method,
+                        status,
+                        %error,
+                        wait_ms = wait.as_millis() as u64,
+                        "Telegram call failed; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
                 other => return other,
             }
         }
     }
 
-    fn record(&self, method: &'static str, error: Option<&RequestError>, started: Instant) {
+    fn record(
+        &self,
+        method: &'static str,
+        error: Option<&RequestError>,
+        status: Option<u16>,
+        started: Instant,
+    ) {
+        let code = status.map(i64::from);
         let (outcome, error_code) = match error {
             None => ("ok", None),
             Some(RequestError::RetryAfter(_)) => ("rate_limited", Some(429)),
-            Some(RequestError::Api(_)) => ("api_error", Some(400)),
+            Some(RequestError::Api(_) | RequestError::MigrateToChatId(_)) => {
+                ("api_error", code.or(Some(400)))
+            }
             Some(RequestError::Network(_) | RequestError::Io(_)) => ("network_error", None),
-            Some(_) => ("error", None),
+            Some(_) => ("error", code),
         };
         crate::metrics::count(
             "nezuko_telegram_calls_total",

@@ -4,9 +4,11 @@
 
 mod classify;
 mod schema;
+pub mod transport;
 
 pub use classify::{Failure, classify};
 pub use schema::{BotContext, BotIdentity, UpdateHandler, schema};
+pub use transport::{Attempt, RetryPolicy};
 
 use std::time::Duration;
 

@@ -18,6 +18,7 @@ enforce_tests!(
     a_bot_removed_from_the_group_is_recorded,
     a_flaky_check_is_retried_before_deciding,
     a_429_is_waited_out_exactly_and_nothing_is_lost,
+    a_server_error_is_retried_at_once_not_after_ten_seconds,
     a_raid_of_500_joins_restricts_everyone_without_a_429,
 );
 enforce_db_tests!(pending_timers_are_carried_out_after_a_restart);
@@ -228,6 +229,23 @@ async fn a_429_is_waited_out_exactly_and_nothing_is_lost(mut world: Guarded) {
         "retried after retry_after, not before: {gap} ms"
     );
     assert!(started.elapsed() < DEADLINE);
+    world.finish().await;
+}
+
+async fn a_server_error_is_retried_at_once_not_after_ten_seconds(world: Guarded) {
+    world.sandbox.inject_fault(Fault {
+        bot: Some(world.bot.id),
+        method: Some("restrictChatMember".into()),
+        kind: FaultKind::ServerError { status: 502 },
+        times: Some(2),
+    });
+    let user = world.member("Srv", false);
+    world.wait_restricted(user).await;
+    let calls = world.calls("restrictChatMember");
+    assert_eq!(calls.len(), 3, "two 502s, then the restriction");
+    let cost = calls[2].at_ms - calls[0].at_ms;
+    // teloxide's own sending sleeps 10 s after every 5xx; Nezuko's retries wait 100 and 200 ms.
+    assert!(cost < 1000, "two 5xx cost {cost} ms");
     world.finish().await;
 }
 
