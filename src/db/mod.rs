@@ -94,6 +94,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("the database is read-only (a standby, or transactions default to read-only)")]
+    ReadOnly,
 }
 
 /// A handle to the database; cheap to clone (the pools are shared).
@@ -241,6 +243,29 @@ impl Store {
     /// A round trip to the database, for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         with_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    /// Whether the database would take a write now, without writing: on SQLite the write lock is
+    /// taken and given back (`BEGIN IMMEDIATE`, failing once the busy timeout passes while another
+    /// connection holds it); on PostgreSQL the server must not be a read-only standby or session.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                let transaction = pool.begin_write().await?;
+                transaction.rollback().await?;
+            }
+            Pool::Postgres(pool) => {
+                let (standby, read_only): (bool, String) = sqlx::query_as(
+                    "SELECT pg_is_in_recovery(), current_setting('transaction_read_only')",
+                )
+                .fetch_one(pool)
+                .await?;
+                if standby || read_only == "on" {
+                    return Err(StoreError::ReadOnly);
+                }
+            }
+        }
         Ok(())
     }
 

@@ -8,7 +8,16 @@ use super::problem::ApiError;
 /// Largest request body accepted, in bytes. Nothing the API takes comes close.
 pub const BODY_LIMIT: u64 = 64 * 1024;
 
+/// The body as JSON `T`: malformed JSON is a 400, a string holding a character no backend can
+/// store (NUL: PostgreSQL's text refuses it) a 422 naming the field, on every backend alike.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    // Inside JSON a NUL can only be written escaped: the scan is cheap and rarely finds anything.
+    if contains_escaped_nul(body)
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
+        && let Some(field) = unstorable_at(&value, "")
+    {
+        return Err(unstorable(&field));
+    }
     serde_json::from_slice(body).map_err(|error| {
         let code = if error.is_data() {
             "invalid_body"
@@ -17,6 +26,50 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::bad_request(code, format!("the JSON body is not acceptable: {error}"))
     })
+}
+
+/// The refusal of a text PostgreSQL cannot store, naming where it was (`name`, `texts.en.verified`,
+/// `query.search`).
+pub fn unstorable(field: &str) -> ApiError {
+    ApiError::invalid(
+        field,
+        format!("`{field}` contains a NUL character (U+0000), which cannot be stored; remove it"),
+    )
+}
+
+/// Whether `text` holds a character no backend can store.
+pub fn is_unstorable(text: &str) -> bool {
+    text.contains('\0')
+}
+
+fn contains_escaped_nul(body: &[u8]) -> bool {
+    body.windows(6)
+        .any(|w| w[0] == b'\\' && w[1] == b'u' && w[2..].iter().all(|b| *b == b'0'))
+}
+
+/// The dotted path of the first string (or key) in `value` that cannot be stored.
+fn unstorable_at(value: &serde_json::Value, path: &str) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        serde_json::Value::String(text) => is_unstorable(text).then(|| path.to_string()),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| unstorable_at(item, &join(&i.to_string()))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if is_unstorable(key) {
+                return Some(join(&key.replace('\0', "\\u0000")));
+            }
+            unstorable_at(item, &join(key))
+        }),
+        _ => None,
+    }
 }
 
 /// A numeric id from the path.
@@ -60,4 +113,22 @@ where
     T: serde::Deserialize<'de>,
 {
     <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_anywhere_in_a_body_is_refused_naming_its_field() {
+        let body = br#"{"name":"ok","texts":{"en":{"verified":"fine\u0000"}}}"#;
+        let error = parse_json::<serde_json::Value>(body).unwrap_err();
+        assert_eq!(error.status.as_u16(), 422);
+        assert_eq!(error.extra.unwrap()["field"], "texts.en.verified");
+        let listed = parse_json::<serde_json::Value>(br#"{"tags":["a","\u0000"]}"#).unwrap_err();
+        assert_eq!(listed.extra.unwrap()["field"], "tags.1");
+        // An escaped backslash followed by u0000 is text, not a NUL.
+        assert!(parse_json::<serde_json::Value>(br#"{"name":"\\u0000"}"#).is_ok());
+        assert!(parse_json::<serde_json::Value>(br#"{"name":"\u0001"}"#).is_ok());
+    }
 }

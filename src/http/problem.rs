@@ -116,12 +116,24 @@ impl From<StoreError> for ApiError {
             StoreError::Query(
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
             )
-            | StoreError::Unreachable { .. } => {
+            | StoreError::Unreachable { .. }
+            | StoreError::ReadOnly => {
                 tracing::warn!(%error, "database unavailable");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "database_unavailable",
                     "the database is not answering; nothing was changed, try again shortly",
+                )
+            }
+            // SQLite's busy timeout ran out behind another writer (SQLITE_BUSY, code 5).
+            StoreError::Query(sqlx::Error::Database(ref db))
+                if db.code().as_deref() == Some("5") =>
+            {
+                tracing::warn!(%error, "database locked");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database is locked by another writer; nothing was changed, try again shortly",
                 )
             }
             other => Self::internal(other),

@@ -19,7 +19,7 @@ use warp::reply::Response;
 
 use super::HttpState;
 use super::auth::{self, Admin};
-use super::input::BODY_LIMIT;
+use super::input::{self, BODY_LIMIT};
 use super::problem::ApiError;
 use super::respond::{ApiResult, finish};
 
@@ -124,7 +124,7 @@ impl Ctx {
 
     /// Path parameter `index` as a positive id.
     pub fn id(&self, index: usize, what: &str) -> Result<i64, ApiError> {
-        super::input::parse_id(
+        input::parse_id(
             what,
             self.params.get(index).map(String::as_str).unwrap_or(""),
         )
@@ -149,11 +149,17 @@ impl Ctx {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
-        super::input::parse_json(&self.body)
+        input::parse_json(&self.body)
     }
 
-    /// The query string as `T`, with a specific 400 when it is not.
+    /// The query string as `T`, with a specific 400 when it is not (and a 422 naming the
+    /// parameter when a value holds a character no backend can store).
     pub fn query<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(&self.query).unwrap_or_default();
+        if let Some((name, _)) = pairs.iter().find(|(_, value)| input::is_unstorable(value)) {
+            return Err(input::unstorable(&format!("query.{name}")));
+        }
         serde_urlencoded::from_str::<T>(&self.query).map_err(|error| {
             ApiError::bad_request(
                 "invalid_query",
@@ -293,8 +299,33 @@ where
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
+    secure(response.headers_mut());
     response
 }
+
+/// Headers every response carries: no address leaks to other sites through `Referer`, no
+/// content-type guessing, and on HTML a content policy allowing only the dashboard's own files
+/// (also refusing to be framed).
+fn secure(headers: &mut HeaderMap) {
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    let is_html = headers
+        .get(warp::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if is_html && !headers.contains_key(warp::http::header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            warp::http::header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+    }
+}
+
+/// The dashboard's content policy: its own scripts, styles and images only, never in a frame.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'";
 
 async fn run(
     state: HttpState,
@@ -305,6 +336,9 @@ async fn run(
     remote: Option<SocketAddr>,
     body: Bytes,
 ) -> Response {
+    if params.iter().any(|p| input::is_unstorable(p)) {
+        return input::unstorable("path").into_response();
+    }
     let admin = match route.access {
         Access::Public => None,
         Access::Metrics if auth::metrics_bearer(&state, &headers) => None,

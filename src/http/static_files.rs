@@ -45,7 +45,7 @@ pub fn serve(method: &Method, path: &str) -> Option<Response> {
     );
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"),
+        HeaderValue::from_static(super::router::CONTENT_SECURITY_POLICY),
     );
     Some(response)
 }

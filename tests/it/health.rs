@@ -70,6 +70,38 @@ async fn health_and_readiness_answer_over_http(db: &TestDb) {
         .unwrap();
 }
 
+/// Another process holding SQLite's write lock leaves reads working and writes waiting: readiness
+/// says the database cannot be written, and is green again once the lock is released.
+#[tokio::test]
+async fn readiness_fails_while_sqlite_is_write_locked() {
+    use sqlx::Connection;
+    let db = TestDb::sqlite().await;
+    let service = start(&db).await;
+    let ready = || async {
+        reqwest::get(format!("{}/readyz", service.base))
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(ready().await, 200);
+    let mut other = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let locked = reqwest::get(format!("{}/readyz", service.base))
+        .await
+        .unwrap();
+    assert_eq!(locked.status(), 503);
+    let body: serde_json::Value = locked.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable", "{body}");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    assert_eq!(ready().await, 200);
+    service.stop.send(()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), service.task).await;
+    db.store.close().await;
+}
+
 /// A PostgreSQL outage (the database dropped under a running service) turns readiness red while
 /// liveness stays green. SQLite has no comparable outage: an open file stays readable.
 #[tokio::test]

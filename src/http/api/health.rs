@@ -1,4 +1,6 @@
-//! `/healthz` (the process answers) and `/readyz` (the store answers too). Public: probes carry no session.
+//! `/healthz` (the process answers) and `/readyz` (the store would take a write too: a database
+//! that answers reads but not writes cannot record what Nezuko does). Public: probes carry no
+//! session.
 
 use std::time::Duration;
 
@@ -8,7 +10,8 @@ use warp::http::{Method, StatusCode};
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
 
-/// How long a readiness probe waits for the database before calling it unavailable.
+/// How long a readiness probe waits for the database (a SQLite write lock included) before calling
+/// it unavailable.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn routes() -> Vec<Route> {
@@ -24,7 +27,7 @@ pub fn routes() -> Vec<Route> {
             Method::GET,
             "/readyz",
             Access::Public,
-            "The process and its database answer",
+            "The process answers and its database takes writes",
             |c| Box::pin(readyz(c)),
         ),
     ]
@@ -38,7 +41,7 @@ async fn readyz(ctx: Ctx) -> ApiResult {
     {
         let store = &ctx.state.store;
         let backend = store.backend().as_str();
-        let reason = match tokio::time::timeout(READY_TIMEOUT, store.ping()).await {
+        let reason = match tokio::time::timeout(READY_TIMEOUT, store.probe_write()).await {
             Ok(Ok(())) => return respond::ok(&json!({ "status": "ready", "database": backend })),
             Ok(Err(error)) => error.to_string(),
             Err(_) => format!(

@@ -30,19 +30,37 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// Counts a login attempt against the caller's address.
-fn throttle(ctx: &Ctx) -> Result<(), ApiError> {
+/// Runs a sign-in unless the caller's address failed too often lately; a refusal of the
+/// credentials (401/403) counts as a failure, anything else does not.
+async fn throttled<F>(ctx: Ctx, sign_in: fn(Ctx) -> F) -> ApiResult
+where
+    F: std::future::Future<Output = ApiResult>,
+{
     let address = ctx.client_ip().unwrap_or_else(|| "unknown".into());
-    ctx.state.throttle.attempt(&address).map_err(|wait| {
+    let throttle = ctx.state.throttle.clone();
+    throttle.check(&address).map_err(|wait| {
         ApiError::too_many(
             wait,
-            format!("too many sign-in attempts from this address; try again in {wait} s"),
+            format!("too many failed sign-ins from this address; try again in {wait} s"),
         )
-    })
+    })?;
+    let result = sign_in(ctx).await;
+    if let Err(error) = &result
+        && matches!(
+            error.status,
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+        )
+    {
+        throttle.failed(&address);
+    }
+    result
 }
 
 async fn telegram(ctx: Ctx) -> ApiResult {
-    throttle(&ctx)?;
+    throttled(ctx, telegram_widget).await
+}
+
+async fn telegram_widget(ctx: Ctx) -> ApiResult {
     let Some(token) = ctx.state.auth.login_bot_token.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -71,7 +89,10 @@ struct LinkBody {
 }
 
 async fn link(ctx: Ctx) -> ApiResult {
-    throttle(&ctx)?;
+    throttled(ctx, login_link).await
+}
+
+async fn login_link(ctx: Ctx) -> ApiResult {
     let body: LinkBody = ctx.json()?;
     let user = ctx
         .state

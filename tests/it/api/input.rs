@@ -5,7 +5,53 @@ use serde_json::json;
 
 use super::{ApiWorld, answer, api_tests};
 
-api_tests!(malformed_oversized_and_mistyped_requests_get_specific_4xx);
+api_tests!(
+    malformed_oversized_and_mistyped_requests_get_specific_4xx,
+    a_nul_character_is_refused_naming_the_field_on_every_backend,
+    every_response_carries_the_security_headers,
+);
+
+async fn a_nul_character_is_refused_naming_the_field_on_every_backend(world: &mut ApiWorld) {
+    let body = json!({ "chat_id": -100123, "title": "News\u{0}", "username": "news" });
+    let refused = world.post("/api/v1/channels", body).await;
+    refused.problem(422, "invalid_field");
+    assert_eq!(refused.body["field"], "title", "{:?}", refused.body);
+    let texts = world
+        .call(
+            Method::PUT,
+            "/api/v1/settings/texts/en",
+            Some(json!({ "verified": "ok\u{0}" })),
+        )
+        .await;
+    texts.problem(422, "invalid_field");
+    assert_eq!(texts.body["field"], "verified");
+    let search = world.get("/api/v1/groups?search=a%00b").await;
+    search.problem(422, "invalid_field");
+    assert_eq!(search.body["field"], "query.search");
+    // Nothing was stored, and the API still answers.
+    assert_eq!(world.get("/api/v1/channels").await.status, 200);
+}
+
+async fn every_response_carries_the_security_headers(world: &mut ApiWorld) {
+    for path in ["/api/v1/bots", "/healthz", "/nope", "/", "/bots"] {
+        let response = world
+            .client
+            .get(format!("{}{path}", world.base))
+            .send()
+            .await
+            .unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        let is_html = headers
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("text/html"));
+        if is_html {
+            let policy = headers["content-security-policy"].to_str().unwrap();
+            assert!(policy.contains("default-src 'self'"), "{path}: {policy}");
+        }
+    }
+}
 
 async fn raw(
     world: &ApiWorld,
