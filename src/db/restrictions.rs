@@ -136,6 +136,29 @@ impl Store {
         )
     }
 
+    /// The member's most recent record in a group, active or ended.
+    pub async fn last_restriction(
+        &self,
+        bot_instance_id: i64,
+        chat_id: i64,
+        user_id: i64,
+    ) -> Result<Option<RestrictionRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM member_restrictions WHERE bot_instance_id = $1 AND chat_id = $2 AND user_id = $3 \
+             ORDER BY id DESC LIMIT 1"
+        );
+        Ok(
+            with_pool!(self, pool => sqlx::query_as::<_, RestrictionRow>(sql)
+            .bind(bot_instance_id)
+            .bind(chat_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await)?,
+        )
+    }
+
     /// The active records of one member across a bot's groups (a rejoined channel may restore several).
     pub async fn active_restrictions_of_user(
         &self,

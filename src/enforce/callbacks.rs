@@ -6,10 +6,12 @@ use teloxide::prelude::Requester;
 use teloxide::types::CallbackQuery;
 
 use super::actions::{self, Lifted};
-use super::context::Turn;
+use super::context::{GroupTurn, Turn};
+use super::directory::GroupView;
 use super::flows::{self, Verdict};
-use super::standing::Standing;
+use super::standing::{self, Standing};
 use super::{commands, settings_menu};
+use crate::db::ChannelRow;
 use crate::domain::{EndReason, Outcome};
 
 pub async fn handle(turn: &Turn, query: &CallbackQuery) -> anyhow::Result<()> {
@@ -44,6 +46,72 @@ pub async fn answer(
     Ok(())
 }
 
+/// A press of one's own button when Nezuko holds nothing on the presser: Telegram says whether they
+/// may write, not Nezuko's record. A release whose unrestrict never reached Telegram (the record
+/// ended, Telegram still shows Nezuko's exact restriction) is sent now if the presser is subscribed.
+/// Returns the text to answer with and whether it is an alert.
+async fn released_already(
+    group: &GroupTurn,
+    view: &GroupView,
+    chat: i64,
+    presser: i64,
+) -> anyhow::Result<(String, bool)> {
+    let say = |name: &str| view.texts.render(view.policy.language, name, &[]);
+    let standing = standing::read(group, chat, presser).await?;
+    let (word, alert) = match &standing {
+        Standing::Free { .. } | Standing::Admin => ("verified", false),
+        Standing::Absent => ("not_your_button", true),
+        Standing::Banned => ("admin_hold", true),
+        Standing::Muted { .. } => {
+            let last = group
+                .shared
+                .store
+                .last_restriction(group.bot(), chat, presser)
+                .await?;
+            let Some(last) = last.filter(|r| standing.is_ours(r)) else {
+                return Ok((say("admin_hold"), true));
+            };
+            let outcome = group
+                .shared
+                .checker
+                .check(group.calls(), &view.channels, presser, true)
+                .await;
+            match flows::verdict(view, &outcome) {
+                Verdict::Allowed { .. } => {
+                    if actions::finish_release(group, &last, &standing).await? {
+                        ("verified", false)
+                    } else {
+                        ("admin_hold", true)
+                    }
+                }
+                Verdict::Denied { unconfirmed: true } => ("check_failed", true),
+                Verdict::Denied { unconfirmed: false } => {
+                    return Ok((still_missing(view, &outcome.missing), true));
+                }
+            }
+        }
+    };
+    Ok((say(word), alert))
+}
+
+/// The alert naming the channels the presser has not joined. Alerts are plain text: channel names
+/// as written, not escaped for HTML.
+fn still_missing(view: &GroupView, missing: &[ChannelRow]) -> String {
+    let names = missing
+        .iter()
+        .map(|c| match &c.username {
+            Some(username) => format!("@{username}"),
+            None => c.title.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    view.texts.render(
+        view.policy.language,
+        "still_missing",
+        &[("channels", &names)],
+    )
+}
+
 /// "I have joined": only for the member(s) the warning names; the check skips the cache.
 async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> anyhow::Result<()> {
     let Some(message) = query.regular_message() else {
@@ -70,8 +138,14 @@ async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> 
         .await?
     else {
         if addressed.is_some() {
-            // Their own button, already released (rejoining the channel restored them).
-            return answer(turn, query, Some(say("verified")), false).await;
+            let (text, alert) = match released_already(&group, view, chat, presser).await {
+                Ok(reply) => reply,
+                Err(error) => {
+                    tracing::info!(chat, presser, %error, "could not re-check a released member");
+                    (say("check_failed"), true)
+                }
+            };
+            return answer(turn, query, Some(text), alert).await;
         }
         return answer(turn, query, Some(say("not_your_button")), true).await;
     };
@@ -115,21 +189,7 @@ async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> 
         }
         Verdict::Denied { unconfirmed: false } => {
             group.record(presser, Outcome::StillMissing, false);
-            // Alerts are plain text: channel names as written, not escaped for HTML.
-            let names = outcome
-                .missing
-                .iter()
-                .map(|c| match &c.username {
-                    Some(username) => format!("@{username}"),
-                    None => c.title.clone(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            let text = view.texts.render(
-                view.policy.language,
-                "still_missing",
-                &[("channels", &names)],
-            );
+            let text = still_missing(view, &outcome.missing);
             answer(turn, query, Some(text), true).await
         }
     }

@@ -300,6 +300,26 @@ pub async fn lift(turn: &Turn, chat: i64, user: i64, why: EndReason) -> anyhow::
     Ok(lifted)
 }
 
+/// Telegram still holds a member under the exact restriction of Nezuko's `record`, which ended as
+/// released (a lift recorded whose `restrictChatMember` never reached Telegram): send it now.
+/// Returns whether it was such a leftover and is now undone.
+pub async fn finish_release(
+    turn: &Turn,
+    record: &RestrictionRow,
+    standing: &Standing,
+) -> anyhow::Result<bool> {
+    let released = record
+        .end_reason
+        .as_deref()
+        .and_then(EndReason::parse)
+        .is_some_and(|why| matches!(why, EndReason::Verified | EndReason::Restored));
+    if !released || record.reason != "restricted" || !standing.is_ours(record) {
+        return Ok(false);
+    }
+    restore(turn, record).await?;
+    Ok(true)
+}
+
 /// Why Nezuko's record ends when Telegram shows `standing` instead of its restriction.
 fn superseded_by(standing: &Standing) -> EndReason {
     match standing {

@@ -23,7 +23,46 @@ enforce_tests!(
     a_warning_naming_several_is_written_again_without_the_one_who_verified,
     a_member_who_leaves_and_rejoins_at_once_is_checked_and_warned_again,
     a_member_warned_again_is_named_only_by_the_newest_warning,
+    a_release_recorded_but_never_sent_is_sent_when_the_button_is_pressed_again,
 );
+
+/// The record of a restriction ended as verified while Telegram still holds the member under it
+/// (as a crash between recording a lift and sending it once left behind): pressing the button
+/// again asks Telegram, not the record, and sends the lift.
+async fn a_release_recorded_but_never_sent_is_sent_when_the_button_is_pressed_again(
+    world: Guarded,
+) {
+    world
+        .set_policy(json!({ "restore_on_rejoin": false }))
+        .await;
+    let before = world.bot_messages(world.group).len();
+    let user = world.member("Nor", false);
+    world.wait_restricted(user).await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+    world
+        .db
+        .store
+        .end_restriction(
+            world.row.id,
+            world.group,
+            user,
+            nezuko::domain::EndReason::Verified,
+        )
+        .await
+        .unwrap();
+    world.sandbox.join(world.channel, user).unwrap();
+    let answer = world
+        .press(warning.message_id, user, &super::buttons(&warning).0)
+        .await;
+    assert!(
+        answer["text"].as_str().unwrap().contains("Thank you"),
+        "{answer}"
+    );
+    world.wait_free(user).await;
+    world.finish().await;
+}
 
 fn muted(world: &Guarded, user: i64, allowed: &[&str]) -> AdminRestrict {
     let permissions: BTreeMap<String, bool> = allowed
