@@ -159,6 +159,22 @@ impl Store {
         )
     }
 
+    /// A bot's active records whose warning was never sent (queued when the process stopped, or
+    /// refused by Telegram), oldest first, at most `limit`.
+    pub async fn unwarned_restrictions(
+        &self,
+        bot_instance_id: i64,
+        limit: i64,
+    ) -> Result<Vec<RestrictionRow>, StoreError> {
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM member_restrictions WHERE bot_instance_id = $1 AND lifted_at IS NULL \
+             AND warning_message_id IS NULL ORDER BY id LIMIT $2"
+        );
+        self.active_restrictions(sql, bot_instance_id, limit).await
+    }
+
     /// The active records of one member across a bot's groups (a rejoined channel may restore several).
     pub async fn active_restrictions_of_user(
         &self,

@@ -336,7 +336,19 @@ impl UpdateHandler for Enforcer {
             self.shared.records.clone(),
         );
         let id = context.bot_instance_id;
-        let health_task = tokio::spawn(health::periodic(self.shared.clone(), id));
+        // Owned by the runtime (aborted when the bot stops): first the warnings the bot owes from
+        // before it (re)started, then the periodic permission checks.
+        let shared = self.shared.clone();
+        let health_task = tokio::spawn(async move {
+            match actions::resume_owed(shared.clone(), id).await {
+                Ok(0) => {}
+                Ok(queued) => tracing::info!(bot_instance_id = id, queued, "owed warnings queued"),
+                Err(error) => {
+                    tracing::warn!(bot_instance_id = id, %error, "owed warnings could not be read")
+                }
+            }
+            health::periodic(shared, id).await
+        });
         let runtime = Arc::new(BotRuntime {
             calls,
             me: context.me.clone(),

@@ -14,7 +14,7 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, ChatPermissions, UserId};
 
 pub use self::say::{channel_list, delete_later, delete_message, say, say_in};
-pub use self::warnings::WarningQueue;
+pub use self::warnings::{WarningQueue, resume_owed};
 use super::context::{GroupTurn, Turn};
 use super::deadline::{UntilDate, ban_request, now_s, restrict_request};
 use super::policy::Action;
@@ -34,6 +34,18 @@ pub enum Why {
 }
 
 impl Why {
+    /// The reason whose warning text is `template` (as stored on a record).
+    pub fn from_template(template: &str) -> Option<Self> {
+        [
+            Self::Joined,
+            Self::Wrote,
+            Self::LeftChannel,
+            Self::Unconfirmed,
+        ]
+        .into_iter()
+        .find(|why| why.template() == template)
+    }
+
     pub fn template(self) -> &'static str {
         match self {
             Self::Joined => "warning_join",

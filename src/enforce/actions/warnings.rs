@@ -14,6 +14,7 @@ use teloxide::types::{ChatId, MessageId, ParseMode};
 use super::super::calls::Target;
 use super::super::context::{GroupTurn, Turn};
 use super::super::directory::GroupView;
+use super::super::standing::{self, Standing};
 use super::super::texts::{escape, mention};
 use super::say::{channel_list, delete_message, say, warning_keyboard};
 use super::{Member, Why};
@@ -57,6 +58,13 @@ impl WarningQueue {
             missing.iter().map(|c| c.chat_id).collect(),
         );
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        // Queued already (an owed warning resumed while the same member offends again).
+        if pending
+            .values()
+            .any(|b| b.members.iter().any(|(id, _)| *id == restriction_id))
+        {
+            return;
+        }
         if let Some(batch) = pending.get_mut(&key) {
             batch.members.push((restriction_id, member.clone()));
             return;
@@ -144,6 +152,81 @@ async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
             return;
         }
     }
+}
+
+/// Records are owed warnings at most this many at a time when a bot starts.
+const OWED_AT_START: i64 = 5_000;
+
+/// Queues the warnings a bot owes: its active records whose warning was never sent, because the
+/// process stopped (or was killed) while they were queued in memory, or Telegram refused them.
+/// The record, written before Telegram was asked to restrict, is the durable promise of the
+/// warning. Telegram's current state decides who is still named: a member who left, was let
+/// speak or banned meanwhile is not.
+pub async fn resume_owed(shared: Arc<super::super::Shared>, bot: i64) -> anyhow::Result<usize> {
+    // Called as the bot starts, possibly before its runtime is registered.
+    let mut runtime = shared.runtime(bot);
+    for _ in 0..40 {
+        if runtime.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        runtime = shared.runtime(bot);
+    }
+    let Some(runtime) = runtime else {
+        return Ok(0);
+    };
+    let owed = shared
+        .store
+        .unwarned_restrictions(bot, OWED_AT_START)
+        .await?;
+    let mut queued = 0;
+    for record in owed {
+        let Some(view) = shared.directory.group(bot, record.chat_id).await? else {
+            continue;
+        };
+        let turn = Turn::new(shared.clone(), runtime.clone(), None);
+        let thread = record.warning_thread_id.and_then(|t| i32::try_from(t).ok());
+        let group = turn.in_group(view, thread);
+        let standing = match standing::read(&group, record.chat_id, record.user_id).await {
+            Ok(standing) => standing,
+            Err(error) => {
+                tracing::info!(chat = record.chat_id, %error, "an owed warning waits: the member's standing is unknown");
+                continue;
+            }
+        };
+        let still_held = match &standing {
+            Standing::Muted { present: true, .. } => standing.is_ours(&record),
+            Standing::Free { .. } => record.reason == "warned",
+            _ => false,
+        };
+        if !still_held {
+            continue;
+        }
+        let missing: Vec<ChannelRow> = group
+            .view
+            .channels
+            .iter()
+            .filter(|c| record.missing_channels.0.contains(&c.chat_id))
+            .cloned()
+            .collect();
+        let why = record
+            .warning_template
+            .as_deref()
+            .and_then(Why::from_template)
+            .unwrap_or(Why::Joined);
+        let member = Member {
+            user_id: record.user_id,
+            name: record
+                .member_name
+                .clone()
+                .unwrap_or_else(|| "member".into()),
+        };
+        shared
+            .warnings
+            .enqueue(&group, record.id, &member, &missing, why);
+        queued += 1;
+    }
+    Ok(queued)
 }
 
 /// The warning's text and keyboard for these members.

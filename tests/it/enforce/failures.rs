@@ -19,6 +19,7 @@ enforce_tests!(
     a_flaky_check_is_retried_before_deciding,
     a_429_is_waited_out_exactly_and_nothing_is_lost,
     a_server_error_is_retried_at_once_not_after_ten_seconds,
+    warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts,
     a_raid_of_500_joins_restricts_everyone_without_a_429,
 );
 enforce_db_tests!(pending_timers_are_carried_out_after_a_restart);
@@ -246,6 +247,55 @@ async fn a_server_error_is_retried_at_once_not_after_ten_seconds(world: Guarded)
     let cost = calls[2].at_ms - calls[0].at_ms;
     // teloxide's own sending sleeps 10 s after every 5xx; Nezuko's retries wait 100 and 200 ms.
     assert!(cost < 1000, "two 5xx cost {cost} ms");
+    world.finish().await;
+}
+
+async fn warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts(
+    mut world: Guarded,
+) {
+    // Telegram holds the warning back long enough for the service to stop with it queued.
+    world.sandbox.inject_fault(Fault {
+        bot: Some(world.bot.id),
+        method: Some("sendMessage".into()),
+        kind: FaultKind::RetryAfter { seconds: 20 },
+        times: Some(1),
+    });
+    world.injected_429s = 1;
+    let before = world.bot_messages(world.group).len();
+    let held = world.member("Kim", false);
+    let gone = world.member("Lou", false);
+    world.wait_restricted(held).await;
+    world.wait_restricted(gone).await;
+    let id = world.bot.id;
+    world
+        .sandbox
+        .wait_until(DEADLINE, "the warning is held back", |s| {
+            s.calls(Some(id), Some("sendMessage"))
+                .iter()
+                .any(|c| c.error_code == Some(429))
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    world.stop().await;
+    // While the service is down, one of them leaves: the warning owed to them is not sent.
+    world.sandbox.leave(world.group, gone).unwrap();
+    world.start().await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the owed warning")
+        .await;
+    let text = warning.text.unwrap_or_default();
+    assert!(text.contains("Kim"), "{text}");
+    assert!(
+        !text.contains("Lou"),
+        "a member who left is not named: {text}"
+    );
+    world.settle().await;
+    assert_eq!(
+        world.bot_messages(world.group).len(),
+        before + 1,
+        "one warning, sent once"
+    );
     world.finish().await;
 }
 
