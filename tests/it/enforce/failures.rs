@@ -379,3 +379,62 @@ async fn pending_timers_are_carried_out_after_a_restart(db: TestDb) {
         .unwrap();
     world.finish().await;
 }
+
+/// Another process holds SQLite's write lock longer than the busy timeout: updates cannot be
+/// handled, stay unconfirmed with Telegram, and are handled once the lock is released. Members
+/// already in the group write (one update each, no twin to fall back on) and newcomers join.
+/// (Before, each failed update was confirmed anyway and its member never restricted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_that_arrived_while_the_database_was_locked_are_handled_after() {
+    use sqlx::Connection;
+    let world = Guarded::new(TestDb::sqlite().await).await;
+    let before = world.bot_messages(world.group).len();
+    let writers: Vec<(&str, i64)> = ["Ada", "Bea"]
+        .into_iter()
+        .map(|name| {
+            let user = world.user(name);
+            world
+                .sandbox
+                .set_member(world.group, user, Status::Member)
+                .unwrap();
+            (name, user)
+        })
+        .collect();
+    let mut other = sqlx::SqliteConnection::connect(&world.db.url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    for (_, user) in &writers {
+        world.sandbox.send(world.group, *user, "hello").unwrap();
+    }
+    let joiner = world.member("Cid", false);
+    // Long enough for the writes that decide (each waiting out the 5 s busy timeout after
+    // another that may fail without consequence) to fail at least once.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    for user in writers.iter().map(|(_, u)| *u).chain([joiner]) {
+        world.wait_restricted(user).await;
+    }
+    let group = world.group;
+    world
+        .sandbox
+        .wait_until(Duration::from_secs(30), "everyone is warned", |s| {
+            let said: String = s
+                .transcript(group)
+                .iter()
+                .skip(before)
+                .filter_map(|m| m.text.clone())
+                .collect();
+            ["Ada", "Bea", "Cid"]
+                .iter()
+                .all(|n| said.contains(n))
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    world.finish().await;
+}
