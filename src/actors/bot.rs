@@ -12,31 +12,18 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use teloxide::dispatching::{Dispatcher, ShutdownToken};
-use teloxide::payloads::{DeleteWebhook, GetMe, GetUpdates, GetUpdatesSetters};
+use teloxide::payloads::GetMe;
 use teloxide::prelude::*;
+use teloxide::update_listeners::Polling;
 use tokio::task::JoinHandle;
 
 use super::Publisher;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
 use crate::db::BotRow;
-use crate::telegram::polling::{Ledger, Listener};
 use crate::telegram::{
     BotContext, BotIdentity, Failure, POLL_TIMEOUT, UpdateHandler, classify, schema, transport,
 };
 use crate::vault::Vault;
-
-/// Tells Telegram that every update handled so far may be forgotten (`getUpdates` with the ledger's
-/// offset, asking for nothing new), so the next start does not see them again.
-async fn confirm_handled(bot: &Bot, ledger: &Ledger) {
-    let offset = ledger.offset();
-    if offset == 0 {
-        return;
-    }
-    let request = GetUpdates::new().offset(offset).limit(1).timeout(0);
-    if let Err(error) = transport::send(bot, &request).await.result {
-        tracing::info!(%error, "could not confirm the handled updates; Telegram will deliver them again");
-    }
-}
 
 /// How long a stop waits for in-flight updates before giving up on the dispatcher.
 const STOP_GRACE: Duration = Duration::from_secs(8);
@@ -166,18 +153,11 @@ impl Actor for BotActor {
 
 impl BotState {
     fn start_dispatcher(&mut self, myself: BotRef, context: BotContext) {
-        let ledger = Ledger::new();
-        let unmatched = ledger.clone();
-        let mut dispatcher = Dispatcher::builder(
-            self.bot.clone(),
-            schema(self.handler.clone(), context, ledger.clone()),
-        )
-        // Kinds outside the schema are not asked for; if one arrives anyway, it is done with.
-        .default_handler(move |update: Arc<Update>| {
-            unmatched.handled(update.id.0);
-            async {}
-        })
-        .build();
+        let mut dispatcher =
+            Dispatcher::builder(self.bot.clone(), schema(self.handler.clone(), context))
+                // Kinds outside the schema are not asked for; if one arrives anyway, ignore it quietly.
+                .default_handler(|_| async {})
+                .build();
         self.shutdown = Some(dispatcher.shutdown_token());
         let bot = self.bot.clone();
         let reporter = myself.clone();
@@ -188,19 +168,17 @@ impl BotState {
             }
         };
         self.task = Some(tokio::spawn(async move {
-            // A webhook left set would make every getUpdates fail with 409.
-            if let Err(error) = transport::send(&bot, &DeleteWebhook::new()).await.result {
-                let _ = myself.cast(BotMsg::PollingFailed(classify(&error)));
-                return;
-            }
-            let listener = Listener::new(bot.clone(), ledger.clone(), POLL_TIMEOUT);
+            let listener = Polling::builder(bot)
+                .timeout(POLL_TIMEOUT)
+                .delete_webhook()
+                .await
+                .build();
             let run = dispatcher.try_dispatch_with_listener(listener, Arc::new(on_error));
             let outcome = match AssertUnwindSafe(run).catch_unwind().await {
                 Ok(Ok(())) => BotMsg::DispatcherExited("stopped".into()),
                 Ok(Err(error)) => BotMsg::PollingFailed(classify(&error)),
                 Err(_) => BotMsg::DispatcherExited("panicked".into()),
             };
-            confirm_handled(&bot, &ledger).await;
             let _ = myself.cast(outcome);
         }));
     }

@@ -3,7 +3,6 @@
 //! panic guard.
 
 mod classify;
-pub mod polling;
 mod schema;
 pub mod transport;
 
