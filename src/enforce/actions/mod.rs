@@ -130,7 +130,7 @@ async fn apply(
         .is_fresh();
     let repeat = why == Why::Wrote && !first;
     let planned = group.view.policy.action;
-    let record = store
+    let recorded = store
         .record_restriction(&NewRestriction {
             bot_instance_id: bot,
             chat_id: chat,
@@ -146,7 +146,17 @@ async fn apply(
             warning_template: why.template().into(),
             warning_thread_id: group.thread.map(i64::from),
         })
-        .await?;
+        .await;
+    let record = match recorded {
+        Ok(record) => record,
+        Err(error) => {
+            // Nothing was decided: when the update is handled again it is not "a repeat".
+            if first {
+                group.shared.recently_warned.invalidate(&(bot, chat, user));
+            }
+            return Err(error.into());
+        }
+    };
     let action = group.view.policy.action_after(record.warnings);
     let applied = match action {
         Action::Warn => Ok(()),

@@ -139,6 +139,18 @@ pub async fn on_join(turn: &Turn, chat: &Chat, user: &User) -> anyhow::Result<()
     if user.is_bot || !turn.shared.recent_joins.entry(key).or_insert(()).is_fresh() {
         return Ok(());
     }
+    let handled = joined(turn, chat, user).await;
+    if handled.is_err() {
+        // Not handled (the update will be handled again): the join is not yet "seen".
+        turn.shared.recent_joins.invalidate(&key);
+    }
+    handled
+}
+
+/// The rest of [`on_join`], for a join let through once.
+async fn joined(turn: &Turn, chat: &Chat, user: &User) -> anyhow::Result<()> {
+    let user_id = user.id.0 as i64;
+    let key = (turn.bot(), chat.id.0, user_id);
     turn.shared.known_members.insert(key, Instant::now());
     turn.shared.departed.invalidate(&key);
     // Joins go to General in a forum: the warning is posted there.
@@ -305,11 +317,20 @@ async fn check_and_act(
     greet: bool,
 ) -> anyhow::Result<()> {
     let view = &group.view;
-    let outcome = group
+    let mut outcome = group
         .shared
         .checker
         .check(group.calls(), &view.channels, member.user_id, false)
         .await;
+    if outcome.cached && !outcome.missing.is_empty() {
+        // "Not subscribed" from the cache is confirmed with Telegram before anyone is held back
+        // for it: the member may have joined a moment ago, the channel's update not yet handled.
+        outcome = group
+            .shared
+            .checker
+            .check(group.calls(), &view.channels, member.user_id, true)
+            .await;
+    }
     if outcome.unknown.iter().any(|(_, why)| unreadable(why)) {
         // The bot cannot read a channel's members: health says so now, not at the next probe.
         super::health::action_refused(group).await;
