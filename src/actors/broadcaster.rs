@@ -2,11 +2,16 @@
 //! `events` table (which gives it its id and makes it replayable), records bot state transitions in
 //! `bot_instances`, and fans the event out to any number of subscribers.
 //!
+//! While the database cannot store events they are held (up to [`MAX_HELD`], the oldest dropped
+//! beyond it, counted) and offered again with a growing pause; each reaches subscribers once it is
+//! stored, with its id, so the feed and a replay from the table agree.
+//!
 //! Fan-out is a bounded ring (`tokio::sync::broadcast`): a subscriber that falls behind by more than
 //! its capacity is told how many events it missed (`Lagged`) and resyncs from the `events` table; it
 //! never makes memory grow.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde::Serialize;
@@ -15,7 +20,10 @@ use tokio::sync::broadcast;
 
 use crate::db::{EventRow, NewEvent, RunStateUpdate, Store};
 
-/// One event as subscribers receive it; `id` is its row in `events` (0 if it could not be stored).
+/// Events held while the database cannot store them; beyond this the oldest are dropped.
+pub const MAX_HELD: usize = 100_000;
+
+/// One event as subscribers receive it; `id` is its row in `events`.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Event {
     pub id: i64,
@@ -73,6 +81,8 @@ pub struct BroadcasterState {
     sender: broadcast::Sender<Arc<Event>>,
     pending: Vec<NewEvent>,
     flush_queued: bool,
+    /// Failed writes in a row (the pause before the next grows with it).
+    failures: u32,
 }
 
 pub struct Broadcaster;
@@ -92,6 +102,7 @@ impl Actor for Broadcaster {
             sender: args.sender,
             pending: Vec::new(),
             flush_queued: false,
+            failures: 0,
         })
     }
 
@@ -120,9 +131,9 @@ impl Actor for Broadcaster {
                 update,
                 payload,
             } => state.queue(&myself, status_event(bot_instance_id, update, payload)),
-            BroadcasterMsg::Flush => state.flush().await,
+            BroadcasterMsg::Flush => state.flush(&myself).await,
             BroadcasterMsg::Drain(reply) => {
-                state.flush().await;
+                state.flush(&myself).await;
                 let _ = reply.send(());
             }
         }
@@ -153,7 +164,7 @@ impl BroadcasterState {
         }
     }
 
-    async fn flush(&mut self) {
+    async fn flush(&mut self, myself: &BroadcasterRef) {
         self.flush_queued = false;
         if self.pending.is_empty() {
             return;
@@ -161,26 +172,35 @@ impl BroadcasterState {
         let batch = std::mem::take(&mut self.pending);
         match self.store.append_events(&batch).await {
             Ok(rows) => {
+                self.failures = 0;
                 for row in rows {
                     // No subscribers is not an error.
                     let _ = self.sender.send(Arc::new(Event::from_row(row, false)));
                 }
             }
-            // Storage errors are logged and survived (the fleet must run through a database outage);
-            // subscribers still hear of the events, without ids, so they resync from the table later.
+            // The fleet runs through a database outage: the events wait, in order, and go out with
+            // their ids once stored.
             Err(error) => {
-                tracing::warn!(%error, count = batch.len(), "could not store events; delivering them without ids");
-                for item in batch {
-                    let event = Event {
-                        id: 0,
-                        kind: item.kind,
-                        bot_instance_id: item.bot_instance_id,
-                        payload: item.payload,
-                        created_at: crate::db::now_ms(),
-                        relayed: false,
-                    };
-                    let _ = self.sender.send(Arc::new(event));
+                self.failures += 1;
+                let later = std::mem::replace(&mut self.pending, batch);
+                self.pending.extend(later);
+                if self.pending.len() > MAX_HELD {
+                    let dropped = self.pending.len() - MAX_HELD;
+                    self.pending.drain(..dropped);
+                    crate::metrics::count("nezuko_events_dropped_total", &[], dropped as u64);
+                    tracing::error!(
+                        dropped,
+                        "the database stayed away too long; the oldest events were dropped"
+                    );
                 }
+                let pause = Duration::from_millis(200)
+                    .saturating_mul(2u32.saturating_pow(self.failures.min(5)))
+                    .min(Duration::from_secs(5));
+                if self.failures == 1 || self.failures.is_multiple_of(20) {
+                    tracing::warn!(%error, held = self.pending.len(), "could not store events; holding them");
+                }
+                myself.send_after(pause, || BroadcasterMsg::Flush);
+                self.flush_queued = true;
             }
         }
     }
