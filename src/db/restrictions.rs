@@ -126,14 +126,8 @@ impl Store {
             " FROM member_restrictions WHERE bot_instance_id = $1 AND chat_id = $2 AND user_id = $3 \
              AND lifted_at IS NULL"
         );
-        Ok(
-            with_pool!(self, pool => sqlx::query_as::<_, RestrictionRow>(sql)
-            .bind(bot_instance_id)
-            .bind(chat_id)
-            .bind(user_id)
-            .fetch_optional(pool)
-            .await)?,
-        )
+        self.member_restriction(sql, bot_instance_id, chat_id, user_id)
+            .await
     }
 
     /// The member's most recent record in a group, active or ended.
@@ -149,6 +143,18 @@ impl Store {
             " FROM member_restrictions WHERE bot_instance_id = $1 AND chat_id = $2 AND user_id = $3 \
              ORDER BY id DESC LIMIT 1"
         );
+        self.member_restriction(sql, bot_instance_id, chat_id, user_id)
+            .await
+    }
+
+    /// One record of a member in a group, by `sql` taking (bot, chat, user) as `$1`–`$3`.
+    async fn member_restriction(
+        &self,
+        sql: &'static str,
+        bot_instance_id: i64,
+        chat_id: i64,
+        user_id: i64,
+    ) -> Result<Option<RestrictionRow>, StoreError> {
         Ok(
             with_pool!(self, pool => sqlx::query_as::<_, RestrictionRow>(sql)
             .bind(bot_instance_id)
