@@ -30,6 +30,21 @@ mod weather {
     );
 }
 
+/// Another process polling `token` without pause, until the returned task is aborted.
+fn rival_poller(world: &FleetWorld, token: &str) -> tokio::task::JoinHandle<()> {
+    let url = format!("{}/bot{token}/getUpdates", world.running.url());
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        loop {
+            let _ = client
+                .post(&url)
+                .json(&json!({ "timeout": 1 }))
+                .send()
+                .await;
+        }
+    })
+}
+
 /// Waits until `n` calls of `method` (any, for `None`) by `bot` failed, then until the bot is running again, and
 /// checks it was never parked on the way.
 async fn ridden_out(world: &mut FleetWorld, bot: i64, row: i64, method: Option<&str>, n: usize) {
@@ -125,17 +140,7 @@ async fn dropped_connections_never_park_the_bot(mut world: FleetWorld) {
 
 async fn another_poller_for_a_while_is_ridden_out_and_the_bot_comes_back(mut world: FleetWorld) {
     let (bot, row) = world.running_bot("November").await;
-    let url = format!("{}/bot{}/getUpdates", world.running.url(), bot.token);
-    let rogue = tokio::spawn(async move {
-        let client = reqwest::Client::new();
-        loop {
-            let _ = client
-                .post(&url)
-                .json(&json!({ "timeout": 1 }))
-                .send()
-                .await;
-        }
-    });
+    let rogue = rival_poller(&world, &bot.token);
     // Long enough for many conflicts: a flapping bot would be parked after five.
     let id = bot.id;
     world
@@ -242,17 +247,7 @@ async fn another_poller_on_the_token_is_a_conflict_with_backoff(mut world: Fleet
     // Someone else polls with the same token until our poll is the one terminated: a newer poll
     // ends the waiting one with 409, so a rogue that lands between two of our polls is itself the
     // one ended, and only a later overlap shows the conflict to us.
-    let url = format!("{}/bot{}/getUpdates", world.running.url(), bot.token);
-    let rogue = tokio::spawn(async move {
-        let client = reqwest::Client::new();
-        loop {
-            let _ = client
-                .post(&url)
-                .json(&json!({ "timeout": 1 }))
-                .send()
-                .await;
-        }
-    });
+    let rogue = rival_poller(&world, &bot.token);
     let backoff = world.wait_state(row.id, "backoff", DEADLINE).await;
     rogue.abort();
     assert!(
