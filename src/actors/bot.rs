@@ -3,7 +3,8 @@
 //! failure carrying a classified [`Failure`] for the supervisor's restart policy.
 //!
 //! A graceful stop (ractor `stop`) shuts the dispatcher down: in-flight updates finish, and the
-//! polling listener confirms only what was handed out, so unconfirmed updates stay with Telegram.
+//! polling listener ([`crate::telegram::polling`]) confirms only what was handled, so the rest stay
+//! with Telegram and are delivered again on the next start.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -12,18 +13,33 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use teloxide::dispatching::{Dispatcher, ShutdownToken};
-use teloxide::payloads::GetMe;
+use teloxide::payloads::{DeleteWebhook, GetMe, GetUpdates, GetUpdatesSetters};
 use teloxide::prelude::*;
-use teloxide::update_listeners::Polling;
+use teloxide::stop::StopToken;
+use teloxide::update_listeners::UpdateListener;
 use tokio::task::JoinHandle;
 
 use super::Publisher;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
 use crate::db::BotRow;
+use crate::telegram::polling::{Ledger, Listener};
 use crate::telegram::{
     BotContext, BotIdentity, Failure, POLL_TIMEOUT, UpdateHandler, classify, schema, transport,
 };
 use crate::vault::Vault;
+
+/// Tells Telegram that every update handled so far may be forgotten (`getUpdates` with the ledger's
+/// offset, asking for nothing new), so the next start does not see them again.
+async fn confirm_handled(bot: &Bot, ledger: &Ledger) {
+    let offset = ledger.offset();
+    if offset == 0 {
+        return;
+    }
+    let request = GetUpdates::new().offset(offset).limit(1).timeout(0);
+    if let Err(error) = transport::send(bot, &request).await.result {
+        tracing::info!(%error, "could not confirm the handled updates; Telegram will deliver them again");
+    }
+}
 
 /// How long a stop waits for in-flight updates before giving up on the dispatcher.
 const STOP_GRACE: Duration = Duration::from_secs(8);
@@ -52,6 +68,8 @@ pub struct BotState {
     handler: Arc<dyn UpdateHandler>,
     supervisor: SupervisorRef,
     shutdown: Option<ShutdownToken>,
+    /// Ends the listener's stream, which ends the dispatcher (see [`BotState::stop_dispatcher`]).
+    listener_stop: Option<StopToken>,
     task: Option<JoinHandle<()>>,
     stopping: bool,
     /// The handler was told the bot started (so it must be told it stopped).
@@ -82,6 +100,7 @@ impl Actor for BotActor {
             handler: args.handler,
             supervisor: args.supervisor,
             shutdown: None,
+            listener_stop: None,
             task: None,
             stopping: false,
             started: false,
@@ -153,11 +172,18 @@ impl Actor for BotActor {
 
 impl BotState {
     fn start_dispatcher(&mut self, myself: BotRef, context: BotContext) {
-        let mut dispatcher =
-            Dispatcher::builder(self.bot.clone(), schema(self.handler.clone(), context))
-                // Kinds outside the schema are not asked for; if one arrives anyway, ignore it quietly.
-                .default_handler(|_| async {})
-                .build();
+        let ledger = Ledger::new();
+        let unmatched = ledger.clone();
+        let mut dispatcher = Dispatcher::builder(
+            self.bot.clone(),
+            schema(self.handler.clone(), context, ledger.clone()),
+        )
+        // Kinds outside the schema are not asked for; if one arrives anyway, it is done with.
+        .default_handler(move |update: Arc<Update>| {
+            unmatched.handled(update.id.0);
+            async {}
+        })
+        .build();
         self.shutdown = Some(dispatcher.shutdown_token());
         let bot = self.bot.clone();
         let reporter = myself.clone();
@@ -167,55 +193,50 @@ impl BotState {
                 let _ = reporter.cast(BotMsg::PollingFailed(classify(&error)));
             }
         };
+        let mut listener = Listener::new(bot.clone(), ledger.clone(), POLL_TIMEOUT);
+        self.listener_stop = Some(listener.stop_token());
         self.task = Some(tokio::spawn(async move {
-            let listener = Polling::builder(bot)
-                .timeout(POLL_TIMEOUT)
-                .delete_webhook()
-                .await
-                .build();
+            // A webhook left set would make every getUpdates fail with 409.
+            if let Err(error) = transport::send(&bot, &DeleteWebhook::new()).await.result {
+                let _ = myself.cast(BotMsg::PollingFailed(classify(&error)));
+                return;
+            }
             let run = dispatcher.try_dispatch_with_listener(listener, Arc::new(on_error));
             let outcome = match AssertUnwindSafe(run).catch_unwind().await {
                 Ok(Ok(())) => BotMsg::DispatcherExited("stopped".into()),
                 Ok(Err(error)) => BotMsg::PollingFailed(classify(&error)),
                 Err(_) => BotMsg::DispatcherExited("panicked".into()),
             };
+            confirm_handled(&bot, &ledger).await;
             let _ = myself.cast(outcome);
         }));
     }
 
     /// Asks the dispatcher to finish in-flight updates and stop, waiting at most [`STOP_GRACE`].
+    ///
+    /// The listener is stopped directly: teloxide's `ShutdownToken` only wakes a dispatcher that is
+    /// waiting in its loop at that instant (`Notify::notify_waiters`), so a shutdown asked while it
+    /// was handing an error to the error handler — exactly when a poll fails — was lost, and every
+    /// failed poll cost the whole grace period. With the listener's stream ended the dispatcher
+    /// finishes its in-flight updates and returns, and the task's end is what is awaited.
     async fn stop_dispatcher(&mut self) {
         self.stopping = true;
-        let deadline = tokio::time::Instant::now() + STOP_GRACE;
         if let Some(token) = self.shutdown.take() {
-            loop {
-                match token.shutdown() {
-                    Ok(done) => {
-                        if tokio::time::timeout_at(deadline, done).await.is_err() {
-                            tracing::warn!(
-                                bot_instance_id = self.bot_instance_id,
-                                "the dispatcher did not stop in time"
-                            );
-                        }
-                        break;
-                    }
-                    // Not dispatching yet (still starting) or already gone: wait for one or the other.
-                    Err(_) if self.task.as_ref().is_none_or(|t| t.is_finished()) => break,
-                    Err(_) if tokio::time::Instant::now() >= deadline => break,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-                }
-            }
+            // Marks the dispatcher as shutting down (an error while still starting is harmless:
+            // the stopped listener ends it as soon as it starts listening).
+            let _ = token.shutdown();
+        }
+        if let Some(listener) = self.listener_stop.take() {
+            listener.stop();
         }
         if let Some(mut task) = self.task.take()
-            && tokio::time::timeout(Duration::from_secs(1), &mut task)
-                .await
-                .is_err()
+            && tokio::time::timeout(STOP_GRACE, &mut task).await.is_err()
         {
             // Never leave a second poller behind for this token.
             task.abort();
             tracing::warn!(
                 bot_instance_id = self.bot_instance_id,
-                "the polling task did not end in time; aborted it"
+                "the dispatcher did not stop in time; aborted it"
             );
         }
     }

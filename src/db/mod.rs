@@ -98,6 +98,40 @@ pub enum StoreError {
     ReadOnly,
 }
 
+impl StoreError {
+    /// Whether the database could not be reached or written just now (a retry later may succeed),
+    /// as opposed to a refusal of the request itself.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            Self::Unreachable { .. } | Self::ReadOnly => true,
+            Self::Query(error) => is_sqlx_outage(error),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `error` (anywhere in a chain) says the database is unreachable, unwritable or locked.
+pub fn is_outage(error: &(dyn std::error::Error + 'static)) -> bool {
+    error
+        .downcast_ref::<StoreError>()
+        .is_some_and(StoreError::is_outage)
+        || error
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(is_sqlx_outage)
+}
+
+fn is_sqlx_outage(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        // SQLite's busy timeout ran out behind another writer (SQLITE_BUSY, code 5); PostgreSQL
+        // shutting down or in recovery (class 57P, 08 connection exceptions, read-only 25006).
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code == "5" || code.starts_with("57P") || code.starts_with("08") || code == "25006"
+        }),
+        _ => false,
+    }
+}
+
 /// A handle to the database; cheap to clone (the pools are shared).
 #[derive(Debug, Clone)]
 pub struct Store {

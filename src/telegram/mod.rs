@@ -3,6 +3,7 @@
 //! panic guard.
 
 mod classify;
+pub mod polling;
 mod schema;
 pub mod transport;
 

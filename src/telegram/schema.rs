@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use teloxide::dispatching::{UpdateFilterExt, UpdateHandler as TeloxideHandler};
 use teloxide::prelude::*;
 
+use super::polling::Ledger;
 use crate::actors::Publisher;
 
 /// What a handler gets with each update.
@@ -47,32 +48,45 @@ pub trait UpdateHandler: Send + Sync + 'static {
 }
 
 /// The teloxide handler tree for one bot. Listing each update kind tells teloxide which kinds to
-/// ask Telegram for (`chat_member` is only sent when asked).
+/// ask Telegram for (`chat_member` is only sent when asked). Every update's end is told to the
+/// `ledger`: handled (or failed for good) lets Telegram forget it; one that met a database outage
+/// stays unconfirmed and is handled again later.
 pub fn schema(
     handler: Arc<dyn UpdateHandler>,
     context: BotContext,
+    ledger: Arc<Ledger>,
 ) -> TeloxideHandler<anyhow::Error> {
     let endpoint = move |update: Update| {
         let handler = handler.clone();
         let context = context.clone();
+        let ledger = ledger.clone();
         async move {
             let update_id = update.id.0;
             let bot_instance_id = context.bot_instance_id;
+            let copy = update.clone();
             let handled = AssertUnwindSafe(async move { handler.handle(context, update).await })
                 .catch_unwind()
                 .await;
             crate::metrics::update_handled(!matches!(handled, Ok(Ok(()))));
             match handled {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    tracing::warn!(bot_instance_id, update_id, error = %error, "handling an update failed")
+                Ok(Ok(())) => ledger.handled(update_id),
+                Ok(Err(error)) if error.chain().any(crate::db::is_outage) => {
+                    tracing::warn!(bot_instance_id, update_id, error = %error, "the database is unavailable; the update stays with Telegram and is handled again shortly");
+                    ledger.retry_later(copy);
                 }
-                Err(panic) => tracing::error!(
-                    bot_instance_id,
-                    update_id,
-                    panic = panic_text(&panic),
-                    "the update handler panicked; this update was skipped, the bot keeps running"
-                ),
+                Ok(Err(error)) => {
+                    tracing::warn!(bot_instance_id, update_id, error = %error, "handling an update failed");
+                    ledger.handled(update_id);
+                }
+                Err(panic) => {
+                    tracing::error!(
+                        bot_instance_id,
+                        update_id,
+                        panic = panic_text(&panic),
+                        "the update handler panicked; this update was skipped, the bot keeps running"
+                    );
+                    ledger.handled(update_id);
+                }
             }
             Ok(())
         }

@@ -10,6 +10,9 @@ use nezuko::settings::{DatabaseSettings, Settings};
 use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 
+mod own_postgres;
+pub use own_postgres::OwnPostgres;
+
 /// The server the PostgreSQL suites create their databases on.
 pub fn postgres_admin_url() -> String {
     std::env::var("TEST_POSTGRES_URL")
@@ -21,7 +24,8 @@ pub struct TestDb {
     pub store: Store,
     pub url: String,
     pub dir: TempDir,
-    postgres_name: Option<String>,
+    /// The database this test created, and the admin URL of its server.
+    postgres_name: Option<(String, String)>,
 }
 
 impl TestDb {
@@ -38,14 +42,19 @@ impl TestDb {
     }
 
     pub async fn postgres() -> Self {
+        Self::postgres_on(&postgres_admin_url()).await
+    }
+
+    /// A fresh database on the server at `admin_url` (e.g. an [`OwnPostgres`]).
+    pub async fn postgres_on(admin_url: &str) -> Self {
         let name = unique_database_name();
-        let mut admin = PgConnection::connect(&postgres_admin_url())
+        let mut admin = PgConnection::connect(admin_url)
             .await
             .unwrap_or_else(|err| {
                 panic!(
                     "PostgreSQL is required for this suite and is not reachable at {} ({err}); \
                  scripts/test starts it, or set TEST_POSTGRES_URL",
-                    postgres_admin_url()
+                    admin_url
                 )
             });
         admin
@@ -53,14 +62,14 @@ impl TestDb {
             .await
             .expect("create the test database");
         admin.close().await.ok();
-        let url = database_url_on(&name);
+        let url = database_url_on(admin_url, &name);
         let store = connect(&url).await;
         let dir = tempfile::tempdir().expect("temp dir");
         Self {
             store,
             url,
             dir,
-            postgres_name: Some(name),
+            postgres_name: Some((name, admin_url.to_string())),
         }
     }
 
@@ -78,8 +87,8 @@ impl TestDb {
     /// Closes the store and drops the PostgreSQL database.
     pub async fn finish(self) {
         self.store.close().await;
-        if let Some(name) = self.postgres_name {
-            drop_database(&name).await;
+        if let Some((name, admin_url)) = self.postgres_name {
+            drop_database_on(&admin_url, &name).await;
         }
     }
 
@@ -102,7 +111,11 @@ impl TestDb {
 }
 
 pub async fn drop_database(name: &str) {
-    if let Ok(mut admin) = PgConnection::connect(&postgres_admin_url()).await {
+    drop_database_on(&postgres_admin_url(), name).await;
+}
+
+async fn drop_database_on(admin_url: &str, name: &str) {
+    if let Ok(mut admin) = PgConnection::connect(admin_url).await {
         let _ = admin
             .execute(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
@@ -113,12 +126,11 @@ pub async fn drop_database(name: &str) {
 }
 
 /// The admin URL with its database swapped for `name`.
-fn database_url_on(name: &str) -> String {
-    let admin = postgres_admin_url();
+fn database_url_on(admin: &str, name: &str) -> String {
     let base = admin
         .rsplit_once('/')
         .map(|(base, _)| base)
-        .unwrap_or(&admin);
+        .unwrap_or(admin);
     format!("{base}/{name}")
 }
 

@@ -1,0 +1,158 @@
+//! Database outages: SQLite write-locked by another process, PostgreSQL stopped. Updates that
+//! cannot be handled stay with Telegram and are handled when the database returns; events wait
+//! for it and arrive with their ids.
+
+use std::time::Duration;
+
+use nezuko_sandbox::model::Status;
+use sqlx::{Connection, SqliteConnection};
+
+use super::Guarded;
+use crate::support::{OwnPostgres, TestDb};
+
+/// Another connection takes SQLite's write lock (as another process would) and holds it.
+async fn lock_sqlite(world: &Guarded) -> SqliteConnection {
+    let mut other = SqliteConnection::connect(&world.db.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    other
+}
+
+async fn unlock_sqlite(mut other: SqliteConnection) {
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+}
+
+/// Members already in the group (so each message is one update with no join to fall back on),
+/// not subscribed.
+fn writers(world: &Guarded, names: &[&str]) -> Vec<i64> {
+    names
+        .iter()
+        .map(|name| {
+            let user = world.user(name);
+            world
+                .sandbox
+                .set_member(world.group, user, Status::Member)
+                .unwrap();
+            user
+        })
+        .collect()
+}
+
+/// Waits up to `within` until every one of `users` is restricted and every one of `names` was
+/// named by a bot message sent after the first `before`.
+async fn wait_held_and_warned(
+    world: &Guarded,
+    users: &[i64],
+    names: &[&str],
+    before: usize,
+    within: Duration,
+) {
+    let group = world.group;
+    world
+        .sandbox
+        .wait_until(within, "everyone restricted and warned", |s| {
+            let held = users
+                .iter()
+                .all(|user| matches!(s.member(group, *user), Status::Restricted { .. }));
+            let said: String = s
+                .transcript(group)
+                .iter()
+                .skip(before)
+                .filter_map(|m| m.text.clone())
+                .collect();
+            let warned = names.iter().all(|name| said.contains(name));
+            (held && warned).then_some(())
+        })
+        .await
+        .unwrap();
+}
+
+/// Events raised while another process holds SQLite's write lock wait for the database: they reach
+/// subscribers once stored, with their ids, and a replay from the table has them. (Before, they
+/// went out with id 0 and were missing from the feed's history.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_raised_while_the_database_is_locked_arrive_stored_with_their_ids() {
+    let mut world = Guarded::new(TestDb::sqlite().await).await;
+    let other = lock_sqlite(&world).await;
+    let joiner = world.member("Cid", true);
+    // Past the 5 s busy timeout: the first attempt to store the join's event fails.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    unlock_sqlite(other).await;
+    let joined = world
+        .wait_event("member_join", |p| p["user_id"] == joiner)
+        .await;
+    assert!(joined.id > 0, "delivered without being stored: {joined:?}");
+    let stored = world.db.store.events_after(0, 10_000).await.unwrap();
+    assert!(stored.iter().any(|e| e.id == joined.id));
+    world.finish().await;
+}
+
+/// Another process holds SQLite's write lock longer than the busy timeout: updates cannot be
+/// handled, stay unconfirmed with Telegram, and are handled once the lock is released.
+/// (Before, each failed update was confirmed anyway and its member never restricted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_that_arrived_while_the_database_was_locked_are_handled_after() {
+    let world = Guarded::new(TestDb::sqlite().await).await;
+    let before = world.bot_messages(world.group).len();
+    let writers = writers(&world, &["Ada", "Bea"]);
+    let other = lock_sqlite(&world).await;
+    for user in &writers {
+        world.sandbox.send(world.group, *user, "hello").unwrap();
+    }
+    let joiner = world.member("Cid", false);
+    // Long enough for the writes that decide (each waiting out the 5 s busy timeout after
+    // another that may fail without consequence) to fail at least once.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    unlock_sqlite(other).await;
+    let everyone: Vec<i64> = writers.into_iter().chain([joiner]).collect();
+    let names = ["Ada", "Bea", "Cid"];
+    wait_held_and_warned(&world, &everyone, &names, before, Duration::from_secs(30)).await;
+    world.finish().await;
+}
+
+/// PostgreSQL stops for 30 s (a server of the test's own: connections refused, pooled ones cut)
+/// while members write and newcomers join. When it is back, every one of them is restricted and
+/// warned once, their verifications are written, and the joins' events are stored with their ids.
+/// (Before, each update waited 5 s for a connection, failed, and was confirmed to Telegram anyway:
+/// 9 of 57 newcomers were never restricted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30_s_postgresql_outage_loses_no_restriction_warning_record_or_event() {
+    let server = OwnPostgres::start();
+    let mut world = Guarded::new(TestDb::postgres_on(&server.admin_url()).await).await;
+    let before = world.bot_messages(world.group).len();
+    let writers = writers(&world, &["Ada", "Bea"]);
+    server.stop();
+    let outage = std::time::Instant::now();
+    for user in &writers {
+        world.sandbox.send(world.group, *user, "hello").unwrap();
+    }
+    let early = world.member("Cid", false);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let late = world.member("Dan", false);
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed())).await;
+    server.resume();
+
+    let everyone: Vec<i64> = writers.into_iter().chain([early, late]).collect();
+    let names = ["Ada", "Bea", "Cid", "Dan"];
+    wait_held_and_warned(&world, &everyone, &names, before, Duration::from_secs(60)).await;
+    for user in &everyone {
+        world.wait_verification(*user, "restricted").await;
+    }
+    for joiner in [early, late] {
+        let joined = world
+            .wait_event("member_join", |p| p["user_id"] == joiner)
+            .await;
+        assert!(joined.id > 0, "delivered without being stored: {joined:?}");
+    }
+    let warnings = world
+        .bot_messages(world.group)
+        .iter()
+        .skip(before)
+        .filter(|m| m.text.as_deref().is_some_and(|t| t.contains("Cid")))
+        .count();
+    assert_eq!(warnings, 1, "handled again, but acted on once");
+    world.finish().await;
+}
