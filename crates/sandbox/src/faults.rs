@@ -58,6 +58,15 @@ impl Faults {
         self.rules.clear();
     }
 
+    /// Rules still in force.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
     /// The effect of the first rule matching this call, counting it against the rule's `times`.
     pub fn take(&mut self, bot: i64, method: &str) -> Option<FaultEffect> {
         let index = self.rules.iter().position(|rule| {

@@ -235,10 +235,18 @@ async fn restrict(
         prior_permissions,
         prior_until,
     };
+    note_restricted(group, record, &restricted).await;
+    Ok(())
+}
+
+/// Notes on `record` the restriction Telegram carried out, and for a temporary one schedules the
+/// closing of the record when Telegram lets the member go.
+async fn note_restricted(group: &GroupTurn, record: &RestrictionRow, restricted: &Restricted) {
+    let (chat, user, until) = (record.chat_id, record.user_id, restricted.until);
     if let Err(error) = group
         .shared
         .store
-        .set_restricted(record.id, &restricted)
+        .set_restricted(record.id, restricted)
         .await
     {
         tracing::warn!(%error, chat, "cannot note a restriction on its record");
@@ -257,7 +265,6 @@ async fn restrict(
             tracing::warn!(%error, "cannot schedule the end of a temporary restriction");
         }
     }
-    Ok(())
 }
 
 /// Kick or ban for good. A kick is a ban that ends by itself (the shortest `until_date` Telegram

@@ -19,6 +19,7 @@ use super::super::texts::{escape, mention};
 use super::say::{channel_list, delete_message, say, warning_keyboard};
 use super::{Member, Why};
 use crate::db::{ChannelRow, RestrictionRow};
+use crate::domain::EndReason;
 
 /// Names per warning message at most (a longer raid gets several messages).
 const NAMES_PER_WARNING: usize = 25;
@@ -194,10 +195,14 @@ pub async fn resume_owed(shared: Arc<super::super::Shared>, bot: i64) -> anyhow:
                 continue;
             }
         };
-        let still_held = match &standing {
-            Standing::Muted { present: true, .. } => standing.is_ours(&record),
-            Standing::Free { .. } => record.reason == "warned",
-            _ => false,
+        let still_held = if record.reason == "restricted" && record.restricted_until.is_none() {
+            carry_out_restriction(&group, &record, &standing).await
+        } else {
+            match &standing {
+                Standing::Muted { present: true, .. } => standing.is_ours(&record),
+                Standing::Free { .. } => record.reason == "warned",
+                _ => false,
+            }
         };
         if !still_held {
             continue;
@@ -227,6 +232,62 @@ pub async fn resume_owed(shared: Arc<super::super::Shared>, bot: i64) -> anyhow:
         queued += 1;
     }
     Ok(queued)
+}
+
+/// A restriction recorded but never confirmed: the process stopped between writing the record
+/// and noting Telegram's answer. Telegram's state decides what it became. Muted with nothing
+/// allowed: Telegram carried it out, and the record adopts the date Telegram shows. Free and still
+/// missing a channel (asked afresh): the restriction is carried out now. Otherwise (subscribed
+/// meanwhile, gone, banned, limited by an administrator) the record ends. Returns whether the
+/// member is held and owed the warning.
+async fn carry_out_restriction(
+    group: &GroupTurn,
+    record: &RestrictionRow,
+    standing: &Standing,
+) -> bool {
+    let (chat, user) = (record.chat_id, record.user_id);
+    let held = match standing {
+        Standing::Muted {
+            permissions,
+            until,
+            present: true,
+        } if *permissions == teloxide::types::ChatPermissions::empty() => {
+            let adopted = crate::db::Restricted {
+                until: *until,
+                prior_permissions: None,
+                prior_until: None,
+            };
+            super::note_restricted(group, record, &adopted).await;
+            true
+        }
+        Standing::Free { .. } => {
+            let view = &group.view;
+            let outcome = group
+                .shared
+                .checker
+                .check(group.calls(), &view.channels, user, true)
+                .await;
+            !outcome.missing.is_empty() && super::restrict(group, record, standing).await.is_ok()
+        }
+        _ => false,
+    };
+    if !held {
+        let why = match standing {
+            Standing::Free { .. } => EndReason::Verified,
+            Standing::Banned => EndReason::Banned,
+            Standing::Muted { .. } => EndReason::AdminRestricted,
+            Standing::Absent | Standing::Admin => EndReason::Moot,
+        };
+        if let Err(error) = group
+            .shared
+            .store
+            .end_restriction(group.bot(), chat, user, why)
+            .await
+        {
+            tracing::warn!(%error, chat, "cannot end a restriction that was never carried out");
+        }
+    }
+    held
 }
 
 /// The warning's text and keyboard for these members.

@@ -14,6 +14,12 @@ impl Sandbox {
         lock(&self.inner.faults).clear();
     }
 
+    /// How many injected faults are still in force (a fault with `times` leaves once used up), so
+    /// a test knows when a held call has reached the sandbox.
+    pub fn faults_pending(&self) -> usize {
+        lock(&self.inner.faults).len()
+    }
+
     pub fn set_rate_limits(&self, limits: RateLimits) {
         lock(&self.inner.config).rate_limits = limits;
     }
