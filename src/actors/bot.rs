@@ -31,6 +31,8 @@ use crate::vault::Vault;
 /// Tells Telegram that every update handled so far may be forgotten (`getUpdates` with the ledger's
 /// offset, asking for nothing new), so the next start does not see them again.
 async fn confirm_handled(bot: &Bot, ledger: &Ledger) {
+    // Updates just handled are done with once their records are stored (a moment).
+    ledger.settle(CONFIRM_WAIT).await;
     let offset = ledger.offset();
     if offset == 0 {
         return;
@@ -40,6 +42,10 @@ async fn confirm_handled(bot: &Bot, ledger: &Ledger) {
         tracing::info!(%error, "could not confirm the handled updates; Telegram will deliver them again");
     }
 }
+
+/// How long a stopping bot waits for the records of its last updates to be stored before
+/// confirming what is done.
+const CONFIRM_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a stop waits for in-flight updates before giving up on the dispatcher.
 const STOP_GRACE: Duration = Duration::from_secs(8);

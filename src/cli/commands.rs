@@ -34,6 +34,26 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench {
             target:
+                BenchTarget::Chaos {
+                    postgres,
+                    seconds,
+                    rate,
+                    kills,
+                    outage,
+                },
+        } => {
+            telemetry::init(&quiet_logs());
+            let bench = super::bench_chaos::ChaosBench {
+                postgres,
+                seconds,
+                rate,
+                kills,
+                outage_s: outage,
+            };
+            super::bench_chaos::run(bench).await
+        }
+        Command::Bench {
+            target:
                 BenchTarget::Verify {
                     postgres,
                     redis,

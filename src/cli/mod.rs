@@ -6,6 +6,7 @@
 
 mod affinity;
 mod bench_api;
+mod bench_chaos;
 mod bench_fleet;
 mod bench_sandbox;
 mod bench_verify;
@@ -130,6 +131,26 @@ pub enum BenchTarget {
         clients: usize,
         #[arg(long)]
         seconds: f64,
+    },
+    /// Nothing lost, nothing doubled: load against a `nezuko serve` child that is killed with
+    /// SIGKILL and restarted, loses its database for a while, and meets a storm of Telegram 5xx
+    /// and 429s; compares Telegram's final state with what the load required.
+    Chaos {
+        /// A PostgreSQL server to run on (a database is created and dropped); SQLite otherwise.
+        #[arg(long)]
+        postgres: Option<String>,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Events per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        /// SIGKILLs spread over the run.
+        #[arg(long, default_value_t = 5)]
+        kills: usize,
+        /// Seconds the database is away.
+        #[arg(long, default_value_t = 15.0)]
+        outage: f64,
     },
     /// Enforcement under load: the `verify` scenario against a fleet running the Enforcer, with
     /// Telegram's flood limits on; updates/s, update-to-action latency, cache hit rate, 429s.

@@ -123,10 +123,18 @@ pub fn is_outage(error: &(dyn std::error::Error + 'static)) -> bool {
 fn is_sqlx_outage(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
-        // SQLite's busy timeout ran out behind another writer (SQLITE_BUSY, code 5); PostgreSQL
-        // shutting down or in recovery (class 57P, 08 connection exceptions, read-only 25006).
+        // SQLite's busy timeout ran out behind another writer (SQLITE_BUSY, code 5). PostgreSQL
+        // (https://www.postgresql.org/docs/current/errcodes-appendix.html): shutting down or in
+        // recovery (class 57P), connection exceptions (08), read-only (25006), out of resources
+        // such as too many connections (53), and a database closed to connections
+        // (`ALLOW_CONNECTIONS false`, 55000 at connect; Nezuko's own statements never raise it).
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code == "5" || code.starts_with("57P") || code.starts_with("08") || code == "25006"
+            code == "5"
+                || code.starts_with("57P")
+                || code.starts_with("08")
+                || code.starts_with("53")
+                || code == "25006"
+                || code == "55000"
         }),
         _ => false,
     }

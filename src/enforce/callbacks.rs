@@ -166,6 +166,8 @@ async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> 
         Verdict::Allowed { assumed } => {
             let lifted = match actions::lift(&group, chat, presser, EndReason::Verified).await {
                 Ok(lifted) => lifted,
+                // The press stays with Telegram and is handled again when the database is back.
+                Err(error) if error.chain().any(crate::db::is_outage) => return Err(error),
                 Err(error) => {
                     tracing::info!(chat, presser, %error, "could not read the member's standing to lift");
                     return answer(turn, query, Some(say("check_failed")), true).await;

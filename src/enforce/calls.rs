@@ -172,6 +172,14 @@ impl Calls {
                     );
                     tokio::time::sleep(wait).await;
                 }
+                Err(error) if retryable && status.is_some_and(|code| code >= 500) => {
+                    return Err(crate::telegram::Unavailable {
+                        method,
+                        status: status.unwrap_or(500),
+                        description: error.to_string(),
+                    }
+                    .into());
+                }
                 other => return other,
             }
         }

@@ -328,6 +328,12 @@ impl UpdateHandler for Enforcer {
         })
     }
 
+    fn stored(&self) -> BoxFuture<'static, ()> {
+        let records = self.shared.records.clone();
+        let mark = records.mark();
+        Box::pin(async move { records.written(mark).await })
+    }
+
     fn bot_started(&self, context: &BotContext) {
         let calls = Calls::new(
             context.bot.clone(),

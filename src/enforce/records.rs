@@ -1,12 +1,16 @@
 //! The write-behind for `verification_log` and `api_call_log`: handlers hand rows to a channel and
 //! move on; one task writes them in multi-row INSERTs. A database outage keeps rows queued (up to
 //! [`MAX_QUEUED`]) and retries; [`Records::flush`] writes everything queued before shutdown.
+//!
+//! Rows are counted as they are handed over and as they are written, so an update can be confirmed
+//! to Telegram only once its rows are stored ([`Records::mark`], [`Records::written`]): a process
+//! killed with rows still queued loses nothing, because Telegram delivers those updates again.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::db::{ApiCall, Store, Verification};
 
@@ -28,6 +32,10 @@ enum Record {
 pub struct Records {
     sender: mpsc::UnboundedSender<Record>,
     dropped: Arc<AtomicU64>,
+    /// Rows handed over so far.
+    sent: Arc<AtomicU64>,
+    /// Rows done with so far (stored, or dropped as unstorable), in the order handed over.
+    written: watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for Records {
@@ -41,16 +49,44 @@ impl Records {
     pub fn start(store: Store) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write_loop(store, receiver, dropped.clone()));
-        Self { sender, dropped }
+        let (progress, written) = watch::channel(0);
+        tokio::spawn(write_loop(store, receiver, dropped.clone(), progress));
+        Self {
+            sender,
+            dropped,
+            sent: Arc::new(AtomicU64::new(0)),
+            written,
+        }
     }
 
     pub fn verification(&self, row: Verification) {
-        let _ = self.sender.send(Record::Verification(row));
+        self.hand_over(Record::Verification(row));
     }
 
     pub fn call(&self, row: ApiCall) {
-        let _ = self.sender.send(Record::Call(row));
+        self.hand_over(Record::Call(row));
+    }
+
+    fn hand_over(&self, record: Record) {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        if self.sender.send(record).is_err() {
+            // The writer is gone (shutting down): nothing will be written; do not wait for it.
+            self.sent.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A mark covering every row handed over so far by anyone, this caller's included. The channel
+    /// is first in, first out, so once [`Records::written`] reaches the mark, this caller's rows
+    /// are stored.
+    pub fn mark(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the rows up to `mark` are stored. It waits as long as the database is away;
+    /// a row the database refuses for good is dropped (and counted), not waited for.
+    pub async fn written(&self, mark: u64) {
+        let mut written = self.written.clone();
+        let _ = written.wait_for(|done| *done >= mark).await;
     }
 
     /// Writes everything handed over so far (or gives up after `timeout`).
@@ -71,6 +107,7 @@ async fn write_loop(
     store: Store,
     mut receiver: mpsc::UnboundedReceiver<Record>,
     dropped: Arc<AtomicU64>,
+    progress: watch::Sender<u64>,
 ) {
     let mut verifications = Vec::new();
     let mut calls = Vec::new();
@@ -97,17 +134,30 @@ async fn write_loop(
             }
         }
         // Retry in place while the database is away: records wait in the channel meanwhile, and the
-        // rows in hand are trimmed to the newest MAX_QUEUED.
+        // rows in hand are trimmed to the newest MAX_QUEUED. Rows the database refuses for good
+        // (not an outage) are dropped after a few tries rather than holding up everything behind.
+        let batch = (verifications.len() + calls.len()) as u64;
         let mut failures = 0u32;
         while let Err(error) = write(&store, &mut verifications, &mut calls).await {
             failures += 1;
             if failures == 1 || failures.is_multiple_of(50) {
                 tracing::warn!(%error, queued = verifications.len() + calls.len(), "cannot write records yet; retrying");
             }
+            if !error.is_outage() && failures >= 5 {
+                tracing::error!(%error, rows = verifications.len() + calls.len(), "the database refuses these records; dropped");
+                dropped.fetch_add(
+                    (verifications.len() + calls.len()) as u64,
+                    Ordering::Relaxed,
+                );
+                verifications.clear();
+                calls.clear();
+                break;
+            }
             trim(&mut verifications, &dropped);
             trim(&mut calls, &dropped);
             tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
         }
+        progress.send_modify(|done| *done += batch);
         for done in waiting.drain(..) {
             let _ = done.send(());
         }

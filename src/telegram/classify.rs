@@ -43,6 +43,50 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
+/// Telegram answered a call with a 5xx however often it was retried: it is unavailable for now,
+/// which is not a refusal of the request. Carried inside [`RequestError::Io`] (teloxide's error
+/// type has no variant for it) so that callers can tell it from a `400` ([`is_weather`]).
+#[derive(Debug)]
+pub struct Unavailable {
+    pub method: &'static str,
+    /// The HTTP status of the last answer.
+    pub status: u16,
+    pub description: String,
+}
+
+impl fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Telegram answered {} to {} ({}); unavailable for now",
+            self.status, self.method, self.description
+        )
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+impl From<Unavailable> for RequestError {
+    fn from(unavailable: Unavailable) -> Self {
+        RequestError::Io(std::sync::Arc::new(std::io::Error::other(unavailable)))
+    }
+}
+
+/// Whether `error` is Telegram's weather rather than an answer about the request: the network
+/// failed, Telegram was unavailable (5xx after retries, [`Unavailable`]) or asked to wait (429).
+/// The same request later may well succeed, so an update that met it is handled again later.
+pub fn is_weather(error: &RequestError) -> bool {
+    matches!(
+        error,
+        RequestError::Network(_) | RequestError::RetryAfter(_) | RequestError::Io(_)
+    )
+}
+
+/// [`is_weather`] for any error in a chain (an `anyhow` error's causes).
+pub fn is_weather_cause(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.downcast_ref::<RequestError>().is_some_and(is_weather)
+}
+
 /// Classifies an error from a Telegram request.
 pub fn classify(error: &RequestError) -> Failure {
     match error {

@@ -7,7 +7,7 @@ pub mod polling;
 mod schema;
 pub mod transport;
 
-pub use classify::{Failure, classify};
+pub use classify::{Failure, Unavailable, classify, is_weather, is_weather_cause};
 pub use schema::{BotContext, BotIdentity, UpdateHandler, schema};
 pub use transport::{Attempt, RetryPolicy};
 

@@ -31,9 +31,9 @@ use super::transport;
 /// up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-/// After a poll that brought only updates still being handled, the next waits for one of them to
-/// finish, or this long.
-const SETTLE_WAIT: Duration = Duration::from_secs(1);
+/// After a poll that brought only updates still being handled, the next waits for the oldest of
+/// them to be done with, or this long: the most a new update waits behind a slow one.
+const SETTLE_WAIT: Duration = Duration::from_millis(250);
 /// Pauses after a failed poll that gave no `retry_after` (the actor restarts the bot meanwhile).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -138,6 +138,23 @@ impl Ledger {
     /// Whether nothing is open (every update handed out was handled).
     pub fn is_settled(&self) -> bool {
         self.lock().open.is_empty()
+    }
+
+    /// Waits until nothing is open, or `within` has passed (updates waiting out an outage stay
+    /// open and are delivered again on the next start).
+    pub async fn settle(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if self.is_settled() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                return;
+            }
+        }
     }
 }
 
@@ -256,7 +273,7 @@ impl Poller {
                     let brought = !updates.is_empty();
                     let fresh = self.ledger.take_new(updates);
                     if brought && fresh.is_empty() {
-                        // Only updates still being handled: poll again when one is done.
+                        // Only updates still being handled: poll again when the oldest is done.
                         self.pause = Some(Pause::Settle(Instant::now() + SETTLE_WAIT, offset));
                     }
                     self.buffer.extend(fresh);
@@ -280,17 +297,21 @@ impl Poller {
             Pause::Settle(at, offset) => (at, Some(offset)),
         };
         let until = next_again.map_or(until, |again| again.min(until));
-        // Registered before looking, so a handling that ends in between is not missed.
-        let settled = self.ledger.settled.notified();
-        tokio::pin!(settled);
-        settled.as_mut().enable();
-        if settle.is_some_and(|offset| self.ledger.offset() != offset) {
-            return;
-        }
-        tokio::select! {
-            () = tokio::time::sleep_until(until) => {}
-            () = &mut settled, if settle.is_some() => {}
-            () = &mut self.flag => {}
+        // Settling waits for the offset to move (the oldest open update done with), not for any
+        // update to finish: a poll before that would only bring back what is still open.
+        loop {
+            // Registered before looking, so a handling that ends in between is not missed.
+            let settled = self.ledger.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if settle.is_some_and(|offset| self.ledger.offset() != offset) {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => return,
+                () = &mut settled, if settle.is_some() => {}
+                () = &mut self.flag => return,
+            }
         }
     }
 }

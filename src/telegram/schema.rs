@@ -40,6 +40,13 @@ pub trait UpdateHandler: Send + Sync + 'static {
     fn handle(&self, context: BotContext, update: Update)
     -> BoxFuture<'static, anyhow::Result<()>>;
 
+    /// Resolves once everything handling has recorded so far is stored, so an update handled just
+    /// before may be confirmed to Telegram without a crash losing its records. Nothing to wait for
+    /// by default.
+    fn stored(&self) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+
     /// The bot passed `getMe` and is about to poll (a restart calls this again).
     fn bot_started(&self, _context: &BotContext) {}
 
@@ -49,8 +56,9 @@ pub trait UpdateHandler: Send + Sync + 'static {
 
 /// The teloxide handler tree for one bot. Listing each update kind tells teloxide which kinds to
 /// ask Telegram for (`chat_member` is only sent when asked). Every update's end is told to the
-/// `ledger`: handled (or failed for good) lets Telegram forget it; one that met a database outage
-/// stays unconfirmed and is handled again later.
+/// `ledger`: handled (or failed for good) lets Telegram forget it once its records are stored
+/// ([`UpdateHandler::stored`]); one that met a database outage stays unconfirmed and is handled
+/// again later.
 pub fn schema(
     handler: Arc<dyn UpdateHandler>,
     context: BotContext,
@@ -64,19 +72,36 @@ pub fn schema(
             let update_id = update.id.0;
             let bot_instance_id = context.bot_instance_id;
             let copy = update.clone();
-            let handled = AssertUnwindSafe(async move { handler.handle(context, update).await })
+            let handling = handler.clone();
+            // `handle` itself may panic before it returns a future: that is caught too.
+            let handled = AssertUnwindSafe(async move { handling.handle(context, update).await })
                 .catch_unwind()
                 .await;
             crate::metrics::update_handled(!matches!(handled, Ok(Ok(()))));
+            // Done with (unless it met an outage) once what it recorded is stored.
+            let done = {
+                let stored = handler.stored();
+                let ledger = ledger.clone();
+                move || {
+                    tokio::spawn(async move {
+                        stored.await;
+                        ledger.handled(update_id);
+                    });
+                }
+            };
             match handled {
-                Ok(Ok(())) => ledger.handled(update_id),
+                Ok(Ok(())) => done(),
                 Ok(Err(error)) if error.chain().any(crate::db::is_outage) => {
                     tracing::warn!(bot_instance_id, update_id, error = %error, "the database is unavailable; the update stays with Telegram and is handled again shortly");
                     ledger.retry_later(copy);
                 }
+                Ok(Err(error)) if error.chain().any(super::is_weather_cause) => {
+                    tracing::warn!(bot_instance_id, update_id, error = %error, "Telegram is unavailable; the update stays with Telegram and is handled again shortly");
+                    ledger.retry_later(copy);
+                }
                 Ok(Err(error)) => {
                     tracing::warn!(bot_instance_id, update_id, error = %error, "handling an update failed");
-                    ledger.handled(update_id);
+                    done();
                 }
                 Err(panic) => {
                     tracing::error!(
@@ -85,7 +110,7 @@ pub fn schema(
                         panic = panic_text(&panic),
                         "the update handler panicked; this update was skipped, the bot keeps running"
                     );
-                    ledger.handled(update_id);
+                    done();
                 }
             }
             Ok(())

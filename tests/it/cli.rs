@@ -442,6 +442,49 @@ async fn bench_verify_prints_its_report_as_the_last_line() {
     );
 }
 
+/// The chaos benchmark kills a real `nezuko serve` under load, takes its database away and sends
+/// a storm of Telegram faults, and finds nothing missing or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_chaos_loses_nothing_through_kills_an_outage_and_a_fault_storm() {
+    let operator = Operator::new();
+    let args = [
+        "bench",
+        "chaos",
+        "--seconds",
+        "10",
+        "--rate",
+        "10",
+        "--kills",
+        "2",
+        "--outage",
+        "3",
+    ];
+    let output = tokio::time::timeout(
+        Duration::from_secs(150),
+        operator.command(&args, &[]).output(),
+    )
+    .await
+    .expect("the benchmark finishes")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().expect("a report line");
+    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert!(report["actions_needed"].as_u64().unwrap() > 0, "{report}");
+    assert_eq!(report["kills"], 2, "{report}");
+    for field in [
+        "actions_missing",
+        "actions_doubled",
+        "warnings_missing",
+        "records_missing",
+        "bots_parked",
+        "spec_violations",
+    ] {
+        assert_eq!(report[field], 0, "{field} in {report}\n{stderr}");
+    }
+}
+
 /// The sandbox benchmark runs its sandbox as a second process and reports the sandbox's own
 /// throughput and CPU cost (the figures are for the README, not asserted).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

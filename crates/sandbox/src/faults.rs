@@ -47,6 +47,8 @@ pub enum FaultEffect {
 #[derive(Debug, Default)]
 pub struct Faults {
     rules: Vec<Fault>,
+    /// Calls a rule has acted on so far.
+    taken: u64,
 }
 
 impl Faults {
@@ -58,13 +60,9 @@ impl Faults {
         self.rules.clear();
     }
 
-    /// Rules still in force.
-    pub fn len(&self) -> usize {
-        self.rules.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+    /// Calls a rule has acted on so far.
+    pub fn taken(&self) -> u64 {
+        self.taken
     }
 
     /// The effect of the first rule matching this call, counting it against the rule's `times`.
@@ -76,6 +74,7 @@ impl Faults {
                     .as_deref()
                     .is_none_or(|m| m.eq_ignore_ascii_case(method))
         })?;
+        self.taken += 1;
         let rule = &mut self.rules[index];
         let effect = match &rule.kind {
             FaultKind::RetryAfter { seconds } => {

@@ -166,6 +166,14 @@ async fn apply(
         Action::Kick | Action::Ban => remove(group, user, action == Action::Kick).await,
     };
     if let Err(error) = applied {
+        if crate::telegram::is_weather(&error) {
+            // Not a refusal: Telegram could not be reached. The update stays with Telegram and is
+            // handled again shortly (the record stands; the warning waits for the action).
+            if first {
+                group.shared.recently_warned.invalidate(&(bot, chat, user));
+            }
+            return Err(error.into());
+        }
         tracing::warn!(bot_instance_id = bot, chat, %error, "Telegram refused an enforcement action");
         super::health::action_refused(group).await;
         return Ok(Outcome::Failed);

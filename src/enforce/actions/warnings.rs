@@ -101,6 +101,17 @@ impl WarningQueue {
         Some(taken)
     }
 
+    /// Returns a batch that could not be sent to the front of its queue.
+    fn put_back(&self, key: &BatchKey, mut batch: Batch) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(queued) = pending.get_mut(key) {
+            batch.members.append(&mut queued.members);
+            queued.members = batch.members;
+        } else {
+            pending.insert(key.clone(), batch);
+        }
+    }
+
     fn has(&self, key: &BatchKey) -> bool {
         self.pending
             .lock()
@@ -117,6 +128,7 @@ impl WarningQueue {
 }
 
 async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
+    let mut failures = 0u32;
     loop {
         let Some(runtime) = shared.runtime(key.0) else {
             shared.warnings.drop_key(&key);
@@ -144,16 +156,28 @@ async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
         if batch.members.is_empty() {
             continue;
         }
-        if let Err(error) =
-            send_warning(&batch.group, &batch.missing, batch.why, &batch.members).await
-        {
-            tracing::warn!(chat = key.1, %error, "a warning could not be sent");
+        match send_warning(&batch.group, &batch.missing, batch.why, &batch.members).await {
+            Ok(()) => failures = 0,
+            // Telegram was unavailable (5xx after retries, the network, a 429 beyond waiting):
+            // the warning is owed still. It goes back in the queue and is sent after a pause.
+            Err(error) if error.chain().any(crate::telegram::is_weather_cause) => {
+                failures += 1;
+                let pause = WEATHER_PAUSE.saturating_mul(failures.min(10));
+                tracing::info!(chat = key.1, %error, pause_s = pause.as_secs(), "a warning waits for Telegram");
+                tokio::time::sleep(pause).await;
+                shared.warnings.put_back(&key, batch);
+            }
+            Err(error) => tracing::warn!(chat = key.1, %error, "a warning could not be sent"),
         }
         if !shared.warnings.has(&key) {
             return;
         }
     }
 }
+
+/// The first pause before a warning Telegram could not take is tried again; it grows with each
+/// failure in a row, up to ten times this.
+const WEATHER_PAUSE: Duration = Duration::from_secs(2);
 
 /// Records are owed warnings at most this many at a time when a bot starts.
 const OWED_AT_START: i64 = 5_000;

@@ -14,10 +14,10 @@ impl Sandbox {
         lock(&self.inner.faults).clear();
     }
 
-    /// How many injected faults are still in force (a fault with `times` leaves once used up), so
-    /// a test knows when a held call has reached the sandbox.
-    pub fn faults_pending(&self) -> usize {
-        lock(&self.inner.faults).len()
+    /// How many calls injected faults have acted on so far, so a test knows when a held call has
+    /// reached the sandbox.
+    pub fn faults_taken(&self) -> u64 {
+        lock(&self.inner.faults).taken()
     }
 
     pub fn set_rate_limits(&self, limits: RateLimits) {
