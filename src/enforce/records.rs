@@ -19,7 +19,7 @@ const MAX_QUEUED: usize = 200_000;
 /// Rows gathered into one write at most.
 const BATCH: usize = 5_000;
 /// How long rows wait for company before being written.
-const LINGER: Duration = Duration::from_millis(200);
+const LINGER: Duration = Duration::from_millis(20);
 
 enum Record {
     Verification(Verification),

@@ -33,7 +33,7 @@ const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// After a poll that brought only updates still being handled, the next waits for the oldest of
 /// them to be done with, or this long: the most a new update waits behind a slow one.
-const SETTLE_WAIT: Duration = Duration::from_millis(250);
+const SETTLE_WAIT: Duration = Duration::from_millis(100);
 /// Pauses after a failed poll that gave no `retry_after` (the actor restarts the bot meanwhile).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -46,7 +46,7 @@ pub struct Ledger {
 
 #[derive(Default)]
 struct LedgerState {
-    /// Handed out, not yet handled.
+    /// Handed out, not yet done with.
     open: BTreeSet<i32>,
     /// The highest update id handed out.
     highest: Option<i32>,
@@ -65,8 +65,10 @@ impl Ledger {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The `offset` for the next `getUpdates`: the oldest update not handled, else the one after
-    /// the highest handed out (0 before any).
+    /// The `offset` for the next `getUpdates`: the oldest update not done with, else the one
+    /// after the highest handed out (0 before any). A slow update holds the offset however long it
+    /// takes: confirming it before it is done would lose it to a crash (an update waiting out
+    /// SQLite's 5 s busy timeout is slow, and is exactly the one to keep).
     pub fn offset(&self) -> i32 {
         let state = self.lock();
         match (state.open.first(), state.highest) {
@@ -270,10 +272,11 @@ impl Poller {
             };
             match attempt.result {
                 Ok(updates) => {
-                    let brought = !updates.is_empty();
+                    let brought = updates.len();
                     let fresh = self.ledger.take_new(updates);
-                    if brought && fresh.is_empty() {
-                        // Only updates still being handled: poll again when the oldest is done.
+                    if brought > fresh.len() {
+                        // Updates still being handled came back: asking again at once would only
+                        // bring them back again (each read anew). Poll when the oldest is done.
                         self.pause = Some(Pause::Settle(Instant::now() + SETTLE_WAIT, offset));
                     }
                     self.buffer.extend(fresh);

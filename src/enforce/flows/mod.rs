@@ -322,9 +322,11 @@ async fn check_and_act(
         .checker
         .check(group.calls(), &view.channels, member.user_id, false)
         .await;
-    if outcome.cached && !outcome.missing.is_empty() {
-        // "Not subscribed" from the cache is confirmed with Telegram before anyone is held back
-        // for it: the member may have joined a moment ago, the channel's update not yet handled.
+    if outcome.cached && !outcome.missing.is_empty() && why == Why::Joined {
+        // A newcomer's "not subscribed" from the cache is confirmed with Telegram before they are
+        // held back: they may have joined the channel a moment before the group, its update not
+        // yet handled. (A member who writes is not asked again: the channel's `chat_member`
+        // updates keep the cache current, and a lookup per message would spend the bot's budget.)
         outcome = group
             .shared
             .checker
