@@ -78,11 +78,8 @@ impl Crashable {
             .operator
             .serve(&[("NEZUKO_TELEGRAM__API_URL", api.as_str())])
             .await;
-        let bot = self.bot.id;
         self.sandbox
-            .wait_until(DEADLINE, "the bot polls", |s| {
-                s.is_polling(bot).then_some(())
-            })
+            .wait_polling(self.bot.id, DEADLINE)
             .await
             .unwrap();
         serving

@@ -124,11 +124,8 @@ impl Guarded {
         self.events = fleet.subscribe();
         self.fleet = Some(fleet);
         self.enforcer = Some(enforcer);
-        let bot = self.bot.id;
         self.sandbox
-            .wait_until(DEADLINE, "the bot polls", |s| {
-                s.is_polling(bot).then_some(())
-            })
+            .wait_polling(self.bot.id, DEADLINE)
             .await
             .unwrap();
     }

@@ -139,6 +139,14 @@ impl Sandbox {
         }
     }
 
+    /// Waits until `bot` has a long poll waiting, for at most `timeout`.
+    pub async fn wait_polling(&self, bot: i64, timeout: Duration) -> Result<(), ControlError> {
+        self.wait_until(timeout, &format!("bot {bot} to poll"), |s| {
+            s.is_polling(bot).then_some(())
+        })
+        .await
+    }
+
     /// Waits for a call of `method` by `bot` after the first `after` such calls (0: the first one).
     pub async fn wait_for_call(
         &self,
