@@ -359,12 +359,7 @@ async fn a_bot_added_on_the_command_line_runs_under_serve_and_stops_on_sigterm()
 
     let serving = operator.serve(&vars).await;
     let bot_id = bot.id;
-    sandbox
-        .wait_until(DEADLINE, "the bot to poll", |s| {
-            s.is_polling(bot_id).then_some(())
-        })
-        .await
-        .unwrap();
+    sandbox.wait_polling(bot_id, DEADLINE).await.unwrap();
     sandbox.send_private(bot.id, user.id, "/start").unwrap();
     let user_id = user.id;
     sandbox

@@ -42,13 +42,7 @@ async fn second_bot(world: &Guarded) -> (nezuko_sandbox::control::SandboxBot, i6
 }
 
 async fn protect_with(world: &Guarded, bot: i64, group: i64) {
-    world
-        .sandbox
-        .wait_until(DEADLINE, "the second bot polls", |s| {
-            s.is_polling(bot).then_some(())
-        })
-        .await
-        .unwrap();
+    world.sandbox.wait_polling(bot, DEADLINE).await.unwrap();
     world
         .sandbox
         .send(group, world.owner.id, "/protect @news")

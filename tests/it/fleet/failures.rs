@@ -237,13 +237,7 @@ async fn a_revoked_token_stops_the_bot_without_retrying(mut world: FleetWorld) {
 async fn another_poller_on_the_token_is_a_conflict_with_backoff(mut world: FleetWorld) {
     let (bot, row) = world.running_bot("Hotel").await;
     let id = bot.id;
-    world
-        .sandbox
-        .wait_until(DEADLINE, "our poll to wait", |s| {
-            s.is_polling(id).then_some(())
-        })
-        .await
-        .unwrap();
+    world.sandbox.wait_polling(id, DEADLINE).await.unwrap();
     // Someone else polls with the same token until our poll is the one terminated: a newer poll
     // ends the waiting one with 409, so a rogue that lands between two of our polls is itself the
     // one ended, and only a later overlap shows the conflict to us.

@@ -29,9 +29,7 @@ async fn an_enabled_bot_row_starts_polling_promptly(mut world: FleetWorld) {
     let within = start_deadline(&world);
     world
         .sandbox
-        .wait_until(within, "the bot to poll", |s| {
-            s.is_polling(bot.id).then_some(())
-        })
+        .wait_polling(bot.id, within)
         .await
         .unwrap_or_else(|e| panic!("{e} (after {:?})", added.elapsed()));
     world.wait_state(row.id, "running", DEADLINE).await;
@@ -75,23 +73,13 @@ async fn a_restart_is_one_stop_and_one_start(mut world: FleetWorld) {
     world.fleet().nudge();
     world.wait_state(row.id, "running", DEADLINE).await;
     let id = bot.id;
-    world
-        .sandbox
-        .wait_until(DEADLINE, "polling", |s| s.is_polling(id).then_some(()))
-        .await
-        .unwrap();
+    world.sandbox.wait_polling(id, DEADLINE).await.unwrap();
     let get_me_before = world.sandbox.calls(Some(bot.id), Some("getMe")).len();
     world.db.store.request_bot_restart(row.id).await.unwrap();
     world.fleet().nudge();
     world.wait_state(row.id, "stopping", DEADLINE).await;
     world.wait_state(row.id, "running", DEADLINE).await;
-    world
-        .sandbox
-        .wait_until(DEADLINE, "polling again", |s| {
-            s.is_polling(id).then_some(())
-        })
-        .await
-        .unwrap();
+    world.sandbox.wait_polling(id, DEADLINE).await.unwrap();
     let states = world.stored_states(row.id).await;
     let tail: Vec<&str> = states
         .iter()

@@ -87,12 +87,7 @@ async fn the_driver_reports_throughput_and_latency_of_a_real_bot() {
     let shutdown = dispatcher.shutdown_token();
     let task = tokio::spawn(async move { dispatcher.dispatch().await });
     let bot_id = plan.bots[0].id;
-    sandbox
-        .wait_until(DEADLINE, "the bot to poll", |s| {
-            s.is_polling(bot_id).then_some(())
-        })
-        .await
-        .unwrap();
+    sandbox.wait_polling(bot_id, DEADLINE).await.unwrap();
 
     let report = driver::drive(
         &sandbox,

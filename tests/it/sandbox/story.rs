@@ -83,12 +83,7 @@ async fn a_teloxide_bot_runs_join_restrict_button_unrestrict_end_to_end() {
     let shutdown = dispatcher.shutdown_token();
     let running = tokio::spawn(async move { dispatcher.dispatch().await });
     let (sandbox, bot_id) = (&world.sandbox, world.bot.id);
-    sandbox
-        .wait_until(DEADLINE, "the bot to poll", |s| {
-            s.is_polling(bot_id).then_some(())
-        })
-        .await
-        .unwrap();
+    sandbox.wait_polling(bot_id, DEADLINE).await.unwrap();
 
     let newcomer = world.user("Nia");
     sandbox.join(world.group, newcomer.id).unwrap();

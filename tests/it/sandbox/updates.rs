@@ -132,13 +132,7 @@ async fn a_long_poll_wakes_when_an_update_arrives() {
         })
     };
     let bot = world.bot.id;
-    world
-        .sandbox
-        .wait_until(DEADLINE, "the poll to wait", |s| {
-            s.is_polling(bot).then_some(())
-        })
-        .await
-        .unwrap();
+    world.sandbox.wait_polling(bot, DEADLINE).await.unwrap();
     world.sandbox.send(world.group, user.id, "wake up").unwrap();
     let updates = tokio::time::timeout(Duration::from_secs(5), poller)
         .await
@@ -156,13 +150,7 @@ async fn a_second_poller_terminates_the_first_with_409() {
         tokio::spawn(async move { world.call("getUpdates", json!({ "timeout": 20 })).await })
     };
     let bot = world.bot.id;
-    world
-        .sandbox
-        .wait_until(DEADLINE, "the first poll to wait", |s| {
-            s.is_polling(bot).then_some(())
-        })
-        .await
-        .unwrap();
+    world.sandbox.wait_polling(bot, DEADLINE).await.unwrap();
     let second = world.call("getUpdates", json!({ "timeout": 0 })).await;
     assert_eq!(second.0, 200);
     let (status, body) = tokio::time::timeout(Duration::from_secs(5), first)
