@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
 
-use nezuko_sandbox::driver::measure::Stopwatch;
+use nezuko_sandbox::driver::measure::{Stopwatch, quantile_ms};
 use nezuko_sandbox::driver::{self, Scenario};
 use nezuko_sandbox::{Sandbox, SandboxConfig};
 
@@ -33,6 +33,17 @@ pub struct SandboxArgs {
     /// How long to wait for every bot to start polling (or set a webhook) before driving traffic.
     #[arg(long, default_value_t = 60.0)]
     pub wait_for_bots: f64,
+    /// Seconds of traffic before measuring (not in the report). When it ends the line
+    /// `{"phase":"measuring"}` is printed, so a benchmark driving this process knows when the
+    /// measured stretch begins.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
+    /// Also report the latencies of one stretch of the measured run: updates handed over from this
+    /// many seconds into it, for `--window-s` seconds (the minute after a restart, say).
+    #[arg(long)]
+    pub window_from: Option<f64>,
+    #[arg(long, default_value_t = 60.0)]
+    pub window_s: f64,
 }
 
 pub async fn run(
@@ -68,21 +79,62 @@ pub async fn run(
     sandbox.set_observer(stopwatch.clone());
     let mut plan = driver::build_world(&sandbox, &scenario, &url, &stopwatch)?;
     let world = serde_json::to_string_pretty(&plan)?;
-    std::fs::write(&args.world_file, world)
+    // Written beside and renamed, so whoever waits for the file never reads half of it.
+    let partial = args.world_file.with_extension("partial");
+    std::fs::write(&partial, world)
+        .and_then(|()| std::fs::rename(&partial, &args.world_file))
         .with_context(|| format!("cannot write {}", args.world_file.display()))?;
     tracing::info!(world = %args.world_file.display(), bots = plan.bots.len(), groups = plan.groups.len(), "world ready; waiting for the bots");
     wait_for_bots(&sandbox, &plan, Duration::from_secs_f64(args.wait_for_bots)).await;
+    if args.warmup > 0.0 {
+        let warmup = Scenario {
+            duration_s: args.warmup,
+            ..scenario.clone()
+        };
+        driver::drive(
+            &sandbox,
+            &mut plan,
+            &warmup,
+            stopwatch.clone(),
+            Duration::ZERO,
+        )
+        .await;
+        stopwatch.reset();
+    }
+    let calls_before = sandbox.counters().by_method;
+    let measuring = std::time::Instant::now();
+    println!("{}", serde_json::json!({ "phase": "measuring" }));
     let report = driver::drive(
         &sandbox,
         &mut plan,
         &scenario,
-        stopwatch,
+        stopwatch.clone(),
         Duration::from_secs(2),
     )
     .await;
     let _ = stop.send(());
     let _ = server.await;
-    println!("{}", serde_json::to_string(&report)?);
+    for violation in sandbox.violations().iter().take(10) {
+        tracing::warn!(
+            ?violation,
+            "a request or reply off the Bot API specification"
+        );
+    }
+    let mut report = serde_json::to_value(&report)?;
+    report["calls_by_method"] = measured_calls(&calls_before, &report["calls_by_method"]);
+    if let Some(from_s) = args.window_from {
+        let from = measuring + Duration::from_secs_f64(from_s);
+        let to = from + Duration::from_secs_f64(args.window_s);
+        let latencies = stopwatch.latencies_between(Some(from), Some(to));
+        report["window"] = serde_json::json!({
+            "from_s": from_s,
+            "seconds": args.window_s,
+            "actions_measured": latencies.len(),
+            "p50_ms": quantile_ms(&latencies, 0.50),
+            "p99_ms": quantile_ms(&latencies, 0.99),
+        });
+    }
+    println!("{report}");
     Ok(())
 }
 
@@ -98,4 +150,19 @@ async fn wait_for_bots(sandbox: &Sandbox, plan: &driver::WorldPlan, timeout: Dur
     if ready.is_err() {
         tracing::warn!("not every bot connected within {timeout:?}; driving traffic anyway");
     }
+}
+
+/// Calls per method during the measured window only (the warm-up's are subtracted).
+fn measured_calls(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &serde_json::Value,
+) -> serde_json::Value {
+    let mut measured = serde_json::Map::new();
+    for (method, total) in after.as_object().into_iter().flatten() {
+        let count = total.as_u64().unwrap_or(0) - before.get(method).copied().unwrap_or(0);
+        if count > 0 {
+            measured.insert(method.clone(), count.into());
+        }
+    }
+    serde_json::Value::Object(measured)
 }

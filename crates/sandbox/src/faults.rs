@@ -106,6 +106,11 @@ pub struct RateLimits {
     pub per_chat_burst: f64,
     /// Messages per minute into one group (Telegram: 20).
     pub per_group_per_min: f64,
+    /// Calls per second per bot of each method that sends no message (getChatMember,
+    /// restrictChatMember, …; `getUpdates` aside). Telegram publishes no such limit yet answers
+    /// 429 when a bot overdoes one; `None` (the default) never does.
+    #[serde(default)]
+    pub per_method_per_s: Option<f64>,
 }
 
 impl Default for RateLimits {
@@ -116,6 +121,7 @@ impl Default for RateLimits {
             per_chat_per_s: 1.0,
             per_chat_burst: 3.0,
             per_group_per_min: 20.0,
+            per_method_per_s: None,
         }
     }
 }
@@ -137,6 +143,8 @@ enum Scope {
     Bot,
     Chat(i64),
     Group(i64),
+    /// One method other than sends, by a hash of its name.
+    Method(u64),
 }
 
 impl FloodControl {
@@ -152,6 +160,35 @@ impl FloodControl {
             return Ok(());
         }
         let mut scopes = vec![(Scope::Bot, limits.per_bot_per_s, limits.per_bot_per_s)];
+        self.take(bot, &mut scopes, chat, limits, now)
+    }
+
+    /// Takes one call of a method that sends no message, where a per-method limit is set.
+    pub fn admit_call(
+        &mut self,
+        limits: &RateLimits,
+        bot: i64,
+        method: &str,
+        now: Instant,
+    ) -> Result<(), u64> {
+        let Some(rate) = limits.per_method_per_s.filter(|_| limits.enabled) else {
+            return Ok(());
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(method, &mut hasher);
+        let scope = Scope::Method(std::hash::Hasher::finish(&hasher));
+        let mut scopes = vec![(scope, rate, rate.max(1.0))];
+        self.take(bot, &mut scopes, None, limits, now)
+    }
+
+    fn take(
+        &mut self,
+        bot: i64,
+        scopes: &mut Vec<(Scope, f64, f64)>,
+        chat: Option<(i64, bool)>,
+        limits: &RateLimits,
+        now: Instant,
+    ) -> Result<(), u64> {
         if let Some((chat, is_group)) = chat {
             scopes.push((
                 Scope::Chat(chat),
@@ -164,7 +201,7 @@ impl FloodControl {
             }
         }
         let mut wait_s: f64 = 0.0;
-        for (scope, rate, capacity) in &scopes {
+        for (scope, rate, capacity) in scopes.iter() {
             let bucket = self.refilled(bot, *scope, *rate, *capacity, now);
             if bucket.tokens < 1.0 {
                 wait_s = wait_s.max((1.0 - bucket.tokens) / rate);
@@ -173,8 +210,8 @@ impl FloodControl {
         if wait_s > 0.0 {
             return Err(wait_s.ceil().max(1.0) as u64);
         }
-        for (scope, _, _) in scopes {
-            if let Some(bucket) = self.buckets.get_mut(&(bot, scope)) {
+        for (scope, _, _) in scopes.iter() {
+            if let Some(bucket) = self.buckets.get_mut(&(bot, *scope)) {
                 bucket.tokens -= 1.0;
             }
         }

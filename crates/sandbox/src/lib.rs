@@ -305,7 +305,13 @@ impl Sandbox {
 
     fn admit(&self, bot: i64, method: &str, params: &Map<String, Value>) -> Result<(), ApiError> {
         if !api::is_send_method(method) {
-            return Ok(());
+            if method == "getUpdates" {
+                return Ok(());
+            }
+            let limits = lock(&self.inner.config).rate_limits;
+            return lock(&self.inner.flood)
+                .admit_call(&limits, bot, method, Instant::now())
+                .map_err(ApiError::too_many_requests);
         }
         let chat = {
             let world = self.world();

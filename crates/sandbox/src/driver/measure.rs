@@ -26,7 +26,8 @@ struct State {
     watched: HashMap<(i64, i64), ()>,
     /// (bot, chat, user) → when the first update calling for an action was handed over.
     waiting: HashMap<(i64, i64, i64), Instant>,
-    latencies: Vec<Duration>,
+    /// Each measured latency with when its update was handed over.
+    latencies: Vec<(Instant, Duration)>,
 }
 
 /// Collects hand-over times and matches the bots' calls to them.
@@ -54,7 +55,19 @@ impl Stopwatch {
 
     /// The measured latencies, sorted.
     pub fn latencies(&self) -> Vec<Duration> {
-        let mut latencies = self.lock().latencies.clone();
+        self.latencies_between(None, None)
+    }
+
+    /// The latencies of updates handed over within `[from, to)` (either end open), sorted: the
+    /// figures of one stretch of a run, such as the minute after the bots were restarted.
+    pub fn latencies_between(&self, from: Option<Instant>, to: Option<Instant>) -> Vec<Duration> {
+        let mut latencies: Vec<Duration> = self
+            .lock()
+            .latencies
+            .iter()
+            .filter(|(at, _)| from.is_none_or(|from| *at >= from) && to.is_none_or(|to| *at < to))
+            .map(|(_, latency)| *latency)
+            .collect();
         latencies.sort_unstable();
         latencies
     }
@@ -106,7 +119,9 @@ impl Observer for Stopwatch {
                 .map(|(k, _)| *k),
         };
         if let Some(handed) = key.and_then(|key| state.waiting.remove(&key)) {
-            state.latencies.push(at.saturating_duration_since(handed));
+            state
+                .latencies
+                .push((handed, at.saturating_duration_since(handed)));
         }
     }
 }

@@ -12,7 +12,7 @@ use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Zipf};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use self::measure::{Stopwatch, quantile_ms};
@@ -22,7 +22,7 @@ use super::control::SandboxBot;
 use super::model::{AdminRights, ChatKind, Status};
 
 /// The world a scenario built: what a bot deployment needs to serve it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WorldPlan {
     pub api_url: String,
     pub bots: Vec<SandboxBot>,
@@ -30,13 +30,13 @@ pub struct WorldPlan {
     pub groups: Vec<PlannedGroup>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedChannel {
     pub chat_id: i64,
     pub username: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlannedGroup {
     pub chat_id: i64,
     pub title: String,

@@ -82,6 +82,18 @@ impl Scenario {
                 duration_s: 30.0,
                 ..Self::default()
             },
+            // One bot carrying a busy community: every update goes through one token's
+            // `getUpdates`, so what one bot can do is measured, not what a fleet spreads out.
+            "busy-bot" => Self {
+                name: "busy-bot".into(),
+                bots: 1,
+                groups: 50,
+                channels: 5,
+                members_per_group: 50,
+                rate: 1_000.0,
+                duration_s: 30.0,
+                ..Self::default()
+            },
             "raid" => Self {
                 name: "raid".into(),
                 bots: 1,
@@ -101,7 +113,7 @@ impl Scenario {
             },
             path => {
                 let text = std::fs::read_to_string(Path::new(path))
-                    .with_context(|| format!("`{path}` is neither a built-in scenario (smoke, verify, raid) nor a readable file"))?;
+                    .with_context(|| format!("`{path}` is neither a built-in scenario (smoke, verify, busy-bot, raid) nor a readable file"))?;
                 serde_json::from_str(&text)
                     .with_context(|| format!("the scenario file {path} is not valid"))?
             }
@@ -147,7 +159,7 @@ mod tests {
 
     #[test]
     fn built_in_scenarios_are_valid_and_files_may_be_partial() {
-        for name in ["smoke", "verify", "raid"] {
+        for name in ["smoke", "verify", "busy-bot", "raid"] {
             assert_eq!(Scenario::load(name).unwrap().name, name);
         }
         let dir = tempfile::tempdir().unwrap();
