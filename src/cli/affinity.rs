@@ -43,12 +43,33 @@ pub fn cpu_time_us(pid: u32) -> anyhow::Result<u64> {
 
 /// Resident memory of a process in MiB, from `/proc/<pid>/status`.
 pub fn rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmRSS:")
+}
+
+/// The most memory a process has had resident so far, in MiB (`VmHWM`).
+pub fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    status_mib(pid, "VmHWM:")
+}
+
+fn status_mib(pid: u32, field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kib: f64 = status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/{pid}/status"))?
+        .ok_or_else(|| anyhow::anyhow!("no {field} in /proc/{pid}/status"))?
         .parse()?;
     Ok(kib / 1024.0)
+}
+
+/// A process's state letter from `/proc/<pid>/stat` (`R`, `S`, `Z` for one that exited and was
+/// not yet waited for…), or `None` once it is gone.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
 }

@@ -61,6 +61,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     seconds,
                     rate,
                     warmup,
+                    restart_at,
+                    after_restart,
                 },
         } => {
             telemetry::init(&quiet_logs());
@@ -71,6 +73,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 seconds,
                 rate,
                 warmup_s: warmup,
+                restart_at,
+                after_restart_s: after_restart,
             };
             super::bench_verify::run(bench).await
         }

@@ -27,6 +27,9 @@ use crate::settings::ConfigError;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Run on this CPU only (a benchmark pins the process it measures, and its load apart).
+    #[arg(long, global = true, hide = true)]
+    pub cpu: Option<usize>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,8 +155,10 @@ pub enum BenchTarget {
         #[arg(long, default_value_t = 15.0)]
         outage: f64,
     },
-    /// Enforcement under load: the `verify` scenario against a fleet running the Enforcer, with
-    /// Telegram's flood limits on; updates/s, update-to-action latency, cache hit rate, 429s.
+    /// Enforcement under load: a scenario (`verify`: 100 bots, 20,000 events/s; `busy-bot`: one bot,
+    /// 1,000 events/s) played by the sandbox in a process of its own against `nezuko serve` in
+    /// another, each pinned to a CPU, with Telegram's flood limits on; updates/s, update-to-action
+    /// latency, cache hit rate, 429s, and the product's CPU time per update and memory.
     Verify {
         /// A PostgreSQL server to run on (a database is created and dropped); SQLite otherwise.
         #[arg(long)]
@@ -161,7 +166,7 @@ pub enum BenchTarget {
         /// A Redis server for the shared membership cache tier.
         #[arg(long)]
         redis: Option<String>,
-        /// A built-in scenario (verify, smoke, raid) or a scenario file.
+        /// A built-in scenario (verify, busy-bot, smoke, raid) or a scenario file.
         #[arg(long, default_value = "verify")]
         scenario: String,
         /// Measured seconds (default: the scenario's).
@@ -174,20 +179,27 @@ pub enum BenchTarget {
         /// spoken once, so the figures are the steady state, not the first sight of everyone.
         #[arg(long, default_value_t = 30.0)]
         warmup: f64,
+        /// Stop the product (SIGTERM) this many seconds into the measured run and start it again;
+        /// the latency of the `--after-restart` seconds after it is reported as `after_restart`.
+        #[arg(long)]
+        restart_at: Option<f64>,
+        /// How long after the restart the latency is reported on its own, in seconds.
+        #[arg(long, default_value_t = 60.0)]
+        after_restart: f64,
     },
 }
 
-impl Command {
+impl Cli {
     /// The CPU this process runs on alone, for a benchmark's measured side.
     fn cpu_to_pin(&self) -> Option<usize> {
-        match self {
+        match &self.command {
             Command::Bench {
                 target:
                     BenchTarget::Sandbox {
                         serve: true, cpu, ..
                     },
             } => *cpu,
-            _ => None,
+            _ => self.cpu,
         }
     }
 }
@@ -197,7 +209,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // A benchmark's measured process is pinned before its runtime starts, so the runtime sizes
     // itself to that one CPU (one worker, no threads contending for it).
-    if let Some(cpu) = cli.command.cpu_to_pin()
+    if let Some(cpu) = cli.cpu_to_pin()
         && let Err(err) = affinity::pin_process(cpu)
     {
         return fail(&err);
