@@ -16,13 +16,14 @@ use teloxide::dispatching::{Dispatcher, ShutdownToken};
 use teloxide::payloads::{DeleteWebhook, GetMe, GetUpdates, GetUpdatesSetters};
 use teloxide::prelude::*;
 use teloxide::stop::StopToken;
+use teloxide::types::UpdateKind;
 use teloxide::update_listeners::UpdateListener;
 use tokio::task::JoinHandle;
 
 use super::Publisher;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
 use crate::db::BotRow;
-use crate::telegram::polling::{Ledger, Listener};
+use crate::telegram::polling::{Inbox, Ledger, Listener};
 use crate::telegram::{
     BotContext, BotIdentity, Failure, POLL_TIMEOUT, UpdateHandler, classify, schema, transport,
 };
@@ -30,9 +31,12 @@ use crate::vault::Vault;
 
 /// Tells Telegram that every update handled so far may be forgotten (`getUpdates` with the ledger's
 /// offset, asking for nothing new), so the next start does not see them again.
-async fn confirm_handled(bot: &Bot, ledger: &Ledger) {
+async fn confirm_handled(bot: &Bot, ledger: &Ledger, inbox: Option<&dyn Inbox>) {
     // Updates just handled are done with once their records are stored (a moment).
     ledger.settle(CONFIRM_WAIT).await;
+    if let Some(inbox) = inbox {
+        ledger.flush_unparked(inbox).await;
+    }
     let offset = ledger.offset();
     if offset == 0 {
         return;
@@ -41,6 +45,24 @@ async fn confirm_handled(bot: &Bot, ledger: &Ledger) {
     if let Err(error) = transport::send(bot, &request).await.result {
         tracing::info!(%error, "could not confirm the handled updates; Telegram will deliver them again");
     }
+}
+
+/// Updates one member may have waiting before the dispatcher itself waits (teloxide's default is 64).
+const WORKER_QUEUE: usize = 1024;
+
+/// Which updates are handled one after another: those of one member in one chat, so the order of
+/// what is done to a member stays right, while other members (of the same chat too) go on in
+/// parallel. teloxide's default, one queue per chat, made every member of a busy group wait for
+/// whichever of them was waiting for Telegram.
+fn member_of(update: &Update) -> Option<(i64, i64)> {
+    let chat = update.chat()?.id.0;
+    let user = match &update.kind {
+        UpdateKind::ChatMember(change) | UpdateKind::MyChatMember(change) => {
+            change.new_chat_member.user.id.0 as i64
+        }
+        _ => update.from().map_or(0, |user| user.id.0 as i64),
+    };
+    Some((chat, user))
 }
 
 /// How long a stopping bot waits for the records of its last updates to be stored before
@@ -189,6 +211,10 @@ impl BotState {
             unmatched.handled(update.id.0);
             async {}
         })
+        .distribution_function(member_of)
+        // The dispatcher waits when one worker's queue is full, holding every other worker's
+        // updates back; a deep queue keeps one busy member from doing that.
+        .worker_queue_size(WORKER_QUEUE)
         .build();
         self.shutdown = Some(dispatcher.shutdown_token());
         let bot = self.bot.clone();
@@ -199,7 +225,8 @@ impl BotState {
                 let _ = reporter.cast(BotMsg::PollingFailed(classify(&error)));
             }
         };
-        let mut listener = Listener::new(bot.clone(), ledger.clone(), POLL_TIMEOUT);
+        let inbox = self.handler.inbox(self.bot_instance_id);
+        let mut listener = Listener::new(bot.clone(), ledger.clone(), inbox.clone(), POLL_TIMEOUT);
         self.listener_stop = Some(listener.stop_token());
         self.task = Some(tokio::spawn(async move {
             // A webhook left set would make every getUpdates fail with 409.
@@ -213,7 +240,7 @@ impl BotState {
                 Ok(Err(error)) => BotMsg::PollingFailed(classify(&error)),
                 Err(_) => BotMsg::DispatcherExited("panicked".into()),
             };
-            confirm_handled(&bot, &ledger).await;
+            confirm_handled(&bot, &ledger, inbox.as_deref()).await;
             let _ = myself.cast(outcome);
         }));
     }

@@ -11,10 +11,12 @@ mod audit;
 mod auth;
 mod bots;
 mod browse;
+mod channel_members;
 mod channels;
 mod events;
 mod groups;
 mod logs;
+mod parked_updates;
 mod records;
 mod restrictions;
 mod rollups;
@@ -33,6 +35,7 @@ pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use auth::AdminRow;
 pub use bots::{BotRow, NewBot, RunStateUpdate};
 pub use browse::{ChannelListRow, GroupFilter, GroupSort};
+pub use channel_members::ChannelMember;
 pub use channels::ChannelChange;
 pub use events::{EventRow, NewEvent};
 pub use groups::{ChannelRow, GroupRow, NewChannel, NewGroup};
@@ -107,6 +110,19 @@ impl StoreError {
             Self::Query(error) => is_sqlx_outage(error),
             _ => false,
         }
+    }
+
+    /// Whether a database that *answered* said it cannot take connections for now: PostgreSQL
+    /// closed to connections (55000), starting up or shutting down (57P), out of connections (53);
+    /// SQLite locked past its busy timeout (5). Worth waiting for, unlike a refused connection or
+    /// a failed sign-in, which are more likely a wrong URL than a passing outage.
+    pub fn is_passing(&self) -> bool {
+        let (Self::Unreachable { source, .. } | Self::Query(source)) = self else {
+            return false;
+        };
+        matches!(source, sqlx::Error::Database(db) if db.code().is_some_and(|code| {
+            code == "5" || code == "55000" || code.starts_with("57P") || code.starts_with("53")
+        }))
     }
 }
 

@@ -1,21 +1,31 @@
-//! Long polling that confirms an update to Telegram only once it was handled.
+//! Long polling that confirms an update to Telegram only once it was handled, or kept.
 //!
 //! `getUpdates` confirms every update below the `offset` it is called with
 //! (<https://core.telegram.org/bots/api#getupdates>). teloxide's `Polling` asks with the offset
 //! after the last update it *fetched*, so an update still being handled, or one that could not be
 //! handled (the database was unreachable), is confirmed anyway and lost when the process stops.
-//! Here the offset is the oldest update not yet handled ([`Ledger`]): Telegram keeps the rest and
+//! Here the offset is the oldest update not yet done with ([`Ledger`]): Telegram keeps the rest and
 //! delivers them again, and updates already handed out are not handed out twice. An update whose
 //! handling hit an outage is handed out again after a pause, until it is handled.
+//!
+//! Holding the offset has a price: `getUpdates` returns at most 100 updates from the offset, so one
+//! slow update (waiting out a 429, retrying a 5xx) would stop the whole bot once 100 more arrived
+//! behind it. An update open longer than [`PARK_AFTER`] while polls bring back only updates
+//! already handed out is *parked*: written to the bot's [`Inbox`] (the `parked_updates` table),
+//! after which it no longer holds the offset. A parked update is removed from the inbox once done
+//! with, and handed out again from it when the bot next starts (after a crash). While the inbox
+//! cannot be written (the database is away), nothing is parked and Telegram keeps everything.
 //!
 //! Requests go through Nezuko's [`transport`](super::transport): a 5xx costs no 10 s sleep, and a
 //! 429's `retry_after` is waited out before the next poll.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt};
+use serde_json::value::RawValue;
 use teloxide::Bot;
 use teloxide::RequestError;
 use teloxide::payloads::{GetUpdates, GetUpdatesSetters};
@@ -31,11 +41,24 @@ use super::transport;
 /// up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(5);
-/// After a poll that brought only updates still being handled, the next waits for the oldest of
-/// them to be done with, or this long: the most a new update waits behind a slow one.
+/// After a poll that brought back updates still being handled, the next waits for the oldest of
+/// them to be done with, or this long.
 const SETTLE_WAIT: Duration = Duration::from_millis(100);
+/// How long an update may hold the offset while polls bring back only what is already handed out,
+/// before it is parked in the inbox so the offset can move on.
+pub const PARK_AFTER: Duration = Duration::from_millis(100);
 /// Pauses after a failed poll that gave no `retry_after` (the actor restarts the bot meanwhile).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// One bot's durable store of updates Telegram was told to forget before they were done with.
+pub trait Inbox: Send + Sync + 'static {
+    /// Keeps these updates: (`update_id`, the `Update` object as Telegram sent it).
+    fn park(&self, updates: Vec<(i32, Arc<str>)>) -> BoxFuture<'static, anyhow::Result<()>>;
+    /// Forgets these updates (done with).
+    fn unpark(&self, update_ids: Vec<i32>) -> BoxFuture<'static, anyhow::Result<()>>;
+    /// Every update kept, oldest first.
+    fn parked(&self) -> BoxFuture<'static, anyhow::Result<Vec<(i32, String)>>>;
+}
 
 /// Which updates a bot has handed out and which of them are handled.
 #[derive(Default)]
@@ -44,16 +67,29 @@ pub struct Ledger {
     settled: Notify,
 }
 
+/// An update handed out and not yet done with.
+struct Open {
+    since: Instant,
+    /// The update as Telegram sent it, until it is parked.
+    raw: Option<Arc<str>>,
+    /// Kept in the inbox: it no longer holds the offset.
+    parked: bool,
+}
+
 #[derive(Default)]
 struct LedgerState {
-    /// Handed out, not yet done with.
-    open: BTreeSet<i32>,
-    /// The highest update id handed out.
+    open: BTreeMap<i32, Open>,
+    /// The highest update id a poll handed out.
     highest: Option<i32>,
+    /// Updates handed out again from the inbox at start: Telegram may deliver them once more if
+    /// the process ended between parking them and the next poll, and they are not handled twice.
+    replayed: HashSet<i32>,
     /// Updates to hand out again, with when.
     again: VecDeque<(Instant, Update)>,
     /// Times each open update was handed out again.
     retries: HashMap<i32, u32>,
+    /// Parked updates done with since the inbox was last told.
+    unpark: Vec<i32>,
 }
 
 impl Ledger {
@@ -65,14 +101,14 @@ impl Ledger {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The `offset` for the next `getUpdates`: the oldest update not done with, else the one
-    /// after the highest handed out (0 before any). A slow update holds the offset however long it
-    /// takes: confirming it before it is done would lose it to a crash (an update waiting out
-    /// SQLite's 5 s busy timeout is slow, and is exactly the one to keep).
+    /// The `offset` for the next `getUpdates`: the oldest update not done with and not parked,
+    /// else the one after the highest handed out (0 before any). A slow update holds the offset
+    /// until it is parked: confirming it before would lose it to a crash.
     pub fn offset(&self) -> i32 {
         let state = self.lock();
-        match (state.open.first(), state.highest) {
-            (Some(oldest), _) => *oldest,
+        let pinned = state.open.iter().find(|(_, open)| !open.parked);
+        match (pinned, state.highest) {
+            (Some((oldest, _)), _) => *oldest,
             (None, Some(highest)) => highest.saturating_add(1),
             (None, None) => 0,
         }
@@ -80,29 +116,57 @@ impl Ledger {
 
     /// The updates of a poll not handed out before, now marked open. Updates teloxide cannot
     /// parse (`UpdateKind::Error`) are dropped by its dispatcher unseen, so they count as handled.
-    fn take_new(&self, updates: Vec<Update>) -> Vec<Update> {
+    fn take_new(&self, updates: Vec<(Update, Arc<str>)>) -> Vec<Update> {
         let mut state = self.lock();
         let mut fresh = Vec::new();
-        for update in updates {
+        let now = Instant::now();
+        for (update, raw) in updates {
             let id = update.id.0 as i32;
             if state.highest.is_some_and(|highest| id <= highest) {
                 continue;
             }
             state.highest = Some(id);
-            if matches!(update.kind, UpdateKind::Error(_)) {
+            if matches!(update.kind, UpdateKind::Error(_)) || state.replayed.contains(&id) {
                 continue;
             }
-            state.open.insert(id);
+            state.open.insert(
+                id,
+                Open {
+                    since: now,
+                    raw: Some(raw),
+                    parked: false,
+                },
+            );
             fresh.push(update);
         }
         fresh
     }
 
-    /// The update was handled (or failed for good): Telegram may forget it.
+    /// Updates read back from the inbox at start, now open (and parked).
+    fn take_replayed(&self, updates: &[Update]) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        for update in updates {
+            let id = update.id.0 as i32;
+            state.replayed.insert(id);
+            state.open.insert(
+                id,
+                Open {
+                    since: now,
+                    raw: None,
+                    parked: true,
+                },
+            );
+        }
+    }
+
+    /// The update was handled (or failed for good): Telegram, or the inbox, may forget it.
     pub fn handled(&self, update_id: u32) {
         let mut state = self.lock();
         let id = update_id as i32;
-        state.open.remove(&id);
+        if state.open.remove(&id).is_some_and(|open| open.parked) {
+            state.unpark.push(id);
+        }
         state.retries.remove(&id);
         drop(state);
         self.settled.notify_waiters();
@@ -137,13 +201,51 @@ impl Ledger {
         }
     }
 
-    /// Whether nothing is open (every update handed out was handled).
-    pub fn is_settled(&self) -> bool {
-        self.lock().open.is_empty()
+    /// Open updates holding the offset that were handed out at least `age` ago, to be parked.
+    fn to_park(&self, age: Duration) -> Vec<(i32, Arc<str>)> {
+        let state = self.lock();
+        let now = Instant::now();
+        state
+            .open
+            .iter()
+            .filter(|(_, open)| !open.parked && now.duration_since(open.since) >= age)
+            .filter_map(|(id, open)| open.raw.clone().map(|raw| (*id, raw)))
+            .collect()
     }
 
-    /// Waits until nothing is open, or `within` has passed (updates waiting out an outage stay
-    /// open and are delivered again on the next start).
+    /// These updates are in the inbox now. One done with meanwhile is owed an unpark.
+    fn parked(&self, ids: &[i32]) {
+        let mut state = self.lock();
+        for id in ids {
+            match state.open.get_mut(id) {
+                Some(open) => {
+                    open.parked = true;
+                    open.raw = None;
+                }
+                None => state.unpark.push(*id),
+            }
+        }
+        drop(state);
+        self.settled.notify_waiters();
+    }
+
+    /// Parked updates done with, taken to be removed from the inbox.
+    fn take_unpark(&self) -> Vec<i32> {
+        std::mem::take(&mut self.lock().unpark)
+    }
+
+    /// Puts back unparks the inbox could not take (tried again later).
+    fn return_unpark(&self, ids: Vec<i32>) {
+        self.lock().unpark.extend(ids);
+    }
+
+    /// Whether nothing holds the offset (every update handed out was handled or parked).
+    pub fn is_settled(&self) -> bool {
+        self.lock().open.values().all(|open| open.parked)
+    }
+
+    /// Waits until nothing holds the offset, or `within` has passed (updates waiting out an
+    /// outage stay open and are delivered again on the next start).
     pub async fn settle(&self, within: Duration) {
         let deadline = Instant::now() + within;
         loop {
@@ -158,12 +260,33 @@ impl Ledger {
             }
         }
     }
+
+    /// Removes the updates done with from the inbox (kept for a later try if it cannot be written).
+    pub async fn flush_unparked(&self, inbox: &dyn Inbox) {
+        let ids = self.take_unpark();
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(error) = inbox.unpark(ids.clone()).await {
+            tracing::debug!(%error, "cannot remove handled updates from the inbox yet");
+            self.return_unpark(ids);
+        }
+    }
+}
+
+/// Work on the inbox running beside polling, never cancelled: a write abandoned halfway could
+/// still commit, leaving a row the ledger does not know about.
+enum InboxWork {
+    /// Ends `true` once the updates are kept (and the ledger told, which may move the offset).
+    Park(tokio::task::JoinHandle<bool>),
+    Unpark(tokio::task::JoinHandle<()>),
 }
 
 /// The listener a bot's dispatcher reads updates from.
 pub struct Listener {
     bot: Bot,
     ledger: Arc<Ledger>,
+    inbox: Option<Arc<dyn Inbox>>,
     timeout: Duration,
     allowed: Vec<AllowedUpdate>,
     token: StopToken,
@@ -171,11 +294,18 @@ pub struct Listener {
 }
 
 impl Listener {
-    pub fn new(bot: Bot, ledger: Arc<Ledger>, timeout: Duration) -> Self {
+    /// A listener for `bot`; without an inbox, slow updates hold the offset however long they take.
+    pub fn new(
+        bot: Bot,
+        ledger: Arc<Ledger>,
+        inbox: Option<Arc<dyn Inbox>>,
+        timeout: Duration,
+    ) -> Self {
         let (token, flag) = mk_stop_token();
         Self {
             bot,
             ledger,
+            inbox,
             timeout,
             allowed: Vec::new(),
             token,
@@ -204,11 +334,16 @@ impl<'a> AsUpdateStream<'a> for Listener {
         let poller = Poller {
             bot: self.bot.clone(),
             ledger: self.ledger.clone(),
+            inbox: self.inbox.clone(),
             timeout: self.timeout,
             allowed: self.allowed.clone(),
             flag: self.flag.clone(),
             buffer: VecDeque::new(),
             pause: None,
+            replayed: false,
+            stalled: false,
+            work: None,
+            park_after: Instant::now(),
         };
         stream::unfold(poller, |mut poller| async move {
             let item = poller.next().await?;
@@ -221,12 +356,23 @@ impl<'a> AsUpdateStream<'a> for Listener {
 struct Poller {
     bot: Bot,
     ledger: Arc<Ledger>,
+    inbox: Option<Arc<dyn Inbox>>,
     timeout: Duration,
     allowed: Vec<AllowedUpdate>,
     flag: StopFlag,
     buffer: VecDeque<Update>,
     /// No poll before this (after an error, or a poll that brought nothing new).
     pause: Option<Pause>,
+    /// Whether the inbox's updates were read back. Polling waits for it: an update parked just
+    /// before a crash may come from Telegram too, and is handled once only if the inbox is read
+    /// first.
+    replayed: bool,
+    /// The last poll brought back updates still being handled: the offset is held.
+    stalled: bool,
+    /// The inbox write in flight, if any.
+    work: Option<InboxWork>,
+    /// No park before this (the last one failed: the database is away).
+    park_after: Instant,
 }
 
 enum Pause {
@@ -254,6 +400,11 @@ impl Poller {
                 self.wait(pause, next_again).await;
                 continue;
             }
+            if !self.replayed {
+                self.replay().await;
+                continue;
+            }
+            self.tend_inbox();
             // A long poll, cut short when an update is due to be handed out again.
             let timeout = match next_again {
                 Some(at) => at
@@ -267,16 +418,18 @@ impl Poller {
                 .timeout(timeout.as_secs() as u32)
                 .allowed_updates(self.allowed.clone());
             let attempt = tokio::select! {
-                attempt = transport::send(&self.bot, &request) => attempt,
+                attempt = transport::send_with(&self.bot, &request, read_updates) => attempt,
                 () = &mut self.flag => return None,
             };
             match attempt.result {
                 Ok(updates) => {
                     let brought = updates.len();
                     let fresh = self.ledger.take_new(updates);
-                    if brought > fresh.len() {
-                        // Updates still being handled came back: asking again at once would only
-                        // bring them back again (each read anew). Poll when the oldest is done.
+                    // Updates still being handled came back: asking again at once would only
+                    // bring them back again (each read anew). Poll when the oldest is done, or
+                    // park it if it takes long.
+                    self.stalled = brought > fresh.len();
+                    if self.stalled {
                         self.pause = Some(Pause::Settle(Instant::now() + SETTLE_WAIT, offset));
                     }
                     self.buffer.extend(fresh);
@@ -291,6 +444,101 @@ impl Poller {
                 }
             }
         }
+    }
+
+    /// Hands out again what the inbox kept from before (the process ended with updates parked).
+    /// While the inbox cannot be read, waits a little and says so (the caller asks again).
+    async fn replay(&mut self) {
+        let Some(inbox) = &self.inbox else {
+            self.replayed = true;
+            return;
+        };
+        let parked = match inbox.parked().await {
+            Ok(parked) => parked,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the parked updates yet; polling waits for them");
+                self.pause = Some(Pause::Until(Instant::now() + ERROR_PAUSE));
+                return;
+            }
+        };
+        self.replayed = true;
+        let mut updates = Vec::with_capacity(parked.len());
+        for (id, raw) in parked {
+            match serde_json::from_str::<Update>(&raw) {
+                Ok(update) if !matches!(update.kind, UpdateKind::Error(_)) => updates.push(update),
+                _ => {
+                    tracing::warn!(
+                        update_id = id,
+                        "a parked update cannot be read; dropping it"
+                    );
+                    self.ledger.lock().unpark.push(id);
+                }
+            }
+        }
+        if !updates.is_empty() {
+            tracing::info!(
+                count = updates.len(),
+                "handing out the updates parked before the last stop"
+            );
+        }
+        self.ledger.take_replayed(&updates);
+        self.buffer.extend(updates);
+    }
+
+    /// Takes in a finished inbox write, and starts the next one: removing what is done with
+    /// first, else parking what holds the offset too long while polls bring back nothing new.
+    fn tend_inbox(&mut self) {
+        let Some(inbox) = self.inbox.clone() else {
+            return;
+        };
+        match self.work.take() {
+            Some(InboxWork::Park(task)) if task.is_finished() => {
+                let parked = futures_util::FutureExt::now_or_never(task);
+                // A failed park waits a moment before the next try (the database is away).
+                let failed = !matches!(parked, Some(Ok(true)));
+                if failed {
+                    self.park_after = Instant::now() + ERROR_PAUSE;
+                }
+            }
+            Some(InboxWork::Unpark(task)) if task.is_finished() => {}
+            Some(busy) => {
+                self.work = Some(busy);
+                return;
+            }
+            None => {}
+        }
+        let ledger = self.ledger.clone();
+        let unpark = ledger.take_unpark();
+        if !unpark.is_empty() {
+            self.work = Some(InboxWork::Unpark(tokio::spawn(async move {
+                if let Err(error) = inbox.unpark(unpark.clone()).await {
+                    tracing::debug!(%error, "cannot remove handled updates from the inbox yet");
+                    ledger.return_unpark(unpark);
+                }
+            })));
+            return;
+        }
+        if !self.stalled || Instant::now() < self.park_after {
+            return;
+        }
+        let slow = ledger.to_park(PARK_AFTER);
+        if slow.is_empty() {
+            return;
+        }
+        let ids: Vec<i32> = slow.iter().map(|(id, _)| *id).collect();
+        self.work = Some(InboxWork::Park(tokio::spawn(async move {
+            match inbox.park(slow).await {
+                Ok(()) => {
+                    ledger.parked(&ids);
+                    true
+                }
+                Err(error) => {
+                    // Not kept: Telegram keeps them, the offset stays where it is.
+                    tracing::debug!(%error, count = ids.len(), "cannot park slow updates; the offset waits");
+                    false
+                }
+            }
+        })));
     }
 
     /// Waits out a pause (ended early by a stop, or by an update due again).
@@ -319,11 +567,23 @@ impl Poller {
     }
 }
 
+/// `getUpdates`' result: each update read by teloxide, with its JSON as Telegram sent it (what
+/// is parked).
+fn read_updates(raw: Vec<Box<RawValue>>) -> Vec<(Update, Arc<str>)> {
+    raw.into_iter()
+        .filter_map(|raw| {
+            // An update teloxide cannot read at all is left to its own fallback (`UpdateKind::Error`).
+            let update = serde_json::from_str::<Update>(raw.get()).ok()?;
+            Some((update, Arc::from(raw.get())))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn update(id: u32) -> Update {
+    fn update(id: u32) -> (Update, Arc<str>) {
         let json = serde_json::json!({
             "update_id": id,
             "message": {
@@ -334,7 +594,8 @@ mod tests {
             }
         });
         // From text, as teloxide reads Telegram's replies (its Update does not read from a Value).
-        serde_json::from_str(&json.to_string()).unwrap()
+        let raw = json.to_string();
+        (serde_json::from_str(&raw).unwrap(), raw.into())
     }
 
     #[test]
@@ -366,9 +627,53 @@ mod tests {
         let ledger = Ledger::new();
         ledger.take_new(vec![update(1), update(2)]);
         ledger.handled(2);
-        ledger.retry_later(update(1));
+        ledger.retry_later(update(1).0);
         assert_eq!(ledger.offset(), 1, "not handled: Telegram keeps it");
         assert!(ledger.due_again().is_err(), "not at once: after a pause");
         assert!(!ledger.is_settled());
+    }
+
+    #[test]
+    fn a_parked_update_no_longer_holds_the_offset_and_is_unparked_when_done() {
+        let ledger = Ledger::new();
+        ledger.take_new(vec![update(1), update(2), update(3)]);
+        ledger.handled(2);
+        let slow = ledger.to_park(Duration::ZERO);
+        assert_eq!(slow.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [1, 3]);
+        assert!(
+            slow[0].1.contains("\"update_id\":1"),
+            "the JSON Telegram sent is kept"
+        );
+        ledger.parked(&[1]);
+        assert_eq!(
+            ledger.offset(),
+            3,
+            "1 is kept in the inbox: Telegram may forget it"
+        );
+        ledger.handled(3);
+        assert_eq!(ledger.offset(), 4);
+        assert!(ledger.is_settled(), "a parked update does not hold a stop");
+        ledger.handled(1);
+        assert_eq!(ledger.take_unpark(), [1], "done: it leaves the inbox");
+    }
+
+    #[test]
+    fn an_update_done_with_while_being_parked_leaves_the_inbox_again() {
+        let ledger = Ledger::new();
+        ledger.take_new(vec![update(1)]);
+        let slow = ledger.to_park(Duration::ZERO);
+        ledger.handled(1);
+        ledger.parked(&slow.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+        assert_eq!(ledger.take_unpark(), [1]);
+    }
+
+    #[test]
+    fn a_replayed_update_is_not_handed_out_again_when_telegram_delivers_it_too() {
+        let ledger = Ledger::new();
+        ledger.take_replayed(&[update(4).0]);
+        ledger.handled(4);
+        let fresh = ledger.take_new(vec![update(4), update(5)]);
+        assert_eq!(fresh.iter().map(|u| u.id.0).collect::<Vec<_>>(), [5]);
+        assert_eq!(ledger.take_unpark(), [4]);
     }
 }

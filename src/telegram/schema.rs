@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use teloxide::dispatching::{UpdateFilterExt, UpdateHandler as TeloxideHandler};
 use teloxide::prelude::*;
 
-use super::polling::Ledger;
+use super::polling::{Inbox, Ledger};
 use crate::actors::Publisher;
 
 /// What a handler gets with each update.
@@ -45,6 +45,12 @@ pub trait UpdateHandler: Send + Sync + 'static {
     /// by default.
     fn stored(&self) -> BoxFuture<'static, ()> {
         Box::pin(async {})
+    }
+
+    /// Where the bot's slow updates are kept once Telegram forgets them ([`Inbox`]); `None` (the
+    /// default) keeps every update with Telegram until it is done with, however long it takes.
+    fn inbox(&self, _bot_instance_id: i64) -> Option<Arc<dyn Inbox>> {
+        None
     }
 
     /// The bot passed `getMe` and is about to poll (a restart calls this again).

@@ -34,6 +34,16 @@ where
     P: Payload + Serialize,
     P::Output: DeserializeOwned,
 {
+    send_with(bot, payload, |output: P::Output| output).await
+}
+
+/// Like [`send`], but reads the result as `T` and hands it to `read`: for a caller that needs
+/// more than teloxide's type keeps (polling keeps each update's JSON as Telegram sent it).
+pub async fn send_with<P, T, R>(bot: &Bot, payload: &P, read: impl FnOnce(T) -> R) -> Attempt<R>
+where
+    P: Payload + Serialize,
+    T: DeserializeOwned,
+{
     // teloxide names the inline variants of some methods `…Inline`; Telegram does not.
     let method = P::NAME.trim_end_matches("Inline");
     let mut url = bot.api_url();
@@ -65,7 +75,7 @@ where
         }
     };
     Attempt {
-        result: read_reply(status, &text),
+        result: read_reply(status, &text).map(read),
         status: Some(status.as_u16()),
         retryable: status.is_server_error(),
     }
@@ -76,6 +86,27 @@ where
 /// [`ApiError`]. A 5xx whose body is not Telegram's JSON (a proxy's page) is an unknown API error
 /// naming the status.
 fn read_reply<T: DeserializeOwned>(status: StatusCode, text: &str) -> Result<T, RequestError> {
+    // A success is read in two steps: the envelope, then its `result` as `T`. (In one step, inside
+    // the untagged enum below, serde buffers the value, and a `T` holding `RawValue`s, as polling
+    // reads updates, cannot be read from a buffer.)
+    #[derive(Deserialize)]
+    struct Envelope<'a> {
+        ok: bool,
+        #[serde(borrow, default)]
+        result: Option<&'a serde_json::value::RawValue>,
+    }
+    if let Ok(Envelope {
+        ok: true,
+        result: Some(result),
+    }) = serde_json::from_str::<Envelope>(text)
+    {
+        return serde_json::from_str::<T>(result.get()).map_err(|source| {
+            RequestError::InvalidJson {
+                source: source.into(),
+                raw: text.into(),
+            }
+        });
+    }
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Reply<T> {

@@ -242,3 +242,54 @@ async fn warnings_queued_when_the_process_was_killed_are_all_sent_after_the_rest
     let _ = world.owner;
     world.finish();
 }
+
+/// Telegram keeps failing the restriction of a newcomer (502s): the update is retried, and since
+/// every poll brings it back it is parked, so Telegram is told to forget it and the bot moves on.
+/// The process is then killed. After the restart the parked update is handed out again from the
+/// database (Telegram no longer has it) and the newcomer is restricted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_parked_while_telegram_kept_failing_is_carried_out_after_sigkill() {
+    let (world, serving) = Crashable::new().await;
+    world.sandbox.inject_fault(Fault {
+        bot: Some(world.bot.id),
+        method: Some("restrictChatMember".into()),
+        kind: FaultKind::ServerError { status: 502 },
+        times: None,
+    });
+    let ada = world.newcomer("Ada");
+    let bot = world.bot.id;
+    world
+        .sandbox
+        .wait_until(
+            DEADLINE,
+            "Telegram was told to forget the failing update",
+            |s| {
+                let tried = s
+                    .calls(Some(bot), Some("restrictChatMember"))
+                    .iter()
+                    .any(|c| c.params["user_id"].as_i64() == Some(ada));
+                (tried && s.pending_updates(bot) == 0).then_some(())
+            },
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        world.sandbox.member(world.group, ada),
+        Status::Member
+    ));
+    serving.kill().await;
+    world.sandbox.clear_faults();
+    let serving = world.serve().await;
+    world
+        .wait_status(ada, "Ada is restricted after the restart", |s| {
+            matches!(s, Status::Restricted { .. })
+        })
+        .await;
+    let (_, log) = serving.terminate().await;
+    assert!(
+        log.iter()
+            .any(|line| line.contains("handing out the updates parked before the last stop")),
+        "the restriction came from the parked update: {log:#?}"
+    );
+    world.finish();
+}

@@ -12,6 +12,7 @@ mod flows;
 mod outages;
 mod policies;
 mod records;
+mod throughput;
 mod truth;
 mod wording;
 
