@@ -71,10 +71,10 @@ impl Calls {
     }
 
     /// The scopes a call of `method` into `target` counts against.
-    pub fn scopes(&self, method: &str, target: Option<Target>) -> Vec<Scope> {
+    pub fn scopes(&self, method: &'static str, target: Option<Target>) -> Vec<Scope> {
         let bot = self.bot_instance_id;
         if !is_send(method) {
-            return vec![Scope::BotCalls(bot)];
+            return vec![Scope::BotCalls(bot, method)];
         }
         let mut scopes = vec![Scope::BotSends(bot)];
         if let Some(target) = target {
@@ -202,17 +202,9 @@ impl Calls {
             Some(RequestError::Network(_) | RequestError::Io(_)) => ("network_error", None),
             Some(_) => ("error", code),
         };
-        crate::metrics::count(
-            "nezuko_telegram_calls_total",
-            &[("method", method), ("outcome", outcome)],
-            1,
-        );
+        crate::metrics::telegram_call(method, outcome);
         if let Some(code) = error_code {
-            crate::metrics::count(
-                "nezuko_telegram_errors_total",
-                &[("method", method), ("code", &code.to_string())],
-                1,
-            );
+            crate::metrics::telegram_error(method, code);
         }
         self.records.call(ApiCall {
             bot_instance_id: self.bot_instance_id,

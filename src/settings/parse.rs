@@ -87,7 +87,8 @@ fn enforce(layers: &Layers) -> Result<crate::enforce::EnforceOptions, ConfigErro
         check_retry_delay: millis("enforce.check_retry_delay_ms", 0, 60_000)?,
         limits: crate::enforce::Limits {
             bot_sends_per_s: rate("enforce.sends_per_s", 1000.0)?,
-            bot_calls_per_s: rate("enforce.calls_per_s", 100_000.0)?,
+            // 0: no ceiling, the limit is learned from Telegram's 429s.
+            bot_calls_per_s: rate_in(layers.get("enforce.calls_per_s"), 0.0, 100_000.0)?,
             chat_sends_per_s: rate("enforce.chat_sends_per_s", 1000.0)?,
             chat_burst: crate::enforce::Limits::default().chat_burst,
             group_sends_per_min: rate("enforce.group_sends_per_min", 100_000.0)?,
