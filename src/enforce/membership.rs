@@ -2,6 +2,11 @@
 //! cached in process (moka, different TTLs for yes and no) and, with `REDIS_URL`, in a shared Redis
 //! tier so every process and every bot benefits from one bot's answer for a channel.
 //!
+//! Every answer Telegram gives (a check, a channel's `chat_member` update, the button) is also
+//! written behind to `channel_members`, and a starting process warms its cache from there
+//! ([`MembershipCache::warm`]): a restart does not ask Telegram about everyone again. Each answer
+//! keeps the time Telegram gave it, so a warmed answer expires when it would have anyway.
+//!
 //! Subscribed means `creator`, `administrator`, `member`, or `restricted` with `is_member`
 //! (teloxide's `is_present`). An error is never read as "not subscribed": it is retried and, if it
 //! persists, reported as unknown for the group's fail-open/fail-closed setting to decide.
@@ -15,8 +20,9 @@ use moka::Expiry;
 use teloxide::types::{ChatId, UserId};
 
 use super::calls::Calls;
+use super::records::Records;
 use super::shared_cache::SharedCache;
-use crate::db::ChannelRow;
+use crate::db::{ChannelMember, ChannelRow, now_ms};
 
 /// One channel's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,54 +40,64 @@ pub struct CacheTtl {
     pub negative: Duration,
 }
 
+/// One cached answer and when Telegram gave it (ms since the Unix epoch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Answer {
+    subscribed: bool,
+    checked_at: i64,
+}
+
 struct TtlByAnswer(CacheTtl);
 
-impl Expiry<(i64, i64), bool> for TtlByAnswer {
-    fn expire_after_create(
-        &self,
-        _: &(i64, i64),
-        subscribed: &bool,
-        _: Instant,
-    ) -> Option<Duration> {
-        Some(if *subscribed {
+impl TtlByAnswer {
+    /// What is left of the answer's TTL, counted from when Telegram gave it.
+    fn left(&self, answer: &Answer) -> Duration {
+        let ttl = if answer.subscribed {
             self.0.positive
         } else {
             self.0.negative
-        })
+        };
+        let age = Duration::from_millis(now_ms().saturating_sub(answer.checked_at).max(0) as u64);
+        ttl.saturating_sub(age)
+    }
+}
+
+impl Expiry<(i64, i64), Answer> for TtlByAnswer {
+    fn expire_after_create(&self, _: &(i64, i64), answer: &Answer, _: Instant) -> Option<Duration> {
+        Some(self.left(answer))
     }
 
     fn expire_after_update(
         &self,
         _: &(i64, i64),
-        subscribed: &bool,
+        answer: &Answer,
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(if *subscribed {
-            self.0.positive
-        } else {
-            self.0.negative
-        })
+        Some(self.left(answer))
     }
 }
 
 /// The membership cache shared by every bot of the process, keyed by (channel, user).
 pub struct MembershipCache {
-    local: moka::sync::Cache<(i64, i64), bool>,
+    local: moka::sync::Cache<(i64, i64), Answer>,
     shared: Option<SharedCache>,
+    /// Where answers are kept for the next start.
+    records: Records,
     ttl: CacheTtl,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 impl MembershipCache {
-    pub fn new(ttl: CacheTtl, shared: Option<SharedCache>) -> Self {
+    pub fn new(ttl: CacheTtl, shared: Option<SharedCache>, records: Records) -> Self {
         Self {
             local: moka::sync::Cache::builder()
                 .max_capacity(2_000_000)
                 .expire_after(TtlByAnswer(ttl))
                 .build(),
             shared,
+            records,
             ttl,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -91,16 +107,36 @@ impl MembershipCache {
     /// A cached answer: this process first, then the shared tier.
     pub async fn get(&self, channel: i64, user: i64) -> Option<bool> {
         if let Some(known) = self.local.get(&(channel, user)) {
-            return Some(known);
+            return Some(known.subscribed);
         }
-        let shared = self.shared.as_ref()?.get(channel, user).await?;
-        self.local.insert((channel, user), shared);
-        Some(shared)
+        let subscribed = self.shared.as_ref()?.get(channel, user).await?;
+        // The shared tier keeps no time: its own TTL already shortened what is left.
+        self.local.insert(
+            (channel, user),
+            Answer {
+                subscribed,
+                checked_at: now_ms(),
+            },
+        );
+        Some(subscribed)
     }
 
     /// Records what Telegram said (a check, a `chat_member` update, a button press).
     pub async fn put(&self, channel: i64, user: i64, subscribed: bool) {
-        self.local.insert((channel, user), subscribed);
+        let checked_at = now_ms();
+        self.local.insert(
+            (channel, user),
+            Answer {
+                subscribed,
+                checked_at,
+            },
+        );
+        self.records.member(ChannelMember {
+            channel_chat_id: channel,
+            user_id: user,
+            subscribed,
+            checked_at,
+        });
         if let Some(shared) = &self.shared {
             let ttl = if subscribed {
                 self.ttl.positive
@@ -109,6 +145,33 @@ impl MembershipCache {
             };
             shared.put(channel, user, subscribed, ttl).await;
         }
+    }
+
+    /// Fills the cache with answers kept by an earlier run (still within their TTL), without
+    /// replacing anything learned since this process started. Returns how many were taken.
+    pub fn warm(&self, kept: &[ChannelMember]) -> usize {
+        let mut taken = 0;
+        for row in kept {
+            let answer = Answer {
+                subscribed: row.subscribed,
+                checked_at: row.checked_at,
+            };
+            if TtlByAnswer(self.ttl).left(&answer).is_zero() {
+                continue;
+            }
+            let entry = self
+                .local
+                .entry((row.channel_chat_id, row.user_id))
+                .or_insert(answer);
+            taken += usize::from(entry.is_fresh());
+        }
+        taken
+    }
+
+    /// The oldest answer [`MembershipCache::warm`] could still use (ms since the Unix epoch).
+    pub fn oldest_usable(&self) -> i64 {
+        let longest = self.ttl.positive.max(self.ttl.negative);
+        now_ms() - longest.as_millis() as i64
     }
 
     pub fn count(&self, hit: bool) {

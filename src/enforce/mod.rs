@@ -16,6 +16,7 @@
 //! Files: `policy` (what a group wants), `texts` (what is said), `membership` + `shared_cache`
 //! (is a user subscribed), `standing` (what Telegram says a member is now), `limiter` + `calls`
 //! (how Telegram is called), `deadline` (the only way to send an `until_date`), `records` (logs),
+//! `inbox` (where slow updates are parked),
 //! `directory` (group lookups), `actions` (restrict, kick, warn, lift), `flows`, `callbacks`,
 //! `commands`, `settings_menu`, `health`, `timers`.
 
@@ -28,6 +29,7 @@ mod deadline;
 mod directory;
 mod flows;
 mod health;
+mod inbox;
 pub mod limiter;
 mod membership;
 pub mod policy;
@@ -146,6 +148,10 @@ pub struct Shared {
     channel_notices: moka::sync::Cache<(i64, i64, i64), ()>,
     /// (bot, chat, user) warned recently: a burst of messages gets one warning.
     recently_warned: moka::sync::Cache<(i64, i64, i64), ()>,
+    /// (bot, chat, user) → held while Nezuko reads a member's standing and acts on it, so two
+    /// paths (a message and a channel's leave, a replayed update and the start's settling of an
+    /// unnoted restriction) never both find the member free and both restrict.
+    member_locks: moka::sync::Cache<(i64, i64, i64), Arc<tokio::sync::Mutex<()>>>,
     warnings: actions::WarningQueue,
     /// (bot, chat) whose permissions were checked after a refusal in the last half minute.
     health_checked: moka::sync::Cache<(i64, i64), ()>,
@@ -157,6 +163,8 @@ pub struct Shared {
 pub struct Enforcer {
     shared: Arc<Shared>,
     timers: Arc<tokio::task::JoinHandle<()>>,
+    /// Warms the membership cache at start, then forgets old answers hourly.
+    warm: Arc<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Enforcer {
@@ -173,9 +181,14 @@ impl Enforcer {
             None => None,
         };
         let records = Records::start(store.clone());
+        let cache = Arc::new(MembershipCache::new(
+            options.cache_ttl,
+            shared_tier,
+            records.clone(),
+        ));
         let shared = Arc::new(Shared {
             checker: Checker {
-                cache: Arc::new(MembershipCache::new(options.cache_ttl, shared_tier)),
+                cache: cache.clone(),
                 retries: options.check_retries,
                 retry_delay: options.check_retry_delay,
             },
@@ -212,6 +225,10 @@ impl Enforcer {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
+            member_locks: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
             recently_warned: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
@@ -227,7 +244,12 @@ impl Enforcer {
             options,
         });
         let timers = Arc::new(tokio::spawn(timers::run(shared.clone())));
-        Ok(Self { shared, timers })
+        let warm = Arc::new(tokio::spawn(keep_memberships(shared.store.clone(), cache)));
+        Ok(Self {
+            shared,
+            timers,
+            warm,
+        })
     }
 
     /// Writes every queued record (call before the process exits).
@@ -274,14 +296,62 @@ impl Enforcer {
 
 impl Drop for Enforcer {
     fn drop(&mut self) {
-        // The last handle stops the timer runner.
+        // The last handle stops the timer runner and the membership keeper.
         if Arc::strong_count(&self.timers) == 1 {
             self.timers.abort();
+            self.warm.abort();
+        }
+    }
+}
+
+/// How long `channel_members` keeps an answer: past every TTL, and long enough for an operator to
+/// see what Nezuko last knew about someone.
+const MEMBERSHIP_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// Warms the membership cache with what the last run learned, then deletes answers older than
+/// [`MEMBERSHIP_KEPT`] every hour. A database that does not answer at start is asked again shortly
+/// (the cache fills from Telegram meanwhile).
+async fn keep_memberships(store: Store, cache: Arc<MembershipCache>) {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match store.channel_members_since(cache.oldest_usable()).await {
+            Ok(kept) => {
+                let taken = cache.warm(&kept);
+                tracing::info!(taken, "membership cache warmed with what the last run knew");
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the kept memberships yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        let before = crate::db::now_ms() - MEMBERSHIP_KEPT.as_millis() as i64;
+        if let Err(error) = store.forget_channel_members(before).await {
+            tracing::debug!(%error, "cannot forget old memberships yet");
         }
     }
 }
 
 impl Shared {
+    /// Waits for the member's lock (see `member_locks`); acting on the member is exclusive while
+    /// the guard lives.
+    pub async fn hold_member(
+        &self,
+        bot: i64,
+        chat: i64,
+        user: i64,
+    ) -> tokio::sync::OwnedMutexGuard<()> {
+        self.member_locks
+            .get_with((bot, chat, user), || Arc::new(tokio::sync::Mutex::new(())))
+            .lock_owned()
+            .await
+    }
+
     pub fn runtime(&self, bot_instance_id: i64) -> Option<Arc<BotRuntime>> {
         self.bots
             .read()
@@ -326,6 +396,13 @@ impl UpdateHandler for Enforcer {
             };
             route(shared, runtime, update).await
         })
+    }
+
+    fn inbox(&self, bot_instance_id: i64) -> Option<Arc<dyn crate::telegram::polling::Inbox>> {
+        Some(Arc::new(inbox::StoredInbox {
+            store: self.shared.store.clone(),
+            bot_instance_id,
+        }))
     }
 
     fn stored(&self) -> BoxFuture<'static, ()> {

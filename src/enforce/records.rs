@@ -1,5 +1,5 @@
-//! The write-behind for `verification_log` and `api_call_log`: handlers hand rows to a channel and
-//! move on; one task writes them in multi-row INSERTs. A database outage keeps rows queued (up to
+//! The write-behind for `verification_log`, `api_call_log` and `channel_members`: handlers hand rows
+//! to a channel and move on; one task writes them in multi-row statements. A database outage keeps rows queued (up to
 //! [`MAX_QUEUED`]) and retries; [`Records::flush`] writes everything queued before shutdown.
 //!
 //! Rows are counted as they are handed over and as they are written, so an update can be confirmed
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::db::{ApiCall, Store, Verification};
+use crate::db::{ApiCall, ChannelMember, Store, Verification};
 
 /// Rows kept while the database is unreachable; beyond this the oldest are dropped and counted.
 const MAX_QUEUED: usize = 200_000;
@@ -24,6 +24,7 @@ const LINGER: Duration = Duration::from_millis(20);
 enum Record {
     Verification(Verification),
     Call(ApiCall),
+    Member(ChannelMember),
     Flush(oneshot::Sender<()>),
 }
 
@@ -65,6 +66,11 @@ impl Records {
 
     pub fn call(&self, row: ApiCall) {
         self.hand_over(Record::Call(row));
+    }
+
+    /// What Telegram said about a (channel, user) pair, kept for the next start.
+    pub fn member(&self, row: ChannelMember) {
+        self.hand_over(Record::Member(row));
     }
 
     fn hand_over(&self, record: Record) {
@@ -109,23 +115,23 @@ async fn write_loop(
     dropped: Arc<AtomicU64>,
     progress: watch::Sender<u64>,
 ) {
-    let mut verifications = Vec::new();
-    let mut calls = Vec::new();
+    let mut rows = Rows::default();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = receiver.recv().await {
         let deadline = tokio::time::Instant::now() + LINGER;
         let mut next = Some(first);
         loop {
             match next.take() {
-                Some(Record::Verification(row)) => verifications.push(row),
-                Some(Record::Call(row)) => calls.push(row),
+                Some(Record::Verification(row)) => rows.verifications.push(row),
+                Some(Record::Call(row)) => rows.calls.push(row),
+                Some(Record::Member(row)) => rows.members.push(row),
                 Some(Record::Flush(done)) => {
                     waiting.push(done);
                     break;
                 }
                 None => {}
             }
-            if verifications.len() + calls.len() >= BATCH {
+            if rows.len() >= BATCH {
                 break;
             }
             match tokio::time::timeout_at(deadline, receiver.recv()).await {
@@ -136,25 +142,22 @@ async fn write_loop(
         // Retry in place while the database is away: records wait in the channel meanwhile, and the
         // rows in hand are trimmed to the newest MAX_QUEUED. Rows the database refuses for good
         // (not an outage) are dropped after a few tries rather than holding up everything behind.
-        let batch = (verifications.len() + calls.len()) as u64;
+        let batch = rows.len() as u64;
         let mut failures = 0u32;
-        while let Err(error) = write(&store, &mut verifications, &mut calls).await {
+        while let Err(error) = rows.write(&store).await {
             failures += 1;
             if failures == 1 || failures.is_multiple_of(50) {
-                tracing::warn!(%error, queued = verifications.len() + calls.len(), "cannot write records yet; retrying");
+                tracing::warn!(%error, queued = rows.len(), "cannot write records yet; retrying");
             }
             if !error.is_outage() && failures >= 5 {
-                tracing::error!(%error, rows = verifications.len() + calls.len(), "the database refuses these records; dropped");
-                dropped.fetch_add(
-                    (verifications.len() + calls.len()) as u64,
-                    Ordering::Relaxed,
-                );
-                verifications.clear();
-                calls.clear();
+                tracing::error!(%error, rows = rows.len(), "the database refuses these records; dropped");
+                dropped.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                rows = Rows::default();
                 break;
             }
-            trim(&mut verifications, &dropped);
-            trim(&mut calls, &dropped);
+            trim(&mut rows.verifications, &dropped);
+            trim(&mut rows.calls, &dropped);
+            trim(&mut rows.members, &dropped);
             tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
         }
         progress.send_modify(|done| *done += batch);
@@ -164,21 +167,35 @@ async fn write_loop(
     }
 }
 
-/// Writes and clears each kind on success, so a retry never writes a row twice.
-async fn write(
-    store: &Store,
-    verifications: &mut Vec<Verification>,
-    calls: &mut Vec<ApiCall>,
-) -> Result<(), crate::db::StoreError> {
-    if !verifications.is_empty() {
-        store.insert_verifications(verifications).await?;
-        verifications.clear();
+/// Rows in hand, by table.
+#[derive(Default)]
+struct Rows {
+    verifications: Vec<Verification>,
+    calls: Vec<ApiCall>,
+    members: Vec<ChannelMember>,
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.verifications.len() + self.calls.len() + self.members.len()
     }
-    if !calls.is_empty() {
-        store.insert_api_calls(calls).await?;
-        calls.clear();
+
+    /// Writes and clears each kind on success, so a retry never writes a row twice.
+    async fn write(&mut self, store: &Store) -> Result<(), crate::db::StoreError> {
+        if !self.verifications.is_empty() {
+            store.insert_verifications(&self.verifications).await?;
+            self.verifications.clear();
+        }
+        if !self.calls.is_empty() {
+            store.insert_api_calls(&self.calls).await?;
+            self.calls.clear();
+        }
+        if !self.members.is_empty() {
+            store.remember_channel_members(&self.members).await?;
+            self.members.clear();
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn trim<T>(rows: &mut Vec<T>, dropped: &AtomicU64) {

@@ -12,7 +12,10 @@ use super::{DEADLINE, Guarded, enforce_db_tests, enforce_tests, insert_bot, quic
 use crate::fleet::quick_policy;
 use crate::support::TestDb;
 
-enforce_tests!(one_bots_knowledge_serves_every_bot_of_the_process);
+enforce_tests!(
+    one_bots_knowledge_serves_every_bot_of_the_process,
+    what_the_cache_knew_survives_a_restart,
+);
 enforce_db_tests!(
     answers_are_shared_between_processes_through_redis,
     an_unreachable_redis_changes_nothing_but_speed,
@@ -87,6 +90,67 @@ async fn one_bots_knowledge_serves_every_bot_of_the_process(world: Guarded) {
             world.enforcer().cache_stats().0 >= hits_before + 2
         })
         .await;
+    world.finish().await;
+}
+
+/// Lookups of `user` in the channel so far.
+fn lookups(world: &Guarded, user: i64) -> usize {
+    world
+        .sandbox
+        .calls(None, Some("getChatMember"))
+        .into_iter()
+        .filter(|c| {
+            c.params["user_id"].as_i64() == Some(user)
+                && c.params["chat_id"].as_i64() == Some(world.channel)
+        })
+        .count()
+}
+
+async fn what_the_cache_knew_survives_a_restart(mut world: Guarded) {
+    let readers: Vec<i64> = (0..10)
+        .map(|n| world.member(&format!("Reader {n}"), true))
+        .collect();
+    for reader in &readers {
+        world.sandbox.send(world.group, *reader, "hi").unwrap();
+    }
+    // One who leaves the channel while the bot watches: its `chat_member` update says so.
+    let leaver = world.member("Leaver", true);
+    world.sandbox.send(world.group, leaver, "hi").unwrap();
+    world.settle().await;
+    world.sandbox.leave(world.channel, leaver).unwrap();
+    world.wait_restricted(leaver).await;
+    world.settle().await;
+    // Readers are known from the channel's updates as they joined it, or from a lookup.
+    let before: Vec<usize> = readers.iter().map(|r| lookups(&world, *r)).collect();
+    // What the channel's update said is what is kept for the next start (its row was stored
+    // before the update was confirmed).
+    let kept = world.db.store.channel_members_since(0).await.unwrap();
+    let kept_for = |user: i64| {
+        kept.iter()
+            .find(|m| m.channel_chat_id == world.channel && m.user_id == user)
+            .map(|m| m.subscribed)
+    };
+    assert_eq!(kept_for(leaver), Some(false), "{kept:?}");
+    assert!(
+        readers.iter().all(|r| kept_for(*r) == Some(true)),
+        "{kept:?}"
+    );
+
+    world.stop().await;
+    world.start().await;
+    for reader in &readers {
+        world
+            .sandbox
+            .send(world.group, *reader, "hi again")
+            .unwrap();
+    }
+    world.settle().await;
+    let after: Vec<usize> = readers.iter().map(|r| lookups(&world, *r)).collect();
+    assert_eq!(
+        before, after,
+        "nobody was looked up again after the restart"
+    );
+    assert!(readers.iter().all(|r| !world.acted_on(*r)));
     world.finish().await;
 }
 
