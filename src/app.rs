@@ -33,7 +33,7 @@ impl Application {
     /// Connects and migrates the store, resolves and checks the encryption keys, binds the listener.
     /// Every failure is returned with a one-line explanation; nothing is started half-way.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let store = open_store(settings).await?;
+        let store = open_store_waiting(settings).await?;
         let vault = open_vault(settings, &store).await?;
         let listener = TcpListener::bind(settings.server.listen)
             .await
@@ -181,6 +181,37 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
         store.location()
     );
     Ok(store)
+}
+
+/// Like [`open_store`], but while the database answers that it cannot take connections for now
+/// ([`crate::db::StoreError::is_passing`]: closed to connections, starting up, out of connections,
+/// locked), waits and tries again (1 s doubling to 30 s) instead of exiting: a service restarted
+/// during an outage comes up when the database does. Anything else fails at once.
+pub async fn open_store_waiting(settings: &Settings) -> anyhow::Result<Store> {
+    let mut pause = Duration::from_secs(1);
+    loop {
+        let opened = match Store::connect(&settings.database).await {
+            Ok(store) => store.migrate().await.map(|()| store),
+            Err(error) => Err(error),
+        };
+        match opened {
+            Ok(store) => {
+                tracing::info!(
+                    backend = store.backend().as_str(),
+                    location = store.location(),
+                    "data is stored in {}",
+                    store.location()
+                );
+                return Ok(store);
+            }
+            Err(error) if error.is_passing() => {
+                tracing::warn!(%error, retry_in_s = pause.as_secs(), "the database cannot take connections yet; waiting for it");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(30));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
 }
 
 /// Resolves the keys (generating one in local mode) and checks them against the store.

@@ -1,77 +1,207 @@
-//! Process-wide counters and the HTTP latency histogram, rendered in Prometheus' text format by
-//! `GET /metrics`. A small module of our own: the handful of series Nezuko exports does not need a
-//! metrics framework, and the hot path (updates) is a single atomic add.
+//! Process-wide metrics through the `metrics` facade, kept and rendered in Prometheus' text format
+//! by `metrics-exporter-prometheus` for `GET /metrics` (well-kept crates: the exposition format,
+//! escaping and histograms are theirs, not ours).
+//!
+//! The hot path never looks anything up: the handles of the series counted per update (updates
+//! handled, Bot API calls by method and outcome, verifications by outcome) are registered once, at
+//! first use, and counting is one atomic add, with no lock and no label allocation per call. A
+//! series outside the registered set (a method Nezuko does not call today) is registered when it
+//! first occurs. The recorder is this module's own, not installed globally, so a library embedding
+//! Nezuko keeps its own.
 //!
 //! Gauges that the database knows better (bots by state, restart counts) are read at scrape time by
 //! the HTTP layer and rendered with [`Exposition`].
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::Duration;
+
+use metrics::{Counter, Key, Label, Level, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+
+use crate::domain::Outcome;
 
 /// Upper bounds of the HTTP latency buckets, in seconds.
 const LATENCY_BUCKETS: [f64; 11] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-static UPDATES_HANDLED: AtomicU64 = AtomicU64::new(0);
-static UPDATES_FAILED: AtomicU64 = AtomicU64::new(0);
+const HTTP_DURATION: &str = "nezuko_http_request_duration_seconds";
+const CALLS: &str = "nezuko_telegram_calls_total";
+const ERRORS: &str = "nezuko_telegram_errors_total";
+const VERIFICATIONS: &str = "nezuko_verifications_total";
 
-type Labels = Vec<(&'static str, String)>;
+/// The methods Nezuko calls on the update path, and how a call can end (see `enforce::calls`).
+const METHODS: [&str; 12] = [
+    "answerCallbackQuery",
+    "banChatMember",
+    "createChatInviteLink",
+    "deleteMessage",
+    "editMessageText",
+    "getChat",
+    "getChatAdministrators",
+    "getChatMember",
+    "restrictChatMember",
+    "sendMessage",
+    "unbanChatMember",
+    "deleteMessages",
+];
+const CALL_OUTCOMES: [&str; 5] = ["ok", "rate_limited", "api_error", "network_error", "error"];
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-#[derive(Default)]
 struct Registry {
-    counters: Mutex<BTreeMap<(&'static str, Labels), u64>>,
-    http: Mutex<BTreeMap<(String, &'static str, u16), Histogram>>,
+    recorder: PrometheusRecorder,
+    updates_handled: Counter,
+    updates_failed: Counter,
+    calls: HashMap<(&'static str, &'static str), Counter>,
+    verifications: HashMap<Outcome, Counter>,
 }
 
-static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+fn metadata() -> Metadata<'static> {
+    Metadata::new(module_path!(), Level::INFO, Some(module_path!()))
+}
+
+impl Registry {
+    fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &LATENCY_BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let describe = |name: &'static str, help: &'static str| {
+            recorder.describe_counter(
+                name.into(),
+                Some(Unit::Count),
+                SharedString::const_str(help),
+            );
+        };
+        describe(
+            "nezuko_updates_handled_total",
+            "Telegram updates handed to the handler.",
+        );
+        describe(
+            "nezuko_updates_failed_total",
+            "Updates whose handling failed or panicked.",
+        );
+        describe(CALLS, "Bot API calls by method and outcome.");
+        describe(
+            ERRORS,
+            "Bot API calls that failed, by method and error code.",
+        );
+        describe(VERIFICATIONS, "Verification decisions by outcome.");
+        describe(
+            "nezuko_events_dropped_total",
+            "Events dropped because the database stayed away too long.",
+        );
+        recorder.describe_histogram(
+            HTTP_DURATION.into(),
+            Some(Unit::Seconds),
+            SharedString::const_str("HTTP request latency by route template."),
+        );
+        let counter = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_counter(&Key::from_parts(name, labels), &metadata())
+        };
+        let mut calls = HashMap::new();
+        for method in METHODS {
+            for outcome in CALL_OUTCOMES {
+                let labels = vec![Label::new("method", method), Label::new("outcome", outcome)];
+                calls.insert((method, outcome), counter(CALLS, labels));
+            }
+        }
+        let verifications = Outcome::ALL
+            .iter()
+            .map(|outcome| {
+                let labels = vec![Label::new("outcome", outcome.as_str())];
+                (*outcome, counter(VERIFICATIONS, labels))
+            })
+            .collect();
+        Self {
+            updates_handled: counter("nezuko_updates_handled_total", Vec::new()),
+            updates_failed: counter("nezuko_updates_failed_total", Vec::new()),
+            calls,
+            verifications,
+            recorder,
+        }
+    }
+
+    fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &metadata())
+    }
+}
 
 /// One update reached the handler; `failed` when the handler returned an error or panicked.
 pub fn update_handled(failed: bool) {
-    UPDATES_HANDLED.fetch_add(1, Ordering::Relaxed);
+    let registry = &*REGISTRY;
+    registry.updates_handled.increment(1);
     if failed {
-        UPDATES_FAILED.fetch_add(1, Ordering::Relaxed);
+        registry.updates_failed.increment(1);
     }
 }
 
-/// Adds `by` to the counter `name` with `labels` (a bounded set: methods, outcomes, codes).
-pub fn count(name: &'static str, labels: &[(&'static str, &str)], by: u64) {
-    let key = (
-        name,
-        labels.iter().map(|(k, v)| (*k, (*v).to_string())).collect(),
-    );
-    if let Ok(mut counters) = REGISTRY.counters.lock() {
-        *counters.entry(key).or_default() += by;
+/// One Bot API call of `method` ended with `outcome` (`ok`, `rate_limited`, `api_error`,
+/// `network_error` or `error`).
+pub fn telegram_call(method: &'static str, outcome: &'static str) {
+    let registry = &*REGISTRY;
+    match registry.calls.get(&(method, outcome)) {
+        Some(counter) => counter.increment(1),
+        None => registry
+            .counter(
+                CALLS,
+                vec![Label::new("method", method), Label::new("outcome", outcome)],
+            )
+            .increment(1),
     }
+}
+
+/// One Bot API call of `method` failed with `code` (an HTTP status or Telegram's error code).
+/// Failures are rare, so the series is looked up when it happens.
+pub fn telegram_error(method: &'static str, code: i64) {
+    REGISTRY
+        .counter(
+            ERRORS,
+            vec![
+                Label::new("method", method),
+                Label::new("code", code.to_string()),
+            ],
+        )
+        .increment(1);
+}
+
+/// One verification decided `outcome`.
+pub fn verification(outcome: Outcome) {
+    if let Some(counter) = REGISTRY.verifications.get(&outcome) {
+        counter.increment(1);
+    }
+}
+
+/// Events dropped because the database stayed away too long.
+pub fn events_dropped(count: u64) {
+    REGISTRY
+        .counter("nezuko_events_dropped_total", Vec::new())
+        .increment(count);
 }
 
 /// Records one HTTP request under its route template (never the raw path: ids would explode the
 /// number of series).
 pub fn http_request(method: &str, route: &'static str, status: u16, elapsed: Duration) {
-    let seconds = elapsed.as_secs_f64();
-    if let Ok(mut http) = REGISTRY.http.lock() {
-        let histogram = http.entry((method.to_string(), route, status)).or_default();
-        histogram.count += 1;
-        histogram.sum += seconds;
-        for (slot, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS) {
-            if seconds <= bound {
-                *slot += 1;
-            }
-        }
-    }
+    let key = Key::from_parts(
+        HTTP_DURATION,
+        vec![
+            Label::new("method", method.to_string()),
+            Label::new("route", route),
+            Label::new("status", status.to_string()),
+        ],
+    );
+    REGISTRY
+        .recorder
+        .register_histogram(&key, &metadata())
+        .record(elapsed.as_secs_f64());
 }
 
-/// Builds the text exposition: `# HELP`/`# TYPE` once per family, then samples.
+/// Builds the text exposition: the gauges the caller adds (`# HELP`/`# TYPE` once per family,
+/// then samples), then the process's own counters and histograms.
 #[derive(Default)]
 pub struct Exposition {
     text: String,
@@ -88,73 +218,10 @@ impl Exposition {
         self
     }
 
-    /// Appends the process's own counters and histogram.
+    /// Appends the process's own series.
     pub fn finish(mut self) -> String {
-        self.family(
-            "nezuko_updates_handled_total",
-            "counter",
-            "Telegram updates handed to the handler.",
-        )
-        .sample(
-            "nezuko_updates_handled_total",
-            &[],
-            UPDATES_HANDLED.load(Ordering::Relaxed) as f64,
-        );
-        self.family(
-            "nezuko_updates_failed_total",
-            "counter",
-            "Updates whose handling failed or panicked.",
-        )
-        .sample(
-            "nezuko_updates_failed_total",
-            &[],
-            UPDATES_FAILED.load(Ordering::Relaxed) as f64,
-        );
-        if let Ok(counters) = REGISTRY.counters.lock() {
-            let mut last = "";
-            for ((name, labels), value) in counters.iter() {
-                if *name != last {
-                    self.family(name, "counter", help(name));
-                    last = name;
-                }
-                let labels: Vec<(&str, &str)> =
-                    labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                self.sample(name, &labels, *value as f64);
-            }
-        }
-        if let Ok(http) = REGISTRY.http.lock() {
-            let name = "nezuko_http_request_duration_seconds";
-            self.family(name, "histogram", "HTTP request latency by route template.");
-            for ((method, route, status), histogram) in http.iter() {
-                let status = status.to_string();
-                let base = [
-                    ("method", method.as_str()),
-                    ("route", *route),
-                    ("status", status.as_str()),
-                ];
-                for (bound, count) in LATENCY_BUCKETS.iter().zip(histogram.buckets) {
-                    let le = bound.to_string();
-                    let mut labels = base.to_vec();
-                    labels.push(("le", &le));
-                    self.sample(&format!("{name}_bucket"), &labels, count as f64);
-                }
-                let mut labels = base.to_vec();
-                labels.push(("le", "+Inf"));
-                self.sample(&format!("{name}_bucket"), &labels, histogram.count as f64);
-                self.sample(&format!("{name}_sum"), &base, histogram.sum);
-                self.sample(&format!("{name}_count"), &base, histogram.count as f64);
-            }
-        }
+        self.text.push_str(&REGISTRY.recorder.handle().render());
         self.text
-    }
-}
-
-fn help(name: &str) -> &'static str {
-    match name {
-        "nezuko_verifications_total" => "Verification decisions by outcome.",
-        "nezuko_telegram_calls_total" => "Bot API calls by method and outcome.",
-        "nezuko_telegram_errors_total" => "Bot API calls that failed, by method and error code.",
-        _ => "Nezuko counter.",
     }
 }
 
@@ -182,15 +249,17 @@ mod tests {
 
     #[test]
     fn counters_and_histograms_render_in_text_format() {
-        count(
-            "nezuko_telegram_calls_total",
-            &[("method", "sendMessage"), ("outcome", "ok")],
-            2,
-        );
+        telegram_call("sendMessage", "ok");
+        telegram_call("sendMessage", "ok");
+        telegram_call("someNewMethod", "ok");
         http_request("GET", "/api/v1/test-only", 200, Duration::from_millis(3));
         let text = Exposition::default().finish();
         assert!(
-            text.contains("nezuko_telegram_calls_total{method=\"sendMessage\",outcome=\"ok\"} "),
+            text.contains("nezuko_telegram_calls_total{method=\"sendMessage\",outcome=\"ok\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("nezuko_telegram_calls_total{method=\"someNewMethod\",outcome=\"ok\"} 1"),
             "{text}"
         );
         assert!(text.contains(

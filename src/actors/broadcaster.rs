@@ -187,7 +187,7 @@ impl BroadcasterState {
                 if self.pending.len() > MAX_HELD {
                     let dropped = self.pending.len() - MAX_HELD;
                     self.pending.drain(..dropped);
-                    crate::metrics::count("nezuko_events_dropped_total", &[], dropped as u64);
+                    crate::metrics::events_dropped(dropped as u64);
                     tracing::error!(
                         dropped,
                         "the database stayed away too long; the oldest events were dropped"

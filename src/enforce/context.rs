@@ -92,11 +92,7 @@ impl GroupTurn {
 
     /// Writes a `verification_log` row (through the write-behind) and counts it.
     pub fn record(&self, user: i64, outcome: Outcome, cached: bool) {
-        crate::metrics::count(
-            "nezuko_verifications_total",
-            &[("outcome", outcome.as_str())],
-            1,
-        );
+        crate::metrics::verification(outcome);
         self.shared.records.verification(Verification {
             bot_instance_id: self.bot(),
             group_id: self.view.group.id,

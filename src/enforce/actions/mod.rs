@@ -74,6 +74,10 @@ pub async fn enforce(
     why: Why,
     message_id: Option<i32>,
 ) -> anyhow::Result<Outcome> {
+    let _acting = group
+        .shared
+        .hold_member(group.bot(), group.chat(), member.user_id)
+        .await;
     let outcome = apply(group, member, missing, why).await?;
     if let Some(message_id) = message_id
         && !matches!(outcome, Outcome::Failed | Outcome::Exempt)
@@ -316,6 +320,7 @@ pub enum Lifted {
 /// takes the member's name off its warning. Reading the member's standing can fail: then nothing
 /// changes and the error is returned (the caller answers "try again").
 pub async fn lift(turn: &Turn, chat: i64, user: i64, why: EndReason) -> anyhow::Result<Lifted> {
+    let _acting = turn.shared.hold_member(turn.bot(), chat, user).await;
     let store = &turn.shared.store;
     let Some(record) = store.active_restriction(turn.bot(), chat, user).await? else {
         return Ok(Lifted::Nothing);

@@ -212,6 +212,11 @@ pub async fn resume_owed(shared: Arc<super::super::Shared>, bot: i64) -> anyhow:
         let turn = Turn::new(shared.clone(), runtime.clone(), None);
         let thread = record.warning_thread_id.and_then(|t| i32::try_from(t).ok());
         let group = turn.in_group(view, thread);
+        // An update about the member handled meanwhile (one replayed at start, say) acts first or
+        // after, never beside this.
+        let _acting = shared
+            .hold_member(bot, record.chat_id, record.user_id)
+            .await;
         let standing = match standing::read(&group, record.chat_id, record.user_id).await {
             Ok(standing) => standing,
             Err(error) => {
