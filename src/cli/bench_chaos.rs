@@ -259,7 +259,7 @@ impl Service {
 
 /// Shows the warnings and errors the service logged, when something was lost, so the figure comes
 /// with its cause.
-fn report_service_log(path: &std::path::Path) {
+pub(super) fn report_service_log(path: &std::path::Path) {
     let Ok(log) = std::fs::read_to_string(path) else {
         return;
     };
@@ -270,7 +270,7 @@ fn report_service_log(path: &std::path::Path) {
         })
         .collect();
     eprintln!(
-        "chaos: the service's warnings and errors (last 40 of {}):",
+        "the service's warnings and errors (last 40 of {}):",
         notable.len()
     );
     for line in notable.iter().rev().take(40).rev() {

@@ -176,6 +176,8 @@ async fn measure(
     let peak_rss_mb = affinity::peak_rss_mib(pid)?;
     stop(running).await?;
     let _ = sandbox.wait().await;
+    // What the product warned about, so a slow figure comes with its cause.
+    super::bench_chaos::report_service_log(&dir.path().join("serve.log"));
     if report["spec_violations"].as_u64().unwrap_or(0) > 0 {
         eprintln!(
             "the sandbox saw requests off the specification: {}",

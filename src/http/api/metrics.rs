@@ -22,24 +22,39 @@ pub fn routes() -> Vec<Route> {
 }
 
 async fn metrics(ctx: Ctx) -> ApiResult {
-    let counts = ctx.state.store.fleet_counts().await?;
     let mut text = Exposition::default();
-    text.family("nezuko_bots", "gauge", "Bots by observed run state.");
-    for state in RunState::ALL {
-        let count = counts
-            .bots_by_state
-            .iter()
-            .find(|r| r.key == state.as_str())
-            .map(|r| r.count)
-            .unwrap_or(0);
-        text.sample("nezuko_bots", &[("state", state.as_str())], count as f64);
-    }
+    // The gauges the database knows are left out while it cannot answer (an outage, or a pool
+    // busy under load): a scrape then still gets this process's own series, and says so.
+    let counts = ctx.state.store.fleet_counts().await;
     text.family(
-        "nezuko_bot_restarts",
+        "nezuko_store_up",
         "gauge",
-        "Restarts recorded across all bots.",
+        "Whether the database answered this scrape (the bot gauges need it).",
     )
-    .sample("nezuko_bot_restarts", &[], counts.restarts as f64);
+    .sample("nezuko_store_up", &[], f64::from(u8::from(counts.is_ok())));
+    match counts {
+        Ok(counts) => {
+            text.family("nezuko_bots", "gauge", "Bots by observed run state.");
+            for state in RunState::ALL {
+                let count = counts
+                    .bots_by_state
+                    .iter()
+                    .find(|r| r.key == state.as_str())
+                    .map(|r| r.count)
+                    .unwrap_or(0);
+                text.sample("nezuko_bots", &[("state", state.as_str())], count as f64);
+            }
+            text.family(
+                "nezuko_bot_restarts",
+                "gauge",
+                "Restarts recorded across all bots.",
+            )
+            .sample("nezuko_bot_restarts", &[], counts.restarts as f64);
+        }
+        Err(error) => {
+            tracing::warn!(%error, "metrics: the database did not answer; its gauges are left out")
+        }
+    }
     let (hits, misses) = ctx.state.enforcer.cache_stats();
     text.family(
         "nezuko_membership_cache_total",
