@@ -47,20 +47,14 @@ async fn confirm_handled(bot: &Bot, ledger: &Ledger, inbox: Option<&dyn Inbox>) 
     }
 }
 
-/// Updates one lane may have waiting before the dispatcher itself waits (teloxide's default is 64).
-const WORKER_QUEUE: usize = 256;
+/// Updates one member may have waiting before the dispatcher itself waits (teloxide's default is 64).
+const WORKER_QUEUE: usize = 1024;
 
-/// Lanes per chat: a chat's members are spread over this many queues.
-const LANES: i64 = 8;
-
-/// Which updates are handled one after another: those of one lane of one chat, a member always in
-/// the same lane, so the order of what is done to a member stays right while the rest of a busy
-/// group goes on beside a member waiting for Telegram (one lane in [`LANES`] waits with it).
-/// teloxide's default, one queue per chat, made every member of a group wait. One queue per member
-/// would be exact, but teloxide keeps a worker (a task and a channel) per key and scans them all to
-/// retire idle ones: with tens of thousands of members speaking that cost gigabytes and most of a
-/// core (measured: `bench verify` at 5,000 events/s fell to 437 updates/s, 2.4 GB).
-fn lane_of(update: &Update) -> Option<(i64, i64)> {
+/// Which updates are handled one after another: those of one member in one chat, so the order of
+/// what is done to a member stays right, while other members (of the same chat too) go on in
+/// parallel. teloxide's default, one queue per chat, made every member of a busy group wait for
+/// whichever of them was waiting for Telegram.
+fn member_of(update: &Update) -> Option<(i64, i64)> {
     let chat = update.chat()?.id.0;
     let user = match &update.kind {
         UpdateKind::ChatMember(change) | UpdateKind::MyChatMember(change) => {
@@ -68,7 +62,7 @@ fn lane_of(update: &Update) -> Option<(i64, i64)> {
         }
         _ => update.from().map_or(0, |user| user.id.0 as i64),
     };
-    Some((chat, user.rem_euclid(LANES)))
+    Some((chat, user))
 }
 
 /// How long a stopping bot waits for the records of its last updates to be stored before
@@ -217,7 +211,7 @@ impl BotState {
             unmatched.handled(update.id.0);
             async {}
         })
-        .distribution_function(lane_of)
+        .distribution_function(member_of)
         // The dispatcher waits when one worker's queue is full, holding every other worker's
         // updates back; a deep queue keeps one busy member from doing that.
         .worker_queue_size(WORKER_QUEUE)
