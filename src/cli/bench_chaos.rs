@@ -10,7 +10,6 @@
 //! `records_missing`, `bots_parked` (all but the first should be 0).
 
 use std::collections::{HashMap, HashSet};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -18,10 +17,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use sqlx::Connection;
-use tokio::process::{Child, Command};
 
 use super::bench_fleet::Scratch;
-use super::bench_verify::store_plan;
+use super::bench_verify::{Product, free_port, stop, store_plan};
 use crate::db::Store;
 use crate::vault::{EncryptionKey, Vault};
 use nezuko_sandbox::Sandbox;
@@ -105,11 +103,14 @@ async fn measure(scratch: &Scratch, bench: &ChaosBench) -> anyhow::Result<Value>
     )
     .await?;
     let data = tempfile::tempdir()?;
-    let service = Service {
-        url: scratch.url.clone(),
+    let service = Product {
+        cpu: None,
+        database_url: scratch.url.clone(),
         api_url: telegram.url(),
+        redis: None,
         key,
         data: data.path().to_path_buf(),
+        listen: free_port()?,
     };
     let mut child = service.start()?;
     wait_polling(&sandbox, &plan, Duration::from_secs(60)).await?;
@@ -197,7 +198,9 @@ async fn measure(scratch: &Scratch, bench: &ChaosBench) -> anyhow::Result<Value>
         tokio::time::sleep(Duration::from_secs(1)).await;
         tally = count(&sandbox, &plan, &load, &scratch.store).await?;
     }
-    stop(child).await;
+    if let Err(error) = stop(child).await {
+        eprintln!("chaos: the service could not be stopped cleanly: {error}");
+    }
     if !tally.settled() {
         report_service_log(&data.path().join("serve.log"));
     }
@@ -228,35 +231,6 @@ async fn measure(scratch: &Scratch, bench: &ChaosBench) -> anyhow::Result<Value>
 }
 
 /// The child `nezuko serve` and what it needs to start again.
-struct Service {
-    url: String,
-    api_url: String,
-    key: EncryptionKey,
-    data: std::path::PathBuf,
-}
-
-impl Service {
-    fn start(&self) -> anyhow::Result<Child> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.data.join("serve.log"))?;
-        Command::new(std::env::current_exe()?)
-            .arg("serve")
-            .env("NEZUKO_DATABASE__URL", &self.url)
-            .env("NEZUKO_TELEGRAM__API_URL", &self.api_url)
-            .env("NEZUKO_SERVER__LISTEN", "127.0.0.1:0")
-            .env("NEZUKO_DATA_DIR", &self.data)
-            .env("ENCRYPTION_KEY", self.key.expose())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .context("cannot start `nezuko serve`")
-    }
-}
-
 /// Shows the warnings and errors the service logged, when something was lost, so the figure comes
 /// with its cause.
 pub(super) fn report_service_log(path: &std::path::Path) {
@@ -275,21 +249,6 @@ pub(super) fn report_service_log(path: &std::path::Path) {
     );
     for line in notable.iter().rev().take(40).rev() {
         eprintln!("  {line}");
-    }
-}
-
-/// SIGTERM, as an operator stops the service; SIGKILL if it does not stop within 15 s.
-async fn stop(mut child: Child) {
-    if let Some(pid) = child.id() {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-    }
-    if tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .is_err()
-    {
-        let _ = child.kill().await;
     }
 }
 

@@ -277,24 +277,25 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
-fn free_port() -> anyhow::Result<String> {
+pub(super) fn free_port() -> anyhow::Result<String> {
     let socket = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(socket.local_addr()?.to_string())
 }
 
-/// The product: `nezuko serve` with its default configuration on the scratch database.
-struct Product {
-    cpu: Option<usize>,
-    database_url: String,
-    api_url: String,
-    redis: Option<String>,
-    key: EncryptionKey,
-    data: PathBuf,
-    listen: String,
+/// The product: `nezuko serve` with its default configuration on a scratch database, as a child
+/// process (its log in `data/serve.log`). `bench chaos` starts and kills it too.
+pub(super) struct Product {
+    pub(super) cpu: Option<usize>,
+    pub(super) database_url: String,
+    pub(super) api_url: String,
+    pub(super) redis: Option<String>,
+    pub(super) key: EncryptionKey,
+    pub(super) data: PathBuf,
+    pub(super) listen: String,
 }
 
 impl Product {
-    fn start(&self) -> anyhow::Result<Child> {
+    pub(super) fn start(&self) -> anyhow::Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -353,7 +354,7 @@ impl Product {
 
 /// SIGTERM, as an operator stops the service (SIGKILL after 15 s); returns the CPU time it used,
 /// read while it is a zombie, so its shutdown counts too.
-async fn stop(mut child: Child) -> anyhow::Result<u64> {
+pub(super) async fn stop(mut child: Child) -> anyhow::Result<u64> {
     let pid = child.id().context("the product already exited")?;
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
