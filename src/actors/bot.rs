@@ -1,5 +1,5 @@
-//! The BotActor: one running Telegram bot. It decrypts its token, checks it with `getMe`, runs a
-//! teloxide dispatcher with long polling, and turns anything that ends the dispatcher into an actor
+//! The BotActor: one running Telegram bot. It decrypts its token, checks it with `getMe`, runs
+//! Nezuko's dispatcher ([`crate::telegram::dispatch`]) over long polling, and turns anything that ends the dispatcher into an actor
 //! failure carrying a classified [`Failure`] for the supervisor's restart policy.
 //!
 //! A graceful stop (ractor `stop`) shuts the dispatcher down: in-flight updates finish, and the
@@ -12,20 +12,20 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use teloxide::dispatching::{Dispatcher, ShutdownToken};
 use teloxide::payloads::{DeleteWebhook, GetMe, GetUpdates, GetUpdatesSetters};
 use teloxide::prelude::*;
 use teloxide::stop::StopToken;
-use teloxide::types::UpdateKind;
-use teloxide::update_listeners::UpdateListener;
+use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
 use tokio::task::JoinHandle;
 
 use super::Publisher;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
 use crate::db::BotRow;
+use crate::telegram::dispatch::dispatch;
 use crate::telegram::polling::{Inbox, Ledger, Listener};
 use crate::telegram::{
-    BotContext, BotIdentity, Failure, POLL_TIMEOUT, UpdateHandler, classify, schema, transport,
+    ALLOWED, BotContext, BotIdentity, Failure, POLL_TIMEOUT, UpdateHandler, classify, endpoint,
+    transport,
 };
 use crate::vault::Vault;
 
@@ -45,24 +45,6 @@ async fn confirm_handled(bot: &Bot, ledger: &Ledger, inbox: Option<&dyn Inbox>) 
     if let Err(error) = transport::send(bot, &request).await.result {
         tracing::info!(%error, "could not confirm the handled updates; Telegram will deliver them again");
     }
-}
-
-/// Updates one member may have waiting before the dispatcher itself waits (teloxide's default is 64).
-const WORKER_QUEUE: usize = 1024;
-
-/// Which updates are handled one after another: those of one member in one chat, so the order of
-/// what is done to a member stays right, while other members (of the same chat too) go on in
-/// parallel. teloxide's default, one queue per chat, made every member of a busy group wait for
-/// whichever of them was waiting for Telegram.
-fn member_of(update: &Update) -> Option<(i64, i64)> {
-    let chat = update.chat()?.id.0;
-    let user = match &update.kind {
-        UpdateKind::ChatMember(change) | UpdateKind::MyChatMember(change) => {
-            change.new_chat_member.user.id.0 as i64
-        }
-        _ => update.from().map_or(0, |user| user.id.0 as i64),
-    };
-    Some((chat, user))
 }
 
 /// How long a stopping bot waits for the records of its last updates to be stored before
@@ -95,7 +77,6 @@ pub struct BotState {
     bot: Bot,
     handler: Arc<dyn UpdateHandler>,
     supervisor: SupervisorRef,
-    shutdown: Option<ShutdownToken>,
     /// Ends the listener's stream, which ends the dispatcher (see [`BotState::stop_dispatcher`]).
     listener_stop: Option<StopToken>,
     task: Option<JoinHandle<()>>,
@@ -127,7 +108,6 @@ impl Actor for BotActor {
             bot,
             handler: args.handler,
             supervisor: args.supervisor,
-            shutdown: None,
             listener_stop: None,
             task: None,
             stopping: false,
@@ -201,32 +181,12 @@ impl Actor for BotActor {
 impl BotState {
     fn start_dispatcher(&mut self, myself: BotRef, context: BotContext) {
         let ledger = Ledger::new();
-        let unmatched = ledger.clone();
-        let mut dispatcher = Dispatcher::builder(
-            self.bot.clone(),
-            schema(self.handler.clone(), context, ledger.clone()),
-        )
-        // Kinds outside the schema are not asked for; if one arrives anyway, it is done with.
-        .default_handler(move |update: Arc<Update>| {
-            unmatched.handled(update.id.0);
-            async {}
-        })
-        .distribution_function(member_of)
-        // The dispatcher waits when one worker's queue is full, holding every other worker's
-        // updates back; a deep queue keeps one busy member from doing that.
-        .worker_queue_size(WORKER_QUEUE)
-        .build();
-        self.shutdown = Some(dispatcher.shutdown_token());
+        let handle = endpoint(self.handler.clone(), context, ledger.clone());
         let bot = self.bot.clone();
         let reporter = myself.clone();
-        let on_error = move |error: teloxide::RequestError| {
-            let reporter = reporter.clone();
-            async move {
-                let _ = reporter.cast(BotMsg::PollingFailed(classify(&error)));
-            }
-        };
         let inbox = self.handler.inbox(self.bot_instance_id);
         let mut listener = Listener::new(bot.clone(), ledger.clone(), inbox.clone(), POLL_TIMEOUT);
+        listener.hint_allowed_updates(&mut ALLOWED.into_iter());
         self.listener_stop = Some(listener.stop_token());
         self.task = Some(tokio::spawn(async move {
             // A webhook left set would make every getUpdates fail with 409.
@@ -234,10 +194,11 @@ impl BotState {
                 let _ = myself.cast(BotMsg::PollingFailed(classify(&error)));
                 return;
             }
-            let run = dispatcher.try_dispatch_with_listener(listener, Arc::new(on_error));
+            let run = dispatch(listener.as_stream(), handle, move |error| {
+                let _ = reporter.cast(BotMsg::PollingFailed(classify(&error)));
+            });
             let outcome = match AssertUnwindSafe(run).catch_unwind().await {
-                Ok(Ok(())) => BotMsg::DispatcherExited("stopped".into()),
-                Ok(Err(error)) => BotMsg::PollingFailed(classify(&error)),
+                Ok(()) => BotMsg::DispatcherExited("stopped".into()),
                 Err(_) => BotMsg::DispatcherExited("panicked".into()),
             };
             confirm_handled(&bot, &ledger, inbox.as_deref()).await;
@@ -245,20 +206,11 @@ impl BotState {
         }));
     }
 
-    /// Asks the dispatcher to finish in-flight updates and stop, waiting at most [`STOP_GRACE`].
-    ///
-    /// The listener is stopped directly: teloxide's `ShutdownToken` only wakes a dispatcher that is
-    /// waiting in its loop at that instant (`Notify::notify_waiters`), so a shutdown asked while it
-    /// was handing an error to the error handler — exactly when a poll fails — was lost, and every
-    /// failed poll cost the whole grace period. With the listener's stream ended the dispatcher
-    /// finishes its in-flight updates and returns, and the task's end is what is awaited.
+    /// Asks the dispatcher to finish in-flight updates and stop, waiting at most [`STOP_GRACE`]:
+    /// the listener's stream ends, the dispatcher waits for the updates it took, and the task's end
+    /// (after confirming what was handled) is what is awaited.
     async fn stop_dispatcher(&mut self) {
         self.stopping = true;
-        if let Some(token) = self.shutdown.take() {
-            // Marks the dispatcher as shutting down (an error while still starting is harmless:
-            // the stopped listener ends it as soon as it starts listening).
-            let _ = token.shutdown();
-        }
         if let Some(listener) = self.listener_stop.take() {
             listener.stop();
         }

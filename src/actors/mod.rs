@@ -4,7 +4,7 @@
 //!                       Supervisor (root; restart policy)
 //!          ┌──────────────────┼───────────────────────┐
 //!      Registry           Broadcaster           BotActor × enabled bots
-//!   (desired state)    (events table + fan-out)   (teloxide dispatcher, long polling)
+//!   (desired state)    (events table + fan-out)   (per-member dispatch, long polling)
 //! ```
 //!
 //! Who sends what:

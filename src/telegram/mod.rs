@@ -1,14 +1,15 @@
 //! What a bot does with Telegram: the shared HTTP client, the classification of Telegram's answers
-//! that the restart policy acts on, and the dispatch schema that runs a bot's update handler with a
-//! panic guard.
+//! that the restart policy acts on, long polling, and the dispatcher that runs a bot's update handler
+//! per member with a panic guard.
 
 mod classify;
+pub mod dispatch;
 pub mod polling;
 mod schema;
 pub mod transport;
 
 pub use classify::{Failure, Unavailable, classify, is_weather, is_weather_cause};
-pub use schema::{BotContext, BotIdentity, UpdateHandler, schema};
+pub use schema::{ALLOWED, BotContext, BotIdentity, UpdateHandler, endpoint};
 pub use transport::{Attempt, RetryPolicy};
 
 use std::time::Duration;

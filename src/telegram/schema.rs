@@ -1,8 +1,8 @@
-//! The dispatch schema every bot runs: the update kinds Nezuko asks Telegram for, routed to the
-//! bot's [`UpdateHandler`] behind a panic guard.
+//! What every bot runs for each update: the update kinds Nezuko asks Telegram for, routed to the
+//! bot's [`UpdateHandler`] behind a panic guard, and the update's end told to the polling ledger.
 //!
-//! teloxide gives handlers no panic guard: a panic kills that chat's worker and the next update for
-//! the chat takes the whole dispatcher down. Here a panic costs only the update that caused it.
+//! A panic in a handler costs only the update that caused it (teloxide gives handlers no guard: a
+//! panic there killed the chat's worker, and the next update for the chat the whole dispatcher).
 
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use teloxide::dispatching::{UpdateFilterExt, UpdateHandler as TeloxideHandler};
 use teloxide::prelude::*;
+use teloxide::types::{AllowedUpdate, UpdateKind};
 
+use super::dispatch::Handle;
 use super::polling::{Inbox, Ledger};
 use crate::actors::Publisher;
 
@@ -60,22 +61,35 @@ pub trait UpdateHandler: Send + Sync + 'static {
     fn bot_stopped(&self, _bot_instance_id: i64) {}
 }
 
-/// The teloxide handler tree for one bot. Listing each update kind tells teloxide which kinds to
-/// ask Telegram for (`chat_member` is only sent when asked). Every update's end is told to the
+/// The update kinds Nezuko asks Telegram for (`chat_member` is only sent when asked); anything
+/// else that arrives anyway is done with at once.
+pub const ALLOWED: [AllowedUpdate; 5] = [
+    AllowedUpdate::Message,
+    AllowedUpdate::CallbackQuery,
+    AllowedUpdate::ChatMember,
+    AllowedUpdate::MyChatMember,
+    AllowedUpdate::ChatJoinRequest,
+];
+
+/// What one bot does with each update, behind a panic guard. Every update's end is told to the
 /// `ledger`: handled (or failed for good) lets Telegram forget it once its records are stored
-/// ([`UpdateHandler::stored`]); one that met a database outage stays unconfirmed and is handled
-/// again later.
-pub fn schema(
+/// ([`UpdateHandler::stored`]); one that met a database or Telegram outage stays unconfirmed and is
+/// handled again later.
+pub fn endpoint(
     handler: Arc<dyn UpdateHandler>,
     context: BotContext,
     ledger: Arc<Ledger>,
-) -> TeloxideHandler<anyhow::Error> {
-    let endpoint = move |update: Update| {
+) -> Handle {
+    Arc::new(move |update: Update| {
         let handler = handler.clone();
         let context = context.clone();
         let ledger = ledger.clone();
         async move {
             let update_id = update.id.0;
+            if !is_asked_for(&update.kind) {
+                ledger.handled(update_id);
+                return;
+            }
             let bot_instance_id = context.bot_instance_id;
             let copy = update.clone();
             let handling = handler.clone();
@@ -119,15 +133,21 @@ pub fn schema(
                     done();
                 }
             }
-            Ok(())
         }
-    };
-    dptree::entry()
-        .branch(Update::filter_message().endpoint(endpoint.clone()))
-        .branch(Update::filter_callback_query().endpoint(endpoint.clone()))
-        .branch(Update::filter_chat_member().endpoint(endpoint.clone()))
-        .branch(Update::filter_my_chat_member().endpoint(endpoint.clone()))
-        .branch(Update::filter_chat_join_request().endpoint(endpoint))
+        .boxed()
+    })
+}
+
+/// Whether the update is of a kind in [`ALLOWED`].
+fn is_asked_for(kind: &UpdateKind) -> bool {
+    matches!(
+        kind,
+        UpdateKind::Message(_)
+            | UpdateKind::CallbackQuery(_)
+            | UpdateKind::ChatMember(_)
+            | UpdateKind::MyChatMember(_)
+            | UpdateKind::ChatJoinRequest(_)
+    )
 }
 
 fn panic_text(panic: &Box<dyn Any + Send>) -> String {

@@ -28,8 +28,20 @@ pub struct TestDb {
     postgres_name: Option<(String, String)>,
 }
 
+/// With `NEZUKO_TEST_LOG` set (an `EnvFilter`, e.g. `nezuko=debug`), the product's log lines go to
+/// the test's captured output, shown when it fails.
+pub fn trace_if_asked() {
+    if let Ok(filter) = std::env::var("NEZUKO_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 impl TestDb {
     pub async fn sqlite() -> Self {
+        trace_if_asked();
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("nezuko.db").display());
         let store = connect(&url).await;
@@ -42,6 +54,7 @@ impl TestDb {
     }
 
     pub async fn postgres() -> Self {
+        trace_if_asked();
         Self::postgres_on(&postgres_admin_url()).await
     }
 

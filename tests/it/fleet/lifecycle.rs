@@ -87,10 +87,10 @@ async fn a_restart_is_one_stop_and_one_start(mut world: FleetWorld) {
         .skip_while(|s| *s != "stopping")
         .collect();
     assert_eq!(tail, ["stopping", "starting", "running"], "{states:?}");
-    // One more getMe from our start check and one from teloxide's dispatcher.
+    // One getMe per start: the token check (the dispatcher asks for nothing of its own).
     assert_eq!(
         world.sandbox.calls(Some(bot.id), Some("getMe")).len(),
-        get_me_before + 2
+        get_me_before + 1
     );
     assert!(
         world
