@@ -109,7 +109,13 @@ impl Observer for Stopwatch {
         };
         let mut state = self.lock();
         let key = match params.get("user_id").and_then(Value::as_i64) {
-            Some(user) => Some((bot, chat, user)),
+            Some(user) => {
+                // Acted on: what this member sent before the action and is handed over after it
+                // calls for nothing more (counting it would time the bot to some later, unrelated
+                // warning in the chat). The driver watches them again if they leave again.
+                state.watched.remove(&(chat, user));
+                Some((bot, chat, user))
+            }
             // A delete or a warning names no user: it answers the oldest waiting update in that chat.
             None => state
                 .waiting
@@ -186,6 +192,36 @@ mod tests {
             watch.latencies(),
             vec![Duration::from_millis(12)],
             "first hand-over to first action, once"
+        );
+    }
+
+    #[test]
+    fn an_update_handed_over_after_the_bot_acted_on_its_sender_is_not_timed() {
+        let watch = Stopwatch::default();
+        watch.watch(-1, 7);
+        let start = Instant::now();
+        let params = json!({ "chat_id": -1, "user_id": 7 })
+            .as_object()
+            .unwrap()
+            .clone();
+        // Restricted on a channel leave, while a message sent just before waited to be polled.
+        watch.call_arrived(5, "restrictChatMember", &params, start);
+        watch.updates_handed(5, &[update(-1, 7)], start + Duration::from_millis(10));
+        let warning = json!({ "chat_id": -1 }).as_object().unwrap().clone();
+        watch.call_arrived(5, "sendMessage", &warning, start + Duration::from_secs(2));
+        assert!(watch.latencies().is_empty(), "{:?}", watch.latencies());
+        watch.watch(-1, 7);
+        watch.updates_handed(5, &[update(-1, 7)], start + Duration::from_secs(3));
+        watch.call_arrived(
+            5,
+            "deleteMessage",
+            &warning,
+            start + Duration::from_millis(3_020),
+        );
+        assert_eq!(
+            watch.latencies(),
+            vec![Duration::from_millis(20)],
+            "watched again"
         );
     }
 
