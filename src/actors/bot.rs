@@ -142,9 +142,11 @@ impl Actor for BotActor {
         };
         state.handler.bot_started(&context);
         state.started = true;
+        let actor = myself.get_id();
         state.start_dispatcher(myself, context);
         state.supervisor.cast(SupervisorMsg::BotRunning {
             bot_instance_id: state.bot_instance_id,
+            actor,
         })?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, SpawnErr};
+use ractor::{Actor, ActorCell, ActorId, SpawnErr};
 use serde_json::json;
 
 use super::{After, BotStatus, Child, SupervisorMsg, SupervisorRef, SupervisorState, failure_of};
@@ -121,10 +121,19 @@ impl SupervisorState {
         );
     }
 
-    pub(super) fn running(&mut self, id: i64) {
+    pub(super) fn running(&mut self, id: i64, actor: ActorId) {
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
+        // A late word from an actor that has failed since: the bot is in backoff, and calling it
+        // running would make the backoff's retry a no-op, leaving it dead under a running badge.
+        if child
+            .actor
+            .as_ref()
+            .is_none_or(|current| current.get_id() != actor)
+        {
+            return;
+        }
         child.running_since = Some(Instant::now());
         self.transition(id, RunState::Running, None, None, false);
     }

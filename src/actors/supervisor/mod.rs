@@ -31,8 +31,13 @@ pub enum SupervisorMsg {
         bot_instance_id: i64,
         generation: u64,
     },
-    /// A BotActor passed `getMe` and is polling.
-    BotRunning { bot_instance_id: i64 },
+    /// A BotActor passed `getMe` and is polling. Ignored unless `actor` is still the bot's
+    /// current actor: its first poll may already have failed it (a 409 comes back at once), and
+    /// this message can arrive after that failure was handled.
+    BotRunning {
+        bot_instance_id: i64,
+        actor: ractor::ActorId,
+    },
     /// Ask the Registry to reconcile now.
     Nudge,
     /// Hand an event to the current Broadcaster (bots publish through here, so a restarted
@@ -151,7 +156,10 @@ impl Actor for Supervisor {
                 bot_instance_id,
                 generation,
             } => state.retry(&myself, bot_instance_id, generation).await,
-            SupervisorMsg::BotRunning { bot_instance_id } => state.running(bot_instance_id),
+            SupervisorMsg::BotRunning {
+                bot_instance_id,
+                actor,
+            } => state.running(bot_instance_id, actor),
             SupervisorMsg::Nudge => state.nudge(),
             SupervisorMsg::Publish {
                 kind,
