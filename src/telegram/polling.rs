@@ -67,18 +67,20 @@ pub struct Ledger {
     settled: Notify,
 }
 
-/// An update handed out and not yet done with.
+/// An update handed out, not yet done with, and not parked: it holds the offset.
 struct Open {
     since: Instant,
-    /// The update as Telegram sent it, until it is parked.
-    raw: Option<Arc<str>>,
-    /// Kept in the inbox: it no longer holds the offset.
-    parked: bool,
+    /// The update as Telegram sent it (what parking keeps).
+    raw: Arc<str>,
 }
 
 #[derive(Default)]
 struct LedgerState {
+    /// By id, so the oldest (the offset) is the first: read at every poll and every settle check,
+    /// it must not cost a scan (thousands of updates may be parked in a flood).
     open: BTreeMap<i32, Open>,
+    /// Updates kept in the inbox and not yet done with: they no longer hold the offset.
+    parked: HashSet<i32>,
     /// The highest update id a poll handed out.
     highest: Option<i32>,
     /// Updates handed out again from the inbox at start: Telegram may deliver them once more if
@@ -106,8 +108,7 @@ impl Ledger {
     /// until it is parked: confirming it before would lose it to a crash.
     pub fn offset(&self) -> i32 {
         let state = self.lock();
-        let pinned = state.open.iter().find(|(_, open)| !open.parked);
-        match (pinned, state.highest) {
+        match (state.open.first_key_value(), state.highest) {
             (Some((oldest, _)), _) => *oldest,
             (None, Some(highest)) => highest.saturating_add(1),
             (None, None) => 0,
@@ -129,14 +130,7 @@ impl Ledger {
             if matches!(update.kind, UpdateKind::Error(_)) || state.replayed.contains(&id) {
                 continue;
             }
-            state.open.insert(
-                id,
-                Open {
-                    since: now,
-                    raw: Some(raw),
-                    parked: false,
-                },
-            );
+            state.open.insert(id, Open { since: now, raw });
             fresh.push(update);
         }
         fresh
@@ -145,18 +139,10 @@ impl Ledger {
     /// Updates read back from the inbox at start, now open (and parked).
     fn take_replayed(&self, updates: &[Update]) {
         let mut state = self.lock();
-        let now = Instant::now();
         for update in updates {
             let id = update.id.0 as i32;
             state.replayed.insert(id);
-            state.open.insert(
-                id,
-                Open {
-                    since: now,
-                    raw: None,
-                    parked: true,
-                },
-            );
+            state.parked.insert(id);
         }
     }
 
@@ -164,7 +150,7 @@ impl Ledger {
     pub fn handled(&self, update_id: u32) {
         let mut state = self.lock();
         let id = update_id as i32;
-        if state.open.remove(&id).is_some_and(|open| open.parked) {
+        if state.open.remove(&id).is_none() && state.parked.remove(&id) {
             state.unpark.push(id);
         }
         state.retries.remove(&id);
@@ -208,8 +194,8 @@ impl Ledger {
         state
             .open
             .iter()
-            .filter(|(_, open)| !open.parked && now.duration_since(open.since) >= age)
-            .filter_map(|(id, open)| open.raw.clone().map(|raw| (*id, raw)))
+            .filter(|(_, open)| now.duration_since(open.since) >= age)
+            .map(|(id, open)| (*id, open.raw.clone()))
             .collect()
     }
 
@@ -217,10 +203,9 @@ impl Ledger {
     fn parked(&self, ids: &[i32]) {
         let mut state = self.lock();
         for id in ids {
-            match state.open.get_mut(id) {
-                Some(open) => {
-                    open.parked = true;
-                    open.raw = None;
+            match state.open.remove(id) {
+                Some(_) => {
+                    state.parked.insert(*id);
                 }
                 None => state.unpark.push(*id),
             }
@@ -241,7 +226,7 @@ impl Ledger {
 
     /// Whether nothing holds the offset (every update handed out was handled or parked).
     pub fn is_settled(&self) -> bool {
-        self.lock().open.values().all(|open| open.parked)
+        self.lock().open.is_empty()
     }
 
     /// Waits until nothing holds the offset, or `within` has passed (updates waiting out an
