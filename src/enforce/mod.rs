@@ -33,6 +33,7 @@ mod inbox;
 pub mod limiter;
 mod membership;
 pub mod policy;
+mod progress;
 mod records;
 mod settings_menu;
 mod shared_cache;

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
+
+use super::progress::Progress;
 
 use crate::db::{ApiCall, ChannelMember, Store, Verification};
 
@@ -36,7 +38,7 @@ pub struct Records {
     /// Rows handed over so far.
     sent: Arc<AtomicU64>,
     /// Rows done with so far (stored, or dropped as unstorable), in the order handed over.
-    written: watch::Receiver<u64>,
+    written: Arc<Progress>,
 }
 
 impl std::fmt::Debug for Records {
@@ -50,8 +52,13 @@ impl Records {
     pub fn start(store: Store) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let dropped = Arc::new(AtomicU64::new(0));
-        let (progress, written) = watch::channel(0);
-        tokio::spawn(write_loop(store, receiver, dropped.clone(), progress));
+        let written = Arc::new(Progress::default());
+        tokio::spawn(write_loop(
+            store,
+            receiver,
+            dropped.clone(),
+            written.clone(),
+        ));
         Self {
             sender,
             dropped,
@@ -91,8 +98,7 @@ impl Records {
     /// Waits until the rows up to `mark` are stored. It waits as long as the database is away;
     /// a row the database refuses for good is dropped (and counted), not waited for.
     pub async fn written(&self, mark: u64) {
-        let mut written = self.written.clone();
-        let _ = written.wait_for(|done| *done >= mark).await;
+        self.written.reach(mark).await;
     }
 
     /// Writes everything handed over so far (or gives up after `timeout`).
@@ -113,7 +119,7 @@ async fn write_loop(
     store: Store,
     mut receiver: mpsc::UnboundedReceiver<Record>,
     dropped: Arc<AtomicU64>,
-    progress: watch::Sender<u64>,
+    progress: Arc<Progress>,
 ) {
     let mut rows = Rows::default();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
@@ -160,11 +166,13 @@ async fn write_loop(
             trim(&mut rows.members, &dropped);
             tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
         }
-        progress.send_modify(|done| *done += batch);
+        progress.advance(batch);
         for done in waiting.drain(..) {
             let _ = done.send(());
         }
     }
+    // Every handle is gone: nothing more will be written, so nobody waits for it.
+    progress.close();
 }
 
 /// Rows in hand, by table.
