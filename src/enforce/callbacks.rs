@@ -149,8 +149,14 @@ async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> 
         }
         return answer(turn, query, Some(say("not_your_button")), true).await;
     };
-    if record.warning_message_id.is_none() {
-        // Pressed before the warning's id was stored: it is this one.
+    let in_flight = group
+        .shared
+        .warning_in_flight
+        .contains_key(&(group.bot(), chat, presser));
+    if record.warning_message_id.is_none() && !in_flight {
+        // Pressed on a warning whose id was never stored (the process ended between sending it and
+        // storing it): it is this one. While it is still being stored, that send writes the
+        // warning again without whoever verified meanwhile.
         group
             .shared
             .store

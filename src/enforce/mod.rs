@@ -134,6 +134,9 @@ pub struct Shared {
     /// (bot, chat, user) who left a group and have not come back: a warning being sent as they
     /// left does not name them (its record is stored only once it is sent).
     departed: moka::sync::Cache<(i64, i64, i64), ()>,
+    /// (bot, chat, user) named by a warning on its way to Telegram, whose id is not stored yet: a
+    /// press on it in that moment must not take the warning for one naming the presser alone.
+    warning_in_flight: moka::sync::Cache<(i64, i64, i64), ()>,
     /// (bot, chat, user) seen in a group (joined or wrote) within a day, with when their last pass
     /// was recorded: the groups a member who leaves a channel is checked in at once (anyone else
     /// is caught by their next message), and the fold of repeated passes into one record.
@@ -209,6 +212,11 @@ impl Enforcer {
             departed: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(15 * 60))
+                .build(),
+            // Outlives the longest a send may take (retries included); a crash's leftovers expire.
+            warning_in_flight: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(5 * 60))
                 .build(),
             known_members: moka::sync::Cache::builder()
                 .max_capacity(2_000_000)

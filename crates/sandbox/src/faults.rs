@@ -30,8 +30,11 @@ pub enum FaultKind {
     RetryAfter { seconds: u64 },
     /// A 5xx answer.
     ServerError { status: u16 },
-    /// Answers normally after a delay.
+    /// Answers normally after a delay (nothing is carried out before it).
     Delay { ms: u64 },
+    /// Carries the call out at once and answers after a delay: the answer is slow on its way back,
+    /// so the world (and other clients) see the effect before the caller knows of it.
+    SlowReply { ms: u64 },
     /// Closes the connection without an answer.
     DropConnection,
 }
@@ -41,6 +44,7 @@ pub enum FaultKind {
 pub enum FaultEffect {
     Fail(ApiError),
     Delay(Duration),
+    SlowReply(Duration),
     Drop,
 }
 
@@ -82,6 +86,7 @@ impl Faults {
             }
             FaultKind::ServerError { status } => FaultEffect::Fail(ApiError::server_error(*status)),
             FaultKind::Delay { ms } => FaultEffect::Delay(Duration::from_millis(*ms)),
+            FaultKind::SlowReply { ms } => FaultEffect::SlowReply(Duration::from_millis(*ms)),
             FaultKind::DropConnection => FaultEffect::Drop,
         };
         if let Some(times) = &mut rule.times {

@@ -287,20 +287,26 @@ impl Sandbox {
         params: &Map<String, Value>,
     ) -> Result<Reply, Outcome> {
         let fault = lock(&self.inner.faults).take(bot, name);
+        let mut slow_reply = None;
         match fault {
             Some(FaultEffect::Fail(error)) => return Err(Outcome::Refused(error)),
             Some(FaultEffect::Drop) => return Err(Outcome::Dropped),
             Some(FaultEffect::Delay(delay)) => tokio::time::sleep(delay).await,
+            Some(FaultEffect::SlowReply(delay)) => slow_reply = Some(delay),
             None => {}
         }
         self.admit(bot, name, params)?;
-        Ok(match name {
+        let reply = match name {
             "getUpdates" => Reply::Updates(updates::get_updates(self, bot, params).await?),
             "setWebhook" => Reply::Value(updates::set_webhook(self, bot, params)?),
             "deleteWebhook" => Reply::Value(updates::delete_webhook(self, bot, params)?),
             "getWebhookInfo" => Reply::Value(updates::get_webhook_info(self, bot)?),
             _ => Reply::Value(api::call(&mut self.world(), bot, name, params)?),
-        })
+        };
+        if let Some(delay) = slow_reply {
+            tokio::time::sleep(delay).await;
+        }
+        Ok(reply)
     }
 
     fn admit(&self, bot: i64, method: &str, params: &Map<String, Value>) -> Result<(), ApiError> {

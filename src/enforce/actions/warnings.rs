@@ -359,6 +359,27 @@ async fn send_warning(
         .map(|(_, m)| (m.user_id, m.name.clone()))
         .collect();
     let (text, keyboard) = compose(&group.view, missing, why.template(), &named);
+    let in_flight: Vec<(i64, i64, i64)> = members
+        .iter()
+        .map(|(_, m)| (group.bot(), group.chat(), m.user_id))
+        .collect();
+    for key in &in_flight {
+        group.shared.warning_in_flight.insert(*key, ());
+    }
+    let sent = record_sent_warning(group, members, text, keyboard).await;
+    for key in &in_flight {
+        group.shared.warning_in_flight.invalidate(key);
+    }
+    sent
+}
+
+/// Sends the warning and points the members' records at it (see [`send_warning`]).
+async fn record_sent_warning(
+    group: &GroupTurn,
+    members: &[(i64, Member)],
+    text: String,
+    keyboard: teloxide::types::InlineKeyboardMarkup,
+) -> anyhow::Result<()> {
     let message_id = say(group, text, Some(keyboard), group.view.policy.warning_ttl_s).await?;
     let ids: Vec<i64> = members.iter().map(|(id, _)| *id).collect();
     let earlier = group
@@ -372,7 +393,6 @@ async fn send_warning(
         rewrite(group, group.chat(), earlier, None).await?;
     }
     // A member who left while it was being sent: this one drops them.
-    let mut gone = false;
     for (record, member) in members {
         if group
             .shared
@@ -380,10 +400,18 @@ async fn send_warning(
             .contains_key(&(group.bot(), group.chat(), member.user_id))
         {
             group.shared.store.clear_warning(*record).await?;
-            gone = true;
         }
     }
-    if gone {
+    // A member who verified while it was being sent (the warning is in the group before Telegram's
+    // answer names its id) had their record ended before it pointed here, so nothing wrote the
+    // warning again: it would go on naming them. Likewise one who left (above).
+    let still_named = group
+        .shared
+        .store
+        .named_by_warning(group.bot(), group.chat(), i64::from(message_id))
+        .await?
+        .len();
+    if still_named < members.len() {
         rewrite(group, group.chat(), i64::from(message_id), None).await?;
     }
     Ok(())
