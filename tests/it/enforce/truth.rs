@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use nezuko_sandbox::control::AdminRestrict;
+use nezuko_sandbox::control::{AdminRestrict, TranscriptEntry};
 use nezuko_sandbox::faults::{Fault, FaultKind};
 use nezuko_sandbox::model::Status;
 use serde_json::json;
@@ -281,13 +281,9 @@ async fn a_warning_goes_when_its_member_is_banned(world: Guarded) {
     world.finish().await;
 }
 
-async fn a_warning_naming_several_is_written_again_without_the_one_who_verified(world: Guarded) {
-    // Joins in one go are warned together (the group's send slot is taken by the first warning).
-    let names = [
-        "Avalon", "Borodin", "Cyrano", "Dimitri", "Edamame", "Florian",
-    ];
-    let users: Vec<(i64, &str)> = names.iter().map(|n| (world.member(n, false), *n)).collect();
-    let shared = world
+/// The bot's first message in the group naming at least two of `names`.
+async fn warning_naming_two(world: &Guarded, names: &[&str]) -> TranscriptEntry {
+    world
         .sandbox
         .wait_until(super::DEADLINE, "a warning naming two", |s| {
             s.transcript(world.group).into_iter().find(|m| {
@@ -300,7 +296,16 @@ async fn a_warning_naming_several_is_written_again_without_the_one_who_verified(
             })
         })
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn a_warning_naming_several_is_written_again_without_the_one_who_verified(world: Guarded) {
+    // Joins in one go are warned together (the group's send slot is taken by the first warning).
+    let names = [
+        "Avalon", "Borodin", "Cyrano", "Dimitri", "Edamame", "Florian",
+    ];
+    let users: Vec<(i64, &str)> = names.iter().map(|n| (world.member(n, false), *n)).collect();
+    let shared = warning_naming_two(&world, &names).await;
     let named: Vec<(i64, &str)> = users
         .iter()
         .copied()
@@ -345,20 +350,7 @@ async fn a_member_who_verifies_before_telegram_answers_the_warning_is_not_left_n
     // warned together.
     let names = ["Quinn", "Rhea", "Sloane", "Tamsin"];
     let users: Vec<i64> = names.iter().map(|n| world.member(n, false)).collect();
-    let shared = world
-        .sandbox
-        .wait_until(super::DEADLINE, "a warning naming two", |s| {
-            s.transcript(world.group).into_iter().find(|m| {
-                m.from == world.bot.id
-                    && names
-                        .iter()
-                        .filter(|n| m.text.as_deref().unwrap_or_default().contains(*n))
-                        .count()
-                        >= 2
-            })
-        })
-        .await
-        .unwrap();
+    let shared = warning_naming_two(&world, &names).await;
     let text = shared.text.clone().unwrap();
     let named: Vec<&str> = names.into_iter().filter(|n| text.contains(n)).collect();
     let verifier = users[names.iter().position(|n| *n == named[0]).unwrap()];
