@@ -296,7 +296,7 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
     .await;
     respond::with_status(
         StatusCode::ACCEPTED,
-        &json!({ "bot": view(&row, None, 0), "will": will, "events": "/api/v1/events/stream?type=bot_status" }),
+        &json!({ "bot": view(&row, None, group_count(&ctx, id).await?), "will": will, "events": "/api/v1/events/stream?type=bot_status" }),
     )
 }
 
@@ -337,7 +337,13 @@ async fn rotate(ctx: Ctx) -> ApiResult {
         Some(json!({ "config_version": row.config_version })),
     )
     .await;
-    respond::ok(&view(&row, None, 0))
+    respond::ok(&view(&row, None, group_count(&ctx, id).await?))
+}
+
+/// How many groups bot `id` protects (a reply about one bot shows the same count as the list).
+async fn group_count(ctx: &Ctx, id: i64) -> Result<i64, crate::db::StoreError> {
+    let counts = ctx.state.store.group_counts_by_bot().await?;
+    Ok(counts.get(&id).copied().unwrap_or(0))
 }
 
 async fn delete(ctx: Ctx) -> ApiResult {

@@ -115,6 +115,12 @@ async fn groups_are_searched_filtered_sorted_and_paged(world: &mut ApiWorld) {
         world.get("/api/v1/groups?search=%25").await.body["page"]["total"],
         0
     );
+    // A reply about one bot counts its groups as the list does (it said 0).
+    let started = world
+        .post(&format!("/api/v1/bots/{bot}/start"), json!({}))
+        .await;
+    assert_eq!(started.status, 202, "{:?}", started.body);
+    assert_eq!(started.body["bot"]["group_count"], 12);
 }
 
 async fn a_group_policy_channels_and_switch_are_edited(world: &mut ApiWorld) {
