@@ -299,6 +299,36 @@ async fn warning_naming_two(world: &Guarded, names: &[&str]) -> TranscriptEntry 
         .unwrap()
 }
 
+/// `verifier` joins the channel and presses the warning's button; returns the warning once it is
+/// written again (the transcript is shown if it never is).
+async fn verify_and_wait_rewritten(
+    world: &Guarded,
+    warning: &TranscriptEntry,
+    verifier: i64,
+) -> TranscriptEntry {
+    world.sandbox.join(world.channel, verifier).unwrap();
+    let (data, _) = super::buttons(warning);
+    world.press(warning.message_id, verifier, &data).await;
+    world.wait_free(verifier).await;
+    world
+        .sandbox
+        .wait_until(super::DEADLINE, "the warning is written again", |s| {
+            s.transcript(world.group)
+                .into_iter()
+                .find(|m| m.message_id == warning.message_id && m.edited)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            let said: Vec<_> = world
+                .sandbox
+                .transcript(world.group)
+                .into_iter()
+                .map(|m| (m.message_id, m.from, m.edited, m.deleted, m.text))
+                .collect();
+            panic!("{e:?}: warning {}; {said:#?}", warning.message_id)
+        })
+}
+
 async fn a_warning_naming_several_is_written_again_without_the_one_who_verified(world: Guarded) {
     // Joins in one go are warned together (the group's send slot is taken by the first warning).
     let names = [
@@ -312,19 +342,7 @@ async fn a_warning_naming_several_is_written_again_without_the_one_who_verified(
         .filter(|(_, n)| shared.text.as_deref().unwrap().contains(n))
         .collect();
     let (verifier, verifier_name) = named[0];
-    world.sandbox.join(world.channel, verifier).unwrap();
-    let (data, _) = super::buttons(&shared);
-    world.press(shared.message_id, verifier, &data).await;
-    world.wait_free(verifier).await;
-    let rewritten = world
-        .sandbox
-        .wait_until(super::DEADLINE, "the warning is written again", |s| {
-            s.transcript(world.group)
-                .into_iter()
-                .find(|m| m.message_id == shared.message_id && m.edited)
-        })
-        .await
-        .unwrap();
+    let rewritten = verify_and_wait_rewritten(&world, &shared, verifier).await;
     let text = rewritten.text.unwrap();
     assert!(!text.contains(verifier_name), "{text}");
     for (_, other) in &named[1..] {
@@ -355,27 +373,7 @@ async fn a_member_who_verifies_before_telegram_answers_the_warning_is_not_left_n
     let named: Vec<&str> = names.into_iter().filter(|n| text.contains(n)).collect();
     let verifier = users[names.iter().position(|n| *n == named[0]).unwrap()];
     // Pressed while Nezuko still waits for the answer to that sendMessage.
-    world.sandbox.join(world.channel, verifier).unwrap();
-    let (data, _) = super::buttons(&shared);
-    world.press(shared.message_id, verifier, &data).await;
-    world.wait_free(verifier).await;
-    let rewritten = world
-        .sandbox
-        .wait_until(super::DEADLINE, "the warning is written again", |s| {
-            s.transcript(world.group)
-                .into_iter()
-                .find(|m| m.message_id == shared.message_id && m.edited)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            let said: Vec<_> = world
-                .sandbox
-                .transcript(world.group)
-                .into_iter()
-                .map(|m| (m.message_id, m.from, m.edited, m.deleted, m.text))
-                .collect();
-            panic!("{e:?}: shared {} {text}; {said:#?}", shared.message_id)
-        });
+    let rewritten = verify_and_wait_rewritten(&world, &shared, verifier).await;
     let text = rewritten.text.unwrap();
     assert!(!text.contains(named[0]), "{text}");
     for other in &named[1..] {
