@@ -38,6 +38,8 @@ pub struct VerifyBench {
     pub restart_at: Option<f64>,
     /// The stretch after the restart whose latency is reported on its own, in seconds.
     pub after_restart_s: f64,
+    /// Keep the scratch directory and say where it is.
+    pub keep: bool,
 }
 /// The bearer token the benchmark reads the product's `/metrics` with.
 const METRICS_TOKEN: &str = "bench-verify-metrics-token";
@@ -59,7 +61,7 @@ pub async fn run(bench: VerifyBench) -> anyhow::Result<()> {
 
 /// Which CPU each side runs on: the sandbox on one, the product on another (the last two this
 /// process may use); `None` when there are not two.
-fn cpus() -> (Option<usize>, Option<usize>) {
+pub(super) fn cpus() -> (Option<usize>, Option<usize>) {
     match affinity::available_cpus().as_slice() {
         [.., a, b] => (Some(*a), Some(*b)),
         _ => (None, None),
@@ -71,7 +73,13 @@ async fn measure(
     bench: &VerifyBench,
     scenario: &Scenario,
 ) -> anyhow::Result<Value> {
-    let dir = tempfile::tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("nezuko-bench-")
+        .disable_cleanup(bench.keep)
+        .tempdir()?;
+    if bench.keep {
+        eprintln!("keeping {}", dir.path().display());
+    }
     let (sandbox_cpu, product_cpu) = cpus();
     let mut duration = bench.seconds.unwrap_or(scenario.duration_s);
     if let Some(at) = bench.restart_at {
@@ -225,7 +233,7 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// `nezuko sandbox --scenario …` on its CPU, writing its world to `world_file`.
-fn sandbox_command(
+pub(super) fn sandbox_command(
     cpu: Option<usize>,
     scenario: &str,
     world_file: &Path,
@@ -250,7 +258,7 @@ fn sandbox_command(
 }
 
 /// Waits for the sandbox to write its world (it does so once, whole, by renaming).
-async fn read_world(path: &Path, sandbox: &mut Child, dir: &Path) -> anyhow::Result<WorldPlan> {
+pub(super) async fn read_world(path: &Path, sandbox: &mut Child, dir: &Path) -> anyhow::Result<WorldPlan> {
     let started = Instant::now();
     loop {
         if let Ok(text) = std::fs::read_to_string(path) {

@@ -63,10 +63,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     warmup,
                     restart_at,
                     after_restart,
+                    keep,
                 },
         } => {
             telemetry::init(&quiet_logs());
             let bench = super::bench_verify::VerifyBench {
+                keep,
                 postgres,
                 redis,
                 scenario,

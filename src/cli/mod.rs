@@ -186,6 +186,10 @@ pub enum BenchTarget {
         /// How long after the restart the latency is reported on its own, in seconds.
         #[arg(long, default_value_t = 60.0)]
         after_restart: f64,
+        /// Keep the scratch directory (the product's `serve.log`, the sandbox's log, the world)
+        /// and print where it is, for a look after the run.
+        #[arg(long)]
+        keep: bool,
     },
 }
 

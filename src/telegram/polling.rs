@@ -115,21 +115,40 @@ impl Ledger {
         }
     }
 
-    /// The updates of a poll not handed out before, now marked open. Updates teloxide cannot
-    /// parse (`UpdateKind::Error`) are dropped by its dispatcher unseen, so they count as handled.
-    fn take_new(&self, updates: Vec<(Update, Arc<str>)>) -> Vec<Update> {
+    /// The updates of a poll not handed out before, now marked open. Only these are read in full:
+    /// a poll from an offset held by an update still being handled brings back what was already
+    /// handed out, and reading it again (teloxide's `Update` is most of the cost of an update)
+    /// would be wasted. Updates teloxide cannot read (`UpdateKind::Error`, or not at all) count
+    /// as handled.
+    fn take_new(&self, updates: Vec<(i32, Box<RawValue>)>) -> Vec<Update> {
+        let unseen: Vec<(i32, Box<RawValue>)> = {
+            let mut state = self.lock();
+            let highest = state.highest;
+            let unseen: Vec<_> = updates
+                .into_iter()
+                .filter(|(id, _)| highest.is_none_or(|highest| *id > highest))
+                .collect();
+            if let Some((last, _)) = unseen.last() {
+                state.highest = Some(*last);
+            }
+            unseen
+        };
+        // Read outside the lock: the handlers mark updates handled meanwhile.
+        let read: Vec<(i32, Update, Box<RawValue>)> = unseen
+            .into_iter()
+            .filter_map(|(id, raw)| {
+                let update = serde_json::from_str::<Update>(raw.get()).ok()?;
+                (!matches!(update.kind, UpdateKind::Error(_))).then_some((id, update, raw))
+            })
+            .collect();
         let mut state = self.lock();
-        let mut fresh = Vec::new();
         let now = Instant::now();
-        for (update, raw) in updates {
-            let id = update.id.0 as i32;
-            if state.highest.is_some_and(|highest| id <= highest) {
+        let mut fresh = Vec::with_capacity(read.len());
+        for (id, update, raw) in read {
+            if state.replayed.contains(&id) {
                 continue;
             }
-            state.highest = Some(id);
-            if matches!(update.kind, UpdateKind::Error(_)) || state.replayed.contains(&id) {
-                continue;
-            }
+            let raw = Arc::from(raw.get());
             state.open.insert(id, Open { since: now, raw });
             fresh.push(update);
         }
@@ -552,15 +571,15 @@ impl Poller {
     }
 }
 
-/// `getUpdates`' result: each update read by teloxide, with its JSON as Telegram sent it (what
-/// is parked).
-fn read_updates(raw: Vec<Box<RawValue>>) -> Vec<(Update, Arc<str>)> {
+/// `getUpdates`' result: each update's id, with its JSON as Telegram sent it (read in full only
+/// if new: [`Ledger::take_new`]). An update without a readable id is dropped.
+fn read_updates(raw: Vec<Box<RawValue>>) -> Vec<(i32, Box<RawValue>)> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        update_id: i32,
+    }
     raw.into_iter()
-        .filter_map(|raw| {
-            // An update teloxide cannot read at all is left to its own fallback (`UpdateKind::Error`).
-            let update = serde_json::from_str::<Update>(raw.get()).ok()?;
-            Some((update, Arc::from(raw.get())))
-        })
+        .filter_map(|raw| Some((serde_json::from_str::<Id>(raw.get()).ok()?.update_id, raw)))
         .collect()
 }
 
@@ -568,7 +587,7 @@ fn read_updates(raw: Vec<Box<RawValue>>) -> Vec<(Update, Arc<str>)> {
 mod tests {
     use super::*;
 
-    fn update(id: u32) -> (Update, Arc<str>) {
+    fn update(id: u32) -> (i32, Box<RawValue>) {
         let json = serde_json::json!({
             "update_id": id,
             "message": {
@@ -579,8 +598,35 @@ mod tests {
             }
         });
         // From text, as teloxide reads Telegram's replies (its Update does not read from a Value).
-        let raw = json.to_string();
-        (serde_json::from_str(&raw).unwrap(), raw.into())
+        (id as i32, RawValue::from_string(json.to_string()).unwrap())
+    }
+
+    /// The update as teloxide reads it (from text, as it reads Telegram's replies).
+    fn parsed(id: u32) -> Update {
+        serde_json::from_str(update(id).1.get()).unwrap()
+    }
+
+    #[test]
+    fn an_update_that_cannot_be_read_does_not_hold_the_offset() {
+        let ledger = Ledger::new();
+        let unreadable = RawValue::from_string(r#"{"update_id":9,"message":{"chat":7}}"#.into());
+        let fresh = ledger.take_new(vec![(9, unreadable.unwrap())]);
+        assert!(fresh.is_empty());
+        assert_eq!(
+            ledger.offset(),
+            10,
+            "confirmed, or Telegram sends it forever"
+        );
+    }
+
+    #[test]
+    fn an_update_brought_back_while_open_is_not_handed_out_twice() {
+        let ledger = Ledger::new();
+        assert_eq!(ledger.take_new(vec![update(3), update(4)]).len(), 2);
+        let again = ledger.take_new(vec![update(3), update(4), update(5)]);
+        let ids: Vec<u32> = again.iter().map(|u| u.id.0).collect();
+        assert_eq!(ids, [5]);
+        assert_eq!(ledger.offset(), 3);
     }
 
     #[test]
@@ -612,7 +658,7 @@ mod tests {
         let ledger = Ledger::new();
         ledger.take_new(vec![update(1), update(2)]);
         ledger.handled(2);
-        ledger.retry_later(update(1).0);
+        ledger.retry_later(parsed(1));
         assert_eq!(ledger.offset(), 1, "not handled: Telegram keeps it");
         assert!(ledger.due_again().is_err(), "not at once: after a pause");
         assert!(!ledger.is_settled());
@@ -655,7 +701,7 @@ mod tests {
     #[test]
     fn a_replayed_update_is_not_handed_out_again_when_telegram_delivers_it_too() {
         let ledger = Ledger::new();
-        ledger.take_replayed(&[update(4).0]);
+        ledger.take_replayed(&[parsed(4)]);
         ledger.handled(4);
         let fresh = ledger.take_new(vec![update(4), update(5)]);
         assert_eq!(fresh.iter().map(|u| u.id.0).collect::<Vec<_>>(), [5]);

@@ -64,8 +64,10 @@ where
         }
     };
     let status = response.status();
-    let text = match response.text().await {
-        Ok(text) => text,
+    // Bytes, read as UTF-8 in place: `text()` would run a lossy decode and copy every reply
+    // (polls bring up to 100 updates). Telegram's JSON is UTF-8; anything else is read lossily.
+    let body = match response.bytes().await {
+        Ok(body) => body,
         Err(error) => {
             return Attempt {
                 result: Err(RequestError::from(error)),
@@ -73,6 +75,10 @@ where
                 retryable: is_idempotent(method),
             };
         }
+    };
+    let text = match std::str::from_utf8(&body) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(&body),
     };
     Attempt {
         result: read_reply(status, &text).map(read),
