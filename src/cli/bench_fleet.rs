@@ -1,6 +1,7 @@
-//! `nezuko bench fleet`: N bots against an in-process sandbox and a real database. Prints one JSON
-//! line: time until every bot runs, resident memory, and start/stop latency from the database change
-//! to the state event (the registry's reaction included).
+//! `nezuko bench fleet`: N bots against a sandbox in a process of its own (on a CPU of its own)
+//! and a real database. Prints one JSON line: time until every bot runs, the fleet's resident
+//! memory (the sandbox's world not included), and start/stop latency from the database change to
+//! the state event (the registry's reaction included).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +18,6 @@ use crate::enforce::{EnforceOptions, Enforcer};
 use crate::settings::DatabaseSettings;
 use crate::vault::{EncryptionKey, Vault};
 use nezuko_sandbox::driver::measure::quantile_ms;
-use nezuko_sandbox::faults::RateLimits;
-use nezuko_sandbox::{Sandbox, SandboxConfig};
 
 pub async fn run(bots: usize, postgres: Option<String>, sample: usize) -> anyhow::Result<()> {
     let scratch = Scratch::create(postgres.as_deref()).await?;
@@ -29,27 +28,40 @@ pub async fn run(bots: usize, postgres: Option<String>, sample: usize) -> anyhow
 }
 
 async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<serde_json::Value> {
-    let config = SandboxConfig {
-        rate_limits: RateLimits {
-            enabled: false,
-            ..RateLimits::default()
-        },
-        call_log_capacity: 10_000,
-        ..SandboxConfig::default()
-    };
-    let sandbox = Sandbox::new(config);
-    let running = sandbox.spawn_local().await?;
-    let vault = Vault::new(&[EncryptionKey::generate()]);
+    // The sandbox runs in a process of its own, on a CPU of its own: its world of N bots (and the
+    // answers to N long polls) is not counted in the fleet's memory or CPU.
+    let dir = tempfile::Builder::new()
+        .prefix("nezuko-bench-fleet-")
+        .tempdir()?;
+    let (sandbox_cpu, fleet_cpu) = super::bench_verify::cpus();
+    let scenario_file = dir.path().join("fleet.json");
+    std::fs::write(&scenario_file, fleet_scenario(bots).to_string())?;
+    let world_file = dir.path().join("world.json");
+    let mut sandbox = super::bench_verify::sandbox_command(
+        sandbox_cpu,
+        &scenario_file.to_string_lossy(),
+        &world_file,
+        dir.path(),
+    )?;
+    // Alive until the benchmark ends (the child is killed when dropped); its trickle of traffic
+    // (one event a second, in groups the fleet does not protect) only keeps the world moving.
+    sandbox.args(["--duration", "86400"]);
+    let mut sandbox = sandbox.spawn().context("cannot start `nezuko sandbox`")?;
+    let plan = super::bench_verify::read_world(&world_file, &mut sandbox, dir.path()).await?;
+    if let Some(cpu) = fleet_cpu {
+        super::affinity::pin_process(cpu)?;
+    }
+    let key = EncryptionKey::generate();
+    let vault = Vault::new(std::slice::from_ref(&key));
     let mut ids = Vec::with_capacity(bots);
-    for n in 0..bots {
-        let bot = sandbox.create_bot(&format!("Fleet {n}"), &format!("fleet{n}_bot"));
+    for bot in &plan.bots {
         let token =
             BotToken::parse(&bot.token).map_err(|e| anyhow::anyhow!("sandbox token: {e}"))?;
         let row = store
             .insert_bot(&NewBot {
                 telegram_bot_id: bot.id,
-                username: bot.username,
-                display_name: format!("Fleet {n}"),
+                username: bot.username.clone(),
+                display_name: bot.username.clone(),
                 token_ciphertext: vault.encrypt_token(&token),
                 owner_telegram_id: None,
                 desired_state: DesiredState::Enabled,
@@ -58,7 +70,7 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
         ids.push(row.id);
     }
     let options = FleetOptions {
-        api_url: running.url(),
+        api_url: plan.api_url.clone(),
         http: crate::telegram::http_client(),
         // The real handler, as `serve` runs it (each bot starts its periodic permission check).
         handler: Arc::new(Enforcer::start(store.clone(), EnforceOptions::default())?),
@@ -134,6 +146,24 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
     }))
 }
 
+/// The sandbox's world for the fleet: `bots` bots, each with one small group (a scenario needs
+/// one; the fleet is not told about it, so it is the bots alone that are measured), at the
+/// slowest rate a scenario takes.
+fn fleet_scenario(bots: usize) -> serde_json::Value {
+    json!({
+        "name": "fleet",
+        "bots": bots,
+        "groups": bots,
+        "channels_per_group": 1,
+        "channels": 1,
+        "members_per_group": 1,
+        "non_subscriber_share": 0.0,
+        "zipf_exponent": 1.0,
+        "rate": 1.0,
+        "duration_s": 86400.0,
+    })
+}
+
 /// Gap between two admin changes: changes are paced as an operator or the dashboard would make them,
 /// so the figure is the latency of one change, not the drain time of a burst.
 const PACE: Duration = Duration::from_millis(25);
@@ -198,7 +228,7 @@ where
     Ok(samples)
 }
 
-/// Resident memory of this process (sandbox included), in MiB; 0 where `/proc` cannot tell.
+/// Resident memory of this process, in MiB; 0 where `/proc` cannot tell.
 pub(super) fn resident_mb() -> f64 {
     super::affinity::rss_mib(std::process::id()).unwrap_or(0.0)
 }

@@ -258,7 +258,11 @@ pub(super) fn sandbox_command(
 }
 
 /// Waits for the sandbox to write its world (it does so once, whole, by renaming).
-pub(super) async fn read_world(path: &Path, sandbox: &mut Child, dir: &Path) -> anyhow::Result<WorldPlan> {
+pub(super) async fn read_world(
+    path: &Path,
+    sandbox: &mut Child,
+    dir: &Path,
+) -> anyhow::Result<WorldPlan> {
     let started = Instant::now();
     loop {
         if let Ok(text) = std::fs::read_to_string(path) {

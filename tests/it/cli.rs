@@ -461,6 +461,28 @@ async fn bench_verify_prints_its_report_as_the_last_line() {
     );
 }
 
+/// The fleet benchmark runs its sandbox as a process of its own and measures the fleet alone:
+/// every bot of the sandbox's world runs, and the report names what was measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_fleet_runs_every_bot_of_a_sandbox_process_of_its_own() {
+    let operator = Operator::new();
+    let finished = operator
+        .run(&["bench", "fleet", "--bots", "20", "--sample", "5"], &[])
+        .await;
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let last = finished.stdout.lines().last().expect("a report line");
+    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(report["bench"], "fleet", "{report}");
+    assert_eq!(report["bots"], 20, "{report}");
+    assert_eq!(report["sample"], 5, "{report}");
+    for field in ["all_running_s", "rss_mb", "start_p99_ms", "stop_p99_ms"] {
+        assert!(
+            report[field].as_f64().is_some_and(|v| v > 0.0),
+            "{field} in {report}"
+        );
+    }
+}
+
 /// The chaos benchmark kills a real `nezuko serve` under load, takes its database away and sends
 /// a storm of Telegram faults, and finds nothing missing or doubled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
