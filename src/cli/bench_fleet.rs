@@ -155,7 +155,10 @@ fn fleet_scenario(bots: usize) -> serde_json::Value {
         "bots": bots,
         "groups": bots,
         "channels_per_group": 1,
-        "channels": 1,
+        // A channel of its own per bot: one channel shared by all would make every member's
+        // subscription an update for every bot (N² updates), which Telegram's 50-admin limit
+        // per channel rules out, and the figure would be of that storm, not of the fleet.
+        "channels": bots,
         "members_per_group": 1,
         "non_subscriber_share": 0.0,
         "zipf_exponent": 1.0,
