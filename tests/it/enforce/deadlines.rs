@@ -1,7 +1,7 @@
 //! Deadlines are computed when the request leaves: a temporary restriction held up by a 429 or a
 //! slow answer still goes out at least 30 s (plus a margin) ahead, never as "forever".
 
-use nezuko_sandbox::faults::{Fault, FaultKind};
+use nezuko_sandbox::faults::FaultKind;
 use nezuko_sandbox::model::Status;
 use serde_json::json;
 
@@ -24,12 +24,11 @@ fn ahead_of_arrival(world: &Guarded, user: i64) -> i64 {
 
 async fn a_429_before_a_thirty_second_mute_does_not_make_it_forever(mut world: Guarded) {
     world.set_policy(json!({ "mute_for_s": 30 })).await;
-    world.sandbox.inject_fault(Fault {
-        bot: Some(world.bot.id),
-        method: Some("restrictChatMember".into()),
-        kind: FaultKind::RetryAfter { seconds: 3 },
-        times: Some(1),
-    });
+    world.fault(
+        "restrictChatMember",
+        FaultKind::RetryAfter { seconds: 3 },
+        Some(1),
+    );
     world.injected_429s += 1;
     let user = world.member("Sam", false);
     world.wait_restricted(user).await;
@@ -50,12 +49,7 @@ async fn a_429_before_a_thirty_second_mute_does_not_make_it_forever(mut world: G
 async fn a_slow_answer_before_a_temporary_mute_does_not_shorten_it(world: Guarded) {
     world.set_policy(json!({ "mute_for_s": 30 })).await;
     // Reading the member's standing (the last call before the restriction) takes 3 s.
-    world.sandbox.inject_fault(Fault {
-        bot: Some(world.bot.id),
-        method: Some("getChatMember".into()),
-        kind: FaultKind::Delay { ms: 3_000 },
-        times: Some(2),
-    });
+    world.fault("getChatMember", FaultKind::Delay { ms: 3_000 }, Some(2));
     let user = world.member("Slo", false);
     world.wait_restricted(user).await;
     assert!(ahead_of_arrival(&world, user) >= 35);

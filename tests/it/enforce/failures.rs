@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use nezuko_sandbox::faults::{Fault, FaultKind};
+use nezuko_sandbox::faults::FaultKind;
 use nezuko_sandbox::model::{AdminRights, Status};
 use serde_json::json;
 
@@ -19,6 +19,7 @@ enforce_tests!(
     a_flaky_check_is_retried_before_deciding,
     a_429_is_waited_out_exactly_and_nothing_is_lost,
     a_server_error_is_retried_at_once_not_after_ten_seconds,
+    an_update_waiting_to_be_retried_is_retried_on_time_without_polling_in_a_loop,
     warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts,
     a_raid_of_500_joins_restricts_everyone_without_a_429,
 );
@@ -190,12 +191,7 @@ async fn a_flaky_check_is_retried_before_deciding(world: Guarded) {
         .sandbox
         .set_member(world.channel, user, Status::Member)
         .unwrap();
-    world.sandbox.inject_fault(Fault {
-        bot: Some(world.bot.id),
-        method: Some("getChatMember".into()),
-        kind: FaultKind::DropConnection,
-        times: Some(1),
-    });
+    world.fault("getChatMember", FaultKind::DropConnection, Some(1));
     world.sandbox.join(world.group, user).unwrap();
     world.wait_verification(user, "passed").await;
     let asked = world
@@ -212,12 +208,11 @@ async fn a_flaky_check_is_retried_before_deciding(world: Guarded) {
 }
 
 async fn a_429_is_waited_out_exactly_and_nothing_is_lost(mut world: Guarded) {
-    world.sandbox.inject_fault(Fault {
-        bot: Some(world.bot.id),
-        method: Some("restrictChatMember".into()),
-        kind: FaultKind::RetryAfter { seconds: 2 },
-        times: Some(1),
-    });
+    world.fault(
+        "restrictChatMember",
+        FaultKind::RetryAfter { seconds: 2 },
+        Some(1),
+    );
     world.injected_429s = 1;
     let started = Instant::now();
     let user = world.member("Rat", false);
@@ -234,12 +229,11 @@ async fn a_429_is_waited_out_exactly_and_nothing_is_lost(mut world: Guarded) {
 }
 
 async fn a_server_error_is_retried_at_once_not_after_ten_seconds(world: Guarded) {
-    world.sandbox.inject_fault(Fault {
-        bot: Some(world.bot.id),
-        method: Some("restrictChatMember".into()),
-        kind: FaultKind::ServerError { status: 502 },
-        times: Some(2),
-    });
+    world.fault(
+        "restrictChatMember",
+        FaultKind::ServerError { status: 502 },
+        Some(2),
+    );
     let user = world.member("Srv", false);
     world.wait_restricted(user).await;
     let calls = world.calls("restrictChatMember");
@@ -250,16 +244,63 @@ async fn a_server_error_is_retried_at_once_not_after_ten_seconds(world: Guarded)
     world.finish().await;
 }
 
+/// Telegram keeps failing a restriction (502s): the update is parked and handed out again 1 s, 2 s,
+/// 4 s… later, while the bot long-polls as usual. Before, a retry waited for the long poll in
+/// flight to end (up to its 10 s), and a retry due in less than a second made each `getUpdates`
+/// ask with `timeout=0`, which comes back at once, so the bot polled in a loop until then.
+async fn an_update_waiting_to_be_retried_is_retried_on_time_without_polling_in_a_loop(
+    world: Guarded,
+) {
+    world.fault(
+        "restrictChatMember",
+        FaultKind::ServerError { status: 502 },
+        None,
+    );
+    let user = world.member("Lupe", false);
+    let bot = world.bot.id;
+    // The journal keeps no polls; the counters count them (this world has one bot).
+    let polled = |s: &nezuko_sandbox::Sandbox| s.counters().by_method.get("getUpdates").copied();
+    let (first, polls_before) = world
+        .sandbox
+        .wait_until(DEADLINE, "the restriction was tried", |s| {
+            let calls = s.calls(Some(bot), Some("restrictChatMember"));
+            Some((calls.first()?.at_ms, polled(s).unwrap_or(0)))
+        })
+        .await
+        .unwrap();
+    // Long enough for the update to be parked (Telegram forgets it) and handed out again a few
+    // times from memory, 1 s, 2 s, 4 s, then 5 s apart.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let at: Vec<i64> = world
+        .calls("restrictChatMember")
+        .iter()
+        .map(|c| c.at_ms - first)
+        .collect();
+    let longest = at.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    assert!(
+        longest < 6_000,
+        "a retry waited {longest} ms (restrictions at {at:?} ms)"
+    );
+    assert_eq!(world.sandbox.pending_updates(bot), 0, "parked meanwhile");
+    let polls = polled(&world.sandbox).unwrap_or(0) - polls_before;
+    assert!(
+        polls <= 10,
+        "{polls} getUpdates in 12 s (restrictions at {at:?} ms)"
+    );
+    world.sandbox.clear_faults();
+    world.wait_restricted(user).await;
+    world.finish().await;
+}
+
 async fn warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts(
     mut world: Guarded,
 ) {
     // Telegram holds the warning back long enough for the service to stop with it queued.
-    world.sandbox.inject_fault(Fault {
-        bot: Some(world.bot.id),
-        method: Some("sendMessage".into()),
-        kind: FaultKind::RetryAfter { seconds: 20 },
-        times: Some(1),
-    });
+    world.fault(
+        "sendMessage",
+        FaultKind::RetryAfter { seconds: 20 },
+        Some(1),
+    );
     world.injected_429s = 1;
     let before = world.bot_messages(world.group).len();
     let held = world.member("Kim", false);

@@ -25,6 +25,7 @@ use nezuko::domain::{BotToken, DesiredState};
 use nezuko::enforce::{EnforceOptions, Enforcer};
 use nezuko::vault::{EncryptionKey, Vault};
 use nezuko_sandbox::control::{SandboxBot, TranscriptEntry};
+use nezuko_sandbox::faults::{Fault, FaultKind};
 use nezuko_sandbox::model::{Account, AdminRights, ChatKind, Status};
 use nezuko_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use serde_json::Value;
@@ -192,6 +193,17 @@ impl Guarded {
             })
             .await
             .unwrap();
+    }
+
+    /// Makes the sandbox fail the bot's calls of `method` with `kind`, `times` times (`None`: until
+    /// the faults are cleared).
+    pub fn fault(&self, method: &str, kind: FaultKind, times: Option<u32>) {
+        self.sandbox.inject_fault(Fault {
+            bot: Some(self.bot.id),
+            method: Some(method.into()),
+            kind,
+            times,
+        });
     }
 
     /// A user who is a member of the group (and of @news if `subscribed`).

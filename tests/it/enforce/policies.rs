@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use nezuko_sandbox::faults::{Fault, FaultKind};
+use nezuko_sandbox::faults::FaultKind;
 use nezuko_sandbox::model::Status;
 use serde_json::json;
 
@@ -81,12 +81,11 @@ async fn kick_bans_then_unbans_only_if_banned(world: Guarded) {
 
 async fn a_kick_whose_unban_fails_still_runs_out_by_itself(world: Guarded) {
     world.set_policy(json!({ "action": "kick" })).await;
-    world.sandbox.inject_fault(Fault {
-        bot: Some(world.bot.id),
-        method: Some("unbanChatMember".into()),
-        kind: FaultKind::ServerError { status: 500 },
-        times: None,
-    });
+    world.fault(
+        "unbanChatMember",
+        FaultKind::ServerError { status: 500 },
+        None,
+    );
     let user = world.member("Kip", false);
     world.wait_verification(user, "kicked").await;
     world.sandbox.clear_faults();

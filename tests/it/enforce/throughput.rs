@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use nezuko_sandbox::faults::{Fault, FaultKind, RateLimits};
+use nezuko_sandbox::faults::{FaultKind, RateLimits};
 
 use super::{Guarded, enforce_tests};
 
@@ -64,12 +64,11 @@ async fn a_method_telegram_limits_is_slowed_to_what_it_accepts_and_every_newcome
 async fn a_member_waiting_for_telegram_holds_up_nobody_else_in_the_group(world: Guarded) {
     let held = world.member("Held", false);
     // The first restriction (the held member's) takes 20 s to be answered.
-    world.sandbox.inject_fault(Fault {
-        bot: Some(world.bot.id),
-        method: Some("restrictChatMember".into()),
-        kind: FaultKind::Delay { ms: 20_000 },
-        times: Some(1),
-    });
+    world.fault(
+        "restrictChatMember",
+        FaultKind::Delay { ms: 20_000 },
+        Some(1),
+    );
     world.sandbox.send(world.group, held, "hello").unwrap();
     world
         .eventually("the held member's restriction reached Telegram", || {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use nezuko_sandbox::control::{AdminRestrict, TranscriptEntry};
-use nezuko_sandbox::faults::{Fault, FaultKind};
+use nezuko_sandbox::faults::FaultKind;
 use nezuko_sandbox::model::Status;
 use serde_json::json;
 
@@ -358,12 +358,7 @@ async fn a_warning_naming_several_is_written_again_without_the_one_who_verified(
 async fn a_member_who_verifies_before_telegram_answers_the_warning_is_not_left_named_by_it(
     world: Guarded,
 ) {
-    world.sandbox.inject_fault(Fault {
-        bot: Some(world.bot.id),
-        method: Some("sendMessage".into()),
-        kind: FaultKind::SlowReply { ms: 3_000 },
-        times: Some(4),
-    });
+    world.fault("sendMessage", FaultKind::SlowReply { ms: 3_000 }, Some(4));
     // The first warning holds the group's send slot while its answer is slow; the rest are then
     // warned together.
     let names = ["Quinn", "Rhea", "Sloane", "Tamsin"];
