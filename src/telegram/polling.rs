@@ -73,7 +73,11 @@ pub trait Inbox: Send + Sync + 'static {
 #[derive(Default)]
 pub struct Ledger {
     state: Mutex<LedgerState>,
+    /// An open update was done with, or is to be handed out again.
     settled: Notify,
+    /// An update is to be handed out again (wakes a poller waiting on its long poll; not every
+    /// handled update does, which on a busy bot would be one wake-up per update).
+    rescheduled: Notify,
 }
 
 /// An update handed out, not yet done with, and not parked: it holds the offset.
@@ -199,6 +203,7 @@ impl Ledger {
         state.again.push_back((Instant::now() + pause, update));
         drop(state);
         self.settled.notify_waiters();
+        self.rescheduled.notify_waiters();
     }
 
     /// The next update due to be handed out again, or when the first one is due.
@@ -445,7 +450,7 @@ impl Poller {
             }
             // While the long poll waits, an update due again is handed out at its time (the poll
             // goes on): before, it waited for the poll to end, up to its whole timeout.
-            let woken = self.ledger.settled.notified();
+            let woken = self.ledger.rescheduled.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             let due = match self.ledger.due_again() {
@@ -458,7 +463,7 @@ impl Poller {
             let attempt = tokio::select! {
                 attempt = poll => attempt,
                 () = &mut self.flag => return None,
-                // A retry was scheduled (or an update done with): look again.
+                // An update is to be handed out again: look when.
                 () = &mut woken => continue,
                 () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => continue,
             };
