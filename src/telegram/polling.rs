@@ -48,10 +48,10 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 const SETTLE_WAIT: Duration = Duration::from_millis(100);
 /// The longest wait between polls that bring back only open updates (the offset moving on ends
 /// it at once). Asking again sooner is of little use: Telegram answers a `getUpdates` repeated with
-/// the same offset within 0.5 s with at most one update, and within 3 s makes it wait at least 3 s
-/// (tdlib/telegram-bot-api, `Client::process_get_updates_query`); and a fleet of 10,000 bots whose
-/// handlers wait on a busy database spent a whole core on polls that brought back only what they
-/// already had (`nezuko bench fleet`: 10,000 polls/s at a 0.8 s bound).
+/// the same offset within 0.5 s with at most one update, and raises the timeout of one repeated
+/// within 3 s to 3 s (tdlib/telegram-bot-api, `Client::process_get_updates_query`); and a fleet
+/// of 10,000 bots whose handlers wait on a busy database spent a whole core on polls that brought
+/// back only what they already had (`nezuko bench fleet`: 10,000 polls/s at a 0.8 s bound).
 const SETTLE_MAX: Duration = Duration::from_secs(3);
 /// How long an update may hold the offset while polls bring back only what is already handed out,
 /// before it is parked in the inbox so the offset can move on.
