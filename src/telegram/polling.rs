@@ -196,9 +196,7 @@ impl Ledger {
         let mut state = self.lock();
         let id = update.id.0 as i32;
         let tries = state.retries.entry(id).or_insert(0);
-        let pause = RETRY_FIRST
-            .saturating_mul(2u32.saturating_pow((*tries).min(8)))
-            .min(RETRY_MAX);
+        let pause = doubled(RETRY_FIRST, *tries, RETRY_MAX);
         *tries += 1;
         state.again.push_back((Instant::now() + pause, update));
         drop(state);
@@ -428,7 +426,7 @@ impl Poller {
                 self.wait(pause, next_again).await;
                 // Cut short to hand out an update due again: the rest of the pause still holds
                 // (that update is handed out from memory and needs no poll).
-                if self.pause.is_none() && !self.pause_over(pause) {
+                if !self.pause_over(pause) {
                     self.pause = Some(pause);
                 }
                 continue;
@@ -439,14 +437,6 @@ impl Poller {
             }
             if self.polling.is_none() {
                 self.tend_inbox();
-                let offset = self.ledger.offset();
-                let request = GetUpdates::new()
-                    .offset(offset)
-                    .timeout(self.timeout.as_secs() as u32)
-                    .allowed_updates(self.allowed.clone());
-                let bot = self.bot.clone();
-                let poll = async move { transport::send_with(&bot, &request, read_updates).await };
-                self.polling = Some((offset, Box::pin(poll)));
             }
             // While the long poll waits, an update due again is handed out at its time (the poll
             // goes on): before, it waited for the poll to end, up to its whole timeout.
@@ -458,7 +448,16 @@ impl Poller {
                 Ok(None) => None,
                 Err(at) => Some(at),
             };
-            let (offset, poll) = self.polling.as_mut()?;
+            let (offset, poll) = self.polling.get_or_insert_with(|| {
+                let offset = self.ledger.offset();
+                let request = GetUpdates::new()
+                    .offset(offset)
+                    .timeout(self.timeout.as_secs() as u32)
+                    .allowed_updates(self.allowed.clone());
+                let bot = self.bot.clone();
+                let poll = async move { transport::send_with(&bot, &request, read_updates).await };
+                (offset, Box::pin(poll))
+            });
             let offset = *offset;
             let attempt = tokio::select! {
                 attempt = poll => attempt,
@@ -631,8 +630,14 @@ impl Poller {
 /// The pause before the next poll after `stalls` polls in a row brought back nothing new:
 /// [`SETTLE_WAIT`] doubled per further stall, at most [`SETTLE_MAX`].
 fn settle_wait(stalls: u32) -> Duration {
-    let doublings = stalls.saturating_sub(1).min(8);
-    (SETTLE_WAIT * 2u32.pow(doublings)).min(SETTLE_MAX)
+    doubled(SETTLE_WAIT, stalls.saturating_sub(1), SETTLE_MAX)
+}
+
+/// `first` doubled `times` times, at most `max`.
+fn doubled(first: Duration, times: u32, max: Duration) -> Duration {
+    first
+        .saturating_mul(2u32.saturating_pow(times.min(16)))
+        .min(max)
 }
 
 /// `getUpdates`' result: each update's id, with its JSON as Telegram sent it (read in full only
