@@ -429,10 +429,12 @@ impl UpdateHandler for Enforcer {
         );
         let id = context.bot_instance_id;
         // Owned by the runtime (aborted when the bot stops): first the warnings the bot owes from
-        // before it (re)started, then the periodic permission checks.
+        // before it (re)started, then the periodic permission checks. The first step is boxed so
+        // its space is given back when it ends instead of staying in the task for the bot's life
+        // (4 KB a bot, measured with heaptrack on `nezuko bench fleet --bots 10000`).
         let shared = self.shared.clone();
         let health_task = tokio::spawn(async move {
-            match actions::resume_owed(shared.clone(), id).await {
+            match Box::pin(actions::resume_owed(shared.clone(), id)).await {
                 Ok(0) => {}
                 Ok(queued) => tracing::info!(bot_instance_id = id, queued, "owed warnings queued"),
                 Err(error) => {
@@ -472,6 +474,10 @@ impl UpdateHandler for Enforcer {
     }
 }
 
+/// Each branch's future is boxed on its own (`Box::pin(…).await`): an async fn's future is as large
+/// as its largest branch, and this one was 25,568 bytes while a message's branch needs 4,936 and a
+/// `my_chat_member` 3,904. Every update in hand holds one (40,000 at once while 10,000 bots start,
+/// `nezuko bench fleet --bots 10000`), so each now costs what its own branch needs.
 async fn route(
     shared: Arc<Shared>,
     runtime: Arc<BotRuntime>,
@@ -481,42 +487,46 @@ async fn route(
         UpdateKind::Message(message) => {
             let turn = Turn::new(shared, runtime, Some(message.date.timestamp()));
             if message.chat.is_private() {
-                return commands::private(&turn, &message).await;
+                return Box::pin(commands::private(&turn, &message)).await;
             }
             if !(message.chat.is_group() || message.chat.is_supergroup()) {
                 return Ok(());
             }
             if let Some(members) = message.new_chat_members() {
                 for user in members {
-                    flows::on_join(&turn, &message.chat, user).await?;
+                    Box::pin(flows::on_join(&turn, &message.chat, user)).await?;
                 }
                 return Ok(());
             }
             if let Some(to) = message.migrate_to_chat_id() {
-                return flows::on_migration(&turn, message.chat.id.0, to.0).await;
+                return Box::pin(flows::on_migration(&turn, message.chat.id.0, to.0)).await;
             }
             if let Some(from) = message.migrate_from_chat_id() {
-                return flows::on_migration(&turn, from.0, message.chat.id.0).await;
+                return Box::pin(flows::on_migration(&turn, from.0, message.chat.id.0)).await;
             }
             // Leaves arrive as `chat_member` updates too, and other service messages (topics
             // opened, pins, …) are nobody's words to check.
             if !matches!(message.kind, MessageKind::Common(_)) {
                 return Ok(());
             }
-            if commands::group(&turn, &message).await? {
+            if Box::pin(commands::group(&turn, &message)).await? {
                 return Ok(());
             }
-            flows::on_message(&turn, &message).await
+            Box::pin(flows::on_message(&turn, &message)).await
         }
         UpdateKind::CallbackQuery(query) => {
-            callbacks::handle(&Turn::new(shared, runtime, None), &query).await
+            Box::pin(callbacks::handle(&Turn::new(shared, runtime, None), &query)).await
         }
         UpdateKind::ChatMember(change) => {
             let turn = Turn::new(shared, runtime, Some(change.date.timestamp()));
-            flows::on_member_change(&turn, &change).await
+            Box::pin(flows::on_member_change(&turn, &change)).await
         }
         UpdateKind::MyChatMember(change) => {
-            health::on_my_member(&Turn::new(shared, runtime, None), &change).await
+            Box::pin(health::on_my_member(
+                &Turn::new(shared, runtime, None),
+                &change,
+            ))
+            .await
         }
         _ => Ok(()),
     }

