@@ -9,16 +9,49 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::actors::{Fleet, FleetOptions};
-use crate::db::Store;
+use crate::db::{RunnerClaim, Store};
 use crate::enforce::{EnforceOptions, Enforcer};
 use crate::http::{self, AuthConfig, HttpState};
 use crate::settings::Settings;
 use crate::telegram::UpdateHandler;
 use crate::vault::{self, KeySource, Vault};
 
+/// What a `serve` process does (`nezuko serve --role …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Role {
+    /// The admin API, the dashboard and the bots.
+    #[default]
+    All,
+    /// The admin API and the dashboard; bots are run by other processes on the same database.
+    Api,
+    /// The bots, with `/healthz`, `/readyz` and `/metrics` only.
+    Bots,
+}
+
+impl Role {
+    pub fn runs_bots(self) -> bool {
+        matches!(self, Role::All | Role::Bots)
+    }
+
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Api => "api",
+            Role::Bots => "bots",
+        }
+    }
+}
+
 /// A service ready to run: listener bound, database migrated, key checked.
 #[derive(Debug)]
 pub struct Application {
+    role: Role,
+    /// Held while this process runs the bots of a SQLite database (see [`RunnerClaim`]).
+    _runner: Option<RunnerClaim>,
     listener: TcpListener,
     store: Store,
     vault: Vault,
@@ -30,9 +63,22 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects and migrates the store, resolves and checks the encryption keys, binds the listener.
-    /// Every failure is returned with a one-line explanation; nothing is started half-way.
+    /// [`Application::build_as`] with [`Role::All`].
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build_as(settings, Role::All).await
+    }
+
+    /// Connects and migrates the store, claims the bots where `role` runs them (SQLite: one process
+    /// only, see [`RunnerClaim`]), resolves and checks the encryption keys, binds the listener.
+    /// Every failure is returned with a one-line explanation; nothing is started half-way.
+    pub async fn build_as(settings: &Settings, role: Role) -> anyhow::Result<Self> {
+        // Before anything else: a second runner on a SQLite file is told so before it has
+        // migrated, bound or polled anything.
+        let runner = if role.runs_bots() {
+            Some(RunnerClaim::take(&settings.database.url)?)
+        } else {
+            None
+        };
         let store = open_store_waiting(settings).await?;
         let vault = open_vault(settings, &store).await?;
         let listener = TcpListener::bind(settings.server.listen)
@@ -43,7 +89,10 @@ impl Application {
         let fleet = Fleet::start(
             store.clone(),
             vault.clone(),
-            fleet_options(settings, handler),
+            FleetOptions {
+                runs_bots: role.runs_bots(),
+                ..fleet_options(settings, handler)
+            },
         )
         .await?;
         if let Some(url) = &settings.redis.url {
@@ -58,8 +107,12 @@ impl Application {
                 fleet.handle().event_sender(),
             )?;
             tracing::info!("events are shared with other processes through Redis");
+        } else {
+            crate::actors::relay::tail(store.clone(), fleet.handle().event_sender());
         }
         Ok(Self {
+            role,
+            _runner: runner,
             listener,
             store,
             vault,
@@ -116,14 +169,25 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.local_addr();
-        tracing::info!(%addr, "listening: the admin API under /api/v1, /healthz, /readyz, /metrics");
+        let router = if self.role.serves_api() {
+            tracing::info!(%addr, role = self.role.as_str(), "listening: the admin API under /api/v1, /healthz, /readyz, /metrics");
+            http::router()
+        } else {
+            tracing::info!(%addr, role = self.role.as_str(), "listening: /healthz, /readyz, /metrics (the admin API is served by `--role api` or `all` processes)");
+            http::probe_router()
+        };
+        if !self.role.runs_bots() {
+            tracing::info!(
+                "this process runs no bots (`--role api`): processes with `--role bots` or `all` on the same database do"
+            );
+        }
         let state = self.http_state();
         crate::logstore::start(
             self.store.clone(),
             self.fleet.publisher(),
             self.log_retention,
         );
-        http::serve(self.listener, state, shutdown).await;
+        http::serve_with(self.listener, state, router, shutdown).await;
         // Within the 10 s a service manager gives after SIGTERM: in-flight updates finish,
         // unconfirmed ones stay with Telegram.
         self.fleet.shutdown(Duration::from_secs(9)).await;
@@ -167,6 +231,7 @@ pub fn fleet_options(settings: &Settings, handler: Arc<dyn UpdateHandler>) -> Fl
         poll_interval: settings.fleet.poll_interval,
         full_interval: settings.fleet.full_interval,
         event_capacity: 1024,
+        runs_bots: true,
     }
 }
 

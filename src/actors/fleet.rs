@@ -27,6 +27,9 @@ pub struct FleetOptions {
     pub full_interval: Duration,
     /// Events a subscriber may fall behind by before it is told it lagged.
     pub event_capacity: usize,
+    /// Whether this process runs bots. Without, the tree has its Broadcaster (the admin API
+    /// publishes through it) but no Registry, so no BotActor is ever started (`serve --role api`).
+    pub runs_bots: bool,
 }
 
 /// A running supervision tree.
@@ -102,6 +105,7 @@ impl Fleet {
             events: events.clone(),
             poll_interval: options.poll_interval,
             full_interval: options.full_interval,
+            runs_bots: options.runs_bots,
         };
         let (supervisor, task) = Actor::spawn(None, Supervisor, args)
             .await

@@ -87,6 +87,50 @@ pub fn start(
     Ok(())
 }
 
+/// How often [`tail`] reads the events other processes stored.
+const TAIL_EVERY: Duration = Duration::from_secs(1);
+
+/// Without Redis: delivers the events other processes store in the shared database into `sender`,
+/// read from the `events` table every [`TAIL_EVERY`], so the dashboard of any process sees the
+/// bots another runs (`serve --role api` beside `--role bots`), at most a second late. Cheap
+/// when nobody else writes: one indexed query a second that finds nothing.
+pub fn tail(store: Store, sender: broadcast::Sender<Arc<Event>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut local = sender.subscribe();
+    let noted = seen.clone();
+    // Own events raise the highest id seen, which keeps each read near the newest rows.
+    tokio::spawn(async move {
+        loop {
+            match local.recv().await {
+                Ok(event) => {
+                    if let Ok(mut seen) = noted.lock() {
+                        seen.note(event.id);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    // Held weakly: the tail ends with the tree that owns the stream.
+    let sender = sender.downgrade();
+    tokio::spawn(async move {
+        let mut floor = newest_event_id(&store).await;
+        let mut every = tokio::time::interval(TAIL_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(sender) = sender.upgrade() else {
+                return;
+            };
+            match floor {
+                Some(floor) => catch_up(&store, floor, &sender, &seen).await,
+                None => floor = newest_event_id(&store).await,
+            }
+        }
+    });
+}
+
 /// Publishes this process's own events.
 async fn publish_loop(
     client: redis::Client,

@@ -78,6 +78,7 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
         poll_interval: Duration::from_secs(1),
         full_interval: Duration::from_secs(30),
         event_capacity: bots * 4 + 1024,
+        runs_bots: true,
     };
     let started = Instant::now();
     let fleet = Fleet::start(store.clone(), vault, options).await?;

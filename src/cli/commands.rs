@@ -11,7 +11,7 @@ use super::{BenchTarget, Command};
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve => serve().await,
+        Command::Serve { role } => serve(role).await,
         Command::Migrate => migrate().await,
         Command::Keygen => keygen(),
         Command::CheckConfig => check_config(),
@@ -155,15 +155,16 @@ fn setup() -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-async fn serve() -> anyhow::Result<()> {
+async fn serve(role: crate::app::Role) -> anyhow::Result<()> {
     let settings = setup()?;
     let shutdown = shutdown_signal()?;
     tracing::info!(
         environment = settings.environment.as_str(),
+        role = role.as_str(),
         "starting nezuko {}",
         env!("CARGO_PKG_VERSION")
     );
-    let app = Application::build(&settings).await?;
+    let app = Application::build_as(&settings, role).await?;
     app.run_until_stopped(shutdown).await
 }
 

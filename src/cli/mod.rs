@@ -35,7 +35,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the service: the admin API and dashboard, and every enabled bot (the main job).
-    Serve,
+    Serve {
+        /// What this process does: `all` (the default), `api` (the admin API and dashboard, no
+        /// bots) or `bots` (the bots, with /healthz, /readyz and /metrics only). On SQLite one
+        /// process runs the bots; others on the same file take `--role api`.
+        #[arg(long, value_enum, default_value_t = crate::app::Role::All)]
+        role: crate::app::Role,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print a new Fernet encryption key (for ENCRYPTION_KEY).

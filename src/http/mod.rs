@@ -60,10 +60,27 @@ pub fn router() -> Arc<Router> {
     Router::new(api::routes())
 }
 
+/// What a process that only runs bots serves: `/healthz`, `/readyz` and `/metrics`, no admin API
+/// and no dashboard.
+pub fn probe_router() -> Arc<Router> {
+    Router::without_dashboard(api::probe_routes())
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then finishes in-flight requests.
 pub async fn serve(
     listener: TcpListener,
+    state: HttpState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    serve_with(listener, state, router(), shutdown).await
+}
+
+/// Serves `router`'s routes on `listener` until `shutdown` resolves, then finishes in-flight
+/// requests.
+pub async fn serve_with(
+    listener: TcpListener,
     mut state: HttpState,
+    router: Arc<Router>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (closing, closed) = tokio::sync::watch::channel(false);
@@ -72,7 +89,6 @@ pub async fn serve(
         shutdown.await;
         let _ = closing.send(true);
     };
-    let router = router();
     let _ = state.router.set(router.clone());
     let routes = router::filter(state, router).with(warp::log::custom(|_| {}));
     warp::serve(routes)

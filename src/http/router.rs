@@ -181,11 +181,25 @@ impl Ctx {
 /// The table, indexed for dispatch.
 pub struct Router {
     routes: Vec<Route>,
+    /// Whether paths no route matches fall back to the dashboard's files.
+    dashboard: bool,
 }
 
 impl Router {
+    /// The routes, and the dashboard's files for any other path.
     pub fn new(routes: Vec<Route>) -> Arc<Self> {
-        Arc::new(Self { routes })
+        Arc::new(Self {
+            routes,
+            dashboard: true,
+        })
+    }
+
+    /// The routes alone: any other path is 404 (`serve --role bots` serves only its probes).
+    pub fn without_dashboard(routes: Vec<Route>) -> Arc<Self> {
+        Arc::new(Self {
+            routes,
+            dashboard: false,
+        })
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -279,7 +293,11 @@ where
             };
             (route.path, response)
         }
-        Err(error) => match super::static_files::serve(&method, &path) {
+        Err(error) => match router
+            .dashboard
+            .then(|| super::static_files::serve(&method, &path))
+            .flatten()
+        {
             Some(response) => ("static", response),
             None => ("unmatched", error.into_response()),
         },

@@ -13,6 +13,7 @@ mod enforce;
 mod fleet;
 mod health;
 mod operator;
+mod roles;
 mod sandbox;
 mod storage;
 mod support;

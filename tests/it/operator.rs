@@ -102,10 +102,15 @@ impl Operator {
 
     /// Starts `nezuko serve` on a free port and waits for it to listen.
     pub async fn serve(&self, vars: &[(&str, &str)]) -> Serving {
+        self.serve_as("all", vars).await
+    }
+
+    /// Starts `nezuko serve --role ROLE` on a free port and waits for it to listen.
+    pub async fn serve_as(&self, role: &str, vars: &[(&str, &str)]) -> Serving {
         let mut all = vec![("NEZUKO_SERVER__LISTEN", "127.0.0.1:0")];
         all.extend_from_slice(vars);
         let mut child = self
-            .command(&["serve"], &all)
+            .command(&["serve", "--role", role], &all)
             .spawn()
             .expect("serve starts");
         let stderr = child.stderr.take().unwrap();

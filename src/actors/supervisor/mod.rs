@@ -78,6 +78,8 @@ pub struct SupervisorArgs {
     /// SQLite: how often the Registry looks for changes; both: how often it reconciles fully.
     pub poll_interval: Duration,
     pub full_interval: Duration,
+    /// Whether to run bots at all: without, no Registry is spawned (see `FleetOptions::runs_bots`).
+    pub runs_bots: bool,
 }
 
 /// What a running actor is doing besides running.
@@ -132,15 +134,17 @@ impl Actor for Supervisor {
         })
     }
 
-    /// The Broadcaster first (bots' first transitions go through it), then the Registry, whose
-    /// first reconcile starts every enabled bot.
+    /// The Broadcaster first (bots' first transitions go through it), then, where this process runs
+    /// bots, the Registry, whose first reconcile starts every enabled bot.
     async fn post_start(
         &self,
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.spawn_broadcaster(&myself).await?;
-        state.spawn_registry(&myself).await?;
+        if state.args.runs_bots {
+            state.spawn_registry(&myself).await?;
+        }
         Ok(())
     }
 

@@ -17,6 +17,11 @@ mod settings;
 
 use super::router::Route;
 
+/// The probes alone: health, readiness and metrics.
+pub fn probe_routes() -> Vec<Route> {
+    [health::routes(), metrics::routes()].concat()
+}
+
 /// Every route the server answers.
 pub fn routes() -> Vec<Route> {
     [

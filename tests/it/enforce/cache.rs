@@ -182,6 +182,7 @@ async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
             poll_interval: Duration::from_millis(200),
             full_interval: Duration::from_secs(30),
             event_capacity: 1024,
+            runs_bots: true,
         },
     )
     .await

@@ -119,6 +119,7 @@ impl Guarded {
             poll_interval: Duration::from_millis(200),
             full_interval: Duration::from_secs(30),
             event_capacity: 4096,
+            runs_bots: true,
         };
         let fleet = Fleet::start(self.db.store.clone(), self.vault.clone(), options)
             .await

@@ -126,6 +126,7 @@ impl FleetWorld {
             poll_interval: Duration::from_millis(1000),
             full_interval: Duration::from_secs(30),
             event_capacity: 1024,
+            runs_bots: true,
         };
         let fleet = Fleet::start(self.db.store.clone(), self.vault.clone(), options)
             .await
