@@ -52,6 +52,8 @@ pub struct Application {
     role: Role,
     /// Held while this process runs the bots of a SQLite database (see [`RunnerClaim`]).
     _runner: Option<RunnerClaim>,
+    /// On PostgreSQL, the task that holds or waits for the runner lock (`actors::runner`).
+    runner_lock: Option<tokio::task::JoinHandle<()>>,
     listener: TcpListener,
     store: Store,
     vault: Vault,
@@ -86,15 +88,20 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let enforcer = Enforcer::start(store.clone(), enforce_options(settings))?;
         let handler = Arc::new(enforcer.clone());
+        // On PostgreSQL the bots wait for the runner lock (see `actors::runner`); on SQLite the
+        // claim above is the lock.
+        let on_postgres = store.postgres_pool().is_some();
         let fleet = Fleet::start(
             store.clone(),
             vault.clone(),
             FleetOptions {
-                runs_bots: role.runs_bots(),
+                runs_bots: role.runs_bots() && !on_postgres,
                 ..fleet_options(settings, handler)
             },
         )
         .await?;
+        let runner_lock = (role.runs_bots() && on_postgres)
+            .then(|| crate::actors::runner::start(store.clone(), fleet.handle()));
         if let Some(url) = &settings.redis.url {
             let namespace = format!(
                 "nezuko:{}",
@@ -113,6 +120,7 @@ impl Application {
         Ok(Self {
             role,
             _runner: runner,
+            runner_lock,
             listener,
             store,
             vault,
@@ -191,6 +199,10 @@ impl Application {
         // Within the 10 s a service manager gives after SIGTERM: in-flight updates finish,
         // unconfirmed ones stay with Telegram.
         self.fleet.shutdown(Duration::from_secs(9)).await;
+        // Only now, with every bot stopped, may a standby take the bots over.
+        if let Some(lock) = &self.runner_lock {
+            lock.abort();
+        }
         // Verification and API call records still queued go to the database before it closes.
         self.enforcer.flush().await;
         self.store.close().await;

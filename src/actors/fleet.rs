@@ -85,6 +85,18 @@ impl FleetHandle {
     pub async fn status(&self) -> anyhow::Result<Vec<BotStatus>> {
         Ok(ractor::call!(self.supervisor, SupervisorMsg::Status)?)
     }
+
+    /// This process runs the bots from now on (see [`super::runner`]).
+    pub fn lead(&self) {
+        let _ = self.supervisor.cast(SupervisorMsg::Lead);
+    }
+
+    /// This process stops running the bots; returns once they have stopped (at most ~9 s).
+    pub async fn step_down(&self) {
+        if let Err(error) = ractor::call_t!(self.supervisor, SupervisorMsg::StepDown, 15_000) {
+            tracing::warn!(%error, "the bots did not all stop in time");
+        }
+    }
 }
 
 impl Fleet {

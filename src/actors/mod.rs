@@ -18,6 +18,10 @@
 //! - Backoff timers → Supervisor: `RetryStart`, ignored if the bot moved on meanwhile.
 //! - Handlers and the HTTP layer → Supervisor: `Publish` through a [`Publisher`], forwarded to the
 //!   current Broadcaster.
+//! - Which process runs the bots: with `serve --role api` no Registry is spawned. On SQLite the
+//!   runner holds a file lock taken before the tree starts (`db::RunnerClaim`); on PostgreSQL the
+//!   [`runner`] task holds an advisory lock and sends `Lead` (spawn the Registry) once it has it
+//!   and `StepDown` (stop every bot, keep the tree) if its lock session is lost.
 
 mod bot;
 pub mod broadcaster;
@@ -28,6 +32,7 @@ pub mod registry;
 pub mod supervisor;
 
 pub mod relay;
+pub mod runner;
 
 pub use broadcaster::Event;
 pub use fleet::{Fleet, FleetHandle, FleetOptions};

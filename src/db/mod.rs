@@ -43,7 +43,7 @@ pub use groups::{ChannelRow, GroupRow, NewChannel, NewGroup};
 pub use logs::{LogFilter, LogRow, NewLog};
 pub use records::{ApiCall, KeyCount, Verification};
 pub use restrictions::{NewRestriction, Restricted, RestrictionRow};
-pub use runner::{RunnerClaim, RunnerError};
+pub use runner::{RunnerClaim, RunnerError, RunnerLock};
 pub use sessions::SessionRow;
 pub use timers::{NewTimer, TimerRow};
 pub use url::{DatabaseUrl, UrlError, redact as redact_url};
@@ -93,6 +93,10 @@ pub enum StoreError {
     },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "cannot lock the SQLite database for its migrations (`<file>.migrating` beside it): {0}"
+    )]
+    MigrationLock(#[source] std::io::Error),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -163,6 +167,8 @@ fn is_sqlx_outage(error: &sqlx::Error) -> bool {
 pub struct Store {
     pool: Pool,
     location: String,
+    /// The SQLite file, for the lock that serialises migrations ([`runner::MigrationLock`]).
+    sqlite_path: Option<std::sync::Arc<std::path::Path>>,
     /// Names this handle (and its clones) in the events it stores; see [`Store::origin`].
     origin: std::sync::Arc<str>,
 }
@@ -267,9 +273,16 @@ impl Store {
                 Pool::Postgres(pool)
             }
         };
+        let sqlite_path = match &settings.url {
+            DatabaseUrl::Sqlite { path } if path.as_os_str() != ":memory:" => {
+                Some(path.as_path().into())
+            }
+            _ => None,
+        };
         Ok(Self {
             pool,
             location,
+            sqlite_path,
             origin: format!("{:016x}", rand::random::<u64>()).into(),
         })
     }
@@ -283,7 +296,16 @@ impl Store {
     /// Applies the migrations embedded in the binary that the database has not seen yet.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.pool {
-            Pool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Pool::Sqlite(pool) => {
+                // sqlx locks PostgreSQL migrations itself, SQLite's not: two processes started
+                // together on a new file (`--role api` and `--role bots`) would both create the
+                // tables, and one would fail.
+                let _lock = match &self.sqlite_path {
+                    Some(path) => Some(runner::MigrationLock::take(path).await?),
+                    None => None,
+                };
+                SQLITE_MIGRATIONS.run(pool).await?
+            }
             Pool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())

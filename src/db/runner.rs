@@ -7,7 +7,10 @@
 //! that ends however the process ends (SIGKILL included), and writes who it is there; another
 //! process that wants to run bots is refused with the holder's name.
 //!
-//! On PostgreSQL several processes are expected, and this claim is not taken.
+//! On PostgreSQL several processes are expected. Until bots are leased one by one (issue 17), one
+//! of them runs all the bots and the others stand by: the runner holds a session-level advisory
+//! lock ([`RunnerLock`]) on a connection of its own. PostgreSQL frees it when that session ends
+//! (the process exits or is killed, or its connection is lost), and a standby takes it.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -19,18 +22,21 @@ use super::DatabaseUrl;
 /// another process take over.
 #[derive(Debug)]
 pub struct RunnerClaim {
-    _file: Option<File>,
+    file: Option<File>,
 }
 
 /// Why this process may not run bots here.
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     #[error(
-        "{holder} already runs the bots of {database}; SQLite lets one process run bots: \
-         stop that one, start this one with `--role api` (the admin API only), or move to PostgreSQL"
+        "{holder} already runs the bots of {database}; on SQLite one process runs the bots: \
+         stop that one, or start this one with `--role api` (the admin API only)"
     )]
     Held { holder: String, database: String },
-    #[error("cannot use the lock file {path}")]
+    #[error(
+        "cannot use the lock file {path} that keeps a second bot runner off this database \
+         (it must be writable by the user running nezuko; `--role api` needs none)"
+    )]
     Io {
         path: String,
         #[source]
@@ -47,19 +53,26 @@ impl RunnerClaim {
     /// lock file cannot be opened or written.
     pub fn take(url: &DatabaseUrl) -> Result<Self, RunnerError> {
         let DatabaseUrl::Sqlite { path } = url else {
-            return Ok(Self { _file: None });
+            return Ok(Self { file: None });
         };
         if path.as_os_str() == ":memory:" {
-            return Ok(Self { _file: None });
+            return Ok(Self { file: None });
         }
-        let lock_path = lock_path(path);
-        let io = |source| RunnerError::Io {
-            path: lock_path.display().to_string(),
-            source,
+        let io_at = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| RunnerError::Io {
+                path: path.clone(),
+                source,
+            }
         };
-        if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_at(dir))?;
         }
+        // The file as SQLite opens it: every spelling of the path, symlinks included, must meet
+        // at one lock.
+        let real = real_path(path).map_err(io_at(path))?;
+        let lock_path = lock_path(&real);
+        let io = &io_at(&lock_path);
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -84,7 +97,109 @@ impl RunnerClaim {
         file.seek(SeekFrom::Start(0)).map_err(io)?;
         write!(file, "pid {} since {since}", std::process::id()).map_err(io)?;
         file.flush().map_err(io)?;
-        Ok(Self { _file: Some(file) })
+        Ok(Self { file: Some(file) })
+    }
+}
+
+impl Drop for RunnerClaim {
+    /// Empties the file on the way out, so what is left behind names nobody. (The OS lock, not the
+    /// file, is what keeps a second runner out; it ends with the process either way.)
+    fn drop(&mut self) {
+        if let Some(file) = &self.file {
+            let _ = file.set_len(0);
+        }
+    }
+}
+
+/// Held while this process migrates a SQLite database: an OS lock on `<file>.migrating`, taken
+/// by waiting for any other process migrating the same file.
+pub(super) struct MigrationLock {
+    _file: File,
+}
+
+impl MigrationLock {
+    pub(super) async fn take(database: &Path) -> Result<Self, super::StoreError> {
+        let database = database.to_path_buf();
+        let locked = tokio::task::spawn_blocking(move || -> std::io::Result<File> {
+            let real = real_path(&database)?;
+            let mut name = real.into_os_string();
+            name.push(".migrating");
+            let file = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(PathBuf::from(name))?;
+            file.lock()?;
+            Ok(file)
+        })
+        .await
+        .map_err(|error| std::io::Error::other(error.to_string()))
+        .and_then(|locked| locked);
+        match locked {
+            Ok(file) => Ok(Self { _file: file }),
+            Err(error) => Err(super::StoreError::MigrationLock(error)),
+        }
+    }
+}
+
+/// `path` with symlinks resolved; a file not created yet is resolved through its directory.
+fn real_path(path: &Path) -> std::io::Result<PathBuf> {
+    match std::fs::canonicalize(path) {
+        Ok(real) => Ok(real),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                Some(dir) => std::fs::canonicalize(dir)?,
+                None => std::env::current_dir()?,
+            };
+            Ok(dir.join(path.file_name().unwrap_or(path.as_os_str())))
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The advisory lock key of the bots' runner: "nezuko" in ASCII. Advisory locks belong to one
+/// database, so installations sharing a server do not meet.
+const RUNNER_KEY: i64 = 0x6E65_7A75_6B6F;
+
+/// A PostgreSQL session of its own that holds, or tries to take, the runner lock.
+#[derive(Debug)]
+pub struct RunnerLock {
+    connection: sqlx::PgConnection,
+}
+
+impl RunnerLock {
+    /// Opens the session (a connection taken out of `store`'s pool, which opens a replacement);
+    /// `None` on SQLite. Asks the server to probe the connection's peer every few seconds
+    /// (`tcp_keepalives_*`: 5 s idle, then 3 probes 2 s apart), so a runner cut off by the network
+    /// loses the lock in about 11 s instead of the system default of two hours.
+    pub async fn open(store: &super::Store) -> Result<Option<Self>, super::StoreError> {
+        let Some(pool) = store.postgres_pool() else {
+            return Ok(None);
+        };
+        let mut connection = pool.acquire().await?.detach();
+        sqlx::raw_sql(
+            "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3",
+        )
+        .execute(&mut connection)
+        .await?;
+        Ok(Some(Self { connection }))
+    }
+
+    /// Takes the lock if nobody holds it; `true` once held (again: it is re-entrant per session).
+    pub async fn try_take(&mut self) -> Result<bool, super::StoreError> {
+        let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(RUNNER_KEY)
+            .fetch_one(&mut self.connection)
+            .await?;
+        Ok(taken)
+    }
+
+    /// Whether the session that holds the lock still answers.
+    pub async fn alive(&mut self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(&mut self.connection)
+            .await
+            .is_ok()
     }
 }
 
@@ -123,6 +238,18 @@ mod tests {
         assert!(refused.contains("--role api"), "{refused}");
         drop(first);
         RunnerClaim::take(&url).expect("free again once the holder let go");
+    }
+
+    #[test]
+    fn every_spelling_of_the_file_meets_at_one_lock_symlinks_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("nezuko.db");
+        std::fs::write(&real, b"").unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let _first = RunnerClaim::take(&DatabaseUrl::Sqlite { path: real }).unwrap();
+        let through_link = RunnerClaim::take(&DatabaseUrl::Sqlite { path: link });
+        assert!(matches!(through_link, Err(RunnerError::Held { .. })));
     }
 
     #[test]

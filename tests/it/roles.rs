@@ -17,10 +17,16 @@ struct Shared {
     operator: Operator,
     /// The bot's Telegram id (the sandbox's name for it).
     bot: i64,
+    /// `DATABASE_URL` when not the operator's SQLite file.
+    database: Option<String>,
 }
 
 impl Shared {
     async fn new() -> Self {
+        Self::on(None).await
+    }
+
+    async fn on(database: Option<String>) -> Self {
         let sandbox = Sandbox::new(SandboxConfig::default());
         let telegram = sandbox.spawn_local().await.unwrap();
         let bot = sandbox.create_bot("Guard", "guard_bot");
@@ -29,6 +35,7 @@ impl Shared {
             telegram,
             operator: Operator::new(),
             bot: bot.id,
+            database,
         };
         let vars = world.vars();
         let added = world
@@ -44,10 +51,14 @@ impl Shared {
     }
 
     fn vars(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut vars = vec![
             ("NEZUKO_TELEGRAM__API_URL", self.telegram.url().to_string()),
             ("BOT_OWNER_TELEGRAM_ID", OWNER.to_string()),
-        ]
+        ];
+        if let Some(url) = &self.database {
+            vars.push(("DATABASE_URL", url.clone()));
+        }
+        vars
     }
 
     async fn serve(&self, role: &str) -> Serving {
@@ -219,4 +230,92 @@ async fn bot_action(
     .unwrap()
     .status()
     .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_one_process_runs_the_bots_and_a_standby_takes_over_soon_after_a_sigkill() {
+    let db = crate::support::TestDb::postgres().await;
+    let world = Shared::on(Some(db.url.clone())).await;
+    let first = world.serve_polling("all").await;
+    let mut second = world.serve("all").await;
+    wait_for_line(&mut second, "this one stands by").await;
+    // Long enough for two pollers of one token to have met Telegram's 409 many times.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(world.conflicts(), 0, "only one process polls");
+
+    let killed_at = now_ms();
+    let killed = std::time::Instant::now();
+    first.kill().await;
+    wait_for_line(
+        &mut second,
+        "this process runs the bots (it holds the runner lock)",
+    )
+    .await;
+    wait_for_line(&mut second, "state=\"running\"").await;
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(15), "taken over in {took:?}");
+    eprintln!("the standby ran the bot {took:?} after the SIGKILL");
+    // A poll that began after the kill can only be the standby's (the sandbox records a long poll
+    // when it ends).
+    world
+        .sandbox
+        .wait_until(Duration::from_secs(15), "the standby polls", |s| {
+            s.calls(Some(world.bot), Some("getUpdates"))
+                .iter()
+                .any(|c| c.at_ms > killed_at)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(world.conflicts(), 0);
+    let (status, _) = second.terminate().await;
+    assert!(status.success());
+    db.finish().await;
+}
+
+/// Reads `serving`'s log until a line contains `text` (at most [`DEADLINE`]).
+async fn wait_for_line(serving: &mut Serving, text: &str) {
+    let found = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = serving.lines.recv().await {
+            serving.log.push(line.clone());
+            if line.contains(text) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(found, Ok(true)),
+        "no line with {text:?}: {:#?}",
+        serving.log
+    );
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Migrations of one new SQLite file by two processes at once are taken in turn (sqlx locks them
+/// only on PostgreSQL): before, one of the two failed with "table … already exists" 7 times in 10.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_an_api_and_a_bots_process_started_together_on_a_new_file_both_come_up() {
+    let sandbox = Sandbox::new(SandboxConfig::default());
+    let telegram = sandbox.spawn_local().await.unwrap();
+    let url = telegram.url().to_string();
+    let vars = [("NEZUKO_TELEGRAM__API_URL", url.as_str())];
+    for _ in 0..5 {
+        let operator = Operator::new();
+        let (api, bots) = tokio::join!(
+            operator.serve_as("api", &vars),
+            operator.serve_as("bots", &vars)
+        );
+        for serving in [api, bots] {
+            let (status, log) = serving.terminate().await;
+            assert!(status.success(), "{log:#?}");
+        }
+    }
 }

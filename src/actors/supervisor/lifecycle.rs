@@ -409,6 +409,34 @@ impl SupervisorState {
     }
 
     /// Stops every bot at once and waits for all of them (each bounded by its stop grace).
+    /// Stops the Registry and every bot, waits for them, and forgets them: the next `Lead` starts
+    /// afresh from the database. No state is recorded: the process that runs the bots now records
+    /// its own, and this one may have lost its database.
+    pub(super) async fn step_down(&mut self) {
+        if let Some(registry) = self.registry.take() {
+            registry.stop(None);
+        }
+        let actors: Vec<BotRef> = self
+            .children
+            .values()
+            .filter_map(|c| c.actor.clone())
+            .collect();
+        // Their exit events arrive after this; unknown actors are ignored.
+        self.by_actor.clear();
+        self.children.clear();
+        let stops = actors.iter().map(|actor| {
+            actor.stop_and_wait(
+                Some("another process runs the bots now".into()),
+                Some(Duration::from_secs(9)),
+            )
+        });
+        futures_util::future::join_all(stops).await;
+        tracing::warn!(
+            stopped = actors.len(),
+            "this process no longer runs the bots; it runs them again when it regains the runner lock"
+        );
+    }
+
     pub(super) async fn shutdown(&mut self) {
         self.shutting_down = true;
         if let Some(registry) = self.registry.take() {
