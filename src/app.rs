@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::actors::heartbeat::{self, Heartbeat, RunsBots};
 use crate::actors::{Fleet, FleetOptions};
 use crate::db::{RunnerClaim, Store};
 use crate::enforce::{EnforceOptions, Enforcer};
@@ -54,6 +55,8 @@ pub struct Application {
     _runner: Option<RunnerClaim>,
     /// On PostgreSQL, the task that holds or waits for the runner lock (`actors::runner`).
     runner_lock: Option<tokio::task::JoinHandle<()>>,
+    /// This process's row in `nodes`.
+    heartbeat: Heartbeat,
     listener: TcpListener,
     store: Store,
     vault: Vault,
@@ -100,8 +103,12 @@ impl Application {
             },
         )
         .await?;
-        let runner_lock = (role.runs_bots() && on_postgres)
-            .then(|| crate::actors::runner::start(store.clone(), fleet.handle()));
+        let runs_bots = RunsBots::default();
+        runs_bots.set(runner.is_some() && !on_postgres);
+        let runner_lock = (role.runs_bots() && on_postgres).then(|| {
+            crate::actors::runner::start(store.clone(), fleet.handle(), runs_bots.clone())
+        });
+        let heartbeat = heartbeat::start(store.clone(), role.as_str(), runs_bots);
         if let Some(url) = &settings.redis.url {
             let namespace = format!(
                 "nezuko:{}",
@@ -121,6 +128,7 @@ impl Application {
             role,
             _runner: runner,
             runner_lock,
+            heartbeat,
             listener,
             store,
             vault,
@@ -203,6 +211,7 @@ impl Application {
         if let Some(lock) = &self.runner_lock {
             lock.abort();
         }
+        self.heartbeat.stop().await;
         // Verification and API call records still queued go to the database before it closes.
         self.enforcer.flush().await;
         self.store.close().await;

@@ -26,6 +26,7 @@
 mod bot;
 pub mod broadcaster;
 mod fleet;
+pub mod heartbeat;
 pub mod policy;
 mod publisher;
 pub mod registry;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::FleetHandle;
+use super::heartbeat::RunsBots;
 use crate::db::{RunnerLock, Store};
 
 /// How often a standby asks for the lock, and how often the runner checks its lock's session.
@@ -23,7 +24,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Runs the bots of `fleet` while this process holds the runner lock of `store`'s PostgreSQL
 /// database, standing by otherwise. The task ends when aborted (at shutdown), which closes the
 /// session and frees the lock.
-pub fn start(store: Store, fleet: FleetHandle) -> JoinHandle<()> {
+/// `runs_bots` follows it, for the node's heartbeat.
+pub fn start(store: Store, fleet: FleetHandle, runs_bots: RunsBots) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut said_standby = false;
         loop {
@@ -63,6 +65,7 @@ pub fn start(store: Store, fleet: FleetHandle) -> JoinHandle<()> {
             said_standby = false;
             tracing::info!("this process runs the bots (it holds the runner lock)");
             fleet.lead();
+            runs_bots.set(true);
             // Running: the lock is held as long as its session lives.
             loop {
                 tokio::time::sleep(CHECK_EVERY).await;
@@ -77,6 +80,7 @@ pub fn start(store: Store, fleet: FleetHandle) -> JoinHandle<()> {
                 "the runner lock's session is lost: stopping the bots here, since another process may take them over"
             );
             fleet.step_down().await;
+            runs_bots.set(false);
         }
     })
 }

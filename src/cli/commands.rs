@@ -17,6 +17,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::CheckConfig => check_config(),
         Command::RotateKey => rotate_key().await,
         Command::LoginLink { user, minutes } => login_link(user, minutes).await,
+        Command::Nodes => nodes().await,
         Command::Bot(command) => {
             let settings = setup()?;
             super::bots::run(command, &settings).await
@@ -166,6 +167,42 @@ async fn serve(role: crate::app::Role) -> anyhow::Result<()> {
     );
     let app = Application::build_as(&settings, role).await?;
     app.run_until_stopped(shutdown).await
+}
+
+/// The nodes table as a table: one line a node, the gone ones marked.
+async fn nodes() -> anyhow::Result<()> {
+    let settings = setup()?;
+    let store = app::open_store(&settings).await?;
+    let nodes = store.nodes().await?;
+    store.close().await;
+    if nodes.is_empty() {
+        println!("no nodes: no `nezuko serve` is running on this database");
+        return Ok(());
+    }
+    let now = crate::db::now_ms();
+    println!(
+        "{:<16}  {:<20} {:>8}  {:<5} {:<9} {:<8} {:>10}  heartbeat",
+        "node", "host", "pid", "role", "runs bots", "version", "up"
+    );
+    for node in nodes {
+        let beat = (now - node.heartbeat_at).max(0) / 1000;
+        println!(
+            "{:<16}  {:<20} {:>8}  {:<5} {:<9} {:<8} {:>9}s  {}",
+            node.id,
+            node.host,
+            node.pid,
+            node.role,
+            if node.runs_bots { "yes" } else { "no" },
+            node.version,
+            (node.heartbeat_at - node.started_at).max(0) / 1000,
+            if node.alive(now) {
+                format!("{beat} s ago")
+            } else {
+                format!("{beat} s ago: gone")
+            }
+        );
+    }
+    Ok(())
 }
 
 async fn migrate() -> anyhow::Result<()> {

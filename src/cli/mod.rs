@@ -68,6 +68,9 @@ pub enum Command {
     /// Manage bot instances (list, add, enable, disable, restart).
     #[command(subcommand)]
     Bot(bots::BotCommand),
+    /// List the `serve` processes sharing the database (nodes): role, whether each runs the bots,
+    /// heartbeat.
+    Nodes,
     /// Run the sandbox: a fake Telegram Bot API server for offline tests, optionally driving a load scenario.
     Sandbox(sandbox::SandboxArgs),
     /// Measure performance; each benchmark prints one JSON line last.

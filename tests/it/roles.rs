@@ -141,6 +141,37 @@ async fn on_sqlite_a_second_bot_runner_is_refused_in_one_line_and_an_api_process
     store.close().await;
     let id = world.bot_instance_id().await;
 
+    // Both are nodes of the database: the runner runs the bots, the API process does not.
+    let nodes = get(&http, &api.base, &session, "/api/v1/nodes").await;
+    assert_eq!(nodes["runner_alive"], true, "{nodes}");
+    let items = nodes["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{nodes}");
+    let of = |pid: u32| {
+        items
+            .iter()
+            .find(|n| n["pid"] == pid)
+            .unwrap_or_else(|| panic!("no node with pid {pid}: {nodes}"))
+    };
+    let api_pid = api.child.id().unwrap();
+    assert_eq!(of(pid)["role"], "bots");
+    assert_eq!(of(pid)["runs_bots"], true);
+    assert_eq!(of(api_pid)["role"], "api");
+    assert_eq!(of(api_pid)["runs_bots"], false);
+    assert!(items.iter().all(|n| n["alive"] == true), "{nodes}");
+    let listed = world.operator.run(&["nodes"], &borrowed(&vars)).await;
+    assert!(listed.status.success(), "{}", listed.stderr);
+    let runner_line = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains(&format!(" {pid} ")))
+        .unwrap_or_else(|| panic!("{}", listed.stdout));
+    assert!(
+        runner_line.contains(" bots ")
+            && runner_line.contains(" yes ")
+            && runner_line.ends_with(" s ago"),
+        "{runner_line}"
+    );
+
     // An admin stops the bot through the API process: the runner stops polling it, and the API
     // process's live stream shows the runner's `stopped`.
     let mut stream = sse(&http, &api.base, &session).await;
@@ -187,6 +218,12 @@ async fn on_sqlite_a_second_bot_runner_is_refused_in_one_line_and_an_api_process
     );
     let (status, _) = runner.terminate().await;
     assert!(status.success());
+    let listed = world.operator.run(&["nodes"], &borrowed(&vars)).await;
+    assert!(
+        listed.stdout.starts_with("no nodes"),
+        "a node that stops leaves: {}",
+        listed.stdout
+    );
     // Once the runner is gone, another process may run the bots.
     let next = world.serve_polling("all").await;
     let (status, _) = next.terminate().await;
@@ -198,15 +235,39 @@ fn borrowed<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a st
     vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
+/// `GET path` as the signed-in admin; the JSON body.
+async fn get(
+    http: &reqwest::Client,
+    base: &str,
+    session: &Session,
+    path: &str,
+) -> serde_json::Value {
+    signed_get(http, base, session, path)
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 /// The live event stream, open.
 async fn sse(http: &reqwest::Client, base: &str, session: &Session) -> reqwest::Response {
+    signed_get(http, base, session, "/api/v1/events/stream").await
+}
+
+/// `GET path` with the session's cookie, answered 200.
+async fn signed_get(
+    http: &reqwest::Client,
+    base: &str,
+    session: &Session,
+    path: &str,
+) -> reqwest::Response {
     let response = http
-        .get(format!("{base}/api/v1/events/stream"))
+        .get(format!("{base}{path}"))
         .header("cookie", format!("nezuko_session={}", session.cookie))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status(), 200, "{path}");
     response
 }
 
@@ -268,6 +329,16 @@ async fn on_postgres_one_process_runs_the_bots_and_a_standby_takes_over_soon_aft
         .await
         .unwrap();
     assert_eq!(world.conflicts(), 0);
+    // The nodes say who runs the bots now; the killed runner's row stays until its heartbeat ages.
+    let vars = world.vars();
+    let listed = world.operator.run(&["nodes"], &borrowed(&vars)).await;
+    let standby_pid = second.child.id().unwrap();
+    let standby_line = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains(&format!(" {standby_pid} ")))
+        .unwrap_or_else(|| panic!("{}", listed.stdout));
+    assert!(standby_line.contains(" yes "), "{}", listed.stdout);
     let (status, _) = second.terminate().await;
     assert!(status.success());
     db.finish().await;

@@ -11,6 +11,7 @@ mod groups;
 mod health;
 mod logs;
 mod metrics;
+mod nodes;
 mod openapi;
 pub mod session;
 mod settings;
@@ -38,6 +39,7 @@ pub fn routes() -> Vec<Route> {
         charts::routes(),
         logs::routes(),
         metrics::routes(),
+        nodes::routes(),
         openapi::routes(),
     ]
     .concat()
