@@ -75,67 +75,78 @@ pub async fn run(
                 .await
         })
     };
-    let stopwatch = Arc::new(Stopwatch::default());
-    sandbox.set_observer(stopwatch.clone());
-    let mut plan = driver::build_world(&sandbox, &scenario, &url, &stopwatch)?;
-    let world = serde_json::to_string_pretty(&plan)?;
-    // Written beside and renamed, so whoever waits for the file never reads half of it.
-    let partial = args.world_file.with_extension("partial");
-    std::fs::write(&partial, world)
-        .and_then(|()| std::fs::rename(&partial, &args.world_file))
-        .with_context(|| format!("cannot write {}", args.world_file.display()))?;
-    tracing::info!(world = %args.world_file.display(), bots = plan.bots.len(), groups = plan.groups.len(), "world ready; waiting for the bots");
-    wait_for_bots(&sandbox, &plan, Duration::from_secs_f64(args.wait_for_bots)).await;
-    if args.warmup > 0.0 {
-        let warmup = Scenario {
-            duration_s: args.warmup,
-            ..scenario.clone()
-        };
-        driver::drive(
+    // SIGINT/SIGTERM end a scenario early too (the world and the server go with it, no report):
+    // the handlers are installed for the whole process, so nothing else would.
+    let scenario_run = async move {
+        let stopwatch = Arc::new(Stopwatch::default());
+        sandbox.set_observer(stopwatch.clone());
+        let mut plan = driver::build_world(&sandbox, &scenario, &url, &stopwatch)?;
+        let world = serde_json::to_string_pretty(&plan)?;
+        // Written beside and renamed, so whoever waits for the file never reads half of it.
+        let partial = args.world_file.with_extension("partial");
+        std::fs::write(&partial, world)
+            .and_then(|()| std::fs::rename(&partial, &args.world_file))
+            .with_context(|| format!("cannot write {}", args.world_file.display()))?;
+        tracing::info!(world = %args.world_file.display(), bots = plan.bots.len(), groups = plan.groups.len(), "world ready; waiting for the bots");
+        wait_for_bots(&sandbox, &plan, Duration::from_secs_f64(args.wait_for_bots)).await;
+        if args.warmup > 0.0 {
+            let warmup = Scenario {
+                duration_s: args.warmup,
+                ..scenario.clone()
+            };
+            driver::drive(
+                &sandbox,
+                &mut plan,
+                &warmup,
+                stopwatch.clone(),
+                Duration::ZERO,
+            )
+            .await;
+            stopwatch.reset();
+        }
+        let calls_before = sandbox.counters().by_method;
+        let measuring = std::time::Instant::now();
+        println!("{}", serde_json::json!({ "phase": "measuring" }));
+        let report = driver::drive(
             &sandbox,
             &mut plan,
-            &warmup,
+            &scenario,
             stopwatch.clone(),
-            Duration::ZERO,
+            Duration::from_secs(2),
         )
         .await;
-        stopwatch.reset();
+        let _ = stop.send(());
+        let _ = server.await;
+        for violation in sandbox.violations().iter().take(10) {
+            tracing::warn!(
+                ?violation,
+                "a request or reply off the Bot API specification"
+            );
+        }
+        let mut report = serde_json::to_value(&report)?;
+        report["calls_by_method"] = measured_calls(&calls_before, &report["calls_by_method"]);
+        if let Some(from_s) = args.window_from {
+            let from = measuring + Duration::from_secs_f64(from_s);
+            let to = from + Duration::from_secs_f64(args.window_s);
+            let latencies = stopwatch.latencies_between(Some(from), Some(to));
+            report["window"] = serde_json::json!({
+                "from_s": from_s,
+                "seconds": args.window_s,
+                "actions_measured": latencies.len(),
+                "p50_ms": quantile_ms(&latencies, 0.50),
+                "p99_ms": quantile_ms(&latencies, 0.99),
+            });
+        }
+        println!("{report}");
+        Ok(())
+    };
+    tokio::select! {
+        result = scenario_run => result,
+        () = shutdown => {
+            tracing::info!("stopped before the scenario ended; no report");
+            Ok(())
+        }
     }
-    let calls_before = sandbox.counters().by_method;
-    let measuring = std::time::Instant::now();
-    println!("{}", serde_json::json!({ "phase": "measuring" }));
-    let report = driver::drive(
-        &sandbox,
-        &mut plan,
-        &scenario,
-        stopwatch.clone(),
-        Duration::from_secs(2),
-    )
-    .await;
-    let _ = stop.send(());
-    let _ = server.await;
-    for violation in sandbox.violations().iter().take(10) {
-        tracing::warn!(
-            ?violation,
-            "a request or reply off the Bot API specification"
-        );
-    }
-    let mut report = serde_json::to_value(&report)?;
-    report["calls_by_method"] = measured_calls(&calls_before, &report["calls_by_method"]);
-    if let Some(from_s) = args.window_from {
-        let from = measuring + Duration::from_secs_f64(from_s);
-        let to = from + Duration::from_secs_f64(args.window_s);
-        let latencies = stopwatch.latencies_between(Some(from), Some(to));
-        report["window"] = serde_json::json!({
-            "from_s": from_s,
-            "seconds": args.window_s,
-            "actions_measured": latencies.len(),
-            "p50_ms": quantile_ms(&latencies, 0.50),
-            "p99_ms": quantile_ms(&latencies, 0.99),
-        });
-    }
-    println!("{report}");
-    Ok(())
 }
 
 async fn wait_for_bots(sandbox: &Sandbox, plan: &driver::WorldPlan, timeout: Duration) {

@@ -286,22 +286,7 @@ async fn every_command_has_help() {
 #[tokio::test]
 async fn the_sandbox_drives_a_scenario_and_prints_a_json_report_last() {
     let operator = Operator::new();
-    let finished = operator
-        .run(
-            &[
-                "sandbox",
-                "--listen",
-                "127.0.0.1:0",
-                "--scenario",
-                "smoke",
-                "--duration",
-                "0.5",
-                "--wait-for-bots",
-                "0",
-            ],
-            &[],
-        )
-        .await;
+    let finished = operator.run(&smoke_sandbox("0.5", "0"), &[]).await;
     assert!(finished.status.success(), "{}", finished.stderr);
     let last = finished.stdout.lines().last().expect("a report line");
     let report: serde_json::Value = serde_json::from_str(last).unwrap();
@@ -705,4 +690,52 @@ async fn the_service_stores_its_log_records_and_serves_them() {
     );
     let (status, _) = serving.terminate().await;
     assert!(status.success());
+}
+
+/// `nezuko sandbox --scenario …` stops on SIGTERM while it drives traffic, as every other command
+/// does (it used to install the handlers and never look at them: only SIGKILL ended it).
+#[tokio::test]
+async fn a_sandbox_driving_a_scenario_stops_on_sigterm() {
+    let operator = Operator::new();
+    let mut child = operator
+        .command(&smoke_sandbox("1000", "1"), &[])
+        .spawn()
+        .unwrap();
+    let world = operator.dir.path().join("sandbox-world.json");
+    tokio::time::timeout(DEADLINE, async {
+        while !world.exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the world is written");
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .expect("stops within 5 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// `nezuko sandbox` on a free port driving the smoke scenario for `duration` s, waiting `wait` s for
+/// bots.
+fn smoke_sandbox<'a>(duration: &'a str, wait: &'a str) -> [&'a str; 9] {
+    [
+        "sandbox",
+        "--listen",
+        "127.0.0.1:0",
+        "--scenario",
+        "smoke",
+        "--duration",
+        duration,
+        "--wait-for-bots",
+        wait,
+    ]
 }
