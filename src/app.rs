@@ -106,7 +106,12 @@ impl Application {
         let runs_bots = RunsBots::default();
         runs_bots.set(runner.is_some() && !on_postgres);
         let runner_lock = (role.runs_bots() && on_postgres).then(|| {
-            crate::actors::runner::start(store.clone(), fleet.handle(), runs_bots.clone())
+            let serving = if role.serves_api() {
+                "the admin API is"
+            } else {
+                "the probes are"
+            };
+            crate::actors::runner::start(store.clone(), fleet.handle(), runs_bots.clone(), serving)
         });
         let heartbeat = heartbeat::start(store.clone(), role.as_str(), runs_bots);
         if let Some(url) = &settings.redis.url {

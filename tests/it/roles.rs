@@ -339,8 +339,37 @@ async fn on_postgres_one_process_runs_the_bots_and_a_standby_takes_over_soon_aft
         .find(|l| l.contains(&format!(" {standby_pid} ")))
         .unwrap_or_else(|| panic!("{}", listed.stdout));
     assert!(standby_line.contains(" yes "), "{}", listed.stdout);
-    let (status, _) = second.terminate().await;
-    assert!(status.success());
+
+    // The runner's lock session ended from the server's side while it lives: it stops polling,
+    // and whoever takes the lock next (a fresh standby, or itself) waits until it surely has.
+    let mut third = world.serve("all").await;
+    wait_for_line(&mut third, "this one stands by").await;
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks \
+         WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(db.store.postgres_pool().unwrap())
+    .await
+    .unwrap();
+    assert_eq!(ended, vec![(true,)]);
+    let cut_at = now_ms();
+    wait_for_line(&mut second, "the runner lock's session is lost").await;
+    world
+        .sandbox
+        .wait_until(Duration::from_secs(20), "a poll after the cut", |s| {
+            s.calls(Some(world.bot), Some("getUpdates"))
+                .iter()
+                .any(|c| c.at_ms > cut_at + 5_000)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(world.conflicts(), 0, "never two pollers at once");
+    for serving in [second, third] {
+        let (status, _) = serving.terminate().await;
+        assert!(status.success());
+    }
     db.finish().await;
 }
 
