@@ -124,10 +124,11 @@ impl Application {
                 &namespace,
                 store.clone(),
                 fleet.handle().event_sender(),
-            )?;
+            )
+            .await?;
             tracing::info!("events are shared with other processes through Redis");
         } else {
-            crate::actors::relay::tail(store.clone(), fleet.handle().event_sender());
+            crate::actors::relay::tail(store.clone(), fleet.handle().event_sender()).await;
         }
         Ok(Self {
             role,
@@ -212,11 +213,13 @@ impl Application {
         // Within the 10 s a service manager gives after SIGTERM: in-flight updates finish,
         // unconfirmed ones stay with Telegram.
         self.fleet.shutdown(Duration::from_secs(9)).await;
+        // The node leaves first, so a standby that takes the lock next sees a clean handover and
+        // runs the bots at once (a runner row still present would make it wait out the grace).
+        self.heartbeat.stop().await;
         // Only now, with every bot stopped, may a standby take the bots over.
         if let Some(lock) = &self.runner_lock {
             lock.abort();
         }
-        self.heartbeat.stop().await;
         // Verification and API call records still queued go to the database before it closes.
         self.enforcer.flush().await;
         self.store.close().await;

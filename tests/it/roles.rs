@@ -366,15 +366,57 @@ async fn on_postgres_one_process_runs_the_bots_and_a_standby_takes_over_soon_aft
         .await
         .unwrap();
     assert_eq!(world.conflicts(), 0, "never two pollers at once");
-    for serving in [second, third] {
-        let (status, _) = serving.terminate().await;
-        assert!(status.success());
-    }
+
+    // A runner stopped with SIGTERM leaves cleanly: the other takes over without the grace.
+    let listed = world.operator.run(&["nodes"], &borrowed(&vars)).await;
+    let runner_pid = listed
+        .stdout
+        .lines()
+        .find(|l| l.contains(" yes "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("no runner listed: {}", listed.stdout));
+    let (runner, mut other) = if second.child.id() == Some(runner_pid) {
+        (second, third)
+    } else {
+        (third, second)
+    };
+    let seen_before = other.log.len();
+    let (status, _) = runner.terminate().await;
+    assert!(status.success());
+    wait_for_line_after(
+        &mut other,
+        seen_before,
+        "this process runs the bots (it holds the runner lock)",
+    )
+    .await;
+    assert!(
+        !other.log[seen_before..]
+            .iter()
+            .any(|l| l.contains("surely stopped")),
+        "a clean handover needs no grace: {:#?}",
+        &other.log[seen_before..]
+    );
+    assert_eq!(world.conflicts(), 0);
+    let (status, _) = other.terminate().await;
+    assert!(status.success());
     db.finish().await;
 }
 
-/// Reads `serving`'s log until a line contains `text` (at most [`DEADLINE`]).
+/// Waits until a line of `serving`'s log contains `text`: one it logged already (before it was
+/// listening, say) or one to come, for at most [`DEADLINE`].
 async fn wait_for_line(serving: &mut Serving, text: &str) {
+    wait_for_line_after(serving, 0, text).await
+}
+
+/// [`wait_for_line`] among the lines after the first `seen`.
+async fn wait_for_line_after(serving: &mut Serving, seen: usize, text: &str) {
+    if serving.log[seen.min(serving.log.len())..]
+        .iter()
+        .any(|line| line.contains(text))
+    {
+        return;
+    }
     let found = tokio::time::timeout(DEADLINE, async {
         while let Some(line) = serving.lines.recv().await {
             serving.log.push(line.clone());
