@@ -65,7 +65,9 @@ impl Seen {
 /// Starts relaying between `sender` (this process's event stream) and Redis at `url`.
 /// `namespace` separates installations sharing one Redis: the app derives it from the database,
 /// since the processes that share a database are exactly the ones whose events belong together.
-pub fn start(
+/// Returns once the relay knows where history ends (the newest stored event), so every event
+/// another process stores after this returns reaches `sender`, whenever the subscription comes up.
+pub async fn start(
     url: &str,
     namespace: &str,
     store: Store,
@@ -73,6 +75,9 @@ pub fn start(
 ) -> anyhow::Result<()> {
     let client = redis::Client::open(url)
         .map_err(|e| anyhow::anyhow!("REDIS_URL is not a Redis URL: {e}"))?;
+    // Read here, not in the subscribing task: a task scheduled late (a busy start) would read a
+    // floor above events stored meanwhile, and skip them.
+    let floor = newest_event_id(&store).await;
     let channel = format!("{namespace}:{CHANNEL_SUFFIX}");
     let origin = store.origin().to_string();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -83,7 +88,9 @@ pub fn start(
         sender.subscribe(),
         seen.clone(),
     ));
-    tokio::spawn(subscribe_loop(client, channel, origin, store, sender, seen));
+    tokio::spawn(subscribe_loop(
+        client, channel, origin, store, sender, seen, floor,
+    ));
     Ok(())
 }
 
@@ -94,7 +101,10 @@ const TAIL_EVERY: Duration = Duration::from_secs(1);
 /// read from the `events` table every [`TAIL_EVERY`], so the dashboard of any process sees the
 /// bots another runs (`serve --role api` beside `--role bots`), at most a second late. Cheap
 /// when nobody else writes: one indexed query a second that finds nothing.
-pub fn tail(store: Store, sender: broadcast::Sender<Arc<Event>>) {
+///
+/// Returns once it knows where history ends, as [`start`] does.
+pub async fn tail(store: Store, sender: broadcast::Sender<Arc<Event>>) {
+    let mut floor = newest_event_id(&store).await;
     let seen = Arc::new(Mutex::new(Seen::default()));
     let mut local = sender.subscribe();
     let noted = seen.clone();
@@ -115,7 +125,6 @@ pub fn tail(store: Store, sender: broadcast::Sender<Arc<Event>>) {
     // Held weakly: the tail ends with the tree that owns the stream.
     let sender = sender.downgrade();
     tokio::spawn(async move {
-        let mut floor = newest_event_id(&store).await;
         let mut every = tokio::time::interval(TAIL_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -184,10 +193,10 @@ async fn subscribe_loop(
     store: Store,
     sender: broadcast::Sender<Arc<Event>>,
     seen: Arc<Mutex<Seen>>,
-) {
     // Everything stored before this process listened is history, not news: catch-ups never reach
     // below it. Read before the first subscription, so what arrives in between is replayed.
-    let mut floor = newest_event_id(&store).await;
+    mut floor: Option<i64>,
+) {
     let mut delay = Duration::from_millis(250);
     let mut interrupted = false;
     loop {
