@@ -428,10 +428,6 @@ impl Poller {
                 return Some(Ok(update));
             }
             if self.flag.is_stopped() {
-                // The long poll in flight ends now, not when the stream is dropped after the
-                // updates in hand are done: the stopping bot's confirming `getUpdates` would
-                // otherwise meet it, and Telegram answers the older of two polls with 409.
-                self.polling = None;
                 return None;
             }
             let next_again = match self.ledger.due_again() {
@@ -478,7 +474,7 @@ impl Poller {
             let offset = *offset;
             let attempt = tokio::select! {
                 attempt = poll => attempt,
-                () = &mut self.flag => continue,
+                () = &mut self.flag => return None,
                 // An update is to be handed out again: look when.
                 () = &mut woken => continue,
                 () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => continue,

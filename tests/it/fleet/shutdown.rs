@@ -46,15 +46,6 @@ async fn a_shutdown_mid_update_finishes_in_time_and_loses_nothing(mut world: Fle
             .any(|(id, _)| *id == in_flight),
         "the update in flight was finished"
     );
-    // The long poll ended when the stop began: the confirming poll at the end met no other poll
-    // of this bot (Telegram would have answered the older one with 409).
-    let conflicts: Vec<_> = world
-        .sandbox
-        .calls(None, Some("getUpdates"))
-        .into_iter()
-        .filter(|c| c.error_code == Some(409))
-        .collect();
-    assert!(conflicts.is_empty(), "{conflicts:#?}");
 
     world.start_fleet(quick_policy()).await;
     world
