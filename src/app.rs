@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::actors::heartbeat::{self, Heartbeat, RunsBots};
+use crate::actors::leases::{self, LeaseKeeper, Leases};
 use crate::actors::{Fleet, FleetOptions};
 use crate::db::{RunnerClaim, Store};
 use crate::enforce::{EnforceOptions, Enforcer};
@@ -53,8 +54,8 @@ pub struct Application {
     role: Role,
     /// Held while this process runs the bots of a SQLite database (see [`RunnerClaim`]).
     _runner: Option<RunnerClaim>,
-    /// On PostgreSQL, the task that holds or waits for the runner lock (`actors::runner`).
-    runner_lock: Option<tokio::task::JoinHandle<()>>,
+    /// On PostgreSQL, what keeps this node's bot leases (`actors::leases`).
+    leases: Option<LeaseKeeper>,
     /// This process's row in `nodes`.
     heartbeat: Heartbeat,
     listener: TcpListener,
@@ -91,28 +92,23 @@ impl Application {
             .with_context(|| format!("cannot listen on {}", settings.server.listen))?;
         let enforcer = Enforcer::start(store.clone(), enforce_options(settings))?;
         let handler = Arc::new(enforcer.clone());
-        // On PostgreSQL the bots wait for the runner lock (see `actors::runner`); on SQLite the
-        // claim above is the lock.
+        // On PostgreSQL each bot runs on the node holding its lease (see `actors::leases`); on
+        // SQLite the claim above gives this process every bot.
         let on_postgres = store.postgres_pool().is_some();
+        let held = (role.runs_bots() && on_postgres).then(Leases::default);
         let fleet = Fleet::start(
             store.clone(),
             vault.clone(),
             FleetOptions {
-                runs_bots: role.runs_bots() && !on_postgres,
+                runs_bots: role.runs_bots(),
+                leases: held.clone(),
                 ..fleet_options(settings, handler)
             },
         )
         .await?;
         let runs_bots = RunsBots::default();
-        runs_bots.set(runner.is_some() && !on_postgres);
-        let runner_lock = (role.runs_bots() && on_postgres).then(|| {
-            let serving = if role.serves_api() {
-                "the admin API is"
-            } else {
-                "the probes are"
-            };
-            crate::actors::runner::start(store.clone(), fleet.handle(), runs_bots.clone(), serving)
-        });
+        runs_bots.set(role.runs_bots());
+        let leases = held.and_then(|held| leases::start(&store, fleet.handle(), held));
         let heartbeat = heartbeat::start(store.clone(), role.as_str(), runs_bots);
         if let Some(url) = &settings.redis.url {
             let namespace = format!(
@@ -133,7 +129,7 @@ impl Application {
         Ok(Self {
             role,
             _runner: runner,
-            runner_lock,
+            leases,
             heartbeat,
             listener,
             store,
@@ -187,7 +183,7 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish and closes the store.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let addr = self.local_addr();
@@ -211,15 +207,18 @@ impl Application {
         );
         http::serve_with(self.listener, state, router, shutdown).await;
         // Within the 10 s a service manager gives after SIGTERM: in-flight updates finish,
-        // unconfirmed ones stay with Telegram.
-        self.fleet.shutdown(Duration::from_secs(9)).await;
-        // The node leaves first, so a standby that takes the lock next sees a clean handover and
-        // runs the bots at once (a runner row still present would make it wait out the grace).
-        self.heartbeat.stop().await;
-        // Only now, with every bot stopped, may a standby take the bots over.
-        if let Some(lock) = &self.runner_lock {
-            lock.abort();
+        // unconfirmed ones stay with Telegram. The leases are still renewed meanwhile (so the
+        // bots confirm what they handled), but no bot is taken.
+        if let Some(leases) = &self.leases {
+            leases.drain();
         }
+        self.fleet.shutdown(Duration::from_secs(9)).await;
+        // Only now, with every bot stopped, may other nodes take them: at once, not when the
+        // leases would have expired.
+        if let Some(leases) = self.leases.take() {
+            leases.stop().await;
+        }
+        self.heartbeat.stop().await;
         // Verification and API call records still queued go to the database before it closes.
         self.enforcer.flush().await;
         self.store.close().await;
@@ -261,6 +260,7 @@ pub fn fleet_options(settings: &Settings, handler: Arc<dyn UpdateHandler>) -> Fl
         full_interval: settings.fleet.full_interval,
         event_capacity: 1024,
         runs_bots: true,
+        leases: None,
     }
 }
 

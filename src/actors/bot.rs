@@ -24,21 +24,23 @@ use crate::db::BotRow;
 use crate::telegram::dispatch::dispatch;
 use crate::telegram::polling::{Inbox, Ledger, Listener};
 use crate::telegram::{
-    ALLOWED, BotContext, BotIdentity, Failure, POLL_TIMEOUT, UpdateHandler, classify, endpoint,
-    transport,
+    ALLOWED, BotContext, BotIdentity, Failure, Fence, POLL_TIMEOUT, UpdateHandler, classify,
+    endpoint, transport,
 };
 use crate::vault::Vault;
 
 /// Tells Telegram that every update handled so far may be forgotten (`getUpdates` with the ledger's
 /// offset, asking for nothing new), so the next start does not see them again.
-async fn confirm_handled(bot: &Bot, ledger: &Ledger, inbox: Option<&dyn Inbox>) {
+async fn confirm_handled(bot: &Bot, ledger: &Ledger, inbox: Option<&dyn Inbox>, fence: &Fence) {
     // Updates just handled are done with once their records are stored (a moment).
     ledger.settle(CONFIRM_WAIT).await;
     if let Some(inbox) = inbox {
         ledger.flush_unparked(inbox).await;
     }
     let offset = ledger.offset();
-    if offset == 0 {
+    // After the lease has ended the bot's next runner may be polling: a getUpdates from here
+    // would cut its long poll short with a 409.
+    if offset == 0 || !fence.holds() {
         return;
     }
     let request = GetUpdates::new().offset(offset).limit(1).timeout(0);
@@ -70,11 +72,14 @@ pub struct BotArgs {
     pub api_url: reqwest::Url,
     pub handler: Arc<dyn UpdateHandler>,
     pub supervisor: SupervisorRef,
+    /// Until when this node may send for the bot ([`Fence::open`] when bots are not leased).
+    pub fence: Fence,
 }
 
 pub struct BotState {
     bot_instance_id: i64,
     bot: Bot,
+    fence: Fence,
     handler: Arc<dyn UpdateHandler>,
     supervisor: SupervisorRef,
     /// Ends the listener's stream, which ends the dispatcher (see [`BotState::stop_dispatcher`]).
@@ -106,6 +111,7 @@ impl Actor for BotActor {
         Ok(BotState {
             bot_instance_id: args.row.id,
             bot,
+            fence: args.fence,
             handler: args.handler,
             supervisor: args.supervisor,
             listener_stop: None,
@@ -121,6 +127,7 @@ impl Actor for BotActor {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        state.fence.check().map_err(|e| classify(&e))?;
         // Nezuko's own transport: teloxide's would sleep 10 s after a 5xx before saying so.
         let me = transport::send(&state.bot, &GetMe::new())
             .await
@@ -139,6 +146,7 @@ impl Actor for BotActor {
                 username: me.username().to_string(),
             }),
             events: Publisher::new(state.supervisor.clone()),
+            fence: state.fence.clone(),
         };
         state.handler.bot_started(&context);
         state.started = true;
@@ -187,12 +195,18 @@ impl BotState {
         let bot = self.bot.clone();
         let reporter = myself.clone();
         let inbox = self.handler.inbox(self.bot_instance_id);
-        let mut listener = Listener::new(bot.clone(), ledger.clone(), inbox.clone(), POLL_TIMEOUT);
+        let fence = self.fence.clone();
+        let mut listener = Listener::new(bot.clone(), ledger.clone(), inbox.clone(), POLL_TIMEOUT)
+            .fenced(fence.clone());
         listener.hint_allowed_updates(&mut ALLOWED.into_iter());
         self.listener_stop = Some(listener.stop_token());
         self.task = Some(tokio::spawn(async move {
             // A webhook left set would make every getUpdates fail with 409.
-            if let Err(error) = transport::send(&bot, &DeleteWebhook::new()).await.result {
+            let deleted = match fence.check() {
+                Ok(()) => transport::send(&bot, &DeleteWebhook::new()).await.result,
+                Err(fenced) => Err(fenced),
+            };
+            if let Err(error) = deleted {
                 let _ = myself.cast(BotMsg::PollingFailed(classify(&error)));
                 return;
             }
@@ -203,7 +217,7 @@ impl BotState {
                 Ok(()) => BotMsg::DispatcherExited("stopped".into()),
                 Err(_) => BotMsg::DispatcherExited("panicked".into()),
             };
-            confirm_handled(&bot, &ledger, inbox.as_deref()).await;
+            confirm_handled(&bot, &ledger, inbox.as_deref(), &fence).await;
             let _ = myself.cast(outcome);
         }));
     }

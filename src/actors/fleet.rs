@@ -9,6 +9,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::broadcaster::Event;
+use super::leases::Leases;
 use super::policy::RestartPolicy;
 use super::registry::{Action, reconcile_once};
 use super::supervisor::{BotStatus, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorRef};
@@ -30,6 +31,9 @@ pub struct FleetOptions {
     /// Whether this process runs bots. Without, the tree has its Broadcaster (the admin API
     /// publishes through it) but no Registry, so no BotActor is ever started (`serve --role api`).
     pub runs_bots: bool,
+    /// On PostgreSQL, the bots this node holds (kept by `actors::leases`): only those run here.
+    /// `None` runs every enabled bot (SQLite, where one process runs them all).
+    pub leases: Option<Leases>,
 }
 
 /// A running supervision tree.
@@ -37,6 +41,7 @@ pub struct Fleet {
     supervisor: SupervisorRef,
     events: broadcast::Sender<Arc<Event>>,
     store: Store,
+    leases: Option<Leases>,
     task: JoinHandle<()>,
 }
 
@@ -86,16 +91,13 @@ impl FleetHandle {
         Ok(ractor::call!(self.supervisor, SupervisorMsg::Status)?)
     }
 
-    /// This process runs the bots from now on (see [`super::runner`]).
-    pub fn lead(&self) {
-        let _ = self.supervisor.cast(SupervisorMsg::Lead);
-    }
-
-    /// This process stops running the bots; returns once they have stopped (at most ~9 s).
-    pub async fn step_down(&self) {
-        if let Err(error) = ractor::call_t!(self.supervisor, SupervisorMsg::StepDown, 15_000) {
-            tracing::warn!(%error, "the bots did not all stop in time");
-        }
+    /// The bots under management here (`id → config_version`), stopping ones included.
+    pub async fn managed(&self) -> anyhow::Result<std::collections::HashMap<i64, i64>> {
+        Ok(ractor::call_t!(
+            self.supervisor,
+            SupervisorMsg::Managed,
+            5_000
+        )?)
     }
 }
 
@@ -118,6 +120,7 @@ impl Fleet {
             poll_interval: options.poll_interval,
             full_interval: options.full_interval,
             runs_bots: options.runs_bots,
+            leases: options.leases.clone(),
         };
         let (supervisor, task) = Actor::spawn(None, Supervisor, args)
             .await
@@ -126,6 +129,7 @@ impl Fleet {
             supervisor,
             events,
             store,
+            leases: options.leases,
             task,
         })
     }
@@ -156,7 +160,7 @@ impl Fleet {
 
     /// One reconcile step, run by the caller; returns what it asked the supervisor to do.
     pub async fn reconcile(&self) -> anyhow::Result<Vec<Action>> {
-        reconcile_once(&self.store, &self.supervisor).await
+        reconcile_once(&self.store, &self.supervisor, self.leases.as_ref()).await
     }
 
     pub async fn status(&self) -> anyhow::Result<Vec<BotStatus>> {

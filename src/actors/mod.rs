@@ -18,22 +18,23 @@
 //! - Backoff timers → Supervisor: `RetryStart`, ignored if the bot moved on meanwhile.
 //! - Handlers and the HTTP layer → Supervisor: `Publish` through a [`Publisher`], forwarded to the
 //!   current Broadcaster.
-//! - Which process runs the bots: with `serve --role api` no Registry is spawned. On SQLite the
-//!   runner holds a file lock taken before the tree starts (`db::RunnerClaim`); on PostgreSQL the
-//!   [`runner`] task holds an advisory lock and sends `Lead` (spawn the Registry) once it has it
-//!   and `StepDown` (stop every bot, keep the tree) if its lock session is lost.
+//! - Which process runs which bot: with `serve --role api` no Registry is spawned. On SQLite the
+//!   one runner holds a file lock taken before the tree starts (`db::RunnerClaim`) and runs every
+//!   bot; on PostgreSQL each node runs the bots whose lease it holds ([`leases`]): the keeper
+//!   nudges the Registry when they change, the Registry starts what is held here and hands over
+//!   (`Release`) what is not, and each BotActor sends nothing once its lease's fence has ended.
 
 mod bot;
 pub mod broadcaster;
 mod fleet;
 pub mod heartbeat;
+pub mod leases;
 pub mod policy;
 mod publisher;
 pub mod registry;
 pub mod supervisor;
 
 pub mod relay;
-pub mod runner;
 
 pub use broadcaster::Event;
 pub use fleet::{Fleet, FleetHandle, FleetOptions};

@@ -2,7 +2,12 @@
 //! manages. [`diff`] is pure; [`reconcile_once`] is one step, public so tests drive it without waiting.
 //!
 //! Triggers: on PostgreSQL a `LISTEN bot_instances` (the migration's trigger notifies on every change);
-//! on SQLite a short poll; on both a periodic full reconcile and a nudge from the HTTP layer.
+//! on SQLite a short poll; on both a periodic full reconcile and a nudge from the HTTP layer (or
+//! from the lease keeper, when the bots this node holds change).
+//!
+//! On PostgreSQL a bot is desired here only while this node holds its lease ([`Leases::runs`]);
+//! a bot this node runs and no longer holds is handed over ([`Action::Release`]), which records
+//! no state: its next runner records its own.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -11,6 +16,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sqlx::postgres::PgListener;
 use tokio::task::JoinHandle;
 
+use super::leases::Leases;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
 use crate::db::{BotRow, Store};
 use crate::domain::DesiredState;
@@ -22,13 +28,27 @@ pub enum Action {
     Stop(i64),
     /// The bot's generation changed (new token, settings, or a start/restart request).
     Restart(Box<BotRow>),
+    /// The bot stays enabled but another node runs it from now on: stop it here without
+    /// recording a state.
+    Release(i64),
 }
 
-/// Compares the desired bots with the managed ones (`id → config_version`).
-pub fn diff(desired: &[BotRow], managed: &HashMap<i64, i64>) -> Vec<Action> {
+/// Compares the desired bots with the managed ones (`id → config_version`). `runs_here` says
+/// whether this node runs an enabled bot (always, without leases).
+pub fn diff(
+    desired: &[BotRow],
+    managed: &HashMap<i64, i64>,
+    runs_here: impl Fn(i64) -> bool,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     for bot in desired {
         let enabled = bot.desired_state == DesiredState::Enabled;
+        if enabled && !runs_here(bot.id) {
+            if managed.contains_key(&bot.id) {
+                actions.push(Action::Release(bot.id));
+            }
+            continue;
+        }
         match managed.get(&bot.id) {
             None if enabled => actions.push(Action::Start(Box::new(bot.clone()))),
             Some(_) if !enabled => actions.push(Action::Stop(bot.id)),
@@ -53,10 +73,11 @@ pub fn diff(desired: &[BotRow], managed: &HashMap<i64, i64>) -> Vec<Action> {
 pub async fn reconcile_once(
     store: &Store,
     supervisor: &SupervisorRef,
+    leases: Option<&Leases>,
 ) -> anyhow::Result<Vec<Action>> {
     let desired = store.bots().await?;
     let managed = ractor::call!(supervisor, SupervisorMsg::Managed)?;
-    let actions = diff(&desired, &managed);
+    let actions = diff(&desired, &managed, |id| leases.is_none_or(|l| l.runs(id)));
     if !actions.is_empty() {
         supervisor.cast(SupervisorMsg::Apply(actions.clone()))?;
     }
@@ -67,6 +88,7 @@ pub async fn reconcile_once(
 pub async fn reconcile_bots(
     store: &Store,
     supervisor: &SupervisorRef,
+    leases: Option<&Leases>,
     ids: &[i64],
 ) -> anyhow::Result<Vec<Action>> {
     let desired = store.bots_by_ids(ids).await?;
@@ -74,7 +96,7 @@ pub async fn reconcile_bots(
         .into_iter()
         .filter(|(id, _)| ids.contains(id))
         .collect();
-    let actions = diff(&desired, &managed);
+    let actions = diff(&desired, &managed, |id| leases.is_none_or(|l| l.runs(id)));
     if !actions.is_empty() {
         supervisor.cast(SupervisorMsg::Apply(actions.clone()))?;
     }
@@ -97,11 +119,14 @@ pub struct RegistryArgs {
     pub poll_interval: Duration,
     /// Both backends: a full reconcile this often, whatever the notifications said.
     pub full_interval: Duration,
+    /// On PostgreSQL, the bots this node holds; `None` runs every enabled bot.
+    pub leases: Option<Leases>,
 }
 
 pub struct RegistryState {
     store: Store,
     supervisor: SupervisorRef,
+    leases: Option<Leases>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -133,6 +158,7 @@ impl Actor for Registry {
         Ok(RegistryState {
             store: args.store,
             supervisor: args.supervisor,
+            leases: args.leases,
             tasks,
         })
     }
@@ -165,13 +191,15 @@ impl Actor for Registry {
 impl RegistryState {
     async fn reconcile_some(&self, ids: &[i64]) {
         tracing::debug!(?ids, "bots changed");
-        if let Err(error) = reconcile_bots(&self.store, &self.supervisor, ids).await {
+        if let Err(error) =
+            reconcile_bots(&self.store, &self.supervisor, self.leases.as_ref(), ids).await
+        {
             tracing::warn!(%error, "could not reconcile changed bots; the next full reconcile will");
         }
     }
 
     async fn reconcile(&self) {
-        match reconcile_once(&self.store, &self.supervisor).await {
+        match reconcile_once(&self.store, &self.supervisor, self.leases.as_ref()).await {
             Ok(actions) if !actions.is_empty() => {
                 tracing::debug!(count = actions.len(), "reconciled the fleet")
             }
@@ -262,7 +290,7 @@ mod tests {
             bot(5, Disabled, 1),
         ];
         let managed = HashMap::from([(2, 1), (3, 1), (4, 1), (9, 1)]);
-        let actions = diff(&desired, &managed);
+        let actions = diff(&desired, &managed, |_| true);
         assert_eq!(
             actions,
             vec![
@@ -273,6 +301,27 @@ mod tests {
             ]
         );
         let settled: HashMap<i64, i64> = HashMap::from([(1, 1), (3, 2), (4, 1)]);
-        assert!(diff(&desired, &settled).is_empty());
+        assert!(diff(&desired, &settled, |_| true).is_empty());
+    }
+
+    #[test]
+    fn with_leases_only_bots_held_here_start_and_running_ones_held_elsewhere_are_released() {
+        use DesiredState::*;
+        let desired = [
+            bot(1, Enabled, 1),
+            bot(2, Enabled, 1),
+            bot(3, Enabled, 1),
+            bot(4, Disabled, 1),
+        ];
+        let managed = HashMap::from([(2, 1), (4, 1)]);
+        let held_here = |id: i64| id == 1;
+        assert_eq!(
+            diff(&desired, &managed, held_here),
+            vec![
+                Action::Start(Box::new(desired[0].clone())),
+                Action::Release(2),
+                Action::Stop(4),
+            ]
+        );
     }
 }

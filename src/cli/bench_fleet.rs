@@ -79,6 +79,7 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
         full_interval: Duration::from_secs(30),
         event_capacity: bots * 4 + 1024,
         runs_bots: true,
+        leases: None,
     };
     let started = Instant::now();
     let fleet = Fleet::start(store.clone(), vault, options).await?;

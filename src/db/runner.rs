@@ -7,10 +7,8 @@
 //! that ends however the process ends (SIGKILL included), and writes who it is there; another
 //! process that wants to run bots is refused with the holder's name.
 //!
-//! On PostgreSQL several processes are expected. Until bots are leased one by one (issue 17), one
-//! of them runs all the bots and the others stand by: the runner holds a session-level advisory
-//! lock ([`RunnerLock`]) on a connection of its own. PostgreSQL frees it when that session ends
-//! (the process exits or is killed, or its connection is lost), and a standby takes it.
+//! On PostgreSQL several processes share the bots, each bot run by the node holding its lease
+//! (`db::leases`, `actors::leases`).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -154,52 +152,6 @@ fn real_path(path: &Path) -> std::io::Result<PathBuf> {
             Ok(dir.join(path.file_name().unwrap_or(path.as_os_str())))
         }
         Err(error) => Err(error),
-    }
-}
-
-/// The advisory lock key of the bots' runner: "nezuko" in ASCII. Advisory locks belong to one
-/// database, so installations sharing a server do not meet.
-const RUNNER_KEY: i64 = 0x6E65_7A75_6B6F;
-
-/// A PostgreSQL session of its own that holds, or tries to take, the runner lock.
-#[derive(Debug)]
-pub struct RunnerLock {
-    connection: sqlx::PgConnection,
-}
-
-impl RunnerLock {
-    /// Opens the session (a connection taken out of `store`'s pool, which opens a replacement);
-    /// `None` on SQLite. Asks the server to probe the connection's peer every few seconds
-    /// (`tcp_keepalives_*`: 5 s idle, then 3 probes 2 s apart), so a runner cut off by the network
-    /// loses the lock in about 11 s instead of the system default of two hours.
-    pub async fn open(store: &super::Store) -> Result<Option<Self>, super::StoreError> {
-        let Some(pool) = store.postgres_pool() else {
-            return Ok(None);
-        };
-        let mut connection = pool.acquire().await?.detach();
-        sqlx::raw_sql(
-            "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 2; SET tcp_keepalives_count = 3",
-        )
-        .execute(&mut connection)
-        .await?;
-        Ok(Some(Self { connection }))
-    }
-
-    /// Takes the lock if nobody holds it; `true` once held (again: it is re-entrant per session).
-    pub async fn try_take(&mut self) -> Result<bool, super::StoreError> {
-        let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-            .bind(RUNNER_KEY)
-            .fetch_one(&mut self.connection)
-            .await?;
-        Ok(taken)
-    }
-
-    /// Whether the session that holds the lock still answers.
-    pub async fn alive(&mut self) -> bool {
-        sqlx::query("SELECT 1")
-            .execute(&mut self.connection)
-            .await
-            .is_ok()
     }
 }
 

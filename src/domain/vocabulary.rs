@@ -59,6 +59,9 @@ vocabulary! {
         Log = "log",
         SettingsChanged = "settings_changed",
         Audit = "audit",
+        /// Bots moved between the nodes sharing a PostgreSQL database (a node joined, left, or
+        /// was found gone).
+        Node = "node",
     }
 }
 

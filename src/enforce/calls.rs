@@ -14,7 +14,7 @@ use teloxide::{Bot, RequestError};
 use super::limiter::{Limiter, Scope};
 use super::records::Records;
 use crate::db::{ApiCall, now_ms};
-use crate::telegram::{Attempt, RetryPolicy, transport};
+use crate::telegram::{Attempt, Fence, RetryPolicy, transport};
 
 /// How often one call is retried after a 429 before its error is returned.
 const RETRIES_AFTER_429: u32 = 3;
@@ -44,16 +44,25 @@ pub struct Calls {
     limiter: Arc<Limiter>,
     records: Records,
     retry: RetryPolicy,
+    /// Nothing is sent once this node's lease on the bot has ended.
+    fence: Fence,
 }
 
 impl Calls {
-    pub fn new(bot: Bot, bot_instance_id: i64, limiter: Arc<Limiter>, records: Records) -> Self {
+    pub fn new(
+        bot: Bot,
+        bot_instance_id: i64,
+        limiter: Arc<Limiter>,
+        records: Records,
+        fence: Fence,
+    ) -> Self {
         Self {
             bot,
             bot_instance_id,
             limiter,
             records,
             retry: RetryPolicy::default(),
+            fence,
         }
     }
 
@@ -141,6 +150,8 @@ impl Calls {
         let (mut waited_out, mut retried) = (0, 0);
         loop {
             self.limiter.acquire(&scopes).await;
+            // Checked after the wait, right before sending: a lease may end while waiting.
+            self.fence.check()?;
             let started = Instant::now();
             let Attempt {
                 result,

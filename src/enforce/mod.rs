@@ -397,6 +397,7 @@ impl UpdateHandler for Enforcer {
                         context.bot_instance_id,
                         shared.limiter.clone(),
                         shared.records.clone(),
+                        context.fence.clone(),
                     ),
                     me: context.me.clone(),
                     events: context.events.clone(),
@@ -426,6 +427,7 @@ impl UpdateHandler for Enforcer {
             context.bot_instance_id,
             self.shared.limiter.clone(),
             self.shared.records.clone(),
+            context.fence.clone(),
         );
         let id = context.bot_instance_id;
         // Owned by the runtime (aborted when the bot stops): first the warnings the bot owes from

@@ -4,11 +4,13 @@
 
 mod classify;
 pub mod dispatch;
+mod fence;
 pub mod polling;
 mod schema;
 pub mod transport;
 
 pub use classify::{Failure, Unavailable, classify, is_weather, is_weather_cause};
+pub use fence::{Fence, Fenced};
 pub use schema::{ALLOWED, BotContext, BotIdentity, UpdateHandler, endpoint};
 pub use transport::{Attempt, RetryPolicy};
 

@@ -36,6 +36,7 @@ use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::Fence;
 use super::transport::{self, Attempt};
 
 /// The first pause before an update whose handling hit an outage is handed out again; it doubles
@@ -314,6 +315,7 @@ pub struct Listener {
     allowed: Vec<AllowedUpdate>,
     token: StopToken,
     flag: StopFlag,
+    fence: Fence,
 }
 
 impl Listener {
@@ -333,7 +335,15 @@ impl Listener {
             allowed: Vec::new(),
             token,
             flag,
+            fence: Fence::open(),
         }
+    }
+
+    /// Polls only while `fence` holds: once it has ended the stream ends, and what a poll
+    /// brought back after that is dropped unconfirmed (the bot's next runner gets it).
+    pub fn fenced(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 }
 
@@ -361,6 +371,7 @@ impl<'a> AsUpdateStream<'a> for Listener {
             timeout: self.timeout,
             allowed: self.allowed.clone(),
             flag: self.flag.clone(),
+            fence: self.fence.clone(),
             buffer: VecDeque::new(),
             pause: None,
             replayed: false,
@@ -385,6 +396,7 @@ struct Poller {
     timeout: Duration,
     allowed: Vec<AllowedUpdate>,
     flag: StopFlag,
+    fence: Fence,
     buffer: VecDeque<Update>,
     /// No poll before this (after an error, or a poll that brought nothing new).
     pause: Option<Pause>,
@@ -418,6 +430,9 @@ impl Poller {
     /// The next update (or polling error); `None` once stopped.
     async fn next(&mut self) -> Option<Result<Update, RequestError>> {
         loop {
+            if !self.fence.holds() {
+                return None;
+            }
             if let Some(update) = self.buffer.pop_front() {
                 if self.buffer.is_empty() {
                     // A bot rests far longer than it works: its drained buffer gives its space
@@ -480,6 +495,9 @@ impl Poller {
                 () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => continue,
             };
             self.polling = None;
+            if !self.fence.holds() {
+                return None;
+            }
             match attempt.result {
                 Ok(updates) => {
                     let brought = updates.len();

@@ -27,6 +27,8 @@ pub struct BotContext {
     pub me: Arc<BotIdentity>,
     /// Where the bot's events go (the fleet's Broadcaster).
     pub events: Publisher,
+    /// Until when this node may send for the bot (see [`super::Fence`]).
+    pub fence: super::Fence,
 }
 
 /// The bot's own Telegram account.

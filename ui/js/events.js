@@ -5,7 +5,7 @@
 const listeners = new Set();
 let source = null;
 
-const KINDS = ["bot_status", "verification", "member_join", "member_leave", "health", "activity", "log", "settings_changed", "audit"];
+const KINDS = ["bot_status", "verification", "member_join", "member_leave", "health", "activity", "log", "settings_changed", "audit", "node"];
 
 /// Shows whether live updates flow (the header's indicator; tests read `data-stream` too).
 function showState(state) {

@@ -14,7 +14,7 @@ use crate::actors::policy::{Cure, FailureWindow, cure};
 use crate::actors::registry::{Action, Registry, RegistryArgs, RegistryMsg};
 use crate::db::{BotRow, RunStateUpdate, now_ms};
 use crate::domain::RunState;
-use crate::telegram::Failure;
+use crate::telegram::{Failure, Fence};
 
 impl SupervisorState {
     pub(super) async fn spawn_broadcaster(
@@ -37,6 +37,7 @@ impl SupervisorState {
             supervisor: myself.clone(),
             poll_interval: self.args.poll_interval,
             full_interval: self.args.full_interval,
+            leases: self.args.leases.clone(),
         };
         let (registry, _) = Actor::spawn_linked(None, Registry, args, myself.get_cell()).await?;
         self.registry = Some(registry);
@@ -49,6 +50,7 @@ impl SupervisorState {
                 Action::Start(row) => self.start(myself, *row).await,
                 Action::Stop(id) => self.stop(id),
                 Action::Restart(row) => self.restart(myself, *row).await,
+                Action::Release(id) => self.release(id),
             }
         }
     }
@@ -78,6 +80,17 @@ impl SupervisorState {
 
     /// Starts the bot's actor. Exactly one actor per bot: callers only spawn when `actor` is `None`.
     pub(super) async fn spawn(&mut self, myself: &SupervisorRef, id: i64, restarted: bool) {
+        // With leases, only while this node holds the bot's (a retry may come after it moved).
+        let fence = match &self.args.leases {
+            None => Fence::open(),
+            Some(leases) => match leases.fence(id) {
+                Some(fence) => fence,
+                None => {
+                    self.children.remove(&id);
+                    return;
+                }
+            },
+        };
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
@@ -87,6 +100,7 @@ impl SupervisorState {
             child.restart_count += 1;
         }
         let args = BotArgs {
+            fence,
             row: child.row.clone(),
             vault: self.args.vault.clone(),
             http: self.args.http.clone(),
@@ -155,6 +169,30 @@ impl SupervisorState {
         }
     }
 
+    /// Another node runs the bot from now on: a graceful stop (its last updates confirmed under
+    /// the lease it still holds), and nothing recorded, since the next runner records its own.
+    pub(super) fn release(&mut self, id: i64) {
+        let Some(child) = self.children.get_mut(&id) else {
+            return;
+        };
+        match &child.actor {
+            Some(actor) => {
+                child.after_exit = After::Release;
+                child.generation += 1;
+                actor.stop(Some("another node runs the bot now".into()));
+            }
+            None => {
+                self.children.remove(&id);
+            }
+        }
+    }
+
+    /// Whether a bot that failed may be started again here: always without leases; with them,
+    /// only while this node still holds the bot's lease.
+    fn holds(&self, id: i64) -> bool {
+        self.args.leases.as_ref().is_none_or(|l| l.runs(id))
+    }
+
     /// A graceful stop then a start; a parked (failed) bot starts afresh.
     pub(super) async fn restart(&mut self, myself: &SupervisorRef, row: BotRow) {
         let id = row.id;
@@ -208,6 +246,9 @@ impl SupervisorState {
             After::Stop => {
                 self.stopped_by_admin(id);
             }
+            After::Release => {
+                self.children.remove(&id);
+            }
             After::Restart => self.spawn(myself, id, false).await,
             // `shutdown` records these stops itself, once.
             After::Nothing if self.shutting_down => {}
@@ -236,6 +277,10 @@ impl SupervisorState {
             if child.after_exit == After::Stop {
                 return self.stopped_by_admin(id);
             }
+            if child.after_exit == After::Release {
+                self.children.remove(&id);
+                return;
+            }
         }
         self.failed(myself, id, failure);
     }
@@ -244,6 +289,13 @@ impl SupervisorState {
     /// Telegram's weather for as long as it lasts, and park a bot whose own faults repeat.
     pub(super) fn failed(&mut self, myself: &SupervisorRef, id: i64, failure: Failure) {
         let policy = self.args.policy;
+        if !self.holds(id) {
+            // Its lease ended meanwhile (it failed because its fence closed, most likely): the
+            // bot's next runner records its state, not this node.
+            tracing::info!(bot_instance_id = id, %failure, "bot stopped: this node's lease on it ended");
+            self.children.remove(&id);
+            return;
+        }
         let Some(child) = self.children.get_mut(&id) else {
             return;
         };
@@ -409,34 +461,6 @@ impl SupervisorState {
     }
 
     /// Stops every bot at once and waits for all of them (each bounded by its stop grace).
-    /// Stops the Registry and every bot, waits for them, and forgets them: the next `Lead` starts
-    /// afresh from the database. No state is recorded: the process that runs the bots now records
-    /// its own, and this one may have lost its database.
-    pub(super) async fn step_down(&mut self) {
-        if let Some(registry) = self.registry.take() {
-            registry.stop(None);
-        }
-        let actors: Vec<BotRef> = self
-            .children
-            .values()
-            .filter_map(|c| c.actor.clone())
-            .collect();
-        // Their exit events arrive after this; unknown actors are ignored.
-        self.by_actor.clear();
-        self.children.clear();
-        let stops = actors.iter().map(|actor| {
-            actor.stop_and_wait(
-                Some("another process runs the bots now".into()),
-                Some(Duration::from_secs(9)),
-            )
-        });
-        futures_util::future::join_all(stops).await;
-        tracing::warn!(
-            stopped = actors.len(),
-            "this process no longer runs the bots; it runs them again when it regains the runner lock"
-        );
-    }
-
     pub(super) async fn shutdown(&mut self) {
         self.shutting_down = true;
         if let Some(registry) = self.registry.take() {

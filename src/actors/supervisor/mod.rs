@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use super::bot::BotRef;
 use super::broadcaster::{BroadcasterMsg, BroadcasterRef, Event};
+use super::leases::Leases;
 use super::policy::{FailureWindow, RestartPolicy};
 use super::registry::{Action, RegistryRef};
 use crate::db::{BotRow, Store};
@@ -53,13 +54,6 @@ pub enum SupervisorMsg {
     Status(RpcReplyPort<Vec<BotStatus>>),
     /// Stop every bot gracefully, then answer.
     Shutdown(RpcReplyPort<()>),
-    /// This process now runs the bots (it holds the runner lock, see `actors::runner`): spawn the
-    /// Registry, whose first reconcile starts every enabled bot. Ignored while it runs.
-    Lead,
-    /// This process no longer may run the bots (its runner lock is lost): stop the Registry and
-    /// every bot, forget them, and answer once they have stopped. The tree stays up for the
-    /// admin API and a later `Lead`.
-    StepDown(RpcReplyPort<()>),
 }
 
 /// What the supervisor knows of one bot.
@@ -85,9 +79,10 @@ pub struct SupervisorArgs {
     /// SQLite: how often the Registry looks for changes; both: how often it reconciles fully.
     pub poll_interval: Duration,
     pub full_interval: Duration,
-    /// Whether to spawn the Registry (and so run bots) at once; without, bots run only after a
-    /// `Lead` (see `FleetOptions::runs_bots`).
+    /// Whether to spawn the Registry, and so run bots (see `FleetOptions::runs_bots`).
     pub runs_bots: bool,
+    /// On PostgreSQL, the bots this node holds (see `actors::leases`); `None` runs them all.
+    pub leases: Option<Leases>,
 }
 
 /// What a running actor is doing besides running.
@@ -96,6 +91,8 @@ enum After {
     Nothing,
     Stop,
     Restart,
+    /// Handed over to another node: forgotten once stopped, no state recorded.
+    Release,
 }
 
 struct Child {
@@ -190,15 +187,6 @@ impl Actor for Supervisor {
             SupervisorMsg::Status(reply) => drop(reply.send(state.status())),
             SupervisorMsg::Shutdown(reply) => {
                 state.shutdown().await;
-                drop(reply.send(()));
-            }
-            SupervisorMsg::Lead => {
-                if state.registry.is_none() && !state.shutting_down {
-                    state.spawn_registry(&myself).await?;
-                }
-            }
-            SupervisorMsg::StepDown(reply) => {
-                state.step_down().await;
                 drop(reply.send(()));
             }
         }

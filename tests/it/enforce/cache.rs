@@ -183,6 +183,7 @@ async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
             full_interval: Duration::from_secs(30),
             event_capacity: 1024,
             runs_bots: true,
+            leases: None,
         },
     )
     .await

@@ -120,6 +120,7 @@ impl Guarded {
             full_interval: Duration::from_secs(30),
             event_capacity: 4096,
             runs_bots: true,
+            leases: None,
         };
         let fleet = Fleet::start(self.db.store.clone(), self.vault.clone(), options)
             .await

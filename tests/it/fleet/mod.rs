@@ -127,6 +127,7 @@ impl FleetWorld {
             full_interval: Duration::from_secs(30),
             event_capacity: 1024,
             runs_bots: true,
+            leases: None,
         };
         let fleet = Fleet::start(self.db.store.clone(), self.vault.clone(), options)
             .await

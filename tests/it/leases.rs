@@ -1,0 +1,309 @@
+//! Several `nezuko serve` nodes on one PostgreSQL database share the bots by lease: real
+//! processes, real PostgreSQL, the sandbox as Telegram (which ends a second poller of one token
+//! with 409, as Telegram does).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use nezuko::db::NewBot;
+use nezuko::domain::{BotToken, DesiredState};
+use nezuko::vault::{EncryptionKey, Vault};
+use nezuko_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+
+use crate::operator::{Operator, Serving};
+use crate::support::TestDb;
+
+/// `n` bots in the sandbox and in a fresh PostgreSQL database, and the nodes serving them.
+struct Cluster {
+    sandbox: Sandbox,
+    telegram: RunningSandbox,
+    operator: Operator,
+    db: TestDb,
+    key: String,
+    /// Telegram id of each bot, by Nezuko's id.
+    bots: HashMap<i64, i64>,
+}
+
+impl Cluster {
+    async fn new(n: usize) -> Self {
+        let sandbox = Sandbox::new(SandboxConfig::default());
+        let telegram = sandbox.spawn_local().await.unwrap();
+        let db = TestDb::postgres().await;
+        let key = EncryptionKey::generate();
+        let vault = Vault::new(std::slice::from_ref(&key));
+        let mut bots = HashMap::new();
+        for i in 0..n {
+            let bot = sandbox.create_bot(&format!("Guard {i}"), &format!("guard{i}_bot"));
+            let row = db
+                .store
+                .insert_bot(&NewBot {
+                    telegram_bot_id: bot.id,
+                    username: format!("guard{i}_bot"),
+                    display_name: format!("Guard {i}"),
+                    token_ciphertext: vault.encrypt_token(&BotToken::parse(&bot.token).unwrap()),
+                    owner_telegram_id: None,
+                    desired_state: DesiredState::Enabled,
+                })
+                .await
+                .unwrap();
+            bots.insert(row.id, bot.id);
+        }
+        Self {
+            sandbox,
+            telegram,
+            operator: Operator::new(),
+            db,
+            key: key.expose().to_string(),
+            bots,
+        }
+    }
+
+    async fn serve(&self, role: &str) -> Serving {
+        let vars = [
+            ("NEZUKO_TELEGRAM__API_URL", self.telegram.url().to_string()),
+            ("DATABASE_URL", self.db.url.clone()),
+            ("ENCRYPTION_KEY", self.key.clone()),
+            ("BOT_OWNER_TELEGRAM_ID", "424242".to_string()),
+        ];
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.operator.serve_as(role, &vars).await
+    }
+
+    /// The node id (`nodes.id`) of a serving process, once it has written its row.
+    async fn node_of(&self, serving: &Serving) -> String {
+        let pid = i64::from(serving.child.id().unwrap());
+        for _ in 0..100 {
+            let nodes = self.db.store.nodes().await.unwrap();
+            if let Some(node) = nodes.into_iter().find(|n| n.pid == pid) {
+                return node.id;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("node of pid {pid} never registered");
+    }
+
+    /// Waits until every bot is leased, by exactly `nodes` nodes holding within one of an even
+    /// share, and polling; returns each node's bots.
+    async fn wait_spread(&self, nodes: usize) -> HashMap<String, Vec<i64>> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let runners = self.db.store.bot_runners().await.unwrap();
+            let mut by_node: HashMap<String, Vec<i64>> = HashMap::new();
+            for (bot, node) in &runners {
+                by_node.entry(node.clone()).or_default().push(*bot);
+            }
+            let counts: Vec<usize> = by_node.values().map(Vec::len).collect();
+            let even = counts.iter().max().unwrap_or(&0) - counts.iter().min().unwrap_or(&0) <= 1;
+            if runners.len() == self.bots.len()
+                && by_node.len() == nodes
+                && even
+                && self.bots.values().all(|bot| self.sandbox.is_polling(*bot))
+            {
+                return by_node;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not spread over {nodes} nodes in 60 s: {counts:?} of {} bots",
+                self.bots.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// `getUpdates` calls Telegram ended with 409 (two pollers of one token), for any bot.
+    fn conflicts(&self) -> usize {
+        self.sandbox
+            .calls(None, Some("getUpdates"))
+            .iter()
+            .filter(|c| c.error_code == Some(409))
+            .count()
+    }
+
+    /// Times a bot was recorded as failed or in backoff.
+    async fn failures(&self) -> i64 {
+        let (count,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM events WHERE kind = 'bot_status' \
+             AND (payload::text LIKE '%\"state\":\"failed\"%' OR payload::text LIKE '%\"state\":\"backoff\"%')",
+        )
+        .fetch_one(self.db.store.postgres_pool().unwrap())
+        .await
+        .unwrap();
+        count
+    }
+}
+
+/// Sends `SIG<name>` to process `pid`.
+fn signal(name: &str, pid: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{name}"), pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_a_hundred_bots_evenly_survive_a_sigkill_and_a_rolling_restart() {
+    let cluster = Cluster::new(100).await;
+    let mut nodes = vec![
+        cluster.serve("all").await,
+        cluster.serve("bots").await,
+        cluster.serve("bots").await,
+    ];
+    let spread = cluster.wait_spread(3).await;
+    // Long enough for two pollers of one token to have met Telegram's 409 many times.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(cluster.conflicts(), 0, "every bot polled by one node");
+
+    // SIGKILL one node: its bots run elsewhere within 15 s.
+    let victim = nodes.remove(1);
+    let victim_id = cluster.node_of(&victim).await;
+    let moved = spread[&victim_id].clone();
+    let killed_at = now_ms();
+    let killed = Instant::now();
+    victim.kill().await;
+    // Taken over: leased by another node, and polled by it (the sandbox forgets a long poll
+    // whose connection closed, as the victim's did).
+    let deadline = killed + Duration::from_secs(30);
+    loop {
+        let runners = cluster.db.store.bot_runners().await.unwrap();
+        let all_moved = moved.iter().all(|id| {
+            runners.get(id).is_some_and(|node| *node != victim_id)
+                && cluster.sandbox.is_polling(cluster.bots[id])
+        });
+        if all_moved {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed node's bots did not move"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let took = killed.elapsed();
+    eprintln!(
+        "{} bots ran elsewhere {took:?} after the SIGKILL",
+        moved.len()
+    );
+    assert!(took < Duration::from_secs(15), "taken over in {took:?}");
+    // Those polls began after the kill (the journal has a long poll once it has ended).
+    for id in &moved {
+        let bot = cluster.bots[id];
+        cluster
+            .sandbox
+            .wait_until(
+                Duration::from_secs(15),
+                "a poll begun after the kill",
+                |s| {
+                    s.calls(Some(bot), Some("getUpdates"))
+                        .iter()
+                        .any(|c| c.at_ms > killed_at)
+                        .then_some(())
+                },
+            )
+            .await
+            .unwrap();
+    }
+    cluster.wait_spread(2).await;
+
+    // A third node again, then a rolling restart of all three, one by one.
+    nodes.push(cluster.serve("bots").await);
+    cluster.wait_spread(3).await;
+    for _ in 0..3 {
+        let (status, _) = nodes.remove(0).terminate().await;
+        assert!(status.success());
+        nodes.push(cluster.serve("all").await);
+        cluster.wait_spread(3).await;
+    }
+    assert_eq!(cluster.conflicts(), 0, "never two pollers at once");
+    assert_eq!(
+        cluster.failures().await,
+        0,
+        "no bot ever failed or backed off"
+    );
+    for node in nodes {
+        let (status, _) = node.terminate().await;
+        assert!(status.success());
+    }
+    cluster.db.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_paused_beyond_its_lease_sends_nothing_for_the_bots_that_moved_once_resumed() {
+    let cluster = Cluster::new(6).await;
+    let first = cluster.serve("all").await;
+    let second = cluster.serve("bots").await;
+    let spread = cluster.wait_spread(2).await;
+    let paused_id = cluster.node_of(&second).await;
+    let moved: Vec<i64> = spread[&paused_id].clone();
+    let pid = second.child.id().unwrap().to_string();
+    signal("STOP", &pid);
+    let paused_at = now_ms();
+    // The other node takes the bots once the leases expire.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let runners = cluster.db.store.bot_runners().await.unwrap();
+        if moved
+            .iter()
+            .all(|id| runners.get(id).is_some_and(|node| *node != paused_id))
+            && moved.iter().all(|id| {
+                cluster
+                    .sandbox
+                    .calls(Some(cluster.bots[id]), Some("getUpdates"))
+                    .iter()
+                    .any(|c| c.at_ms > paused_at && c.error_code.is_none())
+            })
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the paused node's bots did not move"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The paused node's own long polls were ended with 409 by the new runner's first polls,
+    // while it slept; nothing after that may come from it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before_resume = now_ms();
+    let conflicts_before = cluster.conflicts();
+    signal("CONT", &pid);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let after: Vec<_> = cluster
+        .sandbox
+        .calls(None, None)
+        .into_iter()
+        .filter(|c| c.at_ms > before_resume && c.error_code == Some(409))
+        .collect();
+    assert!(
+        after.is_empty(),
+        "the resumed node cut a poll short: {after:#?}"
+    );
+    assert_eq!(cluster.conflicts(), conflicts_before);
+    // The bots it lost are still recorded as running (by their new runner), and they run.
+    for id in &moved {
+        let row = cluster.db.store.bot(*id).await.unwrap();
+        assert_eq!(
+            row.run_state.as_str(),
+            "running",
+            "bot {id}: {:?}",
+            row.run_reason
+        );
+        assert!(cluster.sandbox.is_polling(cluster.bots[id]));
+    }
+    assert_eq!(cluster.failures().await, 0);
+    // Back in the database, the resumed node gets its share again.
+    cluster.wait_spread(2).await;
+    for node in [first, second] {
+        let (status, _) = node.terminate().await;
+        assert!(status.success());
+    }
+    cluster.db.finish().await;
+}
