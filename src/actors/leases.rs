@@ -307,8 +307,8 @@ impl Keeper {
 
     /// Takes this node's share of the free bots and hands over what exceeds it.
     async fn balance(&mut self, survey: Survey) -> bool {
-        let runners = self.runners().await;
-        self.note_departures(&runners, &survey);
+        let (runners, known) = self.runners().await;
+        self.note_departures(&runners, known.as_ref());
         let n = runners.len().max(1);
         let index = runners.iter().position(|id| *id == self.node).unwrap_or(0);
         let share = survey.enabled.len() / n + usize::from(index < survey.enabled.len() % n);
@@ -411,52 +411,52 @@ impl Keeper {
         changed
     }
 
-    /// The live nodes that run bots, by id, this one included.
-    async fn runners(&self) -> Vec<String> {
+    /// The live nodes that run bots, by id, this one included; and every node on record (`None`
+    /// when the table could not be read: the last round's live nodes stand in).
+    async fn runners(&self) -> (Vec<String>, Option<HashSet<String>>) {
         let now = now_ms();
-        let mut runners: Vec<String> =
-            match tokio::time::timeout(QUERY_TIMEOUT, self.store.nodes()).await {
-                Ok(Ok(nodes)) => nodes
-                    .into_iter()
+        let (mut live, known) = match tokio::time::timeout(QUERY_TIMEOUT, self.store.nodes()).await
+        {
+            Ok(Ok(nodes)) => (
+                nodes
+                    .iter()
                     .filter(|n| n.role != "api" && now - n.heartbeat_at <= LEASE_MS)
-                    .map(|n| n.id)
+                    .map(|n| n.id.clone())
                     .collect(),
-                _ => self.runners.clone(),
-            };
-        runners.push(self.node.clone());
-        runners.sort_unstable();
-        runners.dedup();
-        runners
+                Some(nodes.into_iter().map(|n| n.id).collect()),
+            ),
+            _ => (self.runners.clone(), None),
+        };
+        live.push(self.node.clone());
+        live.sort_unstable();
+        live.dedup();
+        (live, known)
     }
 
-    /// Says so when a node that ran bots is no longer alive (killed, cut off, paused) while it
-    /// still holds leases: they expire, and the other nodes take its bots.
-    fn note_departures(&mut self, runners: &[String], survey: &Survey) {
+    /// Says so when a node that ran bots stopped beating without leaving (killed, cut off,
+    /// paused: its row is still there; a clean stop deletes it): its leases expire, and the
+    /// other nodes take its bots.
+    fn note_departures(&mut self, live: &[String], known: Option<&HashSet<String>>) {
+        let Some(known) = known else {
+            return;
+        };
         let gone: Vec<String> = self
             .runners
             .iter()
-            .filter(|id| !runners.contains(id))
+            .filter(|id| !live.contains(id) && known.contains(*id))
             .cloned()
             .collect();
-        self.runners = runners.to_vec();
+        self.runners = live.to_vec();
         // One node says it (the first by id), not every one that noticed.
-        if runners.first() != Some(&self.node) {
+        if live.first() != Some(&self.node) {
             return;
         }
         for node in gone {
-            let holding = survey
-                .leases
-                .iter()
-                .filter(|l| l.node_id == node && l.expires_at > 0)
-                .count();
-            if holding == 0 {
-                continue; // it stopped cleanly and let its bots go
-            }
-            tracing::warn!(node = %node, bots = holding, "a node stopped beating; its bots move to the others");
+            tracing::warn!(node = %node, "a node stopped beating; its bots move to the others");
             self.fleet.publisher().publish(
                 EventKind::Node,
                 None,
-                json!({ "node": node, "change": "gone", "bots": holding, "seen_by": self.node }),
+                json!({ "node": node, "change": "gone", "seen_by": self.node }),
             );
         }
     }

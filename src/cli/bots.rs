@@ -62,18 +62,21 @@ async fn list(store: &Store) -> anyhow::Result<()> {
         println!("no bots yet: add one with `nezuko bot add` (token on standard input)");
         return Ok(());
     }
+    // Which node runs each (`nezuko nodes` tells the nodes apart); "-" for none.
+    let runners = store.bot_runners().await?;
     println!(
-        "{:>4}  {:<24} {:<9} {:<9} {:>8}  reason",
-        "id", "bot", "desired", "state", "restarts"
+        "{:>4}  {:<24} {:<9} {:<9} {:>8}  {:<16}  reason",
+        "id", "bot", "desired", "state", "restarts", "node"
     );
     for bot in bots {
         println!(
-            "{:>4}  {:<24} {:<9} {:<9} {:>8}  {}",
+            "{:>4}  {:<24} {:<9} {:<9} {:>8}  {:<16}  {}",
             bot.id,
             format!("@{}", bot.username),
             bot.desired_state.as_str(),
             bot.run_state.as_str(),
             bot.restart_count,
+            runners.get(&bot.id).map_or("-", String::as_str),
             bot.run_reason.unwrap_or_default()
         );
     }

@@ -174,6 +174,7 @@ async fn nodes() -> anyhow::Result<()> {
     let settings = setup()?;
     let store = app::open_store(&settings).await?;
     let nodes = store.nodes().await?;
+    let bots = store.bots_per_node().await?;
     store.close().await;
     if nodes.is_empty() {
         println!("no nodes: no `nezuko serve` is running on this database");
@@ -181,18 +182,19 @@ async fn nodes() -> anyhow::Result<()> {
     }
     let now = crate::db::now_ms();
     println!(
-        "{:<16}  {:<20} {:>8}  {:<5} {:<9} {:<8} {:>10}  heartbeat",
-        "node", "host", "pid", "role", "runs bots", "version", "up"
+        "{:<16}  {:<20} {:>8}  {:<5} {:<9} {:>5} {:<8} {:>10}  heartbeat",
+        "node", "host", "pid", "role", "runs bots", "bots", "version", "up"
     );
     for node in nodes {
         let beat = (now - node.heartbeat_at).max(0) / 1000;
         println!(
-            "{:<16}  {:<20} {:>8}  {:<5} {:<9} {:<8} {:>9}s  {}",
+            "{:<16}  {:<20} {:>8}  {:<5} {:<9} {:>5} {:<8} {:>9}s  {}",
             node.id,
             node.host,
             node.pid,
             node.role,
             if node.runs_bots { "yes" } else { "no" },
+            bots.get(&node.id).copied().unwrap_or(0),
             node.version,
             (node.heartbeat_at - node.started_at).max(0) / 1000,
             if node.alive(now) {

@@ -2,6 +2,8 @@
 //! nodes follow). Every time here is the database's clock, so nodes whose clocks disagree still
 //! agree on when a lease ends.
 
+use std::collections::HashMap;
+
 use sqlx::PgPool;
 
 use super::{Store, StoreError, now_ms, with_pool};
@@ -140,15 +142,45 @@ impl LeaseTable {
 }
 
 impl Store {
-    /// Which node runs each leased bot now (`bot id → node id`); empty on SQLite, where the one
-    /// process that holds the runner lock runs them all.
-    pub async fn bot_runners(&self) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+    /// Which node runs each bot now (`bot id → node id`): on PostgreSQL the holder of its
+    /// unexpired lease; on SQLite, every enabled bot's is the live node that runs bots (one
+    /// process runs them all). Bots nobody runs are absent.
+    pub async fn bot_runners(&self) -> Result<HashMap<i64, String>, StoreError> {
+        let now = now_ms();
+        if self.postgres_pool().is_none() {
+            let Some(runner) = self
+                .nodes()
+                .await?
+                .into_iter()
+                .find(|n| n.runs_bots && n.alive(now))
+            else {
+                return Ok(HashMap::new());
+            };
+            let enabled: Vec<(i64,)> = with_pool!(self, pool => sqlx::query_as(
+                "SELECT id FROM bot_instances WHERE desired_state = 'enabled'",
+            )
+            .fetch_all(pool)
+            .await)?;
+            return Ok(enabled
+                .into_iter()
+                .map(|(id,)| (id, runner.id.clone()))
+                .collect());
+        }
         let rows: Vec<(i64, String)> = with_pool!(self, pool => sqlx::query_as(
             "SELECT bot_instance_id, node_id FROM bot_leases WHERE expires_at > $1",
         )
-        .bind(now_ms())
+        .bind(now)
         .fetch_all(pool)
         .await)?;
         Ok(rows.into_iter().collect())
+    }
+
+    /// How many bots each node runs now (see [`Store::bot_runners`]).
+    pub async fn bots_per_node(&self) -> Result<HashMap<String, usize>, StoreError> {
+        let mut counts = HashMap::new();
+        for node in self.bot_runners().await?.into_values() {
+            *counts.entry(node).or_insert(0) += 1;
+        }
+        Ok(counts)
     }
 }

@@ -10,7 +10,10 @@ use nezuko::domain::{BotToken, DesiredState};
 use nezuko::vault::{EncryptionKey, Vault};
 use nezuko_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 
+use crate::api::sign_in_at;
 use crate::operator::{Operator, Serving};
+
+const OWNER: i64 = 424242;
 use crate::support::TestDb;
 
 /// `n` bots in the sandbox and in a fresh PostgreSQL database, and the nodes serving them.
@@ -58,15 +61,41 @@ impl Cluster {
         }
     }
 
-    async fn serve(&self, role: &str) -> Serving {
-        let vars = [
+    fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
             ("NEZUKO_TELEGRAM__API_URL", self.telegram.url().to_string()),
             ("DATABASE_URL", self.db.url.clone()),
             ("ENCRYPTION_KEY", self.key.clone()),
-            ("BOT_OWNER_TELEGRAM_ID", "424242".to_string()),
-        ];
+            ("BOT_OWNER_TELEGRAM_ID", OWNER.to_string()),
+        ]
+    }
+
+    async fn serve(&self, role: &str) -> Serving {
+        let vars = self.vars();
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.operator.serve_as(role, &vars).await
+    }
+
+    /// Runs a `nezuko` command on the cluster's database; its standard output.
+    async fn run(&self, args: &[&str]) -> String {
+        let vars = self.vars();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let done = self.operator.run(args, &vars).await;
+        assert!(done.status.success(), "{args:?}: {}", done.stderr);
+        done.stdout
+    }
+
+    /// `GET path` on `serving`'s admin API, signed in as the owner.
+    async fn api(&self, serving: &Serving, path: &str) -> serde_json::Value {
+        let session = sign_in_at(&self.db.store, &serving.base, OWNER).await;
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", serving.base))
+            .header("cookie", format!("nezuko_session={}", session.cookie))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
     }
 
     /// The node id (`nodes.id`) of a serving process, once it has written its row.
@@ -123,7 +152,7 @@ impl Cluster {
     async fn failures(&self) -> i64 {
         let (count,): (i64,) = sqlx::query_as(
             "SELECT count(*) FROM events WHERE kind = 'bot_status' \
-             AND (payload::text LIKE '%\"state\":\"failed\"%' OR payload::text LIKE '%\"state\":\"backoff\"%')",
+             AND payload->>'state' IN ('failed', 'backoff')",
         )
         .fetch_one(self.db.store.postgres_pool().unwrap())
         .await
@@ -157,6 +186,35 @@ async fn three_nodes_share_a_hundred_bots_evenly_survive_a_sigkill_and_a_rolling
         cluster.serve("bots").await,
     ];
     let spread = cluster.wait_spread(3).await;
+    // People see who runs what: the nodes with their bot counts, and each bot's node.
+    let listed = cluster.run(&["nodes"]).await;
+    for (node, bots) in &spread {
+        let line = listed
+            .lines()
+            .find(|l| l.starts_with(node.as_str()))
+            .unwrap_or_else(|| panic!("{node} not in {listed}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(fields[5], bots.len().to_string(), "{listed}");
+    }
+    let listed = cluster.run(&["bot", "list"]).await;
+    for (node, bots) in &spread {
+        let shown = listed.lines().filter(|l| l.contains(node.as_str())).count();
+        assert_eq!(shown, bots.len(), "{listed}");
+    }
+    let api_nodes = cluster.api(&nodes[0], "/api/v1/nodes").await;
+    let counted: usize = api_nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["bots"].as_u64().unwrap() as usize)
+        .sum();
+    assert_eq!(counted, 100, "{api_nodes}");
+    let api_bots = cluster.api(&nodes[0], "/api/v1/bots").await;
+    for bot in api_bots["items"].as_array().unwrap() {
+        let id = bot["id"].as_i64().unwrap();
+        let node = bot["node"]["id"].as_str().unwrap();
+        assert!(spread[node].contains(&id), "{bot}");
+    }
     // Long enough for two pollers of one token to have met Telegram's 409 many times.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(cluster.conflicts(), 0, "every bot polled by one node");
@@ -211,6 +269,14 @@ async fn three_nodes_share_a_hundred_bots_evenly_survive_a_sigkill_and_a_rolling
             .unwrap();
     }
     cluster.wait_spread(2).await;
+    // The feed says so: the node gone, its bots taken.
+    let (gone,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM events WHERE kind = 'node' AND payload->>'change' = 'gone' AND payload->>'node' = $1")
+            .bind(&victim_id)
+            .fetch_one(cluster.db.store.postgres_pool().unwrap())
+            .await
+            .unwrap();
+    assert_eq!(gone, 1, "one node-gone event");
 
     // A third node again, then a rolling restart of all three, one by one.
     nodes.push(cluster.serve("bots").await);

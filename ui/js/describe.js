@@ -10,6 +10,9 @@ export function describe(event) {
     case "audit": return `${p.actor_name}: ${p.action} ${p.target_type} ${p.target_id ?? ""}`;
     case "health": return `group ${p.group_id ?? "?"} health: ${p.health ?? p.status ?? "changed"}`;
     case "log": return `${p.level}: ${p.message}`;
+    case "node": return p.change === "gone"
+      ? `node ${p.node} stopped answering; its bots move to the other nodes`
+      : `node ${p.node} runs ${p.bots.length} more bots${p.from ? ` (from node ${p.from})` : ""}`;
     case "activity": return `${(p.action || "activity").replaceAll("_", " ")}${p.title ? `: ${p.title}` : p.chat_id ? ` (chat ${p.chat_id})` : ""}`;
     default: return `${event.kind}`;
   }

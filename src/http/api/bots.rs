@@ -15,7 +15,7 @@ use teloxide::requests::Requester;
 use warp::http::{Method, StatusCode};
 
 use crate::actors::BotStatus;
-use crate::db::{BotRow, NewBot, now_ms};
+use crate::db::{BotRow, NewBot, NodeRow, now_ms};
 use crate::domain::{BotToken, DesiredState, RunState};
 use crate::http::problem::ApiError;
 use crate::http::respond::{self, ApiResult};
@@ -105,7 +105,7 @@ pub fn routes() -> Vec<Route> {
 }
 
 /// What the API shows of a bot: everything but the token.
-fn view(row: &BotRow, live: Option<&BotStatus>, groups: i64) -> Value {
+fn view(row: &BotRow, live: Option<&BotStatus>, groups: i64, node: Option<&NodeRow>) -> Value {
     let now = now_ms();
     let uptime_s = match (row.run_state, row.started_at) {
         (RunState::Running, Some(started)) => Some((now - started).max(0) / 1000),
@@ -127,6 +127,8 @@ fn view(row: &BotRow, live: Option<&BotStatus>, groups: i64) -> Value {
         "uptime_s": uptime_s,
         "attempt": live.map(|s| s.attempt),
         "group_count": groups,
+        // The node that runs it now (`GET /api/v1/nodes`); null when none does.
+        "node": node.map(|n| json!({ "id": n.id, "host": n.host, "pid": n.pid })),
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     })
@@ -139,10 +141,31 @@ async fn live_status(ctx: &Ctx) -> HashMap<i64, BotStatus> {
     }
 }
 
+/// Which node runs each bot, as the nodes' rows (`bot id → node`).
+async fn runners(ctx: &Ctx) -> Result<HashMap<i64, NodeRow>, ApiError> {
+    let nodes: HashMap<String, NodeRow> = ctx
+        .state
+        .store
+        .nodes()
+        .await?
+        .into_iter()
+        .map(|n| (n.id.clone(), n))
+        .collect();
+    Ok(ctx
+        .state
+        .store
+        .bot_runners()
+        .await?
+        .into_iter()
+        .filter_map(|(bot, node)| nodes.get(&node).map(|n| (bot, n.clone())))
+        .collect())
+}
+
 async fn list(ctx: Ctx) -> ApiResult {
     let bots = ctx.state.store.bots().await?;
     let counts = ctx.state.store.group_counts_by_bot().await?;
     let live = live_status(&ctx).await;
+    let runners = runners(&ctx).await?;
     let items: Vec<Value> = bots
         .iter()
         .map(|bot| {
@@ -150,6 +173,7 @@ async fn list(ctx: Ctx) -> ApiResult {
                 bot,
                 live.get(&bot.id),
                 counts.get(&bot.id).copied().unwrap_or(0),
+                runners.get(&bot.id),
             )
         })
         .collect();
@@ -217,7 +241,7 @@ async fn add(ctx: Ctx) -> ApiResult {
         })
         .await?;
     ctx.state.fleet.nudge();
-    let shown = view(&row, None, 0);
+    let shown = view(&row, None, 0, None);
     super::audit::record(
         &ctx,
         "bot.add",
@@ -236,7 +260,12 @@ async fn detail(ctx: Ctx) -> ApiResult {
     let groups = ctx.state.store.groups_of_bot(id).await?;
     let events = ctx.state.store.events_page(None, &[], Some(id), 20).await?;
     let live = live_status(&ctx).await;
-    let mut shown = view(&row, live.get(&id), groups.len() as i64);
+    let mut shown = view(
+        &row,
+        live.get(&id),
+        groups.len() as i64,
+        runners(&ctx).await?.get(&id),
+    );
     shown["groups"] = groups.iter().map(super::groups::summary).collect();
     shown["recent_events"] = events.iter().map(super::events::view).collect();
     respond::ok(&shown)
@@ -296,7 +325,7 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
     .await;
     respond::with_status(
         StatusCode::ACCEPTED,
-        &json!({ "bot": view(&row, None, group_count(&ctx, id).await?), "will": will, "events": "/api/v1/events/stream?type=bot_status" }),
+        &json!({ "bot": view(&row, None, group_count(&ctx, id).await?, None), "will": will, "events": "/api/v1/events/stream?type=bot_status" }),
     )
 }
 
@@ -337,7 +366,7 @@ async fn rotate(ctx: Ctx) -> ApiResult {
         Some(json!({ "config_version": row.config_version })),
     )
     .await;
-    respond::ok(&view(&row, None, group_count(&ctx, id).await?))
+    respond::ok(&view(&row, None, group_count(&ctx, id).await?, None))
 }
 
 /// How many groups bot `id` protects (a reply about one bot shows the same count as the list).
@@ -371,7 +400,7 @@ async fn delete(ctx: Ctx) -> ApiResult {
         "bot.delete",
         "bot",
         Some(id.to_string()),
-        Some(view(&before, None, groups as i64)),
+        Some(view(&before, None, groups as i64, None)),
         None,
     )
     .await;

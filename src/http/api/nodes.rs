@@ -1,5 +1,5 @@
-//! The `serve` processes sharing the database (`nodes`): which runs the bots, and whether each is
-//! alive (its heartbeat is under 15 s old).
+//! The `serve` processes sharing the database (`nodes`): which run bots and how many, and
+//! whether each is alive (its heartbeat is under 15 s old).
 
 use serde_json::{Value, json};
 use warp::http::Method;
@@ -21,6 +21,7 @@ pub fn routes() -> Vec<Route> {
 async fn list(ctx: Ctx) -> ApiResult {
     let now = now_ms();
     let nodes = ctx.state.store.nodes().await?;
+    let bots = ctx.state.store.bots_per_node().await?;
     let runner_alive = nodes.iter().any(|n| n.runs_bots && n.alive(now));
     let items: Vec<Value> = nodes
         .iter()
@@ -32,6 +33,7 @@ async fn list(ctx: Ctx) -> ApiResult {
                 "version": n.version,
                 "role": n.role,
                 "runs_bots": n.runs_bots,
+                "bots": bots.get(&n.id).copied().unwrap_or(0),
                 "started_at": n.started_at,
                 "heartbeat_at": n.heartbeat_at,
                 "alive": n.alive(now),

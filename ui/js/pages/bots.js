@@ -1,5 +1,6 @@
-// Bots: every bot with a live state badge, restart count and uptime; add a bot (errors shown at
-// the field); start, stop and restart behind a confirmation. Badges follow `bot_status` events.
+// Bots: every bot with a live state badge, restart count, uptime and the node that runs it; add a
+// bot (errors shown at the field); start, stop and restart behind a confirmation. Badges follow
+// `bot_status` events, the node column `node` events.
 
 import { get, post } from "../api.js";
 import { h, duration, toast, confirmAction } from "../dom.js";
@@ -57,6 +58,7 @@ function row(bot, refresh) {
     h("td", {}, String(bot.restart_count)),
     h("td", {}, duration(bot.uptime_s)),
     h("td", {}, String(bot.group_count)),
+    h("td", { "data-node": bot.node?.id ?? "" }, bot.node ? `${bot.node.host} · ${bot.node.pid}` : "—"),
     h("td", {}, lifecycleButtons(bot, refresh)));
 }
 
@@ -85,19 +87,19 @@ function addForm(refresh) {
 export async function render(main) {
   const body = h("tbody");
   const table = h("div", { class: "table-wrap panel" }, h("table", {},
-    h("thead", {}, h("tr", {}, ["Bot", "State", "Restarts", "Uptime", "Groups", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ["Bot", "State", "Restarts", "Uptime", "Groups", "Node", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
     body));
   main.replaceChildren(h("h1", {}, "Bots"), h("div", { class: "stack" }, table, addForm(refresh)));
 
   async function refresh() {
     const bots = await get("/api/v1/bots");
     body.replaceChildren(...bots.items.map((bot) => row(bot, refresh)));
-    if (!bots.items.length) body.append(h("tr", {}, h("td", { colspan: 6, class: "empty" }, "No bots yet: add one below.")));
+    if (!bots.items.length) body.append(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No bots yet: add one below.")));
   }
   await refresh();
   let pending = null;
   const unsubscribe = subscribe((event) => {
-    if (event.kind !== "bot_status") return;
+    if (event.kind !== "bot_status" && event.kind !== "node") return;
     pending ??= setTimeout(() => { pending = null; refresh().catch(() => {}); }, 200);
   });
   return () => { unsubscribe(); clearTimeout(pending); };

@@ -1,5 +1,5 @@
-// Overview: stat cards, bots by state, the verification outcomes of the last day, and the live
-// activity feed. Events refresh the numbers without a reload.
+// Overview: stat cards, bots by state, the nodes and their bots, the verification outcomes of the
+// last day, and the live activity feed. Events refresh the numbers without a reload.
 
 import { get } from "../api.js";
 import { barChart } from "../chart.js";
@@ -7,7 +7,19 @@ import { h, time, duration } from "../dom.js";
 import { subscribe } from "../events.js";
 import { describe } from "../describe.js";
 
-const FEED_KINDS = "bot_status,verification,member_join,member_leave,health,activity,settings_changed,audit";
+const FEED_KINDS = "bot_status,verification,member_join,member_leave,health,activity,settings_changed,audit,node";
+
+/// The processes sharing the database: host, role, how many bots each runs, heartbeat.
+function nodesPanel(nodes) {
+  const rows = nodes.items.map((n) => h("tr", { "data-node": n.id, class: n.alive ? "" : "muted" },
+    h("td", {}, `${n.host} · ${n.pid}`, n.this ? h("span", { class: "muted" }, " (this one)") : null),
+    h("td", {}, n.role),
+    h("td", {}, String(n.bots)),
+    h("td", {}, n.alive ? `${Math.max(0, Math.round((Date.now() - n.heartbeat_at) / 1000))} s ago` : "gone")));
+  return [h("h2", {}, "Nodes"), h("table", {},
+    h("thead", {}, h("tr", {}, ["Node", "Role", "Bots", "Heartbeat"].map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, rows))];
+}
 
 function feedItem(event) {
   return h("li", { "data-event": event.id || null }, h("time", {}, time(event.created_at)), describe(event));
@@ -17,13 +29,15 @@ export async function render(main) {
   const cards = h("div", { class: "cards" });
   const states = h("div", { class: "panel" });
   const chart = h("div", { class: "panel" });
+  const nodes = h("div", { class: "panel", "aria-label": "Nodes" });
   const feed = h("ul", { class: "feed", "aria-label": "Activity" });
   main.replaceChildren(h("h1", {}, "Overview"), cards,
     h("div", { class: "grid2" }, h("section", { class: "panel" }, h("h2", {}, "Live activity"), feed),
-      h("div", {}, states, chart)));
+      h("div", {}, states, nodes, chart)));
 
   async function refresh() {
-    const [stats, outcomes] = await Promise.all([get("/api/v1/stats"), get("/api/v1/charts/verification_outcomes?period=24h")]);
+    const [stats, outcomes, nodeList] = await Promise.all([get("/api/v1/stats"), get("/api/v1/charts/verification_outcomes?period=24h"), get("/api/v1/nodes")]);
+    nodes.replaceChildren(...nodesPanel(nodeList));
     const card = (label, value) => h("div", { class: "card" }, h("div", { class: "muted" }, label), h("div", { class: "value", "data-stat": label }, value));
     const rate = (r) => (r === null || r === undefined ? "—" : `${Math.round(r * 1000) / 10} %`);
     cards.replaceChildren(
