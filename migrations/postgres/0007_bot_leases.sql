@@ -2,7 +2,7 @@
 -- one process runs all its bots (the `<file>.runner` lock) and never writes here.
 --
 -- A node holds a bot while expires_at (Unix ms, the database's clock) is ahead; it renews every
--- second and lets go of a bot by setting expires_at to 0. Anyone may take a bot whose lease has
+-- second and lets go of a bot by setting expires_at to now. Anyone may take a bot whose lease has
 -- expired, and taking it adds one to fence: the fencing number of that holding, so a holder that
 -- comes back from a pause can tell the bot has been run by someone else since.
 --

@@ -9,9 +9,9 @@
 //!   sending for a bot [`MARGIN`] before the database would let another node take it: every
 //!   request checks the bot's [`Fence`]. A node cut off from the database or paused (SIGSTOP)
 //!   therefore falls silent before anyone else starts, whenever its tasks wake up again.
-//! - **Share evenly.** With `n` live nodes (role `all` or `bots`, heartbeat in `nodes` written
-//!   by this keeper every round and no older than [`LEASE_MS`]: a node counts as long as its
-//!   leases would last, so a paused node's share is not waited for)
+//! - **Share evenly.** With `n` live nodes (role `all` or `bots`, beating in `nodes` every round
+//!   or still holding an unexpired lease: a dead or paused node counts until its leases run out,
+//!   so its share is not waited for)
 //!   and `b` enabled bots, the `i`-th node by id holds `b / n` bots, one more if `i < b % n`. A
 //!   node below its share takes free bots (never leased, let go, or expired); one above it hands
 //!   the excess over: it stops those bots (the last updates confirmed), then lets their leases go
@@ -47,6 +47,11 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest a bot being handed over may take to stop before its lease is let go anyway (its
 /// fence closes first, so it sends nothing more). A bot's own stop takes at most ~10 s.
 const HANDOVER_LIMIT: Duration = Duration::from_secs(12);
+/// A node whose heartbeat is older than this (ms) has stopped beating: three rounds missed.
+const SILENT_AFTER_MS: i64 = 3_000;
+/// The previous holder of a bot taken is named (in the log and the feed) if its lease ended this
+/// recently (ms); a bot idle longer (disabled, say) just starts.
+const RECENT_MS: i64 = 30_000;
 
 /// The leases this node holds, shared by the keeper (who writes it), the registry (which starts
 /// only the bots held here) and the supervisor (which gives each bot its fence). Cheap to clone.
@@ -229,7 +234,7 @@ impl Keeper {
         }
         if !lost.is_empty() {
             lost.sort_unstable();
-            tracing::warn!(bots = ?lost, "this node's lease on these bots ended; another node runs them now");
+            tracing::warn!(bots = ?lost, "this node no longer holds these bots (another node took them once its leases expired, or they were deleted)");
         }
         // Held in the database but no longer here (its fence ran out first): let it go rather
         // than guess whether the bot stopped.
@@ -307,8 +312,8 @@ impl Keeper {
 
     /// Takes this node's share of the free bots and hands over what exceeds it.
     async fn balance(&mut self, survey: Survey) -> bool {
-        let (runners, known) = self.runners().await;
-        self.note_departures(&runners, known.as_ref());
+        let (runners, silent) = self.runners(&survey).await;
+        self.note_departures(&runners, silent.as_ref());
         let n = runners.len().max(1);
         let index = runners.iter().position(|id| *id == self.node).unwrap_or(0);
         let share = survey.enabled.len() / n + usize::from(index < survey.enabled.len() % n);
@@ -403,7 +408,7 @@ impl Keeper {
         }
         if !taken.is_empty() {
             taken.sort_unstable();
-            self.note_moves(&taken, &leases);
+            self.note_moves(&taken, &leases, survey.now);
             changed = true;
         }
         let taken: HashSet<i64> = taken.into_iter().collect();
@@ -411,42 +416,69 @@ impl Keeper {
         changed
     }
 
-    /// The live nodes that run bots, by id, this one included; and every node on record (`None`
-    /// when the table could not be read: the last round's live nodes stand in).
-    async fn runners(&self) -> (Vec<String>, Option<HashSet<String>>) {
+    /// The live nodes that run bots, by id, this one included; and the nodes on record whose
+    /// heartbeat has stopped (`None` when the table could not be read: the last round's live
+    /// nodes stand in). Live: role `all` or `bots`, and beating (every round, with its renewal)
+    /// or still holding an unexpired lease. A node that stopped beating counts until its leases
+    /// run out, no longer: its bots are then free, and its share is not waited for.
+    async fn runners(&self, survey: &Survey) -> (Vec<String>, Option<HashSet<String>>) {
         let now = now_ms();
-        let (mut live, known) = match tokio::time::timeout(QUERY_TIMEOUT, self.store.nodes()).await
+        let holding = |node: &str| {
+            survey
+                .leases
+                .iter()
+                .any(|l| l.node_id == node && l.expires_at > survey.now)
+        };
+        let (mut live, silent) = match tokio::time::timeout(QUERY_TIMEOUT, self.store.nodes()).await
         {
             Ok(Ok(nodes)) => (
                 nodes
                     .iter()
-                    .filter(|n| n.role != "api" && now - n.heartbeat_at <= LEASE_MS)
+                    .filter(|n| {
+                        n.role != "api"
+                            && (now - n.heartbeat_at <= SILENT_AFTER_MS || holding(&n.id))
+                    })
                     .map(|n| n.id.clone())
                     .collect(),
-                Some(nodes.into_iter().map(|n| n.id).collect()),
+                Some(
+                    nodes
+                        .into_iter()
+                        .filter(|n| now - n.heartbeat_at > SILENT_AFTER_MS)
+                        .map(|n| n.id)
+                        .collect(),
+                ),
             ),
             _ => (self.runners.clone(), None),
         };
         live.push(self.node.clone());
         live.sort_unstable();
         live.dedup();
-        (live, known)
+        (live, silent)
     }
 
     /// Says so when a node that ran bots stopped beating without leaving (killed, cut off,
-    /// paused: its row is still there; a clean stop deletes it): its leases expire, and the
-    /// other nodes take its bots.
-    fn note_departures(&mut self, live: &[String], known: Option<&HashSet<String>>) {
-        let Some(known) = known else {
+    /// paused: its row is still there and its heartbeat has stopped; a clean stop deletes the
+    /// row): its leases expire, and the other nodes take its bots.
+    fn note_departures(&mut self, live: &[String], silent: Option<&HashSet<String>>) {
+        let Some(silent) = silent else {
             return;
         };
         let gone: Vec<String> = self
             .runners
             .iter()
-            .filter(|id| !live.contains(id) && known.contains(*id))
+            .filter(|id| !live.contains(id) && silent.contains(*id))
             .cloned()
             .collect();
-        self.runners = live.to_vec();
+        // A node that dropped out but still beats (its leases all let go: it is stopping) is
+        // kept in mind until it has either left or gone silent.
+        let mut remembered: Vec<String> = live.to_vec();
+        remembered.extend(
+            self.runners
+                .iter()
+                .filter(|id| !live.contains(id) && !silent.contains(*id))
+                .cloned(),
+        );
+        self.runners = remembered;
         // One node says it (the first by id), not every one that noticed.
         if live.first() != Some(&self.node) {
             return;
@@ -462,10 +494,13 @@ impl Keeper {
     }
 
     /// An event per node the taken bots came from (their previous holder), for the feed.
-    fn note_moves(&self, taken: &[i64], before: &HashMap<i64, &crate::db::LeaseRow>) {
+    fn note_moves(&self, taken: &[i64], before: &HashMap<i64, &crate::db::LeaseRow>, now: i64) {
         let mut from: HashMap<Option<&str>, Vec<i64>> = HashMap::new();
         for id in taken {
-            let previous = before.get(id).map(|l| l.node_id.as_str());
+            let previous = before
+                .get(id)
+                .filter(|l| l.expires_at > now - RECENT_MS)
+                .map(|l| l.node_id.as_str());
             from.entry(previous.filter(|p| *p != self.node))
                 .or_default()
                 .push(*id);

@@ -175,9 +175,11 @@ async fn nodes() -> anyhow::Result<()> {
     let store = app::open_store(&settings).await?;
     let nodes = store.nodes().await?;
     let bots = store.bots_per_node().await?;
+    let location = store.location().to_string();
     store.close().await;
     if nodes.is_empty() {
-        println!("no nodes: no `nezuko serve` is running on this database");
+        // The database is named: a missing DATABASE_URL reads the default SQLite file instead.
+        println!("no nodes: no `nezuko serve` is running on {location}");
         return Ok(());
     }
     let now = crate::db::now_ms();
@@ -193,7 +195,11 @@ async fn nodes() -> anyhow::Result<()> {
             node.host,
             node.pid,
             node.role,
-            if node.runs_bots { "yes" } else { "no" },
+            match (node.runs_bots, node.alive(now)) {
+                (true, true) => "yes",
+                (true, false) => "-",
+                (false, _) => "no",
+            },
             bots.get(&node.id).copied().unwrap_or(0),
             node.version,
             (node.heartbeat_at - node.started_at).max(0) / 1000,

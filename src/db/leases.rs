@@ -28,7 +28,7 @@ pub struct LeaseRow {
     pub bot_instance_id: i64,
     pub node_id: String,
     pub fence: i64,
-    /// Unix ms, the database's clock; 0 once let go.
+    /// Unix ms, the database's clock (when it was let go, for a lease let go).
     pub expires_at: i64,
 }
 
@@ -99,15 +99,25 @@ impl LeaseTable {
             .await?)
     }
 
-    /// Lets go of `ids` (all of `node`'s bots when `None`): anyone may take them at once.
+    /// Lets go of `ids` (all of `node`'s bots when `None`): their leases end now, and anyone may
+    /// take them at once.
     pub async fn release(&self, node: &str, ids: Option<&[i64]>) -> Result<(), StoreError> {
         let query = match ids {
-            Some(ids) => sqlx::query(
-                "UPDATE bot_leases SET expires_at = 0 WHERE node_id = $1 AND bot_instance_id = ANY($2)",
-            )
+            Some(ids) => sqlx::query(concat!(
+                "UPDATE bot_leases SET expires_at = ",
+                db_now_ms!(),
+                " WHERE node_id = $1 AND bot_instance_id = ANY($2) AND expires_at > ",
+                db_now_ms!()
+            ))
             .bind(node)
             .bind(ids),
-            None => sqlx::query("UPDATE bot_leases SET expires_at = 0 WHERE node_id = $1").bind(node),
+            None => sqlx::query(concat!(
+                "UPDATE bot_leases SET expires_at = ",
+                db_now_ms!(),
+                " WHERE node_id = $1 AND expires_at > ",
+                db_now_ms!()
+            ))
+            .bind(node),
         };
         query.execute(&self.pool).await?;
         Ok(())

@@ -11,7 +11,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use teloxide::RequestError;
 
@@ -76,6 +76,16 @@ impl Fence {
         until == u64::MAX || ms_since_epoch(Instant::now()) < until
     }
 
+    /// How long the fence still holds; `None` for an open fence (no end).
+    pub fn left(&self) -> Option<Duration> {
+        match self.until.load(Ordering::Acquire) {
+            u64::MAX => None,
+            until => Some(Duration::from_millis(
+                until.saturating_sub(ms_since_epoch(Instant::now())),
+            )),
+        }
+    }
+
     /// `Ok` while the fence holds, else the error a request returns instead of being sent.
     pub fn check(&self) -> Result<(), RequestError> {
         if self.holds() {
@@ -108,13 +118,14 @@ impl From<Fenced> for RequestError {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
     fn a_fence_holds_until_its_deadline_is_extended_by_renewals_and_never_reopens_once_closed() {
         assert!(Fence::open().holds());
+        assert_eq!(Fence::open().left(), None);
+        let long = Fence::until(Instant::now() + Duration::from_secs(6));
+        assert!(long.left().unwrap() > Duration::from_secs(5));
         let fence = Fence::until(Instant::now() + Duration::from_millis(30));
         assert!(fence.holds());
         std::thread::sleep(Duration::from_millis(40));

@@ -416,6 +416,19 @@ struct Poller {
     park_after: Instant,
 }
 
+/// The long-poll timeout (s) of the next `getUpdates`: `usual`, but for a leased bot ending a
+/// second before its fence does. A poll open at Telegram when the fence ends would still be open
+/// when the bot's next runner polls, and Telegram would end it with 409 ("terminated by other
+/// getUpdates request"): cancelling it here cannot reach Telegram in time (or at all, from a
+/// paused process). With leases renewed every second for 6 s of fence, polls last 4–5 s.
+fn long_poll_timeout(usual: Duration, fence_left: Option<Duration>) -> u32 {
+    let capped = match fence_left {
+        Some(left) => usual.min(left.saturating_sub(Duration::from_secs(1))),
+        None => usual,
+    };
+    capped.as_secs() as u32
+}
+
 /// A `getUpdates` on its way: each update's id with its JSON ([`read_updates`]).
 type Poll = BoxFuture<'static, Attempt<Vec<(i32, Box<RawValue>)>>>;
 
@@ -476,11 +489,12 @@ impl Poller {
                 Ok(None) => None,
                 Err(at) => Some(at),
             };
+            let timeout = long_poll_timeout(self.timeout, self.fence.left());
             let (offset, poll) = self.polling.get_or_insert_with(|| {
                 let offset = self.ledger.offset();
                 let request = GetUpdates::new()
                     .offset(offset)
-                    .timeout(self.timeout.as_secs() as u32)
+                    .timeout(timeout)
                     .allowed_updates(self.allowed.clone());
                 let bot = self.bot.clone();
                 let poll = async move { transport::send_with(&bot, &request, read_updates).await };
@@ -739,6 +753,21 @@ mod tests {
         let ids: Vec<u32> = again.iter().map(|u| u.id.0).collect();
         assert_eq!(ids, [5]);
         assert_eq!(ledger.offset(), 3);
+    }
+
+    #[test]
+    fn a_leased_bots_long_poll_ends_a_second_before_its_fence() {
+        let usual = Duration::from_secs(10);
+        assert_eq!(long_poll_timeout(usual, None), 10);
+        assert_eq!(
+            long_poll_timeout(usual, Some(Duration::from_millis(5_900))),
+            4
+        );
+        assert_eq!(long_poll_timeout(usual, Some(Duration::from_secs(30))), 10);
+        assert_eq!(
+            long_poll_timeout(usual, Some(Duration::from_millis(300))),
+            0
+        );
     }
 
     #[test]
