@@ -39,12 +39,14 @@ async fn confirm_handled(bot: &Bot, ledger: &Ledger, inbox: Option<&dyn Inbox>, 
     }
     let offset = ledger.offset();
     // After the lease has ended the bot's next runner may be polling: a getUpdates from here
-    // would cut its long poll short with a 409.
-    if offset == 0 || !fence.holds() {
+    // would cut its long poll short with a 409. And a poll already sent with this offset has
+    // confirmed it: another, while that one is still open at Telegram, would end it with 409.
+    if offset == 0 || !fence.holds() || ledger.confirmed_by_poll(offset, SENT_FOR_SURE) {
         return;
     }
     let request = GetUpdates::new().offset(offset).limit(1).timeout(0);
-    if let Err(error) = transport::send(bot, &request).await.result {
+    let sent = transport::fenced(fence.clone(), transport::send(bot, &request)).await;
+    if let Err(error) = sent.result {
         tracing::info!(%error, "could not confirm the handled updates; Telegram will deliver them again");
     }
 }
@@ -52,6 +54,10 @@ async fn confirm_handled(bot: &Bot, ledger: &Ledger, inbox: Option<&dyn Inbox>, 
 /// How long a stopping bot waits for the records of its last updates to be stored before
 /// confirming what is done.
 const CONFIRM_WAIT: Duration = Duration::from_secs(2);
+
+/// How long ago a poll must have been sent to count as having reached Telegram (a request is
+/// written within milliseconds of being made).
+const SENT_FOR_SURE: Duration = Duration::from_millis(100);
 
 /// How long a stop waits for in-flight updates before giving up on the dispatcher.
 const STOP_GRACE: Duration = Duration::from_secs(8);
@@ -129,10 +135,13 @@ impl Actor for BotActor {
     ) -> Result<(), ActorProcessingErr> {
         state.fence.check().map_err(|e| classify(&e))?;
         // Nezuko's own transport: teloxide's would sleep 10 s after a 5xx before saying so.
-        let me = transport::send(&state.bot, &GetMe::new())
-            .await
-            .result
-            .map_err(|e| classify(&e))?;
+        let me = transport::fenced(
+            state.fence.clone(),
+            transport::send(&state.bot, &GetMe::new()),
+        )
+        .await
+        .result
+        .map_err(|e| classify(&e))?;
         tracing::info!(
             bot_instance_id = state.bot_instance_id,
             username = me.username(),
@@ -203,7 +212,11 @@ impl BotState {
         self.task = Some(tokio::spawn(async move {
             // A webhook left set would make every getUpdates fail with 409.
             let deleted = match fence.check() {
-                Ok(()) => transport::send(&bot, &DeleteWebhook::new()).await.result,
+                Ok(()) => {
+                    transport::fenced(fence.clone(), transport::send(&bot, &DeleteWebhook::new()))
+                        .await
+                        .result
+                }
                 Err(fenced) => Err(fenced),
             };
             if let Err(error) = deleted {

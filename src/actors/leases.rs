@@ -14,8 +14,9 @@
 //!   so its share is not waited for)
 //!   and `b` enabled bots, the `i`-th node by id holds `b / n` bots, one more if `i < b % n`. A
 //!   node below its share takes free bots (never leased, let go, or expired); one above it hands
-//!   the excess over: it stops those bots (the last updates confirmed), then lets their leases go
-//!   so another node takes them at once. A bot left free for two rounds in a row is taken by
+//!   the excess over, once the live nodes have stayed the same for two rounds: it stops those bots
+//!   (the last updates confirmed), then lets their leases go so another node takes them at once
+//!   (and does not take them back itself for [`LET_GO_FOR`]). A bot left free for two rounds in a row is taken by
 //!   whoever sees it, whatever its share: a dead node's bots never wait for the shares to agree.
 //!
 //! So a bot runs again within about [`LEASE_MS`] + 2 × [`RENEW_EVERY`] of its node dying, and at
@@ -49,6 +50,8 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 const HANDOVER_LIMIT: Duration = Duration::from_secs(12);
 /// A node whose heartbeat is older than this (ms) has stopped beating: three rounds missed.
 const SILENT_AFTER_MS: i64 = 3_000;
+/// How long a node leaves the bots it handed over to others.
+const LET_GO_FOR: Duration = Duration::from_secs(5);
 /// The previous holder of a bot taken is named (in the log and the feed) if its lease ended this
 /// recently (ms); a bot idle longer (disabled, say) just starts.
 const RECENT_MS: i64 = 30_000;
@@ -117,6 +120,8 @@ pub fn start(store: &Store, fleet: FleetHandle, leases: Leases) -> Option<LeaseK
         draining: draining.clone(),
         seen_free: HashSet::new(),
         runners: Vec::new(),
+        last_live: Vec::new(),
+        let_go: HashMap::new(),
         failing: false,
     };
     let task = tokio::spawn(async move {
@@ -167,6 +172,13 @@ struct Keeper {
     seen_free: HashSet<i64>,
     /// The live nodes that run bots, at the last round (to tell when one leaves).
     runners: Vec<String>,
+    /// The live nodes at the last round: bots are handed over only while this stays the same
+    /// two rounds in a row, so a node flickering in and out (just back from an outage) does not
+    /// set bots bouncing.
+    last_live: Vec<String>,
+    /// Bots this node handed over, with when: it does not take them back for [`LET_GO_FOR`], so
+    /// the node they were meant for gets them.
+    let_go: HashMap<i64, Instant>,
     /// The last round could not renew (said once, not every second).
     failing: bool,
 }
@@ -299,8 +311,10 @@ impl Keeper {
         {
             Ok(Ok(())) => {
                 let mut book = self.leases.book();
+                let now = Instant::now();
                 for id in &done {
                     book.remove(id);
+                    self.let_go.insert(*id, now);
                 }
                 tracing::info!(bots = ?done, "handed these bots over: stopped here and let go");
                 true
@@ -314,6 +328,9 @@ impl Keeper {
     async fn balance(&mut self, survey: Survey) -> bool {
         let (runners, silent) = self.runners(&survey).await;
         self.note_departures(&runners, silent.as_ref());
+        let stable = runners == self.last_live;
+        self.last_live = runners.clone();
+        self.let_go.retain(|_, at| at.elapsed() < LET_GO_FOR);
         let n = runners.len().max(1);
         let index = runners.iter().position(|id| *id == self.node).unwrap_or(0);
         let share = survey.enabled.len() / n + usize::from(index < survey.enabled.len() % n);
@@ -340,7 +357,7 @@ impl Keeper {
                 .collect()
         };
         kept.sort_unstable();
-        if kept.len() > share {
+        if kept.len() > share && stable {
             let excess = kept.split_off(share);
             let now = Instant::now();
             let mut book = self.leases.book();
@@ -363,7 +380,7 @@ impl Keeper {
             .enabled
             .iter()
             .copied()
-            .filter(|id| !book_ids.contains(id))
+            .filter(|id| !book_ids.contains(id) && !self.let_go.contains_key(id))
             .filter(|id| leases.get(id).is_none_or(|l| l.expires_at <= survey.now))
             .collect();
         // This node's turn through the free bots starts at its own place, so nodes filling their

@@ -83,6 +83,28 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Bench {
             target:
+                BenchTarget::Failover {
+                    postgres,
+                    nodes,
+                    rate,
+                    seconds,
+                    warmup,
+                    kill_at,
+                },
+        } => {
+            telemetry::init(&quiet_logs());
+            super::bench_failover::run(super::bench_failover::FailoverBench {
+                postgres,
+                nodes,
+                rate,
+                seconds,
+                warmup_s: warmup,
+                kill_at,
+            })
+            .await
+        }
+        Command::Bench {
+            target:
                 BenchTarget::Api {
                     postgres,
                     rows,

@@ -7,6 +7,7 @@
 mod affinity;
 mod bench_api;
 mod bench_chaos;
+mod bench_failover;
 mod bench_fleet;
 mod bench_sandbox;
 mod bench_verify;
@@ -163,6 +164,28 @@ pub enum BenchTarget {
         /// Seconds the database is away.
         #[arg(long, default_value_t = 15.0)]
         outage: f64,
+    },
+    /// Failover on PostgreSQL: N `nezuko serve` nodes share the `verify` world's 100 bots under
+    /// load; the node running the most is killed with SIGKILL. Prints takeover p50/p99 (s), lost
+    /// actions, updates acted on twice and 409s.
+    Failover {
+        /// The PostgreSQL server (a database is created and dropped).
+        #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+        postgres: String,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Events per second.
+        #[arg(long, default_value_t = 200.0)]
+        rate: f64,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 40.0)]
+        seconds: f64,
+        /// Seconds of load before measuring.
+        #[arg(long, default_value_t = 10.0)]
+        warmup: f64,
+        /// Seconds into the measured run when a node is killed.
+        #[arg(long, default_value_t = 10.0)]
+        kill_at: f64,
     },
     /// Enforcement under load: a scenario (`verify`: 100 bots, 20,000 events/s; `busy-bot`: one bot,
     /// 1,000 events/s) played by the sandbox in a process of its own against `nezuko serve` in

@@ -150,14 +150,15 @@ impl Calls {
         let (mut waited_out, mut retried) = (0, 0);
         loop {
             self.limiter.acquire(&scopes).await;
-            // Checked after the wait, right before sending: a lease may end while waiting.
+            // Checked after the wait, right before sending, and while sending: a lease may end
+            // while waiting, or the process may be paused between the check and the write.
             self.fence.check()?;
             let started = Instant::now();
             let Attempt {
                 result,
                 status,
                 retryable,
-            } = attempt().await;
+            } = transport::fenced(self.fence.clone(), attempt()).await;
             self.record(method, result.as_ref().err(), status, started);
             match result {
                 Err(RequestError::RetryAfter(after)) if waited_out < RETRIES_AFTER_429 => {

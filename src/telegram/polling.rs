@@ -57,6 +57,12 @@ const SETTLE_MAX: Duration = Duration::from_secs(3);
 /// How long an update may hold the offset while polls bring back only what is already handed out,
 /// before it is parked in the inbox so the offset can move on.
 pub const PARK_AFTER: Duration = Duration::from_millis(100);
+/// The least fence a leased bot's poll starts with: a poll ends a second before the fence, so
+/// with less left it would be a `timeout=0` call, and a late renewal would turn polling into a
+/// stream of them (a black-box run saw 600 calls/s from one node cut off from its database).
+const MIN_POLL_LEFT: Duration = Duration::from_secs(2);
+/// How often a bot waiting for its lease's renewal looks again.
+const FENCE_RECHECK: Duration = Duration::from_millis(200);
 /// Pauses after a failed poll that gave no `retry_after` (the actor restarts the bot meanwhile).
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 
@@ -106,6 +112,8 @@ struct LedgerState {
     retries: HashMap<i32, u32>,
     /// Parked updates done with since the inbox was last told.
     unpark: Vec<i32>,
+    /// The offset of the last `getUpdates` sent, and when: Telegram forgot everything below it.
+    polled: Option<(i32, Instant)>,
 }
 
 impl Ledger {
@@ -167,6 +175,20 @@ impl Ledger {
             fresh.push(update);
         }
         fresh
+    }
+
+    /// A `getUpdates` with `offset` is on its way.
+    fn note_poll(&self, offset: i32) {
+        self.lock().polled = Some((offset, Instant::now()));
+    }
+
+    /// Whether a `getUpdates` sent at least `ago` ago already confirmed everything below
+    /// `offset`: a confirmation of its own would be redundant, and, while that poll is still
+    /// open at Telegram, would end it with 409.
+    pub fn confirmed_by_poll(&self, offset: i32, ago: Duration) -> bool {
+        self.lock()
+            .polled
+            .is_some_and(|(polled, at)| polled >= offset && at.elapsed() >= ago)
     }
 
     /// Updates read back from the inbox at start, now open (and parked).
@@ -489,15 +511,30 @@ impl Poller {
                 Ok(None) => None,
                 Err(at) => Some(at),
             };
+            // A leased bot whose renewal is late has under a second of poll left: polling now
+            // would be a stream of `timeout=0` calls. It waits for the renewal, or the fence's
+            // end, instead.
+            if self.polling.is_none()
+                && let Some(left) = self.fence.left()
+                && left < MIN_POLL_LEFT
+            {
+                self.pause = Some(Pause::Until(Instant::now() + left.min(FENCE_RECHECK)));
+                continue;
+            }
             let timeout = long_poll_timeout(self.timeout, self.fence.left());
+            let fence = self.fence.clone();
+            let ledger = self.ledger.clone();
             let (offset, poll) = self.polling.get_or_insert_with(|| {
                 let offset = self.ledger.offset();
+                ledger.note_poll(offset);
                 let request = GetUpdates::new()
                     .offset(offset)
                     .timeout(timeout)
                     .allowed_updates(self.allowed.clone());
                 let bot = self.bot.clone();
-                let poll = async move { transport::send_with(&bot, &request, read_updates).await };
+                let poll = transport::fenced(fence, async move {
+                    transport::send_with(&bot, &request, read_updates).await
+                });
                 (offset, Box::pin(poll))
             });
             let offset = *offset;

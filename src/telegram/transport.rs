@@ -27,6 +27,27 @@ pub struct Attempt<T> {
     pub retryable: bool,
 }
 
+/// `request` unless `fence` has ended: checked each time the request is polled, so a request
+/// whose task wakes after the fence ended (a paused process resumed) is dropped before it is
+/// written, not sent late. What was written before the pause had reached the kernel in time.
+pub async fn fenced<T>(
+    fence: super::Fence,
+    request: impl std::future::Future<Output = Attempt<T>>,
+) -> Attempt<T> {
+    let mut request = std::pin::pin!(request);
+    std::future::poll_fn(move |cx| {
+        if let Err(error) = fence.check() {
+            return std::task::Poll::Ready(Attempt {
+                result: Err(error),
+                status: None,
+                retryable: false,
+            });
+        }
+        request.as_mut().poll(cx)
+    })
+    .await
+}
+
 /// Sends `payload` once. A reply Telegram gave is never retryable unless it is a 5xx; a network
 /// failure is retryable when the request never left (connect errors) or `P` is idempotent.
 pub async fn send<P>(bot: &Bot, payload: &P) -> Attempt<P::Output>

@@ -53,6 +53,11 @@ impl Stopwatch {
         state.waiting.clear();
     }
 
+    /// Updates that called for an action and got none (still waiting when asked).
+    pub fn unanswered(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
     /// The measured latencies, sorted.
     pub fn latencies(&self) -> Vec<Duration> {
         self.latencies_between(None, None)

@@ -127,6 +127,12 @@ pub struct Report {
     pub calls_by_method: Value,
     pub rate_limited: u64,
     pub spec_violations: usize,
+    /// Updates that called for an action (in the measured run) and got none, after the settle.
+    pub unanswered: usize,
+    /// Messages deleted more than once: one update acted on twice (a redelivery after a crash).
+    pub deleted_twice: usize,
+    /// `getUpdates` calls ended with 409: two pollers of one token met.
+    pub conflicts_409: usize,
 }
 
 #[derive(Debug, Default)]
@@ -210,7 +216,37 @@ pub async fn drive(
         calls_by_method: serde_json::to_value(&counters.by_method).unwrap_or(Value::Null),
         rate_limited: counters.too_many_requests,
         spec_violations: sandbox.violations().len(),
+        unanswered: stopwatch.unanswered(),
+        deleted_twice: deleted_twice(sandbox),
+        conflicts_409: sandbox
+            .calls(None, Some("getUpdates"))
+            .iter()
+            .filter(|c| c.error_code == Some(409))
+            .count(),
     }
+}
+
+/// Messages the bots asked to delete more than once (`deleteMessage`, and each id of a
+/// `deleteMessages`), whatever Telegram answered the second time.
+fn deleted_twice(sandbox: &Sandbox) -> usize {
+    let mut times: std::collections::HashMap<(i64, i64), u32> = std::collections::HashMap::new();
+    for call in sandbox.calls(None, Some("deleteMessage")) {
+        if let (Some(chat), Some(id)) = (
+            call.params["chat_id"].as_i64(),
+            call.params["message_id"].as_i64(),
+        ) {
+            *times.entry((chat, id)).or_default() += 1;
+        }
+    }
+    for call in sandbox.calls(None, Some("deleteMessages")) {
+        let chat = call.params["chat_id"].as_i64();
+        for id in call.params["message_ids"].as_array().into_iter().flatten() {
+            if let (Some(chat), Some(id)) = (chat, id.as_i64()) {
+                *times.entry((chat, id)).or_default() += 1;
+            }
+        }
+    }
+    times.values().filter(|n| **n > 1).count()
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the same values
