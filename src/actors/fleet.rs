@@ -96,7 +96,7 @@ impl FleetHandle {
         Ok(ractor::call_t!(
             self.supervisor,
             SupervisorMsg::Managed,
-            5_000
+            2_000
         )?)
     }
 }

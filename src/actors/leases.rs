@@ -70,6 +70,8 @@ struct Entry {
     number: i64,
     /// Since when the bot is being handed over to another node.
     leaving: Option<Instant>,
+    /// When the answer of its take arrived: a renewal asked before then may not have seen it.
+    taken: Instant,
 }
 
 impl Leases {
@@ -100,7 +102,10 @@ impl Leases {
 /// The running keeper; see [`LeaseKeeper::stop`].
 #[derive(Debug)]
 pub struct LeaseKeeper {
-    task: JoinHandle<()>,
+    /// Renewals, on a cadence of their own: the shares' work (database reads, asking the
+    /// supervisor what it runs) may take seconds on a busy node, and must never delay them.
+    renewing: JoinHandle<()>,
+    balancing: JoinHandle<()>,
     draining: Arc<AtomicBool>,
     table: LeaseTable,
     node: String,
@@ -111,9 +116,16 @@ pub struct LeaseKeeper {
 pub fn start(store: &Store, fleet: FleetHandle, leases: Leases) -> Option<LeaseKeeper> {
     let table = LeaseTable::of(store)?;
     let draining = Arc::new(AtomicBool::new(false));
+    let mut renewer = Renewer {
+        table: table.clone(),
+        node: store.origin().to_string(),
+        fleet: fleet.clone(),
+        leases: leases.clone(),
+        failing: false,
+        unknown: HashSet::new(),
+    };
     let mut keeper = Keeper {
         table: table.clone(),
-        store: store.clone(),
         node: store.origin().to_string(),
         fleet,
         leases,
@@ -122,9 +134,16 @@ pub fn start(store: &Store, fleet: FleetHandle, leases: Leases) -> Option<LeaseK
         runners: Vec::new(),
         last_live: Vec::new(),
         let_go: HashMap::new(),
-        failing: false,
     };
-    let task = tokio::spawn(async move {
+    let renewing = tokio::spawn(async move {
+        let mut interval = tokio::time::interval(RENEW_EVERY);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            renewer.round().await;
+        }
+    });
+    let balancing = tokio::spawn(async move {
         let mut interval = tokio::time::interval(RENEW_EVERY);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -133,7 +152,8 @@ pub fn start(store: &Store, fleet: FleetHandle, leases: Leases) -> Option<LeaseK
         }
     });
     Some(LeaseKeeper {
-        task,
+        renewing,
+        balancing,
         draining,
         table,
         node: store.origin().to_string(),
@@ -150,7 +170,8 @@ impl LeaseKeeper {
     /// Stops renewing and lets every lease go, so other nodes take the bots at once. Call it once
     /// the bots have stopped.
     pub async fn stop(self) {
-        self.task.abort();
+        self.balancing.abort();
+        self.renewing.abort();
         let released =
             tokio::time::timeout(QUERY_TIMEOUT, self.table.release(&self.node, None)).await;
         if !matches!(released, Ok(Ok(()))) {
@@ -161,9 +182,21 @@ impl LeaseKeeper {
     }
 }
 
+/// Renews this node's leases and keeps their fences.
+struct Renewer {
+    table: LeaseTable,
+    node: String,
+    fleet: FleetHandle,
+    leases: Leases,
+    /// The last round could not renew (said once, not every second).
+    failing: bool,
+    /// Leases the last renewal returned that the book did not hold.
+    unknown: HashSet<i64>,
+}
+
+/// Takes this node's share, hands the excess over, says what moved.
 struct Keeper {
     table: LeaseTable,
-    store: Store,
     node: String,
     fleet: FleetHandle,
     leases: Leases,
@@ -179,18 +212,15 @@ struct Keeper {
     /// Bots this node handed over, with when: it does not take them back for [`LET_GO_FOR`], so
     /// the node they were meant for gets them.
     let_go: HashMap<i64, Instant>,
-    /// The last round could not renew (said once, not every second).
-    failing: bool,
 }
 
-impl Keeper {
+impl Renewer {
     async fn round(&mut self) {
         let asked = Instant::now();
         let mut changed = false;
         match tokio::time::timeout(QUERY_TIMEOUT, self.table.renew(&self.node, LEASE_MS)).await {
             Ok(Ok(held)) => {
-                let _ =
-                    tokio::time::timeout(QUERY_TIMEOUT, self.store.touch_node(&self.node)).await;
+                let _ = tokio::time::timeout(QUERY_TIMEOUT, self.table.touch(&self.node)).await;
                 if std::mem::take(&mut self.failing) {
                     tracing::info!("this node renews its bot leases again");
                 }
@@ -200,12 +230,6 @@ impl Keeper {
             Err(_) => self.renew_failed("the database did not answer within 2 s"),
         }
         changed |= self.drop_ended();
-        if !self.draining.load(Ordering::SeqCst) {
-            changed |= self.finish_handovers().await;
-            if let Ok(Ok(survey)) = tokio::time::timeout(QUERY_TIMEOUT, self.table.survey()).await {
-                changed |= self.balance(survey).await;
-            }
-        }
         if changed {
             self.fleet.nudge();
         }
@@ -233,23 +257,38 @@ impl Keeper {
         {
             let mut book = self.leases.book();
             book.retain(|id, entry| {
-                let kept = renewed.get(id) == Some(&entry.number);
-                if kept {
-                    entry.fence.extend(until);
-                } else {
-                    entry.fence.close();
-                    lost.push(*id);
+                match renewed.get(id) {
+                    Some(number) if *number == entry.number => {
+                        entry.fence.extend(until);
+                        true
+                    }
+                    // Taken by the keeper while this renewal was on its way: not lost.
+                    None if entry.taken >= asked => true,
+                    _ => {
+                        entry.fence.close();
+                        lost.push(*id);
+                        false
+                    }
                 }
-                kept
             });
             unknown.extend(renewed.keys().filter(|id| !book.contains_key(id)));
         }
+        // Held in the database but not here: either just taken by the keeper, whose answer is
+        // not in the book yet, or a lease whose fence ran out first. Only the second kind is
+        // still unknown at the next renewal; that one is let go rather than guessed about.
+        let unknown: Vec<i64> = unknown
+            .into_iter()
+            .filter(|id| self.unknown.contains(id))
+            .collect();
+        self.unknown = renewed
+            .keys()
+            .filter(|id| !self.leases.book().contains_key(id))
+            .copied()
+            .collect();
         if !lost.is_empty() {
             lost.sort_unstable();
             tracing::warn!(bots = ?lost, "this node no longer holds these bots (another node took them once its leases expired, or they were deleted)");
         }
-        // Held in the database but no longer here (its fence ran out first): let it go rather
-        // than guess whether the bot stopped.
         if !unknown.is_empty() {
             let _ = tokio::time::timeout(
                 QUERY_TIMEOUT,
@@ -275,6 +314,21 @@ impl Keeper {
             tracing::warn!(bots = ?ended, "this node's leases on these bots ran out unrenewed; it stopped sending for them");
         }
         !ended.is_empty()
+    }
+}
+
+impl Keeper {
+    async fn round(&mut self) {
+        if self.draining.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut changed = self.finish_handovers().await;
+        if let Ok(Ok(survey)) = tokio::time::timeout(QUERY_TIMEOUT, self.table.survey()).await {
+            changed |= self.balance(survey).await;
+        }
+        if changed {
+            self.fleet.nudge();
+        }
     }
 
     /// Lets go of the bots handed over that have stopped here (or took too long to).
@@ -415,6 +469,7 @@ impl Keeper {
                                 fence: Fence::until(until),
                                 number: h.fence,
                                 leaving: None,
+                                taken: Instant::now(),
                             },
                         );
                     }
@@ -446,7 +501,7 @@ impl Keeper {
                 .iter()
                 .any(|l| l.node_id == node && l.expires_at > survey.now)
         };
-        let (mut live, silent) = match tokio::time::timeout(QUERY_TIMEOUT, self.store.nodes()).await
+        let (mut live, silent) = match tokio::time::timeout(QUERY_TIMEOUT, self.table.nodes()).await
         {
             Ok(Ok(nodes)) => (
                 nodes

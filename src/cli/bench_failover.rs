@@ -31,6 +31,8 @@ pub struct FailoverBench {
     pub warmup_s: f64,
     /// Seconds into the measured run when a node is killed.
     pub kill_at: f64,
+    /// Keep the scratch directory (each node's `serve.log`, the sandbox's log) and say where.
+    pub keep: bool,
 }
 
 pub async fn run(bench: FailoverBench) -> anyhow::Result<()> {
@@ -49,7 +51,11 @@ pub async fn run(bench: FailoverBench) -> anyhow::Result<()> {
 async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Value> {
     let dir = tempfile::Builder::new()
         .prefix("nezuko-failover-")
+        .disable_cleanup(bench.keep)
         .tempdir()?;
+    if bench.keep {
+        eprintln!("keeping {}", dir.path().display());
+    }
     let world_file = dir.path().join("world.json");
     let mut sandbox = sandbox_command(None, "verify", &world_file, dir.path())?;
     sandbox.args(["--duration", &bench.seconds.to_string()]);

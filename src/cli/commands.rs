@@ -90,6 +90,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     seconds,
                     warmup,
                     kill_at,
+                    keep,
                 },
         } => {
             telemetry::init(&quiet_logs());
@@ -100,6 +101,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 seconds,
                 warmup_s: warmup,
                 kill_at,
+                keep,
             })
             .await
         }

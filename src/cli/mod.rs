@@ -186,6 +186,10 @@ pub enum BenchTarget {
         /// Seconds into the measured run when a node is killed.
         #[arg(long, default_value_t = 10.0)]
         kill_at: f64,
+        /// Keep the scratch directory (each node's `serve.log`, the sandbox's log) and print
+        /// where it is.
+        #[arg(long)]
+        keep: bool,
     },
     /// Enforcement under load: a scenario (`verify`: 100 bots, 20,000 events/s; `busy-bot`: one bot,
     /// 1,000 events/s) played by the sandbox in a process of its own against `nezuko serve` in

@@ -15,6 +15,9 @@ macro_rules! db_now_ms {
     };
 }
 
+/// Connections of a node's lease table: renewals, and the rest of the keeper's work.
+const CONNECTIONS: u32 = 2;
+
 /// A bot this node holds, with its fencing number (one more each time the bot changes hands).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct Held {
@@ -48,11 +51,37 @@ pub struct LeaseTable {
 }
 
 impl LeaseTable {
-    /// The table of `store`; `None` on SQLite, where one process runs every bot.
+    /// The table of `store`, on connections of its own (up to [`CONNECTIONS`], opened as
+    /// needed with the store's settings); `None` on SQLite, where one process runs every bot.
+    /// Its own, because renewals must not queue behind a busy fleet's queries: sharing the
+    /// store's pool, a `bench failover` start-up burst held renewals back until the leases of two
+    /// nodes of three ran out.
     pub fn of(store: &Store) -> Option<Self> {
-        store
-            .postgres_pool()
-            .map(|pool| Self { pool: pool.clone() })
+        let options = store.postgres_pool()?.connect_options();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(CONNECTIONS)
+            .acquire_timeout(std::time::Duration::from_secs(2))
+            .connect_lazy_with((*options).clone());
+        Some(Self { pool })
+    }
+
+    /// Refreshes node `node`'s heartbeat (the keeper does, every renewal).
+    pub async fn touch(&self, node: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE nodes SET heartbeat_at = $1 WHERE id = $2")
+            .bind(now_ms())
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Every node on record (as [`Store::nodes`]).
+    pub async fn nodes(&self) -> Result<Vec<super::NodeRow>, StoreError> {
+        Ok(sqlx::query_as::<_, super::NodeRow>(
+            "SELECT id, host, pid, version, role, runs_bots, started_at, heartbeat_at FROM nodes",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Extends every unexpired lease `node` holds to `lease_ms` from now; returns them. A lease

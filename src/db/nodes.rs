@@ -58,17 +58,6 @@ impl Store {
         Ok(())
     }
 
-    /// Refreshes node `id`'s heartbeat alone (the lease keeper does, every round).
-    pub async fn touch_node(&self, id: &str) -> Result<(), StoreError> {
-        with_pool!(self, pool => sqlx::query("UPDATE nodes SET heartbeat_at = $1 WHERE id = $2")
-            .bind(now_ms())
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(|_| ()))?;
-        Ok(())
-    }
-
     /// Deletes node `id`'s row (the node stops).
     pub async fn remove_node(&self, id: &str) -> Result<(), StoreError> {
         with_pool!(self, pool => sqlx::query("DELETE FROM nodes WHERE id = $1")
