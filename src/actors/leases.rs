@@ -11,13 +11,15 @@
 //!   therefore falls silent before anyone else starts, whenever its tasks wake up again.
 //! - **Share evenly.** With `n` live nodes (role `all` or `bots`, beating in `nodes` every round
 //!   or still holding an unexpired lease: a dead or paused node counts until its leases run out,
-//!   so its share is not waited for)
-//!   and `b` enabled bots, the `i`-th node by id holds `b / n` bots, one more if `i < b % n`. A
-//!   node below its share takes free bots (never leased, let go, or expired); one above it hands
-//!   the excess over, once the live nodes have stayed the same for two rounds: it stops those bots
-//!   (the last updates confirmed), then lets their leases go so another node takes them at once
-//!   (and does not take them back itself for [`LET_GO_FOR`]). A bot left free for two rounds in a row is taken by
-//!   whoever sees it, whatever its share: a dead node's bots never wait for the shares to agree.
+//!   so its share is not waited for) and `b` enabled bots, the `i`-th node by id holds `b / n`
+//!   bots, one more if `i < b % n`. A node below its share takes free bots (never leased, let go,
+//!   or expired); one above it hands the excess over, once the live nodes have stayed the same for
+//!   two rounds: it stops those bots (the last updates confirmed), then lets their leases go so
+//!   another node takes them at once (and does not take them back itself for [`LET_GO_FOR`]). A
+//!   bot left free for two rounds in a row is taken by whoever sees it, whatever its share: a dead
+//!   node's bots never wait for the shares to agree.
+//! - **Renewals come first**: they run on a task and connections of their own, so a busy node's
+//!   share work (or its fleet's queries) never holds them back.
 //!
 //! So a bot runs again within about [`LEASE_MS`] + 2 × [`RENEW_EVERY`] of its node dying, and at
 //! once after a clean stop (which lets every lease go). The registry starts only the bots this
