@@ -10,13 +10,15 @@ use tokio::net::TcpListener;
 
 use crate::actors::heartbeat::{self, Heartbeat, RunsBots};
 use crate::actors::leases::{self, LeaseKeeper, Leases};
-use crate::actors::{Fleet, FleetOptions};
+use crate::actors::{Delivery, Fleet, FleetOptions};
 use crate::db::{RunnerClaim, Store};
 use crate::enforce::{EnforceOptions, Enforcer};
 use crate::http::{self, AuthConfig, HttpState};
-use crate::settings::Settings;
+use crate::settings::{Settings, TelegramMode};
 use crate::telegram::UpdateHandler;
+use crate::telegram::webhook::Arrivals;
 use crate::vault::{self, KeySource, Vault};
+use crate::webhooks::Webhooks;
 
 /// What a `serve` process does (`nezuko serve --role …`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -66,6 +68,8 @@ pub struct Application {
     auth: AuthConfig,
     telegram_api_url: String,
     log_retention: Duration,
+    /// Takes in webhook deliveries on every node, whatever its mode (see [`crate::webhooks`]).
+    webhooks: Webhooks,
 }
 
 impl Application {
@@ -96,12 +100,22 @@ impl Application {
         // SQLite the claim above gives this process every bot.
         let on_postgres = store.postgres_pool().is_some();
         let held = (role.runs_bots() && on_postgres).then(Leases::default);
+        let webhooks = Webhooks::new(
+            store.clone(),
+            vault.clone(),
+            &settings.public_url(),
+            Arrivals::default(),
+        );
         let fleet = Fleet::start(
             store.clone(),
             vault.clone(),
             FleetOptions {
                 runs_bots: role.runs_bots(),
                 leases: held.clone(),
+                delivery: match settings.telegram.mode {
+                    TelegramMode::Polling => Delivery::Polling,
+                    TelegramMode::Webhook => Delivery::Webhook(webhooks.clone()),
+                },
                 ..fleet_options(settings, handler)
             },
         )
@@ -139,6 +153,7 @@ impl Application {
             auth: auth_config(settings),
             telegram_api_url: settings.telegram.api_url.clone(),
             log_retention: settings.log.retention,
+            webhooks,
         })
     }
 
@@ -178,6 +193,7 @@ impl Application {
             started_at: std::time::Instant::now(),
             router: Arc::default(),
             closing: tokio::sync::watch::channel(false).1,
+            webhooks: self.webhooks.clone(),
         }
     }
 
@@ -205,7 +221,9 @@ impl Application {
             self.fleet.publisher(),
             self.log_retention,
         );
+        let pruner = tokio::spawn(self.webhooks.clone().prune_forever());
         http::serve_with(self.listener, state, router, shutdown).await;
+        pruner.abort();
         // Within the 10 s a service manager gives after SIGTERM: in-flight updates finish,
         // unconfirmed ones stay with Telegram. The leases are still renewed meanwhile (so the
         // bots confirm what they handled), but no bot is taken.
@@ -261,6 +279,7 @@ pub fn fleet_options(settings: &Settings, handler: Arc<dyn UpdateHandler>) -> Fl
         event_capacity: 1024,
         runs_bots: true,
         leases: None,
+        delivery: Delivery::Polling,
     }
 }
 

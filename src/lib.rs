@@ -13,6 +13,7 @@
 //! - [`enforce`]: force-subscribe enforcement, the handler every bot runs: flows, policies,
 //!   commands, membership cache, rate limits, durable timers, records.
 //! - [`telegram`]: what a bot does with Telegram: shared client, error classification, dispatch schema.
+//! - [`webhooks`]: webhook mode: each bot's secret and URL, and taking in Telegram's deliveries.
 //! - [`vault`]: Fernet encryption of bot tokens, key files, the key check and rotation.
 //! - The fake Telegram (tests, demo, benchmarks) is the `nezuko_sandbox` crate in `crates/sandbox/`;
 //!   it imports nothing from here.
@@ -32,3 +33,4 @@ pub mod settings;
 pub mod telegram;
 pub mod telemetry;
 pub mod vault;
+pub mod webhooks;

@@ -1,10 +1,18 @@
 //! The BotActor: one running Telegram bot. It decrypts its token, checks it with `getMe`, runs
-//! Nezuko's dispatcher ([`crate::telegram::dispatch`]) over long polling, and turns anything that ends the dispatcher into an actor
-//! failure carrying a classified [`Failure`] for the supervisor's restart policy.
+//! Nezuko's dispatcher ([`crate::telegram::dispatch`]) over long polling or, in webhook mode, over
+//! its webhook inbox, and turns anything that ends the dispatcher into an actor failure carrying a
+//! classified [`Failure`] for the supervisor's restart policy.
 //!
 //! A graceful stop (ractor `stop`) shuts the dispatcher down: in-flight updates finish, and the
 //! polling listener ([`crate::telegram::polling`]) confirms only what was handled, so the rest stay
-//! with Telegram and are delivered again on the next start.
+//! with Telegram and are delivered again on the next start. In webhook mode the rest stay in the
+//! inbox ([`crate::telegram::webhook`]).
+//!
+//! The mode is set on Telegram by the bot's runner as it starts: `deleteWebhook` before polling,
+//! `setWebhook` before reading the inbox. So a fleet switched between modes (its nodes restarted
+//! with the other `telegram.mode`) needs nothing else. A bot stopped for good (disabled or
+//! deleted, [`BotMsg::Retire`]) in webhook mode also deletes its webhook, so Telegram keeps its
+//! updates until it runs again instead of posting them to a bot that does not run.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -12,7 +20,9 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use teloxide::payloads::{DeleteWebhook, GetMe, GetUpdates, GetUpdatesSetters};
+use teloxide::payloads::{
+    DeleteWebhook, GetMe, GetUpdates, GetUpdatesSetters, SetWebhook, SetWebhookSetters,
+};
 use teloxide::prelude::*;
 use teloxide::stop::StopToken;
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
@@ -23,11 +33,20 @@ use super::supervisor::{SupervisorMsg, SupervisorRef};
 use crate::db::BotRow;
 use crate::telegram::dispatch::dispatch;
 use crate::telegram::polling::{Inbox, Ledger, Listener};
+use crate::telegram::webhook::WebhookListener;
 use crate::telegram::{
     ALLOWED, BotContext, BotIdentity, Failure, Fence, POLL_TIMEOUT, UpdateHandler, classify,
     endpoint, transport,
 };
 use crate::vault::Vault;
+use crate::webhooks::Webhooks;
+
+/// How a bot receives its updates (`telegram.mode`).
+#[derive(Clone, Debug)]
+pub enum Delivery {
+    Polling,
+    Webhook(Webhooks),
+}
 
 /// Tells Telegram that every update handled so far may be forgotten (`getUpdates` with the ledger's
 /// offset, asking for nothing new), so the next start does not see them again.
@@ -62,6 +81,9 @@ const SENT_FOR_SURE: Duration = Duration::from_millis(100);
 /// How long a stop waits for in-flight updates before giving up on the dispatcher.
 const STOP_GRACE: Duration = Duration::from_secs(8);
 
+/// How long a retiring webhook-mode bot waits for `deleteWebhook`.
+const DELETE_WEBHOOK_WAIT: Duration = Duration::from_secs(5);
+
 pub type BotRef = ActorRef<BotMsg>;
 
 pub enum BotMsg {
@@ -69,6 +91,8 @@ pub enum BotMsg {
     PollingFailed(Failure),
     /// The dispatcher task ended; the text says how.
     DispatcherExited(String),
+    /// Stop for good (disabled or deleted): as a stop, and in webhook mode delete the webhook.
+    Retire,
 }
 
 pub struct BotArgs {
@@ -80,6 +104,7 @@ pub struct BotArgs {
     pub supervisor: SupervisorRef,
     /// Until when this node may send for the bot ([`Fence::open`] when bots are not leased).
     pub fence: Fence,
+    pub delivery: Delivery,
 }
 
 pub struct BotState {
@@ -94,6 +119,9 @@ pub struct BotState {
     stopping: bool,
     /// The handler was told the bot started (so it must be told it stopped).
     started: bool,
+    delivery: Delivery,
+    /// Stopping for good ([`BotMsg::Retire`]).
+    retiring: bool,
 }
 
 pub struct BotActor;
@@ -124,6 +152,8 @@ impl Actor for BotActor {
             task: None,
             stopping: false,
             started: false,
+            delivery: args.delivery,
+            retiring: false,
         })
     }
 
@@ -170,7 +200,7 @@ impl Actor for BotActor {
 
     async fn handle(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
@@ -181,6 +211,11 @@ impl Actor for BotActor {
             }
             BotMsg::DispatcherExited(_) if state.stopping => Ok(()),
             BotMsg::DispatcherExited(how) => Err(Failure::Died(how).into()),
+            BotMsg::Retire => {
+                state.retiring = true;
+                myself.stop(Some("stop requested".into()));
+                Ok(())
+            }
         }
     }
 
@@ -190,6 +225,9 @@ impl Actor for BotActor {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         state.stop_dispatcher().await;
+        if state.retiring {
+            state.delete_webhook().await;
+        }
         if state.started {
             state.handler.bot_stopped(state.bot_instance_id);
         }
@@ -205,34 +243,76 @@ impl BotState {
         let reporter = myself.clone();
         let inbox = self.handler.inbox(self.bot_instance_id);
         let fence = self.fence.clone();
-        let mut listener = Listener::new(bot.clone(), ledger.clone(), inbox.clone(), POLL_TIMEOUT)
-            .fenced(fence.clone());
-        listener.hint_allowed_updates(&mut ALLOWED.into_iter());
-        self.listener_stop = Some(listener.stop_token());
+        let id = self.bot_instance_id;
+        let (mut stream_of, stop) = match (&self.delivery, inbox.clone()) {
+            (Delivery::Webhook(webhooks), Some(inbox)) => {
+                let mut listener = WebhookListener::new(
+                    ledger.clone(),
+                    inbox,
+                    webhooks.arrivals().of(id),
+                    fence.clone(),
+                );
+                let stop = listener.stop_token();
+                (Source::Webhook(webhooks.clone(), listener), stop)
+            }
+            _ => {
+                let mut listener =
+                    Listener::new(bot.clone(), ledger.clone(), inbox.clone(), POLL_TIMEOUT)
+                        .fenced(fence.clone());
+                listener.hint_allowed_updates(&mut ALLOWED.into_iter());
+                let stop = listener.stop_token();
+                (Source::Polling(listener), stop)
+            }
+        };
+        self.listener_stop = Some(stop);
         self.task = Some(tokio::spawn(async move {
-            // A webhook left set would make every getUpdates fail with 409.
-            let deleted = match fence.check() {
-                Ok(()) => {
-                    transport::fenced(fence.clone(), transport::send(&bot, &DeleteWebhook::new()))
-                        .await
-                        .result
-                }
-                Err(fenced) => Err(fenced),
-            };
-            if let Err(error) = deleted {
-                let _ = myself.cast(BotMsg::PollingFailed(classify(&error)));
+            if let Err(error) = stream_of.prepare(&bot, id, &fence).await {
+                let _ = myself.cast(BotMsg::PollingFailed(error));
                 return;
             }
-            let run = dispatch(listener.as_stream(), handle, move |error| {
+            let on_error = move |error| {
                 let _ = reporter.cast(BotMsg::PollingFailed(classify(&error)));
-            });
+            };
+            let run = async {
+                match &mut stream_of {
+                    Source::Polling(listener) => {
+                        dispatch(listener.as_stream(), handle, on_error).await
+                    }
+                    Source::Webhook(_, listener) => {
+                        dispatch(listener.as_stream(), handle, on_error).await
+                    }
+                }
+            };
             let outcome = match AssertUnwindSafe(run).catch_unwind().await {
                 Ok(()) => BotMsg::DispatcherExited("stopped".into()),
                 Err(_) => BotMsg::DispatcherExited("panicked".into()),
             };
             confirm_handled(&bot, &ledger, inbox.as_deref(), &fence).await;
+            if let Source::Webhook(webhooks, _) = &stream_of {
+                webhooks.arrivals().forget(id);
+            }
             let _ = myself.cast(outcome);
         }));
+    }
+
+    /// Webhook mode: `deleteWebhook`, so Telegram keeps the bot's updates while it does not run.
+    async fn delete_webhook(&self) {
+        if !matches!(self.delivery, Delivery::Webhook(_)) || !self.started {
+            return;
+        }
+        let delete = DeleteWebhook::new();
+        let request = transport::fenced(self.fence.clone(), transport::send(&self.bot, &delete));
+        match tokio::time::timeout(DELETE_WEBHOOK_WAIT, request).await {
+            Ok(attempt) => {
+                if let Err(error) = attempt.result {
+                    tracing::warn!(bot_instance_id = self.bot_instance_id, %error, "could not delete the webhook of a stopped bot; Telegram keeps posting to it");
+                }
+            }
+            Err(_) => tracing::warn!(
+                bot_instance_id = self.bot_instance_id,
+                "deleteWebhook did not answer in time; Telegram may keep posting to the stopped bot"
+            ),
+        }
     }
 
     /// Asks the dispatcher to finish in-flight updates and stop, waiting at most [`STOP_GRACE`]:
@@ -253,5 +333,45 @@ impl BotState {
                 "the dispatcher did not stop in time; aborted it"
             );
         }
+    }
+}
+
+/// Where a bot's dispatcher reads updates from.
+enum Source {
+    Polling(Listener),
+    Webhook(Webhooks, WebhookListener),
+}
+
+impl Source {
+    /// Sets the mode on Telegram: polling deletes a webhook left set (it would make every
+    /// `getUpdates` fail with 409); webhook mode sets this bot's webhook with its secret and
+    /// Nezuko's `allowed_updates`, which also ends polling by anyone still at it.
+    async fn prepare(&self, bot: &Bot, id: i64, fence: &Fence) -> Result<(), Failure> {
+        fence.check().map_err(|e| classify(&e))?;
+        let sent = match self {
+            Source::Polling(_) => {
+                transport::fenced(fence.clone(), transport::send(bot, &DeleteWebhook::new())).await
+            }
+            Source::Webhook(webhooks, _) => {
+                let secret =
+                    webhooks
+                        .secret_for_start(id)
+                        .await
+                        .map_err(|error| Failure::Transient {
+                            reason: format!("the webhook secret cannot be read or kept: {error}"),
+                            retry_after: None,
+                        })?;
+                let url = reqwest::Url::parse(&webhooks.url_for(id)).map_err(|error| {
+                    Failure::Died(format!(
+                        "server.public_url does not make a webhook URL: {error}"
+                    ))
+                })?;
+                let request = SetWebhook::new(url)
+                    .secret_token(secret.expose().clone())
+                    .allowed_updates(ALLOWED);
+                transport::fenced(fence.clone(), transport::send(bot, &request)).await
+            }
+        };
+        sent.result.map(|_| ()).map_err(|e| classify(&e))
     }
 }

@@ -34,6 +34,8 @@ pub struct FleetOptions {
     /// On PostgreSQL, the bots this node holds (kept by `actors::leases`): only those run here.
     /// `None` runs every enabled bot (SQLite, where one process runs them all).
     pub leases: Option<Leases>,
+    /// How the bots receive updates (`telegram.mode`).
+    pub delivery: super::bot::Delivery,
 }
 
 /// A running supervision tree.
@@ -121,6 +123,7 @@ impl Fleet {
             full_interval: options.full_interval,
             runs_bots: options.runs_bots,
             leases: options.leases.clone(),
+            delivery: options.delivery,
         };
         let (supervisor, task) = Actor::spawn(None, Supervisor, args)
             .await

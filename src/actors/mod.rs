@@ -36,6 +36,7 @@ pub mod supervisor;
 
 pub mod relay;
 
+pub use bot::Delivery;
 pub use broadcaster::Event;
 pub use fleet::{Fleet, FleetHandle, FleetOptions};
 pub use policy::RestartPolicy;

@@ -18,8 +18,10 @@ use tokio::task::JoinHandle;
 
 use super::leases::Leases;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
+use crate::db::webhooks::WEBHOOK_CHANNEL;
 use crate::db::{BotRow, Store};
 use crate::domain::DesiredState;
+use crate::telegram::webhook::Arrivals;
 
 /// What the supervisor must do to make the running fleet match the database.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,6 +123,9 @@ pub struct RegistryArgs {
     pub full_interval: Duration,
     /// On PostgreSQL, the bots this node holds; `None` runs every enabled bot.
     pub leases: Option<Leases>,
+    /// Webhook mode: the wake-ups of bots running here, told on PostgreSQL when another node
+    /// stored an update for one of them.
+    pub arrivals: Option<Arrivals>,
 }
 
 pub struct RegistryState {
@@ -147,7 +152,14 @@ impl Actor for Registry {
             Some(pool) => {
                 let mut listener = PgListener::connect_with(pool).await?;
                 listener.listen("bot_instances").await?;
-                tasks.push(tokio::spawn(listen(listener, myself.clone())));
+                if args.arrivals.is_some() {
+                    listener.listen(WEBHOOK_CHANNEL).await?;
+                }
+                let arrivals = args
+                    .arrivals
+                    .clone()
+                    .map(|arrivals| (arrivals, args.store.origin().to_string()));
+                tasks.push(tokio::spawn(listen(listener, myself.clone(), arrivals)));
                 args.full_interval
             }
             None => args.poll_interval,
@@ -227,19 +239,47 @@ async fn tick(every: Duration, registry: RegistryRef) {
 /// Forwards PostgreSQL notifications, batching those that arrive together into one message.
 /// sqlx's listener reconnects by itself; a reconnect may miss notifications, so one is followed by a
 /// full reconcile.
-async fn listen(mut listener: PgListener, registry: RegistryRef) {
+///
+/// Webhook mode's notifications (another node stored an update for a bot) wake that bot's reader
+/// if it runs here (this node's own come with the update, see [`Arrivals::deliver`]); after a
+/// reconnect every bot running here reads its inbox.
+async fn listen(
+    mut listener: PgListener,
+    registry: RegistryRef,
+    arrivals: Option<(Arrivals, String)>,
+) {
     loop {
         let message = match listener.try_recv().await {
             Ok(Some(first)) => {
-                let mut ids: Vec<i64> = first.payload().parse().ok().into_iter().collect();
-                while let Some(more) = listener.next_buffered() {
-                    ids.extend(more.payload().parse::<i64>().ok());
+                let mut ids: Vec<i64> = Vec::new();
+                for notification in
+                    std::iter::once(first).chain(std::iter::from_fn(|| listener.next_buffered()))
+                {
+                    let mut payload = notification.payload().split(' ');
+                    let Some(Ok(id)) = payload.next().map(str::parse::<i64>) else {
+                        continue;
+                    };
+                    if notification.channel() != WEBHOOK_CHANNEL {
+                        ids.push(id);
+                    } else if let Some((arrivals, own)) = &arrivals
+                        && payload.next() != Some(own.as_str())
+                    {
+                        arrivals.wake(id);
+                    }
+                }
+                if ids.is_empty() {
+                    continue;
                 }
                 ids.sort_unstable();
                 ids.dedup();
                 RegistryMsg::Changed(ids)
             }
-            Ok(None) => RegistryMsg::Reconcile,
+            Ok(None) => {
+                if let Some((arrivals, _)) = &arrivals {
+                    arrivals.wake_all();
+                }
+                RegistryMsg::Reconcile
+            }
             Err(error) => {
                 tracing::warn!(%error, "lost the bot_instances notification channel; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;

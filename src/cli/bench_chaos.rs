@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use super::bench_fleet::Scratch;
-use super::bench_verify::{Product, free_port, stop, store_plan};
+use super::bench_verify::{Product, stop, store_plan};
 use crate::db::Store;
 use crate::vault::{EncryptionKey, Vault};
 use nezuko_sandbox::Sandbox;
@@ -103,15 +103,12 @@ async fn measure(scratch: &Scratch, bench: &ChaosBench) -> anyhow::Result<Value>
     )
     .await?;
     let data = tempfile::tempdir()?;
-    let service = Product {
-        cpu: None,
-        database_url: scratch.url.clone(),
-        api_url: telegram.url(),
-        redis: None,
+    let service = Product::new(
+        &scratch.url,
+        &telegram.url(),
         key,
-        data: data.path().to_path_buf(),
-        listen: free_port()?,
-    };
+        data.path().to_path_buf(),
+    )?;
     let mut child = service.start()?;
     wait_polling(&sandbox, &plan, Duration::from_secs(60)).await?;
     eprintln!(

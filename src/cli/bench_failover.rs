@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 
 use super::bench_fleet::Scratch;
-use super::bench_verify::{Product, free_port, read_world, sandbox_command, stop, store_plan};
+use super::bench_verify::{Product, read_world, sandbox_command, stop, store_plan};
 use crate::db::now_ms;
 use crate::vault::{EncryptionKey, Vault};
 
@@ -75,15 +75,7 @@ async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Val
     for i in 0..bench.nodes {
         let data = dir.path().join(format!("node{i}"));
         std::fs::create_dir_all(&data)?;
-        let product = Product {
-            cpu: None,
-            database_url: scratch.url.clone(),
-            api_url: plan.api_url.clone(),
-            redis: None,
-            key: key.clone(),
-            data,
-            listen: free_port()?,
-        };
+        let product = Product::new(&scratch.url, &plan.api_url, key.clone(), data)?;
         nodes.push(product.start()?);
     }
     eprintln!(

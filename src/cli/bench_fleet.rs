@@ -80,6 +80,7 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
         event_capacity: bots * 4 + 1024,
         runs_bots: true,
         leases: None,
+        delivery: crate::actors::Delivery::Polling,
     };
     let started = Instant::now();
     let fleet = Fleet::start(store.clone(), vault, options).await?;

@@ -7,7 +7,7 @@ use crate::settings::{self, Settings};
 use crate::telemetry;
 use crate::vault::{self, EncryptionKey};
 
-use super::{BenchTarget, Command};
+use super::{BenchTarget, Command, DeliveryMode};
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -65,6 +65,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     restart_at,
                     after_restart,
                     keep,
+                    mode,
                 },
         } => {
             telemetry::init(&quiet_logs());
@@ -78,6 +79,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 warmup_s: warmup,
                 restart_at,
                 after_restart_s: after_restart,
+                webhook: mode == DeliveryMode::Webhook,
             };
             super::bench_verify::run(bench).await
         }

@@ -226,7 +226,18 @@ pub enum BenchTarget {
         /// and print where it is, for a look after the run.
         #[arg(long)]
         keep: bool,
+        /// How the product's bots receive updates: long polling, or the sandbox posting to
+        /// their webhooks (`telegram.mode`).
+        #[arg(long, value_enum, default_value_t = DeliveryMode::Polling)]
+        mode: DeliveryMode,
     },
+}
+
+/// `telegram.mode` for a benchmark's product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeliveryMode {
+    Polling,
+    Webhook,
 }
 
 impl Cli {

@@ -154,7 +154,11 @@ async fn wait_for_bots(sandbox: &Sandbox, plan: &driver::WorldPlan, timeout: Dur
     let ready = sandbox
         .wait_until(timeout, "every bot to poll", |s| {
             ids.iter()
-                .all(|id| !s.calls(Some(*id), Some("getUpdates")).is_empty() || s.is_polling(*id))
+                .all(|id| {
+                    s.is_polling(*id)
+                        || !s.calls(Some(*id), Some("getUpdates")).is_empty()
+                        || !s.calls(Some(*id), Some("setWebhook")).is_empty()
+                })
                 .then_some(())
         })
         .await;

@@ -27,6 +27,7 @@ mod sessions;
 mod settings;
 mod timers;
 mod url;
+pub mod webhooks;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -45,6 +45,8 @@ pub struct HttpState {
     /// Turns true when the server shuts down: open event streams end, so the graceful shutdown
     /// does not wait on dashboards that never hang up.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// Takes in Telegram's webhook deliveries (`POST /telegram/{id}`), in either mode.
+    pub webhooks: crate::webhooks::Webhooks,
 }
 
 impl std::fmt::Debug for HttpState {
@@ -60,8 +62,8 @@ pub fn router() -> Arc<Router> {
     Router::new(api::routes())
 }
 
-/// What a process that only runs bots serves: `/healthz`, `/readyz` and `/metrics`, no admin API
-/// and no dashboard.
+/// What a process that only runs bots serves: `/healthz`, `/readyz`, `/metrics` and Telegram's
+/// webhook deliveries (`/telegram/{id}`), no admin API and no dashboard.
 pub fn probe_router() -> Arc<Router> {
     Router::without_dashboard(api::probe_routes())
 }

@@ -34,6 +34,9 @@ pub enum Access {
     Owner,
     /// A session, or the configured metrics bearer token (for scrapers).
     Metrics,
+    /// No session: the handler checks the bot's webhook secret in
+    /// `X-Telegram-Bot-Api-Secret-Token` (Telegram's webhook deliveries).
+    SecretToken,
 }
 
 pub type Handler = fn(Ctx) -> BoxFuture<'static, ApiResult>;
@@ -358,7 +361,7 @@ async fn run(
         return input::unstorable("path").into_response();
     }
     let admin = match route.access {
-        Access::Public => None,
+        Access::Public | Access::SecretToken => None,
         Access::Metrics if auth::metrics_bearer(&state, &headers) => None,
         access => match auth::authorize(&state, &route.method, &headers, access).await {
             Ok(admin) => Some(admin),

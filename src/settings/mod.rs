@@ -82,6 +82,17 @@ pub struct AuthSettings {
 pub struct TelegramSettings {
     /// Base URL without a trailing slash (teloxide would otherwise request `//bot…`).
     pub api_url: String,
+    /// How bots receive their updates.
+    pub mode: TelegramMode,
+}
+
+/// How bots receive their updates (`telegram.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TelegramMode {
+    /// Each bot's runner asks Telegram with `getUpdates` (long polling).
+    Polling,
+    /// Telegram posts updates to `<server.public_url>/telegram/<bot id>` (`setWebhook`).
+    Webhook,
 }
 
 #[derive(Debug, Clone)]

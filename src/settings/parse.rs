@@ -36,6 +36,7 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
         },
         telegram: TelegramSettings {
             api_url: http_url(layers.get("telegram.api_url"))?,
+            mode: telegram_mode(layers)?,
         },
         fleet: FleetSettings {
             poll_interval: Duration::from_millis(integer_in(
@@ -266,6 +267,20 @@ fn secret_text(leaf: &Leaf) -> Result<Secret<String>, ConfigError> {
         ));
     }
     Ok(Secret::new(text.to_string()))
+}
+
+/// `telegram.mode`; webhook mode needs `server.public_url` (the address Telegram posts to).
+fn telegram_mode(layers: &Layers) -> Result<TelegramMode, ConfigError> {
+    let leaf = layers.get("telegram.mode");
+    match leaf.value.trim() {
+        "polling" | "" => Ok(TelegramMode::Polling),
+        "webhook" if layers.get("server.public_url").value.trim().is_empty() => Err(leaf.invalid(
+            "webhook mode needs `server.public_url`, the address Telegram posts updates to",
+            "polling, or webhook with server.public_url set (https://HOST, reached by Telegram)",
+        )),
+        "webhook" => Ok(TelegramMode::Webhook),
+        other => Err(leaf.invalid(format!("unknown mode `{other}`"), "polling or webhook")),
+    }
 }
 
 fn log_format(leaf: &Leaf, environment: Environment) -> Result<LogFormat, ConfigError> {

@@ -8,6 +8,7 @@ mod fence;
 pub mod polling;
 mod schema;
 pub mod transport;
+pub mod webhook;
 
 pub use classify::{Failure, Unavailable, classify, is_weather, is_weather_cause};
 pub use fence::{Fence, Fenced};

@@ -81,10 +81,10 @@ pub trait Inbox: Send + Sync + 'static {
 pub struct Ledger {
     state: Mutex<LedgerState>,
     /// An open update was done with, or is to be handed out again.
-    settled: Notify,
+    pub(super) settled: Notify,
     /// An update is to be handed out again (wakes a poller waiting on its long poll; not every
     /// handled update does, which on a busy bot would be one wake-up per update).
-    rescheduled: Notify,
+    pub(super) rescheduled: Notify,
 }
 
 /// An update handed out, not yet done with, and not parked: it holds the offset.
@@ -201,6 +201,22 @@ impl Ledger {
         }
     }
 
+    /// Updates read from the inbox as they arrive (webhook mode), now handed out: they are
+    /// parked from the start, so handling one owes the inbox an unpark.
+    pub(super) fn take_delivered(&self, updates: &[Update]) {
+        let mut state = self.lock();
+        for update in updates {
+            state.parked.insert(update.id.0 as i32);
+        }
+    }
+
+    /// Whether an inbox update is handed out and not yet removed from the inbox: reading it
+    /// again from there must not hand it out twice.
+    pub(super) fn holds_inbox_update(&self, update_id: i32) -> bool {
+        let state = self.lock();
+        state.parked.contains(&update_id) || state.unpark.contains(&update_id)
+    }
+
     /// The update was handled (or failed for good): Telegram, or the inbox, may forget it.
     pub fn handled(&self, update_id: u32) {
         let mut state = self.lock();
@@ -228,7 +244,7 @@ impl Ledger {
     }
 
     /// The next update due to be handed out again, or when the first one is due.
-    fn due_again(&self) -> Result<Option<Update>, Instant> {
+    pub(super) fn due_again(&self) -> Result<Option<Update>, Instant> {
         let mut state = self.lock();
         let now = Instant::now();
         let position = state.again.iter().position(|(at, _)| *at <= now);

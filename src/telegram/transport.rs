@@ -188,6 +188,7 @@ pub fn is_idempotent(method: &str) -> bool {
                 | "approveChatJoinRequest"
                 | "declineChatJoinRequest"
                 | "setMyCommands"
+                | "setWebhook"
                 | "deleteWebhook"
                 | "leaveChat"
         )

@@ -293,3 +293,21 @@ fn the_shipped_config_files_are_valid() {
     )
     .unwrap();
 }
+
+#[test]
+fn webhook_mode_is_polling_by_default_and_needs_a_public_url() {
+    use nezuko::settings::TelegramMode;
+    assert_eq!(load(&[]).unwrap().telegram.mode, TelegramMode::Polling);
+    let error = load(&[("NEZUKO_TELEGRAM__MODE", "webhook")]).unwrap_err();
+    assert_eq!(error.key, "telegram.mode");
+    assert!(error.problem.contains("server.public_url"), "{error}");
+    let webhook = load(&[
+        ("NEZUKO_TELEGRAM__MODE", "webhook"),
+        ("NEZUKO_SERVER__PUBLIC_URL", "https://bots.example.org"),
+    ])
+    .unwrap();
+    assert_eq!(webhook.telegram.mode, TelegramMode::Webhook);
+    let error = load(&[("NEZUKO_TELEGRAM__MODE", "hooks")]).unwrap_err();
+    assert!(error.problem.contains("unknown mode `hooks`"), "{error}");
+    assert_eq!(error.expected, "polling or webhook");
+}

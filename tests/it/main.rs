@@ -19,3 +19,4 @@ mod sandbox;
 mod storage;
 mod support;
 mod vault;
+mod webhooks;

@@ -8,7 +8,7 @@ use ractor::{Actor, ActorCell, ActorId, SpawnErr};
 use serde_json::json;
 
 use super::{After, BotStatus, Child, SupervisorMsg, SupervisorRef, SupervisorState, failure_of};
-use crate::actors::bot::{BotActor, BotArgs, BotRef};
+use crate::actors::bot::{BotActor, BotArgs, BotMsg, BotRef, Delivery};
 use crate::actors::broadcaster::{Broadcaster, BroadcasterArgs, BroadcasterMsg};
 use crate::actors::policy::{Cure, FailureWindow, cure};
 use crate::actors::registry::{Action, Registry, RegistryArgs, RegistryMsg};
@@ -38,6 +38,10 @@ impl SupervisorState {
             poll_interval: self.args.poll_interval,
             full_interval: self.args.full_interval,
             leases: self.args.leases.clone(),
+            arrivals: match &self.args.delivery {
+                Delivery::Webhook(webhooks) => Some(webhooks.arrivals().clone()),
+                Delivery::Polling => None,
+            },
         };
         let (registry, _) = Actor::spawn_linked(None, Registry, args, myself.get_cell()).await?;
         self.registry = Some(registry);
@@ -107,6 +111,7 @@ impl SupervisorState {
             api_url: self.args.api_url.clone(),
             handler: self.args.handler.clone(),
             supervisor: myself.clone(),
+            delivery: self.args.delivery.clone(),
         };
         self.transition(id, RunState::Starting, None, None, restarted);
         match Actor::spawn_linked(None, BotActor, args, myself.get_cell()).await {
@@ -160,7 +165,10 @@ impl SupervisorState {
             Some(actor) => {
                 child.after_exit = After::Stop;
                 child.generation += 1;
-                actor.stop(Some("stop requested".into()));
+                // Stopped for good: in webhook mode the bot also deletes its webhook.
+                if actor.cast(BotMsg::Retire).is_err() {
+                    actor.stop(Some("stop requested".into()));
+                }
                 self.transition(id, RunState::Stopping, None, None, false);
             }
             None => {

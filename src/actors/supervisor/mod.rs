@@ -83,6 +83,8 @@ pub struct SupervisorArgs {
     pub runs_bots: bool,
     /// On PostgreSQL, the bots this node holds (see `actors::leases`); `None` runs them all.
     pub leases: Option<Leases>,
+    /// How the bots receive updates.
+    pub delivery: super::bot::Delivery,
 }
 
 /// What a running actor is doing besides running.

@@ -15,12 +15,13 @@ mod nodes;
 mod openapi;
 pub mod session;
 mod settings;
+pub mod telegram;
 
 use super::router::Route;
 
 /// The probes alone: health, readiness and metrics.
 pub fn probe_routes() -> Vec<Route> {
-    [health::routes(), metrics::routes()].concat()
+    [health::routes(), metrics::routes(), telegram::routes()].concat()
 }
 
 /// Every route the server answers.
@@ -41,6 +42,7 @@ pub fn routes() -> Vec<Route> {
         metrics::routes(),
         nodes::routes(),
         openapi::routes(),
+        telegram::routes(),
     ]
     .concat()
 }

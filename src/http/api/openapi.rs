@@ -48,6 +48,7 @@ pub fn build(routes: &[Route]) -> Value {
                 "session": { "type": "apiKey", "in": "cookie", "name": crate::http::auth::SESSION_COOKIE },
                 "csrf": { "type": "apiKey", "in": "header", "name": "X-CSRF-Token" },
                 "metrics": { "type": "http", "scheme": "bearer" },
+                "telegram_secret": { "type": "apiKey", "in": "header", "name": "X-Telegram-Bot-Api-Secret-Token" },
             },
             "schemas": {
                 "Problem": {
@@ -78,6 +79,7 @@ fn operation(route: &Route) -> Value {
     let security = match route.access {
         Access::Public => json!([]),
         Access::Metrics => json!([{ "session": [] }, { "metrics": [] }]),
+        Access::SecretToken => json!([{ "telegram_secret": [] }]),
         _ if safe => json!([{ "session": [] }]),
         _ => json!([{ "session": [], "csrf": [] }]),
     };

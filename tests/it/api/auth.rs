@@ -51,6 +51,15 @@ async fn every_protected_route_needs_a_session_and_csrf(world: &mut ApiWorld) {
             assert_ne!(anonymous.status, 401, "{} {path} is public", route.method);
             continue;
         }
+        if route.access == Access::SecretToken {
+            // A session opens nothing here; only the bot's webhook secret does.
+            anonymous.problem(401, "unauthenticated");
+            world
+                .send(method.clone(), &path, None, Some(&gone), true)
+                .await
+                .problem(401, "unauthenticated");
+            continue;
+        }
         anonymous.problem(401, "unauthenticated");
         world
             .send(method.clone(), &path, None, Some(&gone), true)

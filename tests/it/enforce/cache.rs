@@ -184,6 +184,7 @@ async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
             event_capacity: 1024,
             runs_bots: true,
             leases: None,
+            delivery: nezuko::actors::Delivery::Polling,
         },
     )
     .await

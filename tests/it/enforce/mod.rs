@@ -121,6 +121,7 @@ impl Guarded {
             event_capacity: 4096,
             runs_bots: true,
             leases: None,
+            delivery: nezuko::actors::Delivery::Polling,
         };
         let fleet = Fleet::start(self.db.store.clone(), self.vault.clone(), options)
             .await

@@ -128,6 +128,7 @@ impl FleetWorld {
             event_capacity: 1024,
             runs_bots: true,
             leases: None,
+            delivery: nezuko::actors::Delivery::Polling,
         };
         let fleet = Fleet::start(self.db.store.clone(), self.vault.clone(), options)
             .await

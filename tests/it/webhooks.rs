@@ -1,0 +1,517 @@
+//! Webhook mode (`telegram.mode = webhook`) end to end: real `nezuko serve` processes, the
+//! sandbox's real webhook delivery (it posts each update to the URL `setWebhook` gave, with the
+//! secret header, and retries until answered 2xx, as Telegram does), real SQLite and PostgreSQL.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use nezuko::domain::DesiredState;
+use nezuko::vault::{EncryptionKey, Vault};
+use nezuko_sandbox::control::SandboxBot;
+use nezuko_sandbox::model::{Account, AdminRights, ChatKind, Status};
+use nezuko_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+use crate::enforce::insert_bot;
+use crate::operator::{Operator, Serving};
+use crate::support::TestDb;
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// Guarded groups (each requiring its own channel), one bot each, in the sandbox and a database.
+struct World {
+    sandbox: Sandbox,
+    telegram: RunningSandbox,
+    operator: Operator,
+    db: TestDb,
+    key: EncryptionKey,
+    owner: Account,
+    guards: Vec<Guard>,
+}
+
+struct Guard {
+    bot: SandboxBot,
+    /// Nezuko's id of the bot.
+    id: i64,
+    group: i64,
+}
+
+impl World {
+    async fn new(db: TestDb, bots: usize) -> Self {
+        let sandbox = Sandbox::new(SandboxConfig::default());
+        let telegram = sandbox.spawn_local().await.unwrap();
+        let key = EncryptionKey::generate();
+        let vault = Vault::new(std::slice::from_ref(&key));
+        let owner = sandbox.create_user("Owner", Some("owner"));
+        let mut guards = Vec::new();
+        for i in 0..bots {
+            let bot = sandbox.create_bot(&format!("Guard {i}"), &format!("guard{i}_bot"));
+            let group = sandbox.create_chat(ChatKind::Supergroup, &format!("Readers {i}"), None);
+            let channel = sandbox.create_chat(
+                ChatKind::Channel,
+                &format!("News {i}"),
+                Some(&format!("news{i}")),
+            );
+            for chat in [group, channel] {
+                sandbox.set_member(chat, owner.id, Status::Creator).unwrap();
+                sandbox
+                    .promote(chat, bot.id, AdminRights::force_subscribe())
+                    .unwrap();
+            }
+            let row = insert_bot(&db, &vault, &bot).await;
+            guards.push(Guard {
+                bot,
+                id: row.id,
+                group,
+            });
+        }
+        Self {
+            sandbox,
+            telegram,
+            operator: Operator::new(),
+            db,
+            key,
+            owner,
+            guards,
+        }
+    }
+
+    /// Starts `nezuko serve --role ROLE` in `mode` on a port chosen here, its public URL that
+    /// port's address.
+    async fn serve(&self, role: &str, mode: &str) -> Serving {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let public = format!("http://{listen}");
+        let vars = [
+            ("NEZUKO_TELEGRAM__API_URL", self.telegram.url().to_string()),
+            ("NEZUKO_TELEGRAM__MODE", mode.to_string()),
+            ("NEZUKO_SERVER__LISTEN", listen),
+            ("NEZUKO_SERVER__PUBLIC_URL", public),
+            ("DATABASE_URL", self.db.url.clone()),
+            ("ENCRYPTION_KEY", self.key.expose().to_string()),
+            ("BOT_OWNER_TELEGRAM_ID", self.owner.id.to_string()),
+        ];
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.operator.serve_as(role, &vars).await
+    }
+
+    /// `getWebhookInfo` as the bot would ask Telegram.
+    async fn webhook_info(&self, guard: &Guard) -> Value {
+        let url = format!(
+            "{}/bot{}/getWebhookInfo",
+            self.telegram.url(),
+            guard.bot.token
+        );
+        let answer: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+        answer["result"].clone()
+    }
+
+    /// Waits until each bot's webhook points at `base`.
+    async fn wait_webhooks_at(&self, base: &str, guards: &[&Guard]) {
+        let deadline = Instant::now() + PATIENCE;
+        for guard in guards {
+            let want = format!("{base}/telegram/{}", guard.id);
+            while self.webhook_info(guard).await["url"] != want.as_str() {
+                assert!(
+                    Instant::now() < deadline,
+                    "webhook of bot {} never set to {want}",
+                    guard.id
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// The owner protects the guard's group with its channel; waits for the bot's answer (so
+    /// the command went Telegram → webhook → inbox → runner → Telegram).
+    async fn protect(&self, index: usize) {
+        let guard = &self.guards[index];
+        let sent = self
+            .sandbox
+            .send(
+                guard.group,
+                self.owner.id,
+                &format!("/protect @news{index}"),
+            )
+            .unwrap();
+        let bot = guard.bot.id;
+        self.sandbox
+            .wait_until(PATIENCE, "the answer to /protect", |s| {
+                s.transcript(guard.group)
+                    .into_iter()
+                    .find(|m| m.from == bot && m.message_id > sent)
+            })
+            .await
+            .unwrap();
+    }
+
+    /// `restrictChatMember` calls the bot of `guard` made for `user`.
+    fn restricts(&self, guard: &Guard, user: i64) -> usize {
+        self.sandbox
+            .calls(Some(guard.bot.id), Some("restrictChatMember"))
+            .iter()
+            .filter(|c| c.ok && c.params["user_id"].as_i64() == Some(user))
+            .count()
+    }
+
+    /// A user (not subscribed to the guard's channel) joins the group; returns the user.
+    fn newcomer(&self, guard: &Guard, name: &str) -> i64 {
+        let user = self.sandbox.create_user(name, None).id;
+        self.sandbox.join(guard.group, user).unwrap();
+        user
+    }
+
+    async fn wait_restricted(&self, guard: &Guard, user: i64) {
+        self.sandbox
+            .wait_until(PATIENCE, "the newcomer restricted", |s| {
+                matches!(s.member(guard.group, user), Status::Restricted { .. }).then_some(())
+            })
+            .await
+            .unwrap();
+    }
+
+    /// The bot's webhook secret, as stored (encrypted) by Nezuko.
+    async fn secret(&self, guard: &Guard) -> String {
+        let ciphertext = self
+            .db
+            .store
+            .webhook_secret(guard.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let plain = Vault::new(std::slice::from_ref(&self.key))
+            .decrypt(&ciphertext)
+            .unwrap();
+        String::from_utf8(plain).unwrap()
+    }
+
+    /// Whether Nezuko's webhook inbox holds (or held: done) the bot's update `update_id`.
+    async fn stored(&self, guard: &Guard, update_id: i64) -> bool {
+        let sql =
+            "SELECT count(*) FROM webhook_updates WHERE bot_instance_id = $1 AND update_id = $2";
+        let (count,): (i64,) = match self.db.store.postgres_pool() {
+            Some(pool) => sqlx::query_as(sql)
+                .bind(guard.id)
+                .bind(update_id)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+            None => {
+                let pool = sqlx::SqlitePool::connect(&self.db.url).await.unwrap();
+                let count = sqlx::query_as(sql)
+                    .bind(guard.id)
+                    .bind(update_id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                pool.close().await;
+                count
+            }
+        };
+        count == 1
+    }
+}
+
+impl World {
+    /// Ends the test: the sandbox saw nothing against the Bot API's rules.
+    async fn finish(self) {
+        let violations = self.sandbox.violations();
+        assert!(violations.is_empty(), "{violations:?}");
+        self.db.finish().await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A message update from `user` in `chat`, as Telegram would post it.
+fn message_update(update_id: i64, chat: i64, user: i64, message_id: i64) -> Value {
+    json!({
+        "update_id": update_id,
+        "message": {
+            "message_id": message_id,
+            "date": 1_800_000_000,
+            "chat": { "id": chat, "type": "supergroup", "title": "Readers 0" },
+            "from": { "id": user, "is_bot": false, "first_name": "Mallory" },
+            "text": "let me in",
+        }
+    })
+}
+
+async fn post(base: &str, bot: i64, secret: Option<&str>, body: &Value) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/telegram/{bot}"))
+        .json(body);
+    if let Some(secret) = secret {
+        request = request.header("X-Telegram-Bot-Api-Secret-Token", secret);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_in_webhook_mode_is_served_through_its_webhook_refuses_a_wrong_secret_and_takes_a_retry_once()
+ {
+    let world = World::new(TestDb::sqlite().await, 1).await;
+    let guard = &world.guards[0];
+    let node = world.serve("all", "webhook").await;
+    world.wait_webhooks_at(&node.base, &[guard]).await;
+    // setWebhook carried the secret (Telegram sends it back: the deliveries are accepted) and
+    // Nezuko's update kinds.
+    let info = world.webhook_info(guard).await;
+    let allowed: Vec<&str> = info["allowed_updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        allowed.contains(&"chat_member") && allowed.contains(&"message"),
+        "{info}"
+    );
+    assert!(
+        world
+            .sandbox
+            .calls(Some(guard.bot.id), Some("getUpdates"))
+            .is_empty()
+    );
+
+    // Enforcement works through the webhook: a command, then a newcomer restricted.
+    world.protect(0).await;
+    let newcomer = world.newcomer(guard, "Newcomer");
+    world.wait_restricted(guard, newcomer).await;
+    assert_eq!(world.restricts(guard, newcomer), 1);
+
+    // A wrong or missing secret: 401, nothing stored, nothing done.
+    let mallory = world.sandbox.create_user("Mallory", None).id;
+    world.sandbox.join(guard.group, mallory).unwrap();
+    world.wait_restricted(guard, mallory).await;
+    let restricted_before = world.restricts(guard, mallory);
+    let forged = message_update(900_000, guard.group, mallory, 777_000);
+    for secret in [Some("not-the-secret"), None] {
+        let (status, body) = post(&node.base, guard.id, secret, &forged).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let secret = world.secret(guard).await;
+    let (status, _) = post(&node.base, guard.id + 1000, Some(&secret), &forged).await;
+    assert_eq!(status, 401, "another bot's secret does not open this one");
+    assert!(!world.stored(guard, 900_000).await, "nothing stored");
+
+    // The right secret: taken once. Telegram retrying the same update_id (its 200 was lost) is
+    // answered 200 and not handled again; nor is a third delivery after it was handled.
+    let (status, body) = post(&node.base, guard.id, Some(&secret), &forged).await;
+    assert_eq!(
+        (status, body["duplicate"].as_bool()),
+        (200, Some(false)),
+        "{body}"
+    );
+    assert!(world.stored(guard, 900_000).await);
+    let (status, body) = post(&node.base, guard.id, Some(&secret), &forged).await;
+    assert_eq!(
+        (status, body["duplicate"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    // Handled: the bot tried to delete the non-subscriber's message.
+    world
+        .sandbox
+        .wait_until(PATIENCE, "the forged message handled", |s| {
+            s.calls(Some(guard.bot.id), Some("deleteMessage"))
+                .iter()
+                .any(|c| c.params["message_id"].as_i64() == Some(777_000))
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    let (status, body) = post(&node.base, guard.id, Some(&secret), &forged).await;
+    assert_eq!(
+        (status, body["duplicate"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let deletes = world
+        .sandbox
+        .calls(Some(guard.bot.id), Some("deleteMessage"))
+        .iter()
+        .filter(|c| c.params["message_id"].as_i64() == Some(777_000))
+        .count();
+    assert_eq!(deletes, 1, "one update, handled once");
+    assert!(world.restricts(guard, mallory) >= restricted_before);
+    let (status, body) = post(
+        &node.base,
+        guard.id,
+        Some(&secret),
+        &json!({"no": "update"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    // Disabling the bot deletes its webhook; enabling sets it again.
+    world
+        .db
+        .store
+        .set_desired_state(guard.id, DesiredState::Disabled)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while world.webhook_info(guard).await["url"] != "" {
+        assert!(
+            Instant::now() < deadline,
+            "the webhook of a disabled bot stayed set"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    world
+        .db
+        .store
+        .set_desired_state(guard.id, DesiredState::Enabled)
+        .await
+        .unwrap();
+    world.wait_webhooks_at(&node.base, &[guard]).await;
+
+    // Back to polling: a restart with the other mode is all it takes (the webhook is deleted
+    // by the runner, which then polls), and the bot still enforces.
+    let (status, _) = node.terminate().await;
+    assert!(status.success());
+    let node = world.serve("all", "polling").await;
+    world
+        .sandbox
+        .wait_until(PATIENCE, "the bot polling", |s| {
+            s.is_polling(guard.bot.id).then_some(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(world.webhook_info(guard).await["url"], "");
+    let later = world.newcomer(guard, "Later");
+    world.wait_restricted(guard, later).await;
+    assert_eq!(world.restricts(guard, later), 1);
+    let calls = world.sandbox.calls(None, None);
+    assert!(
+        calls.iter().all(|c| c.error_code != Some(409)),
+        "no getUpdates met a webhook"
+    );
+    let (status, _) = node.terminate().await;
+    assert!(status.success());
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_while_telegram_delivers_loses_no_update_and_acts_on_none_twice() {
+    let world = World::new(TestDb::postgres().await, 4).await;
+    let first = world.serve("all", "webhook").await;
+    let second = world.serve("bots", "webhook").await;
+    // Every bot's webhook points at the node that runs it.
+    let deadline = Instant::now() + PATIENCE;
+    let runner_of = loop {
+        let runners = world.db.store.bot_runners().await.unwrap();
+        let mut counts: HashMap<&String, usize> = HashMap::new();
+        for node in runners.values() {
+            *counts.entry(node).or_default() += 1;
+        }
+        if runners.len() == 4 && counts.len() == 2 && counts.values().all(|n| *n == 2) {
+            break runners;
+        }
+        assert!(Instant::now() < deadline, "not spread: {runners:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let bases = [first.base.clone(), second.base.clone()];
+    let deadline = Instant::now() + PATIENCE;
+    for guard in &world.guards {
+        loop {
+            let url = world.webhook_info(guard).await["url"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            if bases
+                .iter()
+                .any(|b| url == format!("{b}/telegram/{}", guard.id))
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webhook of {} not set: {url}",
+                guard.id
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for index in 0..world.guards.len() {
+        world.protect(index).await;
+    }
+    // The second node's bots: their webhooks point at it.
+    let second_pid = i64::from(second.child.id().unwrap());
+    let second_node = world
+        .db
+        .store
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.pid == second_pid)
+        .unwrap()
+        .id;
+    let victims: Vec<&Guard> = world
+        .guards
+        .iter()
+        .filter(|g| runner_of[&g.id] == second_node)
+        .collect();
+    assert_eq!(victims.len(), 2);
+
+    // Newcomers keep joining every group while the second node is paused, then killed: the
+    // deliveries it had taken in hang and are cut mid-request, later ones are refused, and
+    // Telegram retries them until the bots' new runner has set their webhooks to itself.
+    let mut joined: Vec<(usize, i64)> = Vec::new();
+    let mut killed = None;
+    let mut failed_deliveries = 0;
+    let mut second = Some(second);
+    for round in 0..80 {
+        for (index, guard) in world.guards.iter().enumerate() {
+            joined.push((index, world.newcomer(guard, &format!("N{round}-{index}"))));
+        }
+        if round == 20 {
+            let pid = second.as_ref().unwrap().child.id().unwrap().to_string();
+            let paused = std::process::Command::new("kill")
+                .args(["-STOP", &pid])
+                .status();
+            assert!(paused.unwrap().success());
+        }
+        if round == 30 {
+            second.take().unwrap().kill().await;
+            killed = Some(Instant::now());
+        }
+        if round > 20 {
+            for victim in &victims {
+                if world.webhook_info(victim).await["last_error_message"].is_string() {
+                    failed_deliveries += 1;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let killed = killed.unwrap();
+    world.wait_webhooks_at(&first.base, &victims).await;
+    eprintln!("webhooks moved {:?} after the SIGKILL", killed.elapsed());
+    assert!(
+        failed_deliveries > 0,
+        "deliveries to the dead node failed and were retried"
+    );
+    for (index, user) in &joined {
+        world.wait_restricted(&world.guards[*index], *user).await;
+    }
+    let doubled: Vec<_> = joined
+        .iter()
+        .filter(|(index, user)| world.restricts(&world.guards[*index], *user) != 1)
+        .collect();
+    assert!(doubled.is_empty(), "acted on twice: {doubled:?}");
+    let (status, _) = first.terminate().await;
+    assert!(status.success());
+    world.finish().await;
+}
