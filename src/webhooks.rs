@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Store, StoreError, now_ms};
 use crate::domain::Secret;
+use crate::telegram::transport;
 use crate::telegram::webhook::Arrivals;
 use crate::vault::Vault;
 
@@ -31,7 +32,8 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// A cached secret that did not match is read again from the database at most this often (the
 /// runner may have replaced one it could no longer decrypt after a key rotation).
 const RELOAD_AFTER: Duration = Duration::from_secs(5);
-/// The largest update body taken in (Telegram's updates are a few KB).
+/// The largest update body taken in, in bytes: Telegram's updates are a few KB, but a message
+/// quoting another with long texts and entities is more, and one refused is retried for a day.
 pub const MAX_BODY_BYTES: u64 = 1 << 20;
 
 /// Why a delivery was not taken.
@@ -237,6 +239,64 @@ impl Webhooks {
     }
 }
 
+/// How long a disable or delete waits for Telegram's `deleteWebhook`.
+const DELETE_WAIT: Duration = Duration::from_secs(5);
+
+/// Tells Telegram to stop posting a bot's updates (`deleteWebhook`) if the bot ever had a webhook
+/// (it has a secret), for a bot being disabled or deleted: its runner does so as it stops, but a
+/// bot that is not running anywhere (in backoff, parked as failed, no node running bots) has no
+/// runner, and a deleted bot's token is gone afterwards, so Telegram would post to it for a day.
+/// Sent even so, the second `deleteWebhook` changes nothing. Waits up to 5 s; a failure is
+/// logged (`false`), never an error of the caller's request.
+pub async fn delete_webhook_of(
+    store: &Store,
+    vault: &Vault,
+    http: &reqwest::Client,
+    api_url: &str,
+    bot_instance_id: i64,
+) -> bool {
+    match store.webhook_secret(bot_instance_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return false,
+        Err(error) => {
+            tracing::warn!(bot_instance_id, %error, "could not tell whether the bot has a webhook");
+            return false;
+        }
+    }
+    let bot = match store.bot(bot_instance_id).await {
+        Ok(row) => row,
+        Err(_) => return false,
+    };
+    let (Ok(token), Ok(url)) = (
+        vault.decrypt_token(&bot.token_ciphertext),
+        reqwest::Url::parse(api_url),
+    ) else {
+        tracing::warn!(
+            bot_instance_id,
+            "cannot call deleteWebhook: the token cannot be decrypted or the Bot API URL is invalid"
+        );
+        return false;
+    };
+    let client = teloxide::Bot::with_client(token.expose(), http.clone()).set_api_url(url);
+    let delete = teloxide::payloads::DeleteWebhook::new();
+    match tokio::time::timeout(DELETE_WAIT, transport::send(&client, &delete)).await {
+        Ok(attempt) if attempt.result.is_ok() => true,
+        Ok(attempt) => {
+            if let Err(error) = attempt.result {
+                tracing::warn!(bot_instance_id, %error, "deleteWebhook failed; Telegram may keep posting to the stopped bot");
+            }
+            false
+        }
+        Err(_) => {
+            tracing::warn!(
+                bot_instance_id,
+                "deleteWebhook did not answer in 5 s; Telegram may keep posting to the stopped bot"
+            );
+            false
+        }
+    }
+}
+
 /// Stores deliveries as they come, those that came together in one statement (one transaction
 /// instead of one per delivery: the difference between keeping up and falling behind on SQLite),
 /// and hands each new update to its bot if it runs here. Ends when every [`Webhooks`] is gone.
@@ -278,15 +338,23 @@ fn equal(expected: &str, given: &str) -> bool {
     expected.as_bytes().ct_eq(given.as_bytes()).into()
 }
 
-/// The `update_id` of an Update's JSON, read without the rest of it.
+/// The `update_id` of an Update's JSON, read without the rest of it: a non-negative 32-bit
+/// integer, as Telegram's are (<https://core.telegram.org/bots/api#update>: "fits within a
+/// signed 32-bit integer") and as the dispatcher keeps them.
 fn update_id_of(body: &[u8]) -> Result<i64, DeliveryError> {
     #[derive(serde::Deserialize)]
     struct Head {
         update_id: i64,
     }
-    serde_json::from_slice::<Head>(body)
-        .map(|head| head.update_id)
-        .map_err(|error| DeliveryError::NotAnUpdate(error.to_string()))
+    let head = serde_json::from_slice::<Head>(body)
+        .map_err(|error| DeliveryError::NotAnUpdate(error.to_string()))?;
+    if !(0..=i64::from(i32::MAX)).contains(&head.update_id) {
+        return Err(DeliveryError::NotAnUpdate(format!(
+            "update_id {} is not between 0 and 2147483647",
+            head.update_id
+        )));
+    }
+    Ok(head.update_id)
 }
 
 #[cfg(test)]
@@ -305,7 +373,14 @@ mod tests {
     fn an_update_id_is_read_from_the_head_of_an_update_and_nothing_else_is_an_update() {
         let body = br#"{"update_id": 42, "message": {"text": "hi"}}"#;
         assert_eq!(update_id_of(body).unwrap(), 42);
-        for bad in [&b"{}"[..], b"[]", b"not json", br#"{"update_id": "x"}"#] {
+        for bad in [
+            &b"{}"[..],
+            b"[]",
+            b"not json",
+            br#"{"update_id": "x"}"#,
+            br#"{"update_id": -1}"#,
+            br#"{"update_id": 2147483648}"#,
+        ] {
             assert!(matches!(
                 update_id_of(bad),
                 Err(DeliveryError::NotAnUpdate(_))

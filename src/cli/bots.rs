@@ -41,10 +41,27 @@ pub async fn run(command: BotCommand, settings: &Settings) -> anyhow::Result<()>
             store.request_bot_start(id).await?,
             "enabled; it starts shortly",
         ),
-        BotCommand::Disable { id } => report(
-            store.set_desired_state(id, DesiredState::Disabled).await?,
-            "disabled; it stops shortly",
-        ),
+        BotCommand::Disable { id } => {
+            let row = store.set_desired_state(id, DesiredState::Disabled).await?;
+            // No running node may be left to do it (see `webhooks::delete_webhook_of`).
+            let (keys, _) = vault::resolve_keys(settings)?;
+            let deleted = crate::webhooks::delete_webhook_of(
+                &store,
+                &Vault::new(&keys),
+                &crate::telegram::http_client(),
+                &settings.telegram.api_url,
+                id,
+            )
+            .await;
+            report(
+                row,
+                if deleted {
+                    "disabled (its webhook deleted); it stops shortly"
+                } else {
+                    "disabled; it stops shortly"
+                },
+            )
+        }
         BotCommand::Restart { id } => report(store.request_bot_restart(id).await?, "restarting"),
     };
     store.close().await;

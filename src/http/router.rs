@@ -53,6 +53,8 @@ pub struct Route {
     pub body: Option<serde_json::Value>,
     /// Query parameters (name, description), for the OpenAPI document.
     pub query: &'static [(&'static str, &'static str)],
+    /// The largest body taken, in bytes ([`BODY_LIMIT`] unless the route says otherwise).
+    pub body_limit: u64,
     pub handler: Handler,
 }
 
@@ -71,8 +73,15 @@ impl Route {
             summary,
             body: None,
             query: &[],
+            body_limit: BODY_LIMIT,
             handler,
         }
+    }
+
+    /// Takes bodies up to `bytes` (a route whose caller sends more than the usual limit).
+    pub fn body_limit(mut self, bytes: u64) -> Self {
+        self.body_limit = bytes;
+        self
     }
 
     pub fn body(mut self, schema: serde_json::Value) -> Self {
@@ -290,7 +299,7 @@ where
     let request_id = request_id(&headers);
     let (template, mut response) = match router.find(&method, &path) {
         Ok((route, params)) => {
-            let response = match read_body(&headers, body).await {
+            let response = match read_body(&headers, body, route.body_limit).await {
                 Ok(body) => run(state, route, params, query, headers, remote, body).await,
                 Err(error) => error.into_response(),
             };
@@ -380,8 +389,8 @@ async fn run(
     finish((route.handler)(ctx).await)
 }
 
-/// The body, refused with 413 past [`BODY_LIMIT`] whether or not a length was declared.
-async fn read_body<S, B>(headers: &HeaderMap, mut stream: S) -> Result<Bytes, ApiError>
+/// The body, refused with 413 past `limit` bytes whether or not a length was declared.
+async fn read_body<S, B>(headers: &HeaderMap, mut stream: S, limit: u64) -> Result<Bytes, ApiError>
 where
     S: futures_util::Stream<Item = Result<B, warp::Error>> + Send + Unpin,
     B: bytes::Buf,
@@ -390,14 +399,14 @@ where
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
-            format!("request bodies are limited to {BODY_LIMIT} bytes"),
+            format!("request bodies are limited to {limit} bytes"),
         )
     };
     let declared = headers
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(length) = declared.filter(|length| *length > BODY_LIMIT) {
+    if let Some(length) = declared.filter(|length| *length > limit) {
         if length <= DISCARD_LIMIT {
             discard(&mut stream).await;
         }
@@ -407,7 +416,7 @@ where
     while let Some(chunk) = stream.next().await {
         let mut chunk =
             chunk.map_err(|error| ApiError::bad_request("unreadable_body", error.to_string()))?;
-        if body.len() as u64 + chunk.remaining() as u64 > BODY_LIMIT {
+        if body.len() as u64 + chunk.remaining() as u64 > limit {
             discard(&mut stream).await;
             return Err(too_large());
         }

@@ -13,7 +13,7 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
         data_dir: non_empty_path(layers.get("data_dir"))?,
         server: ServerSettings {
             listen: socket_addr(layers.get("server.listen"))?,
-            public_url: optional(layers.get("server.public_url"), http_url)?,
+            public_url: optional(layers.get("server.public_url"), base_url)?,
             metrics_token: optional(layers.get("server.metrics_token"), secret_text)?,
         },
         database: DatabaseSettings {
@@ -165,6 +165,19 @@ fn http_url(leaf: &Leaf) -> Result<String, ConfigError> {
             "http://HOST[:PORT][/PATH] or https://…",
         )),
     }
+}
+
+/// A URL paths are added to (`/login`, `/telegram/<bot id>`): an http(s) URL without a query or
+/// a fragment, which would end up in front of the added path.
+fn base_url(leaf: &Leaf) -> Result<String, ConfigError> {
+    let url = http_url(leaf)?;
+    if url.contains(['?', '#']) {
+        return Err(leaf.invalid(
+            format!("`{}` has a query or a fragment", leaf.value),
+            "http://HOST[:PORT][/PATH] or https://… without ? or #",
+        ));
+    }
+    Ok(url)
 }
 
 fn redis_url(leaf: &Leaf) -> Result<Secret<String>, ConfigError> {

@@ -311,3 +311,15 @@ fn webhook_mode_is_polling_by_default_and_needs_a_public_url() {
     assert!(error.problem.contains("unknown mode `hooks`"), "{error}");
     assert_eq!(error.expected, "polling or webhook");
 }
+
+#[test]
+fn a_public_url_with_a_query_or_a_fragment_is_refused() {
+    for url in [
+        "http://127.0.0.1:8090/?x=1",
+        "https://bots.example.org/#top",
+    ] {
+        let error = load(&[("NEZUKO_SERVER__PUBLIC_URL", url)]).unwrap_err();
+        assert_eq!(error.key, "server.public_url");
+        assert!(error.problem.contains("query or a fragment"), "{error}");
+    }
+}

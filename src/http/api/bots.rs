@@ -313,6 +313,17 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
         }
     };
     ctx.state.fleet.nudge();
+    if what == Lifecycle::Stop {
+        let state = &ctx.state;
+        crate::webhooks::delete_webhook_of(
+            store,
+            &state.vault,
+            &state.http_client,
+            &state.telegram_api_url,
+            id,
+        )
+        .await;
+    }
     let states = |r: &BotRow| json!({ "desired_state": r.desired_state.as_str(), "run_state": r.run_state.as_str() });
     super::audit::record(
         &ctx,
@@ -393,6 +404,16 @@ async fn delete(ctx: Ctx) -> ApiResult {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // The token goes with the row: the last chance to stop Telegram posting to this bot.
+    let state = &ctx.state;
+    crate::webhooks::delete_webhook_of(
+        store,
+        &state.vault,
+        &state.http_client,
+        &state.telegram_api_url,
+        id,
+    )
+    .await;
     store.delete_bot(id).await?;
     ctx.state.fleet.nudge();
     super::audit::record(

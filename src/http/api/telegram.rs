@@ -12,24 +12,28 @@ use warp::http::{Method, StatusCode};
 use crate::http::problem::ApiError;
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
-use crate::webhooks::DeliveryError;
+use crate::webhooks::{DeliveryError, MAX_BODY_BYTES};
 
 /// The header Telegram puts the webhook's `secret_token` in
 /// (<https://core.telegram.org/bots/api#setwebhook>).
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
 
 pub fn routes() -> Vec<Route> {
-    vec![Route::new(
-        Method::POST,
-        "/telegram/{id}",
-        Access::SecretToken,
-        "Telegram delivers a bot's update (webhook mode; checked by the bot's secret token)",
-        |c| Box::pin(deliver(c)),
-    )]
+    vec![
+        Route::new(
+            Method::POST,
+            "/telegram/{id}",
+            Access::SecretToken,
+            "Telegram delivers a bot's update (webhook mode; checked by the bot's secret token)",
+            |c| Box::pin(deliver(c)),
+        )
+        // Refusing an update Telegram insists on would hold up its chat while Telegram retries.
+        .body_limit(MAX_BODY_BYTES),
+    ]
 }
 
 async fn deliver(ctx: Ctx) -> ApiResult {
-    let id = ctx.id(0, "bot id")?;
+    let id = ctx.id(0, "bot")?;
     let secret = ctx.header(SECRET_HEADER);
     match ctx.state.webhooks.receive(id, secret, &ctx.body).await {
         Ok(stored) => respond::ok(&json!({ "ok": true, "duplicate": !stored })),

@@ -77,11 +77,16 @@ export async function render(main, id) {
       await refresh(false);
     };
     heading.replaceChildren(h("span", {}, group.title, group.username ? h("span", { class: "muted" }, ` @${group.username}`) : null));
+    // A live refresh (a health check, a change elsewhere) rebuilds this column: the channel an
+    // admin was about to link stays chosen.
+    const chosen = left.querySelector("#link-channel")?.value;
     left.replaceChildren(
       h("section", { class: "panel" }, h("h2", {}, "Enforcement"),
         h("p", { "data-enabled": String(group.enabled) }, group.enabled ? "Members must subscribe before they speak." : "Disabled: nobody is checked here."),
         h("button", { type: "button", class: group.enabled ? "danger" : "primary", onclick: toggle }, group.enabled ? "Disable enforcement" : "Enable enforcement")),
       healthPanel(group), channelsPanel(group, channels.items, () => refresh(false)), statsPanel(group.stats));
+    const select = left.querySelector("#link-channel");
+    if (select && chosen && [...select.options].some((o) => o.value === chosen)) select.value = chosen;
     if (!withPolicy) return;
     const policy = policyForm("Policy", group.policy.overrides, settings.policy.effective, async (layer) => {
       await api("PUT", `/api/v1/groups/${id}/policy`, layer);
