@@ -314,15 +314,7 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
     };
     ctx.state.fleet.nudge();
     if what == Lifecycle::Stop {
-        let state = &ctx.state;
-        crate::webhooks::delete_webhook_of(
-            store,
-            &state.vault,
-            &state.http_client,
-            &state.telegram_api_url,
-            id,
-        )
-        .await;
+        delete_webhook(&ctx, id).await;
     }
     let states = |r: &BotRow| json!({ "desired_state": r.desired_state.as_str(), "run_state": r.run_state.as_str() });
     super::audit::record(
@@ -386,6 +378,19 @@ async fn group_count(ctx: &Ctx, id: i64) -> Result<i64, crate::db::StoreError> {
     Ok(counts.get(&id).copied().unwrap_or(0))
 }
 
+/// Stops Telegram posting to a bot being stopped or deleted (see [`crate::webhooks::delete_webhook_of`]).
+async fn delete_webhook(ctx: &Ctx, id: i64) {
+    let state = &ctx.state;
+    crate::webhooks::delete_webhook_of(
+        &state.store,
+        &state.vault,
+        &state.http_client,
+        &state.telegram_api_url,
+        id,
+    )
+    .await;
+}
+
 async fn delete(ctx: Ctx) -> ApiResult {
     let id = ctx.id(0, "bot")?;
     let store = &ctx.state.store;
@@ -405,15 +410,7 @@ async fn delete(ctx: Ctx) -> ApiResult {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // The token goes with the row: the last chance to stop Telegram posting to this bot.
-    let state = &ctx.state;
-    crate::webhooks::delete_webhook_of(
-        store,
-        &state.vault,
-        &state.http_client,
-        &state.telegram_api_url,
-        id,
-    )
-    .await;
+    delete_webhook(&ctx, id).await;
     store.delete_bot(id).await?;
     ctx.state.fleet.nudge();
     super::audit::record(
