@@ -49,10 +49,21 @@ pub enum Delivery {
 }
 
 /// Tells Telegram that every update handled so far may be forgotten (`getUpdates` with the ledger's
-/// offset, asking for nothing new), so the next start does not see them again.
-async fn confirm_handled(bot: &Bot, ledger: &Ledger, inbox: Option<&dyn Inbox>, fence: &Fence) {
+/// offset, asking for nothing new), so the next start does not see them again. Updates the
+/// dispatcher never began hold the offset; those handled after the first of them are in the
+/// runner's progress, stored here before the bot's lease can pass on, and the next runner confirms
+/// them without acting again.
+async fn confirm_handled(
+    bot: &Bot,
+    ledger: &Ledger,
+    inbox: Option<&dyn Inbox>,
+    fence: &Fence,
+    handler: &dyn UpdateHandler,
+) {
     // Updates just handled are done with once their records are stored (a moment).
-    ledger.settle(CONFIRM_WAIT).await;
+    ledger.acted_stored(CONFIRM_WAIT).await;
+    ledger.keep_final_progress();
+    let _ = tokio::time::timeout(CONFIRM_WAIT, handler.stored()).await;
     if let Some(inbox) = inbox {
         ledger.flush_unparked(inbox).await;
     }
@@ -70,8 +81,8 @@ async fn confirm_handled(bot: &Bot, ledger: &Ledger, inbox: Option<&dyn Inbox>, 
     }
 }
 
-/// How long a stopping bot waits for the records of its last updates to be stored before
-/// confirming what is done.
+/// How long a stopping bot waits for the records of its last updates to be stored, and then for
+/// its progress, before confirming what is done.
 const CONFIRM_WAIT: Duration = Duration::from_secs(2);
 
 /// How long ago a poll must have been sent to count as having reached Telegram (a request is
@@ -244,6 +255,7 @@ impl BotState {
         let inbox = self.handler.inbox(self.bot_instance_id);
         let fence = self.fence.clone();
         let id = self.bot_instance_id;
+        let handler = self.handler.clone();
         let (mut stream_of, stop) = match (&self.delivery, inbox.clone()) {
             (Delivery::Webhook(webhooks), Some(inbox)) => {
                 let mut listener = WebhookListener::new(
@@ -287,7 +299,7 @@ impl BotState {
                 Ok(()) => BotMsg::DispatcherExited("stopped".into()),
                 Err(_) => BotMsg::DispatcherExited("panicked".into()),
             };
-            confirm_handled(&bot, &ledger, inbox.as_deref(), &fence).await;
+            confirm_handled(&bot, &ledger, inbox.as_deref(), &fence, &*handler).await;
             if let Source::Webhook(webhooks, _) = &stream_of {
                 webhooks.arrivals().forget(id);
             }

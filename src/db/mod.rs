@@ -26,6 +26,7 @@ mod runner;
 mod sessions;
 mod settings;
 mod timers;
+pub mod update_progress;
 mod url;
 pub mod webhooks;
 
@@ -51,6 +52,7 @@ pub use restrictions::{NewRestriction, Restricted, RestrictionRow};
 pub use runner::{RunnerClaim, RunnerError};
 pub use sessions::SessionRow;
 pub use timers::{NewTimer, TimerRow};
+pub use update_progress::UpdateProgress;
 pub use url::{DatabaseUrl, UrlError, redact as redact_url};
 
 use crate::settings::DatabaseSettings;

@@ -411,6 +411,7 @@ impl UpdateHandler for Enforcer {
     fn inbox(&self, bot_instance_id: i64) -> Option<Arc<dyn crate::telegram::polling::Inbox>> {
         Some(Arc::new(inbox::StoredInbox {
             store: self.shared.store.clone(),
+            records: self.shared.records.clone(),
             bot_instance_id,
         }))
     }

@@ -1,4 +1,5 @@
-//! The write-behind for `verification_log`, `api_call_log` and `channel_members`: handlers hand rows
+//! The write-behind for `verification_log`, `api_call_log`, `channel_members` and
+//! `update_progress`: handlers hand rows
 //! to a channel and move on; one task writes them in multi-row statements. A database outage keeps rows queued (up to
 //! [`MAX_QUEUED`]) and retries; [`Records::flush`] writes everything queued before shutdown.
 //!
@@ -14,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::progress::Progress;
 
-use crate::db::{ApiCall, ChannelMember, Store, Verification};
+use crate::db::{ApiCall, ChannelMember, Store, UpdateProgress, Verification};
 
 /// Rows kept while the database is unreachable; beyond this the oldest are dropped and counted.
 const MAX_QUEUED: usize = 200_000;
@@ -27,6 +28,7 @@ enum Record {
     Verification(Verification),
     Call(ApiCall),
     Member(ChannelMember),
+    Progress(UpdateProgress),
     Flush(oneshot::Sender<()>),
 }
 
@@ -80,6 +82,12 @@ impl Records {
         self.hand_over(Record::Member(row));
     }
 
+    /// What a bot's runner is done with (`telegram::progress`). Written after every row handed
+    /// over before it, never before them.
+    pub fn progress(&self, row: UpdateProgress) {
+        self.hand_over(Record::Progress(row));
+    }
+
     fn hand_over(&self, record: Record) {
         self.sent.fetch_add(1, Ordering::SeqCst);
         if self.sender.send(record).is_err() {
@@ -131,6 +139,7 @@ async fn write_loop(
                 Some(Record::Verification(row)) => rows.verifications.push(row),
                 Some(Record::Call(row)) => rows.calls.push(row),
                 Some(Record::Member(row)) => rows.members.push(row),
+                Some(Record::Progress(row)) => rows.progress.push(row),
                 Some(Record::Flush(done)) => {
                     waiting.push(done);
                     break;
@@ -164,6 +173,7 @@ async fn write_loop(
             trim(&mut rows.verifications, &dropped);
             trim(&mut rows.calls, &dropped);
             trim(&mut rows.members, &dropped);
+            trim(&mut rows.progress, &dropped);
             tokio::time::sleep(Duration::from_millis(200 * u64::from(failures.min(25)))).await;
         }
         progress.advance(batch);
@@ -181,11 +191,12 @@ struct Rows {
     verifications: Vec<Verification>,
     calls: Vec<ApiCall>,
     members: Vec<ChannelMember>,
+    progress: Vec<UpdateProgress>,
 }
 
 impl Rows {
     fn len(&self) -> usize {
-        self.verifications.len() + self.calls.len() + self.members.len()
+        self.verifications.len() + self.calls.len() + self.members.len() + self.progress.len()
     }
 
     /// Writes and clears each kind on success, so a retry never writes a row twice.
@@ -201,6 +212,11 @@ impl Rows {
         if !self.members.is_empty() {
             store.remember_channel_members(&self.members).await?;
             self.members.clear();
+        }
+        // Last: a progress says its updates' records are stored.
+        if !self.progress.is_empty() {
+            store.keep_update_progress(&self.progress).await?;
+            self.progress.clear();
         }
         Ok(())
     }

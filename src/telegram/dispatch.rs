@@ -53,8 +53,8 @@ fn lock(
 }
 
 /// Reads `updates` (a [`Listener`]'s stream) until it ends, handing each update to `handle` in
-/// per-member order and each polling error to `on_error`; returns once every update taken has been
-/// handled.
+/// per-member order and each polling error to `on_error`; returns once every update begun has been
+/// handled (those still waiting behind one being handled are dropped, unhandled).
 ///
 /// [`Listener`]: super::polling::Listener
 pub async fn dispatch(
@@ -100,7 +100,13 @@ pub async fn dispatch(
             Arc::clone(&handle),
         ));
     }
-    // Every slot back means every update taken is done with.
+    // Stopping: updates waiting behind a member's current one are left to the bot's next runner
+    // (never confirmed, Telegram hands them out again, in order), so a stop waits for at most one
+    // update per member, not for a backlog that could outlast the stop's grace.
+    for queue in lock(&waiting).values_mut() {
+        queue.clear();
+    }
+    // Every slot back means every update begun is done with.
     let _all = slots
         .acquire_many(IN_HAND as u32)
         .await
@@ -166,6 +172,23 @@ mod tests {
         }))
     }
 
+    /// A listener's stream holding `updates`, open (not stopped) until the sender is dropped.
+    fn open_stream(
+        updates: Vec<Update>,
+    ) -> (
+        mpsc::UnboundedSender<Result<Update, RequestError>>,
+        impl Stream<Item = Result<Update, RequestError>> + Unpin,
+    ) {
+        let (feed, receiver) = mpsc::unbounded_channel();
+        for update in updates {
+            feed.send(Ok(update)).unwrap();
+        }
+        let stream = Box::pin(stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|update| (update, receiver))
+        }));
+        (feed, stream)
+    }
+
     /// A handler that records each update's id as it finishes; updates from `slow_user` wait for `gate`.
     fn recording(slow_user: i64, gate: Arc<Notify>) -> (Handle, mpsc::UnboundedReceiver<u32>) {
         let (done, finished) = mpsc::unbounded_channel();
@@ -187,13 +210,14 @@ mod tests {
     async fn a_waiting_member_holds_up_only_their_own_later_updates() {
         let gate = Arc::new(Notify::new());
         let (handle, mut finished) = recording(1, Arc::clone(&gate));
-        let updates = vec![
-            Ok(message(1, -100, 1)),
-            Ok(message(2, -100, 2)),
-            Ok(message(3, -100, 1)),
-            Ok(message(4, -200, 3)),
-        ];
-        let run = tokio::spawn(dispatch(stream::iter(updates), handle, |_| {}));
+        // A stream that stays open until the end: a stop would drop what waits.
+        let (feed, updates) = open_stream(vec![
+            message(1, -100, 1),
+            message(2, -100, 2),
+            message(3, -100, 1),
+            message(4, -200, 3),
+        ]);
+        let run = tokio::spawn(dispatch(updates, handle, |_| {}));
         let mut first = vec![
             finished.recv().await.unwrap(),
             finished.recv().await.unwrap(),
@@ -213,7 +237,25 @@ mod tests {
             3,
             "in the order Telegram sent them"
         );
+        drop(feed);
         run.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stop_leaves_what_waits_behind_a_members_current_update_unhandled() {
+        let gate = Arc::new(Notify::new());
+        let (handle, mut finished) = recording(1, Arc::clone(&gate));
+        // The stream ends (the listener stopped) while member 1's first update is being handled.
+        let updates = vec![Ok(message(1, -100, 1)), Ok(message(3, -100, 1))];
+        let run = tokio::spawn(dispatch(stream::iter(updates), handle, |_| {}));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.notify_one();
+        run.await.unwrap();
+        assert_eq!(finished.recv().await.unwrap(), 1, "the update begun ends");
+        assert!(
+            finished.try_recv().is_err(),
+            "the one waiting behind it is left for the next runner"
+        );
     }
 
     #[tokio::test]
@@ -260,9 +302,11 @@ mod tests {
             }
             .boxed()
         });
-        let updates = vec![Ok(message(1, -100, 1)), Ok(message(2, -100, 1))];
-        dispatch(stream::iter(updates), recorder, |_| {}).await;
+        let (feed, updates) = open_stream(vec![message(1, -100, 1), message(2, -100, 1)]);
+        let run = tokio::spawn(dispatch(updates, recorder, |_| {}));
         assert_eq!(finished.recv().await.unwrap(), 2);
+        drop(feed);
+        run.await.unwrap();
     }
 
     #[test]

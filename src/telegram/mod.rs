@@ -6,6 +6,7 @@ mod classify;
 pub mod dispatch;
 mod fence;
 pub mod polling;
+pub mod progress;
 mod schema;
 pub mod transport;
 pub mod webhook;

@@ -37,6 +37,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::Fence;
+use super::progress::{MAX_PENDING, Progress};
 use super::transport::{self, Attempt};
 
 /// The first pause before an update whose handling hit an outage is handed out again; it doubles
@@ -74,6 +75,13 @@ pub trait Inbox: Send + Sync + 'static {
     fn unpark(&self, update_ids: Vec<i32>) -> BoxFuture<'static, anyhow::Result<()>>;
     /// Every update kept, oldest first.
     fn parked(&self) -> BoxFuture<'static, anyhow::Result<Vec<(i32, String)>>>;
+    /// Keeps what this runner has done with ([`Progress`]), written behind in the order given.
+    /// Not kept by default.
+    fn keep_progress(&self, _progress: Progress) {}
+    /// What the bot's last runner had done with, if it was kept.
+    fn progress(&self) -> BoxFuture<'static, anyhow::Result<Option<Progress>>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// Which updates a bot has handed out and which of them are handled.
@@ -85,6 +93,9 @@ pub struct Ledger {
     /// An update is to be handed out again (wakes a poller waiting on its long poll; not every
     /// handled update does, which on a busy bot would be one wake-up per update).
     pub(super) rescheduled: Notify,
+    /// Where this runner's [`Progress`] is kept (polling only: webhook deliveries are marked done
+    /// in their own table).
+    journal: std::sync::OnceLock<Arc<dyn Inbox>>,
 }
 
 /// An update handed out, not yet done with, and not parked: it holds the offset.
@@ -114,6 +125,37 @@ struct LedgerState {
     unpark: Vec<i32>,
     /// The offset of the last `getUpdates` sent, and when: Telegram forgot everything below it.
     polled: Option<(i32, Instant)>,
+    /// Open updates acted on whose records are being stored: done, as far as a next runner is
+    /// concerned (their progress is written after their records).
+    acted: HashSet<i32>,
+    /// What the bot's previous runner was done with: Telegram may hand those updates out again.
+    inherited: Option<Progress>,
+}
+
+impl LedgerState {
+    /// Every update handed out so far is done with except those open or parked and not acted on:
+    /// at most `limit` of them are listed, and the progress claims only up to the first one left
+    /// out. `None` before any update.
+    fn progress(&self, limit: usize) -> Option<Progress> {
+        let mut highest = self.highest?;
+        let mut waiting: Vec<i32> = self
+            .open
+            .keys()
+            .filter(|id| !self.acted.contains(id))
+            .take(limit + 1)
+            .copied()
+            .collect();
+        waiting.extend(self.parked.iter().filter(|id| !self.acted.contains(id)));
+        waiting.sort_unstable();
+        if waiting.len() > limit {
+            highest = highest.min(waiting[limit] - 1);
+            waiting.truncate(limit);
+        }
+        Some(Progress {
+            highest,
+            pending: waiting,
+        })
+    }
 }
 
 impl Ledger {
@@ -170,6 +212,15 @@ impl Ledger {
             if state.replayed.contains(&id) {
                 continue;
             }
+            // Acted on by the previous runner, which died before confirming it: confirmed by the
+            // next poll, not handled twice.
+            if state.inherited.as_ref().is_some_and(|p| p.done(id)) {
+                tracing::debug!(
+                    update_id = id,
+                    "done with by the bot's previous runner; confirmed, not handled again"
+                );
+                continue;
+            }
             let raw = Arc::from(raw.get());
             state.open.insert(id, Open { since: now, raw });
             fresh.push(update);
@@ -217,10 +268,51 @@ impl Ledger {
         state.parked.contains(&update_id) || state.unpark.contains(&update_id)
     }
 
+    /// Keeps this runner's [`Progress`] in `journal` from now on (once; later calls are ignored).
+    pub fn keep_progress_in(&self, journal: Arc<dyn Inbox>) {
+        let _ = self.journal.set(journal);
+    }
+
+    /// What the bot's previous runner was done with: updates Telegram hands out again that it
+    /// was done with are confirmed, not handed out.
+    fn inherit(&self, progress: Progress) {
+        self.lock().inherited = Some(progress);
+    }
+
+    /// The update was acted on and its records handed to the writer: it is done, as far as the
+    /// bot's next runner is concerned. Keeps the progress (after those records, so it is never
+    /// stored without them); [`Ledger::handled`] follows once they are stored.
+    pub fn acted(&self, update_id: u32) {
+        let mut state = self.lock();
+        let id = update_id as i32;
+        if state.open.contains_key(&id) || state.parked.contains(&id) {
+            state.acted.insert(id);
+        }
+        // Sent under the lock, so progresses reach the writer in the order they were taken.
+        if let Some(journal) = self.journal.get()
+            && let Some(progress) = state.progress(MAX_PENDING)
+        {
+            journal.keep_progress(progress);
+        }
+    }
+
+    /// Keeps the whole progress of a runner that has stopped handing out updates, however many
+    /// are left waiting (at most the dispatcher's [`IN_HAND`](super::dispatch::IN_HAND)).
+    pub fn keep_final_progress(&self) {
+        let Some(journal) = self.journal.get() else {
+            return;
+        };
+        let state = self.lock();
+        if let Some(progress) = state.progress(usize::MAX - 1) {
+            journal.keep_progress(progress);
+        }
+    }
+
     /// The update was handled (or failed for good): Telegram, or the inbox, may forget it.
     pub fn handled(&self, update_id: u32) {
         let mut state = self.lock();
         let id = update_id as i32;
+        state.acted.remove(&id);
         if state.open.remove(&id).is_none() && state.parked.remove(&id) {
             state.unpark.push(id);
         }
@@ -323,6 +415,23 @@ impl Ledger {
         }
     }
 
+    /// Waits until every update acted on has its records stored, or `within` has passed: what a
+    /// stopping runner waits for once its dispatcher has ended (updates it never began stay open).
+    pub async fn acted_stored(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let settled = self.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if self.lock().acted.is_empty() {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Removes the updates done with from the inbox (kept for a later try if it cannot be written).
     pub async fn flush_unparked(&self, inbox: &dyn Inbox) {
         let ids = self.take_unpark();
@@ -357,13 +466,18 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// A listener for `bot`; without an inbox, slow updates hold the offset however long they take.
+    /// A listener for `bot`; without an inbox, slow updates hold the offset however long they take
+    /// and nothing is kept for the bot's next runner. With one, the ledger's progress is kept
+    /// there too ([`Ledger::acted`]).
     pub fn new(
         bot: Bot,
         ledger: Arc<Ledger>,
         inbox: Option<Arc<dyn Inbox>>,
         timeout: Duration,
     ) -> Self {
+        if let Some(inbox) = &inbox {
+            ledger.keep_progress_in(inbox.clone());
+        }
         let (token, flag) = mk_stop_token();
         Self {
             bot,
@@ -556,7 +670,13 @@ impl Poller {
             let offset = *offset;
             let attempt = tokio::select! {
                 attempt = poll => attempt,
-                () = &mut self.flag => return None,
+                () = &mut self.flag => {
+                    // Dropped, which closes its connection, rather than kept waiting until its
+                    // timeout: the stopping bot's confirmation, or its next runner's first poll,
+                    // would end a waiting poll with 409, and nobody would read it.
+                    self.polling = None;
+                    return None;
+                }
                 // An update is to be handed out again: look when.
                 () = &mut woken => continue,
                 () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => continue,
@@ -603,6 +723,14 @@ impl Poller {
             self.replayed = true;
             return;
         };
+        let progress = match inbox.progress().await {
+            Ok(progress) => progress,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read what the last runner was done with yet; polling waits for it");
+                self.pause = Some(Pause::Until(Instant::now() + ERROR_PAUSE));
+                return;
+            }
+        };
         let parked = match inbox.parked().await {
             Ok(parked) => parked,
             Err(error) => {
@@ -612,6 +740,9 @@ impl Poller {
             }
         };
         self.replayed = true;
+        if let Some(progress) = progress {
+            self.ledger.inherit(progress);
+        }
         let mut updates = Vec::with_capacity(parked.len());
         for (id, raw) in parked {
             match serde_json::from_str::<Update>(&raw) {
@@ -900,5 +1031,90 @@ mod tests {
         let fresh = ledger.take_new(vec![update(4), update(5)]);
         assert_eq!(fresh.iter().map(|u| u.id.0).collect::<Vec<_>>(), [5]);
         assert_eq!(ledger.take_unpark(), [4]);
+    }
+
+    /// An inbox that only remembers the progresses it was given.
+    #[derive(Default)]
+    struct Journal(Mutex<Vec<Progress>>);
+
+    impl Inbox for Journal {
+        fn park(&self, _: Vec<(i32, Arc<str>)>) -> BoxFuture<'static, anyhow::Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn unpark(&self, _: Vec<i32>) -> BoxFuture<'static, anyhow::Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn parked(&self) -> BoxFuture<'static, anyhow::Result<Vec<(i32, String)>>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn keep_progress(&self, progress: Progress) {
+            self.0.lock().unwrap().push(progress);
+        }
+    }
+
+    #[test]
+    fn what_a_runner_acted_on_is_confirmed_not_handled_again_by_the_next() {
+        let journal = Arc::new(Journal::default());
+        let first = Ledger::new();
+        first.keep_progress_in(journal.clone());
+        first.take_new(vec![update(1), update(2), update(3)]);
+        first.acted(2);
+        first.acted(3);
+        // Killed here: records written, nothing confirmed to Telegram.
+        let kept = journal.0.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(
+            kept,
+            Progress {
+                highest: 3,
+                pending: vec![1]
+            }
+        );
+        let next = Ledger::new();
+        next.inherit(kept);
+        let fresh = next.take_new(vec![update(1), update(2), update(3), update(4)]);
+        assert_eq!(fresh.iter().map(|u| u.id.0).collect::<Vec<_>>(), [1, 4]);
+        next.handled(1);
+        next.handled(4);
+        assert_eq!(next.offset(), 5, "2 and 3 are confirmed by the next poll");
+    }
+
+    #[test]
+    fn a_progress_with_more_waiting_than_it_lists_claims_only_below_the_first_left_out() {
+        let ledger = Ledger::new();
+        ledger.take_new((1..=10).map(update).collect());
+        ledger.lock().acted.insert(2);
+        let progress = ledger.lock().progress(3).unwrap();
+        assert_eq!(
+            progress,
+            Progress {
+                highest: 4,
+                pending: vec![1, 3, 4]
+            },
+            "5 is left out, so nothing from 5 on is claimed"
+        );
+        assert!(!progress.done(7));
+        let whole = ledger.lock().progress(usize::MAX - 1).unwrap();
+        assert_eq!(whole.highest, 10);
+        assert_eq!(whole.pending.len(), 9);
+    }
+
+    #[tokio::test]
+    async fn a_stopping_runner_waits_for_what_it_acted_on_not_for_what_it_never_began() {
+        let ledger = Ledger::new();
+        ledger.take_new(vec![update(1), update(2)]);
+        ledger.acted(1);
+        assert_eq!(ledger.offset(), 1, "acted is not handled: the offset waits");
+        let waiting = {
+            let ledger = ledger.clone();
+            tokio::spawn(async move { ledger.acted_stored(Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "1's records are not stored yet");
+        ledger.handled(1);
+        tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("2, never begun, is not waited for")
+            .unwrap();
+        assert_eq!(ledger.offset(), 2, "2 stays with Telegram");
     }
 }

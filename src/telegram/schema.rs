@@ -105,6 +105,7 @@ pub fn endpoint(
                 let stored = handler.stored();
                 let ledger = ledger.clone();
                 move || {
+                    ledger.acted(update_id);
                     tokio::spawn(async move {
                         stored.await;
                         ledger.handled(update_id);
