@@ -1,10 +1,16 @@
-//! `nezuko bench failover`: several `nezuko serve` nodes on one PostgreSQL database share the
-//! `verify` world's 100 bots by lease while the sandbox (a process of its own) plays its load; one
-//! node, the one running the most bots, is killed with SIGKILL. Reported: how long each of its
-//! bots took to run again elsewhere (from the kill to the new runner recording it running), and
-//! what Telegram saw: updates that called for an action and got none, messages deleted twice (an
-//! update acted on twice), and `getUpdates` calls ended with 409 (two pollers met).
+//! `nezuko bench failover`: several `nezuko serve` nodes on one PostgreSQL database share a
+//! scenario's bots (the `verify` world's 100 by default) by lease while the sandbox (a process of
+//! its own) plays its load. One node, the one running the most bots, is killed with SIGKILL; once
+//! its bots run elsewhere a node takes its place, then every node is restarted in turn (SIGTERM,
+//! a new process, its share back): a rolling deploy, all under load. Reported: how long each of the
+//! killed node's bots took to run again elsewhere (from the kill to the new runner recording it
+//! running), how long the rolling restart took, bots ever recorded failed or in backoff, and what
+//! Telegram saw: updates that called for an action and still had none `--settle` s after the load
+//! ended, messages deleted twice (an update acted on twice), and `getUpdates` calls ended with 409
+//! (two pollers met).
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -14,7 +20,7 @@ use tokio::process::Child;
 
 use super::bench_fleet::Scratch;
 use super::bench_verify::{Product, read_world, sandbox_command, stop, store_plan};
-use crate::db::now_ms;
+use crate::db::{Store, now_ms};
 use crate::vault::{EncryptionKey, Vault};
 
 /// What to run.
@@ -23,14 +29,22 @@ pub struct FailoverBench {
     /// The PostgreSQL server (a database is created and dropped): leases need PostgreSQL.
     pub postgres: String,
     pub nodes: usize,
+    /// A built-in scenario or a scenario file: the world and its mix of traffic.
+    pub scenario: String,
     /// Events per second the sandbox plays.
     pub rate: f64,
-    /// Measured seconds.
+    /// Measured seconds: the load lasts this long, and the kill and the rolling restart must
+    /// happen within it.
     pub seconds: f64,
     /// Seconds of load before measuring (the nodes share the bots out meanwhile).
     pub warmup_s: f64,
     /// Seconds into the measured run when a node is killed.
     pub kill_at: f64,
+    /// After the takeover, restart every node in turn under the load.
+    pub rolling: bool,
+    /// Seconds after the load the bots have to act on what they were handed before an update
+    /// still waiting counts as lost.
+    pub settle_s: f64,
     /// Keep the scratch directory (each node's `serve.log`, the sandbox's log) and say where.
     pub keep: bool,
 }
@@ -41,11 +55,44 @@ pub async fn run(bench: FailoverBench) -> anyhow::Result<()> {
         bench.kill_at > 0.0 && bench.kill_at < bench.seconds,
         "--kill-at must fall inside the measured --seconds"
     );
+    anyhow::ensure!(
+        bench.settle_s.is_finite() && bench.settle_s >= 0.0,
+        "--settle must be a number of seconds, 0 or more"
+    );
     let scratch = Scratch::create(Some(&bench.postgres)).await?;
     let outcome = measure(&scratch, &bench).await;
     scratch.drop_all().await;
     println!("{}", outcome?);
     Ok(())
+}
+
+/// Starts `nezuko serve` nodes on the scratch database, each with a data directory of its own.
+struct Nodes {
+    database_url: String,
+    api_url: String,
+    key: EncryptionKey,
+    dir: PathBuf,
+    started: usize,
+}
+
+impl Nodes {
+    fn start(&mut self) -> anyhow::Result<Child> {
+        let data = self.dir.join(format!("node{}", self.started));
+        self.started += 1;
+        std::fs::create_dir_all(&data)?;
+        Product::new(&self.database_url, &self.api_url, self.key.clone(), data)?.start()
+    }
+}
+
+/// What happened to the nodes while the load ran.
+struct Operations {
+    /// Seconds from the kill to each moved bot running again.
+    takeover: Vec<f64>,
+    /// Seconds the rolling restart took, when there was one.
+    rolling_s: Option<f64>,
+    /// When the last operation ended (the report is only good if that was under load).
+    ended: Instant,
+    nodes: Vec<Child>,
 }
 
 async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Value> {
@@ -57,10 +104,11 @@ async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Val
         eprintln!("keeping {}", dir.path().display());
     }
     let world_file = dir.path().join("world.json");
-    let mut sandbox = sandbox_command(None, "verify", &world_file, dir.path())?;
+    let mut sandbox = sandbox_command(None, &bench.scenario, &world_file, dir.path())?;
     sandbox.args(["--duration", &bench.seconds.to_string()]);
     sandbox.args(["--warmup", &bench.warmup_s.to_string()]);
     sandbox.args(["--rate", &bench.rate.to_string()]);
+    sandbox.args(["--settle", &bench.settle_s.to_string()]);
     let mut sandbox = sandbox.spawn().context("cannot start `nezuko sandbox`")?;
     let mut lines = BufReader::new(sandbox.stdout.take().context("the sandbox's output")?).lines();
     let plan = read_world(&world_file, &mut sandbox, dir.path()).await?;
@@ -71,12 +119,16 @@ async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Val
         &plan,
     )
     .await?;
+    let mut starter = Nodes {
+        database_url: scratch.url.clone(),
+        api_url: plan.api_url.clone(),
+        key,
+        dir: dir.path().to_path_buf(),
+        started: 0,
+    };
     let mut nodes: Vec<Child> = Vec::new();
-    for i in 0..bench.nodes {
-        let data = dir.path().join(format!("node{i}"));
-        std::fs::create_dir_all(&data)?;
-        let product = Product::new(&scratch.url, &plan.api_url, key.clone(), data)?;
-        nodes.push(product.start()?);
+    for _ in 0..bench.nodes {
+        nodes.push(starter.start()?);
     }
     eprintln!(
         "world: {} bots, {} groups; {} nodes; warming up for {} s once every bot polls",
@@ -85,41 +137,51 @@ async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Val
         bench.nodes,
         bench.warmup_s
     );
-    let mut kill_due: Option<Instant> = None;
-    let mut takeover: Option<tokio::task::JoinHandle<anyhow::Result<Vec<f64>>>> = None;
-    let report: Value = loop {
-        let line = tokio::select! {
-            line = lines.next_line() => line?,
-            () = super::bench_verify::sleep_until(kill_due) => {
-                kill_due = None;
-                let (victim, bots) = busiest(scratch, &nodes).await?;
-                let killed_at = now_ms();
-                let mut child = nodes.remove(victim);
-                child.start_kill()?;
-                child.wait().await?;
-                eprintln!("killed a node running {} bots", bots.len());
-                takeover = Some(tokio::spawn(watch_takeover(scratch.store.clone(), bots, killed_at)));
-                continue;
-            }
-        };
-        let line = line.context("the sandbox ended without a report")?;
+    loop {
+        let line = lines
+            .next_line()
+            .await?
+            .context("the sandbox ended before measuring")?;
         let value: Value = serde_json::from_str(&line)
             .with_context(|| format!("the sandbox printed something unexpected: {line}"))?;
         if value["phase"] == "measuring" {
-            kill_due = Some(Instant::now() + Duration::from_secs_f64(bench.kill_at));
-            eprintln!("measuring for {} s", bench.seconds);
-        } else {
-            break value;
+            break;
         }
+    }
+    let measuring = Instant::now();
+    let measuring_ms = now_ms();
+    eprintln!("measuring for {} s", bench.seconds);
+    let report = async {
+        let line = lines
+            .next_line()
+            .await?
+            .context("the sandbox ended without a report")?;
+        serde_json::from_str::<Value>(&line)
+            .with_context(|| format!("the sandbox printed something unexpected: {line}"))
     };
-    let mut times = match takeover {
-        Some(task) => task.await??,
-        None => anyhow::bail!("the run ended before the kill"),
-    };
-    for node in nodes {
+    let operations = operate(
+        &scratch.store,
+        bench,
+        plan.bots.len(),
+        measuring,
+        nodes,
+        &mut starter,
+    );
+    let (operations, report) = tokio::join!(operations, report);
+    let (operations, report) = (operations?, report?);
+    for node in operations.nodes {
         stop(node).await?;
     }
     let _ = sandbox.wait().await;
+    anyhow::ensure!(
+        operations.ended <= measuring + Duration::from_secs_f64(bench.seconds),
+        "the load ended {:.1} s before the kill and the rolling restart did: give it more --seconds",
+        (operations.ended - measuring).as_secs_f64() - bench.seconds
+    );
+    // The sandbox stops serving once it has reported: bots failing after that are not counted.
+    let load_ended_ms = measuring_ms
+        + ((bench.seconds + report["caught_up_s"].as_f64().unwrap_or(0.0)) * 1000.0) as i64;
+    let mut times = operations.takeover;
     times.sort_by(f64::total_cmp);
     let quantile = |q: f64| {
         times
@@ -128,15 +190,20 @@ async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Val
     };
     Ok(json!({
         "bench": "failover",
+        "scenario": bench.scenario,
         "nodes": bench.nodes,
         "bots": plan.bots.len(),
         "rate": bench.rate,
         "moved": times.len(),
         "takeover_p50_s": quantile(0.5),
         "takeover_p99_s": quantile(0.99),
+        "rolling_restarts": if operations.rolling_s.is_some() { bench.nodes } else { 0 },
+        "rolling_s": operations.rolling_s.map(|s| (s * 10.0).round() / 10.0),
+        "bots_failed": failures_between(&scratch.store, measuring_ms, load_ended_ms).await?,
         "lost": report["unanswered"],
         "doubled": report["deleted_twice"],
         "conflicts_409": report["conflicts_409"],
+        "caught_up_s": report["caught_up_s"],
         "updates_confirmed": report["updates_confirmed"],
         "actions_measured": report["actions_measured"],
         "p50_ms": report["p50_ms"],
@@ -146,10 +213,98 @@ async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Val
     }))
 }
 
+/// The measured run's operations: the kill at `kill_at`, the takeover, then (with `rolling`) a
+/// node in the killed one's place and every node restarted in turn, each time waiting for the
+/// bots to be spread evenly again.
+async fn operate(
+    store: &Store,
+    bench: &FailoverBench,
+    bots: usize,
+    measuring: Instant,
+    mut nodes: Vec<Child>,
+    starter: &mut Nodes,
+) -> anyhow::Result<Operations> {
+    tokio::time::sleep_until((measuring + Duration::from_secs_f64(bench.kill_at)).into()).await;
+    let (victim, moved) = busiest(store, &nodes).await?;
+    let killed_at = now_ms();
+    let mut child = nodes.remove(victim);
+    child.start_kill()?;
+    child.wait().await?;
+    eprintln!("killed a node running {} bots", moved.len());
+    let takeover = watch_takeover(store, &moved, killed_at).await?;
+    let mut rolling_s = None;
+    if bench.rolling {
+        nodes.push(starter.start()?);
+        wait_spread(store, bots, nodes.len()).await?;
+        let rolling = Instant::now();
+        for _ in 0..nodes.len() {
+            stop(nodes.remove(0)).await?;
+            eprintln!("stopped a node (SIGTERM)");
+            nodes.push(starter.start()?);
+            wait_spread(store, bots, nodes.len()).await?;
+        }
+        rolling_s = Some(rolling.elapsed().as_secs_f64());
+        eprintln!("restarted every node in turn");
+    }
+    Ok(Operations {
+        takeover,
+        rolling_s,
+        ended: Instant::now(),
+        nodes,
+    })
+}
+
+/// Waits (60 s at most) until all `bots` are leased, by exactly `nodes` nodes holding within one
+/// of an even share.
+async fn wait_spread(store: &Store, bots: usize, nodes: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let runners = store.bot_runners().await?;
+        let mut by_node: HashMap<&str, usize> = HashMap::new();
+        for node in runners.values() {
+            *by_node.entry(node).or_default() += 1;
+        }
+        let most = by_node.values().max().copied().unwrap_or(0);
+        let least = by_node.values().min().copied().unwrap_or(0);
+        if runners.len() == bots && by_node.len() == nodes && most - least <= 1 {
+            let mut shares: Vec<usize> = by_node.into_values().collect();
+            shares.sort_unstable();
+            eprintln!("bots spread over {nodes} nodes: {shares:?}");
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the bots were not spread over {nodes} nodes within 60 s: {} of {bots} leased, {:?} by node",
+            runners.len(),
+            by_node.values().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Times within `[from_ms, to_ms]` (Unix ms) a bot was recorded failed or in backoff, from the
+/// events.
+async fn failures_between(store: &Store, from_ms: i64, to_ms: i64) -> anyhow::Result<usize> {
+    let mut after = 0;
+    let mut failures = 0;
+    loop {
+        let page = store.events_after(after, 1_000).await?;
+        let Some(last) = page.last() else {
+            return Ok(failures);
+        };
+        after = last.id;
+        failures += page
+            .iter()
+            .filter(|e| e.kind == "bot_status" && (from_ms..=to_ms).contains(&e.created_at))
+            .filter(|e| matches!(e.payload.0["state"].as_str(), Some("failed" | "backoff")))
+            .count();
+    }
+}
+
 /// The node (index into `nodes`) running the most bots, and those bots.
-async fn busiest(scratch: &Scratch, nodes: &[Child]) -> anyhow::Result<(usize, Vec<i64>)> {
-    let runners = scratch.store.bot_runners().await?;
-    let rows = scratch.store.nodes().await?;
+async fn busiest(store: &Store, nodes: &[Child]) -> anyhow::Result<(usize, Vec<i64>)> {
+    let runners = store.bot_runners().await?;
+    let rows = store.nodes().await?;
     let mut best: Option<(usize, Vec<i64>)> = None;
     for (index, child) in nodes.iter().enumerate() {
         let pid = i64::from(child.id().context("a node exited")?);
@@ -170,14 +325,10 @@ async fn busiest(scratch: &Scratch, nodes: &[Child]) -> anyhow::Result<(usize, V
 
 /// Seconds from the kill (`killed_at`, Unix ms) until each of `bots` was recorded running again
 /// (by its new runner); waits at most 60 s.
-async fn watch_takeover(
-    store: crate::db::Store,
-    bots: Vec<i64>,
-    killed_at: i64,
-) -> anyhow::Result<Vec<f64>> {
+async fn watch_takeover(store: &Store, bots: &[i64], killed_at: i64) -> anyhow::Result<Vec<f64>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let rows = store.bots_by_ids(&bots).await?;
+        let rows = store.bots_by_ids(bots).await?;
         let times: Vec<f64> = rows
             .iter()
             .filter(|r| r.run_state == crate::domain::RunState::Running)

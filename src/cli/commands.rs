@@ -88,10 +88,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 BenchTarget::Failover {
                     postgres,
                     nodes,
+                    scenario,
                     rate,
                     seconds,
                     warmup,
                     kill_at,
+                    no_rolling,
+                    settle,
                     keep,
                 },
         } => {
@@ -99,10 +102,13 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             super::bench_failover::run(super::bench_failover::FailoverBench {
                 postgres,
                 nodes,
+                scenario,
                 rate,
                 seconds,
                 warmup_s: warmup,
                 kill_at,
+                rolling: !no_rolling,
+                settle_s: settle,
                 keep,
             })
             .await

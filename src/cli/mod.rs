@@ -165,20 +165,24 @@ pub enum BenchTarget {
         #[arg(long, default_value_t = 15.0)]
         outage: f64,
     },
-    /// Failover on PostgreSQL: N `nezuko serve` nodes share the `verify` world's 100 bots under
-    /// load; the node running the most is killed with SIGKILL. Prints takeover p50/p99 (s), lost
-    /// actions, updates acted on twice and 409s.
+    /// Failover on PostgreSQL: N `nezuko serve` nodes share a scenario's bots (the `verify`
+    /// world's 100) under load; the node running the most is killed with SIGKILL, then every node
+    /// is restarted in turn. Prints takeover p50/p99 (s), the rolling restart's length (s), bots
+    /// failed, lost actions, updates acted on twice and 409s.
     Failover {
         /// The PostgreSQL server (a database is created and dropped).
         #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
         postgres: String,
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// A built-in scenario (verify, busy-bot, smoke, raid) or a scenario file.
+        #[arg(long, default_value = "verify")]
+        scenario: String,
         /// Events per second.
         #[arg(long, default_value_t = 200.0)]
         rate: f64,
-        /// Measured seconds.
-        #[arg(long, default_value_t = 40.0)]
+        /// Measured seconds: the kill and the rolling restart happen within them.
+        #[arg(long, default_value_t = 90.0)]
         seconds: f64,
         /// Seconds of load before measuring.
         #[arg(long, default_value_t = 10.0)]
@@ -186,6 +190,13 @@ pub enum BenchTarget {
         /// Seconds into the measured run when a node is killed.
         #[arg(long, default_value_t = 10.0)]
         kill_at: f64,
+        /// Only the kill: no rolling restart after it.
+        #[arg(long)]
+        no_rolling: bool,
+        /// Seconds after the load the bots have to act on what they were handed; an update
+        /// still waiting then counts as lost.
+        #[arg(long, default_value_t = 30.0)]
+        settle: f64,
         /// Keep the scratch directory (each node's `serve.log`, the sandbox's log) and print
         /// where it is.
         #[arg(long)]

@@ -44,12 +44,20 @@ pub struct SandboxArgs {
     pub window_from: Option<f64>,
     #[arg(long, default_value_t = 60.0)]
     pub window_s: f64,
+    /// After the load, how long (s) to wait at most for the bots to act on what they were handed
+    /// before an update still waiting counts as `unanswered`; the wait ends as soon as none is.
+    #[arg(long, default_value_t = 2.0)]
+    pub settle: f64,
 }
 
 pub async fn run(
     args: SandboxArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.settle.is_finite() && args.settle >= 0.0,
+        "--settle must be a number of seconds, 0 or more"
+    );
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -112,7 +120,7 @@ pub async fn run(
             &mut plan,
             &scenario,
             stopwatch.clone(),
-            Duration::from_secs(2),
+            Duration::from_secs_f64(args.settle),
         )
         .await;
         let _ = stop.send(());

@@ -485,18 +485,7 @@ async fn bench_chaos_loses_nothing_through_kills_an_outage_and_a_fault_storm() {
         "--outage",
         "3",
     ];
-    let output = tokio::time::timeout(
-        Duration::from_secs(150),
-        operator.command(&args, &[]).output(),
-    )
-    .await
-    .expect("the benchmark finishes")
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().expect("a report line");
-    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    let (report, stderr) = operator.bench_report(&args, Duration::from_secs(150)).await;
     assert!(report["actions_needed"].as_u64().unwrap() > 0, "{report}");
     assert_eq!(report["kills"], 2, "{report}");
     for field in [

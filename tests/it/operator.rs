@@ -75,6 +75,24 @@ impl Operator {
         }
     }
 
+    /// Runs a `nezuko bench …` that may take up to `within`, asserts it succeeded, and returns its
+    /// report (the last line of its output, JSON) with what it wrote on stderr.
+    pub async fn bench_report(
+        &self,
+        args: &[&str],
+        within: Duration,
+    ) -> (serde_json::Value, String) {
+        let output = tokio::time::timeout(within, self.command(args, &[]).output())
+            .await
+            .expect("the benchmark finishes")
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stdout.lines().last().expect("a report line");
+        (serde_json::from_str(last).unwrap(), stderr)
+    }
+
     /// Runs a command with `input` on its standard input.
     pub async fn run_with_input(
         &self,

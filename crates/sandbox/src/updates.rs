@@ -69,6 +69,10 @@ pub async fn get_updates(
                 .get_mut(&bot)
                 .ok_or_else(ApiError::unauthorized)?;
             if state.poll_generation != generation {
+                tracing::warn!(
+                    bot,
+                    "two pollers met: a newer getUpdates ended a waiting one with 409"
+                );
                 return Err(ApiError::terminated_by_other_poller());
             }
             if !state.queue.is_empty() || tokio::time::Instant::now() >= deadline {

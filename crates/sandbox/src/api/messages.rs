@@ -121,6 +121,21 @@ pub fn delete_message(world: &mut World, bot: i64, params: &Params) -> Result<Va
     let chat_id = chat_param(world, params)?;
     let message_id = int(params, "message_id")?;
     if !deletable(world, chat_id, bot, message_id)? {
+        if world
+            .chats
+            .get(&chat_id)
+            .and_then(|c| c.messages.get(&message_id))
+            .is_some_and(|m| m.deleted)
+        {
+            // Telegram answers the same; said here because a bot deleting a message twice has
+            // usually handled one update twice.
+            tracing::warn!(
+                bot,
+                chat_id,
+                message_id,
+                "deleteMessage of a message already deleted"
+            );
+        }
         return Err(ApiError::bad_request("message to delete not found"));
     }
     mark_deleted(world, chat_id, message_id);

@@ -129,6 +129,9 @@ pub struct Report {
     pub spec_violations: usize,
     /// Updates that called for an action (in the measured run) and got none, after the settle.
     pub unanswered: usize,
+    /// Seconds from the end of the load until no update was waiting for its action (the bound
+    /// `settle` when some never got one): how long the bots took to catch up.
+    pub caught_up_s: f64,
     /// Messages deleted more than once: one update acted on twice (a redelivery after a crash).
     pub deleted_twice: usize,
     /// `getUpdates` calls ended with 409: two pollers of one token met.
@@ -145,7 +148,8 @@ struct Tally {
     skipped: u64,
 }
 
-/// Plays the scenario's users for its duration, then waits `settle` for the bots to catch up.
+/// Plays the scenario's users for its duration, then waits for the bots to catch up: until no
+/// update is waiting for its action, `settle` at most.
 pub async fn drive(
     sandbox: &Sandbox,
     plan: &mut WorldPlan,
@@ -196,7 +200,11 @@ pub async fn drive(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    tokio::time::sleep(settle).await;
+    let load_ended = Instant::now();
+    while stopwatch.unanswered() > 0 && load_ended.elapsed() < settle {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let caught_up_s = load_ended.elapsed().min(settle).as_secs_f64();
     let counters = sandbox.counters();
     let confirmed = counters.updates_confirmed - confirmed_before;
     let latencies = stopwatch.latencies();
@@ -217,6 +225,7 @@ pub async fn drive(
         rate_limited: counters.too_many_requests,
         spec_violations: sandbox.violations().len(),
         unanswered: stopwatch.unanswered(),
+        caught_up_s: (caught_up_s * 10.0).round() / 10.0,
         deleted_twice: deleted_twice(sandbox),
         conflicts_409: sandbox
             .calls(None, Some("getUpdates"))
