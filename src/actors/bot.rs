@@ -60,10 +60,17 @@ async fn confirm_handled(
     fence: &Fence,
     handler: &dyn UpdateHandler,
 ) {
-    // Updates just handled are done with once their records are stored (a moment).
+    // Updates just handled are done with once their records are stored: a moment, or seconds
+    // when the database is busy. The bot's lease passes on only after this, so the next runner
+    // reads a progress that covers them; one shared deadline keeps it within the stop's grace.
+    let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
     ledger.acted_stored(CONFIRM_WAIT).await;
     ledger.keep_final_progress();
-    let _ = tokio::time::timeout(CONFIRM_WAIT, handler.stored()).await;
+    let _ = tokio::time::timeout_at(
+        deadline.max(tokio::time::Instant::now() + PROGRESS_WAIT),
+        handler.stored(),
+    )
+    .await;
     if let Some(inbox) = inbox {
         ledger.flush_unparked(inbox).await;
     }
@@ -81,9 +88,12 @@ async fn confirm_handled(
     }
 }
 
-/// How long a stopping bot waits for the records of its last updates to be stored, and then for
-/// its progress, before confirming what is done.
-const CONFIRM_WAIT: Duration = Duration::from_secs(2);
+/// How long a stopping bot waits for the records of its last updates and its progress to be
+/// stored before confirming what is done (within [`STOP_GRACE`], after the dispatcher's end).
+const CONFIRM_WAIT: Duration = Duration::from_secs(5);
+/// The least a stopping bot waits for its final progress to be stored, however long the records
+/// before it took.
+const PROGRESS_WAIT: Duration = Duration::from_secs(1);
 
 /// How long ago a poll must have been sent to count as having reached Telegram (a request is
 /// written within milliseconds of being made).

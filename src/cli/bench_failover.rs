@@ -23,6 +23,9 @@ use super::bench_verify::{Product, read_world, sandbox_command, stop, store_plan
 use crate::db::{Store, now_ms};
 use crate::vault::{EncryptionKey, Vault};
 
+/// The most nodes a run starts (each a `nezuko serve` process with its own database pool).
+const MAX_NODES: usize = 16;
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct FailoverBench {
@@ -49,8 +52,25 @@ pub struct FailoverBench {
     pub keep: bool,
 }
 
-pub async fn run(bench: FailoverBench) -> anyhow::Result<()> {
-    anyhow::ensure!(bench.nodes >= 2, "--nodes must be 2 or more: one is killed");
+/// Runs the benchmark and prints its report. On `interrupted` (SIGINT/SIGTERM) the nodes and the
+/// sandbox are killed and the scratch database dropped before returning an error.
+pub async fn run(
+    bench: FailoverBench,
+    interrupted: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (2..=MAX_NODES).contains(&bench.nodes),
+        "--nodes must be 2 to {MAX_NODES}: one is killed, and each is a process on this machine"
+    );
+    anyhow::ensure!(
+        bench.rate > 0.0 && bench.rate <= nezuko_sandbox::driver::scenario::MAX_RATE,
+        "--rate must be above 0 and at most {} events/s",
+        nezuko_sandbox::driver::scenario::MAX_RATE
+    );
+    anyhow::ensure!(
+        bench.seconds.is_finite() && bench.warmup_s.is_finite() && bench.warmup_s >= 0.0,
+        "--seconds and --warmup must be numbers of seconds"
+    );
     anyhow::ensure!(
         bench.kill_at > 0.0 && bench.kill_at < bench.seconds,
         "--kill-at must fall inside the measured --seconds"
@@ -60,7 +80,13 @@ pub async fn run(bench: FailoverBench) -> anyhow::Result<()> {
         "--settle must be a number of seconds, 0 or more"
     );
     let scratch = Scratch::create(Some(&bench.postgres)).await?;
-    let outcome = measure(&scratch, &bench).await;
+    // Dropping the run kills its processes (each child is killed on drop).
+    let outcome = tokio::select! {
+        outcome = measure(&scratch, &bench) => outcome,
+        () = interrupted => Err(anyhow::anyhow!(
+            "interrupted: the nodes and the sandbox were stopped and the scratch database dropped"
+        )),
+    };
     scratch.drop_all().await;
     println!("{}", outcome?);
     Ok(())
@@ -88,6 +114,8 @@ impl Nodes {
 struct Operations {
     /// Seconds from the kill to each moved bot running again.
     takeover: Vec<f64>,
+    /// The killed node's bots not running again within 60 s.
+    stranded: usize,
     /// Seconds the rolling restart took, when there was one.
     rolling_s: Option<f64>,
     /// When the last operation ended (the report is only good if that was under load).
@@ -195,6 +223,7 @@ async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Val
         "bots": plan.bots.len(),
         "rate": bench.rate,
         "moved": times.len(),
+        "not_moved": operations.stranded,
         "takeover_p50_s": quantile(0.5),
         "takeover_p99_s": quantile(0.99),
         "rolling_restarts": if operations.rolling_s.is_some() { bench.nodes } else { 0 },
@@ -232,6 +261,7 @@ async fn operate(
     child.wait().await?;
     eprintln!("killed a node running {} bots", moved.len());
     let takeover = watch_takeover(store, &moved, killed_at).await?;
+    let stranded = moved.len() - takeover.len();
     let mut rolling_s = None;
     if bench.rolling {
         nodes.push(starter.start()?);
@@ -239,7 +269,7 @@ async fn operate(
         let rolling = Instant::now();
         for _ in 0..nodes.len() {
             stop(nodes.remove(0)).await?;
-            eprintln!("stopped a node (SIGTERM)");
+            eprintln!("stopped a node (SIGTERM; SIGKILL after 15 s)");
             nodes.push(starter.start()?);
             wait_spread(store, bots, nodes.len()).await?;
         }
@@ -248,6 +278,7 @@ async fn operate(
     }
     Ok(Operations {
         takeover,
+        stranded,
         rolling_s,
         ended: Instant::now(),
         nodes,

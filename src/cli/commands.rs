@@ -99,18 +99,22 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                 },
         } => {
             telemetry::init(&quiet_logs());
-            super::bench_failover::run(super::bench_failover::FailoverBench {
-                postgres,
-                nodes,
-                scenario,
-                rate,
-                seconds,
-                warmup_s: warmup,
-                kill_at,
-                rolling: !no_rolling,
-                settle_s: settle,
-                keep,
-            })
+            let interrupted = shutdown_signal()?;
+            super::bench_failover::run(
+                super::bench_failover::FailoverBench {
+                    postgres,
+                    nodes,
+                    scenario,
+                    rate,
+                    seconds,
+                    warmup_s: warmup,
+                    kill_at,
+                    rolling: !no_rolling,
+                    settle_s: settle,
+                    keep,
+                },
+                interrupted,
+            )
             .await
         }
         Command::Bench {
@@ -312,7 +316,8 @@ async fn rotate_key() -> anyhow::Result<()> {
 /// Resolves on SIGINT or SIGTERM. The handlers are installed now, not when the future is first
 /// polled, so a signal that arrives while the service is still starting is not lost (and does not
 /// kill the process with the default action).
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+pub(super) fn shutdown_signal()
+-> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;

@@ -72,6 +72,7 @@ pub async fn run(
     let mut scenario = Scenario::load(&name)?;
     scenario.duration_s = args.duration.unwrap_or(scenario.duration_s);
     scenario.rate = args.rate.unwrap_or(scenario.rate);
+    scenario.validate()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = {
         let sandbox = sandbox.clone();

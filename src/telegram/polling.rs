@@ -740,11 +740,13 @@ impl Poller {
             }
         };
         self.replayed = true;
-        if let Some(progress) = progress {
-            self.ledger.inherit(progress);
-        }
         let mut updates = Vec::with_capacity(parked.len());
         for (id, raw) in parked {
+            // Handled by the last runner, which died before removing it from the inbox.
+            if progress.as_ref().is_some_and(|p| p.done(id)) {
+                self.ledger.lock().unpark.push(id);
+                continue;
+            }
             match serde_json::from_str::<Update>(&raw) {
                 Ok(update) if !matches!(update.kind, UpdateKind::Error(_)) => updates.push(update),
                 _ => {
@@ -761,6 +763,9 @@ impl Poller {
                 count = updates.len(),
                 "handing out the updates parked before the last stop"
             );
+        }
+        if let Some(progress) = progress {
+            self.ledger.inherit(progress);
         }
         self.ledger.take_replayed(&updates);
         self.buffer.extend(updates);

@@ -5,6 +5,10 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+/// The most events per second a scenario may ask for: far beyond what one sandbox process plays,
+/// and a bound on what a mistyped rate makes it try.
+pub const MAX_RATE: f64 = 1_000_000.0;
+
 /// What to simulate. Every field has a default, so a file may name only what it changes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -122,7 +126,9 @@ impl Scenario {
         Ok(scenario)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    /// Checks the scenario can be played (also after a command line changed its rate or
+    /// duration).
+    pub fn validate(&self) -> anyhow::Result<()> {
         if !(self.zipf_exponent >= 0.0 && self.zipf_exponent.is_finite()) {
             bail!("zipf_exponent must be a number of at least 0 (1.0: a few members say most)");
         }
@@ -135,11 +141,15 @@ impl Scenario {
                 "a scenario needs at least one bot, one group per bot, one channel and one member per group"
             );
         }
-        if !(0.0..=1.0).contains(&self.non_subscriber_share)
-            || self.rate <= 0.0
-            || self.duration_s <= 0.0
-        {
-            bail!("non_subscriber_share must be within 0..1, rate and duration_s above 0");
+        let playable = (0.0..=1.0).contains(&self.non_subscriber_share)
+            && self.rate > 0.0
+            && self.rate <= MAX_RATE
+            && self.duration_s > 0.0
+            && self.duration_s.is_finite();
+        if !playable {
+            bail!(
+                "non_subscriber_share must be within 0..1, rate above 0 and at most {MAX_RATE} events/s, duration_s a number of seconds above 0"
+            );
         }
         let m = &self.mix;
         if [m.message, m.join, m.channel_leave, m.button]
