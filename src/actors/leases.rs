@@ -305,7 +305,10 @@ impl Renewer {
     fn drop_ended(&mut self) -> bool {
         let mut ended = Vec::new();
         self.leases.book().retain(|id, entry| {
-            let holds = entry.fence.holds();
+            // A bot being handed over has its fence closed on purpose, and the keeper lets its
+            // lease go once released; dropping it here would leave the lease to expire instead
+            // (others waiting 8 s for it) and warn about an end that was planned.
+            let holds = entry.fence.holds() || entry.leaving.is_some();
             if !holds {
                 ended.push(*id);
             }
