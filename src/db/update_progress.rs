@@ -37,8 +37,13 @@ impl Store {
         let now = now_ms();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             with_pool!(self, pool => {
+                // Only bots that still exist: a bot deleted while its last progress waited in the
+                // records queue would fail the foreign key and take the other bots' rows with it.
+                // (A VALUES list's columns are `column1`… in both SQLite and PostgreSQL; the WHERE
+                // also settles SQLite's INSERT … SELECT … ON CONFLICT parsing ambiguity.)
                 let mut upsert = QueryBuilder::new(
-                    "INSERT INTO update_progress (bot_instance_id, highest_update_id, pending, updated_at) ",
+                    "INSERT INTO update_progress (bot_instance_id, highest_update_id, pending, updated_at) \
+                     SELECT v.column1, v.column2, v.column3, v.column4 FROM (",
                 );
                 upsert.push_values(chunk, |mut row, p| {
                     row.push_bind(p.bot_instance_id)
@@ -47,7 +52,8 @@ impl Store {
                         .push_bind(now);
                 });
                 upsert.push(
-                    " ON CONFLICT (bot_instance_id) DO UPDATE SET highest_update_id = excluded.highest_update_id, \
+                    ") AS v WHERE EXISTS (SELECT 1 FROM bot_instances b WHERE b.id = v.column1) \
+                     ON CONFLICT (bot_instance_id) DO UPDATE SET highest_update_id = excluded.highest_update_id, \
                      pending = excluded.pending, updated_at = excluded.updated_at",
                 );
                 upsert.build().execute(pool).await.map(|_| ())

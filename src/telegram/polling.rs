@@ -401,32 +401,28 @@ impl Ledger {
     /// Waits until nothing holds the offset, or `within` has passed (updates waiting out an
     /// outage stay open and are delivered again on the next start).
     pub async fn settle(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let settled = self.settled.notified();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
-            if self.is_settled() {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, settled).await.is_err() {
-                return;
-            }
-        }
+        self.wait_until(within, Self::is_settled).await;
     }
 
     /// Waits until every update acted on has its records stored, or `within` has passed: what a
     /// stopping runner waits for once its dispatcher has ended (updates it never began stay open).
     pub async fn acted_stored(&self, within: Duration) {
+        self.wait_until(within, |ledger| ledger.lock().acted.is_empty())
+            .await;
+    }
+
+    /// Waits until `done` holds, checked each time the ledger changes, or `within` has passed.
+    async fn wait_until(&self, within: Duration, done: impl Fn(&Self) -> bool) {
         let deadline = Instant::now() + within;
         loop {
-            let settled = self.settled.notified();
-            tokio::pin!(settled);
-            settled.as_mut().enable();
-            if self.lock().acted.is_empty() {
+            // Registered before the check, so a change between the two is not missed.
+            let changed = self.settled.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if done(self) {
                 return;
             }
-            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 return;
             }
         }

@@ -2,7 +2,7 @@
 
 use nezuko::db::{
     ApiCall, AuditFilter, KeyCount, LogFilter, NewAuditEntry, NewBot, NewChannel, NewGroup, NewLog,
-    RunStateUpdate, SessionRow, StoreError, Verification, now_ms,
+    RunStateUpdate, SessionRow, StoreError, UpdateProgress, Verification, now_ms,
 };
 use nezuko::domain::{DesiredState, RunState};
 use serde_json::json;
@@ -32,6 +32,7 @@ on_both_backends!(
     sessions_expire_and_end_at_logout,
     settings_are_upserted_and_listed_by_prefix,
     audit_entries_filter_by_action_and_page,
+    update_progress_is_kept_per_bot_and_skips_deleted_bots,
 );
 
 fn new_bot(telegram_bot_id: i64) -> NewBot {
@@ -767,4 +768,42 @@ async fn audit_entries_filter_by_action_and_page(db: &TestDb) {
         .await
         .unwrap();
     assert!(by_other.is_empty());
+}
+
+fn progress(bot_instance_id: i64, highest_update_id: i64, pending: Vec<i64>) -> UpdateProgress {
+    UpdateProgress {
+        bot_instance_id,
+        highest_update_id,
+        pending,
+    }
+}
+
+async fn update_progress_is_kept_per_bot_and_skips_deleted_bots(db: &TestDb) {
+    let kept = db.store.insert_bot(&new_bot(7101)).await.unwrap();
+    let deleted = db.store.insert_bot(&new_bot(7102)).await.unwrap();
+    db.store.delete_bot(deleted.id).await.unwrap();
+    // A later row for the same bot replaces an earlier one in the same batch; the deleted bot's
+    // row (still queued when it was deleted) is passed over instead of failing the batch.
+    db.store
+        .keep_update_progress(&[
+            progress(kept.id, 10, vec![9]),
+            progress(deleted.id, 4, vec![]),
+            progress(kept.id, 12, vec![11, 12]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.update_progress(kept.id).await.unwrap(),
+        Some(progress(kept.id, 12, vec![11, 12]))
+    );
+    assert_eq!(db.store.update_progress(deleted.id).await.unwrap(), None);
+    // Overwritten by the next batch.
+    db.store
+        .keep_update_progress(&[progress(kept.id, 20, vec![])])
+        .await
+        .unwrap();
+    assert_eq!(
+        db.store.update_progress(kept.id).await.unwrap(),
+        Some(progress(kept.id, 20, vec![]))
+    );
 }
