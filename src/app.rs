@@ -20,35 +20,7 @@ use crate::telegram::webhook::Arrivals;
 use crate::vault::{self, KeySource, Vault};
 use crate::webhooks::Webhooks;
 
-/// What a `serve` process does (`nezuko serve --role …`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Role {
-    /// The admin API, the dashboard and the bots.
-    #[default]
-    All,
-    /// The admin API and the dashboard; bots are run by other processes on the same database.
-    Api,
-    /// The bots, with `/healthz`, `/readyz` and `/metrics` only.
-    Bots,
-}
-
-impl Role {
-    pub fn runs_bots(self) -> bool {
-        matches!(self, Role::All | Role::Bots)
-    }
-
-    pub fn serves_api(self) -> bool {
-        matches!(self, Role::All | Role::Api)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::All => "all",
-            Role::Api => "api",
-            Role::Bots => "bots",
-        }
-    }
-}
+pub use crate::settings::Role;
 
 /// A service ready to run: listener bound, database migrated, key checked.
 #[derive(Debug)]
@@ -105,7 +77,8 @@ impl Application {
             vault.clone(),
             &settings.public_url(),
             Arrivals::default(),
-        );
+        )
+        .checked_every(settings.telegram.webhook_check);
         let fleet = Fleet::start(
             store.clone(),
             vault.clone(),

@@ -192,8 +192,9 @@ fn setup() -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-async fn serve(role: crate::app::Role) -> anyhow::Result<()> {
+async fn serve(role: Option<crate::app::Role>) -> anyhow::Result<()> {
     let settings = setup()?;
+    let role = role.unwrap_or(settings.server.role);
     let shutdown = shutdown_signal()?;
     tracing::info!(
         environment = settings.environment.as_str(),

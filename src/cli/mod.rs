@@ -39,9 +39,10 @@ pub enum Command {
     Serve {
         /// What this process does: `all` (the default), `api` (the admin API and dashboard, no
         /// bots) or `bots` (the bots, with /healthz, /readyz and /metrics only). On SQLite one
-        /// process runs the bots; others on the same file take `--role api`.
-        #[arg(long, value_enum, default_value_t = crate::app::Role::All)]
-        role: crate::app::Role,
+        /// process runs the bots; others on the same file take `--role api`. Without it, the
+        /// configuration's `server.role` (NEZUKO_SERVER__ROLE), itself `all` by default.
+        #[arg(long, value_enum)]
+        role: Option<crate::app::Role>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -266,6 +267,31 @@ impl Cli {
     }
 }
 
+impl Command {
+    /// Commands that print and end, holding no sockets of their own open for others.
+    fn only_prints(&self) -> bool {
+        matches!(
+            self,
+            Command::Migrate
+                | Command::Keygen
+                | Command::CheckConfig
+                | Command::LoginLink { .. }
+                | Command::Bot(_)
+                | Command::Nodes
+        )
+    }
+}
+
+/// Restores the default action of SIGPIPE, which Rust's runtime ignores, so `nezuko bot list |
+/// head` ends quietly when `head` stops reading, as Unix tools do, instead of panicking in
+/// `println!`. Only for commands that print and end: a server must outlive a client that hung up.
+fn quit_quietly_on_a_closed_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called before any thread starts (the runtime is built after), and SIG_DFL installs
+    // no handler of ours.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 /// Parses the arguments, runs the command and turns the outcome into an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -275,6 +301,9 @@ pub fn main() -> ExitCode {
         && let Err(err) = affinity::pin_process(cpu)
     {
         return fail(&err);
+    }
+    if cli.command.only_prints() {
+        quit_quietly_on_a_closed_pipe();
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -50,6 +50,38 @@ pub struct ServerSettings {
     pub public_url: Option<String>,
     /// Bearer token that lets a scraper read `/metrics` without a session; `None`: sessions only.
     pub metrics_token: Option<Secret<String>>,
+    /// What `serve` does unless `--role` says otherwise (`server.role`).
+    pub role: Role,
+}
+
+/// What a `serve` process does (`server.role`, `nezuko serve --role …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Role {
+    /// The admin API, the dashboard and the bots.
+    #[default]
+    All,
+    /// The admin API and the dashboard; bots are run by other processes on the same database.
+    Api,
+    /// The bots, with `/healthz`, `/readyz` and `/metrics` only.
+    Bots,
+}
+
+impl Role {
+    pub fn runs_bots(self) -> bool {
+        matches!(self, Role::All | Role::Bots)
+    }
+
+    pub fn serves_api(self) -> bool {
+        matches!(self, Role::All | Role::Api)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Api => "api",
+            Role::Bots => "bots",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +116,8 @@ pub struct TelegramSettings {
     pub api_url: String,
     /// How bots receive their updates.
     pub mode: TelegramMode,
+    /// Webhook mode: how often a bot's runner reads `getWebhookInfo`.
+    pub webhook_check: Duration,
 }
 
 /// How bots receive their updates (`telegram.mode`).

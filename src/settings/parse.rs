@@ -15,6 +15,7 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
             listen: socket_addr(layers.get("server.listen"))?,
             public_url: optional(layers.get("server.public_url"), base_url)?,
             metrics_token: optional(layers.get("server.metrics_token"), secret_text)?,
+            role: role(layers.get("server.role"))?,
         },
         database: DatabaseSettings {
             url: database_url(layers.get("database.url"))?,
@@ -37,6 +38,7 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
         telegram: TelegramSettings {
             api_url: http_url(layers.get("telegram.api_url"))?,
             mode: telegram_mode(layers)?,
+            webhook_check: seconds(layers.get("telegram.webhook_check_s"), 1, 86_400)?,
         },
         fleet: FleetSettings {
             poll_interval: Duration::from_millis(integer_in(
@@ -168,8 +170,19 @@ fn http_url(leaf: &Leaf) -> Result<String, ConfigError> {
 }
 
 /// A URL paths are added to (`/login`, `/telegram/<bot id>`): an http(s) URL without a query or
-/// a fragment, which would end up in front of the added path.
+/// a fragment, which would end up in front of the added path, and without a user name or password:
+/// the URL is handed to Telegram (`setWebhook`) and printed in sign-in links, and Telegram's
+/// webhook deliveries carry no credentials of their own (they are checked by secret token).
 fn base_url(leaf: &Leaf) -> Result<String, ConfigError> {
+    let authority = leaf.value.trim().split_once("://").map(|(_, rest)| rest);
+    let authority = authority.map(|rest| rest.split('/').next().unwrap_or_default());
+    if authority.is_some_and(|authority| authority.contains('@')) {
+        // Not quoted: what precedes the `@` may be a password.
+        return Err(leaf.invalid(
+            "holds a user name or password (before `@`)",
+            "http://HOST[:PORT][/PATH] or https://… without credentials",
+        ));
+    }
     let url = http_url(leaf)?;
     if url.contains(['?', '#']) {
         return Err(leaf.invalid(
@@ -293,6 +306,15 @@ fn telegram_mode(layers: &Layers) -> Result<TelegramMode, ConfigError> {
         )),
         "webhook" => Ok(TelegramMode::Webhook),
         other => Err(leaf.invalid(format!("unknown mode `{other}`"), "polling or webhook")),
+    }
+}
+
+fn role(leaf: &Leaf) -> Result<Role, ConfigError> {
+    match leaf.value.trim() {
+        "all" | "" => Ok(Role::All),
+        "api" => Ok(Role::Api),
+        "bots" => Ok(Role::Bots),
+        other => Err(leaf.invalid(format!("unknown role `{other}`"), "all, api or bots")),
     }
 }
 

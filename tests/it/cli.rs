@@ -253,6 +253,30 @@ async fn keygen_prints_a_key_that_parses_and_check_config_hides_it() {
 }
 
 #[tokio::test]
+async fn a_listing_piped_into_a_reader_that_left_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let operator = Operator::new();
+    // As in `nezuko keygen | head -c0`: the reading end is gone before the first line is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = operator.command(&["keygen"], &[]);
+    command.stdout(std::process::Stdio::from(writer));
+    // Not `output()`, which would pipe stdout to us instead.
+    let child = command.spawn().unwrap();
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        output.status.signal(),
+        Some(13),
+        "ended by SIGPIPE: {stderr}"
+    );
+}
+
+#[tokio::test]
 async fn migrate_creates_the_database_and_says_where() {
     let operator = Operator::new();
     let migrated = operator.run(&["migrate"], &[]).await;

@@ -323,3 +323,35 @@ fn a_public_url_with_a_query_or_a_fragment_is_refused() {
         assert!(error.problem.contains("query or a fragment"), "{error}");
     }
 }
+
+#[test]
+fn a_public_url_with_credentials_is_refused_without_quoting_them() {
+    for url in [
+        "https://admin:hunter2@bots.example.org",
+        "http://hunter2@127.0.0.1:8090/nezuko",
+    ] {
+        let error = load(&[("NEZUKO_SERVER__PUBLIC_URL", url)]).unwrap_err();
+        assert_eq!(error.key, "server.public_url");
+        assert!(error.problem.contains("user name or password"), "{error}");
+        assert!(!error.to_string().contains("hunter2"), "{error}");
+    }
+    // An `@` in the path is not a credential.
+    let settings = load(&[(
+        "NEZUKO_SERVER__PUBLIC_URL",
+        "https://bots.example.org/@team",
+    )])
+    .unwrap();
+    assert_eq!(settings.public_url(), "https://bots.example.org/@team");
+}
+
+#[test]
+fn the_role_is_all_unless_configured_and_an_unknown_one_is_refused() {
+    use nezuko::app::Role;
+    assert_eq!(load(&[]).unwrap().server.role, Role::All);
+    let api = load(&[("NEZUKO_SERVER__ROLE", "api")]).unwrap();
+    assert_eq!(api.server.role, Role::Api);
+    let error = load(&[("NEZUKO_SERVER__ROLE", "worker")]).unwrap_err();
+    assert_eq!(error.key, "server.role");
+    assert!(error.problem.contains("unknown role `worker`"), "{error}");
+    assert_eq!(error.expected, "all, api or bots");
+}

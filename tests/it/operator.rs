@@ -125,12 +125,14 @@ impl Operator {
 
     /// Starts `nezuko serve --role ROLE` on a free port and waits for it to listen.
     pub async fn serve_as(&self, role: &str, vars: &[(&str, &str)]) -> Serving {
+        self.serve_with(&["serve", "--role", role], vars).await
+    }
+
+    /// Starts `nezuko ARGS` (a `serve`) on a free port and waits for it to listen.
+    pub async fn serve_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Serving {
         let mut all = vec![("NEZUKO_SERVER__LISTEN", "127.0.0.1:0")];
         all.extend_from_slice(vars);
-        let mut child = self
-            .command(&["serve", "--role", role], &all)
-            .spawn()
-            .expect("serve starts");
+        let mut child = self.command(args, &all).spawn().expect("serve starts");
         let stderr = child.stderr.take().unwrap();
         let (tx, mut lines) = mpsc::unbounded_channel();
         tokio::spawn(async move {

@@ -131,8 +131,11 @@ async fn on_sqlite_a_second_bot_runner_is_refused_in_one_line_and_an_api_process
     assert_eq!(status("/api/v1/bots", runner.base.clone()).await, 404);
     assert_eq!(status("/", runner.base.clone()).await, 404);
 
-    // The admin API beside it: the dashboard and the API, no bots of its own.
-    let api = world.serve("api").await;
+    // The admin API beside it: the dashboard and the API, no bots of its own (the role given by
+    // configuration, `server.role`, rather than `--role`).
+    let mut api_vars = vec![("NEZUKO_SERVER__ROLE", "api")];
+    api_vars.extend(borrowed(&vars));
+    let api = world.operator.serve_with(&["serve"], &api_vars).await;
     assert_eq!(status("/", api.base.clone()).await, 200);
     assert_eq!(status("/api/v1/bots", api.base.clone()).await, 401);
     let store = world.operator.store().await;
