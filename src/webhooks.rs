@@ -28,6 +28,11 @@ use crate::vault::Vault;
 /// `WebhookActor::on_update_error` against the `expires_at` of `Client::add_update`).
 pub const TOMBSTONE_TTL: Duration = Duration::from_secs(86_400);
 /// How often the tombstones past [`TOMBSTONE_TTL`] are deleted.
+/// How often a bot's runner reads `getWebhookInfo` unless configured (`telegram.webhook_check_s`):
+/// often enough that a webhook Telegram cannot reach is noticed within a minute, rarely enough to
+/// be nothing beside the bot's traffic.
+pub const DEFAULT_CHECK_EVERY: Duration = Duration::from_secs(60);
+
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// A cached secret that did not match is read again from the database at most this often (the
 /// runner may have replaced one it could no longer decrypt after a key rotation).
@@ -75,6 +80,8 @@ pub struct Webhooks {
     /// `<server.public_url>` without a trailing slash.
     base_url: Arc<str>,
     arrivals: Arrivals,
+    /// How often a bot's runner reads `getWebhookInfo` (`telegram.webhook_check_s`).
+    check_every: Duration,
     secrets: Arc<RwLock<HashMap<i64, Cached>>>,
     /// To the task that stores deliveries ([`store_in_batches`]); it ends with the last clone.
     intake: mpsc::Sender<Taken>,
@@ -103,9 +110,21 @@ impl Webhooks {
             vault,
             base_url: base_url.trim_end_matches('/').into(),
             arrivals,
+            check_every: DEFAULT_CHECK_EVERY,
             secrets: Arc::default(),
             intake,
         }
+    }
+
+    /// Reads each running bot's webhook state every `every` instead of [`DEFAULT_CHECK_EVERY`].
+    pub fn checked_every(mut self, every: Duration) -> Self {
+        self.check_every = every;
+        self
+    }
+
+    /// How often a bot's runner reads `getWebhookInfo`.
+    pub fn check_every(&self) -> Duration {
+        self.check_every
     }
 
     /// The wake-ups of the bots running here.

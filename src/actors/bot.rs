@@ -12,7 +12,8 @@
 //! `setWebhook` before reading the inbox. So a fleet switched between modes (its nodes restarted
 //! with the other `telegram.mode`) needs nothing else. A bot stopped for good (disabled or
 //! deleted, [`BotMsg::Retire`]) in webhook mode also deletes its webhook, so Telegram keeps its
-//! updates until it runs again instead of posting them to a bot that does not run.
+//! updates until it runs again instead of posting them to a bot that does not run. While it runs,
+//! a webhook-mode bot's runner also reads what Telegram says of the webhook ([`webhook_watch`]).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use tokio::task::JoinHandle;
 
 use super::Publisher;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
+use super::webhook_watch;
 use crate::db::BotRow;
 use crate::telegram::dispatch::dispatch;
 use crate::telegram::polling::{Inbox, Ledger, Listener};
@@ -266,6 +268,7 @@ impl BotState {
         let fence = self.fence.clone();
         let id = self.bot_instance_id;
         let handler = self.handler.clone();
+        let events = Publisher::new(self.supervisor.clone());
         let (mut stream_of, stop) = match (&self.delivery, inbox.clone()) {
             (Delivery::Webhook(webhooks), Some(inbox)) => {
                 let mut listener = WebhookListener::new(
@@ -292,6 +295,7 @@ impl BotState {
                 let _ = myself.cast(BotMsg::PollingFailed(error));
                 return;
             }
+            let watcher = myself.clone();
             let on_error = move |error| {
                 let _ = reporter.cast(BotMsg::PollingFailed(classify(&error)));
             };
@@ -300,8 +304,26 @@ impl BotState {
                     Source::Polling(listener) => {
                         dispatch(listener.as_stream(), handle, on_error).await
                     }
-                    Source::Webhook(_, listener) => {
-                        dispatch(listener.as_stream(), handle, on_error).await
+                    Source::Webhook(webhooks, listener) => {
+                        let watch = webhook_watch::watch(
+                            bot.clone(),
+                            id,
+                            fence.clone(),
+                            webhooks.url_for(id),
+                            webhooks.check_every(),
+                            events,
+                        );
+                        let dispatching = dispatch(listener.as_stream(), handle, on_error);
+                        tokio::pin!(dispatching);
+                        // The watch runs as long as the dispatcher; a failure it finds stops the
+                        // bot as any other does (the dispatcher finishing what it took).
+                        tokio::select! {
+                            () = &mut dispatching => {}
+                            failure = watch => {
+                                let _ = watcher.cast(BotMsg::PollingFailed(failure));
+                                dispatching.await;
+                            }
+                        }
                     }
                 }
             };

@@ -35,6 +35,7 @@ pub mod registry;
 pub mod supervisor;
 
 pub mod relay;
+mod webhook_watch;
 
 pub use bot::Delivery;
 pub use broadcaster::Event;

@@ -96,6 +96,8 @@ impl World {
             ("DATABASE_URL", self.db.url.clone()),
             ("ENCRYPTION_KEY", self.key.expose().to_string()),
             ("BOT_OWNER_TELEGRAM_ID", self.owner.id.to_string()),
+            // Every test here also runs the runners' look at their webhooks, once a second.
+            ("NEZUKO_TELEGRAM__WEBHOOK_CHECK_S", "1".to_string()),
         ];
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.operator.serve_as(role, &vars).await
@@ -232,6 +234,31 @@ impl World {
 }
 
 impl World {
+    /// Waits for an event of `kind` about the guard's bot whose payload `matches`.
+    async fn wait_event(
+        &self,
+        guard: &Guard,
+        kind: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let events = self.db.store.events_after(0, 10_000).await.unwrap();
+            let found = events.into_iter().find(|e| {
+                e.kind == kind && e.bot_instance_id == Some(guard.id) && matches(&e.payload.0)
+            });
+            if let Some(event) = found {
+                return event.payload.0;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} event for bot {}",
+                guard.id
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Ends the test: the sandbox saw nothing against the Bot API's rules.
     async fn finish(self) {
         let violations = self.sandbox.violations();
@@ -582,5 +609,63 @@ async fn a_delivery_taken_in_by_one_node_is_handled_at_once_by_the_node_running_
         let (status, _) = node.terminate().await;
         assert!(status.success());
     }
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_telegram_cannot_reach_is_reported_and_one_changed_by_hand_is_set_again() {
+    let world = World::new(TestDb::sqlite().await, 1).await;
+    let guard = &world.guards[0];
+    // The public URL leads nowhere (a proxy not set up yet): nothing listens on that port.
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let node = world.serve_behind("all", "webhook", Some(&nowhere)).await;
+    world.wait_webhooks_at(&nowhere, &[guard]).await;
+    world.newcomer(guard, "Lost");
+    let reported = world
+        .wait_event(guard, "activity", |p| p["action"] == "webhook_error")
+        .await;
+    assert!(
+        reported["error"]
+            .as_str()
+            .unwrap()
+            .contains("Connection failed"),
+        "{reported}"
+    );
+    assert!(
+        reported["pending_update_count"].as_u64().unwrap() >= 1,
+        "{reported}"
+    );
+
+    // Someone removes the webhook by hand (another tool holding the token): the runner notices,
+    // restarts the bot, and the restart sets the webhook again.
+    let url = format!(
+        "{}/bot{}/deleteWebhook",
+        world.telegram.url(),
+        guard.bot.token
+    );
+    let deleted: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    assert_eq!(deleted["ok"], true, "{deleted}");
+    let restarted = world
+        .wait_event(guard, "bot_status", |p| {
+            p["state"] == "backoff"
+                && p["reason"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("outside Nezuko")
+        })
+        .await;
+    assert!(
+        restarted["reason"].as_str().unwrap().contains("removed"),
+        "{restarted}"
+    );
+    world.wait_webhooks_at(&nowhere, &[guard]).await;
+
+    let (status, log) = node.terminate().await;
+    assert!(status.success());
+    assert!(
+        log.iter()
+            .any(|l| l.contains("Telegram cannot deliver this bot's updates to its webhook")),
+        "{log:#?}"
+    );
     world.finish().await;
 }
