@@ -104,6 +104,10 @@ const SENT_FOR_SURE: Duration = Duration::from_millis(100);
 /// How long a stop waits for in-flight updates before giving up on the dispatcher.
 const STOP_GRACE: Duration = Duration::from_secs(8);
 
+/// How long an aborted dispatcher's progress may take to be stored: with [`STOP_GRACE`], within
+/// the lease keeper's limit for a handover (12 s).
+const ABORTED_PROGRESS_WAIT: Duration = Duration::from_secs(3);
+
 /// How long a retiring webhook-mode bot waits for `deleteWebhook`.
 const DELETE_WEBHOOK_WAIT: Duration = Duration::from_secs(5);
 
@@ -139,6 +143,8 @@ pub struct BotState {
     /// Ends the listener's stream, which ends the dispatcher (see [`BotState::stop_dispatcher`]).
     listener_stop: Option<StopToken>,
     task: Option<JoinHandle<()>>,
+    /// The running dispatcher's ledger, to keep its progress if it has to be aborted.
+    ledger: Option<Arc<Ledger>>,
     stopping: bool,
     /// The handler was told the bot started (so it must be told it stopped).
     started: bool,
@@ -173,6 +179,7 @@ impl Actor for BotActor {
             supervisor: args.supervisor,
             listener_stop: None,
             task: None,
+            ledger: None,
             stopping: false,
             started: false,
             delivery: args.delivery,
@@ -261,6 +268,7 @@ impl Actor for BotActor {
 impl BotState {
     fn start_dispatcher(&mut self, myself: BotRef, context: BotContext) {
         let ledger = Ledger::new();
+        self.ledger = Some(ledger.clone());
         let handle = endpoint(self.handler.clone(), context, ledger.clone());
         let bot = self.bot.clone();
         let reporter = myself.clone();
@@ -376,7 +384,15 @@ impl BotState {
                 bot_instance_id = self.bot_instance_id,
                 "the dispatcher did not stop in time; aborted it"
             );
+            // What it did act on is still kept for the next runner (the updates it was still
+            // working on stay pending): without this, a handover while the database is slow
+            // left the next runner acting again on everything since the last kept progress.
+            if let Some(ledger) = &self.ledger {
+                ledger.keep_final_progress();
+                let _ = tokio::time::timeout(ABORTED_PROGRESS_WAIT, self.handler.stored()).await;
+            }
         }
+        self.ledger = None;
     }
 }
 

@@ -18,6 +18,9 @@
 //!   another node takes them at once (and does not take them back itself for [`LET_GO_FOR`]). A
 //!   bot left free for two rounds in a row is taken by whoever sees it, whatever its share: a dead
 //!   node's bots never wait for the shares to agree.
+//! - **Settle first.** A node just started takes nothing until it has seen the same live nodes
+//!   two rounds in a row (at most [`SETTLE_ROUNDS`]), so nodes started together share the bots
+//!   out at once instead of the first taking them all and handing most over.
 //! - **Renewals come first**: they run on a task and connections of their own, so a busy node's
 //!   share work (or its fleet's queries) never holds them back.
 //!
@@ -52,6 +55,9 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 const HANDOVER_LIMIT: Duration = Duration::from_secs(12);
 /// A node whose heartbeat is older than this (ms) has stopped beating: three rounds missed.
 const SILENT_AFTER_MS: i64 = 3_000;
+/// The most rounds a node just started waits for the live nodes to stay the same two rounds in a
+/// row before it takes its share (a node alone waits one round).
+const SETTLE_ROUNDS: u32 = 3;
 /// How long a node leaves the bots it handed over to others.
 const LET_GO_FOR: Duration = Duration::from_secs(5);
 /// The previous holder of a bot taken is named (in the log and the feed) if its lease ended this
@@ -136,6 +142,7 @@ pub fn start(store: &Store, fleet: FleetHandle, leases: Leases) -> Option<LeaseK
         runners: Vec::new(),
         last_live: Vec::new(),
         let_go: HashMap::new(),
+        rounds: 0,
     };
     let renewing = tokio::spawn(async move {
         let mut interval = tokio::time::interval(RENEW_EVERY);
@@ -214,6 +221,8 @@ struct Keeper {
     /// Bots this node handed over, with when: it does not take them back for [`LET_GO_FOR`], so
     /// the node they were meant for gets them.
     let_go: HashMap<i64, Instant>,
+    /// Rounds since this node started.
+    rounds: u32,
 }
 
 impl Renewer {
@@ -389,6 +398,14 @@ impl Keeper {
         self.note_departures(&runners, silent.as_ref());
         let stable = runners == self.last_live;
         self.last_live = runners.clone();
+        self.rounds = self.rounds.saturating_add(1);
+        if self.rounds <= SETTLE_ROUNDS && !stable {
+            // Just started, and the live nodes are still changing: nodes started together (a
+            // deploy, a host's boot) would otherwise each see only those registered before them,
+            // the first would take every bot and then hand most of them over while all of them
+            // start up. Nothing is taken and nothing is counted as seen free meanwhile.
+            return false;
+        }
         self.let_go.retain(|_, at| at.elapsed() < LET_GO_FOR);
         let n = runners.len().max(1);
         let index = runners.iter().position(|id| *id == self.node).unwrap_or(0);
