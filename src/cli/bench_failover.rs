@@ -230,6 +230,7 @@ async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Val
         "rolling_s": operations.rolling_s.map(|s| (s * 10.0).round() / 10.0),
         "bots_failed": failures_between(&scratch.store, measuring_ms, load_ended_ms).await?,
         "lost": report["unanswered"],
+        "lost_sample": report["unanswered_sample"],
         "doubled": report["deleted_twice"],
         "conflicts_409": report["conflicts_409"],
         "caught_up_s": report["caught_up_s"],

@@ -58,6 +58,20 @@ impl Stopwatch {
         self.lock().waiting.len()
     }
 
+    /// Up to `limit` of the updates still waiting for an action, oldest first: (bot, chat, user,
+    /// when handed over), so a run that lost some says which to look for in the bot's log.
+    pub fn unanswered_sample(&self, limit: usize) -> Vec<(i64, i64, i64, Instant)> {
+        let mut waiting: Vec<_> = self
+            .lock()
+            .waiting
+            .iter()
+            .map(|(&(bot, chat, user), &handed)| (bot, chat, user, handed))
+            .collect();
+        waiting.sort_by_key(|w| w.3);
+        waiting.truncate(limit);
+        waiting
+    }
+
     /// The measured latencies, sorted.
     pub fn latencies(&self) -> Vec<Duration> {
         self.latencies_between(None, None)

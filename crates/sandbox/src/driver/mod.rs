@@ -129,6 +129,8 @@ pub struct Report {
     pub spec_violations: usize,
     /// Updates that called for an action (in the measured run) and got none, after the settle.
     pub unanswered: usize,
+    /// Up to ten of those: `{bot, chat, user, handed_at_s}` (seconds into the measured run).
+    pub unanswered_sample: Vec<Value>,
     /// Seconds from the end of the load until no update was waiting for its action (the bound
     /// `settle` when some never got one): how long the bots took to catch up.
     pub caught_up_s: f64,
@@ -225,6 +227,14 @@ pub async fn drive(
         rate_limited: counters.too_many_requests,
         spec_violations: sandbox.violations().len(),
         unanswered: stopwatch.unanswered(),
+        unanswered_sample: stopwatch
+            .unanswered_sample(10)
+            .into_iter()
+            .map(|(bot, chat, user, handed)| {
+                let at = handed.saturating_duration_since(started).as_secs_f64();
+                json!({"bot": bot, "chat": chat, "user": user, "handed_at_s": (at * 10.0).round() / 10.0})
+            })
+            .collect(),
         caught_up_s: (caught_up_s * 10.0).round() / 10.0,
         deleted_twice: deleted_twice(sandbox),
         conflicts_409: sandbox
