@@ -16,7 +16,7 @@ use teloxide::payloads::GetWebhookInfo;
 
 use super::Publisher;
 use crate::domain::EventKind;
-use crate::telegram::{Failure, Fence, transport};
+use crate::telegram::{Failure, Fence, classify, transport};
 
 /// What Nezuko reads of `getWebhookInfo`'s `WebhookInfo` (its own type rather than teloxide's,
 /// which refuses the whole reply when `allowed_updates` names an update type newer than it).
@@ -32,10 +32,16 @@ struct WebhookState {
     last_error_message: Option<String>,
 }
 
-/// Reads the bot's webhook every `every` until the URL Telegram holds is not `url`, and returns
-/// that as the failure ending the run. Reports each delivery error newer than the start (or the
-/// last one reported). A read that fails is left for the next look: the dispatcher's own
-/// failures are what restart a bot.
+/// How long a webhook found changed is given before it counts: a bot being disabled has its
+/// webhook deleted by the admin API or the CLI a moment before its runner is told to stop.
+const CHANGE_CONFIRM_WAIT: Duration = Duration::from_secs(5);
+
+/// Reads the bot's webhook every `every` until Telegram holds another URL than `url` (twice,
+/// [`CHANGE_CONFIRM_WAIT`] apart) or refuses the token, and returns that as the failure ending the
+/// run. Reports each delivery error newer than the last one reported; the first read reports an
+/// error only while updates wait (Telegram's clock decides what is new, not this host's). A read
+/// that fails otherwise is left for the next look: the dispatcher's own failures are what restart
+/// a bot.
 pub async fn watch(
     bot: Bot,
     bot_instance_id: i64,
@@ -44,20 +50,28 @@ pub async fn watch(
     every: Duration,
     events: Publisher,
 ) -> Failure {
-    // Errors from before this run (a previous runner's, or from before a fix) are not news.
-    let mut reported = unix_now();
-    let ask = GetWebhookInfo::new();
+    let mut reported: Option<i64> = None;
+    let mut changed_since: Option<tokio::time::Instant> = None;
     loop {
-        tokio::time::sleep(every).await;
-        let request = transport::send_with(&bot, &ask, |s: WebhookState| s);
-        let state = match transport::fenced(fence.clone(), request).await.result {
+        let pause = if changed_since.is_some() {
+            CHANGE_CONFIRM_WAIT
+        } else {
+            every
+        };
+        tokio::time::sleep(pause).await;
+        let state = match read(&bot, &fence).await {
             Ok(state) => state,
+            Err(Failure::InvalidToken) => return Failure::InvalidToken,
             Err(error) => {
                 tracing::debug!(bot_instance_id, %error, "cannot read the webhook's state now");
                 continue;
             }
         };
-        if state.url != url {
+        if !same_url(&state.url, &url) {
+            let first_seen = *changed_since.get_or_insert_with(tokio::time::Instant::now);
+            if first_seen.elapsed() < CHANGE_CONFIRM_WAIT {
+                continue;
+            }
             let now = if state.url.is_empty() {
                 "removed".to_string()
             } else {
@@ -72,10 +86,16 @@ pub async fn watch(
                 retry_after: None,
             };
         }
-        if let (Some(date), Some(message)) = (state.last_error_date, state.last_error_message)
-            && date > reported
-        {
-            reported = date;
+        changed_since = None;
+        let (Some(date), Some(message)) = (state.last_error_date, state.last_error_message) else {
+            continue;
+        };
+        let news = match reported {
+            Some(last) => date > last,
+            None => state.pending_update_count > 0,
+        };
+        reported = Some(reported.map_or(date, |last| last.max(date)));
+        if news {
             tracing::warn!(
                 bot_instance_id,
                 error = %message,
@@ -96,10 +116,23 @@ pub async fn watch(
     }
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+/// `getWebhookInfo`, its failure classified.
+async fn read(bot: &Bot, fence: &Fence) -> Result<WebhookState, Failure> {
+    let ask = GetWebhookInfo::new();
+    let request = transport::send_with(bot, &ask, |s: WebhookState| s);
+    transport::fenced(fence.clone(), request)
+        .await
+        .result
+        .map_err(|error| classify(&error))
+}
+
+/// Whether Telegram's URL is the one Nezuko set: compared as parsed URLs, since the URL sent was
+/// serialised by the URL parser (host lower-cased, a default port dropped).
+fn same_url(telegram: &str, ours: &str) -> bool {
+    match (reqwest::Url::parse(telegram), reqwest::Url::parse(ours)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => telegram == ours,
+    }
 }
 
 #[cfg(test)]
@@ -121,5 +154,22 @@ mod tests {
         let none: WebhookState =
             serde_json::from_str(r#"{"url":"","pending_update_count":0}"#).unwrap();
         assert!(none.url.is_empty() && none.last_error_date.is_none());
+    }
+
+    #[test]
+    fn a_url_is_the_same_however_the_parser_wrote_it() {
+        assert!(same_url(
+            "http://localhost/x/telegram/1",
+            "http://LOCALHOST:80/x/telegram/1"
+        ));
+        assert!(same_url(
+            "https://bots.example.org/telegram/1",
+            "https://bots.example.org:443/telegram/1"
+        ));
+        assert!(!same_url("", "https://bots.example.org/telegram/1"));
+        assert!(!same_url(
+            "https://evil.example/telegram/1",
+            "https://bots.example.org/telegram/1"
+        ));
     }
 }

@@ -169,28 +169,35 @@ fn http_url(leaf: &Leaf) -> Result<String, ConfigError> {
     }
 }
 
-/// A URL paths are added to (`/login`, `/telegram/<bot id>`): an http(s) URL without a query or
-/// a fragment, which would end up in front of the added path, and without a user name or password:
-/// the URL is handed to Telegram (`setWebhook`) and printed in sign-in links, and Telegram's
+/// A URL paths are added to (`/login`, `/telegram/<bot id>`): an http(s) URL with a host, read by
+/// the WHATWG URL parser Nezuko's HTTP client uses, and returned as that parser writes it (host
+/// lower-cased, a default port dropped), so the URL given to `setWebhook` is the one Telegram
+/// reports back. No query or fragment, which would end up in front of the added path; no user
+/// name or password: the URL is handed to Telegram and printed in sign-in links, and Telegram's
 /// webhook deliveries carry no credentials of their own (they are checked by secret token).
 fn base_url(leaf: &Leaf) -> Result<String, ConfigError> {
-    let authority = leaf.value.trim().split_once("://").map(|(_, rest)| rest);
-    let authority = authority.map(|rest| rest.split('/').next().unwrap_or_default());
-    if authority.is_some_and(|authority| authority.contains('@')) {
-        // Not quoted: what precedes the `@` may be a password.
-        return Err(leaf.invalid(
-            "holds a user name or password (before `@`)",
-            "http://HOST[:PORT][/PATH] or https://… without credentials",
-        ));
+    let raw = leaf.value.trim();
+    // A value that may hold a password (anything with an `@`) is never quoted back.
+    let quoted = if raw.contains('@') {
+        "the value".to_string()
+    } else {
+        format!("`{raw}`")
+    };
+    let expected = "http://HOST[:PORT][/PATH] or https://…, without credentials, ? or #";
+    let url = match reqwest::Url::parse(raw) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+        _ => return Err(leaf.invalid(format!("{quoted} is not an http(s) URL"), expected)),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(leaf.invalid("holds a user name or password (before `@`)", expected));
     }
-    let url = http_url(leaf)?;
-    if url.contains(['?', '#']) {
-        return Err(leaf.invalid(
-            format!("`{}` has a query or a fragment", leaf.value),
-            "http://HOST[:PORT][/PATH] or https://… without ? or #",
-        ));
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(leaf.invalid(format!("{quoted} names no host"), expected));
     }
-    Ok(url)
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(leaf.invalid(format!("{quoted} has a query or a fragment"), expected));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
 }
 
 fn redis_url(leaf: &Leaf) -> Result<Secret<String>, ConfigError> {

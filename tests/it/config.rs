@@ -329,6 +329,9 @@ fn a_public_url_with_credentials_is_refused_without_quoting_them() {
     for url in [
         "https://admin:hunter2@bots.example.org",
         "http://hunter2@127.0.0.1:8090/nezuko",
+        // Read by URL parsers as credentials too.
+        "https:///admin:hunter2@bots.example.org",
+        "https:admin:hunter2@bots.example.org",
     ] {
         let error = load(&[("NEZUKO_SERVER__PUBLIC_URL", url)]).unwrap_err();
         assert_eq!(error.key, "server.public_url");
@@ -342,6 +345,36 @@ fn a_public_url_with_credentials_is_refused_without_quoting_them() {
     )])
     .unwrap();
     assert_eq!(settings.public_url(), "https://bots.example.org/@team");
+}
+
+#[test]
+fn a_public_url_is_kept_as_the_url_parser_writes_it_and_needs_a_host_and_a_port_that_exists() {
+    // As sent to setWebhook and reported back by getWebhookInfo.
+    for (given, kept) in [
+        ("http://LOCALHOST:80/x/", "http://localhost/x"),
+        ("https://Bots.Example.org:443", "https://bots.example.org"),
+        (
+            "https://bots.example.org:8443/nz",
+            "https://bots.example.org:8443/nz",
+        ),
+    ] {
+        let settings = load(&[("NEZUKO_SERVER__PUBLIC_URL", given)]).unwrap();
+        assert_eq!(settings.public_url(), kept);
+    }
+    for url in [
+        "http://:8080",
+        "https://host:abc",
+        "https://host:99999",
+        "ftp://host",
+        "host",
+    ] {
+        let error = load(&[("NEZUKO_SERVER__PUBLIC_URL", url)]).unwrap_err();
+        assert_eq!(error.key, "server.public_url");
+        assert!(
+            error.problem.contains("not an http(s) URL"),
+            "{url}: {error}"
+        );
+    }
 }
 
 #[test]

@@ -613,7 +613,8 @@ async fn a_delivery_taken_in_by_one_node_is_handled_at_once_by_the_node_running_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_telegram_cannot_reach_is_reported_and_one_changed_by_hand_is_set_again() {
+async fn a_webhook_telegram_cannot_reach_is_reported_one_changed_by_hand_is_set_again_and_a_revoked_token_stops_the_bot()
+ {
     let world = World::new(TestDb::sqlite().await, 1).await;
     let guard = &world.guards[0];
     // The public URL leads nowhere (a proxy not set up yet): nothing listens on that port.
@@ -659,6 +660,17 @@ async fn a_webhook_telegram_cannot_reach_is_reported_and_one_changed_by_hand_is_
         "{restarted}"
     );
     world.wait_webhooks_at(&nowhere, &[guard]).await;
+
+    // A token revoked while no update arrives is seen by the same look: the bot stops for good.
+    world.sandbox.revoke_token(guard.bot.id).unwrap();
+    world
+        .wait_event(guard, "bot_status", |p| {
+            p["state"] == "stopped"
+                && p["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("invalid token"))
+        })
+        .await;
 
     let (status, log) = node.terminate().await;
     assert!(status.success());
