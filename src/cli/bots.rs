@@ -69,24 +69,29 @@ pub async fn run(command: BotCommand, settings: &Settings) -> anyhow::Result<()>
 }
 
 fn report(bot: crate::db::BotRow, what: &str) -> anyhow::Result<()> {
-    println!("bot {} (@{}) {what}", bot.id, bot.username);
+    say!("bot {} (@{}) {what}", bot.id, bot.username);
     Ok(())
 }
 
 async fn list(store: &Store) -> anyhow::Result<()> {
     let bots = store.bots().await?;
     if bots.is_empty() {
-        println!("no bots yet: add one with `nezuko bot add` (token on standard input)");
+        say!("no bots yet: add one with `nezuko bot add` (token on standard input)");
         return Ok(());
     }
     // Which node runs each (`nezuko nodes` tells the nodes apart); "-" for none.
     let runners = store.bot_runners().await?;
-    println!(
+    say!(
         "{:>4}  {:<24} {:<9} {:<9} {:>8}  {:<16}  reason",
-        "id", "bot", "desired", "state", "restarts", "node"
+        "id",
+        "bot",
+        "desired",
+        "state",
+        "restarts",
+        "node"
     );
     for bot in bots {
-        println!(
+        say!(
             "{:>4}  {:<24} {:<9} {:<9} {:>8}  {:<16}  {}",
             bot.id,
             format!("@{}", bot.username),
@@ -138,7 +143,7 @@ async fn add(store: &Store, settings: &Settings, disabled: bool) -> anyhow::Resu
             },
         })
         .await?;
-    println!(
+    say!(
         "added bot {} (@{}), {}",
         row.id,
         row.username,

@@ -216,17 +216,24 @@ async fn nodes() -> anyhow::Result<()> {
     store.close().await;
     if nodes.is_empty() {
         // The database is named: a missing DATABASE_URL reads the default SQLite file instead.
-        println!("no nodes: no `nezuko serve` is running on {location}");
+        say!("no nodes: no `nezuko serve` is running on {location}");
         return Ok(());
     }
     let now = crate::db::now_ms();
-    println!(
+    say!(
         "{:<16}  {:<20} {:>8}  {:<5} {:<9} {:>5} {:<8} {:>10}  heartbeat",
-        "node", "host", "pid", "role", "runs bots", "bots", "version", "up"
+        "node",
+        "host",
+        "pid",
+        "role",
+        "runs bots",
+        "bots",
+        "version",
+        "up"
     );
     for node in nodes {
         let beat = (now - node.heartbeat_at).max(0) / 1000;
-        println!(
+        say!(
             "{:<16}  {:<20} {:>8}  {:<5} {:<9} {:>5} {:<8} {:>9}s  {}",
             node.id,
             node.host,
@@ -253,23 +260,23 @@ async fn nodes() -> anyhow::Result<()> {
 async fn migrate() -> anyhow::Result<()> {
     let settings = setup()?;
     let store = app::open_store(&settings).await?;
-    println!("migrations applied to {}", store.location());
+    say!("migrations applied to {}", store.location());
     store.close().await;
     Ok(())
 }
 
 fn keygen() -> anyhow::Result<()> {
-    println!("{}", EncryptionKey::generate().expose());
+    say!("{}", EncryptionKey::generate().expose());
     Ok(())
 }
 
 fn check_config() -> anyhow::Result<()> {
     let settings = settings::load()?;
-    println!(
+    say!(
         "configuration is valid (environment: {})",
         settings.environment.as_str()
     );
-    println!("{settings:#?}");
+    say!("{settings:#?}");
     Ok(())
 }
 
@@ -292,7 +299,7 @@ async fn login_link(user: Option<i64>, minutes: u64) -> anyhow::Result<()> {
         crate::http::api::session::create_login_link(&store, &settings.public_url(), user, minutes)
             .await?;
     store.close().await;
-    println!("{url}");
+    say!("{url}");
     eprintln!("valid for {minutes} minute(s), once");
     Ok(())
 }
@@ -307,7 +314,7 @@ async fn rotate_key() -> anyhow::Result<()> {
     let vault = vault::Vault::new(&keys);
     let report = vault::rotate(&vault, &store).await?;
     store.close().await;
-    println!(
+    say!(
         "re-encrypted {} bot token(s) with the first key; keys after the first may now be removed",
         report.tokens
     );

@@ -4,6 +4,17 @@
 //! Errors leave as one line on stderr (`error: …`, causes joined by `: `) and a non-zero exit code:
 //! 78 (EX_CONFIG) for configuration problems, 1 for everything else. No panics, no backtraces.
 
+/// `println!` for a command's output that returns a write error instead of panicking: a full
+/// disk behind `> file` is a one-line error and exit status 1, not a backtrace. (A closed pipe
+/// ends the process by SIGPIPE before it gets here; see `quit_quietly_on_a_closed_pipe`.)
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+            .map_err(|e| anyhow::anyhow!("cannot write to standard output: {e}"))?
+    }};
+}
+
 mod affinity;
 mod bench_api;
 mod bench_chaos;

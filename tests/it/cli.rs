@@ -252,6 +252,23 @@ async fn keygen_prints_a_key_that_parses_and_check_config_hides_it() {
     assert_fails_with_one_line(bad, 78, &["server.listen"]).await;
 }
 
+/// Runs `nezuko keygen` with its standard output on `stdout`; how it ended and its stderr.
+async fn keygen_into(
+    operator: &Operator,
+    stdout: std::process::Stdio,
+) -> (std::process::Output, String) {
+    let mut command = operator.command(&["keygen"], &[]);
+    command.stdout(stdout);
+    // Not `output()`, which would pipe stdout to us instead.
+    let child = command.spawn().unwrap();
+    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stderr)
+}
+
 #[tokio::test]
 async fn a_listing_piped_into_a_reader_that_left_ends_quietly() {
     use std::os::unix::process::ExitStatusExt;
@@ -259,20 +276,30 @@ async fn a_listing_piped_into_a_reader_that_left_ends_quietly() {
     // As in `nezuko keygen | head -c0`: the reading end is gone before the first line is written.
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
-    let mut command = operator.command(&["keygen"], &[]);
-    command.stdout(std::process::Stdio::from(writer));
-    // Not `output()`, which would pipe stdout to us instead.
-    let child = command.spawn().unwrap();
-    let output = tokio::time::timeout(DEADLINE, child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (output, stderr) = keygen_into(&operator, writer.into()).await;
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(
         output.status.signal(),
         Some(13),
         "ended by SIGPIPE: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn output_that_cannot_be_written_is_a_one_line_error() {
+    let operator = Operator::new();
+    // As in `nezuko keygen > /dev/full`.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let (output, stderr) = keygen_into(&operator, full.into()).await;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: cannot write to standard output"),
+        "{stderr}"
     );
 }
 
