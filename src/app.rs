@@ -10,11 +10,11 @@ use tokio::net::TcpListener;
 
 use crate::actors::heartbeat::{self, Heartbeat, RunsBots};
 use crate::actors::leases::{self, LeaseKeeper, Leases};
-use crate::actors::{Delivery, Fleet, FleetOptions};
+use crate::actors::{Delivery, Fleet, FleetOptions, RestartPolicy};
 use crate::db::{RunnerClaim, Store};
-use crate::enforce::{EnforceOptions, Enforcer};
+use crate::enforce::{CacheTtl, EnforceOptions, Enforcer, Limits};
 use crate::http::{self, AuthConfig, HttpState};
-use crate::settings::{Settings, TelegramMode};
+use crate::settings::{RestartSettings, Settings, TelegramMode};
 use crate::telegram::UpdateHandler;
 use crate::telegram::webhook::Arrivals;
 use crate::vault::{self, KeySource, Vault};
@@ -189,7 +189,7 @@ impl Application {
             );
         }
         let state = self.http_state();
-        crate::logstore::start(
+        let log_writer = crate::logstore::start(
             self.store.clone(),
             self.fleet.publisher(),
             self.log_retention,
@@ -212,6 +212,9 @@ impl Application {
         self.heartbeat.stop().await;
         // Verification and API call records still queued go to the database before it closes.
         self.enforcer.flush().await;
+        if let Some(writer) = log_writer {
+            writer.stop(Duration::from_secs(2)).await;
+        }
         self.store.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -234,9 +237,49 @@ pub fn auth_config(settings: &Settings) -> AuthConfig {
 
 /// Enforcement as configured, with the shared cache tier when `REDIS_URL` is set.
 pub fn enforce_options(settings: &Settings) -> EnforceOptions {
+    let enforce = &settings.enforce;
     EnforceOptions {
+        cache_ttl: CacheTtl {
+            positive: enforce.membership_ttl,
+            negative: enforce.negative_ttl,
+        },
+        policy_refresh: enforce.policy_refresh,
+        admin_ttl: enforce.admin_ttl,
+        check_retries: enforce.check_retries,
+        check_retry_delay: enforce.check_retry_delay,
+        limits: Limits {
+            bot_sends_per_s: enforce.sends_per_s,
+            bot_calls_per_s: enforce.calls_per_s,
+            chat_sends_per_s: enforce.chat_sends_per_s,
+            group_sends_per_min: enforce.group_sends_per_min,
+            ..Limits::default()
+        },
+        timer_poll: enforce.timer_poll,
+        health_interval: enforce.health_interval,
         redis_url: settings.redis.url.as_ref().map(|url| url.expose().clone()),
-        ..settings.enforce.clone()
+        ..EnforceOptions::default()
+    }
+}
+
+/// The vault's keys as configured (see [`vault::resolve_keys`]): required in production, else
+/// from (or generated into) the data directory's key file.
+pub fn resolve_keys(settings: &Settings) -> anyhow::Result<(Vec<vault::EncryptionKey>, KeySource)> {
+    vault::resolve_keys(
+        &settings.vault.keys,
+        settings.environment == crate::settings::Environment::Production,
+        &settings.key_file(),
+    )
+}
+
+/// The restart policy as configured (`fleet.*`); the jitter is the policy's own.
+pub fn restart_policy(restart: &RestartSettings) -> RestartPolicy {
+    RestartPolicy {
+        initial_backoff: restart.initial_backoff,
+        max_backoff: restart.max_backoff,
+        stable_after: restart.stable_after,
+        max_failures: restart.max_failures,
+        window: restart.window,
+        ..RestartPolicy::default()
     }
 }
 
@@ -246,7 +289,7 @@ pub fn fleet_options(settings: &Settings, handler: Arc<dyn UpdateHandler>) -> Fl
         api_url: settings.telegram.api_url.clone(),
         http: crate::telegram::http_client(),
         handler,
-        policy: settings.fleet.policy,
+        policy: restart_policy(&settings.fleet.restart),
         poll_interval: settings.fleet.poll_interval,
         full_interval: settings.fleet.full_interval,
         event_capacity: 1024,
@@ -302,7 +345,7 @@ pub async fn open_store_waiting(settings: &Settings) -> anyhow::Result<Store> {
 
 /// Resolves the keys (generating one in local mode) and checks them against the store.
 pub async fn open_vault(settings: &Settings, store: &Store) -> anyhow::Result<Vault> {
-    let (keys, source) = vault::resolve_keys(settings)?;
+    let (keys, source) = resolve_keys(settings)?;
     match &source {
         KeySource::Configured => {
             tracing::info!(keys = keys.len(), "encryption keys from the configuration")

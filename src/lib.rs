@@ -18,6 +18,8 @@
 //! - The fake Telegram (tests, demo, benchmarks) is the `nezuko_sandbox` crate in `crates/sandbox/`;
 //!   it imports nothing from here.
 //! - [`db`]: the store, one interface over native SQLite and PostgreSQL, with embedded migrations.
+//! - [`events`]: the event vocabulary every layer publishes in (`Event`, `Publisher`); the tree's
+//!   Broadcaster stores and fans out what is published.
 //! - [`domain`]: parsed types that are valid by construction (`BotToken`, `Secret`, bot states).
 
 pub mod actors;
@@ -26,6 +28,7 @@ pub mod cli;
 pub mod db;
 pub mod domain;
 pub mod enforce;
+pub mod events;
 pub mod http;
 pub mod logstore;
 pub mod metrics;

@@ -14,11 +14,13 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
 use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
 
-use crate::actors::Publisher;
 use crate::db::{NewLog, Store, now_ms};
+use crate::events::Publisher;
 
 const QUEUE: usize = 10_000;
 const BATCH: usize = 500;
@@ -60,8 +62,25 @@ pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-impl<S: Subscriber> tracing_subscriber::Layer<S> for StoreLayer {
-    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+/// The bot a span is about (a BotActor's `bot{bot_instance_id=…}` span), kept in its extensions so
+/// records written inside it are filed under the bot.
+struct SpanBot(i64);
+
+impl<S: Subscriber + for<'a> LookupSpan<'a>> tracing_subscriber::Layer<S> for StoreLayer {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut visitor = Fields::default();
+        attrs.record(&mut visitor);
+        if let Some(bot) = visitor
+            .fields
+            .get("bot_instance_id")
+            .and_then(Value::as_i64)
+            && let Some(span) = ctx.span(id)
+        {
+            span.extensions_mut().insert(SpanBot(bot));
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
         if *meta.level() > self.level || meta.target().starts_with("sqlx") {
             return;
@@ -71,7 +90,17 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for StoreLayer {
         let bot_instance_id = visitor
             .fields
             .get("bot_instance_id")
-            .and_then(Value::as_i64);
+            .and_then(Value::as_i64)
+            .or_else(|| {
+                ctx.event_scope(event)?
+                    .find_map(|span| span.extensions().get::<SpanBot>().map(|bot| bot.0))
+            });
+        if let (Some(bot), false) = (
+            bot_instance_id,
+            visitor.fields.contains_key("bot_instance_id"),
+        ) {
+            visitor.fields.insert("bot_instance_id".into(), bot.into());
+        }
         let record = NewLog {
             level: meta.level().as_str().to_ascii_lowercase(),
             target: meta.target().to_string(),
@@ -119,21 +148,48 @@ impl Visit for Fields {
     }
 }
 
-/// Starts the writer (once per process; later calls return `false`).
-pub fn start(store: Store, publisher: Publisher, retention: Duration) -> bool {
-    let Some(receiver) = queue().receiver.lock().ok().and_then(|mut r| r.take()) else {
-        return false;
-    };
-    tokio::spawn(write_loop(store, publisher, receiver, retention));
-    true
+/// The running writer; [`LogWriter::stop`] ends it.
+#[derive(Debug)]
+pub struct LogWriter {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<mpsc::Receiver<NewLog>>,
 }
 
+impl LogWriter {
+    /// Stores what is queued, then ends, handing the queue back so a later [`start`] (another
+    /// service in the same process, as in tests) takes over from there. Waits at most `limit`.
+    pub async fn stop(self, limit: Duration) {
+        // An error means the writer already ended (it never does on its own).
+        let _ = self.stop.send(());
+        match tokio::time::timeout(limit, self.task).await {
+            Ok(Ok(receiver)) => {
+                if let Ok(mut slot) = queue().receiver.lock() {
+                    *slot = Some(receiver);
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "the log writer failed"),
+            Err(_) => tracing::warn!("the log writer did not finish in time"),
+        }
+    }
+}
+
+/// Starts the writer; `None` while another one runs (one per process: the queue is global).
+pub fn start(store: Store, publisher: Publisher, retention: Duration) -> Option<LogWriter> {
+    let receiver = queue().receiver.lock().ok().and_then(|mut r| r.take())?;
+    let (stop, stopping) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(write_loop(store, publisher, receiver, stopping, retention));
+    Some(LogWriter { stop, task })
+}
+
+/// Stores records in batches until told to stop; then stores what is queued and gives the queue
+/// back.
 async fn write_loop(
     store: Store,
     publisher: Publisher,
     mut receiver: mpsc::Receiver<NewLog>,
+    mut stopping: tokio::sync::oneshot::Receiver<()>,
     retention: Duration,
-) {
+) -> mpsc::Receiver<NewLog> {
     let mut pending: Vec<NewLog> = Vec::new();
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     let mut prune = tokio::time::interval(PRUNE_EVERY);
@@ -146,8 +202,16 @@ async fn write_loop(
                         continue;
                     }
                 }
-                None => return,
+                // The queue's sender is a static: it never closes.
+                None => return receiver,
             },
+            _ = &mut stopping => {
+                while let Ok(record) = receiver.try_recv() {
+                    pending.push(record);
+                }
+                write(&store, &publisher, &mut pending).await;
+                return receiver;
+            }
             _ = flush.tick() => {}
             _ = prune.tick() => {
                 match store.prune_logs(now_ms() - retention.as_millis() as i64).await {
@@ -158,29 +222,33 @@ async fn write_loop(
                 continue;
             }
         }
-        if pending.is_empty() {
-            continue;
-        }
-        // On failure the batch stays pending and is retried at the next tick; the bounded queue
-        // upstream decides what an outage longer than that costs.
-        match store.insert_logs(&pending).await {
-            Ok(()) => {
-                for record in pending.drain(..) {
-                    if !NOT_PUBLISHED.iter().any(|t| record.target.starts_with(t)) {
-                        publisher.publish(crate::domain::EventKind::Log, record.bot_instance_id, json!({
-                            "level": record.level, "target": record.target, "message": record.message,
-                            "fields": record.fields, "created_at": record.created_at,
-                        }));
-                    }
+        write(&store, &publisher, &mut pending).await;
+    }
+}
+
+/// Stores `pending` and publishes it; on failure the batch stays pending and is retried at the
+/// next tick, and the bounded queue upstream decides what an outage longer than that costs.
+async fn write(store: &Store, publisher: &Publisher, pending: &mut Vec<NewLog>) {
+    if pending.is_empty() {
+        return;
+    }
+    match store.insert_logs(pending).await {
+        Ok(()) => {
+            for record in pending.drain(..) {
+                if !NOT_PUBLISHED.iter().any(|t| record.target.starts_with(t)) {
+                    publisher.publish(crate::domain::EventKind::Log, record.bot_instance_id, json!({
+                        "level": record.level, "target": record.target, "message": record.message,
+                        "fields": record.fields, "created_at": record.created_at,
+                    }));
                 }
             }
-            Err(error) if pending.len() > QUEUE => {
-                DROPPED.fetch_add(pending.len() as u64, Ordering::Relaxed);
-                pending.clear();
-                tracing::warn!(%error, "dropped log records the database would not take");
-            }
-            Err(_) => {}
         }
+        Err(error) if pending.len() > QUEUE => {
+            DROPPED.fetch_add(pending.len() as u64, Ordering::Relaxed);
+            pending.clear();
+            tracing::warn!(%error, "dropped log records the database would not take");
+        }
+        Err(_) => {}
     }
 }
 
@@ -191,11 +259,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn events_at_or_above_the_level_are_queued_with_their_fields() {
+    fn events_at_or_above_the_level_are_queued_with_their_fields_and_their_bot() {
         let subscriber = tracing_subscriber::registry().with(layer(Level::INFO));
         tracing::subscriber::with_default(subscriber, || {
             tracing::info!(bot_instance_id = 7_i64, attempt = 2_u64, "bot started");
             tracing::debug!("not stored");
+            let bot = tracing::info_span!("bot", bot_instance_id = 9_i64);
+            bot.in_scope(|| {
+                let inner = tracing::info_span!("update");
+                inner.in_scope(|| tracing::warn!("inside the bot's span"));
+            });
         });
         let mut receiver = queue().receiver.lock().unwrap().take().unwrap();
         let record = receiver.try_recv().unwrap();
@@ -203,6 +276,16 @@ mod tests {
         assert_eq!(record.message, "bot started");
         assert_eq!(record.bot_instance_id, Some(7));
         assert_eq!(record.fields["attempt"], 2);
-        assert!(receiver.try_recv().is_err(), "debug is below the level");
+        let inside = receiver
+            .try_recv()
+            .expect("debug is below the level, the warning is next");
+        assert_eq!(inside.message, "inside the bot's span");
+        assert_eq!(
+            inside.bot_instance_id,
+            Some(9),
+            "filed under the bot of the enclosing span"
+        );
+        assert_eq!(inside.fields["bot_instance_id"], 9);
+        assert!(receiver.try_recv().is_err());
     }
 }

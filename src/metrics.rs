@@ -209,11 +209,13 @@ pub struct Exposition {
 
 impl Exposition {
     pub fn family(&mut self, name: &str, kind: &str, help: &str) -> &mut Self {
+        // Writing to a String cannot fail.
         let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
         self
     }
 
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        // Writing to a String cannot fail.
         let _ = writeln!(self.text, "{name}{} {value}", render_labels(labels));
         self
     }

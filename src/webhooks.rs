@@ -338,6 +338,8 @@ async fn store_in_batches(store: Store, arrivals: Arrivals, mut taken: mpsc::Rec
                             &taken.body,
                         );
                     }
+                    // The request that waited for this answer may have gone (client hung up); the
+                    // row is stored either way.
                     let _ = taken.reply.send(Ok(new));
                 }
             }
@@ -345,6 +347,7 @@ async fn store_in_batches(store: Store, arrivals: Arrivals, mut taken: mpsc::Rec
                 tracing::warn!(%error, count = batch.len(), "webhook deliveries could not be stored; Telegram will deliver them again");
                 let error = error.to_string();
                 for taken in batch.drain(..) {
+                    // As above: a request that hung up needs no answer.
                     let _ = taken.reply.send(Err(error.clone()));
                 }
             }

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{ActorCell, SpawnErr};
 use teloxide::payloads::{
     DeleteWebhook, GetMe, GetUpdates, GetUpdatesSetters, SetWebhook, SetWebhookSetters,
 };
@@ -28,11 +29,12 @@ use teloxide::prelude::*;
 use teloxide::stop::StopToken;
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
-use super::Publisher;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
 use super::webhook_watch;
 use crate::db::BotRow;
+use crate::events::Publisher;
 use crate::telegram::dispatch::dispatch;
 use crate::telegram::polling::{Inbox, Ledger, Listener};
 use crate::telegram::webhook::WebhookListener;
@@ -68,6 +70,7 @@ async fn confirm_handled(
     let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
     ledger.acted_stored(CONFIRM_WAIT).await;
     ledger.keep_final_progress();
+    // A timeout is the answer: what was not stored by then is handled again next time.
     let _ = tokio::time::timeout_at(
         deadline.max(tokio::time::Instant::now() + PROGRESS_WAIT),
         handler.stored(),
@@ -129,6 +132,8 @@ pub struct BotArgs {
     pub api_url: reqwest::Url,
     pub handler: Arc<dyn UpdateHandler>,
     pub supervisor: SupervisorRef,
+    /// Where the bot's handlers publish events.
+    pub events: Publisher,
     /// Until when this node may send for the bot ([`Fence::open`] when bots are not leased).
     pub fence: Fence,
     pub delivery: Delivery,
@@ -136,10 +141,13 @@ pub struct BotArgs {
 
 pub struct BotState {
     bot_instance_id: i64,
+    /// `bot{bot_instance_id=…}`: every record the actor and its dispatcher write carries the id.
+    span: tracing::Span,
     bot: Bot,
     fence: Fence,
     handler: Arc<dyn UpdateHandler>,
     supervisor: SupervisorRef,
+    events: Publisher,
     /// Ends the listener's stream, which ends the dispatcher (see [`BotState::stop_dispatcher`]).
     listener_stop: Option<StopToken>,
     task: Option<JoinHandle<()>>,
@@ -154,6 +162,14 @@ pub struct BotState {
 }
 
 pub struct BotActor;
+
+/// Starts a BotActor linked to `supervisor`: its exit and its failures (a failed `post_start`
+/// included) reach the supervisor as supervision events; a failed `pre_start` comes back here.
+pub(crate) async fn spawn(args: BotArgs, supervisor: ActorCell) -> Result<BotRef, SpawnErr> {
+    Actor::spawn_linked(None, BotActor, args, supervisor)
+        .await
+        .map(|(actor, _)| actor)
+}
 
 impl Actor for BotActor {
     type Msg = BotMsg;
@@ -172,11 +188,13 @@ impl Actor for BotActor {
             .map_err(|_| Failure::Undecryptable)?;
         let bot = Bot::with_client(token.expose(), args.http).set_api_url(args.api_url);
         Ok(BotState {
+            span: tracing::info_span!("bot", bot_instance_id = args.row.id),
             bot_instance_id: args.row.id,
             bot,
             fence: args.fence,
             handler: args.handler,
             supervisor: args.supervisor,
+            events: args.events,
             listener_stop: None,
             task: None,
             ledger: None,
@@ -193,6 +211,34 @@ impl Actor for BotActor {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        let span = state.span.clone();
+        state.begin(myself).instrument(span).await
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = state.span.clone();
+        state.on_message(myself, message).instrument(span).await
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = state.span.clone();
+        state.end().instrument(span).await;
+        Ok(())
+    }
+}
+
+impl BotState {
+    async fn begin(&mut self, myself: BotRef) -> Result<(), ActorProcessingErr> {
+        let state = self;
         state.fence.check().map_err(|e| classify(&e))?;
         // Nezuko's own transport: teloxide's would sleep 10 s after a 5xx before saying so.
         let me = transport::fenced(
@@ -202,11 +248,7 @@ impl Actor for BotActor {
         .await
         .result
         .map_err(|e| classify(&e))?;
-        tracing::info!(
-            bot_instance_id = state.bot_instance_id,
-            username = me.username(),
-            "bot started"
-        );
+        tracing::info!(username = me.username(), "bot started");
         let context = BotContext {
             bot: state.bot.clone(),
             bot_instance_id: state.bot_instance_id,
@@ -214,7 +256,7 @@ impl Actor for BotActor {
                 user_id: me.id.0 as i64,
                 username: me.username().to_string(),
             }),
-            events: Publisher::new(state.supervisor.clone()),
+            events: state.events.clone(),
             fence: state.fence.clone(),
         };
         state.handler.bot_started(&context);
@@ -228,12 +270,12 @@ impl Actor for BotActor {
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
+    async fn on_message(
+        &mut self,
+        myself: BotRef,
+        message: BotMsg,
     ) -> Result<(), ActorProcessingErr> {
+        let state = self;
         match message {
             BotMsg::PollingFailed(failure) => {
                 state.stop_dispatcher().await;
@@ -249,23 +291,16 @@ impl Actor for BotActor {
         }
     }
 
-    async fn post_stop(
-        &self,
-        _: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        state.stop_dispatcher().await;
-        if state.retiring {
-            state.delete_webhook().await;
+    async fn end(&mut self) {
+        self.stop_dispatcher().await;
+        if self.retiring {
+            self.delete_webhook().await;
         }
-        if state.started {
-            state.handler.bot_stopped(state.bot_instance_id);
+        if self.started {
+            self.handler.bot_stopped(self.bot_instance_id);
         }
-        Ok(())
     }
-}
 
-impl BotState {
     fn start_dispatcher(&mut self, myself: BotRef, context: BotContext) {
         let ledger = Ledger::new();
         self.ledger = Some(ledger.clone());
@@ -276,7 +311,7 @@ impl BotState {
         let fence = self.fence.clone();
         let id = self.bot_instance_id;
         let handler = self.handler.clone();
-        let events = Publisher::new(self.supervisor.clone());
+        let events = self.events.clone();
         let (mut stream_of, stop) = match (&self.delivery, inbox.clone()) {
             (Delivery::Webhook(webhooks), Some(inbox)) => {
                 let mut listener = WebhookListener::new(
@@ -298,53 +333,64 @@ impl BotState {
             }
         };
         self.listener_stop = Some(stop);
-        self.task = Some(tokio::spawn(async move {
-            if let Err(error) = stream_of.prepare(&bot, id, &fence).await {
-                let _ = myself.cast(BotMsg::PollingFailed(error));
-                return;
-            }
-            let watcher = myself.clone();
-            let on_error = move |error| {
-                let _ = reporter.cast(BotMsg::PollingFailed(classify(&error)));
-            };
-            let run = async {
-                match &mut stream_of {
-                    Source::Polling(listener) => {
-                        dispatch(listener.as_stream(), handle, on_error).await
-                    }
-                    Source::Webhook(webhooks, listener) => {
-                        let watch = webhook_watch::watch(
-                            bot.clone(),
-                            id,
-                            fence.clone(),
-                            webhooks.url_for(id),
-                            webhooks.check_every(),
-                            events,
-                        );
-                        let dispatching = dispatch(listener.as_stream(), handle, on_error);
-                        tokio::pin!(dispatching);
-                        // The watch runs as long as the dispatcher; a failure it finds stops the
-                        // bot as any other does (the dispatcher finishing what it took).
-                        tokio::select! {
-                            () = &mut dispatching => {}
-                            failure = watch => {
-                                let _ = watcher.cast(BotMsg::PollingFailed(failure));
-                                dispatching.await;
+        self.task = Some(tokio::spawn(
+            async move {
+                if let Err(error) = stream_of.prepare(&bot, id, &fence).await {
+                    // Fails only if this actor already stopped, which is what the message would
+                    // have caused.
+                    let _ = myself.cast(BotMsg::PollingFailed(error));
+                    return;
+                }
+                let watcher = myself.clone();
+                let on_error = move |error| {
+                    // Fails only if this actor already stopped, which is what the message would
+                    // have caused.
+                    let _ = reporter.cast(BotMsg::PollingFailed(classify(&error)));
+                };
+                let run = async {
+                    match &mut stream_of {
+                        Source::Polling(listener) => {
+                            dispatch(listener.as_stream(), handle, on_error).await
+                        }
+                        Source::Webhook(webhooks, listener) => {
+                            let watch = webhook_watch::watch(
+                                bot.clone(),
+                                id,
+                                fence.clone(),
+                                webhooks.url_for(id),
+                                webhooks.check_every(),
+                                events,
+                            );
+                            let dispatching = dispatch(listener.as_stream(), handle, on_error);
+                            tokio::pin!(dispatching);
+                            // The watch runs as long as the dispatcher; a failure it finds stops the
+                            // bot as any other does (the dispatcher finishing what it took).
+                            tokio::select! {
+                                () = &mut dispatching => {}
+                                failure = watch => {
+                                    // Fails only if this actor already stopped, which is what the
+                                    // message would have caused.
+                                    let _ = watcher.cast(BotMsg::PollingFailed(failure));
+                                    dispatching.await;
+                                }
                             }
                         }
                     }
+                };
+                let outcome = match AssertUnwindSafe(run).catch_unwind().await {
+                    Ok(()) => BotMsg::DispatcherExited("stopped".into()),
+                    Err(_) => BotMsg::DispatcherExited("panicked".into()),
+                };
+                confirm_handled(&bot, &ledger, inbox.as_deref(), &fence, &*handler).await;
+                if let Source::Webhook(webhooks, _) = &stream_of {
+                    webhooks.arrivals().forget(id);
                 }
-            };
-            let outcome = match AssertUnwindSafe(run).catch_unwind().await {
-                Ok(()) => BotMsg::DispatcherExited("stopped".into()),
-                Err(_) => BotMsg::DispatcherExited("panicked".into()),
-            };
-            confirm_handled(&bot, &ledger, inbox.as_deref(), &fence, &*handler).await;
-            if let Source::Webhook(webhooks, _) = &stream_of {
-                webhooks.arrivals().forget(id);
+                // Fails only if this actor already stopped: then nobody waits for how the
+                // dispatcher ended.
+                let _ = myself.cast(outcome);
             }
-            let _ = myself.cast(outcome);
-        }));
+            .instrument(self.span.clone()),
+        ));
     }
 
     /// Webhook mode: `deleteWebhook`, so Telegram keeps the bot's updates while it does not run.
@@ -389,6 +435,8 @@ impl BotState {
             // left the next runner acting again on everything since the last kept progress.
             if let Some(ledger) = &self.ledger {
                 ledger.keep_final_progress();
+                // A timeout is the answer: what was not stored in time is handled again at the next
+                // start.
                 let _ = tokio::time::timeout(ABORTED_PROGRESS_WAIT, self.handler.stored()).await;
             }
         }

@@ -6,6 +6,10 @@
 //! beyond it, counted) and offered again with a growing pause; each reaches subscribers once it is
 //! stored, with its id, so the feed and a replay from the table agree.
 //!
+//! Publishers anywhere in the process hand events over through [`crate::events::Publisher`]; the
+//! Broadcaster drains that channel's [`Outbox`] with a task it owns (aborted when it stops, so the
+//! next Broadcaster takes its turn), never through the root supervisor's mailbox.
+//!
 //! Fan-out is a bounded ring (`tokio::sync::broadcast`): a subscriber that falls behind by more than
 //! its capacity is told how many events it missed (`Lagged`) and resyncs from the `events` table; it
 //! never makes memory grow.
@@ -13,52 +17,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::Serialize;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use serde_json::Value;
 use tokio::sync::broadcast;
+use tokio_util::task::AbortOnDropHandle;
 
-use crate::db::{EventRow, NewEvent, RunStateUpdate, Store};
+use crate::db::{NewEvent, RunStateUpdate, Store};
+use crate::events::{Event, Outbox, Published};
 
 /// Events held while the database cannot store them; beyond this the oldest are dropped.
 pub const MAX_HELD: usize = 100_000;
-
-/// One event as subscribers receive it; `id` is its row in `events`.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
-pub struct Event {
-    pub id: i64,
-    pub kind: String,
-    pub bot_instance_id: Option<i64>,
-    pub payload: Value,
-    pub created_at: i64,
-    /// Published by another process and relayed here (through Redis); never relayed back.
-    #[serde(skip)]
-    pub relayed: bool,
-}
-
-impl Event {
-    /// A stored event as subscribers receive it; `relayed` when another process published it.
-    pub fn from_row(row: EventRow, relayed: bool) -> Self {
-        Self {
-            id: row.id,
-            kind: row.kind,
-            bot_instance_id: row.bot_instance_id,
-            payload: row.payload.0,
-            created_at: row.created_at,
-            relayed,
-        }
-    }
-}
 
 pub type BroadcasterRef = ActorRef<BroadcasterMsg>;
 
 pub enum BroadcasterMsg {
     /// Store the event, then deliver it to every subscriber.
-    Publish {
-        kind: String,
-        bot_instance_id: Option<i64>,
-        payload: Value,
-    },
+    Publish(Published),
     /// Record an observed bot state in `bot_instances` and publish it as a `bot_status` event.
     BotStatus {
         bot_instance_id: i64,
@@ -74,6 +48,8 @@ pub enum BroadcasterMsg {
 pub struct BroadcasterArgs {
     pub store: Store,
     pub sender: broadcast::Sender<Arc<Event>>,
+    /// Where the tree's publishers' events arrive (see [`crate::events`]).
+    pub outbox: Outbox,
 }
 
 pub struct BroadcasterState {
@@ -83,9 +59,23 @@ pub struct BroadcasterState {
     flush_queued: bool,
     /// Failed writes in a row (the pause before the next grows with it).
     failures: u32,
+    outbox: Outbox,
+    /// Moves published events from the outbox into this mailbox; ends with this state, however
+    /// the actor ends (which frees the outbox for the next Broadcaster).
+    pump: Option<AbortOnDropHandle<()>>,
 }
 
 pub struct Broadcaster;
+
+/// Starts the Broadcaster linked to `supervisor`; it takes its turn at the outbox at once.
+pub(crate) async fn spawn(
+    args: BroadcasterArgs,
+    supervisor: ActorCell,
+) -> Result<BroadcasterRef, SpawnErr> {
+    Actor::spawn_linked(None, Broadcaster, args, supervisor)
+        .await
+        .map(|(actor, _)| actor)
+}
 
 impl Actor for Broadcaster {
     type Msg = BroadcasterMsg;
@@ -103,7 +93,18 @@ impl Actor for Broadcaster {
             pending: Vec::new(),
             flush_queued: false,
             failures: 0,
+            outbox: args.outbox,
+            pump: None,
         })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        state.start_pump(myself);
+        Ok(())
     }
 
     async fn handle(
@@ -113,19 +114,7 @@ impl Actor for Broadcaster {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            BroadcasterMsg::Publish {
-                kind,
-                bot_instance_id,
-                payload,
-            } => state.queue(
-                &myself,
-                NewEvent {
-                    kind,
-                    bot_instance_id,
-                    payload,
-                    transition: None,
-                },
-            ),
+            BroadcasterMsg::Publish(published) => state.queue(&myself, new_event(published)),
             BroadcasterMsg::BotStatus {
                 bot_instance_id,
                 update,
@@ -133,11 +122,23 @@ impl Actor for Broadcaster {
             } => state.queue(&myself, status_event(bot_instance_id, update, payload)),
             BroadcasterMsg::Flush => state.flush(&myself).await,
             BroadcasterMsg::Drain(reply) => {
+                state.take_published().await;
+                state.start_pump(myself.clone());
                 state.flush(&myself).await;
+                // The caller may have given up waiting; the events are stored either way.
                 let _ = reply.send(());
             }
         }
         Ok(())
+    }
+}
+
+fn new_event(published: Published) -> NewEvent {
+    NewEvent {
+        kind: published.kind.as_str().into(),
+        bot_instance_id: published.bot_instance_id,
+        payload: published.payload,
+        transition: None,
     }
 }
 
@@ -155,6 +156,40 @@ fn status_event(bot_instance_id: i64, update: RunStateUpdate, mut payload: Value
 }
 
 impl BroadcasterState {
+    /// Takes the outbox's turn: holds its lock while this Broadcaster lives. Through the mailbox
+    /// (rather than storing here) so published events and `BotStatus` keep one order and batch.
+    fn start_pump(&mut self, myself: BroadcasterRef) {
+        let outbox = self.outbox.clone();
+        self.pump = Some(AbortOnDropHandle::new(tokio::spawn(async move {
+            let mut turn = outbox.lock().await;
+            while let Some(published) = turn.next().await {
+                // A failed cast means this Broadcaster has stopped and this task is about to be
+                // aborted with its state: the event goes back for the Broadcaster after it.
+                if let Err(error) = myself.cast(BroadcasterMsg::Publish(published)) {
+                    if let ractor::MessagingErr::SendErr(BroadcasterMsg::Publish(published)) = error
+                    {
+                        turn.give_back(published);
+                    }
+                    break;
+                }
+            }
+        })));
+    }
+
+    /// Stops the pump and queues every event published so far, so a `Drain` stores all of them,
+    /// not only those the pump had already moved into the mailbox.
+    async fn take_published(&mut self) {
+        if let Some(pump) = self.pump.take() {
+            pump.abort();
+            // Cancelled or finished: either way the outbox's lock is free once it has ended.
+            let _ = pump.await;
+        }
+        let mut turn = self.outbox.lock().await;
+        while let Some(published) = turn.try_next() {
+            self.pending.push(new_event(published));
+        }
+    }
+
     /// Batches by mailbox order: the `Flush` sent with the first queued event is handled after every
     /// message already waiting, so a burst becomes one transaction.
     fn queue(&mut self, myself: &BroadcasterRef, event: NewEvent) {

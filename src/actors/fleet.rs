@@ -8,12 +8,13 @@ use ractor::Actor;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::broadcaster::Event;
 use super::leases::Leases;
 use super::policy::RestartPolicy;
 use super::registry::{Action, reconcile_once};
+use super::supervisor::view::TreeView;
 use super::supervisor::{BotStatus, Supervisor, SupervisorArgs, SupervisorMsg, SupervisorRef};
 use crate::db::Store;
+use crate::events::{Event, Publisher};
 use crate::telegram::UpdateHandler;
 use crate::vault::Vault;
 
@@ -38,10 +39,11 @@ pub struct FleetOptions {
     pub delivery: super::bot::Delivery,
 }
 
-/// A running supervision tree.
+/// A running supervision tree. What it shares with the HTTP layer (nudge, publish, subscribe,
+/// status) is its [`FleetHandle`], reached through `Deref`; the tree itself adds reconciling and
+/// shutting down.
 pub struct Fleet {
-    supervisor: SupervisorRef,
-    events: broadcast::Sender<Arc<Event>>,
+    handle: FleetHandle,
     store: Store,
     leases: Option<Leases>,
     task: JoinHandle<()>,
@@ -50,7 +52,7 @@ pub struct Fleet {
 impl std::fmt::Debug for Fleet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Fleet")
-            .field("supervisor", &self.supervisor.get_id())
+            .field("supervisor", &self.handle.supervisor.get_id())
             .finish()
     }
 }
@@ -60,6 +62,8 @@ impl std::fmt::Debug for Fleet {
 pub struct FleetHandle {
     supervisor: SupervisorRef,
     events: broadcast::Sender<Arc<Event>>,
+    publisher: Publisher,
+    view: TreeView,
 }
 
 impl std::fmt::Debug for FleetHandle {
@@ -69,16 +73,32 @@ impl std::fmt::Debug for FleetHandle {
 }
 
 impl FleetHandle {
-    /// Asks the Registry to reconcile now (after the API changed `bot_instances`).
-    pub fn nudge(&self) {
-        let _ = self.supervisor.cast(SupervisorMsg::Nudge);
+    /// Tells the Registry an admin changed bot `id` in `bot_instances`, so it acts at once
+    /// (SQLite; PostgreSQL's notification does the same). A no-op where no Registry runs.
+    pub fn nudge(&self, id: i64) {
+        // Fails only once the tree is gone (shutting down).
+        let _ = self.supervisor.cast(SupervisorMsg::Nudge(vec![id]));
     }
 
-    pub fn publisher(&self) -> super::Publisher {
-        super::Publisher::new(self.supervisor.clone())
+    /// Asks the Registry to reconcile every bot now (the leases held here changed, or a test or
+    /// tool changed the database directly).
+    pub fn reconcile_all(&self) {
+        // Fails only once the tree is gone (shutting down).
+        let _ = self.supervisor.cast(SupervisorMsg::ReconcileAll);
     }
 
-    /// Events as they happen (see [`Fleet::subscribe`]).
+    /// What the supervisor last saw (bots, services), read without a call into its mailbox.
+    pub fn view(&self) -> &TreeView {
+        &self.view
+    }
+
+    /// Publishes events into the tree's Broadcaster (stored, then fanned out).
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// Events as they happen. A receiver that lags gets `RecvError::Lagged` and should resync from
+    /// the `events` table.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.events.subscribe()
     }
@@ -111,6 +131,8 @@ impl Fleet {
             .parse()
             .with_context(|| format!("`{}` is not a Bot API URL", options.api_url))?;
         let (events, _) = broadcast::channel(options.event_capacity);
+        let (publisher, outbox) = Publisher::channel();
+        let view = TreeView::default();
         let args = SupervisorArgs {
             store: store.clone(),
             vault,
@@ -119,18 +141,29 @@ impl Fleet {
             handler: options.handler,
             policy: options.policy,
             events: events.clone(),
+            publisher: publisher.clone(),
+            outbox,
             poll_interval: options.poll_interval,
             full_interval: options.full_interval,
             runs_bots: options.runs_bots,
             leases: options.leases.clone(),
             delivery: options.delivery,
+            view: view.clone(),
         };
         let (supervisor, task) = Actor::spawn(None, Supervisor, args)
             .await
             .context("cannot start the bot supervisor")?;
+        // Answered once `post_start` has started the services (or seen them fail and planned a
+        // retry), so readiness is decided by the time the fleet is handed out.
+        ractor::call!(supervisor, SupervisorMsg::Managed)
+            .context("the bot supervisor stopped while starting")?;
         Ok(Self {
-            supervisor,
-            events,
+            handle: FleetHandle {
+                supervisor,
+                events,
+                publisher,
+                view,
+            },
             store,
             leases: options.leases,
             task,
@@ -139,48 +172,41 @@ impl Fleet {
 
     /// A cloneable handle for the HTTP layer: nudge, publish, subscribe, status.
     pub fn handle(&self) -> FleetHandle {
-        FleetHandle {
-            supervisor: self.supervisor.clone(),
-            events: self.events.clone(),
-        }
+        self.handle.clone()
     }
 
-    /// Events as they happen. A receiver that lags gets `RecvError::Lagged` and should resync from
-    /// the `events` table.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.events.subscribe()
-    }
-
-    /// Publishes events into the tree's Broadcaster (stored, then fanned out).
-    pub fn publisher(&self) -> super::Publisher {
-        super::Publisher::new(self.supervisor.clone())
-    }
-
-    /// Asks the Registry to reconcile now (after an admin changed the database).
-    pub fn nudge(&self) {
-        let _ = self.supervisor.cast(SupervisorMsg::Nudge);
+    /// The root supervisor's cell, for looking into the tree (its children, their types): tests
+    /// and diagnostics.
+    pub fn supervisor_cell(&self) -> ractor::ActorCell {
+        self.handle.supervisor.get_cell()
     }
 
     /// One reconcile step, run by the caller; returns what it asked the supervisor to do.
     pub async fn reconcile(&self) -> anyhow::Result<Vec<Action>> {
-        reconcile_once(&self.store, &self.supervisor, self.leases.as_ref()).await
-    }
-
-    pub async fn status(&self) -> anyhow::Result<Vec<BotStatus>> {
-        Ok(ractor::call!(self.supervisor, SupervisorMsg::Status)?)
+        reconcile_once(&self.store, &self.handle.supervisor, self.leases.as_ref()).await
     }
 
     /// Stops every bot gracefully (in-flight updates finish), then the tree, within `timeout`.
     pub async fn shutdown(self, timeout: Duration) {
+        let supervisor = self.handle.supervisor;
         let stopped = ractor::call_t!(
-            self.supervisor,
+            supervisor,
             SupervisorMsg::Shutdown,
             timeout.as_millis() as u64
         );
         if let Err(error) = stopped {
             tracing::warn!(%error, "not every bot stopped in time");
         }
-        self.supervisor.stop(None);
+        supervisor.stop(None);
+        // Whether it ended in time or not, the tree was told to stop; nothing else to do.
         let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+    }
+}
+
+impl std::ops::Deref for Fleet {
+    type Target = FleetHandle;
+
+    fn deref(&self) -> &FleetHandle {
+        &self.handle
     }
 }

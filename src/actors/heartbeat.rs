@@ -75,6 +75,7 @@ pub fn start(store: Store, role: &str, runs_bots: RunsBots) -> Heartbeat {
                 }
                 Err(_) => {}
             }
+            // Either the interval passed or the role changed: beat now in both cases.
             let _ = tokio::time::timeout(every, runs_bots.changed.notified()).await;
         }
     });

@@ -231,6 +231,8 @@ impl Renewer {
         let mut changed = false;
         match tokio::time::timeout(QUERY_TIMEOUT, self.table.renew(&self.node, LEASE_MS)).await {
             Ok(Ok(held)) => {
+                // Best effort: the node's `touch` only helps others see it sooner; the next round
+                // retries.
                 let _ = tokio::time::timeout(QUERY_TIMEOUT, self.table.touch(&self.node)).await;
                 if std::mem::take(&mut self.failing) {
                     tracing::info!("this node renews its bot leases again");
@@ -242,7 +244,7 @@ impl Renewer {
         }
         changed |= self.drop_ended();
         if changed {
-            self.fleet.nudge();
+            self.fleet.reconcile_all();
         }
     }
 
@@ -301,6 +303,7 @@ impl Renewer {
             tracing::warn!(bots = ?lost, "this node no longer holds these bots (another node took them once its leases expired, or they were deleted)");
         }
         if !unknown.is_empty() {
+            // Best effort: a failed release expires with the lease; the next round retries.
             let _ = tokio::time::timeout(
                 QUERY_TIMEOUT,
                 self.table.release(&self.node, Some(&unknown)),
@@ -341,7 +344,7 @@ impl Keeper {
             changed |= self.balance(survey).await;
         }
         if changed {
-            self.fleet.nudge();
+            self.fleet.reconcile_all();
         }
     }
 

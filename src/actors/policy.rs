@@ -64,6 +64,20 @@ impl Default for RestartPolicy {
     }
 }
 
+/// How the tree's own services (the Registry, the Broadcaster) are restarted: soon after the first
+/// exit, then with a doubling pause up to 30 s, for as long as it takes (a process that cannot
+/// watch `bot_instances` or store events cannot do its work, so it never gives up; each failure is
+/// shown by `/readyz` and the dashboard meanwhile). 30 s of running resets the pause. Never parks
+/// anything, so `max_failures` and `window` play no part.
+pub const SERVICE_RESTARTS: RestartPolicy = RestartPolicy {
+    initial_backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(30),
+    jitter: 0.2,
+    stable_after: Duration::from_secs(30),
+    max_failures: usize::MAX,
+    window: Duration::from_secs(60),
+};
+
 impl RestartPolicy {
     /// The delay before retry number `attempt` (0-based), without jitter: initial × 2^attempt, capped.
     pub fn base_delay(&self, attempt: u32) -> Duration {

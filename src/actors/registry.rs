@@ -12,9 +12,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 use sqlx::postgres::PgListener;
-use tokio::task::JoinHandle;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::leases::Leases;
 use super::supervisor::{SupervisorMsg, SupervisorRef};
@@ -112,6 +112,10 @@ pub enum RegistryMsg {
     Reconcile,
     /// These bots changed (PostgreSQL notifications, batched).
     Changed(Vec<i64>),
+    /// An admin changed these bots through this process. On SQLite they are reconciled at once
+    /// (instead of at the next poll); on PostgreSQL the trigger's notification of the same change
+    /// arrives as `Changed`, so the nudge is dropped rather than reconciling the change twice.
+    Nudged(Vec<i64>),
 }
 
 pub struct RegistryArgs {
@@ -132,10 +136,25 @@ pub struct RegistryState {
     store: Store,
     supervisor: SupervisorRef,
     leases: Option<Leases>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The notification listener and the tick, held only to end with this state, however the
+    /// actor ends (dropping the handles aborts them).
+    _tasks: Vec<AbortOnDropHandle<()>>,
+    /// PostgreSQL: changes arrive as notifications.
+    notified: bool,
 }
 
 pub struct Registry;
+
+/// Starts the Registry linked to `supervisor`. Errors: PostgreSQL refused the `LISTEN`
+/// connection (the supervisor tries again later, see `supervisor/services.rs`).
+pub(crate) async fn spawn(
+    args: RegistryArgs,
+    supervisor: ActorCell,
+) -> Result<RegistryRef, SpawnErr> {
+    Actor::spawn_linked(None, Registry, args, supervisor)
+        .await
+        .map(|(actor, _)| actor)
+}
 
 impl Actor for Registry {
     type Msg = RegistryMsg;
@@ -148,6 +167,7 @@ impl Actor for Registry {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut tasks = Vec::new();
+        let notified = args.store.postgres_pool().is_some();
         let interval = match args.store.postgres_pool() {
             Some(pool) => {
                 let mut listener = PgListener::connect_with(pool).await?;
@@ -159,19 +179,27 @@ impl Actor for Registry {
                     .arrivals
                     .clone()
                     .map(|arrivals| (arrivals, args.store.origin().to_string()));
-                tasks.push(tokio::spawn(listen(listener, myself.clone(), arrivals)));
+                tasks.push(AbortOnDropHandle::new(tokio::spawn(listen(
+                    listener,
+                    myself.clone(),
+                    arrivals,
+                ))));
                 args.full_interval
             }
             None => args.poll_interval,
         };
-        tasks.push(tokio::spawn(tick(interval, myself.clone())));
+        tasks.push(AbortOnDropHandle::new(tokio::spawn(tick(
+            interval,
+            myself.clone(),
+        ))));
         // The first reconcile starts every enabled bot.
         myself.cast(RegistryMsg::Reconcile)?;
         Ok(RegistryState {
             store: args.store,
             supervisor: args.supervisor,
             leases: args.leases,
-            tasks,
+            _tasks: tasks,
+            notified,
         })
     }
 
@@ -184,17 +212,8 @@ impl Actor for Registry {
         match message {
             RegistryMsg::Reconcile => state.reconcile().await,
             RegistryMsg::Changed(ids) => state.reconcile_some(&ids).await,
-        }
-        Ok(())
-    }
-
-    async fn post_stop(
-        &self,
-        _: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        for task in &state.tasks {
-            task.abort();
+            RegistryMsg::Nudged(ids) if !state.notified => state.reconcile_some(&ids).await,
+            RegistryMsg::Nudged(_) => {}
         }
         Ok(())
     }

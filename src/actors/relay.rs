@@ -19,8 +19,8 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use super::broadcaster::Event;
 use crate::db::Store;
+use crate::events::Event;
 
 const CHANNEL_SUFFIX: &str = "events";
 /// Event ids remembered to suppress duplicates between live relay and catch-up replay.
@@ -275,6 +275,7 @@ async fn newest_event_id(store: &Store) -> Option<i64> {
 fn deliver(sender: &broadcast::Sender<Arc<Event>>, seen: &Mutex<Seen>, event: Event) {
     let fresh = seen.lock().map(|mut s| s.note(event.id)).unwrap_or(true);
     if fresh {
+        // No subscribers is not an error.
         let _ = sender.send(Arc::new(Event {
             relayed: true,
             ..event

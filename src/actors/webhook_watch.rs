@@ -14,8 +14,8 @@ use serde_json::json;
 use teloxide::Bot;
 use teloxide::payloads::GetWebhookInfo;
 
-use super::Publisher;
 use crate::domain::EventKind;
+use crate::events::Publisher;
 use crate::telegram::{Failure, Fence, classify, transport};
 
 /// What Nezuko reads of `getWebhookInfo`'s `WebhookInfo` (its own type rather than teloxide's,

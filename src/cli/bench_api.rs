@@ -71,6 +71,7 @@ pub async fn run(bench: ApiBench) -> anyhow::Result<()> {
     let publisher = app.fleet().publisher();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async {
+        // Either signal or a dropped sender means stop.
         let _ = stopped.await;
     }));
     let client = reqwest::Client::new();
@@ -95,7 +96,9 @@ pub async fn run(bench: ApiBench) -> anyhow::Result<()> {
     } else {
         None
     };
+    // The server may already have ended; either way it is told to stop.
     let _ = stop.send(());
+    // Bounded wait at the end of a benchmark: a late stop does not change the figures.
     let _ = tokio::time::timeout(Duration::from_secs(15), server).await;
     scratch.drop_all().await;
     let report = json!({
@@ -188,7 +191,7 @@ async fn sign_in(
     scratch: &Scratch,
     base: &str,
 ) -> anyhow::Result<String> {
-    let url = crate::http::api::session::create_login_link(&scratch.store, base, OWNER, 5).await?;
+    let url = crate::http::auth::create_login_link(&scratch.store, base, OWNER, 5).await?;
     let token = url
         .split("#token=")
         .nth(1)
@@ -225,6 +228,7 @@ async fn time_requests(
             .send()
             .await?;
         let status = answer.status();
+        // The body is read only so the connection is reused; its content is not measured.
         let _ = answer.bytes().await?;
         anyhow::ensure!(status.is_success(), "{path} answered {status}");
         if i > 0 {
@@ -248,7 +252,7 @@ async fn sse_run(
     bench: &ApiBench,
     base: &str,
     cookie: &str,
-    publisher: &crate::actors::Publisher,
+    publisher: &crate::events::Publisher,
 ) -> anyhow::Result<Value> {
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["bench", "sse-listen", "--url", base, "--cookie", cookie])
@@ -284,6 +288,7 @@ async fn sse_run(
     while let Some(line) = lines.next_line().await? {
         last = Some(line);
     }
+    // The listener printed its report (read above); its exit status adds nothing.
     let _ = child.wait().await;
     let mut report: Value = serde_json::from_str(&last.context("the listener printed no report")?)?;
     report["expected"] = (count * bench.sse_clients as u64).into();
@@ -321,6 +326,7 @@ pub async fn listen(
             else {
                 return latencies;
             };
+            // The receiver gone means the run is over.
             let _ = ready.send(()).await;
             drop(ready);
             let mut buffer = String::new();
@@ -351,6 +357,7 @@ pub async fn listen(
     }
     println!("ready");
     tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    // No receivers left means every worker already stopped.
     let _ = stop.send(true);
     let mut all = Vec::new();
     for task in tasks {

@@ -294,6 +294,7 @@ fn join(sandbox: &Sandbox, group: &PlannedGroup, load: &mut Load) {
     let held = load.rng.random_bool(0.4);
     if !held {
         for channel in &group.channels {
+            // Joining a channel the member is already in is refused and changes nothing.
             let _ = sandbox.join(*channel, user);
         }
     }
@@ -326,6 +327,7 @@ fn press(sandbox: &Sandbox, group: &PlannedGroup, load: &mut Load) {
         None => held[load.rng.random_range(0..held.len())],
     };
     for channel in &group.channels {
+        // Joining a channel the member is already in is refused and changes nothing.
         let _ = sandbox.join(*channel, user);
     }
     if sandbox

@@ -200,6 +200,7 @@ async fn measure(scratch: &Scratch, bench: &FailoverBench) -> anyhow::Result<Val
     for node in operations.nodes {
         stop(node).await?;
     }
+    // The sandbox's report was read before; how its process ended adds nothing.
     let _ = sandbox.wait().await;
     anyhow::ensure!(
         operations.ended <= measuring + Duration::from_secs_f64(bench.seconds),

@@ -11,10 +11,11 @@ use anyhow::Context;
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::actors::{Event, Fleet, FleetOptions, RestartPolicy};
+use crate::actors::{Fleet, FleetOptions, RestartPolicy};
 use crate::db::{DatabaseUrl, NewBot, Store};
 use crate::domain::{BotToken, DesiredState};
 use crate::enforce::{EnforceOptions, Enforcer};
+use crate::events::Event;
 use crate::settings::DatabaseSettings;
 use crate::vault::{EncryptionKey, Vault};
 use nezuko_sandbox::driver::measure::quantile_ms;
@@ -295,6 +296,7 @@ impl Scratch {
         if let Some((admin, name)) = self.postgres
             && let Ok(mut conn) = PgConnection::connect(&admin).await
         {
+            // Cleaning up a scratch database is best effort; it is named per run.
             let _ = conn
                 .execute(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"

@@ -102,6 +102,7 @@ pub async fn run(bots: usize, clients: usize, seconds: f64, pin: bool) -> anyhow
     let violations = control.op("violations").await?;
     let rss = affinity::rss_mib(pid)?;
     drop(child.stdin.take());
+    // The figures were read before the child was told to end.
     let _ = child.wait().await;
 
     let report = json!({
@@ -253,6 +254,7 @@ pub async fn serve(bots: usize) -> anyhow::Result<()> {
         tokio::spawn(async move {
             sandbox
                 .serve(listener, async {
+                    // Either signal or a dropped sender means stop.
                     let _ = stopped.await;
                 })
                 .await
@@ -264,6 +266,7 @@ pub async fn serve(bots: usize) -> anyhow::Result<()> {
             loop {
                 for (bot, group) in &setup {
                     while sandbox.pending_updates(*bot) < QUEUE_DEPTH {
+                        // A refused send (queue full) is retried by the loop itself.
                         let _ = sandbox.send(*group, user.id, "load");
                     }
                 }
@@ -279,7 +282,9 @@ pub async fn serve(bots: usize) -> anyhow::Result<()> {
         line.clear();
     }
     producer.abort();
+    // The server may already have ended; either way it is told to stop.
     let _ = stop.send(());
+    // How the server task ended does not change the figures.
     let _ = server.await;
     Ok(())
 }

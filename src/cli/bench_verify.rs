@@ -182,6 +182,7 @@ async fn measure(
     let rss_mb = affinity::rss_mib(pid)?;
     let peak_rss_mb = affinity::peak_rss_mib(pid)?;
     stop(running).await?;
+    // The sandbox's report was read before; how its process ended adds nothing.
     let _ = sandbox.wait().await;
     // What the product warned about, so a slow figure comes with its cause.
     super::bench_chaos::report_service_log(&dir.path().join("serve.log"));
@@ -399,6 +400,7 @@ impl Product {
 /// read while it is a zombie, so its shutdown counts too.
 pub(super) async fn stop(mut child: Child) -> anyhow::Result<u64> {
     let pid = child.id().context("the product already exited")?;
+    // If `kill` cannot run, the wait below ends in `start_kill`.
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -408,6 +410,7 @@ pub(super) async fn stop(mut child: Child) -> anyhow::Result<u64> {
         match affinity::process_state(pid) {
             Some('Z') | None => break,
             _ if started.elapsed() > Duration::from_secs(15) => {
+                // It may have exited meanwhile; either way it is gone after this.
                 let _ = child.start_kill();
                 break;
             }

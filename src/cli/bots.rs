@@ -44,7 +44,7 @@ pub async fn run(command: BotCommand, settings: &Settings) -> anyhow::Result<()>
         BotCommand::Disable { id } => {
             let row = store.set_desired_state(id, DesiredState::Disabled).await?;
             // No running node may be left to do it (see `webhooks::delete_webhook_of`).
-            let (keys, _) = vault::resolve_keys(settings)?;
+            let (keys, _) = crate::app::resolve_keys(settings)?;
             let deleted = crate::webhooks::delete_webhook_of(
                 &store,
                 &Vault::new(&keys),
@@ -112,7 +112,7 @@ async fn add(store: &Store, settings: &Settings, disabled: bool) -> anyhow::Resu
         .context("cannot read the token from standard input")?;
     let token = BotToken::parse(&input)
         .map_err(|e| anyhow::anyhow!("standard input does not hold a bot token: {e}"))?;
-    let (keys, _) = vault::resolve_keys(settings)?;
+    let (keys, _) = crate::app::resolve_keys(settings)?;
     let vault = Vault::new(&keys);
     vault::check_store(&vault, store).await?;
     let api_url = settings

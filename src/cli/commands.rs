@@ -296,8 +296,7 @@ async fn login_link(user: Option<i64>, minutes: u64) -> anyhow::Result<()> {
         );
     }
     let url =
-        crate::http::api::session::create_login_link(&store, &settings.public_url(), user, minutes)
-            .await?;
+        crate::http::auth::create_login_link(&store, &settings.public_url(), user, minutes).await?;
     store.close().await;
     say!("{url}");
     eprintln!("valid for {minutes} minute(s), once");
@@ -310,7 +309,7 @@ async fn rotate_key() -> anyhow::Result<()> {
         anyhow::bail!("no encryption key configured: set ENCRYPTION_KEY=NEW,OLD before rotating");
     }
     let store = app::open_store(&settings).await?;
-    let (keys, _) = vault::resolve_keys(&settings)?;
+    let (keys, _) = crate::app::resolve_keys(&settings)?;
     let vault = vault::Vault::new(&keys);
     let report = vault::rotate(&vault, &store).await?;
     store.close().await;

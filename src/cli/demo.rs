@@ -96,11 +96,10 @@ pub async fn run(
     let mut plan = driver::build_world(&sandbox, &plan_scenario, &telegram.url(), &stopwatch)?;
     super::bench_verify::store_plan(app.store(), app.vault(), &plan).await?;
     add_failing_bot(&app, &sandbox).await?;
-    app.fleet().handle().nudge();
+    app.fleet().handle().reconcile_all();
 
     let url = format!("http://{}", app.local_addr());
-    let login =
-        crate::http::api::session::create_login_link(app.store(), &url, DEMO_OWNER, 60).await?;
+    let login = crate::http::auth::create_login_link(app.store(), &url, DEMO_OWNER, 60).await?;
     println!(
         "\nNezuko demo: {} bots, {} groups, {} channels, simulated members at {}/s.\n\
          Sign in (one-time link, valid 60 minutes):\n\n    {login}\n\n\

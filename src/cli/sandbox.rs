@@ -79,6 +79,7 @@ pub async fn run(
         tokio::spawn(async move {
             sandbox
                 .serve(listener, async {
+                    // Either signal or a dropped sender means stop.
                     let _ = stopped.await;
                 })
                 .await
@@ -124,7 +125,9 @@ pub async fn run(
             Duration::from_secs_f64(args.settle),
         )
         .await;
+        // The server may already have ended; either way it is told to stop.
         let _ = stop.send(());
+        // How the server task ended is not part of the scenario's report.
         let _ = server.await;
         for violation in sandbox.violations().iter().take(10) {
             tracing::warn!(

@@ -196,28 +196,6 @@ impl Store {
         .ok_or_else(|| StoreError::NotFound(format!("bot instance {id}")))
     }
 
-    /// Records what the supervisor observed. `started_at` is set on entering `running`,
-    /// `stopped_at` on entering `stopped` or `failed`.
-    pub async fn record_run_state(
-        &self,
-        id: i64,
-        update: &RunStateUpdate,
-    ) -> Result<BotRow, StoreError> {
-        let now = now_ms();
-        let sql = concat!(run_state_update!(), " RETURNING ", columns!());
-        with_pool!(self, pool => sqlx::query_as::<_, BotRow>(sql)
-            .bind(update.state.as_str())
-            .bind(&update.reason)
-            .bind(&update.last_error)
-            .bind(update.next_attempt_at)
-            .bind(i64::from(update.restarted))
-            .bind(now)
-            .bind(id)
-            .fetch_optional(pool)
-            .await)?
-        .ok_or_else(|| StoreError::NotFound(format!("bot instance {id}")))
-    }
-
     /// Removes a bot and, by cascade, its groups, links, restrictions and timers.
     pub async fn delete_bot(&self, id: i64) -> Result<(), StoreError> {
         let result = with_pool!(self, pool => sqlx::query("DELETE FROM bot_instances WHERE id = $1")

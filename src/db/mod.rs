@@ -55,7 +55,16 @@ pub use timers::{NewTimer, TimerRow};
 pub use update_progress::UpdateProgress;
 pub use url::{DatabaseUrl, UrlError, redact as redact_url};
 
-use crate::settings::DatabaseSettings;
+/// How to reach the database: the store's own settings, so the store depends on nothing above it
+/// (`settings` fills them in from the configuration).
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub url: DatabaseUrl,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long a connection attempt (and a wait for a pooled connection) may take.
+    pub connect_timeout: std::time::Duration,
+}
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");

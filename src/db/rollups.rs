@@ -105,6 +105,7 @@ fn push_counts(
         if !values.is_empty() {
             values.push_str(", ");
         }
+        // Writing to a String cannot fail.
         let _ = write!(values, "({h}, {key}, {count})");
     }
     statements.push(format!(

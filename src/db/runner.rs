@@ -104,6 +104,7 @@ impl Drop for RunnerClaim {
     /// file, is what keeps a second runner out; it ends with the process either way.)
     fn drop(&mut self) {
         if let Some(file) = &self.file {
+            // Clearing the holder's name is courtesy; the lock itself ends with the file.
             let _ = file.set_len(0);
         }
     }
@@ -164,6 +165,7 @@ fn lock_path(database: &Path) -> PathBuf {
 /// Who holds the lock, as its holder wrote it ("another process" before it has written).
 fn holder(file: &mut File) -> String {
     let mut text = String::new();
+    // An unreadable file just names no holder.
     let _ = file.read_to_string(&mut text);
     let text = text.trim();
     if text.is_empty() {

@@ -1,14 +1,13 @@
 //! Inline buttons: "I have joined" (`nz:v[:user]`), the private help menu (`nz:h:<page>`) and the
 //! group settings menu (`nz:s:<field>`). Every press is answered, so the client's spinner stops.
 
-use teloxide::payloads::AnswerCallbackQuerySetters;
-use teloxide::prelude::Requester;
 use teloxide::types::CallbackQuery;
 
 use super::actions::{self, Lifted};
 use super::context::{GroupTurn, Turn};
 use super::directory::GroupView;
 use super::flows::{self, Verdict};
+use super::say;
 use super::standing::{self, Standing};
 use super::{commands, settings_menu};
 use crate::db::ChannelRow;
@@ -25,25 +24,8 @@ pub async fn handle(turn: &Turn, query: &CallbackQuery) -> anyhow::Result<()> {
         (Some("nz"), Some("s")) => {
             settings_menu::pressed(turn, query, parts.next().unwrap_or_default()).await
         }
-        _ => answer(turn, query, None, false).await,
+        _ => say::answer_callback_query(turn, query, None, false).await,
     }
-}
-
-/// Answers a press, with an optional text (an alert box when `alert`).
-pub async fn answer(
-    turn: &Turn,
-    query: &CallbackQuery,
-    text: Option<String>,
-    alert: bool,
-) -> anyhow::Result<()> {
-    let mut request = turn.calls().bot().answer_callback_query(query.id.clone());
-    if let Some(text) = text {
-        request = request.text(text).show_alert(alert);
-    }
-    turn.calls()
-        .run("answerCallbackQuery", None, request)
-        .await?;
-    Ok(())
 }
 
 /// A press of one's own button when Nezuko holds nothing on the presser: Telegram says whether they
@@ -56,7 +38,7 @@ async fn released_already(
     chat: i64,
     presser: i64,
 ) -> anyhow::Result<(String, bool)> {
-    let say = |name: &str| view.texts.render(view.policy.language, name, &[]);
+    let phrase = |name: &str| view.texts.render(view.policy.language, name, &[]);
     let standing = standing::read(group, chat, presser).await?;
     let (word, alert) = match &standing {
         Standing::Free { .. } | Standing::Admin => ("verified", false),
@@ -69,7 +51,7 @@ async fn released_already(
                 .last_restriction(group.bot(), chat, presser)
                 .await?;
             let Some(last) = last.filter(|r| standing.is_ours(r)) else {
-                return Ok((say("admin_hold"), true));
+                return Ok((phrase("admin_hold"), true));
             };
             let outcome = group
                 .shared
@@ -91,7 +73,7 @@ async fn released_already(
             }
         }
     };
-    Ok((say(word), alert))
+    Ok((phrase(word), alert))
 }
 
 /// The alert naming the channels the presser has not joined. Alerts are plain text: channel names
@@ -115,18 +97,19 @@ fn still_missing(view: &GroupView, missing: &[ChannelRow]) -> String {
 /// "I have joined": only for the member(s) the warning names; the check skips the cache.
 async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> anyhow::Result<()> {
     let Some(message) = query.regular_message() else {
-        return answer(turn, query, None, false).await;
+        return say::answer_callback_query(turn, query, None, false).await;
     };
     let chat = message.chat.id.0;
     let presser = query.from.id.0 as i64;
     let Some(view) = turn.shared.directory.group(turn.bot(), chat).await? else {
-        return answer(turn, query, None, false).await;
+        return say::answer_callback_query(turn, query, None, false).await;
     };
     let group = turn.in_group(view, message.thread_id.map(|t| t.0.0));
     let view = &group.view;
-    let say = |name: &str| view.texts.render(view.policy.language, name, &[]);
+    let phrase = |name: &str| view.texts.render(view.policy.language, name, &[]);
     if addressed.is_some_and(|id| id.parse::<i64>().ok() != Some(presser)) {
-        return answer(turn, query, Some(say("not_your_button")), true).await;
+        return say::answer_callback_query(turn, query, Some(phrase("not_your_button")), true)
+            .await;
     }
     // Pressing only ever checks the presser: anyone Nezuko holds back may use a button meant for
     // them. Anyone else, or a member muted by an admin (no record of Nezuko's), is told the button
@@ -142,12 +125,13 @@ async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> 
                 Ok(reply) => reply,
                 Err(error) => {
                     tracing::info!(chat, presser, %error, "could not re-check a released member");
-                    (say("check_failed"), true)
+                    (phrase("check_failed"), true)
                 }
             };
-            return answer(turn, query, Some(text), alert).await;
+            return say::answer_callback_query(turn, query, Some(text), alert).await;
         }
-        return answer(turn, query, Some(say("not_your_button")), true).await;
+        return say::answer_callback_query(turn, query, Some(phrase("not_your_button")), true)
+            .await;
     };
     let in_flight = group
         .shared
@@ -176,12 +160,19 @@ async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> 
                 Err(error) if error.chain().any(crate::db::is_outage) => return Err(error),
                 Err(error) => {
                     tracing::info!(chat, presser, %error, "could not read the member's standing to lift");
-                    return answer(turn, query, Some(say("check_failed")), true).await;
+                    return say::answer_callback_query(
+                        turn,
+                        query,
+                        Some(phrase("check_failed")),
+                        true,
+                    )
+                    .await;
                 }
             };
             if let Lifted::Superseded(Standing::Banned | Standing::Muted { .. }) = lifted {
                 // An administrator's decision stands; only they can change it.
-                return answer(turn, query, Some(say("admin_hold")), true).await;
+                return say::answer_callback_query(turn, query, Some(phrase("admin_hold")), true)
+                    .await;
             }
             let word = if assumed {
                 Outcome::UnknownAllowed
@@ -189,16 +180,16 @@ async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> 
                 Outcome::Verified
             };
             group.decided(presser, word, false, &[]);
-            answer(turn, query, Some(say("verified")), false).await
+            say::answer_callback_query(turn, query, Some(phrase("verified")), false).await
         }
         Verdict::Denied { unconfirmed: true } => {
             group.record(presser, Outcome::UnknownDenied, false);
-            answer(turn, query, Some(say("check_failed")), true).await
+            say::answer_callback_query(turn, query, Some(phrase("check_failed")), true).await
         }
         Verdict::Denied { unconfirmed: false } => {
             group.record(presser, Outcome::StillMissing, false);
             let text = still_missing(view, &outcome.missing);
-            answer(turn, query, Some(text), true).await
+            say::answer_callback_query(turn, query, Some(text), true).await
         }
     }
 }

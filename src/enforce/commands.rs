@@ -7,17 +7,19 @@ use teloxide::payloads::{EditMessageTextSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{
     CallbackQuery, ChatId, ChatMemberKind, InlineKeyboardButton, InlineKeyboardMarkup, Message,
-    MessageOrigin, ParseMode, Recipient, UserId,
+    MessageOrigin, ParseMode, Recipient,
 };
 
-use super::actions::{self, channel_list};
+use super::actions;
 use super::calls::Target;
 use super::context::Turn;
 use super::directory::GroupView;
 use super::health::{self, Problem};
 use super::policy::{Action, FailMode, Language, Require};
+use super::say::{self, channel_list};
+use super::settings_menu;
+use super::standing;
 use super::texts::{Texts, escape};
-use super::{callbacks, settings_menu};
 use crate::db::{NewChannel, NewGroup};
 use crate::domain::{EndReason, EventKind};
 
@@ -96,7 +98,7 @@ fn help_menu(texts: &Texts, language: Language, username: &str) -> InlineKeyboar
 /// A help menu button: shows the page in place, with a way back.
 pub async fn help_page(turn: &Turn, query: &CallbackQuery, page: &str) -> anyhow::Result<()> {
     let Some(message) = query.regular_message() else {
-        return callbacks::answer(turn, query, None, false).await;
+        return say::answer_callback_query(turn, query, None, false).await;
     };
     let language = match query.data.as_deref().and_then(|d| d.rsplit(':').next()) {
         Some("es") => Language::Es,
@@ -133,7 +135,7 @@ pub async fn help_page(turn: &Turn, query: &CallbackQuery, page: &str) -> anyhow
     turn.calls()
         .run("editMessageText", Target::chat(message.chat.id.0), request)
         .await?;
-    callbacks::answer(turn, query, None, false).await
+    say::answer_callback_query(turn, query, None, false).await
 }
 
 /// Group commands; returns whether the message was one of ours (and so is not enforced on).
@@ -210,8 +212,8 @@ impl Here<'_> {
         keyboard: Option<InlineKeyboardMarkup>,
         ttl_s: u64,
     ) -> anyhow::Result<()> {
-        actions::say_in(self.turn, self.chat, self.thread, text, keyboard, ttl_s).await?;
-        actions::delete_later(self.turn, self.chat, self.command, ttl_s).await;
+        say::say_in(self.turn, self.chat, self.thread, text, keyboard, ttl_s).await?;
+        say::delete_later(self.turn, self.chat, self.command, ttl_s).await;
         Ok(())
     }
 }
@@ -228,16 +230,7 @@ pub async fn is_admin(turn: &Turn, message: &Message) -> bool {
     let Some(user) = &message.from else {
         return false;
     };
-    is_admin_user(turn, message.chat.id.0, user.id.0 as i64).await
-}
-
-/// Asks Telegram (not the cache): rights matter more than speed here.
-pub async fn is_admin_user(turn: &Turn, chat: i64, user: i64) -> bool {
-    let request = turn
-        .calls()
-        .bot()
-        .get_chat_member(ChatId(chat), UserId(user.max(0) as u64));
-    matches!(turn.calls().run("getChatMember", None, request).await, Ok(m) if m.kind.is_privileged())
+    standing::is_admin(turn, message.chat.id.0, user.id.0 as i64).await
 }
 
 /// `/protect @a [@b …]`, ids, or a reply to a forwarded channel post. Checks every right first and

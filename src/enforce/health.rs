@@ -12,10 +12,10 @@ use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, ChatMemberKind, ChatMemberUpdated, UserId};
 
 use super::Shared;
-use super::actions;
 use super::context::{GroupTurn, Turn};
 use super::directory::GroupView;
 use super::policy::Language;
+use super::say;
 use super::texts::{Texts, escape};
 use crate::domain::EventKind;
 
@@ -300,7 +300,7 @@ async fn store(group: &GroupTurn, found: &[Problem], announce: bool) -> anyhow::
             "health_lost",
             &[("problems", &problems)],
         );
-        if let Err(error) = actions::say_in(group, view.group.chat_id, None, text, None, 0).await {
+        if let Err(error) = say::say_in(group, view.group.chat_id, None, text, None, 0).await {
             tracing::info!(chat = view.group.chat_id, %error, "the permission warning could not be posted");
         }
     }

@@ -17,8 +17,10 @@
 //! (is a user subscribed), `standing` (what Telegram says a member is now), `limiter` + `calls`
 //! (how Telegram is called), `deadline` (the only way to send an `until_date`), `records` (logs),
 //! `inbox` (where slow updates are parked),
-//! `directory` (group lookups), `actions` (restrict, kick, warn, lift), `flows`, `callbacks`,
-//! `commands`, `settings_menu`, `health`, `timers`.
+//! `directory` (group lookups), `say` (messages in a chat and their durable deletion),
+//! `actions` (restrict, kick, warn, lift), `flows`, `callbacks`, `commands`, `settings_menu`,
+//! `health`, `timers`. Shared helpers sit below the feature files that use them: no two files
+//! import each other.
 
 mod actions;
 mod callbacks;
@@ -35,6 +37,7 @@ mod membership;
 pub mod policy;
 mod progress;
 mod records;
+mod say;
 mod settings_menu;
 mod shared_cache;
 mod standing;
@@ -57,8 +60,8 @@ pub use self::membership::CacheTtl;
 use self::membership::{Checker, MembershipCache};
 use self::records::Records;
 use self::shared_cache::SharedCache;
-use crate::actors::Publisher;
 use crate::db::Store;
+use crate::events::Publisher;
 use crate::telegram::{BotContext, BotIdentity, UpdateHandler};
 
 /// How enforcement runs (from the `[enforce]` settings).
@@ -279,11 +282,6 @@ impl Enforcer {
     /// Drops every cached group view (after global defaults or texts changed).
     pub fn invalidate_all(&self) {
         self.shared.directory.invalidate_all();
-    }
-
-    /// Runs due timers now instead of at the next poll (tests, shutdown).
-    pub async fn run_due_timers(&self) -> anyhow::Result<usize> {
-        timers::run_due(&self.shared).await
     }
 
     /// Checks the permissions of every group of a running bot now.

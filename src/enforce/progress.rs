@@ -41,6 +41,7 @@ impl Progress {
         if self.reached(mark) {
             return;
         }
+        // A dropped waker means the writer ended: there is nothing more to wait for.
         let _ = woken.await;
     }
 
@@ -53,6 +54,7 @@ impl Progress {
             std::mem::replace(&mut *waiters, later)
         };
         for wake in ready.into_values().flatten() {
+            // A waiter that gave up (timed out) needs no wake-up.
             let _ = wake.send(());
         }
     }

@@ -113,6 +113,7 @@ impl Records {
     pub async fn flush(&self, timeout: Duration) {
         let (done, wait) = oneshot::channel();
         if self.sender.send(Record::Flush(done)).is_ok() {
+            // A timeout is the answer: the caller stops waiting, the records are still written.
             let _ = tokio::time::timeout(timeout, wait).await;
         }
     }
@@ -178,6 +179,7 @@ async fn write_loop(
         }
         progress.advance(batch);
         for done in waiting.drain(..) {
+            // A waiter that gave up (timed out) needs no answer.
             let _ = done.send(());
         }
     }

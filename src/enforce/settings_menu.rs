@@ -10,8 +10,9 @@ use super::calls::Target;
 use super::context::Turn;
 use super::directory::GroupView;
 use super::policy::{Action, FailMode, Language, Policy, Require};
+use super::say;
+use super::standing;
 use super::texts::escape;
-use super::{callbacks, commands};
 use crate::domain::EventKind;
 
 /// The settings the menu edits, by callback field; each button's label is the template
@@ -141,18 +142,18 @@ fn next(policy: &Policy, field: &str) -> Option<(&'static str, Value)> {
 /// A settings button: admins only; stores the override, redraws the menu.
 pub async fn pressed(turn: &Turn, query: &CallbackQuery, field: &str) -> anyhow::Result<()> {
     let Some(message) = query.regular_message() else {
-        return callbacks::answer(turn, query, None, false).await;
+        return say::answer_callback_query(turn, query, None, false).await;
     };
     let chat = message.chat.id.0;
     let Some(view) = turn.shared.directory.group(turn.bot(), chat).await? else {
-        return callbacks::answer(turn, query, None, false).await;
+        return say::answer_callback_query(turn, query, None, false).await;
     };
-    if !commands::is_admin_user(turn, chat, query.from.id.0 as i64).await {
+    if !standing::is_admin(turn, chat, query.from.id.0 as i64).await {
         let text = view.texts.render(view.policy.language, "admins_only", &[]);
-        return callbacks::answer(turn, query, Some(text), true).await;
+        return say::answer_callback_query(turn, query, Some(text), true).await;
     }
     let Some((key, value)) = next(&view.policy, field) else {
-        return callbacks::answer(turn, query, None, false).await;
+        return say::answer_callback_query(turn, query, None, false).await;
     };
     let mut overrides = match &view.group.policy.0 {
         Value::Object(map) => map.clone(),
@@ -185,5 +186,5 @@ pub async fn pressed(turn: &Turn, query: &CallbackQuery, field: &str) -> anyhow:
     let saved = fresh
         .texts
         .render(fresh.policy.language, "settings_saved", &[]);
-    callbacks::answer(turn, query, Some(saved), false).await
+    say::answer_callback_query(turn, query, Some(saved), false).await
 }

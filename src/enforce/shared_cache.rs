@@ -34,19 +34,26 @@ impl SharedCache {
             connection: OnceCell::new(),
             healthy: AtomicBool::new(false),
         });
-        let background = inner.clone();
+        // Held weakly: the connector ends once connected or once the cache is dropped.
+        let background = Arc::downgrade(&inner);
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(250);
             loop {
-                match ConnectionManager::new(client.clone()).await {
+                let connected = ConnectionManager::new(client.clone()).await;
+                let Some(cache) = background.upgrade() else {
+                    return;
+                };
+                match connected {
                     Ok(manager) => {
-                        let _ = background.connection.set(manager);
-                        background.healthy.store(true, Ordering::Relaxed);
+                        // Only this task sets it, once.
+                        let _ = cache.connection.set(manager);
+                        cache.healthy.store(true, Ordering::Relaxed);
                         tracing::info!("membership cache: Redis tier connected");
                         return;
                     }
                     Err(error) => {
                         tracing::warn!(%error, "membership cache: Redis unreachable; using the in-process tier only");
+                        drop(cache);
                         tokio::time::sleep(delay).await;
                         delay = (delay * 2).min(Duration::from_secs(30));
                     }
@@ -54,10 +61,6 @@ impl SharedCache {
             }
         });
         Ok(Self { inner })
-    }
-
-    pub fn is_connected(&self) -> bool {
-        self.inner.connection.initialized() && self.inner.healthy.load(Ordering::Relaxed)
     }
 
     pub async fn get(&self, channel: i64, user: i64) -> Option<bool> {

@@ -115,6 +115,16 @@ fn permissions_of(r: &Restricted) -> ChatPermissions {
         .fold(ChatPermissions::empty(), |all, (_, flag)| all | flag)
 }
 
+/// Whether `user` is an administrator or the creator of `chat`, asked of Telegram (not the cache):
+/// rights matter more than speed here.
+pub async fn is_admin(turn: &Turn, chat: i64, user: i64) -> bool {
+    let request = turn
+        .calls()
+        .bot()
+        .get_chat_member(ChatId(chat), UserId(user.max(0) as u64));
+    matches!(turn.calls().run("getChatMember", None, request).await, Ok(m) if m.kind.is_privileged())
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::actions::{self, Member};
 use super::context::Turn;
+use super::say;
 use super::{Shared, flows};
 use crate::db::{TimerRow, now_ms};
 use crate::domain::{EndReason, TimerKind};
@@ -62,7 +63,7 @@ async fn carry_out(shared: &Arc<Shared>, timer: &TimerRow) -> anyhow::Result<()>
     match timer.kind() {
         Some(TimerKind::DeleteMessage) => {
             if let Some(message_id) = timer.message_id {
-                actions::delete_message(&turn, timer.chat_id, message_id as i32).await;
+                say::delete_message(&turn, timer.chat_id, message_id as i32).await;
             }
             Ok(())
         }

@@ -89,8 +89,10 @@ pub async fn serve_with(
     state.closing = closed;
     let shutdown = async move {
         shutdown.await;
+        // No open stream is listening when nobody subscribed.
         let _ = closing.send(true);
     };
+    // Set once per state; a second `serve` on the same state keeps the first table.
     let _ = state.router.set(router.clone());
     let routes = router::filter(state, router).with(warp::log::custom(|_| {}));
     warp::serve(routes)

@@ -21,6 +21,9 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Extra members of the problem document (for example the field a validation error is about).
     pub extra: Option<Value>,
+    /// For 405 answers: the methods the resource accepts, sent as `Allow` (RFC 9110 §15.5.6
+    /// requires it on a 405).
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -31,6 +34,7 @@ impl ApiError {
             detail: detail.into(),
             retry_after: None,
             extra: None,
+            allow: None,
         }
     }
 
@@ -103,6 +107,13 @@ impl ApiError {
         );
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(allow) = self
+            .allow
+            .as_deref()
+            .and_then(|a| HeaderValue::from_str(a).ok())
+        {
+            headers.insert(header::ALLOW, allow);
         }
         response
     }

@@ -5,7 +5,6 @@
 //! The dispatcher also gives every response its `X-Request-Id`, applies access control (session,
 //! owner-only, CSRF) before a handler runs, and records HTTP latency per route template.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -228,6 +227,9 @@ impl Router {
                     return Ok((route, params));
                 }
                 allowed.push(route.method.as_str());
+                if route.method == Method::GET {
+                    allowed.push(Method::HEAD.as_str());
+                }
             }
         }
         if allowed.is_empty() {
@@ -243,6 +245,7 @@ impl Router {
                 format!("{path} accepts {}, not {method}", allowed.join(", ")),
             );
             error.extra = Some(serde_json::json!({ "allow": allowed }));
+            error.allow = Some(allowed.join(", "));
             Err(error)
         }
     }
@@ -465,13 +468,12 @@ fn request_id(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| hex::encode(rand::random::<[u8; 8]>()))
 }
 
+/// A path segment as its characters (RFC 3986 §2.1): `%2B` and `+` are both a plus (`+` means a
+/// space only in form-encoded queries), and bytes that are not UTF-8 are shown as U+FFFD.
 fn percent_decode(segment: &str) -> String {
-    let pairs: HashMap<String, String> =
-        serde_urlencoded::from_str(&format!("v={segment}")).unwrap_or_default();
-    pairs
-        .get("v")
-        .cloned()
-        .unwrap_or_else(|| segment.to_string())
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -514,5 +516,8 @@ mod tests {
         let error = router.find(&Method::GET, "/api/v1/nope").err().unwrap();
         assert_eq!(error.status, StatusCode::NOT_FOUND);
         assert!(router.find(&Method::HEAD, "/api/v1/bots").is_ok());
+        let error = router.find(&Method::POST, "/api/v1/bots").err().unwrap();
+        let response = error.into_response();
+        assert_eq!(response.headers()["allow"], "GET, HEAD");
     }
 }

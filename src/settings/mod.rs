@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use error::ConfigError;
 pub use load::{Environment, load, load_from};
 
-use crate::db::DatabaseUrl;
+pub use crate::db::DatabaseSettings;
 use crate::domain::{BotToken, Secret};
 use crate::vault::EncryptionKey;
 
@@ -32,15 +32,60 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub telegram: TelegramSettings,
     pub fleet: FleetSettings,
-    pub enforce: crate::enforce::EnforceOptions,
+    pub enforce: EnforceSettings,
     pub log: LogSettings,
 }
 
 #[derive(Debug, Clone)]
 pub struct FleetSettings {
+    /// SQLite: how often the Registry looks for changes (`fleet.registry_poll_ms`).
     pub poll_interval: Duration,
+    /// How often the Registry reconciles fully (`fleet.full_reconcile_s`).
     pub full_interval: Duration,
-    pub policy: crate::actors::RestartPolicy,
+    pub restart: RestartSettings,
+}
+
+/// How a failing bot is restarted (`fleet.*`); `app` turns these into the fleet's `RestartPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestartSettings {
+    /// The first pause before a restart (`fleet.backoff_initial_ms`).
+    pub initial_backoff: Duration,
+    /// The longest pause (`fleet.backoff_max_s`).
+    pub max_backoff: Duration,
+    /// Running this long resets the backoff (`fleet.stable_after_s`).
+    pub stable_after: Duration,
+    /// More failures than this within `window` park the bot in `failed` (`fleet.max_failures`,
+    /// `fleet.failure_window_s`).
+    pub max_failures: usize,
+    pub window: Duration,
+}
+
+/// How enforcement runs (`enforce.*`); `app` turns these into `enforce::EnforceOptions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnforceSettings {
+    /// How long a "subscribed" answer is trusted (`enforce.membership_ttl_s`).
+    pub membership_ttl: Duration,
+    /// How long a "not subscribed" answer is trusted (`enforce.negative_ttl_s`).
+    pub negative_ttl: Duration,
+    /// How long a group's policy and channels are trusted (`enforce.policy_refresh_ms`).
+    pub policy_refresh: Duration,
+    /// How long a group's administrator list is trusted (`enforce.admin_ttl_s`).
+    pub admin_ttl: Duration,
+    /// Retries of a check Telegram could not answer, and the pause between them.
+    pub check_retries: u32,
+    pub check_retry_delay: Duration,
+    /// Messages a bot sends per second, all chats together (`enforce.sends_per_s`).
+    pub sends_per_s: f64,
+    /// Other Bot API calls per second and bot; 0: no ceiling, learned from 429s.
+    pub calls_per_s: f64,
+    /// Messages per second into one chat (`enforce.chat_sends_per_s`).
+    pub chat_sends_per_s: f64,
+    /// Messages per minute into one group (`enforce.group_sends_per_min`).
+    pub group_sends_per_min: f64,
+    /// How often due timers are looked for (`enforce.timer_poll_ms`).
+    pub timer_poll: Duration,
+    /// How often every protected group's permissions are checked again (`enforce.health_check_s`).
+    pub health_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -82,13 +127,6 @@ impl Role {
             Role::Bots => "bots",
         }
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct DatabaseSettings {
-    pub url: DatabaseUrl,
-    pub max_connections: u32,
-    pub connect_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::load::{Layers, Leaf};
 use super::*;
+use crate::db::DatabaseUrl;
 
 pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Settings, ConfigError> {
     Ok(Settings {
@@ -47,7 +48,7 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
                 60_000,
             )? as u64),
             full_interval: seconds(layers.get("fleet.full_reconcile_s"), 1, 3600)?,
-            policy: crate::actors::RestartPolicy {
+            restart: RestartSettings {
                 initial_backoff: Duration::from_millis(integer_in(
                     layers.get("fleet.backoff_initial_ms"),
                     1,
@@ -57,7 +58,6 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
                 stable_after: seconds(layers.get("fleet.stable_after_s"), 1, 86_400)?,
                 max_failures: integer_in(layers.get("fleet.max_failures"), 1, 1000)? as usize,
                 window: seconds(layers.get("fleet.failure_window_s"), 1, 86_400)?,
-                ..crate::actors::RestartPolicy::default()
             },
         },
         enforce: enforce(layers)?,
@@ -72,34 +72,27 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
     })
 }
 
-fn enforce(layers: &Layers) -> Result<crate::enforce::EnforceOptions, ConfigError> {
+fn enforce(layers: &Layers) -> Result<EnforceSettings, ConfigError> {
     let millis = |key: &str, min: i64, max: i64| -> Result<Duration, ConfigError> {
         Ok(Duration::from_millis(
             integer_in(layers.get(key), min, max)? as u64,
         ))
     };
     let rate = |key: &str, max: f64| rate_in(layers.get(key), 0.01, max);
-    Ok(crate::enforce::EnforceOptions {
-        cache_ttl: crate::enforce::CacheTtl {
-            positive: seconds(layers.get("enforce.membership_ttl_s"), 1, 86_400)?,
-            negative: seconds(layers.get("enforce.negative_ttl_s"), 1, 86_400)?,
-        },
+    Ok(EnforceSettings {
+        membership_ttl: seconds(layers.get("enforce.membership_ttl_s"), 1, 86_400)?,
+        negative_ttl: seconds(layers.get("enforce.negative_ttl_s"), 1, 86_400)?,
         policy_refresh: millis("enforce.policy_refresh_ms", 100, 600_000)?,
         admin_ttl: seconds(layers.get("enforce.admin_ttl_s"), 1, 86_400)?,
         check_retries: integer_in(layers.get("enforce.check_retries"), 0, 10)? as u32,
         check_retry_delay: millis("enforce.check_retry_delay_ms", 0, 60_000)?,
-        limits: crate::enforce::Limits {
-            bot_sends_per_s: rate("enforce.sends_per_s", 1000.0)?,
-            // 0: no ceiling, the limit is learned from Telegram's 429s.
-            bot_calls_per_s: rate_in(layers.get("enforce.calls_per_s"), 0.0, 100_000.0)?,
-            chat_sends_per_s: rate("enforce.chat_sends_per_s", 1000.0)?,
-            chat_burst: crate::enforce::Limits::default().chat_burst,
-            group_sends_per_min: rate("enforce.group_sends_per_min", 100_000.0)?,
-        },
+        sends_per_s: rate("enforce.sends_per_s", 1000.0)?,
+        // 0: no ceiling, the limit is learned from Telegram's 429s.
+        calls_per_s: rate_in(layers.get("enforce.calls_per_s"), 0.0, 100_000.0)?,
+        chat_sends_per_s: rate("enforce.chat_sends_per_s", 1000.0)?,
+        group_sends_per_min: rate("enforce.group_sends_per_min", 100_000.0)?,
         timer_poll: millis("enforce.timer_poll_ms", 10, 600_000)?,
         health_interval: seconds(layers.get("enforce.health_check_s"), 1, 7 * 86_400)?,
-        redis_url: None,
-        redis_namespace: "nezuko".into(),
     })
 }
 

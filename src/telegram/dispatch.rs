@@ -18,6 +18,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use teloxide::RequestError;
 use teloxide::types::{Update, UpdateKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 /// Updates taken from the listener and not yet handled, across all members of one bot. At the
 /// limit the dispatcher stops reading (Telegram keeps the rest) until some are done, so a flood
@@ -79,10 +80,14 @@ pub async fn dispatch(
         };
         let Some(key) = member_of(&update) else {
             let handle = Arc::clone(&handle);
-            tokio::spawn(async move {
-                run(&handle, update).await;
-                drop(slot);
-            });
+            // In the bot's span: what the handler logs names the bot.
+            tokio::spawn(
+                async move {
+                    run(&handle, update).await;
+                    drop(slot);
+                }
+                .in_current_span(),
+            );
             continue;
         };
         {
@@ -93,12 +98,15 @@ pub async fn dispatch(
             }
             waiting.insert(key, VecDeque::new());
         }
-        tokio::spawn(run_member(
-            key,
-            (update, slot),
-            Arc::clone(&waiting),
-            Arc::clone(&handle),
-        ));
+        tokio::spawn(
+            run_member(
+                key,
+                (update, slot),
+                Arc::clone(&waiting),
+                Arc::clone(&handle),
+            )
+            .in_current_span(),
+        );
     }
     // Every slot back means every update taken is done with. (Leaving the updates queued behind
     // a member's current one to the next runner made stops quick, but a member's later updates
@@ -196,6 +204,7 @@ mod tests {
                 if update.from().is_some_and(|u| u.id.0 as i64 == slow_user) {
                     gate.notified().await;
                 }
+                // The test stopped listening once it saw what it needed.
                 let _ = done.send(update.id.0);
             }
             .boxed()
@@ -278,6 +287,7 @@ mod tests {
             async move {
                 let id = update.id.0;
                 handle(update).await;
+                // The test stopped listening once it saw what it needed.
                 let _ = done.send(id);
             }
             .boxed()

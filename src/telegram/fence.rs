@@ -58,6 +58,7 @@ impl Fence {
     /// Moves the deadline to `until` (a renewal); never reopens a closed fence.
     pub fn extend(&self, until: Instant) {
         let until = ms_since_epoch(until);
+        // Err means the fence is closed (0), which a renewal must not reopen: nothing to do.
         let _ = self
             .until
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {

@@ -270,6 +270,7 @@ impl Ledger {
 
     /// Keeps this runner's [`Progress`] in `journal` from now on (once; later calls are ignored).
     pub fn keep_progress_in(&self, journal: Arc<dyn Inbox>) {
+        // Documented: only the first journal is kept.
         let _ = self.journal.set(journal);
     }
 

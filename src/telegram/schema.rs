@@ -15,7 +15,7 @@ use teloxide::types::{AllowedUpdate, UpdateKind};
 
 use super::dispatch::Handle;
 use super::polling::{Inbox, Ledger};
-use crate::actors::Publisher;
+use crate::events::Publisher;
 
 /// What a handler gets with each update.
 #[derive(Clone)]

@@ -337,6 +337,8 @@ impl Reader {
                 count = unreadable.len(),
                 "webhook updates of a kind Nezuko does not read; done with"
             );
+            // Best effort: an update left parked is read again (and dropped again) at the next
+            // start.
             let _ = self.inbox.unpark(unreadable).await;
         }
         self.ledger.take_delivered(&fresh);

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 
 use super::EncryptionKey;
-use crate::settings::{Environment, Settings};
 
 /// How the keys in use were obtained, so start-up can say so in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,20 +16,28 @@ pub enum KeySource {
     Generated(PathBuf),
 }
 
-/// The keys to use. Configured keys win; in production they are required. In local mode a key is
-/// read from (or generated into) `<data_dir>/encryption.key`, created with mode 0600, so a fresh
-/// checkout runs without any setup and keeps its data readable across restarts.
-pub fn resolve_keys(settings: &Settings) -> anyhow::Result<(Vec<EncryptionKey>, KeySource)> {
-    if !settings.vault.keys.is_empty() {
-        return Ok((settings.vault.keys.clone(), KeySource::Configured));
+/// The keys to use. `configured` keys win; when `required` (production) they must be there.
+/// Otherwise a key is read from (or generated into) `key_file` (`<data_dir>/encryption.key`),
+/// created with mode 0600, so a fresh checkout runs without any setup and keeps its data readable
+/// across restarts.
+///
+/// Errors: no configured key where one is required; a key file that cannot be read, written or
+/// does not hold a Fernet key.
+pub fn resolve_keys(
+    configured: &[EncryptionKey],
+    required: bool,
+    key_file: &Path,
+) -> anyhow::Result<(Vec<EncryptionKey>, KeySource)> {
+    if !configured.is_empty() {
+        return Ok((configured.to_vec(), KeySource::Configured));
     }
-    if settings.environment == Environment::Production {
+    if required {
         bail!(
             "no encryption key configured: production mode requires ENCRYPTION_KEY (or NEZUKO_VAULT__KEYS); \
              generate one with `nezuko keygen`"
         );
     }
-    let path = settings.key_file();
+    let path = key_file.to_path_buf();
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             warn_if_readable_by_others(&path);

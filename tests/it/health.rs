@@ -2,15 +2,18 @@
 
 use std::time::Duration;
 
+use nezuko::actors::registry::RegistryMsg;
 use nezuko::app::Application;
 use tokio::sync::oneshot;
 
-use crate::support::{TestDb, drop_database, on_both_backends};
+use crate::support::{OwnPostgres, TestDb, drop_database, on_both_backends};
 
 on_both_backends!(health_and_readiness_answer_over_http);
 
 struct Running {
     base: String,
+    /// The root of the service's supervision tree.
+    supervisor: ractor::ActorCell,
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -20,11 +23,18 @@ async fn start(db: &TestDb) -> Running {
         .await
         .expect("the service builds");
     let base = format!("http://{}", app.local_addr());
+    let supervisor = app.fleet().supervisor_cell();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async {
+        // The sender dropped means stop too.
         let _ = stopped.await;
     }));
-    Running { base, stop, task }
+    Running {
+        base,
+        supervisor,
+        stop,
+        task,
+    }
 }
 
 async fn health_and_readiness_answer_over_http(db: &TestDb) {
@@ -127,5 +137,103 @@ async fn readiness_fails_when_the_postgres_database_is_gone() {
     );
     service.stop.send(()).unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(10), service.task).await;
+    db.store.close().await;
+}
+
+/// `GET /readyz` as JSON, with its status.
+async fn readiness(base: &str) -> (u16, serde_json::Value) {
+    let answer = reqwest::get(format!("{base}/readyz")).await.unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap())
+}
+
+/// How the Registry fares, as `/readyz` shows it.
+fn registry_of(readyz: &serde_json::Value) -> serde_json::Value {
+    readyz["services"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["service"] == "registry"))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Polls `/readyz` every 100 ms until `done` holds, for at most `limit`.
+async fn readiness_until(
+    base: &str,
+    limit: Duration,
+    done: impl Fn(u16, &serde_json::Value) -> bool,
+) -> (u16, serde_json::Value) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let (status, body) = readiness(base).await;
+        if done(status, &body) || tokio::time::Instant::now() >= deadline {
+            return (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The Registry stops while PostgreSQL is down, so it cannot start again (it must `LISTEN`): the
+/// supervisor keeps trying with a growing pause instead of failing, HTTP keeps serving, `/readyz`
+/// names the Registry, and once the database is back the Registry runs and readiness is green.
+#[tokio::test]
+async fn a_registry_that_cannot_restart_leaves_http_serving_and_readiness_red_until_it_recovers() {
+    let server = OwnPostgres::start();
+    let db = TestDb::postgres_on(&server.admin_url()).await;
+    let Running {
+        base,
+        supervisor,
+        stop,
+        task,
+    } = start(&db).await;
+    let (status, ready) =
+        readiness_until(&base, Duration::from_secs(10), |status, _| status == 200).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(registry_of(&ready)["running"], true, "{ready}");
+
+    server.stop();
+    let registry = supervisor
+        .get_children()
+        .into_iter()
+        .find(|child| child.is_message_type_of::<RegistryMsg>() == Some(true))
+        .expect("the tree runs a Registry");
+    registry.kill();
+
+    let (status, down) = readiness_until(&base, Duration::from_secs(20), |_, body| {
+        registry_of(body)["failures"].as_u64() >= Some(3)
+    })
+    .await;
+    assert_eq!(status, 503, "{down}");
+    let registry = registry_of(&down);
+    assert_eq!(registry["running"], false, "{down}");
+    assert!(
+        registry["failures"].as_u64() >= Some(3),
+        "it is tried again and again: {down}"
+    );
+    assert!(
+        down["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the registry is not running"),
+        "{down}"
+    );
+    assert!(
+        registry["next_attempt_at"].as_i64().is_some(),
+        "the next attempt is shown: {down}"
+    );
+    let healthz = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert_eq!(healthz.status(), 200, "the HTTP server kept serving");
+    assert_eq!(
+        supervisor.get_status(),
+        ractor::ActorStatus::Running,
+        "the root supervisor did not go down with its child"
+    );
+
+    server.resume();
+    let (status, back) =
+        readiness_until(&base, Duration::from_secs(60), |status, _| status == 200).await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(registry_of(&back)["running"], true, "{back}");
+    stop.send(()).unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     db.store.close().await;
 }

@@ -1,8 +1,8 @@
 //! The storage suite: every store operation, run unchanged on SQLite and PostgreSQL.
 
 use nezuko::db::{
-    ApiCall, AuditFilter, KeyCount, LogFilter, NewAuditEntry, NewBot, NewChannel, NewGroup, NewLog,
-    RunStateUpdate, SessionRow, StoreError, UpdateProgress, Verification, now_ms,
+    ApiCall, AuditFilter, BotRow, KeyCount, LogFilter, NewAuditEntry, NewBot, NewChannel, NewEvent,
+    NewGroup, NewLog, RunStateUpdate, SessionRow, StoreError, UpdateProgress, Verification, now_ms,
 };
 use nezuko::domain::{DesiredState, RunState};
 use serde_json::json;
@@ -114,6 +114,18 @@ async fn desired_state_changes_are_stored(db: &TestDb) {
     assert_eq!(enabled.desired_state, DesiredState::Enabled);
 }
 
+/// A transition as the Broadcaster records it: with its `bot_status` event, in one write.
+async fn record_run_state(db: &TestDb, id: i64, update: &RunStateUpdate) -> BotRow {
+    let event = NewEvent {
+        kind: "bot_status".into(),
+        bot_instance_id: Some(id),
+        payload: json!({ "state": update.state.as_str() }),
+        transition: Some(update.clone()),
+    };
+    db.store.append_events(&[event]).await.unwrap();
+    db.store.bot(id).await.unwrap()
+}
+
 async fn run_state_transitions_stamp_times_and_count_restarts(db: &TestDb) {
     let bot = db.store.insert_bot(&new_bot(7004)).await.unwrap();
     let update = |state, reason: Option<&str>, restarted| RunStateUpdate {
@@ -123,32 +135,26 @@ async fn run_state_transitions_stamp_times_and_count_restarts(db: &TestDb) {
         next_attempt_at: None,
         restarted,
     };
-    let running = db
-        .store
-        .record_run_state(bot.id, &update(RunState::Running, None, false))
-        .await
-        .unwrap();
+    let running = record_run_state(db, bot.id, &update(RunState::Running, None, false)).await;
     assert_eq!(running.run_state, RunState::Running);
     assert!(running.started_at.is_some());
     assert_eq!(running.stopped_at, None);
 
     let mut backoff = update(RunState::Backoff, Some("network"), true);
     backoff.next_attempt_at = Some(now_ms() + 500);
-    let backing_off = db.store.record_run_state(bot.id, &backoff).await.unwrap();
+    let backing_off = record_run_state(db, bot.id, &backoff).await;
     assert_eq!(backing_off.run_state, RunState::Backoff);
     assert_eq!(backing_off.restart_count, 1);
     assert_eq!(backing_off.next_attempt_at, backoff.next_attempt_at);
     assert_eq!(backing_off.last_error.as_deref(), Some("error: network"));
     assert_eq!(backing_off.started_at, running.started_at);
 
-    let failed = db
-        .store
-        .record_run_state(
-            bot.id,
-            &update(RunState::Failed, Some("invalid token"), false),
-        )
-        .await
-        .unwrap();
+    let failed = record_run_state(
+        db,
+        bot.id,
+        &update(RunState::Failed, Some("invalid token"), false),
+    )
+    .await;
     assert_eq!(failed.run_state, RunState::Failed);
     assert_eq!(failed.run_reason.as_deref(), Some("invalid token"));
     assert!(failed.stopped_at.is_some());
@@ -156,11 +162,7 @@ async fn run_state_transitions_stamp_times_and_count_restarts(db: &TestDb) {
     assert_eq!(failed.restart_count, 1);
 
     // A transition without an error keeps the last one for the dashboard.
-    let stopped = db
-        .store
-        .record_run_state(bot.id, &update(RunState::Stopped, None, false))
-        .await
-        .unwrap();
+    let stopped = record_run_state(db, bot.id, &update(RunState::Stopped, None, false)).await;
     assert_eq!(stopped.last_error.as_deref(), Some("error: invalid token"));
     assert_eq!(stopped.run_reason, None);
 }

@@ -4,14 +4,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorCell, ActorId, SpawnErr};
+use ractor::{ActorCell, ActorId, SpawnErr};
 use serde_json::json;
 
+use super::view::SeenBot;
 use super::{After, BotStatus, Child, SupervisorMsg, SupervisorRef, SupervisorState, failure_of};
-use crate::actors::bot::{BotActor, BotArgs, BotMsg, BotRef, Delivery};
-use crate::actors::broadcaster::{Broadcaster, BroadcasterArgs, BroadcasterMsg};
+use crate::actors::bot::{self, BotArgs, BotMsg, BotRef, Delivery};
+use crate::actors::broadcaster::{self, BroadcasterArgs, BroadcasterMsg};
 use crate::actors::policy::{Cure, FailureWindow, cure};
-use crate::actors::registry::{Action, Registry, RegistryArgs, RegistryMsg};
+use crate::actors::registry::{self, Action, RegistryArgs, RegistryMsg};
 use crate::db::{BotRow, RunStateUpdate, now_ms};
 use crate::domain::RunState;
 use crate::telegram::{Failure, Fence};
@@ -24,9 +25,9 @@ impl SupervisorState {
         let args = BroadcasterArgs {
             store: self.args.store.clone(),
             sender: self.args.events.clone(),
+            outbox: self.args.outbox.clone(),
         };
-        let (broadcaster, _) =
-            Actor::spawn_linked(None, Broadcaster, args, myself.get_cell()).await?;
+        let broadcaster = broadcaster::spawn(args, myself.get_cell()).await?;
         self.broadcaster = Some(broadcaster);
         Ok(())
     }
@@ -43,7 +44,7 @@ impl SupervisorState {
                 Delivery::Polling => None,
             },
         };
-        let (registry, _) = Actor::spawn_linked(None, Registry, args, myself.get_cell()).await?;
+        let registry = registry::spawn(args, myself.get_cell()).await?;
         self.registry = Some(registry);
         Ok(())
     }
@@ -111,11 +112,12 @@ impl SupervisorState {
             api_url: self.args.api_url.clone(),
             handler: self.args.handler.clone(),
             supervisor: myself.clone(),
+            events: self.args.publisher.clone(),
             delivery: self.args.delivery.clone(),
         };
         self.transition(id, RunState::Starting, None, None, restarted);
-        match Actor::spawn_linked(None, BotActor, args, myself.get_cell()).await {
-            Ok((actor, _)) => {
+        match bot::spawn(args, myself.get_cell()).await {
+            Ok(actor) => {
                 self.by_actor.insert(actor.get_id(), id);
                 if let Some(child) = self.children.get_mut(&id) {
                     child.actor = Some(actor);
@@ -360,28 +362,35 @@ impl SupervisorState {
             Some(failure.to_string()),
             false,
         );
-        if let Some(child) = self.children.get(&id) {
-            self.publish_backoff(id, child, next);
+        if let Some((reason, attempt)) = self
+            .children
+            .get(&id)
+            .map(|c| (c.reason.clone(), c.attempt))
+        {
+            self.publish_backoff(id, reason, attempt, next);
         }
-        let supervisor = myself.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = supervisor.cast(SupervisorMsg::RetryStart {
-                bot_instance_id: id,
-                generation,
-            });
+        // ractor's timer: it ends with the supervisor (the message then has no one to reach).
+        myself.send_after(delay, move || SupervisorMsg::RetryStart {
+            bot_instance_id: id,
+            generation,
         });
     }
 
-    pub(super) fn publish_backoff(&self, id: i64, child: &Child, next_attempt_at: i64) {
+    pub(super) fn publish_backoff(
+        &mut self,
+        id: i64,
+        reason: Option<String>,
+        attempt: u32,
+        next_attempt_at: i64,
+    ) {
         let update = RunStateUpdate {
             state: RunState::Backoff,
-            reason: child.reason.clone(),
+            reason,
             last_error: None,
             next_attempt_at: Some(next_attempt_at),
             restarted: false,
         };
-        let payload = json!({ "attempt": child.attempt });
+        let payload = json!({ "attempt": attempt });
         self.broadcast(BroadcasterMsg::BotStatus {
             bot_instance_id: id,
             update,
@@ -389,11 +398,57 @@ impl SupervisorState {
         });
     }
 
-    pub(super) fn broadcast(&self, message: BroadcasterMsg) {
-        if let Some(broadcaster) = &self.broadcaster {
-            // A Broadcaster that just died is being restarted; this one event is lost, the row is not.
-            let _ = broadcaster.cast(message);
+    /// Hands a transition to the Broadcaster, or holds it (in order) while none runs: the
+    /// Broadcaster is what writes the bot's state to `bot_instances`, so none may be lost.
+    pub(super) fn broadcast(&mut self, message: BroadcasterMsg) {
+        let message = match &self.broadcaster {
+            Some(broadcaster) => match broadcaster.cast(message) {
+                Ok(()) => return,
+                Err(ractor::MessagingErr::SendErr(message)) => message,
+                // Only `SendErr` gives the message back; the others mean it was not taken either.
+                Err(_) => return,
+            },
+            None => message,
+        };
+        if self.held_statuses.len() >= crate::actors::broadcaster::MAX_HELD {
+            self.held_statuses.remove(0);
+            crate::metrics::events_dropped(1);
         }
+        self.held_statuses.push(message);
+    }
+
+    /// A Broadcaster runs again: what was held goes to it first.
+    pub(super) fn release_held_statuses(&mut self) {
+        for message in std::mem::take(&mut self.held_statuses) {
+            self.broadcast(message);
+        }
+    }
+
+    /// Asks for a [`TreeView`](super::view::TreeView) refresh after the messages already queued.
+    pub(super) fn queue_refresh(&mut self, myself: &SupervisorRef) {
+        if !self.refresh_queued {
+            self.refresh_queued = myself.cast(SupervisorMsg::Refresh).is_ok();
+        }
+    }
+
+    pub(super) fn refresh_view(&self) {
+        let mut bots: Vec<SeenBot> = self
+            .children
+            .iter()
+            .map(|(id, c)| SeenBot {
+                status: BotStatus {
+                    bot_instance_id: *id,
+                    state: c.state,
+                    reason: c.reason.clone(),
+                    restart_count: c.restart_count,
+                    attempt: c.attempt,
+                    uptime: None,
+                },
+                running_since: c.running_since,
+            })
+            .collect();
+        bots.sort_by_key(|b| b.status.bot_instance_id);
+        self.view.set_bots(bots);
     }
 
     /// Records a state change and hands it to the Broadcaster (which persists and publishes it).
@@ -438,9 +493,18 @@ impl SupervisorState {
         });
     }
 
-    pub(super) fn nudge(&self) {
+    pub(super) fn reconcile_all(&self) {
         if let Some(registry) = &self.registry {
+            // A stopped Registry is being restarted; its first reconcile covers every bot.
             let _ = registry.cast(RegistryMsg::Reconcile);
+        }
+    }
+
+    /// Passes an admin's change of these bots to the Registry (a no-op where none runs here).
+    pub(super) fn nudge(&self, ids: Vec<i64>) {
+        if let Some(registry) = &self.registry {
+            // A stopped Registry is being restarted; its first reconcile covers every bot.
+            let _ = registry.cast(RegistryMsg::Nudged(ids));
         }
     }
 

@@ -1,9 +1,12 @@
 //! The root Supervisor: owns the Registry, the Broadcaster and one BotActor per enabled bot, and the
 //! restart policy. It overrides ractor's default (which stops a supervisor when any child exits) and
 //! treats spawn errors (`pre_start` failures) the same as supervision events. The bookkeeping behind
-//! each message lives in `lifecycle.rs`.
+//! each message lives in `lifecycle.rs`; the Registry's and the Broadcaster's restarts in
+//! `services.rs`; what the HTTP layer reads without a call in `view.rs`.
 
 mod lifecycle;
+mod services;
+pub mod view;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,13 +15,16 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::broadcast;
 
+use self::services::ServiceRun;
+use self::view::{Service, TreeView};
 use super::bot::BotRef;
-use super::broadcaster::{BroadcasterMsg, BroadcasterRef, Event};
+use super::broadcaster::{BroadcasterMsg, BroadcasterRef};
 use super::leases::Leases;
 use super::policy::{FailureWindow, RestartPolicy};
 use super::registry::{Action, RegistryRef};
 use crate::db::{BotRow, Store};
 use crate::domain::RunState;
+use crate::events::{Event, Outbox, Publisher};
 use crate::telegram::{Failure, UpdateHandler};
 use crate::vault::Vault;
 
@@ -39,15 +45,14 @@ pub enum SupervisorMsg {
         bot_instance_id: i64,
         actor: ractor::ActorId,
     },
-    /// Ask the Registry to reconcile now.
-    Nudge,
-    /// Hand an event to the current Broadcaster (bots publish through here, so a restarted
-    /// Broadcaster never leaves them holding a dead reference).
-    Publish {
-        kind: String,
-        bot_instance_id: Option<i64>,
-        payload: serde_json::Value,
-    },
+    /// Ask the Registry to reconcile these bots now (an admin changed them).
+    Nudge(Vec<i64>),
+    /// Ask the Registry to reconcile every bot now (the leases held here changed).
+    ReconcileAll,
+    /// Start a service of the tree again (after its restart pause).
+    RestartService(Service),
+    /// Internal: copy what changed into the [`TreeView`], once per burst of messages.
+    Refresh,
     /// The bots under management and their `config_version`.
     Managed(RpcReplyPort<HashMap<i64, i64>>),
     /// A snapshot of every managed bot.
@@ -76,6 +81,9 @@ pub struct SupervisorArgs {
     pub policy: RestartPolicy,
     /// The fan-out the Broadcaster publishes to (created by the caller, who subscribes to it).
     pub events: broadcast::Sender<Arc<Event>>,
+    /// Handed to every BotActor; its outbox is drained by the current Broadcaster.
+    pub publisher: Publisher,
+    pub outbox: Outbox,
     /// SQLite: how often the Registry looks for changes; both: how often it reconciles fully.
     pub poll_interval: Duration,
     pub full_interval: Duration,
@@ -85,6 +93,8 @@ pub struct SupervisorArgs {
     pub leases: Option<Leases>,
     /// How the bots receive updates.
     pub delivery: super::bot::Delivery,
+    /// Where the supervisor shows what it sees (read by the HTTP layer).
+    pub view: TreeView,
 }
 
 /// What a running actor is doing besides running.
@@ -117,6 +127,12 @@ pub struct SupervisorState {
     children: HashMap<i64, Child>,
     by_actor: HashMap<ActorId, i64>,
     shutting_down: bool,
+    services: HashMap<Service, ServiceRun>,
+    view: TreeView,
+    /// A `Refresh` is in the mailbox.
+    refresh_queued: bool,
+    /// Bot transitions made while no Broadcaster runs, handed to the next one in order.
+    held_statuses: Vec<BroadcasterMsg>,
 }
 
 pub struct Supervisor;
@@ -132,25 +148,30 @@ impl Actor for Supervisor {
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
         Ok(SupervisorState {
+            view: args.view.clone(),
             args,
             broadcaster: None,
             registry: None,
             children: HashMap::new(),
             by_actor: HashMap::new(),
             shutting_down: false,
+            services: HashMap::new(),
+            refresh_queued: false,
+            held_statuses: Vec::new(),
         })
     }
 
     /// The Broadcaster first (bots' first transitions go through it), then, where this process runs
-    /// bots, the Registry, whose first reconcile starts every enabled bot.
+    /// bots, the Registry, whose first reconcile starts every enabled bot. Either one failing to
+    /// start is retried (see `services.rs`); the tree itself starts regardless.
     async fn post_start(
         &self,
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.spawn_broadcaster(&myself).await?;
+        state.start_service(&myself, Service::Broadcaster).await;
         if state.args.runs_bots {
-            state.spawn_registry(&myself).await?;
+            state.start_service(&myself, Service::Registry).await;
         }
         Ok(())
     }
@@ -171,19 +192,21 @@ impl Actor for Supervisor {
                 bot_instance_id,
                 actor,
             } => state.running(bot_instance_id, actor),
-            SupervisorMsg::Nudge => state.nudge(),
-            SupervisorMsg::Publish {
-                kind,
-                bot_instance_id,
-                payload,
-            } => {
-                if let Some(broadcaster) = &state.broadcaster {
-                    let _ = broadcaster.cast(BroadcasterMsg::Publish {
-                        kind,
-                        bot_instance_id,
-                        payload,
-                    });
+            SupervisorMsg::Nudge(ids) => state.nudge(ids),
+            SupervisorMsg::ReconcileAll => state.reconcile_all(),
+            SupervisorMsg::RestartService(service) => {
+                let running = match service {
+                    Service::Registry => state.registry.is_some(),
+                    Service::Broadcaster => state.broadcaster.is_some(),
+                };
+                if !running {
+                    state.start_service(&myself, service).await;
                 }
+            }
+            SupervisorMsg::Refresh => {
+                state.refresh_queued = false;
+                state.refresh_view();
+                return Ok(());
             }
             SupervisorMsg::Managed(reply) => drop(reply.send(state.managed())),
             SupervisorMsg::Status(reply) => drop(reply.send(state.status())),
@@ -192,6 +215,7 @@ impl Actor for Supervisor {
                 drop(reply.send(()));
             }
         }
+        state.queue_refresh(&myself);
         Ok(())
     }
 
@@ -207,26 +231,31 @@ impl Actor for Supervisor {
             | SupervisionEvent::ActorTerminated(cell, _, _) => cell.clone(),
             _ => return Ok(()),
         };
-        // The Registry and the Broadcaster are restarted at once; only bots have a backoff.
-        if state
+        // The Registry and the Broadcaster follow `SERVICE_RESTARTS`; bots their own policy.
+        let service = if state
             .registry
             .as_ref()
             .is_some_and(|r| r.get_id() == cell.get_id())
         {
-            state.registry = None;
-            if !state.shutting_down {
-                tracing::error!("the registry stopped; restarting it");
-                state.spawn_registry(&myself).await?;
-            }
-            return Ok(());
-        }
-        if state
+            Some(Service::Registry)
+        } else if state
             .broadcaster
             .as_ref()
             .is_some_and(|b| b.get_id() == cell.get_id())
         {
-            tracing::error!("the broadcaster stopped; restarting it");
-            state.spawn_broadcaster(&myself).await?;
+            Some(Service::Broadcaster)
+        } else {
+            None
+        };
+        if let Some(service) = service {
+            let reason = match &event {
+                SupervisionEvent::ActorFailed(_, error) => format!("failed: {error}"),
+                SupervisionEvent::ActorTerminated(_, _, Some(reason)) => {
+                    format!("stopped: {reason}")
+                }
+                _ => "stopped".to_string(),
+            };
+            state.service_stopped(&myself, service, reason);
             return Ok(());
         }
         match event {
@@ -240,6 +269,7 @@ impl Actor for Supervisor {
             }
             _ => {}
         }
+        state.queue_refresh(&myself);
         Ok(())
     }
 }

@@ -5,7 +5,6 @@
 //! putting back what an administrator had limited before. Each step is one rate-limited call;
 //! warnings go through [`warnings`], messages through [`say`].
 
-mod say;
 mod warnings;
 
 use teloxide::RequestError;
@@ -13,11 +12,11 @@ use teloxide::payloads::UnbanChatMemberSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, ChatPermissions, UserId};
 
-pub use self::say::{channel_list, delete_later, delete_message, say, say_in};
 pub use self::warnings::{WarningQueue, resume_owed};
 use super::context::{GroupTurn, Turn};
 use super::deadline::{UntilDate, ban_request, now_s, restrict_request};
 use super::policy::Action;
+use super::say::{channel_list, delete_message, say};
 use super::standing::{self, Standing};
 use super::texts::{escape, mention};
 use crate::db::{ChannelRow, NewRestriction, NewTimer, Restricted, RestrictionRow};

@@ -20,6 +20,7 @@ use super::context::{GroupTurn, Turn};
 use super::directory::GroupView;
 use super::membership::CheckOutcome;
 use super::policy::{ChannelSenders, FailMode, Require};
+use super::say;
 use super::standing::{self, Standing};
 use super::texts::{escape, mention};
 use crate::db::{NewTimer, now_ms};
@@ -248,7 +249,7 @@ async fn from_a_chat(group: &GroupTurn, message: &Message, sender: i64) -> anyho
     {
         return Ok(());
     }
-    actions::delete_message(group, chat, message.id.0).await;
+    say::delete_message(group, chat, message.id.0).await;
     group.record(sender, Outcome::ChannelSender, true);
     let key = (group.bot(), chat, sender);
     if group
@@ -277,7 +278,7 @@ async fn from_a_chat(group: &GroupTurn, message: &Message, sender: i64) -> anyho
             ],
         );
         let ttl = view.policy.reply_ttl_s.max(60);
-        if let Err(error) = actions::say(group, text, None, ttl).await {
+        if let Err(error) = say::say(group, text, None, ttl).await {
             tracing::debug!(chat, %error, "the channel-sender notice was not sent");
         }
     }
@@ -362,7 +363,7 @@ async fn check_and_act(
                         ("group", &escape(&view.group.title)),
                     ],
                 );
-                actions::say(group, text, None, view.policy.reply_ttl_s.max(30)).await?;
+                say::say(group, text, None, view.policy.reply_ttl_s.max(30)).await?;
             }
         }
         Verdict::Denied { unconfirmed } => {

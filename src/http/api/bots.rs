@@ -134,11 +134,16 @@ fn view(row: &BotRow, live: Option<&BotStatus>, groups: i64, node: Option<&NodeR
     })
 }
 
-async fn live_status(ctx: &Ctx) -> HashMap<i64, BotStatus> {
-    match ctx.state.fleet.status().await {
-        Ok(all) => all.into_iter().map(|s| (s.bot_instance_id, s)).collect(),
-        Err(_) => HashMap::new(),
-    }
+/// What this process's supervisor last saw of each bot it manages: read from its view, never by a
+/// call into its mailbox, so a page never waits on a busy supervisor.
+fn live_status(ctx: &Ctx) -> HashMap<i64, BotStatus> {
+    ctx.state
+        .fleet
+        .view()
+        .bots()
+        .into_iter()
+        .map(|s| (s.bot_instance_id, s))
+        .collect()
 }
 
 /// Which node runs each bot, as the nodes' rows (`bot id → node`).
@@ -164,7 +169,7 @@ async fn runners(ctx: &Ctx) -> Result<HashMap<i64, NodeRow>, ApiError> {
 async fn list(ctx: Ctx) -> ApiResult {
     let bots = ctx.state.store.bots().await?;
     let counts = ctx.state.store.group_counts_by_bot().await?;
-    let live = live_status(&ctx).await;
+    let live = live_status(&ctx);
     let runners = runners(&ctx).await?;
     let items: Vec<Value> = bots
         .iter()
@@ -240,7 +245,7 @@ async fn add(ctx: Ctx) -> ApiResult {
             },
         })
         .await?;
-    ctx.state.fleet.nudge();
+    ctx.state.fleet.nudge(row.id);
     let shown = view(&row, None, 0, None);
     super::audit::record(
         &ctx,
@@ -259,7 +264,7 @@ async fn detail(ctx: Ctx) -> ApiResult {
     let row = ctx.state.store.bot(id).await?;
     let groups = ctx.state.store.groups_of_bot(id).await?;
     let events = ctx.state.store.events_page(None, &[], Some(id), 20).await?;
-    let live = live_status(&ctx).await;
+    let live = live_status(&ctx);
     let mut shown = view(
         &row,
         live.get(&id),
@@ -312,7 +317,7 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
             )
         }
     };
-    ctx.state.fleet.nudge();
+    ctx.state.fleet.nudge(id);
     if what == Lifecycle::Stop {
         delete_webhook(&ctx, id).await;
     }
@@ -359,7 +364,7 @@ async fn rotate(ctx: Ctx) -> ApiResult {
         .store
         .replace_bot_token(id, &ctx.state.vault.encrypt_token(&token))
         .await?;
-    ctx.state.fleet.nudge();
+    ctx.state.fleet.nudge(id);
     super::audit::record(
         &ctx,
         "bot.rotate_token",
@@ -391,28 +396,53 @@ async fn delete_webhook(ctx: &Ctx, id: i64) {
     .await;
 }
 
+/// A bot in this state has no actor running anywhere.
+fn is_at_rest(state: RunState) -> bool {
+    matches!(state, RunState::Stopped | RunState::Failed)
+}
+
+/// Waits for the event saying bot `id` stopped (whichever process ran it: other processes' events
+/// arrive through the relay). `false` if the feed lagged or ended first: the caller then does not
+/// know.
+async fn stopped_event(
+    events: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<crate::events::Event>>,
+    id: i64,
+) -> bool {
+    loop {
+        match events.recv().await {
+            Ok(event)
+                if event.bot_instance_id == Some(id)
+                    && event.kind == crate::domain::EventKind::BotStatus.as_str()
+                    && event.payload["state"]
+                        .as_str()
+                        .and_then(|state| state.parse::<RunState>().ok())
+                        .is_some_and(is_at_rest) =>
+            {
+                return true;
+            }
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 async fn delete(ctx: Ctx) -> ApiResult {
     let id = ctx.id(0, "bot")?;
     let store = &ctx.state.store;
     let before = store.bot(id).await?;
     let groups = store.groups_of_bot(id).await?.len();
-    store.set_desired_state(id, DesiredState::Disabled).await?;
-    ctx.state.fleet.nudge();
-    let deadline = tokio::time::Instant::now() + STOP_BEFORE_DELETE;
-    let stopped = loop {
-        let row = store.bot(id).await?;
-        if matches!(row.run_state, RunState::Stopped | RunState::Failed) {
-            break true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    // Subscribed before the change, so the stop cannot happen between the two.
+    let mut events = ctx.state.fleet.subscribe();
+    let row = store.set_desired_state(id, DesiredState::Disabled).await?;
+    ctx.state.fleet.nudge(id);
+    let stopped = is_at_rest(row.run_state)
+        || tokio::time::timeout(STOP_BEFORE_DELETE, stopped_event(&mut events, id))
+            .await
+            .is_ok_and(|stopped| stopped);
     // The token goes with the row: the last chance to stop Telegram posting to this bot.
     delete_webhook(&ctx, id).await;
     store.delete_bot(id).await?;
-    ctx.state.fleet.nudge();
+    ctx.state.fleet.nudge(id);
     super::audit::record(
         &ctx,
         "bot.delete",

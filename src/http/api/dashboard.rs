@@ -73,6 +73,8 @@ async fn stats(ctx: Ctx) -> ApiResult {
         .map(|r| (r.key.clone(), r.count.into()))
         .collect();
     respond::ok(&json!({
+        // The supervision tree's own services in this process; one not running is shown.
+        "services": ctx.state.fleet.view().services(),
         "groups": { "total": groups, "enabled": enabled },
         "channels": counts.channels,
         "bots": { "total": counts.bots_by_state.iter().map(|r| r.count).sum::<i64>(), "by_state": bots, "restarts": counts.restarts },

@@ -16,9 +16,9 @@ use tokio::sync::{broadcast, mpsc};
 use warp::Reply;
 use warp::http::Method;
 
-use crate::actors::Event;
 use crate::db::{EventRow, Store};
 use crate::domain::EventKind;
+use crate::events::Event;
 use crate::http::input;
 use crate::http::problem::ApiError;
 use crate::http::respond::{self, ApiResult};
@@ -250,6 +250,7 @@ async fn feed(
             let rows = match store.events_after(cursor, REPLAY_PAGE).await {
                 Ok(rows) => rows,
                 Err(error) => {
+                    // The client may be gone already; the stream ends either way.
                     let _ = sender
                         .send(resync(last_sent, &format!("replay failed: {error}")))
                         .await;
@@ -292,6 +293,8 @@ async fn feed(
                 }
                 // The last slot of the buffer is kept for the resync notice.
                 if sender.capacity() <= 1 {
+                    // The slot kept for it is free unless the client is gone; the stream ends
+                    // either way.
                     let _ = sender.try_send(resync(last_sent, "client too slow"));
                     return;
                 }
@@ -303,6 +306,7 @@ async fn feed(
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 let reason =
                     format!("{missed} events were published faster than this client read them");
+                // The client may be gone already; the stream ends either way.
                 let _ = sender.try_send(resync(last_sent, &reason));
                 return;
             }
@@ -345,7 +349,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_client_is_told_to_resync_and_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = crate::settings::DatabaseSettings {
+        let settings = crate::db::DatabaseSettings {
             url: crate::db::DatabaseUrl::Sqlite {
                 path: dir.path().join("t.db"),
             },

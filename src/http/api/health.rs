@@ -1,6 +1,6 @@
 //! `/healthz` (the process answers) and `/readyz` (the store would take a write too: a database
-//! that answers reads but not writes cannot record what Nezuko does). Public: probes carry no
-//! session.
+//! that answers reads but not writes cannot record what Nezuko does; and the supervision tree's
+//! own services, the Registry and the Broadcaster, are running). Public: probes carry no session.
 
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub fn routes() -> Vec<Route> {
             Method::GET,
             "/readyz",
             Access::Public,
-            "The process answers and its database takes writes",
+            "The process answers, its database takes writes and its services run",
             |c| Box::pin(readyz(c)),
         ),
     ]
@@ -38,21 +38,38 @@ async fn healthz(_: Ctx) -> ApiResult {
 }
 
 async fn readyz(ctx: Ctx) -> ApiResult {
-    {
-        let store = &ctx.state.store;
-        let backend = store.backend().as_str();
-        let reason = match tokio::time::timeout(READY_TIMEOUT, store.probe_write()).await {
-            Ok(Ok(())) => return respond::ok(&json!({ "status": "ready", "database": backend })),
-            Ok(Err(error)) => error.to_string(),
-            Err(_) => format!(
-                "the database did not answer within {} s",
-                READY_TIMEOUT.as_secs()
-            ),
-        };
-        tracing::warn!(reason, "readiness check failed");
-        respond::with_status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &json!({ "status": "unavailable", "database": backend, "reason": reason }),
-        )
+    let store = &ctx.state.store;
+    let backend = store.backend().as_str();
+    let services = ctx.state.fleet.view().services();
+    let database = match tokio::time::timeout(READY_TIMEOUT, store.probe_write()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(_) => Some(format!(
+            "the database did not answer within {} s",
+            READY_TIMEOUT.as_secs()
+        )),
+    };
+    let stopped: Vec<String> = services
+        .iter()
+        .filter(|s| !s.running)
+        .map(|s| {
+            format!(
+                "the {} is not running ({})",
+                s.service,
+                s.last_error.as_deref().unwrap_or("starting")
+            )
+        })
+        .collect();
+    let reasons: Vec<String> = database.into_iter().chain(stopped).collect();
+    if reasons.is_empty() {
+        return respond::ok(
+            &json!({ "status": "ready", "database": backend, "services": services }),
+        );
     }
+    let reason = reasons.join("; ");
+    tracing::warn!(reason, "readiness check failed");
+    respond::with_status(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &json!({ "status": "unavailable", "database": backend, "reason": reason, "services": services }),
+    )
 }

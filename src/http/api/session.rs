@@ -149,21 +149,3 @@ async fn logout(ctx: Ctx) -> ApiResult {
     );
     Ok(response)
 }
-
-/// Creates a one-time login link for `user`, valid `minutes`; returns the URL to open.
-pub async fn create_login_link(
-    store: &crate::db::Store,
-    public_url: &str,
-    user: i64,
-    minutes: u64,
-) -> Result<String, crate::db::StoreError> {
-    let secret = auth::random_secret();
-    let expires_at = now_ms() + (minutes as i64) * 60_000;
-    store
-        .create_login_link(&auth::hash_secret(&secret), user, expires_at)
-        .await?;
-    Ok(format!(
-        "{}/login#token={secret}",
-        public_url.trim_end_matches('/')
-    ))
-}

@@ -221,6 +221,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Creates a one-time login link for `user` (a Telegram user id), valid `minutes`; returns the URL
+/// to open (`<public_url>/login#token=…`: a fragment, so the secret never reaches a server log).
+/// Used by the CLI (`nezuko login-link`) and the demo. Errors: the store's.
+pub async fn create_login_link(
+    store: &crate::db::Store,
+    public_url: &str,
+    user: i64,
+    minutes: u64,
+) -> Result<String, crate::db::StoreError> {
+    let secret = random_secret();
+    let expires_at = now_ms() + (minutes as i64) * 60_000;
+    store
+        .create_login_link(&hash_secret(&secret), user, expires_at)
+        .await?;
+    Ok(format!(
+        "{}/login#token={secret}",
+        public_url.trim_end_matches('/')
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

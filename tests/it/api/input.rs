@@ -148,10 +148,22 @@ async fn malformed_oversized_and_mistyped_requests_get_specific_4xx(world: &mut 
         .get("/api/v1/activity?before=abc")
         .await
         .problem(400, "invalid_query");
-    world
+    let wrong_method = world
         .call(Method::PUT, "/api/v1/bots", Some(json!({})))
-        .await
-        .problem(405, "method_not_allowed");
+        .await;
+    wrong_method.problem(405, "method_not_allowed");
+    assert_eq!(
+        wrong_method.headers["allow"], "GET, HEAD, POST",
+        "a 405 names what the resource accepts (RFC 9110)"
+    );
+    // A path segment is decoded as a path: `+` stays a plus, `%20` is a space.
+    let plus = world.get("/api/v1/charts/a+b%20c").await;
+    plus.problem(404, "not_found");
+    assert!(
+        plus.body["detail"].as_str().unwrap().contains("`a+b c`"),
+        "{:?}",
+        plus.body
+    );
     // None of it left anything behind.
     assert_eq!(world.get("/api/v1/channels").await.body["page"]["total"], 0);
 }

@@ -34,7 +34,7 @@ pub struct ApiWorld {
     pub login_token: String,
     pub session: Session,
     /// Publishes events as the service's own parts do (what a log record or a bot would send).
-    pub publisher: nezuko::actors::Publisher,
+    pub publisher: nezuko::events::Publisher,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -140,10 +140,9 @@ impl ApiWorld {
 
     /// A one-time link for `user`, as `nezuko login-link` makes it; returns the secret.
     pub async fn login_link(&self, user: i64) -> String {
-        let url =
-            nezuko::http::api::session::create_login_link(&self.db.store, &self.base, user, 5)
-                .await
-                .unwrap();
+        let url = nezuko::http::auth::create_login_link(&self.db.store, &self.base, user, 5)
+            .await
+            .unwrap();
         url.split("#token=").nth(1).unwrap().to_string()
     }
 
@@ -266,7 +265,7 @@ pub async fn answer(response: reqwest::Response) -> Answer {
 
 /// Signs `user` in at another service (`base`, e.g. a child process) sharing `store`'s database.
 pub async fn sign_in_at(store: &nezuko::db::Store, base: &str, user: i64) -> Session {
-    let url = nezuko::http::api::session::create_login_link(store, base, user, 5)
+    let url = nezuko::http::auth::create_login_link(store, base, user, 5)
         .await
         .unwrap();
     let token = url.split("#token=").nth(1).unwrap();

@@ -64,7 +64,7 @@ async fn protect_with(world: &Guarded, bot: i64, group: i64) {
 async fn one_bots_knowledge_serves_every_bot_of_the_process(world: Guarded) {
     let (bot2, group2) = second_bot(&world).await;
     insert_bot(&world.db, &world.vault, &bot2).await;
-    world.fleet.as_ref().unwrap().nudge();
+    world.fleet.as_ref().unwrap().reconcile_all();
     protect_with(&world, bot2.id, group2).await;
     let (hits_before, _) = world.enforcer().cache_stats();
     let user = world.user("Uli");

@@ -19,10 +19,11 @@ mod wording;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nezuko::actors::{Event, Fleet, FleetOptions};
+use nezuko::actors::{Fleet, FleetOptions};
 use nezuko::db::{BotRow, NewBot, Verification};
 use nezuko::domain::{BotToken, DesiredState};
 use nezuko::enforce::{EnforceOptions, Enforcer};
+use nezuko::events::Event;
 use nezuko::vault::{EncryptionKey, Vault};
 use nezuko_sandbox::control::{SandboxBot, TranscriptEntry};
 use nezuko_sandbox::faults::{Fault, FaultKind};

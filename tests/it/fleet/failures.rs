@@ -192,7 +192,7 @@ async fn a_server_error_storm_backs_off_and_recovers(mut world: FleetWorld) {
         times: Some(2),
     });
     let (_, row) = world.add_bot("Foxtrot").await;
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     // teloxide waits about 10 s after a 5xx before it reports it.
     let backoff = world
         .wait_state(row.id, "backoff", std::time::Duration::from_secs(30))
@@ -256,7 +256,7 @@ async fn a_flapping_bot_is_parked_as_failed_until_an_admin_starts_it(mut world: 
     // A fault of Nezuko's own: starting the bot panics, with Telegram answering fine.
     world.recorder.crash_on_start.store(true, Ordering::SeqCst);
     let (bot, row) = world.add_bot("India").await;
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     let failed = world.wait_state(row.id, "failed", DEADLINE).await;
     assert!(
         failed["reason"].as_str().unwrap().starts_with("flapping"),
@@ -278,7 +278,7 @@ async fn a_flapping_bot_is_parked_as_failed_until_an_admin_starts_it(mut world: 
 
     world.recorder.crash_on_start.store(false, Ordering::SeqCst);
     world.db.store.request_bot_start(row.id).await.unwrap();
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     world.wait_state(row.id, "running", DEADLINE).await;
     world.finish().await;
 }
@@ -295,7 +295,7 @@ mod more {
 async fn an_undecryptable_token_parks_the_bot_as_failed(mut world: FleetWorld) {
     let foreign = nezuko::vault::Vault::new(&[nezuko::vault::EncryptionKey::generate()]);
     let (bot, row) = world.add_bot_sealed_by("Kilo", &foreign).await;
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     let failed = world.wait_state(row.id, "failed", DEADLINE).await;
     assert!(
         failed["reason"]
@@ -320,7 +320,7 @@ async fn an_undecryptable_token_parks_the_bot_as_failed(mut world: FleetWorld) {
 async fn deleting_a_bot_stops_it(mut world: FleetWorld) {
     let (bot, row) = world.running_bot("Lima").await;
     world.db.store.delete_bot(row.id).await.unwrap();
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     world.wait_state(row.id, "stopped", DEADLINE).await;
     assert!(!world.sandbox.is_polling(bot.id));
     assert!(world.fleet().status().await.unwrap().is_empty());

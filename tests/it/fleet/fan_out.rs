@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use nezuko::actors::Event;
 use nezuko::actors::broadcaster::{Broadcaster, BroadcasterArgs, BroadcasterMsg};
+use nezuko::domain::EventKind;
+use nezuko::events::{Event, Publisher};
 use ractor::Actor;
 use serde_json::json;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -15,24 +16,20 @@ use crate::support::TestDb;
 async fn a_lagging_subscriber_is_told_and_can_resync_from_the_table() {
     let db = TestDb::sqlite().await;
     let (sender, mut slow) = broadcast::channel::<Arc<Event>>(4);
+    let (publisher, outbox) = Publisher::channel();
     let (broadcaster, _) = Actor::spawn(
         None,
         Broadcaster,
         BroadcasterArgs {
             store: db.store.clone(),
             sender,
+            outbox,
         },
     )
     .await
     .unwrap();
     for n in 0..10 {
-        broadcaster
-            .cast(BroadcasterMsg::Publish {
-                kind: "activity".into(),
-                bot_instance_id: None,
-                payload: json!({ "n": n }),
-            })
-            .unwrap();
+        publisher.publish(EventKind::Activity, None, json!({ "n": n }));
     }
     ractor::call!(broadcaster, BroadcasterMsg::Drain).unwrap();
 

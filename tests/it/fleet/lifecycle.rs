@@ -41,7 +41,7 @@ async fn an_enabled_bot_row_starts_polling_promptly(mut world: FleetWorld) {
 
 async fn disabling_a_bot_stops_its_polling(mut world: FleetWorld) {
     let (bot, row) = world.add_bot("Beta").await;
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     world.wait_state(row.id, "running", DEADLINE).await;
     world
         .db
@@ -49,7 +49,7 @@ async fn disabling_a_bot_stops_its_polling(mut world: FleetWorld) {
         .set_desired_state(row.id, DesiredState::Disabled)
         .await
         .unwrap();
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     world.wait_state(row.id, "stopping", DEADLINE).await;
     world.wait_state(row.id, "stopped", DEADLINE).await;
     assert!(!world.sandbox.is_polling(bot.id));
@@ -70,13 +70,13 @@ async fn disabling_a_bot_stops_its_polling(mut world: FleetWorld) {
 
 async fn a_restart_is_one_stop_and_one_start(mut world: FleetWorld) {
     let (bot, row) = world.add_bot("Gamma").await;
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     world.wait_state(row.id, "running", DEADLINE).await;
     let id = bot.id;
     world.sandbox.wait_polling(id, DEADLINE).await.unwrap();
     let get_me_before = world.sandbox.calls(Some(bot.id), Some("getMe")).len();
     world.db.store.request_bot_restart(row.id).await.unwrap();
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     world.wait_state(row.id, "stopping", DEADLINE).await;
     world.wait_state(row.id, "running", DEADLINE).await;
     world.sandbox.wait_polling(id, DEADLINE).await.unwrap();
@@ -110,7 +110,7 @@ async fn a_restart_is_one_stop_and_one_start(mut world: FleetWorld) {
 
 async fn a_panicking_update_is_skipped_and_the_bot_keeps_running(mut world: FleetWorld) {
     let (_, row) = world.add_bot("Delta").await;
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     world.wait_state(row.id, "running", DEADLINE).await;
     world
         .sandbox

@@ -11,9 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use nezuko::actors::{Event, Fleet, FleetOptions, RestartPolicy};
+use nezuko::actors::{Fleet, FleetOptions, RestartPolicy};
 use nezuko::db::{BotRow, NewBot};
 use nezuko::domain::{BotToken, DesiredState};
+use nezuko::events::Event;
 use nezuko::telegram::{BotContext, UpdateHandler};
 use nezuko::vault::{EncryptionKey, Vault};
 use nezuko_sandbox::control::SandboxBot;
@@ -174,7 +175,7 @@ impl FleetWorld {
     /// Adds a bot and waits until it runs.
     pub async fn running_bot(&mut self, name: &str) -> (SandboxBot, BotRow) {
         let (bot, row) = self.add_bot(name).await;
-        self.fleet().nudge();
+        self.fleet().reconcile_all();
         self.wait_state(row.id, "running", DEADLINE).await;
         (bot, row)
     }

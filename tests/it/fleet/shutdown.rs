@@ -8,7 +8,7 @@ fleet_tests!(a_shutdown_mid_update_finishes_in_time_and_loses_nothing);
 
 async fn a_shutdown_mid_update_finishes_in_time_and_loses_nothing(mut world: FleetWorld) {
     let (_, row) = world.add_bot("Juliet").await;
-    world.fleet().nudge();
+    world.fleet().reconcile_all();
     world.wait_state(row.id, "running", DEADLINE).await;
     for n in 0..3 {
         world

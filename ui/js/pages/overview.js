@@ -25,19 +25,33 @@ function feedItem(event) {
   return h("li", { "data-event": event.id || null }, h("time", {}, time(event.created_at)), describe(event));
 }
 
+/// The supervision tree's own services that are not running (the Registry, the Broadcaster): each
+/// with why and when it is tried again. Nothing when all run.
+function servicesPanel(services) {
+  const down = services.filter((s) => !s.running);
+  if (!down.length) return [];
+  return [h("section", { class: "panel alert", role: "alert", "data-services": "down" },
+    h("h2", {}, "Not running"),
+    h("ul", {}, down.map((s) => h("li", { "data-service": s.service },
+      h("strong", {}, s.service), ` ${s.last_error || "starting"}`,
+      s.next_attempt_at ? h("span", { class: "muted" }, ` · tried again at ${time(s.next_attempt_at)}`) : null))))];
+}
+
 export async function render(main) {
+  const alerts = h("div", {});
   const cards = h("div", { class: "cards" });
   const states = h("div", { class: "panel" });
   const chart = h("div", { class: "panel" });
   const nodes = h("div", { class: "panel", "aria-label": "Nodes" });
   const feed = h("ul", { class: "feed", "aria-label": "Activity" });
-  main.replaceChildren(h("h1", {}, "Overview"), cards,
+  main.replaceChildren(h("h1", {}, "Overview"), alerts, cards,
     h("div", { class: "grid2" }, h("section", { class: "panel" }, h("h2", {}, "Live activity"), feed),
       h("div", {}, states, nodes, chart)));
 
   async function refresh() {
     const [stats, outcomes, nodeList] = await Promise.all([get("/api/v1/stats"), get("/api/v1/charts/verification_outcomes?period=24h"), get("/api/v1/nodes")]);
     nodes.replaceChildren(...nodesPanel(nodeList));
+    alerts.replaceChildren(...servicesPanel(stats.services));
     const card = (label, value) => h("div", { class: "card" }, h("div", { class: "muted" }, label), h("div", { class: "value", "data-stat": label }, value));
     const rate = (r) => (r === null || r === undefined ? "—" : `${Math.round(r * 1000) / 10} %`);
     cards.replaceChildren(

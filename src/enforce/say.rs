@@ -2,16 +2,17 @@
 //! the warning's keyboard and channel list.
 
 use serde_json::json;
-use teloxide::payloads::SendMessageSetters;
+use teloxide::payloads::{AnswerCallbackQuerySetters, SendMessageSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId, ParseMode, ThreadId,
+    CallbackQuery, ChatId, InlineKeyboardButton, InlineKeyboardMarkup, MessageId, ParseMode,
+    ThreadId,
 };
 
-use super::super::calls::Target;
-use super::super::context::{GroupTurn, Turn};
-use super::super::directory::GroupView;
-use super::super::texts::escape;
+use super::calls::Target;
+use super::context::{GroupTurn, Turn};
+use super::directory::GroupView;
+use super::texts::escape;
 use crate::db::{ChannelRow, NewTimer, now_ms};
 use crate::domain::TimerKind;
 
@@ -123,4 +124,22 @@ pub fn warning_keyboard(
         data,
     )]);
     InlineKeyboardMarkup::new(rows)
+}
+
+/// Answers a button press (`answerCallbackQuery`), with an optional text (an alert box when
+/// `alert`), so the client's spinner stops.
+pub async fn answer_callback_query(
+    turn: &Turn,
+    query: &CallbackQuery,
+    text: Option<String>,
+    alert: bool,
+) -> anyhow::Result<()> {
+    let mut request = turn.calls().bot().answer_callback_query(query.id.clone());
+    if let Some(text) = text {
+        request = request.text(text).show_alert(alert);
+    }
+    turn.calls()
+        .run("answerCallbackQuery", None, request)
+        .await?;
+    Ok(())
 }
