@@ -146,6 +146,7 @@ fn status_event(bot_instance_id: i64, update: RunStateUpdate, mut payload: Value
     payload["bot_instance_id"] = bot_instance_id.into();
     payload["state"] = update.state.as_str().into();
     payload["reason"] = update.reason.clone().into();
+    payload["reason_code"] = update.code.map(|code| code.as_str()).into();
     payload["next_attempt_at"] = update.next_attempt_at.into();
     NewEvent {
         kind: crate::domain::EventKind::BotStatus.as_str().into(),

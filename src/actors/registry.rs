@@ -328,6 +328,7 @@ mod tests {
             config_version: version,
             run_state: RunState::Stopped,
             run_reason: None,
+            run_reason_code: None,
             last_error: None,
             restart_count: 0,
             next_attempt_at: None,

@@ -2,7 +2,7 @@
 
 use super::BeginWrite;
 use super::{Store, StoreError, now_ms, with_pool};
-use crate::domain::{DesiredState, RunState};
+use crate::domain::{DesiredState, ReasonCode, RunState};
 
 /// A stored bot. The token is only ever held encrypted here.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -19,6 +19,8 @@ pub struct BotRow {
     #[sqlx(try_from = "String")]
     pub run_state: RunState,
     pub run_reason: Option<String>,
+    /// A [`crate::domain::ReasonCode`] word; kept as text so a word from a newer version reads.
+    pub run_reason_code: Option<String>,
     pub last_error: Option<String>,
     pub restart_count: i64,
     pub next_attempt_at: Option<i64>,
@@ -44,6 +46,8 @@ pub struct NewBot {
 pub struct RunStateUpdate {
     pub state: RunState,
     pub reason: Option<String>,
+    /// `reason` as a word programs decide on.
+    pub code: Option<ReasonCode>,
     pub last_error: Option<String>,
     pub next_attempt_at: Option<i64>,
     /// Counts one more restart.
@@ -53,7 +57,7 @@ pub struct RunStateUpdate {
 macro_rules! columns {
     () => {
         "id, telegram_bot_id, username, display_name, token_ciphertext, owner_telegram_id, \
-     desired_state, config_version, run_state, run_reason, last_error, restart_count, next_attempt_at, \
+     desired_state, config_version, run_state, run_reason, run_reason_code, last_error, restart_count, next_attempt_at, \
      started_at, stopped_at, created_at, updated_at"
     };
 }
@@ -67,7 +71,7 @@ macro_rules! run_state_update {
          next_attempt_at = $4, restart_count = restart_count + $5, \
          started_at = CASE WHEN $1 = 'running' THEN $6 ELSE started_at END, \
          stopped_at = CASE WHEN $1 IN ('stopped', 'failed') THEN $6 ELSE stopped_at END, \
-         updated_at = $6 WHERE id = $7"
+         updated_at = $6, run_reason_code = $8 WHERE id = $7"
     };
 }
 

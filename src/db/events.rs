@@ -50,6 +50,7 @@ impl Store {
                         .bind(i64::from(update.restarted))
                         .bind(now)
                         .bind(id)
+                        .bind(update.code.map(|code| code.as_str()))
                         .fetch_optional(&mut *tx)
                         .await?;
                     if let Some((restart_count, started_at)) = counts {

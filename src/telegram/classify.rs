@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use teloxide::{ApiError, RequestError};
 
+use crate::domain::ReasonCode;
+
 /// Why a bot stopped, as the restart policy sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -42,6 +44,19 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
+
+impl Failure {
+    /// The failure as a word programs decide on (the dashboard's badge, "parked").
+    pub fn code(&self) -> ReasonCode {
+        match self {
+            Self::InvalidToken => ReasonCode::InvalidToken,
+            Self::Conflict => ReasonCode::Conflict,
+            Self::Transient { .. } => ReasonCode::Transient,
+            Self::Undecryptable => ReasonCode::Undecryptable,
+            Self::Died(_) => ReasonCode::Crashed,
+        }
+    }
+}
 
 /// Telegram answered a call with a 5xx however often it was retried: it is unavailable for now,
 /// which is not a refusal of the request. Carried inside [`RequestError::Io`] (teloxide's error

@@ -4,7 +4,7 @@ use nezuko::db::{
     ApiCall, AuditFilter, BotRow, KeyCount, LogFilter, NewAuditEntry, NewBot, NewChannel, NewEvent,
     NewGroup, NewLog, RunStateUpdate, SessionRow, StoreError, UpdateProgress, Verification, now_ms,
 };
-use nezuko::domain::{DesiredState, RunState};
+use nezuko::domain::{DesiredState, ReasonCode, RunState};
 use serde_json::json;
 use sqlx::types::Json;
 
@@ -131,6 +131,7 @@ async fn run_state_transitions_stamp_times_and_count_restarts(db: &TestDb) {
     let update = |state, reason: Option<&str>, restarted| RunStateUpdate {
         state,
         reason: reason.map(str::to_string),
+        code: reason.map(|_| ReasonCode::Transient),
         last_error: reason.map(|r| format!("error: {r}")),
         next_attempt_at: None,
         restarted,
@@ -144,6 +145,7 @@ async fn run_state_transitions_stamp_times_and_count_restarts(db: &TestDb) {
     backoff.next_attempt_at = Some(now_ms() + 500);
     let backing_off = record_run_state(db, bot.id, &backoff).await;
     assert_eq!(backing_off.run_state, RunState::Backoff);
+    assert_eq!(backing_off.run_reason_code.as_deref(), Some("transient"));
     assert_eq!(backing_off.restart_count, 1);
     assert_eq!(backing_off.next_attempt_at, backoff.next_attempt_at);
     assert_eq!(backing_off.last_error.as_deref(), Some("error: network"));
@@ -165,6 +167,10 @@ async fn run_state_transitions_stamp_times_and_count_restarts(db: &TestDb) {
     let stopped = record_run_state(db, bot.id, &update(RunState::Stopped, None, false)).await;
     assert_eq!(stopped.last_error.as_deref(), Some("error: invalid token"));
     assert_eq!(stopped.run_reason, None);
+    assert_eq!(
+        stopped.run_reason_code, None,
+        "the code goes with its reason"
+    );
 }
 
 async fn a_new_token_bumps_the_config_version(db: &TestDb) {

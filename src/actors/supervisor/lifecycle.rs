@@ -14,7 +14,7 @@ use crate::actors::broadcaster::{self, BroadcasterArgs, BroadcasterMsg};
 use crate::actors::policy::{Cure, FailureWindow, cure};
 use crate::actors::registry::{self, Action, RegistryArgs, RegistryMsg};
 use crate::db::{BotRow, RunStateUpdate, now_ms};
-use crate::domain::RunState;
+use crate::domain::{ReasonCode, RunState};
 use crate::telegram::{Failure, Fence};
 
 impl SupervisorState {
@@ -71,6 +71,7 @@ impl SupervisorState {
                 row,
                 state: RunState::Stopped,
                 reason: None,
+                reason_code: None,
                 actor: None,
                 after_exit: After::Nothing,
                 generation: 0,
@@ -136,7 +137,7 @@ impl SupervisorState {
         self.transition(
             id,
             RunState::Stopped,
-            Some("stopped by an admin".into()),
+            Some((ReasonCode::StoppedByAdmin, "stopped by an admin".into())),
             None,
             false,
         );
@@ -220,7 +221,7 @@ impl SupervisorState {
                 self.transition(
                     id,
                     RunState::Stopping,
-                    Some("restarting".into()),
+                    Some((ReasonCode::Restarting, "restarting".into())),
                     None,
                     false,
                 );
@@ -326,7 +327,7 @@ impl SupervisorState {
                 return self.transition(
                     id,
                     state,
-                    Some(failure.to_string()),
+                    Some((failure.code(), failure.to_string())),
                     Some(failure.to_string()),
                     false,
                 );
@@ -342,7 +343,7 @@ impl SupervisorState {
                     return self.transition(
                         id,
                         RunState::Failed,
-                        Some(reason),
+                        Some((ReasonCode::CrashLoop, reason)),
                         Some(failure.to_string()),
                         false,
                     );
@@ -358,16 +359,16 @@ impl SupervisorState {
         self.transition(
             id,
             RunState::Backoff,
-            Some(failure.to_string()),
+            Some((failure.code(), failure.to_string())),
             Some(failure.to_string()),
             false,
         );
-        if let Some((reason, attempt)) = self
+        if let Some((code, reason, attempt)) = self
             .children
             .get(&id)
-            .map(|c| (c.reason.clone(), c.attempt))
+            .map(|c| (c.reason_code, c.reason.clone(), c.attempt))
         {
-            self.publish_backoff(id, reason, attempt, next);
+            self.publish_backoff(id, code, reason, attempt, next);
         }
         // ractor's timer: it ends with the supervisor (the message then has no one to reach).
         myself.send_after(delay, move || SupervisorMsg::RetryStart {
@@ -379,6 +380,7 @@ impl SupervisorState {
     pub(super) fn publish_backoff(
         &mut self,
         id: i64,
+        code: Option<ReasonCode>,
         reason: Option<String>,
         attempt: u32,
         next_attempt_at: i64,
@@ -386,6 +388,7 @@ impl SupervisorState {
         let update = RunStateUpdate {
             state: RunState::Backoff,
             reason,
+            code,
             last_error: None,
             next_attempt_at: Some(next_attempt_at),
             restarted: false,
@@ -456,14 +459,16 @@ impl SupervisorState {
         &mut self,
         id: i64,
         state: RunState,
-        reason: Option<String>,
+        reason: Option<(ReasonCode, String)>,
         last_error: Option<String>,
         restarted: bool,
     ) {
+        let (code, reason) = reason.unzip();
         let attempt = match self.children.get_mut(&id) {
             Some(child) => {
                 child.state = state;
                 child.reason = reason.clone();
+                child.reason_code = code;
                 child.attempt
             }
             None => 0,
@@ -481,6 +486,7 @@ impl SupervisorState {
         let update = RunStateUpdate {
             state,
             reason,
+            code,
             last_error,
             next_attempt_at: None,
             restarted,
@@ -558,7 +564,7 @@ impl SupervisorState {
             self.transition(
                 id,
                 RunState::Stopped,
-                Some("service shutting down".into()),
+                Some((ReasonCode::ShuttingDown, "service shutting down".into())),
                 None,
                 false,
             );

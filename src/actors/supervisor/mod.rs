@@ -23,7 +23,7 @@ use super::leases::Leases;
 use super::policy::{FailureWindow, RestartPolicy};
 use super::registry::{Action, RegistryRef};
 use crate::db::{BotRow, Store};
-use crate::domain::RunState;
+use crate::domain::{ReasonCode, RunState};
 use crate::events::{Event, Outbox, Publisher};
 use crate::telegram::{Failure, UpdateHandler};
 use crate::vault::Vault;
@@ -111,6 +111,7 @@ struct Child {
     row: BotRow,
     state: RunState,
     reason: Option<String>,
+    reason_code: Option<ReasonCode>,
     actor: Option<BotRef>,
     after_exit: After,
     generation: u64,

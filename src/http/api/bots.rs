@@ -119,6 +119,8 @@ fn view(row: &BotRow, live: Option<&BotStatus>, groups: i64, node: Option<&NodeR
         "desired_state": row.desired_state.as_str(),
         "run_state": row.run_state.as_str(),
         "run_reason": row.run_reason,
+        // What the dashboard decides on (badge, parked); `run_reason` is for people.
+        "run_reason_code": row.run_reason_code,
         "last_error": row.last_error,
         "restart_count": row.restart_count,
         "next_attempt_at": row.next_attempt_at,

@@ -89,6 +89,13 @@ async fn stats_and_every_chart_come_from_the_stored_rows(world: &mut ApiWorld) {
     assert_eq!(body["cache_hit_rate_7d"], 0.7);
     assert_eq!(body["database"], world.db.store.backend().as_str());
     assert!(body["uptime_s"].is_number());
+    let services = body["services"].as_array().expect("the tree's services");
+    assert!(
+        services
+            .iter()
+            .any(|s| s["service"] == "broadcaster" && s["running"] == true),
+        "{services:?}"
+    );
 
     let chart = |name: &str| format!("/api/v1/charts/{name}?period=24h");
     let outcomes = world.get(&chart("verification_outcomes")).await;

@@ -219,6 +219,7 @@ async fn a_revoked_token_stops_the_bot_without_retrying(mut world: FleetWorld) {
             .starts_with("invalid token"),
         "{stopped}"
     );
+    assert_eq!(stopped["reason_code"], "invalid_token", "{stopped}");
     let calls = world.sandbox.calls(Some(bot.id), None).len();
     world.fleet().reconcile().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -230,6 +231,7 @@ async fn a_revoked_token_stops_the_bot_without_retrying(mut world: FleetWorld) {
     let stored = world.db.store.bot(row.id).await.unwrap();
     assert_eq!(stored.run_state.as_str(), "stopped");
     assert!(stored.run_reason.unwrap().starts_with("invalid token"));
+    assert_eq!(stored.run_reason_code.as_deref(), Some("invalid_token"));
     assert_eq!(stored.restart_count, 0);
     world.finish().await;
 }

@@ -6,11 +6,15 @@ import { get, post } from "../api.js";
 import { h, duration, toast, confirmAction } from "../dom.js";
 import { subscribe } from "../events.js";
 
-/// The badge word for a bot: the run state, or the reason when it says more.
+/// Reason codes (`run_reason_code`) that park a bot until an admin starts it again.
+const PARKING = new Set(["invalid_token", "undecryptable", "crash_loop"]);
+
+/// The badge word for a bot: the run state, or its reason code when that says more. Decided from
+/// the codes the server sends, never from the reason's text.
 export function badgeOf(bot) {
-  const reason = bot.run_reason || "";
-  if (bot.run_state === "stopped" && reason.startsWith("invalid token")) return "invalid token";
-  if (bot.run_state === "backoff" && reason.startsWith("conflict")) return "conflict";
+  const code = bot.run_reason_code;
+  if (bot.run_state === "stopped" && code === "invalid_token") return "invalid token";
+  if (bot.run_state === "backoff" && code === "conflict") return "conflict";
   return bot.run_state;
 }
 
@@ -44,7 +48,7 @@ export async function act(bot, what, refresh) {
 /// Start, Stop and Restart for one bot, each enabled only when it would change something.
 export function lifecycleButtons(bot, refresh) {
   const running = bot.desired_state === "enabled";
-  const parked = bot.run_state === "failed" || (bot.run_reason || "").startsWith("invalid token");
+  const parked = bot.run_state === "failed" || PARKING.has(bot.run_reason_code);
   return h("div", { class: "actions" },
     h("button", { type: "button", disabled: running && !parked, onclick: () => act(bot, "start", refresh) }, "Start"),
     h("button", { type: "button", disabled: !running, onclick: () => act(bot, "stop", refresh) }, "Stop"),
