@@ -142,6 +142,7 @@ pub fn start(store: &Store, fleet: FleetHandle, leases: Leases) -> Option<LeaseK
         runners: Vec::new(),
         last_live: Vec::new(),
         let_go: HashMap::new(),
+        disabled_leaving: HashSet::new(),
         rounds: 0,
     };
     let renewing = tokio::spawn(async move {
@@ -221,6 +222,10 @@ struct Keeper {
     /// Bots this node handed over, with when: it does not take them back for [`LET_GO_FOR`], so
     /// the node they were meant for gets them.
     let_go: HashMap<i64, Instant>,
+    /// Bots being let go because an admin disabled or deleted them, not to even the shares: no
+    /// other node is meant to get them, so if enabled again any node (this one too) takes them
+    /// at once.
+    disabled_leaving: HashSet<i64>,
     /// Rounds since this node started.
     rounds: u32,
 }
@@ -385,7 +390,9 @@ impl Keeper {
                 let now = Instant::now();
                 for id in &done {
                     book.remove(id);
-                    self.let_go.insert(*id, now);
+                    if !self.disabled_leaving.remove(id) {
+                        self.let_go.insert(*id, now);
+                    }
                 }
                 tracing::info!(bots = ?done, "handed these bots over: stopped here and let go");
                 true
@@ -428,6 +435,7 @@ impl Keeper {
             for (id, entry) in book.iter_mut() {
                 if entry.leaving.is_none() && !enabled.contains(id) {
                     entry.leaving = Some(now);
+                    self.disabled_leaving.insert(*id);
                 }
             }
             book.iter()
@@ -455,6 +463,8 @@ impl Keeper {
         }
 
         let book_ids: HashSet<i64> = self.leases.book().keys().copied().collect();
+        // A holding lost otherwise (expired in an outage) is no longer being let go.
+        self.disabled_leaving.retain(|id| book_ids.contains(id));
         let free: Vec<i64> = survey
             .enabled
             .iter()

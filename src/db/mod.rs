@@ -164,12 +164,16 @@ fn is_sqlx_outage(error: &sqlx::Error) -> bool {
         // SQLite's busy timeout ran out behind another writer (SQLITE_BUSY, code 5). PostgreSQL
         // (https://www.postgresql.org/docs/current/errcodes-appendix.html): shutting down or in
         // recovery (class 57P), connection exceptions (08), read-only (25006), out of resources
-        // such as too many connections (53), and a database closed to connections
-        // (`ALLOW_CONNECTIONS false`, 55000 at connect; Nezuko's own statements never raise it).
+        // such as too many connections (53), a database closed to connections
+        // (`ALLOW_CONNECTIONS false`, 55000 at connect; Nezuko's own statements never raise it),
+        // and a server that stopped letting Nezuko's role in (class 28, `pg_hba.conf` now
+        // rejecting, a changed password: only a new connection meets it, so it is the server's
+        // state, not a refusal of the statement).
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
             code == "5"
                 || code.starts_with("57P")
                 || code.starts_with("08")
+                || code.starts_with("28")
                 || code.starts_with("53")
                 || code == "25006"
                 || code == "55000"

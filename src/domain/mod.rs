@@ -10,5 +10,5 @@ mod vocabulary;
 
 pub use bot_token::{BotToken, BotTokenError};
 pub use secret::Secret;
-pub use state::{DesiredState, ReasonCode, RunState, UnknownState};
-pub use vocabulary::{EndReason, EventKind, Outcome, TimerKind};
+pub use state::{DesiredState, RunState, UnknownState};
+pub use vocabulary::{EndReason, EventKind, Outcome, ReasonCode, TimerKind};

@@ -24,30 +24,6 @@ pub enum RunState {
     Failed,
 }
 
-/// Why a bot is in its state, as a word programs decide on (`bot_instances.run_reason_code`, the
-/// `reason_code` of `bot_status` events); `run_reason` beside it is the sentence people read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReasonCode {
-    /// An admin stopped or disabled it.
-    StoppedByAdmin,
-    /// The service was shutting down.
-    ShuttingDown,
-    /// Stopping in order to start again (an admin's restart, a new token).
-    Restarting,
-    /// Telegram refused the token (401/404): parked until an admin starts it again.
-    InvalidToken,
-    /// The configured keys cannot decrypt the stored token: parked.
-    Undecryptable,
-    /// Another process polls the token, or a webhook is set (409): ridden out.
-    Conflict,
-    /// Telegram's weather (network, timeouts, 5xx, 429): ridden out.
-    Transient,
-    /// The bot's task ended with no outside cause: retried.
-    Crashed,
-    /// Crashed too often within the window: parked.
-    CrashLoop,
-}
-
 /// A stored state word that this build does not know (for example written by a newer version).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown state `{0}`")]
@@ -107,45 +83,8 @@ macro_rules! word_enum_traits {
     };
 }
 
-impl ReasonCode {
-    pub const ALL: [ReasonCode; 9] = [
-        Self::StoppedByAdmin,
-        Self::ShuttingDown,
-        Self::Restarting,
-        Self::InvalidToken,
-        Self::Undecryptable,
-        Self::Conflict,
-        Self::Transient,
-        Self::Crashed,
-        Self::CrashLoop,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::StoppedByAdmin => "stopped_by_admin",
-            Self::ShuttingDown => "shutting_down",
-            Self::Restarting => "restarting",
-            Self::InvalidToken => "invalid_token",
-            Self::Undecryptable => "undecryptable",
-            Self::Conflict => "conflict",
-            Self::Transient => "transient",
-            Self::Crashed => "crashed",
-            Self::CrashLoop => "crash_loop",
-        }
-    }
-
-    /// Parked: the bot stays down until an admin starts it again.
-    pub fn parks(self) -> bool {
-        matches!(
-            self,
-            Self::InvalidToken | Self::Undecryptable | Self::CrashLoop
-        )
-    }
-}
-
 word_enum_traits!(DesiredState);
 word_enum_traits!(RunState);
-word_enum_traits!(ReasonCode);
 
 /// Lets `sqlx::FromRow` read the stored words (`#[sqlx(try_from = "String")]`).
 impl TryFrom<String> for DesiredState {
@@ -175,8 +114,5 @@ mod tests {
             assert_eq!(state.to_string().parse::<DesiredState>(), Ok(state));
         }
         assert!("paused".parse::<RunState>().is_err());
-        for code in ReasonCode::ALL {
-            assert_eq!(code.as_str().parse::<ReasonCode>(), Ok(code));
-        }
     }
 }

@@ -1,6 +1,7 @@
 //! The platform's fixed vocabularies, each one enum shared by whoever writes and whoever reads it:
 //! event kinds (published, stored, streamed, filtered, charted), verification outcomes (recorded,
-//! counted, charted), timer kinds (scheduled and carried out) and why a restriction record ended. Their spellings are the stored
+//! counted, charted), timer kinds (scheduled and carried out), why a restriction record ended and
+//! why a bot is in its run state. Their spellings are the stored
 //! and wire form, so they never change.
 
 use std::fmt;
@@ -150,6 +151,41 @@ vocabulary! {
     }
 }
 
+vocabulary! {
+    /// Why a bot is in its run state, as a word programs decide on (`bot_instances.run_reason_code`,
+    /// the `reason_code` of `bot_status` events); `run_reason` beside it is the sentence people read.
+    ReasonCode {
+        /// An admin stopped or disabled it.
+        StoppedByAdmin = "stopped_by_admin",
+        /// The service was shutting down.
+        ShuttingDown = "shutting_down",
+        /// Stopping in order to start again (an admin's restart, a new token).
+        Restarting = "restarting",
+        /// Telegram refused the token (401/404): parked until an admin starts it again.
+        InvalidToken = "invalid_token",
+        /// The configured keys cannot decrypt the stored token: parked.
+        Undecryptable = "undecryptable",
+        /// Another process polls the token, or a webhook is set (409): ridden out.
+        Conflict = "conflict",
+        /// Telegram's weather (network, timeouts, 5xx, 429): ridden out.
+        Transient = "transient",
+        /// The bot's task ended with no outside cause: retried.
+        Crashed = "crashed",
+        /// Crashed too often within the window: parked.
+        CrashLoop = "crash_loop",
+    }
+}
+
+impl ReasonCode {
+    /// Parked: the bot stays down until an admin starts it again.
+    pub fn parks(self) -> bool {
+        matches!(
+            self,
+            Self::InvalidToken | Self::Undecryptable | Self::CrashLoop
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +197,9 @@ mod tests {
         }
         for outcome in Outcome::ALL {
             assert_eq!(Outcome::parse(outcome.as_str()), Some(*outcome));
+        }
+        for code in ReasonCode::ALL {
+            assert_eq!(ReasonCode::parse(code.as_str()), Some(*code));
         }
         for kind in TimerKind::ALL {
             assert_eq!(TimerKind::parse(kind.as_str()), Some(*kind));

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::policy::{DEFAULTS_KEY, Policy};
 use super::texts::{OVERRIDES_PREFIX, Texts};
@@ -93,12 +94,15 @@ impl Directory {
                 && self.reloading.entry(key).or_insert(()).is_fresh()
             {
                 let directory = self.clone();
-                tokio::spawn(async move {
+                tokio::spawn(
+                    async move {
                     if let Err(error) = directory.load(key).await {
                         tracing::warn!(%error, chat = key.1, "cannot refresh a group; serving what is known");
                     }
                     directory.reloading.invalidate(&key);
-                });
+                    }
+                    .in_current_span(),
+                );
             }
             return Ok(known.view);
         }

@@ -50,6 +50,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use teloxide::types::{MessageKind, Update, UpdateKind};
+use tracing::Instrument;
 
 pub use self::calls::Calls;
 use self::context::Turn;
@@ -443,7 +444,8 @@ impl UpdateHandler for Enforcer {
                 }
             }
             health::periodic(shared, id).await
-        });
+        }
+        .instrument(tracing::info_span!("bot", bot_instance_id = id)));
         let runtime = Arc::new(BotRuntime {
             calls,
             me: context.me.clone(),

@@ -125,6 +125,89 @@ impl Default for Policy {
 #[error("invalid policy: {0}")]
 pub struct PolicyError(pub String);
 
+/// How a policy key is edited: what the dashboard's editor renders for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FieldKind {
+    /// One of `choices` (their wire spellings).
+    Choice {
+        choices: Vec<String>,
+    },
+    /// A whole number, ≥ 0.
+    Number,
+    Bool,
+    /// A list of whole numbers (user ids).
+    List,
+}
+
+/// One key of [`Policy`] as the dashboard's editor sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Field {
+    pub key: &'static str,
+    #[serde(flatten)]
+    pub kind: FieldKind,
+}
+
+/// The wire spellings of `values` (what serde writes for each).
+fn spellings<T: Serialize>(values: &[T]) -> Vec<String> {
+    values
+        .iter()
+        .filter_map(|v| serde_json::to_value(v).ok()?.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Every key of [`Policy`], in the editor's order, with how it is edited (`GET
+/// /api/v1/vocabulary`): the dashboard builds its editor from this, so a key added here is
+/// editable there. A test checks it names exactly the keys [`Policy`] serializes.
+pub fn fields() -> Vec<Field> {
+    use FieldKind::{Bool, Choice, List, Number};
+    let actions = spellings(&[Action::Warn, Action::Restrict, Action::Kick, Action::Ban]);
+    // Escalating to a warning would be no escalation (`validate` refuses it).
+    let escalations = spellings(&[Action::Restrict, Action::Kick, Action::Ban]);
+    let field = |key, kind| Field { key, kind };
+    vec![
+        field(
+            "require",
+            Choice {
+                choices: spellings(&[Require::All, Require::Any]),
+            },
+        ),
+        field("action", Choice { choices: actions }),
+        field("escalate_after", Number),
+        field(
+            "escalate_to",
+            Choice {
+                choices: escalations,
+            },
+        ),
+        field("grace_s", Number),
+        field("warning_ttl_s", Number),
+        field("reply_ttl_s", Number),
+        field("mute_for_s", Number),
+        field(
+            "fail_mode",
+            Choice {
+                choices: spellings(&[FailMode::Open, FailMode::Closed]),
+            },
+        ),
+        field(
+            "channel_senders",
+            Choice {
+                choices: spellings(&[ChannelSenders::Delete, ChannelSenders::Allow]),
+            },
+        ),
+        field("welcome", Bool),
+        field("restore_on_rejoin", Bool),
+        field(
+            "language",
+            Choice {
+                choices: spellings(&Language::ALL),
+            },
+        ),
+        field("allowlist", List),
+    ]
+}
+
 impl Policy {
     /// Built-in defaults, then `defaults`, then `overrides`.
     pub fn resolve(defaults: &Value, overrides: &Value) -> Result<Self, PolicyError> {
@@ -183,6 +266,33 @@ impl Policy {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_editors_fields_are_exactly_the_policys_keys_and_every_choice_is_accepted() {
+        let defaults = serde_json::to_value(Policy::default()).unwrap();
+        let mut keys: Vec<&str> = defaults
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut described: Vec<&str> = fields().iter().map(|f| f.key).collect();
+        keys.sort_unstable();
+        described.sort_unstable();
+        assert_eq!(described, keys);
+        for field in fields() {
+            if let FieldKind::Choice { choices } = &field.kind {
+                assert!(choices.len() >= 2, "{}", field.key);
+                for choice in choices {
+                    // With escalation on, so a choice only valid while unused is caught.
+                    Policy::check_layer(&json!({ field.key: choice, "escalate_after": 3 }))
+                        .unwrap_or_else(|e| panic!("{}={choice}: {e}", field.key));
+                }
+                let default = defaults[field.key].as_str().unwrap();
+                assert!(choices.iter().any(|c| c == default), "{}", field.key);
+            }
+        }
+    }
 
     #[test]
     fn layers_apply_in_order() {

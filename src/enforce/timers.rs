@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use super::actions::{self, Member};
 use super::context::Turn;
 use super::say;
@@ -37,7 +39,9 @@ pub async fn run_due(shared: &Arc<Shared>) -> anyhow::Result<usize> {
             continue;
         }
         handled += 1;
-        match carry_out(shared, &timer).await {
+        // In the bot's span, like its updates: what the timer logs is filed under the bot.
+        let span = tracing::info_span!("bot", bot_instance_id = timer.bot_instance_id);
+        match carry_out(shared, &timer).instrument(span).await {
             Ok(()) => shared.store.finish_timer(timer.id).await?,
             Err(error) if timer.attempts + 1 >= MAX_ATTEMPTS => {
                 tracing::warn!(timer = timer.id, kind = timer.kind, %error, "a timer failed too often; giving up");

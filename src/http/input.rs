@@ -74,12 +74,19 @@ fn unstorable_at(value: &serde_json::Value, path: &str) -> Option<String> {
 
 /// A numeric id from the path.
 pub fn parse_id(what: &str, raw: &str) -> Result<i64, ApiError> {
-    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_id",
-            format!("`{raw}` is not a {what} id (a positive integer)"),
-        )
-    })
+    // Written as the API writes ids: digits only, no sign, no leading zero (`+1` and `01` would
+    // otherwise name bot 1 under a second address).
+    let canonical =
+        !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) && !raw.starts_with('0');
+    canonical
+        .then(|| raw.parse::<i64>().ok())
+        .flatten()
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_id",
+                format!("`{raw}` is not a {what} id (a positive integer)"),
+            )
+        })
 }
 
 /// A page size within `1..=max`, `default` when absent.
@@ -118,6 +125,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_is_read_only_in_its_canonical_form() {
+        assert_eq!(parse_id("bot", "17").unwrap(), 17);
+        for other in [
+            "+1",
+            "01",
+            "0",
+            "-3",
+            "1 ",
+            "",
+            "1e3",
+            "99999999999999999999",
+        ] {
+            assert!(parse_id("bot", other).is_err(), "{other:?}");
+        }
+    }
 
     #[test]
     fn a_nul_anywhere_in_a_body_is_refused_naming_its_field() {

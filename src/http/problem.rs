@@ -147,6 +147,16 @@ impl From<StoreError> for ApiError {
                     "the database is locked by another writer; nothing was changed, try again shortly",
                 )
             }
+            // Any other sign of an outage (a server refusing connections, out of them, shutting
+            // down): the request did nothing and may succeed later.
+            ref outage if outage.is_outage() => {
+                tracing::warn!(%error, "database unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database refuses connections or is shutting down; nothing was changed, try again shortly",
+                )
+            }
             other => Self::internal(other),
         }
     }

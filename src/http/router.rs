@@ -310,10 +310,24 @@ where
         }
         Err(error) => match router
             .dashboard
-            .then(|| super::static_files::serve(&method, &path))
+            .then(|| super::static_files::serve(&method, &path, &headers))
             .flatten()
         {
             Some(response) => ("static", response),
+            // A dashboard file or page asked for with another method: it exists, so 405.
+            None if router.dashboard
+                && error.status == StatusCode::NOT_FOUND
+                && super::static_files::serve(&Method::GET, &path, &HeaderMap::new()).is_some() =>
+            {
+                let mut refused = ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("{path} accepts GET, HEAD, not {method}"),
+                );
+                refused.extra = Some(serde_json::json!({ "allow": ["GET", "HEAD"] }));
+                refused.allow = Some("GET, HEAD".into());
+                ("static", refused.into_response())
+            }
             None => ("unmatched", error.into_response()),
         },
     };

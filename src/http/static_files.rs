@@ -1,9 +1,13 @@
 //! The dashboard's files (`ui/`), compiled into the binary and served at `/`. A dashboard page
 //! (`/bots`, `/login`) gets `index.html`, which routes in the browser; anything else that names no
 //! file (`/js/nope.js`, `/nope`) stays a 404, and `/api/…` never falls through to here.
+//!
+//! Every file carries an `ETag` (from its content's SHA-256) and `Cache-Control: no-cache`: the
+//! browser keeps it but asks each time, and gets `304 Not Modified` (RFC 9110 §13.1.2) while it is
+//! unchanged, so a new release is never mixed with a cached script of the old one.
 
 use rust_embed::Embed;
-use warp::http::{HeaderValue, Method, StatusCode, header};
+use warp::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
 
 #[derive(Embed)]
@@ -11,34 +15,47 @@ use warp::reply::Response;
 struct Ui;
 
 /// The file for `path`, or `None` to let the API's 404/405 answer stand.
-pub fn serve(method: &Method, path: &str) -> Option<Response> {
+pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Option<Response> {
     if !(method == Method::GET || method == Method::HEAD) || path.starts_with("/api/") {
         return None;
     }
     let name = path.trim_start_matches('/');
-    let (file, name) = match Ui::get(name) {
-        Some(file) if !name.is_empty() => (file, name),
-        _ if looks_like_a_page(name) => (Ui::get("index.html")?, "index.html"),
+    let file = match Ui::get(name) {
+        Some(file) if !name.is_empty() => file,
+        _ if looks_like_a_page(name) => Ui::get("index.html")?,
         _ => return None,
     };
-    let mut response = Response::new(if method == Method::HEAD {
+    let hash = file.metadata.sha256_hash();
+    let etag = format!("\"{}\"", hex::encode(&hash[..16]));
+    let unchanged = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.trim_start_matches("W/") == etag
+        });
+    let mut response = Response::new(if method == Method::HEAD || unchanged {
         Vec::new().into()
     } else {
         file.data.into_owned().into()
     });
-    *response.status_mut() = StatusCode::OK;
+    *response.status_mut() = if unchanged {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
     let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
     let mime = file.metadata.mimetype();
     if let Ok(value) = HeaderValue::from_str(mime) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    // The page itself is always revalidated (it names the current scripts); assets for an hour.
-    let cache = if name == "index.html" {
-        "no-cache"
-    } else {
-        "public, max-age=3600"
-    };
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    // Revalidated every time: a 304 costs a round trip, a stale script a broken page.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
@@ -75,21 +92,42 @@ mod tests {
 
     #[test]
     fn pages_get_the_shell_and_missing_assets_do_not() {
-        let index = serve(&Method::GET, "/").unwrap();
+        let index = serve(&Method::GET, "/", &HeaderMap::new()).unwrap();
         assert_eq!(index.headers()[header::CONTENT_TYPE], "text/html");
-        assert!(serve(&Method::GET, "/bots").is_some());
-        assert!(serve(&Method::GET, "/login").is_some());
-        let script = serve(&Method::GET, "/js/app.js").unwrap();
+        assert!(serve(&Method::GET, "/bots", &HeaderMap::new()).is_some());
+        assert!(serve(&Method::GET, "/login", &HeaderMap::new()).is_some());
+        let script = serve(&Method::GET, "/js/app.js", &HeaderMap::new()).unwrap();
         assert!(
             script.headers()[header::CONTENT_TYPE]
                 .to_str()
                 .unwrap()
                 .contains("javascript")
         );
-        assert!(serve(&Method::GET, "/js/nope.js").is_none());
-        assert!(serve(&Method::GET, "/nope").is_none());
-        assert!(serve(&Method::GET, "/api/v1/nope").is_none());
-        assert!(serve(&Method::POST, "/").is_none());
+        assert!(serve(&Method::GET, "/js/nope.js", &HeaderMap::new()).is_none());
+        assert!(serve(&Method::GET, "/nope", &HeaderMap::new()).is_none());
+        assert!(serve(&Method::GET, "/api/v1/nope", &HeaderMap::new()).is_none());
+        assert!(serve(&Method::POST, "/", &HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn an_unchanged_file_is_revalidated_with_its_etag_and_answered_304() {
+        let first = serve(&Method::GET, "/js/app.js", &HeaderMap::new()).unwrap();
+        assert_eq!(first.headers()[header::CACHE_CONTROL], "no-cache");
+        let etag = first.headers()[header::ETAG].clone();
+        let mut asking = HeaderMap::new();
+        asking.insert(header::IF_NONE_MATCH, etag.clone());
+        let again = serve(&Method::GET, "/js/app.js", &asking).unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(again.headers()[header::ETAG], etag);
+        asking.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"old\""));
+        let changed = serve(&Method::GET, "/js/app.js", &asking).unwrap();
+        assert_eq!(
+            changed.status(),
+            StatusCode::OK,
+            "another release's tag gets the file"
+        );
+        let other = serve(&Method::GET, "/js/api.js", &HeaderMap::new()).unwrap();
+        assert_ne!(other.headers()[header::ETAG], etag);
     }
 
     /// Every address the browser router knows (`ui/js/app.js`) is served the shell, so a reload or
@@ -107,7 +145,10 @@ mod tests {
             .collect();
         assert!(paths.len() >= 11, "{paths:?}");
         for path in paths {
-            assert!(serve(&Method::GET, &path).is_some(), "{path} is served");
+            assert!(
+                serve(&Method::GET, &path, &HeaderMap::new()).is_some(),
+                "{path} is served"
+            );
         }
     }
 }

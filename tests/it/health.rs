@@ -126,7 +126,12 @@ async fn readiness_fails_when_the_postgres_database_is_gone() {
     assert_eq!(readyz.status(), 503);
     let body: serde_json::Value = readyz.json().await.unwrap();
     assert_eq!(body["status"], "unavailable");
-    assert!(!body["reason"].as_str().unwrap().is_empty());
+    let reason = body["reason"].as_str().unwrap();
+    assert!(!reason.is_empty());
+    assert!(
+        !reason.contains(&name),
+        "a public probe does not name the database: {reason}"
+    );
     let healthz = reqwest::get(format!("{}/healthz", service.base))
         .await
         .unwrap();

@@ -434,3 +434,54 @@ async fn a_kill_and_a_rolling_restart_under_load_lose_no_action_and_repeat_almos
         "doubled in {report}\n{stderr}"
     );
 }
+
+/// A bot an admin disables is let go; enabled again, it is taken at the next round (by any node,
+/// this one too), not after the pause that keeps a node from taking back a bot it handed to
+/// another to even the shares.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_disabled_and_enabled_again_is_taken_at_once_not_after_the_handover_pause() {
+    let cluster = Cluster::new(1).await;
+    let node = cluster.serve("all").await;
+    cluster.wait_spread(1).await;
+    let (&id, &telegram_id) = cluster.bots.iter().next().unwrap();
+    cluster.run(&["bot", "disable", &id.to_string()]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cluster
+        .db
+        .store
+        .bot_runners()
+        .await
+        .unwrap()
+        .contains_key(&id)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the disabled bot was never let go"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let released = Instant::now();
+    assert!(!cluster.sandbox.is_polling(telegram_id), "stopped polling");
+    cluster.run(&["bot", "enable", &id.to_string()]).await;
+    while !cluster.sandbox.is_polling(telegram_id)
+        || !cluster
+            .db
+            .store
+            .bot_runners()
+            .await
+            .unwrap()
+            .contains_key(&id)
+    {
+        assert!(Instant::now() < deadline, "the enabled bot never ran again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The pause for bots handed over to even the shares is 5 s (`LET_GO_FOR`).
+    assert!(
+        released.elapsed() < Duration::from_secs(5),
+        "taken back after {:?}: it waited out the handover pause",
+        released.elapsed()
+    );
+    let (status, _) = node.terminate().await;
+    assert!(status.success());
+    cluster.db.finish().await;
+}

@@ -2,6 +2,7 @@
 
 import { get, post, rememberCsrf, ApiError } from "./api.js";
 import { connect, disconnect } from "./events.js";
+import { loadVocabulary } from "./vocabulary.js";
 import { h } from "./dom.js";
 import * as login from "./pages/login.js";
 import * as overview from "./pages/overview.js";
@@ -84,6 +85,7 @@ async function start() {
     if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return goToLogin();
     throw error;
   }
+  await loadVocabulary();
   document.getElementById("nav").hidden = false;
   document.getElementById("logout").hidden = false;
   // The stream replays from the newest stored event, so nothing between this and its opening is lost.

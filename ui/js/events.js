@@ -2,10 +2,10 @@
 // Last-Event-ID, so the server replays what was missed; a `resync` notice from the server (this
 // client fell behind) is followed by exactly that reconnect.
 
+import { words } from "./vocabulary.js";
+
 const listeners = new Set();
 let source = null;
-
-const KINDS = ["bot_status", "verification", "member_join", "member_leave", "health", "activity", "log", "settings_changed", "audit", "node"];
 
 /// Shows whether live updates flow (the header's indicator; tests read `data-stream` too).
 function showState(state) {
@@ -25,7 +25,8 @@ export function connect(after) {
   showState("connecting");
   source.addEventListener("open", () => showState("open"));
   source.addEventListener("error", () => showState(source?.readyState === EventSource.CLOSED ? "closed" : "connecting"));
-  for (const kind of KINDS) {
+  // Events arrive named by kind, and only named listeners hear them: one per kind the server has.
+  for (const kind of words().event_kinds) {
     source.addEventListener(kind, (message) => {
       let event;
       try { event = JSON.parse(message.data); } catch { return; }

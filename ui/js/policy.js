@@ -1,26 +1,45 @@
 // The policy editor shared by a group's page (overrides over the global defaults) and the settings
-// page (global defaults over the built-in ones). An empty control means "inherit"; the server
-// validates every value with the enforcer's own rules and its message is shown as is.
+// page (global defaults over the built-in ones). The keys, how each is edited and the choices come
+// from the server (`policy_fields` of the vocabulary); only their wording is kept here, and a key
+// without wording is still editable under its own name. An empty control means "inherit"; the
+// server validates every value with the enforcer's own rules and its message is shown as is.
 
 import { h, field, select } from "./dom.js";
+import { words } from "./vocabulary.js";
 
-const ACTIONS = ["warn", "restrict", "kick", "ban"];
+/// How each key reads in the editor: its label, an optional hint, and words for some choices.
+const WORDING = {
+  require: { label: "Channels required", choices: { all: "All of them", any: "Any one" } },
+  action: { label: "Action on non-subscribers" },
+  escalate_after: { label: "Escalate after warnings", hint: "0: never" },
+  escalate_to: { label: "Escalate to" },
+  grace_s: { label: "Grace after joining (s)" },
+  warning_ttl_s: { label: "Delete warnings after (s)", hint: "0: keep until verified" },
+  reply_ttl_s: { label: "Delete command replies after (s)" },
+  mute_for_s: { label: "Restriction lasts (s)", hint: "0: until verified; otherwise at least 30" },
+  fail_mode: { label: "When membership cannot be read", choices: { open: "Let them speak (open)", closed: "Treat as not subscribed (closed)" } },
+  channel_senders: { label: "Messages sent as another channel", choices: { delete: "Delete them", allow: "Let them through" } },
+  welcome: { label: "Welcome subscribed newcomers" },
+  restore_on_rejoin: { label: "Lift restriction on channel rejoin" },
+  language: { label: "Language", choices: { en: "English", es: "Español" } },
+  allowlist: { label: "Allowlist (user ids)", hint: "comma-separated" },
+};
 
-export const POLICY_FIELDS = [
-  { key: "require", label: "Channels required", choices: [["all", "All of them"], ["any", "Any one"]] },
-  { key: "action", label: "Action on non-subscribers", choices: ACTIONS },
-  { key: "escalate_after", label: "Escalate after warnings", number: true, hint: "0: never" },
-  { key: "escalate_to", label: "Escalate to", choices: ACTIONS },
-  { key: "grace_s", label: "Grace after joining (s)", number: true },
-  { key: "warning_ttl_s", label: "Delete warnings after (s)", number: true, hint: "0: keep until verified" },
-  { key: "reply_ttl_s", label: "Delete command replies after (s)", number: true },
-  { key: "mute_for_s", label: "Restriction lasts (s)", number: true, hint: "0: until verified; otherwise at least 30" },
-  { key: "fail_mode", label: "When membership cannot be read", choices: [["open", "Let them speak (open)"], ["closed", "Treat as not subscribed (closed)"]] },
-  { key: "welcome", label: "Welcome subscribed newcomers", bool: true },
-  { key: "restore_on_rejoin", label: "Lift restriction on channel rejoin", bool: true },
-  { key: "language", label: "Language", choices: [["en", "English"], ["es", "Español"]] },
-  { key: "allowlist", label: "Allowlist (user ids)", list: true, hint: "comma-separated" },
-];
+/// The editor's fields: the server's keys and kinds with this file's wording.
+function policyFields() {
+  return words().policy_fields.map((described) => {
+    const wording = WORDING[described.key] || {};
+    return {
+      key: described.key,
+      label: wording.label || described.key,
+      hint: wording.hint,
+      choices: described.choices?.map((choice) => [choice, wording.choices?.[choice] || choice]),
+      number: described.kind === "number",
+      bool: described.kind === "bool",
+      list: described.kind === "list",
+    };
+  });
+}
 
 function shown(value) {
   if (Array.isArray(value)) return value.length ? value.join(", ") : "none";
@@ -41,7 +60,7 @@ function control(spec, override, inherited) {
 /// The layer the form describes: only the keys given a value.
 function collect(form) {
   const layer = {};
-  for (const spec of POLICY_FIELDS) {
+  for (const spec of policyFields()) {
     const raw = form.elements[`policy-${spec.key}`].value.trim();
     if (raw === "") continue;
     if (spec.number) layer[spec.key] = Number(raw);
@@ -57,7 +76,7 @@ export function policyForm(title, overrides, inherited, save) {
   const error = h("p", { class: "error", role: "alert" });
   const form = h("form", { class: "panel", "aria-label": title },
     h("h2", {}, title),
-    h("div", { class: "form-grid" }, POLICY_FIELDS.map((spec) =>
+    h("div", { class: "form-grid" }, policyFields().map((spec) =>
       field(`policy-${spec.key}`, spec.label, control(spec, overrides?.[spec.key], inherited?.[spec.key]), spec.hint))),
     error,
     h("button", { type: "submit", class: "primary" }, "Save policy"));

@@ -10,6 +10,7 @@ use std::time::Duration;
 use teloxide::payloads::EditMessageTextSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, MessageId, ParseMode};
+use tracing::Instrument;
 
 use super::super::calls::Target;
 use super::super::context::{GroupTurn, Turn};
@@ -81,7 +82,8 @@ impl WarningQueue {
         );
         drop(pending);
         let shared = group.shared.clone();
-        tokio::spawn(async move { send_batches(shared, key).await });
+        // In the span of whoever queued it (the bot's): what sending logs is filed under the bot.
+        tokio::spawn(async move { send_batches(shared, key).await }.in_current_span());
     }
 
     /// The next warning's worth of a batch (at most [`NAMES_PER_WARNING`] members).

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use warp::http::{Method, StatusCode};
 
+use crate::db::StoreError;
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
 
@@ -43,7 +44,21 @@ async fn readyz(ctx: Ctx) -> ApiResult {
     let services = ctx.state.fleet.view().services();
     let database = match tokio::time::timeout(READY_TIMEOUT, store.probe_write()).await {
         Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(error.to_string()),
+        // The probe is public: the answer says what kind of trouble, the log says exactly what
+        // (the server's own words can name its users and databases).
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: the database failed the test write");
+            Some(
+                match &error {
+                    StoreError::ReadOnly => "the database is read-only",
+                    error if error.is_outage() => {
+                        "the database is not reachable, refuses connections or is locked"
+                    }
+                    _ => "the database refused a test write",
+                }
+                .to_string(),
+            )
+        }
         Err(_) => Some(format!(
             "the database did not answer within {} s",
             READY_TIMEOUT.as_secs()

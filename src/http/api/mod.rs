@@ -16,6 +16,7 @@ mod openapi;
 pub mod session;
 mod settings;
 pub mod telegram;
+mod vocabulary;
 
 use super::router::Route;
 
@@ -42,6 +43,7 @@ pub fn routes() -> Vec<Route> {
         metrics::routes(),
         nodes::routes(),
         openapi::routes(),
+        vocabulary::routes(),
         telegram::routes(),
     ]
     .concat()

@@ -13,6 +13,7 @@ api_tests!(
     a_group_policy_channels_and_switch_are_edited,
     channels_are_added_updated_and_removed,
     global_settings_are_validated_and_stored,
+    the_vocabulary_names_what_the_server_uses_and_every_policy_field_is_settable,
 );
 
 /// A stored (disabled) bot with `n` groups titled "Group 00" …; returns the bot id.
@@ -439,4 +440,52 @@ async fn global_settings_are_validated_and_stored(world: &mut ApiWorld) {
     );
     let audit = world.get("/api/v1/audit?target_type=settings").await;
     assert_eq!(audit.ok()["items"].as_array().unwrap().len(), 2);
+}
+
+/// The lists the dashboard decides with come from the server's own enums, and the policy editor's
+/// fields are exactly what the settings route takes: each field's first choice (or a number, a
+/// flag, a list) is accepted.
+async fn the_vocabulary_names_what_the_server_uses_and_every_policy_field_is_settable(
+    world: &mut ApiWorld,
+) {
+    let words = world.get("/api/v1/vocabulary").await;
+    let words = words.ok().clone();
+    let kinds: Vec<&str> = words["event_kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    for kind in nezuko::domain::EventKind::ALL {
+        assert!(kinds.contains(&kind.as_str()), "{kind}");
+    }
+    assert!(
+        words["reason_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "invalid_token" && r["parks"] == true),
+        "{words}"
+    );
+    let mut layer = serde_json::Map::new();
+    for field in words["policy_fields"].as_array().unwrap() {
+        let key = field["key"].as_str().unwrap().to_string();
+        let value = match field["kind"].as_str().unwrap() {
+            "choice" => field["choices"][0].clone(),
+            "number" => json!(60),
+            "bool" => json!(true),
+            "list" => json!([42]),
+            other => panic!("unknown kind {other}"),
+        };
+        layer.insert(key, value);
+    }
+    assert!(layer.contains_key("channel_senders"), "{layer:?}");
+    world
+        .call(
+            Method::PUT,
+            "/api/v1/settings/policy",
+            Some(Value::Object(layer)),
+        )
+        .await
+        .ok();
 }

@@ -156,6 +156,15 @@ async fn malformed_oversized_and_mistyped_requests_get_specific_4xx(world: &mut 
         wrong_method.headers["allow"], "GET, HEAD, POST",
         "a 405 names what the resource accepts (RFC 9110)"
     );
+    // A dashboard file asked for with another method exists: 405, not 404.
+    let static_post = world.call(Method::POST, "/js/app.js", None).await;
+    static_post.problem(405, "method_not_allowed");
+    assert_eq!(static_post.headers["allow"], "GET, HEAD");
+    // An id has one spelling.
+    world
+        .get("/api/v1/bots/+1")
+        .await
+        .problem(400, "invalid_id");
     // A path segment is decoded as a path: `+` stays a plus, `%20` is a space.
     let plus = world.get("/api/v1/charts/a+b%20c").await;
     plus.problem(404, "not_found");

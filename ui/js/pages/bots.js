@@ -5,9 +5,12 @@
 import { get, post } from "../api.js";
 import { h, duration, toast, confirmAction } from "../dom.js";
 import { subscribe } from "../events.js";
+import { words } from "../vocabulary.js";
 
-/// Reason codes (`run_reason_code`) that park a bot until an admin starts it again.
-const PARKING = new Set(["invalid_token", "undecryptable", "crash_loop"]);
+/// Whether a reason code (`run_reason_code`) parks a bot until an admin starts it again.
+function parks(code) {
+  return words().reason_codes.some((reason) => reason.code === code && reason.parks);
+}
 
 /// The badge word for a bot: the run state, or its reason code when that says more. Decided from
 /// the codes the server sends, never from the reason's text.
@@ -48,7 +51,7 @@ export async function act(bot, what, refresh) {
 /// Start, Stop and Restart for one bot, each enabled only when it would change something.
 export function lifecycleButtons(bot, refresh) {
   const running = bot.desired_state === "enabled";
-  const parked = bot.run_state === "failed" || PARKING.has(bot.run_reason_code);
+  const parked = bot.run_state === "failed" || parks(bot.run_reason_code);
   return h("div", { class: "actions" },
     h("button", { type: "button", disabled: running && !parked, onclick: () => act(bot, "start", refresh) }, "Start"),
     h("button", { type: "button", disabled: !running, onclick: () => act(bot, "stop", refresh) }, "Stop"),

@@ -6,8 +6,12 @@ import { barChart } from "../chart.js";
 import { h, time, duration } from "../dom.js";
 import { subscribe } from "../events.js";
 import { describe } from "../describe.js";
+import { words } from "../vocabulary.js";
 
-const FEED_KINDS = "bot_status,verification,member_join,member_leave,health,activity,settings_changed,audit,node";
+/// Every kind the server publishes but log records, which have their own page.
+function feedKinds() {
+  return words().event_kinds.filter((kind) => kind !== "log").join(",");
+}
 
 /// The processes sharing the database: host, role, how many bots each runs, heartbeat.
 function nodesPanel(nodes) {
@@ -70,7 +74,7 @@ export async function render(main) {
   }
 
   // Log records have their own page; the feed is what the platform did.
-  const recent = await get(`/api/v1/activity?limit=30&type=${FEED_KINDS}`);
+  const recent = await get(`/api/v1/activity?limit=30&type=${feedKinds()}`);
   feed.replaceChildren(...recent.items.map(feedItem));
   if (!recent.items.length) feed.append(h("li", { class: "empty" }, "Nothing has happened yet."));
   await refresh();
