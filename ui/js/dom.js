@@ -75,3 +75,19 @@ export function select(choices, selected) {
     return h("option", { value, selected: String(value) === String(selected ?? "") }, text);
   }));
 }
+
+/// Runs `action()` when `form` is submitted: the browser's own submit is prevented, `error` is
+/// cleared first and shows the failure's message (the server's, for an API error) afterwards, and
+/// `done` (a toast's text) is shown once the action succeeded. The one way every form submits.
+export function onSubmit(form, error, action, done) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    try {
+      const result = await action();
+      if (done) toast(typeof done === "function" ? done(result) : done);
+    } catch (failure) {
+      error.textContent = failure.message;
+    }
+  });
+}

@@ -58,3 +58,15 @@ window.addEventListener("pagehide", () => {
 window.addEventListener("pageshow", (event) => {
   if (event.persisted && wanted) connect();
 });
+
+/// Calls `refresh()` after events `wanted(event)` accepts, once per burst (`delay` ms after the
+/// first), its failures ignored (the next event tries again). Returns the page's cleanup. The one
+/// way every page refreshes on events.
+export function refreshOn(wanted, refresh, delay = 300) {
+  let pending = null;
+  const unsubscribe = subscribe((event) => {
+    if (!wanted(event)) return;
+    pending ??= setTimeout(() => { pending = null; Promise.resolve(refresh()).catch(() => {}); }, delay);
+  });
+  return () => { unsubscribe(); clearTimeout(pending); };
+}

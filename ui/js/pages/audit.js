@@ -3,7 +3,7 @@
 
 import { get } from "../api.js";
 import { h, time, field, select } from "../dom.js";
-import { subscribe } from "../events.js";
+import { refreshOn } from "../events.js";
 
 const TARGETS = ["bot", "group", "channel", "settings", "admin", "session"];
 
@@ -67,10 +67,5 @@ export async function render(main) {
   target.addEventListener("change", () => load());
   older.addEventListener("click", () => load(cursor));
   await load();
-  let pending = null;
-  const unsubscribe = subscribe((event) => {
-    if (event.kind !== "audit") return;
-    pending ??= setTimeout(() => { pending = null; load(); }, 300);
-  });
-  return () => { unsubscribe(); clearTimeout(pending); };
+  return refreshOn((event) => event.kind === "audit", () => load());
 }

@@ -2,8 +2,8 @@
 // its token (the same bot, from @BotFather's /revoke); delete it after a confirmation.
 
 import { get, api, post } from "../api.js";
-import { h, time, duration, toast, confirmAction, navigate, table, field } from "../dom.js";
-import { subscribe } from "../events.js";
+import { h, time, duration, toast, confirmAction, navigate, table, field, onSubmit } from "../dom.js";
+import { refreshOn } from "../events.js";
 import { describe } from "../describe.js";
 import { badge, lifecycleButtons } from "./bots.js";
 
@@ -38,18 +38,11 @@ function rotateForm(bot, refresh) {
     field("new-token", "New token", input),
     error,
     h("button", { type: "submit", class: "primary" }, "Replace token"));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
-    try {
-      await post(`/api/v1/bots/${bot.id}/token`, { token: input.value });
-      input.value = "";
-      await refresh();
-      toast("Token replaced; the bot restarts with it");
-    } catch (failure) {
-      error.textContent = failure.message;
-    }
-  });
+  onSubmit(form, error, async () => {
+    await post(`/api/v1/bots/${bot.id}/token`, { token: input.value });
+    input.value = "";
+    await refresh();
+  }, "Token replaced; the bot restarts with it");
   return form;
 }
 
@@ -95,10 +88,5 @@ export async function render(main, id) {
       h("div", { class: "stack" }, summary, groups),
       h("div", { class: "stack" }, h("section", { class: "panel" }, h("h2", {}, "Recent events"), events), rotateForm(current, refresh), danger)));
 
-  let pending = null;
-  const unsubscribe = subscribe((event) => {
-    if (event.bot_instance_id !== id || removing) return;
-    pending ??= setTimeout(() => { pending = null; if (!removing) refresh().catch(() => {}); }, 300);
-  });
-  return () => { unsubscribe(); clearTimeout(pending); };
+  return refreshOn((event) => event.bot_instance_id === id && !removing, () => (removing ? null : refresh()));
 }

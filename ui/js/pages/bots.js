@@ -3,8 +3,8 @@
 // `bot_status` events, the node column `node` events.
 
 import { get, post } from "../api.js";
-import { h, duration, toast, confirmAction } from "../dom.js";
-import { subscribe } from "../events.js";
+import { h, duration, toast, confirmAction, onSubmit } from "../dom.js";
+import { refreshOn } from "../events.js";
 import { words } from "../vocabulary.js";
 
 /// Whether a reason code (`run_reason_code`) parks a bot until an admin starts it again.
@@ -76,18 +76,12 @@ function addForm(refresh) {
     h("h2", {}, "Add a bot"),
     h("div", { class: "field" }, h("label", { for: "token" }, "Token from @BotFather"), input, error),
     h("button", { type: "submit", class: "primary" }, "Add bot"));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
-    try {
-      const bot = await post("/api/v1/bots", { token: input.value });
-      input.value = "";
-      await refresh();
-      toast(`Added @${bot.username}`);
-    } catch (failure) {
-      error.textContent = failure.message;
-    }
-  });
+  onSubmit(form, error, async () => {
+    const bot = await post("/api/v1/bots", { token: input.value });
+    input.value = "";
+    await refresh();
+    return bot;
+  }, (bot) => `Added @${bot.username}`);
   return form;
 }
 
@@ -104,11 +98,6 @@ export async function render(main) {
     if (!bots.items.length) body.append(h("tr", {}, h("td", { colspan: 7, class: "empty" }, "No bots yet: add one below.")));
   }
   await refresh();
-  let pending = null;
-  const unsubscribe = subscribe((event) => {
-    if (event.kind !== "bot_status" && event.kind !== "node") return;
-    pending ??= setTimeout(() => { pending = null; refresh().catch(() => {}); }, 200);
-  });
-  return () => { unsubscribe(); clearTimeout(pending); };
+  return refreshOn((event) => event.kind === "bot_status" || event.kind === "node", refresh, 200);
 }
 

@@ -2,7 +2,7 @@
 // requirement of it.
 
 import { get, api } from "../api.js";
-import { h, time, toast, confirmAction, navigate, table, field } from "../dom.js";
+import { h, time, toast, confirmAction, navigate, table, field, onSubmit } from "../dom.js";
 
 function editForm(channel, refresh) {
   const title = h("input", { type: "text", required: true, value: channel.title });
@@ -12,18 +12,13 @@ function editForm(channel, refresh) {
   const form = h("form", { class: "panel", "aria-label": "Edit the channel" }, h("h2", {}, "Details"),
     field("channel-title", "Title", title), field("channel-username", "Username", username),
     field("channel-invite", "Invite link", invite), error, h("button", { type: "submit", class: "primary" }, "Save"));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
+  onSubmit(form, error, async () => {
     const name = username.value.trim().replace(/^@/, "");
-    try {
-      await api("PATCH", `/api/v1/channels/${channel.id}`, {
-        title: title.value.trim(), username: name || null, invite_link: invite.value.trim() || null, is_private: !name,
-      });
-      await refresh();
-      toast("Channel saved");
-    } catch (failure) { error.textContent = failure.message; }
-  });
+    await api("PATCH", `/api/v1/channels/${channel.id}`, {
+      title: title.value.trim(), username: name || null, invite_link: invite.value.trim() || null, is_private: !name,
+    });
+    await refresh();
+  }, "Channel saved");
   return form;
 }
 

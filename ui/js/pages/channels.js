@@ -2,7 +2,7 @@
 // Telegram id (the bot must be an administrator there to see who leaves).
 
 import { get, post } from "../api.js";
-import { h, toast, table, field } from "../dom.js";
+import { h, toast, table, field, onSubmit } from "../dom.js";
 
 function row(channel) {
   return h("tr", { "data-channel": channel.id },
@@ -22,20 +22,16 @@ function addForm(refresh) {
     h("div", { class: "form-grid" }, field("channel-chat-id", "Telegram id", chatId), field("channel-title", "Title", title),
       field("channel-username", "Username", username), field("channel-invite", "Invite link (private channels)", invite)),
     error, h("button", { type: "submit", class: "primary" }, "Add channel"));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
+  onSubmit(form, error, async () => {
     const name = username.value.trim().replace(/^@/, "");
-    try {
-      const channel = await post("/api/v1/channels", {
-        chat_id: Number(chatId.value.trim()), title: title.value.trim(), username: name || null,
-        invite_link: invite.value.trim() || null, is_private: !name,
-      });
-      form.reset();
-      await refresh();
-      toast(`Added ${channel.title}`);
-    } catch (failure) { error.textContent = failure.message; }
-  });
+    const channel = await post("/api/v1/channels", {
+      chat_id: Number(chatId.value.trim()), title: title.value.trim(), username: name || null,
+      invite_link: invite.value.trim() || null, is_private: !name,
+    });
+    form.reset();
+    await refresh();
+    return channel;
+  }, (channel) => `Added ${channel.title}`);
   return form;
 }
 

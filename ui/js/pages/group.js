@@ -2,8 +2,8 @@
 // with the exact fix for each problem, verification stats, and enabling or disabling enforcement.
 
 import { get, api, post } from "../api.js";
-import { h, time, toast, confirmAction, table, field, select } from "../dom.js";
-import { subscribe } from "../events.js";
+import { h, time, toast, confirmAction, table, field, select, onSubmit } from "../dom.js";
+import { refreshOn } from "../events.js";
 import { policyForm } from "../policy.js";
 
 function healthPanel(group) {
@@ -44,15 +44,10 @@ function channelsPanel(group, allChannels, refresh) {
   const form = h("form", { class: "filters", "aria-label": "Link a channel" },
     field("link-channel", "Require another channel", choice),
     h("button", { type: "submit", disabled: !candidates.length }, "Link"));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
-    try {
-      await post(`/api/v1/groups/${group.id}/channels`, { channel_id: Number(choice.value) });
-      await refresh();
-      toast("Channel linked");
-    } catch (failure) { error.textContent = failure.message; }
-  });
+  onSubmit(form, error, async () => {
+    await post(`/api/v1/groups/${group.id}/channels`, { channel_id: Number(choice.value) });
+    await refresh();
+  }, "Channel linked");
   return h("section", { class: "panel" }, h("h2", {}, "Required channels"),
     table("Required channels", ["Channel", "Username", ""], rows, "No channel is required: members can speak freely."),
     candidates.length ? [form, error] : h("p", { class: "muted" }, "Every known channel is linked. Add channels on the Channels page."));
@@ -97,11 +92,7 @@ export async function render(main, id) {
     if (group.policy.error) right.append(h("p", { class: "error" }, `The stored policy is not valid: ${group.policy.error}`));
   }
   await refresh();
-  let pending = null;
-  const unsubscribe = subscribe((event) => {
-    const p = event.payload || {};
-    if (!((event.kind === "health" || event.kind === "settings_changed") && p.group_id === id)) return;
-    pending ??= setTimeout(() => { pending = null; refresh(false).catch(() => {}); }, 300);
-  });
-  return () => { unsubscribe(); clearTimeout(pending); };
+  return refreshOn(
+    (event) => (event.kind === "health" || event.kind === "settings_changed") && event.payload?.group_id === id,
+    () => refresh(false));
 }

@@ -4,7 +4,7 @@
 import { get } from "../api.js";
 import { barChart } from "../chart.js";
 import { h, time, duration } from "../dom.js";
-import { subscribe } from "../events.js";
+import { subscribe, refreshOn } from "../events.js";
 import { describe } from "../describe.js";
 import { words } from "../vocabulary.js";
 
@@ -79,15 +79,15 @@ export async function render(main) {
   if (!recent.items.length) feed.append(h("li", { class: "empty" }, "Nothing has happened yet."));
   await refresh();
 
-  let pending = null;
+  // The stream may replay an event the first page of the feed already holds.
+  const fresh = (event) => event.kind !== "log" && !(event.id && feed.querySelector(`[data-event="${event.id}"]`));
   const unsubscribe = subscribe((event) => {
-    // The stream may replay an event the first page of the feed already holds.
-    if (event.kind === "log" || (event.id && feed.querySelector(`[data-event="${event.id}"]`))) return;
+    if (!fresh(event)) return;
     feed.querySelector(".empty")?.remove();
     feed.prepend(feedItem(event));
     while (feed.children.length > 100) feed.lastChild.remove();
-    // Many events in a burst become one refresh.
-    pending ??= setTimeout(() => { pending = null; refresh().catch(() => {}); }, 500);
   });
-  return () => { unsubscribe(); clearTimeout(pending); };
+  // Many events in a burst become one refresh.
+  const stopRefreshing = refreshOn((event) => event.kind !== "log", refresh, 500);
+  return () => { unsubscribe(); stopRefreshing(); };
 }

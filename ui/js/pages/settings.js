@@ -2,7 +2,7 @@
 // (an empty box keeps the built-in text), the signed-in account, and for the owner the admins.
 
 import { get, api, post } from "../api.js";
-import { h, time, toast, confirmAction, field, select, table } from "../dom.js";
+import { h, time, toast, confirmAction, field, select, table, onSubmit } from "../dom.js";
 import { policyForm } from "../policy.js";
 
 function textsForm(settings, refresh) {
@@ -23,20 +23,15 @@ function textsForm(settings, refresh) {
   const form = h("form", { class: "panel", "aria-label": "Message texts" }, h("h2", {}, "Message texts"),
     h("p", { class: "muted" }, "Empty boxes use the built-in text shown in grey. Placeholders in braces, like {channels}, are filled in by the bot."),
     field("text-language", "Language", language), boxes, error, h("button", { type: "submit", class: "primary" }, "Save texts"));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
+  onSubmit(form, error, async () => {
     const overrides = {};
     for (const name of settings.text_names) {
       const value = form.elements[`text-${name}`].value;
       if (value.trim()) overrides[name] = value;
     }
-    try {
-      await api("PUT", `/api/v1/settings/texts/${language.value}`, overrides);
-      await refresh();
-      toast("Texts saved");
-    } catch (failure) { error.textContent = failure.message; }
-  });
+    await api("PUT", `/api/v1/settings/texts/${language.value}`, overrides);
+    await refresh();
+  }, "Texts saved");
   return form;
 }
 
@@ -61,15 +56,10 @@ async function adminsPanel(refresh) {
   const error = h("p", { class: "error", role: "alert" });
   const form = h("form", { class: "filters", "aria-label": "Add an admin" },
     field("admin-id", "Telegram user id", id), field("admin-name", "Name", name), h("button", { type: "submit" }, "Add admin"));
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    error.textContent = "";
-    try {
-      await post("/api/v1/admins", { telegram_user_id: Number(id.value.trim()), display_name: name.value.trim() });
-      await refresh();
-      toast("Admin added");
-    } catch (failure) { error.textContent = failure.message; }
-  });
+  onSubmit(form, error, async () => {
+    await post("/api/v1/admins", { telegram_user_id: Number(id.value.trim()), display_name: name.value.trim() });
+    await refresh();
+  }, "Admin added");
   const rows = admins.items.map((admin) => h("tr", {},
     h("td", {}, admin.display_name), h("td", {}, String(admin.telegram_user_id)), h("td", {}, time(admin.created_at)),
     h("td", {}, h("button", { type: "button", class: "danger", onclick: () => remove(admin) }, "Remove"))));
