@@ -445,15 +445,17 @@ async fn a_bot_disabled_and_enabled_again_is_taken_at_once_not_after_the_handove
     cluster.wait_spread(1).await;
     let (&id, &telegram_id) = cluster.bots.iter().next().unwrap();
     cluster.run(&["bot", "disable", &id.to_string()]).await;
+    let held = || async {
+        cluster
+            .db
+            .store
+            .bot_runners()
+            .await
+            .unwrap()
+            .contains_key(&id)
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while cluster
-        .db
-        .store
-        .bot_runners()
-        .await
-        .unwrap()
-        .contains_key(&id)
-    {
+    while held().await {
         assert!(
             Instant::now() < deadline,
             "the disabled bot was never let go"
@@ -463,15 +465,7 @@ async fn a_bot_disabled_and_enabled_again_is_taken_at_once_not_after_the_handove
     let released = Instant::now();
     assert!(!cluster.sandbox.is_polling(telegram_id), "stopped polling");
     cluster.run(&["bot", "enable", &id.to_string()]).await;
-    while !cluster.sandbox.is_polling(telegram_id)
-        || !cluster
-            .db
-            .store
-            .bot_runners()
-            .await
-            .unwrap()
-            .contains_key(&id)
-    {
+    while !cluster.sandbox.is_polling(telegram_id) || !held().await {
         assert!(Instant::now() < deadline, "the enabled bot never ran again");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
