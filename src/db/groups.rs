@@ -101,6 +101,19 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("group {id}")))
     }
 
+    /// `(id, title, policy overrides)` of every group, by id: what a change of the global
+    /// defaults is checked against.
+    pub async fn group_policies(
+        &self,
+    ) -> Result<Vec<(i64, String, Json<serde_json::Value>)>, StoreError> {
+        let sql = "SELECT id, title, policy FROM protected_groups ORDER BY id";
+        Ok(
+            with_pool!(self, pool => sqlx::query_as::<_, (i64, String, Json<serde_json::Value>)>(sql)
+            .fetch_all(pool)
+            .await)?,
+        )
+    }
+
     /// The groups one bot protects, by title.
     pub async fn groups_of_bot(&self, bot_instance_id: i64) -> Result<Vec<GroupRow>, StoreError> {
         let sql = concat!(

@@ -87,6 +87,8 @@ export function onSubmit(form, error, action, done) {
       const result = await action();
       if (done) toast(typeof done === "function" ? done(result) : done);
     } catch (failure) {
+      // An earlier success's toast must not stand beside this failure.
+      document.getElementById("toast").textContent = "";
       error.textContent = failure.message;
     }
   });

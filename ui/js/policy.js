@@ -50,7 +50,13 @@ function shown(value) {
 
 function control(spec, override, inherited) {
   const inherit = [["", `Inherit (${shown(inherited)})`]];
-  if (spec.choices) return select([...inherit, ...spec.choices], override);
+  if (spec.choices) {
+    // A stored value the editor does not offer (set through the API) is shown and kept, not lost
+    // on the next save of another field.
+    const known = override === undefined || spec.choices.some(([value]) => value === override);
+    const kept = known ? [] : [[override, `${override} (stored; not offered)`]];
+    return select([...inherit, ...spec.choices, ...kept], override);
+  }
   if (spec.bool) return select([...inherit, ["true", "Yes"], ["false", "No"]], override === undefined ? "" : String(override));
   const input = h("input", { type: spec.number ? "number" : "text", min: spec.number ? 0 : undefined, placeholder: `inherit (${shown(inherited)})` });
   if (override !== undefined) input.value = spec.list ? override.join(", ") : String(override);

@@ -194,6 +194,20 @@ async fn set_policy(ctx: Ctx) -> ApiResult {
     }
     Policy::check_layer(&overrides)
         .map_err(|error| ApiError::invalid("policy", error.to_string()))?;
+    // Valid alone is not enough: over the global defaults it must make a valid policy too
+    // (`escalate_after` here with a default `escalate_to: warn`).
+    let defaults = ctx
+        .state
+        .store
+        .setting(DEFAULTS_KEY)
+        .await?
+        .unwrap_or(Value::Null);
+    Policy::resolve(&defaults, &overrides).map_err(|error| {
+        ApiError::invalid(
+            "policy",
+            format!("over the global defaults this would be invalid: {error}"),
+        )
+    })?;
     let before = ctx.state.store.group(id).await?;
     let group = ctx.state.store.set_group_policy(id, &overrides).await?;
     changed(&ctx, &group, "policy");

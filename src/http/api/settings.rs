@@ -77,6 +77,18 @@ async fn put_policy(ctx: Ctx) -> ApiResult {
     }
     Policy::check_layer(&defaults)
         .map_err(|error| ApiError::invalid("policy", error.to_string()))?;
+    // Every group's own overrides must still make a valid policy over the new defaults, or the
+    // change would silently switch enforcement off there.
+    for (id, title, overrides) in ctx.state.store.group_policies().await? {
+        if let Err(error) = Policy::resolve(&defaults, &overrides.0) {
+            return Err(ApiError::invalid(
+                "policy",
+                format!(
+                    "with these defaults the policy of group {id} ({title}) would be invalid: {error}"
+                ),
+            ));
+        }
+    }
     let before = ctx.state.store.setting(DEFAULTS_KEY).await?;
     let user = ctx.admin()?.telegram_user_id;
     ctx.state

@@ -14,6 +14,7 @@ api_tests!(
     channels_are_added_updated_and_removed,
     global_settings_are_validated_and_stored,
     the_vocabulary_names_what_the_server_uses_and_every_policy_field_is_settable,
+    a_policy_layer_valid_alone_but_invalid_over_the_other_is_refused,
 );
 
 /// A stored (disabled) bot with `n` groups titled "Group 00" …; returns the bot id.
@@ -488,4 +489,71 @@ async fn the_vocabulary_names_what_the_server_uses_and_every_policy_field_is_set
         )
         .await
         .ok();
+}
+
+/// The defaults and a group's overrides are each checked with the other: `escalate_to: warn` is
+/// harmless alone, but with `escalate_after` set anywhere it makes no policy, and neither layer may
+/// be stored so that a group ends up with none (enforcement would silently stop there).
+async fn a_policy_layer_valid_alone_but_invalid_over_the_other_is_refused(world: &mut ApiWorld) {
+    seed(world, 1).await;
+    let groups = world.get("/api/v1/groups").await;
+    let group = groups.ok()["items"][0]["id"].as_i64().unwrap();
+    world
+        .call(
+            Method::PUT,
+            "/api/v1/settings/policy",
+            Some(json!({ "escalate_to": "warn" })),
+        )
+        .await
+        .ok();
+    let refused = world
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{group}/policy"),
+            Some(json!({ "escalate_after": 2 })),
+        )
+        .await;
+    refused.problem(422, "invalid_field");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("over the global defaults"),
+        "{}",
+        refused.body
+    );
+    world
+        .call(Method::PUT, "/api/v1/settings/policy", Some(json!({})))
+        .await
+        .ok();
+    world
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{group}/policy"),
+            Some(json!({ "escalate_after": 2 })),
+        )
+        .await
+        .ok();
+    let refused = world
+        .call(
+            Method::PUT,
+            "/api/v1/settings/policy",
+            Some(json!({ "escalate_to": "warn" })),
+        )
+        .await;
+    refused.problem(422, "invalid_field");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("group {group}")),
+        "{}",
+        refused.body
+    );
+    let shown = world.get(&format!("/api/v1/groups/{group}")).await;
+    assert!(
+        shown.ok()["policy"]["effective"].is_object(),
+        "the group kept a valid policy: {}",
+        shown.body
+    );
 }

@@ -5,12 +5,16 @@ import { get, api, post } from "../api.js";
 import { h, time, toast, confirmAction, field, select, table, onSubmit } from "../dom.js";
 import { policyForm } from "../policy.js";
 
+/// The language the texts form last showed: kept across the re-render after a save.
+let shownLanguage = null;
+
 function textsForm(settings, refresh) {
   const languages = Object.keys(settings.texts);
-  const language = select(languages, languages[0]);
+  const language = select(languages, languages.includes(shownLanguage) ? shownLanguage : languages[0]);
   const boxes = h("div", { class: "form-grid" });
   const error = h("p", { class: "error", role: "alert" });
   const fill = () => {
+    shownLanguage = language.value;
     const texts = settings.texts[language.value];
     boxes.replaceChildren(...settings.text_names.map((name) => {
       const box = h("textarea", { placeholder: texts.defaults[name] || "" });
