@@ -17,7 +17,7 @@ pub fn is_success(outcome: &str) -> bool {
 }
 
 /// One labelled count in one time bucket.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, schemars::JsonSchema)]
 pub struct BucketCount {
     pub bucket: i64,
     pub key: String,
@@ -25,7 +25,7 @@ pub struct BucketCount {
 }
 
 /// Latency percentiles of one bucket.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct LatencyPoint {
     pub bucket: i64,
     pub count: i64,

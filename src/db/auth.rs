@@ -4,7 +4,7 @@ use super::BeginWrite;
 use super::{Store, StoreError, now_ms, with_pool};
 
 /// Someone the owner let into the dashboard.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, schemars::JsonSchema)]
 pub struct AdminRow {
     pub telegram_user_id: i64,
     pub username: Option<String>,

@@ -34,7 +34,7 @@ pub struct ApiCall {
 }
 
 /// A row of a `GROUP BY` count: the grouped value and how many rows had it.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, schemars::JsonSchema)]
 pub struct KeyCount {
     pub key: String,
     pub count: i64,

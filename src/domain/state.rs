@@ -7,14 +7,18 @@ use std::fmt;
 use std::str::FromStr;
 
 /// What an admin asked for. The database is the single source of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum DesiredState {
     Enabled,
     Disabled,
 }
 
 /// What the supervisor last observed of a bot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum RunState {
     Stopped,
     Starting,
@@ -114,5 +118,12 @@ mod tests {
             assert_eq!(state.to_string().parse::<DesiredState>(), Ok(state));
         }
         assert!("paused".parse::<RunState>().is_err());
+        // The wire form (API answers, their schema) is the stored word too.
+        for state in RunState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+        for state in DesiredState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
     }
 }

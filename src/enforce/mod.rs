@@ -19,8 +19,11 @@
 //! `inbox` (where slow updates are parked),
 //! `directory` (group lookups), `say` (messages in a chat and their durable deletion),
 //! `actions` (restrict, kick, warn, lift), `flows`, `callbacks`, `commands`, `settings_menu`,
-//! `health`, `timers`. Shared helpers sit below the feature files that use them: no two files
-//! import each other.
+//! `health`, `timers`. Shared helpers sit below the feature files that use them: no two feature
+//! files import each other (`grep -n "use super::" src/enforce/*.rs` shows it). What reaches back
+//! up is this file's [`Shared`] state, which every step is given, and its warning queue, whose
+//! batches keep the turn they were queued in: a parent and the state it owns, not a loop of
+//! helpers.
 
 mod actions;
 mod callbacks;

@@ -3,13 +3,14 @@
 //! Each layer is a JSON object naming only what it changes; unknown keys and bad values are refused
 //! with the key and the accepted form, so a typo never silently weakens enforcement.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The `settings` key holding the global policy defaults.
 pub const DEFAULTS_KEY: &str = "policy.defaults";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// Whether a member must join every linked channel or any one of them.
@@ -43,7 +44,7 @@ pub struct Policy {
     pub channel_senders: ChannelSenders,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelSenders {
     /// Delete them, telling the group once a day per channel why.
@@ -52,14 +53,14 @@ pub enum ChannelSenders {
     Allow,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Require {
     All,
     Any,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Delete the message and warn; the member keeps the right to speak.
@@ -72,7 +73,7 @@ pub enum Action {
     Ban,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailMode {
     /// Let the member speak when membership cannot be read.
@@ -81,7 +82,9 @@ pub enum FailMode {
     Closed,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Language {
     En,
@@ -126,7 +129,7 @@ impl Default for Policy {
 pub struct PolicyError(pub String);
 
 /// How a policy key is edited: what the dashboard's editor renders for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum FieldKind {
     /// One of `choices` (their wire spellings).
@@ -141,7 +144,7 @@ pub enum FieldKind {
 }
 
 /// One key of [`Policy`] as the dashboard's editor sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Field {
     pub key: &'static str,
     #[serde(flatten)]

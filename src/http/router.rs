@@ -12,6 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use warp::Filter;
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
@@ -40,18 +41,45 @@ pub enum Access {
 
 pub type Handler = fn(Ctx) -> BoxFuture<'static, ApiResult>;
 
+/// Writes the JSON Schema of one type into the document's generator: a `$ref` to
+/// `#/components/schemas/…` for named types, inline for the rest.
+pub type SchemaFn = fn(&mut SchemaGenerator) -> Schema;
+
+/// What a route answers with one status, for the OpenAPI document.
+#[derive(Clone, Copy)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: AnswerBody,
+}
+
+/// The body of a documented answer.
+#[derive(Clone, Copy)]
+pub enum AnswerBody {
+    /// `application/json` of this schema.
+    Json(SchemaFn),
+    /// Text of this media type (CSV, the Prometheus exposition format, a server-sent event stream).
+    Text(&'static str),
+    /// No body (204).
+    Empty,
+}
+
 /// One route of the API.
 #[derive(Clone)]
 pub struct Route {
     pub method: Method,
-    /// `/api/v1/bots/{id}`: `{name}` segments are captured in order.
+    /// `/api/v1/bots/{id}`: `{name}` segments are captured in order; each is a positive integer
+    /// id (see [`input::parse_id`]) unless [`Route::param`] says otherwise.
     pub path: &'static str,
+    /// Path parameters that are not ids, and their schemas.
+    pub params: Vec<(&'static str, SchemaFn)>,
     pub access: Access,
     pub summary: &'static str,
-    /// Schema of the JSON body, for the OpenAPI document.
-    pub body: Option<serde_json::Value>,
-    /// Query parameters (name, description), for the OpenAPI document.
-    pub query: &'static [(&'static str, &'static str)],
+    /// Schema of the JSON body the handler reads.
+    pub body: Option<SchemaFn>,
+    /// Schema of the query the handler reads (an object: one parameter per property).
+    pub query: Option<SchemaFn>,
+    /// The successful answers, by status; errors are always problem documents (4XX, 5XX).
+    pub answers: Vec<Answer>,
     /// The largest body taken, in bytes ([`BODY_LIMIT`] unless the route says otherwise).
     pub body_limit: u64,
     pub handler: Handler,
@@ -70,8 +98,10 @@ impl Route {
             path,
             access,
             summary,
+            params: Vec::new(),
             body: None,
-            query: &[],
+            query: None,
+            answers: Vec::new(),
             body_limit: BODY_LIMIT,
             handler,
         }
@@ -83,14 +113,56 @@ impl Route {
         self
     }
 
-    pub fn body(mut self, schema: serde_json::Value) -> Self {
-        self.body = Some(schema);
+    /// Path parameter `name` is a `T`, not an id.
+    pub fn param<T: JsonSchema>(mut self, name: &'static str) -> Self {
+        self.params
+            .push((name, |generator| generator.subschema_for::<T>()));
         self
     }
 
-    pub fn query(mut self, params: &'static [(&'static str, &'static str)]) -> Self {
-        self.query = params;
+    /// The handler reads its JSON body as `T`.
+    pub fn accepts<T: JsonSchema>(mut self) -> Self {
+        self.body = Some(|generator| generator.subschema_for::<T>());
         self
+    }
+
+    /// The handler reads its query string as `T`.
+    pub fn query<T: JsonSchema>(mut self) -> Self {
+        self.query = Some(|generator| generator.subschema_for::<T>());
+        self
+    }
+
+    /// The handler answers `status` with a JSON `T`.
+    pub fn returns<T: JsonSchema>(mut self, status: StatusCode) -> Self {
+        self.answers.push(Answer {
+            status,
+            body: AnswerBody::Json(|generator| generator.subschema_for::<T>()),
+        });
+        self
+    }
+
+    /// The handler answers `status` with text of `media_type`.
+    pub fn returns_text(mut self, status: StatusCode, media_type: &'static str) -> Self {
+        self.answers.push(Answer {
+            status,
+            body: AnswerBody::Text(media_type),
+        });
+        self
+    }
+
+    /// The handler answers `status` with no body.
+    pub fn returns_empty(mut self, status: StatusCode) -> Self {
+        self.answers.push(Answer {
+            status,
+            body: AnswerBody::Empty,
+        });
+        self
+    }
+
+    /// Whether this route serves `method` on `path` (a `GET` route also serves `HEAD`).
+    pub fn serves(&self, method: &Method, path: &str) -> bool {
+        (self.method == method || (method == Method::HEAD && self.method == Method::GET))
+            && self.capture(path).is_some()
     }
 
     /// Path parameters if `path` matches this route's template.

@@ -32,7 +32,7 @@ impl SupervisorState {
             self.view.set_service(
                 service,
                 ServiceStatus {
-                    service: service.as_str(),
+                    service,
                     running: false,
                     failures: 0,
                     last_error: None,
@@ -54,7 +54,7 @@ impl SupervisorState {
                 self.view.set_service(
                     service,
                     ServiceStatus {
-                        service: service.as_str(),
+                        service,
                         running: true,
                         failures: run.attempt,
                         last_error: None,
@@ -109,7 +109,7 @@ impl SupervisorState {
         self.view.set_service(
             service,
             ServiceStatus {
-                service: service.as_str(),
+                service,
                 running: false,
                 failures: run.attempt,
                 last_error: Some(reason),

@@ -13,12 +13,21 @@ use serde::Serialize;
 use super::BotStatus;
 
 /// One of the tree's own services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Service {
     /// Watches `bot_instances` and tells the supervisor what to start and stop.
     Registry,
     /// Stores and fans out events.
     Broadcaster,
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Service {
@@ -31,9 +40,9 @@ impl Service {
 }
 
 /// How one service is doing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ServiceStatus {
-    pub service: &'static str,
+    pub service: Service,
     pub running: bool,
     /// Exits and failed starts since it last ran stably (see `policy::SERVICE_RESTARTS`).
     pub failures: u32,

@@ -1,8 +1,8 @@
 //! The people allowed into the dashboard besides the owner. Only the owner may change the list;
 //! removing an admin ends their sessions at once.
 
-use serde::Deserialize;
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use warp::http::{Method, StatusCode};
 
 use crate::db::AdminRow;
@@ -12,28 +12,59 @@ use crate::http::router::{Access, Ctx, Route};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::GET, "/api/v1/admins", Access::Admin, "The owner and the admins", |c| Box::pin(list(c))),
-        Route::new(Method::POST, "/api/v1/admins", Access::Owner, "Let a Telegram user in (owner only)", |c| {
-            Box::pin(add(c))
-        })
-        .body(json!({"type": "object", "required": ["telegram_user_id", "display_name"], "properties": {
-            "telegram_user_id": {"type": "integer"}, "display_name": {"type": "string"}, "username": {"type": "string"}}})),
-        Route::new(Method::DELETE, "/api/v1/admins/{user_id}", Access::Owner, "Remove an admin and end their sessions (owner only)", |c| {
-            Box::pin(remove(c))
-        }),
+        Route::new(
+            Method::GET,
+            "/api/v1/admins",
+            Access::Admin,
+            "The owner and the admins",
+            |c| Box::pin(list(c)),
+        )
+        .returns::<Admins>(StatusCode::OK),
+        Route::new(
+            Method::POST,
+            "/api/v1/admins",
+            Access::Owner,
+            "Let a Telegram user in (owner only)",
+            |c| Box::pin(add(c)),
+        )
+        .accepts::<NewAdmin>()
+        .returns::<AdminRow>(StatusCode::CREATED),
+        Route::new(
+            Method::DELETE,
+            "/api/v1/admins/{user_id}",
+            Access::Owner,
+            "Remove an admin and end their sessions (owner only)",
+            |c| Box::pin(remove(c)),
+        )
+        .returns_empty(StatusCode::NO_CONTENT),
     ]
 }
 
-async fn list(ctx: Ctx) -> ApiResult {
-    let admins = ctx.state.store.admins().await?;
-    respond::ok(&json!({ "owner": ctx.state.auth.owner, "items": admins }))
+/// The people allowed in.
+#[derive(Serialize, JsonSchema)]
+struct Admins {
+    /// The owner's Telegram user id (configured, not stored); null when none is set.
+    owner: Option<i64>,
+    items: Vec<AdminRow>,
 }
 
-#[derive(Deserialize)]
+async fn list(ctx: Ctx) -> ApiResult {
+    let items = ctx.state.store.admins().await?;
+    respond::ok(&Admins {
+        owner: ctx.state.auth.owner,
+        items,
+    })
+}
+
+/// A Telegram user to let in.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAdmin {
+    /// Positive.
     telegram_user_id: i64,
+    /// 1 to 128 characters.
     display_name: String,
+    /// Without or with the leading `@`.
     username: Option<String>,
 }
 

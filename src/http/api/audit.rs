@@ -2,29 +2,18 @@
 //! address) and published as an `audit` event; `GET /api/v1/audit` lists it with filters and
 //! `GET /api/v1/audit.csv` exports the same selection.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use warp::Reply;
-use warp::http::{HeaderValue, Method, header};
+use warp::http::{HeaderValue, Method, StatusCode, header};
 
 use crate::db::{AuditEntry, AuditFilter, NewAuditEntry};
 use crate::http::input;
-use crate::http::respond::{self, ApiResult};
+use crate::http::respond::{self, ApiResult, CursorPage};
 use crate::http::router::{Access, Ctx, Route};
 
 pub fn routes() -> Vec<Route> {
-    const QUERY: &[(&str, &str)] = &[
-        ("actor", "Telegram id of the admin"),
-        ("action", "e.g. bot.stop, group.policy"),
-        (
-            "target_type",
-            "bot, group, channel, settings, admin, session",
-        ),
-        ("from", "epoch ms, inclusive"),
-        ("to", "epoch ms, exclusive"),
-        ("before", "cursor: entries with a smaller id"),
-        ("limit", "1..=500, default 100"),
-    ];
     vec![
         Route::new(
             Method::GET,
@@ -33,7 +22,8 @@ pub fn routes() -> Vec<Route> {
             "Audit entries, newest first",
             |c| Box::pin(list(c)),
         )
-        .query(QUERY),
+        .query::<AuditQuery>()
+        .returns::<CursorPage<AuditView>>(StatusCode::OK),
         Route::new(
             Method::GET,
             "/api/v1/audit.csv",
@@ -41,7 +31,8 @@ pub fn routes() -> Vec<Route> {
             "The same selection as CSV",
             |c| Box::pin(csv(c)),
         )
-        .query(QUERY),
+        .query::<AuditQuery>()
+        .returns_text(StatusCode::OK, "text/csv"),
     ]
 }
 
@@ -70,25 +61,32 @@ pub async fn record(
         ip: ctx.client_ip(),
     };
     match ctx.state.store.append_audit(&entry).await {
-        Ok(row) => {
-            ctx.state
-                .fleet
-                .publisher()
-                .publish(crate::domain::EventKind::Audit, None, view(&row))
-        }
+        Ok(row) => ctx.state.fleet.publisher().publish(
+            crate::domain::EventKind::Audit,
+            None,
+            serde_json::to_value(view(&row)).unwrap_or_default(),
+        ),
         Err(error) => tracing::error!(%error, action, "could not record an audit entry"),
     }
 }
 
-#[derive(Deserialize)]
+/// Which entries (CSV: up to 100,000, default 10,000).
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Query {
+struct AuditQuery {
+    /// Telegram id of the admin.
     actor: Option<i64>,
+    /// e.g. `bot.stop`, `group.policy`.
     action: Option<String>,
+    /// `bot`, `group`, `channel`, `settings`, `admin`, `session`.
     target_type: Option<String>,
+    /// Epoch ms, inclusive.
     from: Option<i64>,
+    /// Epoch ms, exclusive.
     to: Option<i64>,
+    /// Cursor: entries with a smaller id.
     before: Option<i64>,
+    /// 1..=500, default 100.
     limit: Option<i64>,
 }
 
@@ -97,7 +95,7 @@ fn filter(
     default: i64,
     max: i64,
 ) -> Result<AuditFilter, crate::http::problem::ApiError> {
-    let query: Query = ctx.query()?;
+    let query: AuditQuery = ctx.query()?;
     Ok(AuditFilter {
         actor_id: query.actor,
         action: query.action.filter(|a| !a.is_empty()),
@@ -112,8 +110,8 @@ fn filter(
 async fn list(ctx: Ctx) -> ApiResult {
     let filter = filter(&ctx, 100, 500)?;
     let rows = ctx.state.store.query_audit(&filter).await?;
-    let items: Vec<Value> = rows.iter().map(view).collect();
-    respond::cursor_page(&items, filter.limit, rows.last().map(|r| r.id))
+    let items: Vec<AuditView> = rows.iter().map(view).collect();
+    respond::cursor_page(items, filter.limit, rows.last().map(|r| r.id))
 }
 
 async fn csv(ctx: Ctx) -> ApiResult {
@@ -173,19 +171,39 @@ fn csv_field(value: &str) -> String {
     }
 }
 
-fn view(row: &AuditEntry) -> Value {
-    json!({
-        "id": row.id,
-        "actor_id": row.actor_id,
-        "actor_name": row.actor_name,
-        "action": row.action,
-        "target_type": row.target_type,
-        "target_id": row.target_id,
-        "before": row.before.as_ref().map(|v| &v.0),
-        "after": row.after.as_ref().map(|v| &v.0),
-        "ip": row.ip,
-        "created_at": row.created_at,
-    })
+/// One audit entry.
+#[derive(Serialize, JsonSchema)]
+pub struct AuditView {
+    id: i64,
+    /// Telegram id of who did it; null for no one signed in (a failed sign-in, …).
+    actor_id: Option<i64>,
+    actor_name: String,
+    action: String,
+    target_type: String,
+    target_id: Option<String>,
+    /// The target before the change, as the API showed it.
+    before: Option<Value>,
+    /// The target after the change.
+    after: Option<Value>,
+    /// The client's address.
+    ip: Option<String>,
+    /// Epoch ms.
+    created_at: i64,
+}
+
+fn view(row: &AuditEntry) -> AuditView {
+    AuditView {
+        id: row.id,
+        actor_id: row.actor_id,
+        actor_name: row.actor_name.clone(),
+        action: row.action.clone(),
+        target_type: row.target_type.clone(),
+        target_id: row.target_id.clone(),
+        before: row.before.as_ref().map(|v| v.0.clone()),
+        after: row.after.as_ref().map(|v| v.0.clone()),
+        ip: row.ip.clone(),
+        created_at: row.created_at,
+    }
 }
 
 #[cfg(test)]

@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use teloxide::requests::Requester;
 use warp::http::{Method, StatusCode};
 
@@ -18,16 +19,16 @@ use crate::actors::BotStatus;
 use crate::db::{BotRow, NewBot, NodeRow, now_ms};
 use crate::domain::{BotToken, DesiredState, RunState};
 use crate::http::problem::ApiError;
-use crate::http::respond::{self, ApiResult};
+use crate::http::respond::{self, ApiResult, Page};
 use crate::http::router::{Access, Ctx, Route};
+
+use super::events::EventView;
+use super::groups::GroupView;
 
 /// How long `DELETE` waits for the bot to stop before removing it anyway.
 const STOP_BEFORE_DELETE: Duration = Duration::from_secs(10);
 
 pub fn routes() -> Vec<Route> {
-    let token_body = json!({"type": "object", "required": ["token"], "properties": {
-        "token": {"type": "string", "description": "from @BotFather; never returned"},
-        "enabled": {"type": "boolean", "default": true}}});
     vec![
         Route::new(
             Method::GET,
@@ -35,7 +36,8 @@ pub fn routes() -> Vec<Route> {
             Access::Admin,
             "Every bot with its run state",
             |c| Box::pin(list(c)),
-        ),
+        )
+        .returns::<Page<BotView>>(StatusCode::OK),
         Route::new(
             Method::POST,
             "/api/v1/bots",
@@ -43,56 +45,64 @@ pub fn routes() -> Vec<Route> {
             "Add a bot (token checked with getMe)",
             |c| Box::pin(add(c)),
         )
-        .body(token_body.clone()),
+        .accepts::<TokenBody>()
+        .returns::<BotView>(StatusCode::CREATED),
         Route::new(
             Method::GET,
             "/api/v1/bots/{id}",
             Access::Admin,
             "A bot with its groups and recent events",
             |c| Box::pin(detail(c)),
-        ),
+        )
+        .returns::<BotDetail>(StatusCode::OK),
         Route::new(
             Method::DELETE,
             "/api/v1/bots/{id}",
             Access::Admin,
             "Stop a bot, then remove it and its groups",
             |c| Box::pin(delete(c)),
-        ),
+        )
+        .returns::<Deleted>(StatusCode::OK),
         Route::new(
             Method::POST,
             "/api/v1/bots/{id}/enable",
             Access::Admin,
             "Run the bot (a parked bot stays parked)",
             |c| Box::pin(lifecycle(c, Lifecycle::Enable)),
-        ),
+        )
+        .returns::<Accepted>(StatusCode::ACCEPTED),
         Route::new(
             Method::POST,
             "/api/v1/bots/{id}/disable",
             Access::Admin,
             "Do not run the bot",
             |c| Box::pin(lifecycle(c, Lifecycle::Stop)),
-        ),
+        )
+        .returns::<Accepted>(StatusCode::ACCEPTED),
         Route::new(
             Method::POST,
             "/api/v1/bots/{id}/start",
             Access::Admin,
             "Start the bot, retrying a parked one",
             |c| Box::pin(lifecycle(c, Lifecycle::Start)),
-        ),
+        )
+        .returns::<Accepted>(StatusCode::ACCEPTED),
         Route::new(
             Method::POST,
             "/api/v1/bots/{id}/stop",
             Access::Admin,
             "Stop the bot",
             |c| Box::pin(lifecycle(c, Lifecycle::Stop)),
-        ),
+        )
+        .returns::<Accepted>(StatusCode::ACCEPTED),
         Route::new(
             Method::POST,
             "/api/v1/bots/{id}/restart",
             Access::Admin,
             "Stop and start the bot",
             |c| Box::pin(lifecycle(c, Lifecycle::Restart)),
-        ),
+        )
+        .returns::<Accepted>(StatusCode::ACCEPTED),
         Route::new(
             Method::POST,
             "/api/v1/bots/{id}/token",
@@ -100,40 +110,116 @@ pub fn routes() -> Vec<Route> {
             "Replace the bot's token (same bot)",
             |c| Box::pin(rotate(c)),
         )
-        .body(token_body),
+        .accepts::<TokenBody>()
+        .returns::<BotView>(StatusCode::OK),
     ]
 }
 
 /// What the API shows of a bot: everything but the token.
-fn view(row: &BotRow, live: Option<&BotStatus>, groups: i64, node: Option<&NodeRow>) -> Value {
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct BotView {
+    id: i64,
+    telegram_bot_id: i64,
+    username: String,
+    display_name: String,
+    desired_state: DesiredState,
+    run_state: RunState,
+    /// Why it is in its run state, for people.
+    run_reason: Option<String>,
+    /// Why it is in its run state, for programs (the dashboard's badge and "parked" come from
+    /// this; see `reason_codes` in `GET /api/v1/vocabulary`). Text, so a code a newer version
+    /// wrote still reads.
+    run_reason_code: Option<String>,
+    last_error: Option<String>,
+    restart_count: i64,
+    /// Epoch ms of the next start while in backoff.
+    next_attempt_at: Option<i64>,
+    /// Epoch ms.
+    started_at: Option<i64>,
+    /// Epoch ms.
+    stopped_at: Option<i64>,
+    /// Seconds since it started, while running.
+    uptime_s: Option<i64>,
+    /// The start attempt this process's supervisor is on; null when it does not manage the bot.
+    attempt: Option<u32>,
+    group_count: i64,
+    /// The node that runs it now (`GET /api/v1/nodes`); null when none does.
+    node: Option<NodeRef>,
+    /// Epoch ms.
+    created_at: i64,
+    /// Epoch ms.
+    updated_at: i64,
+}
+
+/// Which process runs a bot.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct NodeRef {
+    id: String,
+    host: String,
+    pid: i64,
+}
+
+/// A bot with its groups and its latest events.
+#[derive(Serialize, JsonSchema)]
+struct BotDetail {
+    #[serde(flatten)]
+    bot: BotView,
+    groups: Vec<GroupView>,
+    /// The 20 newest, newest first.
+    recent_events: Vec<EventView>,
+}
+
+/// A lifecycle request taken: what will happen, and where to watch it happen.
+#[derive(Serialize, JsonSchema)]
+struct Accepted {
+    bot: BotView,
+    /// What will happen, for people.
+    will: &'static str,
+    /// The event stream that reports the outcome.
+    events: &'static str,
+}
+
+/// A bot removed.
+#[derive(Serialize, JsonSchema)]
+struct Deleted {
+    deleted: i64,
+    groups_removed: usize,
+    /// Whether it was seen to stop before it was removed (false: it did not stop within 10 s,
+    /// or the event feed lagged).
+    stopped_first: bool,
+}
+
+fn view(row: &BotRow, live: Option<&BotStatus>, groups: i64, node: Option<&NodeRow>) -> BotView {
     let now = now_ms();
     let uptime_s = match (row.run_state, row.started_at) {
         (RunState::Running, Some(started)) => Some((now - started).max(0) / 1000),
         _ => None,
     };
-    json!({
-        "id": row.id,
-        "telegram_bot_id": row.telegram_bot_id,
-        "username": row.username,
-        "display_name": row.display_name,
-        "desired_state": row.desired_state.as_str(),
-        "run_state": row.run_state.as_str(),
-        "run_reason": row.run_reason,
-        // What the dashboard decides on (badge, parked); `run_reason` is for people.
-        "run_reason_code": row.run_reason_code,
-        "last_error": row.last_error,
-        "restart_count": row.restart_count,
-        "next_attempt_at": row.next_attempt_at,
-        "started_at": row.started_at,
-        "stopped_at": row.stopped_at,
-        "uptime_s": uptime_s,
-        "attempt": live.map(|s| s.attempt),
-        "group_count": groups,
-        // The node that runs it now (`GET /api/v1/nodes`); null when none does.
-        "node": node.map(|n| json!({ "id": n.id, "host": n.host, "pid": n.pid })),
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    })
+    BotView {
+        id: row.id,
+        telegram_bot_id: row.telegram_bot_id,
+        username: row.username.clone(),
+        display_name: row.display_name.clone(),
+        desired_state: row.desired_state,
+        run_state: row.run_state,
+        run_reason: row.run_reason.clone(),
+        run_reason_code: row.run_reason_code.clone(),
+        last_error: row.last_error.clone(),
+        restart_count: row.restart_count,
+        next_attempt_at: row.next_attempt_at,
+        started_at: row.started_at,
+        stopped_at: row.stopped_at,
+        uptime_s,
+        attempt: live.map(|s| s.attempt),
+        group_count: groups,
+        node: node.map(|n| NodeRef {
+            id: n.id.clone(),
+            host: n.host.clone(),
+            pid: n.pid,
+        }),
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
 }
 
 /// What this process's supervisor last saw of each bot it manages: read from its view, never by a
@@ -173,7 +259,7 @@ async fn list(ctx: Ctx) -> ApiResult {
     let counts = ctx.state.store.group_counts_by_bot().await?;
     let live = live_status(&ctx);
     let runners = runners(&ctx).await?;
-    let items: Vec<Value> = bots
+    let items: Vec<BotView> = bots
         .iter()
         .map(|bot| {
             view(
@@ -184,15 +270,16 @@ async fn list(ctx: Ctx) -> ApiResult {
             )
         })
         .collect();
-    respond::ok(
-        &json!({ "items": items, "page": { "offset": 0, "limit": items.len(), "total": items.len() } }),
-    )
+    respond::ok(&Page::all(items))
 }
 
-#[derive(Deserialize)]
+/// A bot's token, to add the bot or to replace its token.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TokenBody {
+    /// From @BotFather; stored encrypted, never returned.
     token: String,
+    /// Whether to run it once added (default true); not taken by a token rotation.
     enabled: Option<bool>,
 }
 
@@ -255,7 +342,7 @@ async fn add(ctx: Ctx) -> ApiResult {
         "bot",
         Some(row.id.to_string()),
         None,
-        Some(shown.clone()),
+        serde_json::to_value(&shown).ok(),
     )
     .await;
     respond::with_status(StatusCode::CREATED, &shown)
@@ -267,15 +354,16 @@ async fn detail(ctx: Ctx) -> ApiResult {
     let groups = ctx.state.store.groups_of_bot(id).await?;
     let events = ctx.state.store.events_page(None, &[], Some(id), 20).await?;
     let live = live_status(&ctx);
-    let mut shown = view(
-        &row,
-        live.get(&id),
-        groups.len() as i64,
-        runners(&ctx).await?.get(&id),
-    );
-    shown["groups"] = groups.iter().map(super::groups::summary).collect();
-    shown["recent_events"] = events.iter().map(super::events::view).collect();
-    respond::ok(&shown)
+    respond::ok(&BotDetail {
+        bot: view(
+            &row,
+            live.get(&id),
+            groups.len() as i64,
+            runners(&ctx).await?.get(&id),
+        ),
+        groups: groups.iter().map(super::groups::summary).collect(),
+        recent_events: events.iter().map(super::events::view).collect(),
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -335,7 +423,11 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
     .await;
     respond::with_status(
         StatusCode::ACCEPTED,
-        &json!({ "bot": view(&row, None, group_count(&ctx, id).await?, None), "will": will, "events": "/api/v1/events/stream?type=bot_status" }),
+        &Accepted {
+            bot: view(&row, None, group_count(&ctx, id).await?, None),
+            will,
+            events: "/api/v1/events/stream?type=bot_status",
+        },
     )
 }
 
@@ -450,9 +542,13 @@ async fn delete(ctx: Ctx) -> ApiResult {
         "bot.delete",
         "bot",
         Some(id.to_string()),
-        Some(view(&before, None, groups as i64, None)),
+        serde_json::to_value(view(&before, None, groups as i64, None)).ok(),
         None,
     )
     .await;
-    respond::ok(&json!({ "deleted": id, "groups_removed": groups, "stopped_first": stopped }))
+    respond::ok(&Deleted {
+        deleted: id,
+        groups_removed: groups,
+        stopped_first: stopped,
+    })
 }

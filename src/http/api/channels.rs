@@ -1,20 +1,18 @@
 //! Channels: list (with how many groups require each), detail with linked groups, add, update,
 //! remove. Removing a channel removes every group's requirement of it.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use warp::http::{Method, StatusCode};
 
 use crate::db::{ChannelChange, ChannelRow, NewChannel};
 use crate::http::problem::ApiError;
-use crate::http::respond::{self, ApiResult};
+use crate::http::respond::{self, ApiResult, Page};
 use crate::http::router::{Access, Ctx, Route};
 
+use super::groups::GroupView;
+
 pub fn routes() -> Vec<Route> {
-    let schema = json!({"type": "object", "properties": {
-        "chat_id": {"type": "integer", "description": "Telegram id of the channel (-100…)"},
-        "title": {"type": "string"}, "username": {"type": ["string", "null"]},
-        "invite_link": {"type": ["string", "null"]}, "is_private": {"type": "boolean"}}});
     vec![
         Route::new(
             Method::GET,
@@ -22,7 +20,8 @@ pub fn routes() -> Vec<Route> {
             Access::Admin,
             "Channels with their number of groups",
             |c| Box::pin(list(c)),
-        ),
+        )
+        .returns::<Page<ChannelListItem>>(StatusCode::OK),
         Route::new(
             Method::POST,
             "/api/v1/channels",
@@ -30,14 +29,16 @@ pub fn routes() -> Vec<Route> {
             "Add a channel",
             |c| Box::pin(add(c)),
         )
-        .body(schema.clone()),
+        .accepts::<ChannelBody>()
+        .returns::<ChannelView>(StatusCode::CREATED),
         Route::new(
             Method::GET,
             "/api/v1/channels/{id}",
             Access::Admin,
             "A channel and the groups that require it",
             |c| Box::pin(detail(c)),
-        ),
+        )
+        .returns::<ChannelDetail>(StatusCode::OK),
         Route::new(
             Method::PATCH,
             "/api/v1/channels/{id}",
@@ -45,62 +46,112 @@ pub fn routes() -> Vec<Route> {
             "Change a channel's title, username, link or privacy",
             |c| Box::pin(update(c)),
         )
-        .body(schema),
+        .accepts::<ChannelBody>()
+        .returns::<ChannelView>(StatusCode::OK),
         Route::new(
             Method::DELETE,
             "/api/v1/channels/{id}",
             Access::Admin,
             "Remove a channel and every requirement of it",
             |c| Box::pin(remove(c)),
-        ),
+        )
+        .returns::<ChannelDeleted>(StatusCode::OK),
     ]
 }
 
-pub fn view(row: &ChannelRow) -> Value {
-    json!({
-        "id": row.id,
-        "chat_id": row.chat_id,
-        "title": row.title,
-        "username": row.username,
-        "invite_link": row.invite_link,
-        "is_private": row.is_private,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    })
+/// A channel members must join.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ChannelView {
+    id: i64,
+    /// Telegram's chat id (-100…).
+    chat_id: i64,
+    title: String,
+    /// Without `@`.
+    username: Option<String>,
+    /// `https://t.me/…`: the join button of a private channel.
+    invite_link: Option<String>,
+    is_private: bool,
+    /// Epoch ms.
+    created_at: i64,
+    /// Epoch ms.
+    updated_at: i64,
+}
+
+pub fn view(row: &ChannelRow) -> ChannelView {
+    ChannelView {
+        id: row.id,
+        chat_id: row.chat_id,
+        title: row.title.clone(),
+        username: row.username.clone(),
+        invite_link: row.invite_link.clone(),
+        is_private: row.is_private,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+/// A channel and how many groups require it.
+#[derive(Serialize, JsonSchema)]
+struct ChannelListItem {
+    #[serde(flatten)]
+    channel: ChannelView,
+    group_count: i64,
+}
+
+/// A channel and the groups that require it.
+#[derive(Serialize, JsonSchema)]
+struct ChannelDetail {
+    #[serde(flatten)]
+    channel: ChannelView,
+    groups: Vec<GroupView>,
+}
+
+/// A channel removed.
+#[derive(Serialize, JsonSchema)]
+struct ChannelDeleted {
+    deleted: i64,
+    /// Groups that required it and no longer do.
+    groups_unlinked: usize,
 }
 
 async fn list(ctx: Ctx) -> ApiResult {
     let rows = ctx.state.store.list_channels().await?;
-    let items: Vec<Value> = rows
+    let items: Vec<ChannelListItem> = rows
         .iter()
-        .map(|row| {
-            let mut shown = view(&row.channel);
-            shown["group_count"] = row.group_count.into();
-            shown
+        .map(|row| ChannelListItem {
+            channel: view(&row.channel),
+            group_count: row.group_count,
         })
         .collect();
-    respond::page(&items, 0, items.len() as i64, items.len() as i64)
+    respond::ok(&Page::all(items))
 }
 
 async fn detail(ctx: Ctx) -> ApiResult {
     let id = ctx.id(0, "channel")?;
     let channel = ctx.state.store.channel(id).await?;
     let groups = ctx.state.store.groups_of_channel(id).await?;
-    let mut shown = view(&channel);
-    shown["groups"] = groups.iter().map(super::groups::summary).collect();
-    respond::ok(&shown)
+    respond::ok(&ChannelDetail {
+        channel: view(&channel),
+        groups: groups.iter().map(super::groups::summary).collect(),
+    })
 }
 
-/// Absent means "unchanged"; null means "clear" (for the optional fields).
-#[derive(Deserialize)]
+/// A channel to add (`chat_id` and `title` required), or the fields to change: absent means
+/// "unchanged"; null means "clear" (for the optional fields).
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ChannelBody {
+    /// Telegram's chat id (-100…); only when adding.
     chat_id: Option<i64>,
+    /// 1 to 255 characters.
     title: Option<String>,
+    /// `@name` or `name`: 4 to 32 of A-Z, a-z, 0-9 and `_`.
     #[serde(default, deserialize_with = "crate::http::input::double_option")]
     username: Option<Option<String>>,
+    /// `https://t.me/…`; required for a private channel.
     #[serde(default, deserialize_with = "crate::http::input::double_option")]
     invite_link: Option<Option<String>>,
+    /// Default: true when there is no username.
     is_private: Option<bool>,
 }
 
@@ -188,7 +239,7 @@ async fn add(ctx: Ctx) -> ApiResult {
         "channel",
         Some(row.id.to_string()),
         None,
-        Some(shown.clone()),
+        serde_json::to_value(&shown).ok(),
     )
     .await;
     respond::with_status(StatusCode::CREATED, &shown)
@@ -228,8 +279,8 @@ async fn update(ctx: Ctx) -> ApiResult {
         "channel.update",
         "channel",
         Some(id.to_string()),
-        Some(view(&before)),
-        Some(view(&row)),
+        serde_json::to_value(view(&before)).ok(),
+        serde_json::to_value(view(&row)).ok(),
     )
     .await;
     respond::ok(&view(&row))
@@ -246,9 +297,12 @@ async fn remove(ctx: Ctx) -> ApiResult {
         "channel.delete",
         "channel",
         Some(id.to_string()),
-        Some(view(&before)),
+        serde_json::to_value(view(&before)).ok(),
         None,
     )
     .await;
-    respond::ok(&json!({ "deleted": id, "groups_unlinked": groups.len() }))
+    respond::ok(&ChannelDeleted {
+        deleted: id,
+        groups_unlinked: groups.len(),
+    })
 }

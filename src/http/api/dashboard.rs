@@ -2,8 +2,15 @@
 //! process: groups, channels, bots by state, verifications today (since 00:00 UTC) and in the last
 //! seven days, success rate, cache hit rate, uptime.
 
-use serde_json::json;
-use warp::http::Method;
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use warp::http::{Method, StatusCode};
+
+use crate::actors::ServiceStatus;
+use crate::db::Backend;
+use crate::domain::RunState;
 
 use crate::db::analytics::{Column, Table, is_success};
 use crate::db::now_ms;
@@ -15,13 +22,68 @@ use super::charts::ratio;
 const DAY_MS: i64 = 86_400_000;
 
 pub fn routes() -> Vec<Route> {
-    vec![Route::new(
-        Method::GET,
-        "/api/v1/stats",
-        Access::Admin,
-        "Overview numbers",
-        |c| Box::pin(stats(c)),
-    )]
+    vec![
+        Route::new(
+            Method::GET,
+            "/api/v1/stats",
+            Access::Admin,
+            "Overview numbers",
+            |c| Box::pin(stats(c)),
+        )
+        .returns::<Stats>(StatusCode::OK),
+    ]
+}
+
+/// The overview's numbers.
+#[derive(Serialize, JsonSchema)]
+struct Stats {
+    /// The supervision tree's own services in this process; one not running is shown.
+    services: Vec<ServiceStatus>,
+    groups: GroupCounts,
+    /// Channels known.
+    channels: i64,
+    bots: BotCounts,
+    verifications: VerificationCounts,
+    /// Passed, exempt and grace over all verifications of the last 7 days, 0..=1; null when none.
+    success_rate_7d: Option<f64>,
+    /// Verifications of the last 7 days answered from the cache, 0..=1; null when none.
+    cache_hit_rate_7d: Option<f64>,
+    /// This process's membership cache since it started.
+    membership_cache: CacheCounts,
+    /// Since this process started, s.
+    uptime_s: u64,
+    database: Backend,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct GroupCounts {
+    total: i64,
+    enabled: i64,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct BotCounts {
+    total: i64,
+    /// Bots per observed run state (states with none are absent).
+    by_state: BTreeMap<RunState, i64>,
+    /// Restarts recorded across all bots.
+    restarts: i64,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct VerificationCounts {
+    /// Since 00:00 UTC.
+    today: i64,
+    /// The last 7 days.
+    week: i64,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct CacheCounts {
+    hits: u64,
+    misses: u64,
+    /// 0..=1; null before the first lookup.
+    hit_rate: Option<f64>,
 }
 
 async fn stats(ctx: Ctx) -> ApiResult {
@@ -67,26 +129,35 @@ async fn stats(ctx: Ctx) -> ApiResult {
         .find(|(e, _)| *e)
         .map(|(_, n)| *n)
         .unwrap_or(0);
-    let bots: serde_json::Map<String, serde_json::Value> = counts
+    let by_state: BTreeMap<RunState, i64> = counts
         .bots_by_state
         .iter()
-        .map(|r| (r.key.clone(), r.count.into()))
+        .filter_map(|r| Some((r.key.parse::<RunState>().ok()?, r.count)))
         .collect();
-    respond::ok(&json!({
-        // The supervision tree's own services in this process; one not running is shown.
-        "services": ctx.state.fleet.view().services(),
-        "groups": { "total": groups, "enabled": enabled },
-        "channels": counts.channels,
-        "bots": { "total": counts.bots_by_state.iter().map(|r| r.count).sum::<i64>(), "by_state": bots, "restarts": counts.restarts },
-        "verifications": { "today": total(&today), "week": total(&week) },
-        "success_rate_7d": ratio(successes, total(&week)),
-        "cache_hit_rate_7d": ratio(hits, total(&week)),
-        "membership_cache": {
-            "hits": process_hits,
-            "misses": process_misses,
-            "hit_rate": ratio(process_hits as i64, (process_hits + process_misses) as i64),
+    respond::ok(&Stats {
+        services: ctx.state.fleet.view().services(),
+        groups: GroupCounts {
+            total: groups,
+            enabled,
         },
-        "uptime_s": ctx.state.started_at.elapsed().as_secs(),
-        "database": store.backend().as_str(),
-    }))
+        channels: counts.channels,
+        bots: BotCounts {
+            total: counts.bots_by_state.iter().map(|r| r.count).sum::<i64>(),
+            by_state,
+            restarts: counts.restarts,
+        },
+        verifications: VerificationCounts {
+            today: total(&today),
+            week: total(&week),
+        },
+        success_rate_7d: ratio(successes, total(&week)),
+        cache_hit_rate_7d: ratio(hits, total(&week)),
+        membership_cache: CacheCounts {
+            hits: process_hits,
+            misses: process_misses,
+            hit_rate: ratio(process_hits as i64, (process_hits + process_misses) as i64),
+        },
+        uptime_s: ctx.state.started_at.elapsed().as_secs(),
+        database: store.backend(),
+    })
 }

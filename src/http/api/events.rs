@@ -10,18 +10,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, mpsc};
 use warp::Reply;
-use warp::http::Method;
+use warp::http::{Method, StatusCode};
 
 use crate::db::{EventRow, Store};
 use crate::domain::EventKind;
 use crate::events::Event;
 use crate::http::input;
 use crate::http::problem::ApiError;
-use crate::http::respond::{self, ApiResult};
+use crate::http::respond::{self, ApiResult, CursorPage};
 use crate::http::router::{Access, Ctx, Route};
 
 /// Events queued for one client before it counts as too slow.
@@ -38,12 +39,8 @@ pub fn routes() -> Vec<Route> {
             "The activity feed, newest first",
             |c| Box::pin(activity(c)),
         )
-        .query(&[
-            ("type", "comma-separated event kinds"),
-            ("bot", "bot id"),
-            ("before", "cursor: events with a smaller id"),
-            ("limit", "1..=200, default 50"),
-        ]),
+        .query::<EventQuery>()
+        .returns::<CursorPage<EventView>>(StatusCode::OK),
         Route::new(
             Method::GET,
             "/api/v1/events/stream",
@@ -51,35 +48,51 @@ pub fn routes() -> Vec<Route> {
             "Live events (text/event-stream) with replay",
             |c| Box::pin(stream(c)),
         )
-        .query(&[
-            ("type", "comma-separated event kinds"),
-            ("bot", "bot id"),
-            (
-                "last_event_id",
-                "replay events after this id (or the Last-Event-ID header)",
-            ),
-        ]),
+        .query::<EventQuery>()
+        .returns_text(StatusCode::OK, "text/event-stream"),
     ]
 }
 
-pub fn view(row: &EventRow) -> Value {
-    json!({
-        "id": row.id,
-        "kind": row.kind,
-        "bot_instance_id": row.bot_instance_id,
-        "payload": row.payload.0,
-        "created_at": row.created_at,
-    })
+/// One event as stored.
+#[derive(Serialize, JsonSchema)]
+pub struct EventView {
+    /// Its row in `events`: the feed's cursor and the stream's `id:`.
+    id: i64,
+    #[schemars(with = "EventKind")]
+    kind: String,
+    bot_instance_id: Option<i64>,
+    /// What happened; its members depend on `kind`.
+    #[schemars(with = "Map<String, Value>")]
+    payload: Value,
+    /// Epoch ms.
+    created_at: i64,
 }
 
-#[derive(Deserialize)]
+pub fn view(row: &EventRow) -> EventView {
+    EventView {
+        id: row.id,
+        kind: row.kind.clone(),
+        bot_instance_id: row.bot_instance_id,
+        payload: row.payload.0.clone(),
+        created_at: row.created_at,
+    }
+}
+
+/// Which events: the feed pages with `before` and `limit`, the stream resumes with
+/// `last_event_id`.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Query {
+struct EventQuery {
+    /// Comma-separated event kinds (`event_kinds` in `GET /api/v1/vocabulary`); all when absent.
     #[serde(rename = "type")]
     kinds: Option<String>,
+    /// Only this bot's events.
     bot: Option<i64>,
+    /// The feed's cursor: events with a smaller id.
     before: Option<i64>,
+    /// The feed's page size: 1..=200, default 50.
     limit: Option<i64>,
+    /// The stream replays events after this id first (or send the `Last-Event-ID` header).
     last_event_id: Option<i64>,
 }
 
@@ -110,7 +123,7 @@ fn kinds(text: Option<&str>) -> Result<Vec<String>, ApiError> {
 }
 
 async fn activity(ctx: Ctx) -> ApiResult {
-    let query: Query = ctx.query()?;
+    let query: EventQuery = ctx.query()?;
     if query.last_event_id.is_some() {
         return Err(ApiError::invalid(
             "last_event_id",
@@ -124,8 +137,8 @@ async fn activity(ctx: Ctx) -> ApiResult {
         .store
         .events_page(query.before, &kinds, query.bot, limit)
         .await?;
-    let items: Vec<Value> = rows.iter().map(view).collect();
-    respond::cursor_page(&items, limit, rows.last().map(|r| r.id))
+    let items: Vec<EventView> = rows.iter().map(view).collect();
+    respond::cursor_page(items, limit, rows.last().map(|r| r.id))
 }
 
 /// What one client asked for.
@@ -143,7 +156,7 @@ impl Selection {
 }
 
 async fn stream(ctx: Ctx) -> ApiResult {
-    let query: Query = ctx.query()?;
+    let query: EventQuery = ctx.query()?;
     if query.before.is_some() || query.limit.is_some() {
         return Err(ApiError::invalid(
             "before",

@@ -3,88 +3,211 @@
 //! linking or unlinking channels. Every change reaches running bots at once in this process
 //! (the enforcer's view is invalidated) and within `enforce.policy_refresh_ms` in others.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
-use warp::http::Method;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use warp::http::{Method, StatusCode};
 
 use crate::db::{GroupFilter, GroupRow, GroupSort, now_ms};
+use crate::domain::Outcome;
 use crate::enforce::policy::{DEFAULTS_KEY, Policy};
 use crate::http::input;
 use crate::http::problem::ApiError;
-use crate::http::respond::{self, ApiResult};
+use crate::http::respond::{self, ApiResult, Page};
 use crate::http::router::{Access, Ctx, Route};
+
+use super::channels::ChannelView;
+use super::settings::PolicyLayer;
 
 const DAY_MS: i64 = 86_400_000;
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::GET, "/api/v1/groups", Access::Admin, "Groups, searched, filtered, sorted and paged", |c| {
-            Box::pin(list(c))
-        })
-        .query(&[
-            ("search", "substring of the title or username"),
-            ("bot", "bot id"),
-            ("enabled", "true or false"),
-            ("health", "ok, degraded or unknown"),
-            ("sort", "title, created_at, member_count or health; prefix - for descending"),
-            ("offset", "default 0"),
-            ("limit", "1..=200, default 50"),
-        ]),
-        Route::new(Method::GET, "/api/v1/groups/{id}", Access::Admin, "A group with channels, policy, health and stats", |c| {
-            Box::pin(detail(c))
-        }),
-        Route::new(Method::PUT, "/api/v1/groups/{id}/policy", Access::Admin, "Replace the group's policy overrides", |c| {
-            Box::pin(set_policy(c))
-        })
-        .body(json!({"type": "object", "description": "policy keys to override; {} uses the global defaults"})),
-        Route::new(Method::POST, "/api/v1/groups/{id}/enable", Access::Admin, "Enforce in this group", |c| {
-            Box::pin(set_enabled(c, true))
-        }),
-        Route::new(Method::POST, "/api/v1/groups/{id}/disable", Access::Admin, "Stop enforcing in this group", |c| {
-            Box::pin(set_enabled(c, false))
-        }),
-        Route::new(Method::POST, "/api/v1/groups/{id}/channels", Access::Admin, "Require a channel in this group", |c| {
-            Box::pin(link(c))
-        })
-        .body(json!({"type": "object", "required": ["channel_id"], "properties": {"channel_id": {"type": "integer"}}})),
-        Route::new(Method::DELETE, "/api/v1/groups/{id}/channels/{channel_id}", Access::Admin, "Stop requiring a channel", |c| {
-            Box::pin(unlink(c))
-        }),
+        Route::new(
+            Method::GET,
+            "/api/v1/groups",
+            Access::Admin,
+            "Groups, searched, filtered, sorted and paged",
+            |c| Box::pin(list(c)),
+        )
+        .query::<GroupQuery>()
+        .returns::<Page<GroupView>>(StatusCode::OK),
+        Route::new(
+            Method::GET,
+            "/api/v1/groups/{id}",
+            Access::Admin,
+            "A group with channels, policy, health and stats",
+            |c| Box::pin(detail(c)),
+        )
+        .returns::<GroupDetail>(StatusCode::OK),
+        Route::new(
+            Method::PUT,
+            "/api/v1/groups/{id}/policy",
+            Access::Admin,
+            "Replace the group's policy overrides ({} uses the global defaults)",
+            |c| Box::pin(set_policy(c)),
+        )
+        .accepts::<Policy>()
+        .returns::<GroupView>(StatusCode::OK),
+        Route::new(
+            Method::POST,
+            "/api/v1/groups/{id}/enable",
+            Access::Admin,
+            "Enforce in this group",
+            |c| Box::pin(set_enabled(c, true)),
+        )
+        .returns::<GroupView>(StatusCode::OK),
+        Route::new(
+            Method::POST,
+            "/api/v1/groups/{id}/disable",
+            Access::Admin,
+            "Stop enforcing in this group",
+            |c| Box::pin(set_enabled(c, false)),
+        )
+        .returns::<GroupView>(StatusCode::OK),
+        Route::new(
+            Method::POST,
+            "/api/v1/groups/{id}/channels",
+            Access::Admin,
+            "Require a channel in this group",
+            |c| Box::pin(link(c)),
+        )
+        .accepts::<ChannelLinkBody>()
+        .returns::<GroupChannels>(StatusCode::OK),
+        Route::new(
+            Method::DELETE,
+            "/api/v1/groups/{id}/channels/{channel_id}",
+            Access::Admin,
+            "Stop requiring a channel",
+            |c| Box::pin(unlink(c)),
+        )
+        .returns::<GroupChannels>(StatusCode::OK),
     ]
 }
 
-/// A group as lists show it.
-pub fn summary(row: &GroupRow) -> Value {
-    json!({
-        "id": row.id,
-        "bot_instance_id": row.bot_instance_id,
-        "chat_id": row.chat_id,
-        "title": row.title,
-        "username": row.username,
-        "enabled": row.enabled,
-        "health": row.health,
-        "health_detail": row.health_detail.as_ref().map(|d| &d.0),
-        "health_checked_at": row.health_checked_at,
-        "member_count": row.member_count,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    })
+/// A group's permission health: `ok`, `degraded` (the bot lacks a right it needs; see
+/// `health_detail`) or `unknown` (not checked yet, or its bot does not run).
+pub struct HealthWord;
+
+impl JsonSchema for HealthWord {
+    fn schema_name() -> Cow<'static, str> {
+        "GroupHealth".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "enum": ["ok", "degraded", "unknown"] })
+    }
 }
 
-#[derive(Deserialize)]
+/// A group as lists show it.
+#[derive(Serialize, JsonSchema)]
+pub struct GroupView {
+    id: i64,
+    bot_instance_id: i64,
+    /// Telegram's chat id (negative).
+    chat_id: i64,
+    title: String,
+    username: Option<String>,
+    enabled: bool,
+    #[schemars(with = "HealthWord")]
+    health: String,
+    /// What the bot lacks: `problems` (each fix in English), `summary`, `items`.
+    #[schemars(with = "Option<Map<String, Value>>")]
+    health_detail: Option<Value>,
+    /// Epoch ms.
+    health_checked_at: Option<i64>,
+    member_count: Option<i64>,
+    /// Epoch ms.
+    created_at: i64,
+    /// Epoch ms.
+    updated_at: i64,
+}
+
+pub fn summary(row: &GroupRow) -> GroupView {
+    GroupView {
+        id: row.id,
+        bot_instance_id: row.bot_instance_id,
+        chat_id: row.chat_id,
+        title: row.title.clone(),
+        username: row.username.clone(),
+        enabled: row.enabled,
+        health: row.health.clone(),
+        health_detail: row.health_detail.as_ref().map(|d| d.0.clone()),
+        health_checked_at: row.health_checked_at,
+        member_count: row.member_count,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+/// A group with its channels, policy and verification counts.
+#[derive(Serialize, JsonSchema)]
+struct GroupDetail {
+    #[serde(flatten)]
+    group: GroupView,
+    channels: Vec<ChannelView>,
+    policy: GroupPolicy,
+    stats: GroupStats,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct GroupPolicy {
+    /// The group's own layer as stored.
+    overrides: PolicyLayer,
+    /// Built-in values, then the global defaults, then the overrides; null when invalid.
+    effective: Option<Policy>,
+    /// Why the layers make no valid policy; null when they do.
+    error: Option<String>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct GroupStats {
+    verifications_24h: OutcomeCounts,
+    verifications_7d: OutcomeCounts,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct OutcomeCounts {
+    total: i64,
+    /// Outcomes with none are absent.
+    by_outcome: BTreeMap<Outcome, i64>,
+}
+
+/// A group's channels and its health checked just now.
+#[derive(Serialize, JsonSchema)]
+struct GroupChannels {
+    group_id: i64,
+    channels: Vec<ChannelView>,
+    #[schemars(with = "HealthWord")]
+    health: &'static str,
+    /// Each fix, in English.
+    problems: Vec<String>,
+}
+
+/// Filters, order and page of the group list.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+struct GroupQuery {
+    /// A substring of the title or username.
     search: Option<String>,
+    /// Only this bot's groups.
     bot: Option<i64>,
     enabled: Option<bool>,
+    #[schemars(with = "Option<HealthWord>")]
     health: Option<String>,
+    /// `title` (default), `created_at`, `member_count` or `health`; prefix `-` for descending.
     sort: Option<String>,
+    /// Default 0.
     offset: Option<i64>,
+    /// 1..=200, default 50.
     limit: Option<i64>,
 }
 
 async fn list(ctx: Ctx) -> ApiResult {
-    let query: ListQuery = ctx.query()?;
+    let query: GroupQuery = ctx.query()?;
     let (descending, sort_key) = match query.sort.as_deref() {
         None | Some("") => (false, "title"),
         Some(text) => match text.strip_prefix('-') {
@@ -126,8 +249,8 @@ async fn list(ctx: Ctx) -> ApiResult {
         limit: input::limit(query.limit, 50, 200)?,
     };
     let (rows, total) = ctx.state.store.list_groups(&filter).await?;
-    let items: Vec<Value> = rows.iter().map(summary).collect();
-    respond::page(&items, filter.offset, filter.limit, total)
+    let items: Vec<GroupView> = rows.iter().map(summary).collect();
+    respond::page(items, filter.offset, filter.limit, total)
 }
 
 async fn detail(ctx: Ctx) -> ApiResult {
@@ -136,8 +259,8 @@ async fn detail(ctx: Ctx) -> ApiResult {
     let group = store.group(id).await?;
     let channels = store.channels_of_group(id).await?;
     let defaults = store.setting(DEFAULTS_KEY).await?.unwrap_or(Value::Null);
-    let (effective, policy_error) = match Policy::resolve(&defaults, &group.policy.0) {
-        Ok(policy) => (serde_json::to_value(policy).ok(), None),
+    let (effective, error) = match Policy::resolve(&defaults, &group.policy.0) {
+        Ok(policy) => (Some(policy), None),
         Err(error) => (None, Some(error.to_string())),
     };
     let now = now_ms();
@@ -147,28 +270,29 @@ async fn detail(ctx: Ctx) -> ApiResult {
     let week = store
         .verification_outcomes_in_group(id, now - 7 * DAY_MS, now)
         .await?;
-    let mut shown = summary(&group);
-    shown["channels"] = serde_json::to_value(
-        channels
-            .iter()
-            .map(super::channels::view)
-            .collect::<Vec<_>>(),
-    )
-    .unwrap_or_default();
-    shown["policy"] =
-        json!({ "overrides": group.policy.0, "effective": effective, "error": policy_error });
-    shown["stats"] =
-        json!({ "verifications_24h": counts(&day), "verifications_7d": counts(&week) });
-    respond::ok(&shown)
+    respond::ok(&GroupDetail {
+        group: summary(&group),
+        channels: channels.iter().map(super::channels::view).collect(),
+        policy: GroupPolicy {
+            overrides: PolicyLayer(group.policy.0),
+            effective,
+            error,
+        },
+        stats: GroupStats {
+            verifications_24h: counts(&day),
+            verifications_7d: counts(&week),
+        },
+    })
 }
 
-fn counts(rows: &[crate::db::KeyCount]) -> Value {
-    let total: i64 = rows.iter().map(|r| r.count).sum();
-    let by_outcome: serde_json::Map<String, Value> = rows
-        .iter()
-        .map(|r| (r.key.clone(), r.count.into()))
-        .collect();
-    json!({ "total": total, "by_outcome": by_outcome })
+fn counts(rows: &[crate::db::KeyCount]) -> OutcomeCounts {
+    OutcomeCounts {
+        total: rows.iter().map(|r| r.count).sum(),
+        by_outcome: rows
+            .iter()
+            .filter_map(|r| Some((Outcome::parse(&r.key)?, r.count)))
+            .collect(),
+    }
 }
 
 /// Tells this process's bots at once and everyone watching.
@@ -245,15 +369,17 @@ async fn set_enabled(ctx: Ctx, enabled: bool) -> ApiResult {
     respond::ok(&summary(&group))
 }
 
-#[derive(Deserialize)]
+/// The channel to require.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LinkBody {
+struct ChannelLinkBody {
+    /// Nezuko's id of the channel (`GET /api/v1/channels`), not Telegram's.
     channel_id: i64,
 }
 
 async fn link(ctx: Ctx) -> ApiResult {
     let id = ctx.id(0, "group")?;
-    let body: LinkBody = ctx.json()?;
+    let body: ChannelLinkBody = ctx.json()?;
     let group = ctx.state.store.group(id).await?;
     let channel = ctx.state.store.channel(body.channel_id).await?;
     ctx.state.store.link_channel(id, channel.id).await?;
@@ -281,12 +407,12 @@ async fn channels_and_health(ctx: &Ctx, id: i64) -> ApiResult {
         .check_group_now(id)
         .await
         .map_err(|error| ApiError::internal(format!("checking the bot's rights: {error}")))?;
-    respond::ok(&json!({
-        "group_id": id,
-        "channels": channels.iter().map(super::channels::view).collect::<Vec<_>>(),
-        "health": checked.health,
-        "problems": checked.problems,
-    }))
+    respond::ok(&GroupChannels {
+        group_id: id,
+        channels: channels.iter().map(super::channels::view).collect(),
+        health: checked.health,
+        problems: checked.problems,
+    })
 }
 
 async fn unlink(ctx: Ctx) -> ApiResult {

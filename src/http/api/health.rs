@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Serialize;
 use warp::http::{Method, StatusCode};
 
-use crate::db::StoreError;
+use crate::actors::ServiceStatus;
+use crate::db::{Backend, StoreError};
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
 
@@ -23,24 +25,62 @@ pub fn routes() -> Vec<Route> {
             Access::Public,
             "The process is up",
             |c| Box::pin(healthz(c)),
-        ),
+        )
+        .returns::<Health>(StatusCode::OK),
         Route::new(
             Method::GET,
             "/readyz",
             Access::Public,
             "The process answers, its database takes writes and its services run",
             |c| Box::pin(readyz(c)),
-        ),
+        )
+        .returns::<Readiness>(StatusCode::OK)
+        .returns::<Readiness>(StatusCode::SERVICE_UNAVAILABLE),
     ]
 }
 
+/// The process answers.
+#[derive(Serialize, JsonSchema)]
+struct Health {
+    /// Always `ok`.
+    status: HealthStatus,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum HealthStatus {
+    Ok,
+}
+
+/// Whether this process can do its work (200) or not (503, with the reason).
+#[derive(Serialize, JsonSchema)]
+struct Readiness {
+    status: ReadyStatus,
+    /// The database backend.
+    database: Backend,
+    /// What is wrong, for people (absent when ready).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// The supervision tree's own services.
+    services: Vec<ServiceStatus>,
+}
+
+#[derive(Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum ReadyStatus {
+    Ready,
+    Unavailable,
+}
+
 async fn healthz(_: Ctx) -> ApiResult {
-    respond::ok(&json!({ "status": "ok" }))
+    respond::ok(&Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 async fn readyz(ctx: Ctx) -> ApiResult {
     let store = &ctx.state.store;
-    let backend = store.backend().as_str();
+    let backend = store.backend();
     let services = ctx.state.fleet.view().services();
     let database = match tokio::time::timeout(READY_TIMEOUT, store.probe_write()).await {
         Ok(Ok(())) => None,
@@ -77,14 +117,22 @@ async fn readyz(ctx: Ctx) -> ApiResult {
         .collect();
     let reasons: Vec<String> = database.into_iter().chain(stopped).collect();
     if reasons.is_empty() {
-        return respond::ok(
-            &json!({ "status": "ready", "database": backend, "services": services }),
-        );
+        return respond::ok(&Readiness {
+            status: ReadyStatus::Ready,
+            database: backend,
+            reason: None,
+            services,
+        });
     }
     let reason = reasons.join("; ");
     tracing::warn!(reason, "readiness check failed");
     respond::with_status(
         StatusCode::SERVICE_UNAVAILABLE,
-        &json!({ "status": "unavailable", "database": backend, "reason": reason, "services": services }),
+        &Readiness {
+            status: ReadyStatus::Unavailable,
+            database: backend,
+            reason: Some(reason),
+            services,
+        },
     )
 }

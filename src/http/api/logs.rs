@@ -2,14 +2,17 @@
 //! cursor-paged. The records come from the tracing layer in [`crate::logstore`]; new ones also
 //! arrive live as `log` events on the stream.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
-use warp::http::Method;
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use warp::http::{Method, StatusCode};
 
 use crate::db::LogFilter;
 use crate::http::input;
 use crate::http::problem::ApiError;
-use crate::http::respond::{self, ApiResult};
+use crate::http::respond::{self, ApiResult, CursorPage};
 use crate::http::router::{Access, Ctx, Route};
 
 const LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
@@ -23,35 +26,67 @@ pub fn routes() -> Vec<Route> {
             "Stored log records, newest first",
             |c| Box::pin(list(c)),
         )
-        .query(&[
-            ("level", "comma-separated levels, or min_level"),
-            ("min_level", "this level and above"),
-            ("target", "module path; matches its children too"),
-            ("text", "case-insensitive substring of the message"),
-            ("bot", "bot id"),
-            ("from", "epoch ms, inclusive"),
-            ("to", "epoch ms, exclusive"),
-            ("before", "cursor: records with a smaller id"),
-            ("limit", "1..=500, default 100"),
-        ]),
+        .query::<LogQuery>()
+        .returns::<CursorPage<LogView>>(StatusCode::OK),
     ]
 }
 
-#[derive(Deserialize)]
+/// A log level, as tracing names it: one of [`LEVELS`].
+struct Level;
+
+impl JsonSchema for Level {
+    fn schema_name() -> Cow<'static, str> {
+        "LogLevel".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({ "type": "string", "enum": LEVELS })
+    }
+}
+
+/// Which records.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Query {
+struct LogQuery {
+    /// Comma-separated levels (`trace`, `debug`, `info`, `warn`, `error`).
     level: Option<String>,
+    /// This level and above (instead of `level`).
+    #[schemars(with = "Option<Level>")]
     min_level: Option<String>,
+    /// A module path; matches its children too.
     target: Option<String>,
+    /// A case-insensitive substring of the message.
     text: Option<String>,
+    /// Only this bot's records.
     bot: Option<i64>,
+    /// Epoch ms, inclusive.
     from: Option<i64>,
+    /// Epoch ms, exclusive.
     to: Option<i64>,
+    /// Cursor: records with a smaller id.
     before: Option<i64>,
+    /// 1..=500, default 100.
     limit: Option<i64>,
 }
 
-fn levels(query: &Query) -> Result<Vec<String>, ApiError> {
+/// One stored log record.
+#[derive(Serialize, JsonSchema)]
+struct LogView {
+    id: i64,
+    #[schemars(with = "Level")]
+    level: String,
+    /// The module that wrote it.
+    target: String,
+    message: String,
+    /// The record's structured fields.
+    #[schemars(with = "Map<String, Value>")]
+    fields: Value,
+    bot_instance_id: Option<i64>,
+    /// Epoch ms.
+    created_at: i64,
+}
+
+fn levels(query: &LogQuery) -> Result<Vec<String>, ApiError> {
     let unknown = |level: &str| {
         ApiError::invalid(
             "level",
@@ -83,7 +118,7 @@ fn levels(query: &Query) -> Result<Vec<String>, ApiError> {
 }
 
 async fn list(ctx: Ctx) -> ApiResult {
-    let query: Query = ctx.query()?;
+    let query: LogQuery = ctx.query()?;
     if let (Some(from), Some(to)) = (query.from, query.to)
         && from >= to
     {
@@ -100,14 +135,18 @@ async fn list(ctx: Ctx) -> ApiResult {
         limit: input::limit(query.limit, 100, 500)?,
     };
     let rows = ctx.state.store.query_logs(&filter).await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.id, "level": r.level, "target": r.target, "message": r.message,
-                "fields": r.fields.0, "bot_instance_id": r.bot_instance_id, "created_at": r.created_at,
-            })
+    let last = rows.last().map(|r| r.id);
+    let items: Vec<LogView> = rows
+        .into_iter()
+        .map(|r| LogView {
+            id: r.id,
+            level: r.level,
+            target: r.target,
+            message: r.message,
+            fields: r.fields.0,
+            bot_instance_id: r.bot_instance_id,
+            created_at: r.created_at,
         })
         .collect();
-    respond::cursor_page(&items, filter.limit, rows.last().map(|r| r.id))
+    respond::cursor_page(items, filter.limit, last)
 }

@@ -4,7 +4,7 @@
 //! in `server.metrics_token` for a scraper.
 
 use warp::Reply;
-use warp::http::{HeaderValue, Method, header};
+use warp::http::{HeaderValue, Method, StatusCode, header};
 
 use crate::domain::RunState;
 use crate::http::respond::ApiResult;
@@ -12,13 +12,16 @@ use crate::http::router::{Access, Ctx, Route};
 use crate::metrics::Exposition;
 
 pub fn routes() -> Vec<Route> {
-    vec![Route::new(
-        Method::GET,
-        "/metrics",
-        Access::Metrics,
-        "Prometheus metrics",
-        |c| Box::pin(metrics(c)),
-    )]
+    vec![
+        Route::new(
+            Method::GET,
+            "/metrics",
+            Access::Metrics,
+            "Prometheus metrics",
+            |c| Box::pin(metrics(c)),
+        )
+        .returns_text(StatusCode::OK, "text/plain; version=0.0.4"),
+    ]
 }
 
 async fn metrics(ctx: Ctx) -> ApiResult {

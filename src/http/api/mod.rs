@@ -12,7 +12,7 @@ mod health;
 mod logs;
 mod metrics;
 mod nodes;
-mod openapi;
+pub mod openapi;
 pub mod session;
 mod settings;
 pub mod telegram;

@@ -1,32 +1,62 @@
 //! Signing in and out: the Telegram Login Widget, one-time login links, the current session.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use warp::http::{Method, StatusCode};
 
 use crate::db::now_ms;
-use crate::http::auth::{self, widget};
+use crate::http::auth::{self, Admin, widget};
 use crate::http::problem::ApiError;
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::POST, "/api/v1/auth/telegram", Access::Public, "Sign in with Telegram Login Widget data", |c| {
-            Box::pin(telegram(c))
-        })
-        .body(json!({"type": "object", "description": "the widget's fields as received (id, first_name, …, auth_date, hash)"})),
-        Route::new(Method::POST, "/api/v1/auth/link", Access::Public, "Sign in with a one-time login link", |c| {
-            Box::pin(link(c))
-        })
-        .body(json!({"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}})),
-        Route::new(Method::GET, "/api/v1/auth/config", Access::Public, "Which sign-in methods are available", |c| {
-            Box::pin(config(c))
-        }),
-        Route::new(Method::GET, "/api/v1/auth/me", Access::Admin, "The signed-in account and its CSRF token", |c| {
-            Box::pin(me(c))
-        }),
-        Route::new(Method::POST, "/api/v1/auth/logout", Access::Admin, "End this session", |c| Box::pin(logout(c))),
+        Route::new(
+            Method::POST,
+            "/api/v1/auth/telegram",
+            Access::Public,
+            "Sign in with Telegram Login Widget data",
+            |c| Box::pin(telegram(c)),
+        )
+        .accepts::<WidgetFields>()
+        .returns::<Admin>(StatusCode::OK),
+        Route::new(
+            Method::POST,
+            "/api/v1/auth/link",
+            Access::Public,
+            "Sign in with a one-time login link",
+            |c| Box::pin(link(c)),
+        )
+        .accepts::<LoginLinkBody>()
+        .returns::<Admin>(StatusCode::OK),
+        Route::new(
+            Method::GET,
+            "/api/v1/auth/config",
+            Access::Public,
+            "Which sign-in methods are available",
+            |c| Box::pin(config(c)),
+        )
+        .returns::<SignInMethods>(StatusCode::OK),
+        Route::new(
+            Method::GET,
+            "/api/v1/auth/me",
+            Access::Admin,
+            "The signed-in account and its CSRF token",
+            |c| Box::pin(me(c)),
+        )
+        .returns::<Admin>(StatusCode::OK),
+        Route::new(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Access::Admin,
+            "End this session",
+            |c| Box::pin(logout(c)),
+        )
+        .returns_empty(StatusCode::NO_CONTENT),
     ]
 }
 
@@ -68,7 +98,7 @@ async fn telegram_widget(ctx: Ctx) -> ApiResult {
             "no login bot is configured (auth.login_bot_token); use a one-time login link",
         ));
     };
-    let fields: Map<String, Value> = ctx.json()?;
+    let WidgetFields(fields) = ctx.json()?;
     let user = widget::verify(&fields, token.expose(), now_ms() / 1000)
         .map_err(|error| ApiError::unauthorized(error.to_string()))?;
     let response = auth::start_session(
@@ -82,9 +112,40 @@ async fn telegram_widget(ctx: Ctx) -> ApiResult {
     Ok(response)
 }
 
+/// The Telegram Login Widget's fields exactly as the widget gave them: every field is part of the
+/// signed check string, so fields this server does not know are kept, not refused
+/// (<https://core.telegram.org/widgets/login#checking-authorization>).
 #[derive(Deserialize)]
+#[serde(transparent)]
+struct WidgetFields(Map<String, Value>);
+
+impl JsonSchema for WidgetFields {
+    fn schema_name() -> Cow<'static, str> {
+        "WidgetFields".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "description": "the widget's fields as received; all of them are checked",
+            "required": ["id", "auth_date", "hash"],
+            "properties": {
+                "id": {"type": "integer"},
+                "first_name": {"type": "string"},
+                "last_name": {"type": "string"},
+                "username": {"type": "string"},
+                "photo_url": {"type": "string"},
+                "auth_date": {"type": "integer", "description": "epoch s"},
+                "hash": {"type": "string", "description": "hex HMAC-SHA-256 of the other fields"},
+            },
+        })
+    }
+}
+
+/// A one-time login link's secret (what follows `#token=` in the link).
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct LinkBody {
+struct LoginLinkBody {
     token: String,
 }
 
@@ -93,7 +154,7 @@ async fn link(ctx: Ctx) -> ApiResult {
 }
 
 async fn login_link(ctx: Ctx) -> ApiResult {
-    let body: LinkBody = ctx.json()?;
+    let body: LoginLinkBody = ctx.json()?;
     let user = ctx
         .state
         .store
@@ -127,11 +188,29 @@ async fn signed_in(ctx: &Ctx, user: i64, method: &str) {
     }
 }
 
+/// Which sign-in methods the sign-in page offers.
+#[derive(Serialize, JsonSchema)]
+struct SignInMethods {
+    /// One-time links from `nezuko login-link` (always available).
+    login_link: bool,
+    /// The Telegram Login Widget; null when no login bot is configured.
+    widget: Option<Widget>,
+}
+
+/// What the page needs to show the Telegram Login Widget.
+#[derive(Serialize, JsonSchema)]
+struct Widget {
+    /// The login bot's Telegram id.
+    bot_id: i64,
+}
+
 async fn config(ctx: Ctx) -> ApiResult {
-    respond::ok(&json!({
-        "login_link": true,
-        "widget": ctx.state.auth.login_bot_token.as_ref().map(|token| json!({ "bot_id": token.bot_id() })),
-    }))
+    respond::ok(&SignInMethods {
+        login_link: true,
+        widget: ctx.state.auth.login_bot_token.as_ref().map(|token| Widget {
+            bot_id: token.bot_id(),
+        }),
+    })
 }
 
 async fn me(ctx: Ctx) -> ApiResult {

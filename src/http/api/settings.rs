@@ -2,8 +2,13 @@
 //! Changes are validated like group policies, stored in `settings`, and reach running bots without
 //! a restart (this process at once, others within `enforce.policy_refresh_ms`).
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use warp::http::Method;
+use warp::http::{Method, StatusCode};
 
 use crate::enforce::policy::{DEFAULTS_KEY, Language, Policy};
 use crate::enforce::texts::{self, OVERRIDES_PREFIX};
@@ -13,16 +18,104 @@ use crate::http::router::{Access, Ctx, Route};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::GET, "/api/v1/settings", Access::Admin, "Policy defaults and message texts", |c| Box::pin(get(c))),
-        Route::new(Method::PUT, "/api/v1/settings/policy", Access::Admin, "Replace the global policy defaults", |c| {
-            Box::pin(put_policy(c))
-        })
-        .body(json!({"type": "object", "description": "policy keys; absent keys use the built-in defaults"})),
-        Route::new(Method::PUT, "/api/v1/settings/texts/{language}", Access::Admin, "Replace the text overrides of a language", |c| {
-            Box::pin(put_texts(c))
-        })
-        .body(json!({"type": "object", "additionalProperties": {"type": "string"}})),
+        Route::new(
+            Method::GET,
+            "/api/v1/settings",
+            Access::Admin,
+            "Policy defaults and message texts",
+            |c| Box::pin(get(c)),
+        )
+        .returns::<Settings>(StatusCode::OK),
+        Route::new(
+            Method::PUT,
+            "/api/v1/settings/policy",
+            Access::Admin,
+            "Replace the global policy defaults",
+            |c| Box::pin(put_policy(c)),
+        )
+        .accepts::<Policy>()
+        .returns::<PolicyDefaults>(StatusCode::OK),
+        Route::new(
+            Method::PUT,
+            "/api/v1/settings/texts/{language}",
+            Access::Admin,
+            "Replace the text overrides of a language",
+            |c| Box::pin(put_texts(c)),
+        )
+        .param::<Language>("language")
+        .accepts::<TextOverrides>()
+        .returns::<LanguageOverrides>(StatusCode::OK),
     ]
+}
+
+/// A policy layer as stored: the keys it changes (an older layer may hold a value this version
+/// refuses; the group's `policy.error` says so).
+#[derive(Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct PolicyLayer(#[schemars(with = "Map<String, Value>")] pub Value);
+
+/// A language's text overrides: text name → text. Only the names of the catalogue are taken
+/// (`text_names` in `GET /api/v1/settings`); each is 1 to 4096 characters.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TextOverrides(pub Map<String, Value>);
+
+impl JsonSchema for TextOverrides {
+    fn schema_name() -> Cow<'static, str> {
+        "TextOverrides".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let text = json!({ "type": "string", "minLength": 1, "maxLength": 4096 });
+        let properties: Map<String, Value> = texts::names()
+            .map(|name| (name.to_string(), text.clone()))
+            .collect();
+        json_schema!({
+            "type": "object",
+            "properties": properties,
+            "additionalProperties": false,
+        })
+    }
+}
+
+/// Everything the settings page shows.
+#[derive(Serialize, JsonSchema)]
+struct Settings {
+    policy: PolicySettings,
+    /// Per language code.
+    texts: BTreeMap<Language, LanguageTexts>,
+    /// Every text name, in the catalogue's order.
+    text_names: Vec<&'static str>,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct PolicySettings {
+    /// The global defaults as stored.
+    defaults: PolicyLayer,
+    /// Built-in values overlaid by the defaults; null when the stored defaults are invalid.
+    effective: Option<Policy>,
+    built_in: Policy,
+}
+
+#[derive(Serialize, JsonSchema)]
+struct LanguageTexts {
+    /// As stored (names this version no longer has included).
+    overrides: Map<String, Value>,
+    /// The built-in texts, by name.
+    defaults: BTreeMap<&'static str, String>,
+}
+
+/// The global policy defaults just stored.
+#[derive(Serialize, JsonSchema)]
+struct PolicyDefaults {
+    defaults: PolicyLayer,
+}
+
+/// A language's text overrides just stored.
+#[derive(Serialize, JsonSchema)]
+struct LanguageOverrides {
+    language: Language,
+    overrides: TextOverrides,
 }
 
 async fn get(ctx: Ctx) -> ApiResult {
@@ -34,7 +127,7 @@ async fn get(ctx: Ctx) -> ApiResult {
     let effective = Policy::resolve(&defaults, &Value::Null).ok();
     let overrides = store.settings_with_prefix(OVERRIDES_PREFIX).await?;
     let builtin = texts::Texts::default();
-    let mut languages = Map::new();
+    let mut languages = BTreeMap::new();
     for language in Language::ALL {
         let key = format!("{OVERRIDES_PREFIX}{}", language.code());
         let custom = overrides
@@ -42,19 +135,26 @@ async fn get(ctx: Ctx) -> ApiResult {
             .find(|(k, _)| *k == key)
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| json!({}));
-        let defaults: Map<String, Value> = texts::names()
-            .map(|name| (name.to_string(), builtin.render(language, name, &[]).into()))
+        let defaults = texts::names()
+            .map(|name| (name, builtin.render(language, name, &[])))
             .collect();
         languages.insert(
-            language.code().into(),
-            json!({ "overrides": custom, "defaults": defaults }),
+            language,
+            LanguageTexts {
+                overrides: custom.as_object().cloned().unwrap_or_default(),
+                defaults,
+            },
         );
     }
-    respond::ok(&json!({
-        "policy": { "defaults": defaults, "effective": effective, "built_in": Policy::default() },
-        "texts": languages,
-        "text_names": texts::names().collect::<Vec<_>>(),
-    }))
+    respond::ok(&Settings {
+        policy: PolicySettings {
+            defaults: PolicyLayer(defaults),
+            effective,
+            built_in: Policy::default(),
+        },
+        texts: languages,
+        text_names: texts::names().collect(),
+    })
 }
 
 /// Tells this process's bots and everyone watching.
@@ -105,7 +205,9 @@ async fn put_policy(ctx: Ctx) -> ApiResult {
         Some(defaults.clone()),
     )
     .await;
-    respond::ok(&json!({ "defaults": defaults }))
+    respond::ok(&PolicyDefaults {
+        defaults: PolicyLayer(defaults),
+    })
 }
 
 async fn put_texts(ctx: Ctx) -> ApiResult {
@@ -117,7 +219,7 @@ async fn put_texts(ctx: Ctx) -> ApiResult {
             known.join(", ")
         )));
     };
-    let overrides: Map<String, Value> = ctx.json()?;
+    let TextOverrides(overrides) = ctx.json()?;
     for (name, text) in &overrides {
         if !texts::names().any(|known| known == name) {
             return Err(ApiError::invalid(
@@ -154,5 +256,8 @@ async fn put_texts(ctx: Ctx) -> ApiResult {
         Some(value.clone()),
     )
     .await;
-    respond::ok(&json!({ "language": language.code(), "overrides": value }))
+    respond::ok(&LanguageOverrides {
+        language,
+        overrides: TextOverrides(value.as_object().cloned().unwrap_or_default()),
+    })
 }

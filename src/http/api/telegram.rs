@@ -6,7 +6,8 @@
 //! missing secret (nothing is read or stored), 400 for a body that is not an update, 503 while
 //! the database cannot store it (Telegram delivers it again later).
 
-use serde_json::json;
+use schemars::JsonSchema;
+use serde::Serialize;
 use warp::http::{Method, StatusCode};
 
 use crate::http::problem::ApiError;
@@ -28,15 +29,28 @@ pub fn routes() -> Vec<Route> {
             |c| Box::pin(deliver(c)),
         )
         // Refusing an update Telegram insists on would hold up its chat while Telegram retries.
-        .body_limit(MAX_BODY_BYTES),
+        .body_limit(MAX_BODY_BYTES)
+        .returns::<Delivered>(StatusCode::OK),
     ]
+}
+
+/// An update taken.
+#[derive(Serialize, JsonSchema)]
+struct Delivered {
+    /// Always true: Telegram only looks at the status.
+    ok: bool,
+    /// It had been stored before (Telegram delivered it again).
+    duplicate: bool,
 }
 
 async fn deliver(ctx: Ctx) -> ApiResult {
     let id = ctx.id(0, "bot")?;
     let secret = ctx.header(SECRET_HEADER);
     match ctx.state.webhooks.receive(id, secret, &ctx.body).await {
-        Ok(stored) => respond::ok(&json!({ "ok": true, "duplicate": !stored })),
+        Ok(stored) => respond::ok(&Delivered {
+            ok: true,
+            duplicate: !stored,
+        }),
         Err(DeliveryError::Unauthorized) => {
             tracing::warn!(
                 bot_instance_id = id,

@@ -3,11 +3,13 @@
 //! stream can carry), verification outcomes, bot run states and reason codes (with which park a
 //! bot), the policy editor's fields and choices, and the chart names.
 
-use serde_json::json;
-use warp::http::Method;
+use schemars::JsonSchema;
+use serde::Serialize;
+use warp::http::{Method, StatusCode};
 
 use crate::domain::{EventKind, Outcome, ReasonCode, RunState};
 use crate::enforce::policy;
+use crate::http::api::charts::ChartName;
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
 
@@ -18,20 +20,43 @@ pub fn routes() -> Vec<Route> {
         Access::Admin,
         "The lists the dashboard decides with: event kinds, outcomes, run states, reason codes, policy fields, charts",
         |c| Box::pin(vocabulary(c)),
-    )]
+    )
+    .returns::<Vocabulary>(StatusCode::OK)]
+}
+
+/// The lists the dashboard decides with.
+#[derive(Serialize, JsonSchema)]
+struct Vocabulary {
+    event_kinds: &'static [EventKind],
+    outcomes: &'static [Outcome],
+    run_states: [RunState; 6],
+    reason_codes: Vec<Reason>,
+    /// The policy editor's keys, in its order, with how each is edited.
+    policy_fields: Vec<policy::Field>,
+    #[schemars(with = "Vec<ChartName>")]
+    charts: [&'static str; 13],
+}
+
+/// A reason code and whether a bot with it is parked (kept stopped until someone starts it).
+#[derive(Serialize, JsonSchema)]
+struct Reason {
+    code: ReasonCode,
+    parks: bool,
 }
 
 async fn vocabulary(_: Ctx) -> ApiResult {
-    let reason_codes: Vec<_> = ReasonCode::ALL
-        .iter()
-        .map(|code| json!({ "code": code.as_str(), "parks": code.parks() }))
-        .collect();
-    respond::ok(&json!({
-        "event_kinds": EventKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-        "outcomes": Outcome::ALL.iter().map(|o| o.as_str()).collect::<Vec<_>>(),
-        "run_states": RunState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-        "reason_codes": reason_codes,
-        "policy_fields": policy::fields(),
-        "charts": super::charts::CHARTS,
-    }))
+    respond::ok(&Vocabulary {
+        event_kinds: EventKind::ALL,
+        outcomes: Outcome::ALL,
+        run_states: RunState::ALL,
+        reason_codes: ReasonCode::ALL
+            .iter()
+            .map(|&code| Reason {
+                code,
+                parks: code.parks(),
+            })
+            .collect(),
+        policy_fields: policy::fields(),
+        charts: super::charts::CHARTS,
+    })
 }

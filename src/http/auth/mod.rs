@@ -51,15 +51,17 @@ pub fn metrics_bearer(state: &HttpState, headers: &HeaderMap) -> bool {
         .is_some_and(|sent| constant_time_eq(sent.trim().as_bytes(), token.expose().as_bytes()))
 }
 
-/// A signed-in person.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A signed-in person: what sign-in and `GET /api/v1/auth/me` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Admin {
     pub telegram_user_id: i64,
     pub name: String,
     pub is_owner: bool,
     #[serde(skip)]
     pub session_hash: String,
+    /// Send it back in `X-CSRF-Token` on every state-changing request.
     pub csrf_token: String,
+    /// When the session ends, epoch ms.
     pub expires_at: i64,
 }
 
@@ -168,13 +170,14 @@ pub async fn start_session(
         expires_at: now + state.auth.session_ttl.as_millis() as i64,
     };
     state.store.create_session(&row).await?;
-    let body = serde_json::json!({
-        "telegram_user_id": user,
-        "name": name,
-        "is_owner": is_owner,
-        "csrf_token": row.csrf_token,
-        "expires_at": row.expires_at,
-    });
+    let body = Admin {
+        telegram_user_id: user,
+        name,
+        is_owner,
+        session_hash: row.id_hash.clone(),
+        csrf_token: row.csrf_token.clone(),
+        expires_at: row.expires_at,
+    };
     let mut response = warp::Reply::into_response(warp::reply::json(&body));
     set_cookie(
         &mut response,

@@ -62,7 +62,7 @@ async fn raw(
 ) -> super::Answer {
     let response = world
         .client
-        .request(method, format!("{}{path}", world.base))
+        .request(method.clone(), format!("{}{path}", world.base))
         .header("cookie", format!("nezuko_session={}", world.session.cookie))
         .header("x-csrf-token", &world.session.csrf)
         .header("content-type", content_type)
@@ -70,7 +70,9 @@ async fn raw(
         .send()
         .await
         .unwrap();
-    answer(response).await
+    let answer = answer(response).await;
+    super::contract::check(&method, path, &answer);
+    answer
 }
 
 async fn malformed_oversized_and_mistyped_requests_get_specific_4xx(world: &mut ApiWorld) {

@@ -4,6 +4,7 @@
 mod auth;
 mod bots;
 mod catalogue;
+pub mod contract;
 mod events;
 mod input;
 mod preflight;
@@ -46,7 +47,9 @@ pub struct Session {
     pub csrf: String,
 }
 
-/// One answer: status, JSON body (Null when not JSON), headers.
+/// One answer: status, JSON body (Null when not JSON), headers. Those of [`ApiWorld::send`] (and
+/// so of every helper on it) have been checked against the OpenAPI document
+/// ([`contract::check`]).
 #[derive(Debug)]
 pub struct Answer {
     pub status: StatusCode,
@@ -187,7 +190,9 @@ impl ApiWorld {
         session: Option<&Session>,
         csrf: bool,
     ) -> Answer {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(session) = session {
             request = request.header("cookie", format!("nezuko_session={}", session.cookie));
             if csrf {
@@ -197,7 +202,9 @@ impl ApiWorld {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        answer(request.send().await.expect("the service answers")).await
+        let answer = answer(request.send().await.expect("the service answers")).await;
+        contract::check(&method, path, &answer);
+        answer
     }
 
     /// The actions of the audit entries about `target_type`, newest first.
