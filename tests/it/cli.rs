@@ -618,8 +618,8 @@ async fn an_event_reaches_sse_clients_of_another_nezuko_process() {
     let mut watcher =
         crate::api::sse::SseClient::open(&other.base, &session.cookie, "?type=audit", None).await;
     assert_eq!(watcher.status, 200);
-    // The child's relay subscribes in the background.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The child's relay subscribes in the background (beside this process's own).
+    crate::api::redis_fan_out::wait_for_relays(&here.db.store, 2).await;
     here.call(
         reqwest::Method::PUT,
         "/api/v1/settings/policy",

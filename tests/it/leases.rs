@@ -15,6 +15,7 @@ use crate::operator::{Operator, Serving};
 
 const OWNER: i64 = 424242;
 use crate::support::TestDb;
+use crate::support::wait::{eventually, quiet_period};
 
 /// `n` bots in the sandbox and in a fresh PostgreSQL database, and the nodes serving them.
 struct Cluster {
@@ -215,8 +216,9 @@ async fn three_nodes_share_a_hundred_bots_evenly_survive_a_sigkill_and_a_rolling
         let node = bot["node"]["id"].as_str().unwrap();
         assert!(spread[node].contains(&id), "{bot}");
     }
-    // Long enough for two pollers of one token to have met Telegram's 409 many times.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Every bot is polled (above); two pollers of one token would meet Telegram's 409 many
+    // times in this long.
+    quiet_period(Duration::from_secs(3), "two pollers of one token meet").await;
     assert_eq!(cluster.conflicts(), 0, "every bot polled by one node");
 
     // SIGKILL one node: its bots run elsewhere within 15 s.
@@ -337,11 +339,38 @@ async fn a_node_paused_beyond_its_lease_sends_nothing_for_the_bots_that_moved_on
     // A leased bot's long poll ends at Telegram before its fence does, so the paused node had no
     // poll open when the new runner began: no 409, not even for the poll it was in when paused.
     assert_eq!(cluster.conflicts(), 0, "a poll outlived the lease");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The new runner has a long poll open for each of them, which a poll of the resumed node
+    // would end with 409.
+    for id in &moved {
+        cluster
+            .sandbox
+            .wait_polling(cluster.bots[id], Duration::from_secs(15))
+            .await
+            .unwrap();
+    }
+    let resumed_at = now_ms();
     signal("CONT", &pid);
+    // Running again: its heartbeat, overdue after the pause, is written at once.
+    eventually(
+        "the resumed node's heartbeat",
+        Duration::from_secs(15),
+        async || {
+            let nodes = cluster.db.store.nodes().await.unwrap();
+            match nodes.iter().find(|n| n.id == paused_id) {
+                Some(node) if node.heartbeat_at >= resumed_at => Ok(()),
+                Some(node) => Err(format!("last heartbeat at {}", node.heartbeat_at)),
+                None => Err(format!("no row among {nodes:?}")),
+            }
+        },
+    )
+    .await;
     // Once resumed it sends nothing for the bots that moved: a poll from it would end the new
-    // runner's with 409.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // runner's with 409, and would come as soon as its runners of them run again.
+    quiet_period(
+        Duration::from_secs(5),
+        "the resumed node polls for a bot it lost",
+    )
+    .await;
     let conflicts: Vec<_> = cluster
         .sandbox
         .calls(None, None)

@@ -1,4 +1,5 @@
-//! Test helpers: a fresh database per test on either backend, and settings pointing at it.
+//! Test helpers: a fresh database per test on either backend, settings pointing at it, and how to
+//! wait ([`wait`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,6 +13,7 @@ use tempfile::TempDir;
 
 mod own_postgres;
 pub use own_postgres::OwnPostgres;
+pub mod wait;
 
 /// The server the PostgreSQL suites create their databases on.
 pub fn postgres_admin_url() -> String {

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::sse::SseClient;
 use super::{ApiWorld, api_tests};
+use crate::support::wait::quiet_period;
 
 api_tests!(
     a_bot_added_through_the_api_runs_and_follows_stop_start_restart,
@@ -53,9 +54,22 @@ async fn a_bot_added_through_the_api_runs_and_follows_stop_start_restart(world: 
     assert_eq!(stop.status, 202);
     assert!(stop.body["will"].as_str().unwrap().contains("stopped"));
     stream.wait_state(id, "stopped").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // `stopped` is published once the bot's runner has ended, its last calls answered; its long
+    // poll ends with it.
+    let telegram_id = bot.id;
+    world
+        .sandbox
+        .wait_until(Duration::from_secs(10), "the long poll to end", |s| {
+            (!s.is_polling(telegram_id)).then_some(())
+        })
+        .await
+        .unwrap();
     let calls_at_stop = world.sandbox.calls(Some(bot.id), None).len();
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    quiet_period(
+        Duration::from_millis(600),
+        "a bot still running, or started again, calls Telegram",
+    )
+    .await;
     assert_eq!(
         world.sandbox.calls(Some(bot.id), None).len(),
         calls_at_stop,

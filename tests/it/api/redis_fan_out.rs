@@ -4,15 +4,49 @@
 
 use std::time::Duration;
 
+use nezuko::db::Store;
 use reqwest::Method;
 use serde_json::json;
 
 use super::ApiWorld;
 use super::sse::SseClient;
 use crate::support::TestDb;
+use crate::support::wait::eventually;
 
 pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Waits until exactly `subscribers` clients listen on the Redis channel of the events of the
+/// processes on `store`'s database (`PUBSUB NUMSUB`, asked of Redis directly): each process's
+/// relay subscribes in the background, and a cut connection ends its subscription.
+pub async fn wait_for_relays(store: &Store, subscribers: i64) {
+    // The channel as the service names it: its namespace comes from the database's location.
+    let channel = format!(
+        "nezuko:{}:events",
+        &nezuko::http::auth::hash_secret(store.location())[..12]
+    );
+    let client = redis::Client::open(redis_url()).expect("TEST_REDIS_URL is a Redis URL");
+    let mut connection = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("Redis is reachable at TEST_REDIS_URL");
+    eventually(
+        &format!("{subscribers} subscribers of {channel}"),
+        Duration::from_secs(15),
+        async || {
+            let answer = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async::<(String, i64)>(&mut connection)
+                .await;
+            match answer {
+                Ok((_, count)) if count == subscribers => Ok(()),
+                Ok((_, count)) => Err(format!("{count} subscribers")),
+                Err(error) => Err(format!("Redis answered {error}")),
+            }
+        },
+    )
+    .await;
 }
 
 /// A global settings change at `world`: one `settings_changed` event stored by that process.
@@ -164,11 +198,14 @@ async fn after_a_redis_outage_the_other_process_catches_up_from_the_database() {
     let env = [("NEZUKO_REDIS__URL", proxy.url.as_str())];
     let first = ApiWorld::start_with(TestDb::postgres().await, &env).await;
     let second = ApiWorld::start_on(&first, &env).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both relays subscribe (through the proxy) in the background: the outage below cuts
+    // subscriptions that were up.
+    wait_for_relays(&first.db.store, 2).await;
     let mut watcher = SseClient::connect(&second, "?type=settings_changed", None).await;
 
     proxy.cut();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Redis has seen both subscriptions end before the events are made.
+    wait_for_relays(&first.db.store, 0).await;
     change_grace(&first, 11).await;
     // The second process still serves its own events during the outage.
     change_grace(&second, 12).await;

@@ -7,6 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{ApiWorld, api_tests};
+use crate::support::wait::eventually;
 
 /// One parsed event.
 #[derive(Debug, Clone)]
@@ -38,6 +39,15 @@ impl SseClient {
         }
         let response = request.send().await.unwrap();
         let status = response.status().as_u16();
+        if response.status().is_success() {
+            // The body is the stream itself: its status and media type are what can be checked.
+            let opened = super::Answer {
+                status: response.status(),
+                body: Value::Null,
+                headers: response.headers().clone(),
+            };
+            super::contract::check(&Method::GET, "/api/v1/events/stream", &opened);
+        }
         Self {
             response,
             buffer: String::new(),
@@ -155,18 +165,29 @@ async fn a_reconnecting_client_receives_exactly_what_it_missed(world: &mut ApiWo
     for grace in 2..=4 {
         change_settings(world, grace).await;
     }
-    // Let the Broadcaster store them.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let missed: Vec<i64> = world
-        .db
-        .store
-        .events_after(last, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "settings_changed" || e.kind == "audit")
-        .map(|e| e.id)
-        .collect();
+    // The Broadcaster stores them after the changes were answered.
+    let missed: Vec<i64> = eventually(
+        "the missed events to be stored",
+        Duration::from_secs(10),
+        async || {
+            let missed: Vec<i64> = world
+                .db
+                .store
+                .events_after(last, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.kind == "settings_changed" || e.kind == "audit")
+                .map(|e| e.id)
+                .collect();
+            if missed.len() >= 6 {
+                Ok(missed)
+            } else {
+                Err(missed)
+            }
+        },
+    )
+    .await;
     assert_eq!(missed.len(), 6, "three changes, two events each");
     let mut second = SseClient::connect(world, "?type=settings_changed,audit", Some(last)).await;
     let mut got = Vec::new();

@@ -18,6 +18,8 @@ use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures_util::StreamExt;
 
+use crate::support::wait::quiet_period;
+
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 type Shared = Arc<Mutex<Vec<String>>>;
@@ -287,14 +289,24 @@ impl Chromium {
 
     /// The failed requests so far, forgotten once taken.
     pub async fn take_failed_requests(&self) -> Vec<String> {
-        // Events arrive on their own task; give the last ones a moment.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Events arrive on tasks of their own, with no sign of when the last one has: the browser
+        // sends each within milliseconds of what caused it.
+        quiet_period(
+            Duration::from_millis(200),
+            "the page's last events reach the watchers",
+        )
+        .await;
         std::mem::take(&mut *self.failed.lock().unwrap())
     }
 
     /// Closes the browser; fails on any problem or failed request the page had.
     pub async fn finish(mut self) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // As in `take_failed_requests`: a problem the page had last may still be on its way.
+        quiet_period(
+            Duration::from_millis(200),
+            "the page's last events reach the watchers",
+        )
+        .await;
         let problems = self.problems.lock().unwrap().clone();
         let failed = self.failed.lock().unwrap().clone();
         let _ = self.browser.close().await;

@@ -7,10 +7,12 @@ use std::time::Duration;
 use nezuko::actors::{Fleet, FleetOptions};
 use nezuko::enforce::{EnforceOptions, Enforcer};
 use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
+use redis::AsyncCommands;
 
 use super::{DEADLINE, Guarded, enforce_db_tests, enforce_tests, insert_bot, quick_options};
 use crate::fleet::quick_policy;
 use crate::support::TestDb;
+use crate::support::wait::{eventually, quiet_period};
 
 enforce_tests!(
     one_bots_knowledge_serves_every_bot_of_the_process,
@@ -73,19 +75,64 @@ async fn one_bots_knowledge_serves_every_bot_of_the_process(world: Guarded) {
     world.sandbox.join(world.group, user).unwrap();
     world.sandbox.join(group2, user).unwrap();
     world.settle().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both bots checked the newcomer before the window below begins.
+    world
+        .eventually("both checks were cache hits", || {
+            world.enforcer().cache_stats().0 >= hits_before + 2
+        })
+        .await;
+    quiet_period(
+        Duration::from_millis(300),
+        "a lookup or an action follows a check at once",
+    )
+    .await;
     assert_eq!(
         lookups(&world, user),
         0,
         "the chat_member update told both bots"
     );
     assert!(!world.acted_on(user));
-    world
-        .eventually("both checks were cache hits", || {
-            world.enforcer().cache_stats().0 >= hits_before + 2
-        })
-        .await;
     world.finish().await;
+}
+
+/// Waits until the process running `bot` writes what it learns to Redis: its Redis tier connects
+/// in the background, and an answer learnt before then stays in that process alone. Probes join
+/// `chat` one after another (the bot learns each one's standing in @news, from the channel's
+/// `chat_member` update or by looking it up) until Redis holds the answer about one of them. No
+/// other process may learn of the probes, or the answer would prove nothing.
+async fn wait_for_redis_tier(world: &Guarded, namespace: &str, bot: i64, chat: i64, process: &str) {
+    let client = redis::Client::open(redis_url()).expect("TEST_REDIS_URL is a Redis URL");
+    let mut connection = redis::aio::ConnectionManager::new(client)
+        .await
+        .expect("Redis is reachable at TEST_REDIS_URL");
+    let channel = world.channel;
+    let mut probes: Vec<i64> = Vec::new();
+    eventually(
+        &format!("{process} to write what it learns to Redis"),
+        DEADLINE,
+        async || {
+            let probe = world.user(&format!("Probe {}", probes.len() + 1));
+            world.sandbox.join(chat, probe).unwrap();
+            probes.push(probe);
+            world
+                .sandbox
+                .wait_until(DEADLINE, "the probe's join is handled", |s| {
+                    (s.pending_updates(bot) == 0).then_some(())
+                })
+                .await
+                .unwrap();
+            for probe in &probes {
+                let key = format!("{namespace}:member:{channel}:{probe}");
+                match connection.get::<_, Option<String>>(key).await {
+                    Ok(Some(_)) => return Ok(()),
+                    Ok(None) => {}
+                    Err(error) => return Err(format!("Redis answered {error}")),
+                }
+            }
+            Err(format!("no answer in Redis about the probes {probes:?}"))
+        },
+    )
+    .await;
 }
 
 /// Lookups of `user` in the channel so far.
@@ -163,7 +210,7 @@ async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
     world.protect("/protect @news").await;
     // Process A learns that the user is subscribed (and writes it to Redis).
     let user = world.user("Rita");
-    tokio::time::sleep(Duration::from_millis(500)).await; // the Redis tier connects in the background
+    wait_for_redis_tier(&world, &namespace, world.bot.id, world.channel, "process A").await;
     world.sandbox.join(world.channel, user).unwrap();
     world.settle().await;
     // Process B: its own database, fleet and in-process cache; only Redis in common.
@@ -190,7 +237,9 @@ async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
     .await
     .unwrap();
     protect_with(&world, bot2.id, group2).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Probes join B's group only: process A never learns of them.
+    wait_for_redis_tier(&world, &namespace, bot2.id, group2, "process B").await;
+    let (hits_before, _) = enforcer_b.cache_stats();
     world.sandbox.join(group2, user).unwrap();
     world
         .sandbox
@@ -199,7 +248,11 @@ async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
         })
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    quiet_period(
+        Duration::from_millis(500),
+        "a lookup or an action of process B follows its check at once",
+    )
+    .await;
     let asked = world
         .sandbox
         .calls(Some(bot2.id), Some("getChatMember"))
@@ -210,7 +263,7 @@ async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
     assert!(world.sandbox.member(group2, user).can_send_messages());
     world
         .eventually("process B's check was a hit", || {
-            enforcer_b.cache_stats().0 >= 1
+            enforcer_b.cache_stats().0 > hits_before
         })
         .await;
     fleet_b.shutdown(Duration::from_secs(9)).await;

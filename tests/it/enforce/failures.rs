@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::{DEADLINE, Guarded, enforce_db_tests, enforce_tests, quick_options};
 use crate::support::TestDb;
+use crate::support::wait::{eventually, quiet_period};
 
 enforce_tests!(
     a_lost_restrict_right_is_stored_published_and_announced_once,
@@ -65,9 +66,21 @@ async fn a_lost_restrict_right_is_stored_published_and_announced_once(mut world:
             .contains("Ban users")
     );
     // A second refusal does not announce again.
-    world.member("Ros", false);
+    let second = world.member("Ros", false);
+    world
+        .eventually("the second restriction is refused", || {
+            world
+                .calls("restrictChatMember")
+                .iter()
+                .any(|c| c.params["user_id"].as_i64() == Some(second) && !c.ok)
+        })
+        .await;
     world.settle().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    quiet_period(
+        Duration::from_millis(300),
+        "an announcement follows the refusal at once",
+    )
+    .await;
     let announcements = world
         .bot_messages(world.group)
         .iter()
@@ -269,8 +282,12 @@ async fn an_update_waiting_to_be_retried_is_retried_on_time_without_polling_in_a
         .await
         .unwrap();
     // Long enough for the update to be parked (Telegram forgets it) and handed out again a few
-    // times from memory, 1 s, 2 s, 4 s, then 5 s apart.
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // times from memory, 1 s, 2 s, 4 s, then 5 s apart; the polls are counted over the same 12 s.
+    quiet_period(
+        Duration::from_secs(12),
+        "a retry late by a long poll, or polls in a loop",
+    )
+    .await;
     let at: Vec<i64> = world
         .calls("restrictChatMember")
         .iter()
@@ -380,22 +397,32 @@ async fn pending_timers_are_carried_out_after_a_restart(db: TestDb) {
         .await;
     // The timer is stored right after the warning is sent.
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
+    let due_at = loop {
         let pending = world.db.store.pending_timers(world.row.id).await.unwrap();
-        if pending
+        if let Some(timer) = pending
             .iter()
-            .any(|t| t.kind == "delete_message" && t.message_id == Some(warning.message_id))
+            .find(|t| t.kind == "delete_message" && t.message_id == Some(warning.message_id))
         {
-            break;
+            break timer.due_at;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
             "the auto-delete timer was never stored"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
     world.stop().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The warning's 2 s TTL runs out while the service is down, so its timer is overdue when the
+    // service starts again.
+    eventually("the auto-delete timer to fall due", DEADLINE, async || {
+        let now = nezuko::db::now_ms();
+        if now >= due_at {
+            Ok(())
+        } else {
+            Err(format!("due in {} ms", due_at - now))
+        }
+    })
+    .await;
     assert!(
         !world
             .sandbox

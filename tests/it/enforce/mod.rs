@@ -34,6 +34,7 @@ use tokio::sync::broadcast;
 
 use crate::fleet::quick_policy;
 use crate::support::TestDb;
+use crate::support::wait::quiet_period;
 
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -299,8 +300,9 @@ impl Guarded {
         self.sandbox.calls(Some(self.bot.id), Some(method))
     }
 
-    /// Lets the bot work through what is pending, then says whether it did nothing of `method`
-    /// for `user` (a negative check needs a moment for the update to be handled).
+    /// Lets the bot work through what is pending: waits until it confirmed every update (an
+    /// update is confirmed only once handled), then keeps a short quiet period, so that a negative
+    /// check after it (the bot did *not* act) is not a race.
     pub async fn settle(&self) {
         let bot = self.bot.id;
         self.sandbox
@@ -309,7 +311,14 @@ impl Guarded {
             })
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // What a handled update leaves to run after it (a warning waiting in the queue for its
+        // send slot, a permission check after a refusal) reaches the sandbox within milliseconds
+        // when nothing is wrong.
+        quiet_period(
+            Duration::from_millis(300),
+            "work a handled update left running reaches Telegram",
+        )
+        .await;
     }
 
     pub fn acted_on(&self, user: i64) -> bool {

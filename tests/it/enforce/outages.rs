@@ -8,6 +8,7 @@ use nezuko_sandbox::model::Status;
 use sqlx::{Connection, SqliteConnection};
 
 use super::Guarded;
+use crate::support::wait::elapse;
 use crate::support::{OwnPostgres, TestDb};
 
 /// Another connection takes SQLite's write lock (as another process would) and holds it.
@@ -78,8 +79,14 @@ async fn events_raised_while_the_database_is_locked_arrive_stored_with_their_ids
     let mut world = Guarded::new(TestDb::sqlite().await).await;
     let other = lock_sqlite(&world).await;
     let joiner = world.member("Cid", true);
-    // Past the 5 s busy timeout: the first attempt to store the join's event fails.
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // Past the 5 s busy timeout: the first attempt to store the join's event fails. Nothing
+    // outside the process shows that attempt, so the lock is simply held that long (2 s to spare
+    // for the join to reach the bot).
+    elapse(
+        Duration::from_secs(7),
+        "the event's first store outlasts the busy timeout",
+    )
+    .await;
     unlock_sqlite(other).await;
     let joined = world
         .wait_event("member_join", |p| p["user_id"] == joiner)
@@ -104,10 +111,10 @@ async fn a_30_s_sqlite_write_lock_loses_no_restriction_warning_or_record() {
         world.sandbox.send(world.group, *user, "hello").unwrap();
     }
     let early = world.member("Cid", false);
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    elapse(Duration::from_secs(15), "halfway through the lock").await;
     let late = world.member("Dan", false);
     // 30 s in all, as an operator's backup tool or a second process might hold it.
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    elapse(Duration::from_secs(15), "the rest of the 30 s lock").await;
     unlock_sqlite(other).await;
     let everyone: Vec<i64> = writers.into_iter().chain([early, late]).collect();
     let names = ["Ada", "Bea", "Cid", "Dan"];
@@ -135,9 +142,13 @@ async fn a_30_s_postgresql_outage_loses_no_restriction_warning_record_or_event()
         world.sandbox.send(world.group, *user, "hello").unwrap();
     }
     let early = world.member("Cid", false);
-    tokio::time::sleep(Duration::from_secs(15)).await;
+    elapse(Duration::from_secs(15), "halfway through the outage").await;
     let late = world.member("Dan", false);
-    tokio::time::sleep(Duration::from_secs(30).saturating_sub(outage.elapsed())).await;
+    elapse(
+        Duration::from_secs(30).saturating_sub(outage.elapsed()),
+        "the rest of the 30 s outage",
+    )
+    .await;
     server.resume();
 
     let everyone: Vec<i64> = writers.into_iter().chain([early, late]).collect();

@@ -7,6 +7,7 @@ use nezuko_sandbox::faults::{Fault, FaultKind};
 use serde_json::json;
 
 use super::{DEADLINE, FleetWorld, fleet_tests};
+use crate::support::wait::quiet_period;
 
 fleet_tests!(
     a_dropped_connection_backs_off_and_recovers,
@@ -221,8 +222,13 @@ async fn a_revoked_token_stops_the_bot_without_retrying(mut world: FleetWorld) {
     );
     assert_eq!(stopped["reason_code"], "invalid_token", "{stopped}");
     let calls = world.sandbox.calls(Some(bot.id), None).len();
+    // The reconcile has run; a start it asked for would call getMe within milliseconds.
     world.fleet().reconcile().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    quiet_period(
+        Duration::from_millis(500),
+        "a bot started again calls getMe",
+    )
+    .await;
     assert_eq!(
         world.sandbox.calls(Some(bot.id), None).len(),
         calls,
@@ -266,8 +272,13 @@ async fn a_flapping_bot_is_parked_as_failed_until_an_admin_starts_it(mut world: 
     );
     let attempts = world.sandbox.calls(Some(bot.id), Some("getMe")).len();
     assert_eq!(attempts, 5, "max_failures (4) + 1 attempts, then parked");
+    // The reconcile has run; a start it asked for would call getMe within milliseconds.
     world.fleet().reconcile().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    quiet_period(
+        Duration::from_millis(500),
+        "a bot started again calls getMe",
+    )
+    .await;
     assert_eq!(
         world.sandbox.calls(Some(bot.id), Some("getMe")).len(),
         attempts,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use nezuko::domain::DesiredState;
 
 use super::{DEADLINE, FleetWorld, fleet_tests};
+use crate::support::wait::quiet_period;
 
 fleet_tests!(
     an_enabled_bot_row_starts_polling_promptly,
@@ -54,7 +55,8 @@ async fn disabling_a_bot_stops_its_polling(mut world: FleetWorld) {
     world.wait_state(row.id, "stopped", DEADLINE).await;
     assert!(!world.sandbox.is_polling(bot.id));
     let polls = world.sandbox.calls(Some(bot.id), Some("getUpdates"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Stopped and not polling (above): a bot still running would poll again at once.
+    quiet_period(Duration::from_millis(300), "a running bot polls again").await;
     assert_eq!(
         world.sandbox.calls(Some(bot.id), Some("getUpdates")).len(),
         polls.len(),

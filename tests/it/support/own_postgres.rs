@@ -56,6 +56,7 @@ impl OwnPostgres {
             .command("pg_ctl")
             .args(["stop", "-w", "-m", "fast", "-D"])
             .arg(self.data()));
+        self.wait_port(false);
     }
 
     /// Starts the stopped server on the same port, waiting until it accepts connections.
@@ -73,6 +74,29 @@ impl OwnPostgres {
             .arg("-l")
             .arg(log)
             .args(["-o", &options]));
+        self.wait_port(true);
+    }
+
+    /// Waits until the server's TCP port, the one the tests connect to, accepts connections
+    /// (`open`) or refuses them. `pg_ctl -w` has waited for the server's own status, which
+    /// normally agrees already.
+    fn wait_port(&self, open: bool) {
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let accepts =
+                std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok();
+            if accepts == open {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "port {} still {} 10 s after pg_ctl returned",
+                self.port,
+                if accepts { "accepts" } else { "refuses" }
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn data(&self) -> PathBuf {
@@ -157,6 +181,4 @@ fn run(command: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // pg_ctl -w returns once the server answers; give the socket a moment to settle.
-    std::thread::sleep(Duration::from_millis(50));
 }
