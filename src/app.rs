@@ -232,6 +232,9 @@ pub fn auth_config(settings: &Settings) -> AuthConfig {
             || public_url.starts_with("https://"),
         public_url,
         metrics_token: settings.server.metrics_token.clone(),
+        trusted_proxies: crate::http::forwarded::TrustedProxies::new(
+            settings.server.trusted_proxies.clone(),
+        ),
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod forwarded;
 pub mod input;
 pub mod problem;
 pub mod respond;

@@ -19,6 +19,7 @@ use warp::reply::Response;
 
 use super::HttpState;
 use super::auth::{self, Admin};
+use super::forwarded::Client;
 use super::input::{self, BODY_LIMIT};
 use super::problem::ApiError;
 use super::respond::{ApiResult, finish};
@@ -193,6 +194,8 @@ pub struct Ctx {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub remote: Option<SocketAddr>,
+    /// Who the client is, through the trusted proxies (`server.trusted_proxies`).
+    pub client: Client,
     /// Set for `Admin` and `Owner` routes.
     pub admin: Option<Admin>,
 }
@@ -251,9 +254,10 @@ impl Ctx {
         })
     }
 
-    /// The client's address as text, for the audit log and login throttling.
+    /// The client's address as text, for the audit log and login throttling: the peer's, or the
+    /// one a trusted proxy forwarded for (see [`super::forwarded`]).
     pub fn client_ip(&self) -> Option<String> {
-        self.remote.map(|addr| addr.ip().to_string())
+        self.client.ip.map(|ip| ip.to_string())
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -466,6 +470,7 @@ async fn run(
             Err(error) => return error.into_response(),
         },
     };
+    let client = state.auth.trusted_proxies.client(remote, &headers);
     let ctx = Ctx {
         state,
         params,
@@ -473,6 +478,7 @@ async fn run(
         headers,
         body,
         remote,
+        client,
         admin,
     };
     finish((route.handler)(ctx).await)

@@ -97,6 +97,9 @@ pub struct ServerSettings {
     pub metrics_token: Option<Secret<String>>,
     /// What `serve` does unless `--role` says otherwise (`server.role`).
     pub role: Role,
+    /// Reverse proxies whose `Forwarded`/`X-Forwarded-For`/`X-Forwarded-Proto` are believed
+    /// (`server.trusted_proxies`); empty: none, the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// What a `serve` process does (`server.role`, `nezuko serve --role …`).

@@ -17,6 +17,7 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
             public_url: optional(layers.get("server.public_url"), base_url)?,
             metrics_token: optional(layers.get("server.metrics_token"), secret_text)?,
             role: role(layers.get("server.role"))?,
+            trusted_proxies: networks(layers.get("server.trusted_proxies"))?,
         },
         database: DatabaseSettings {
             url: database_url(layers.get("database.url"))?,
@@ -208,6 +209,26 @@ fn redis_url(leaf: &Leaf) -> Result<Secret<String>, ConfigError> {
             "redis://[:PASSWORD@]HOST[:PORT][/DB] or rediss://…, or empty for none",
         ))
     }
+}
+
+/// Addresses and CIDR ranges, comma-separated (`10.0.0.1, 192.168.0.0/16, ::1`).
+fn networks(leaf: &Leaf) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    leaf.value
+        .split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<ipnet::IpNet>()
+                .or_else(|_| part.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|network| network.trunc())
+                .map_err(|_| {
+                    leaf.invalid(
+                        format!("`{part}` is not an IP address or CIDR range"),
+                        "addresses or ranges separated by commas, such as 127.0.0.1, 10.0.0.0/8, ::1",
+                    )
+                })
+        })
+        .collect()
 }
 
 fn database_url(leaf: &Leaf) -> Result<DatabaseUrl, ConfigError> {

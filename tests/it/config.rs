@@ -162,6 +162,12 @@ const BAD_VALUES: &[BadValue] = &[
         "IP:PORT",
     ),
     (
+        &[("NEZUKO_SERVER__TRUSTED_PROXIES", "10.0.0.1, proxy.internal")],
+        "server.trusted_proxies",
+        "NEZUKO_SERVER__TRUSTED_PROXIES",
+        "`proxy.internal` is not an IP address or CIDR range",
+    ),
+    (
         &[("NEZUKO_DATABASE__URL", "mysql://x/y")],
         "database.url",
         "NEZUKO_DATABASE__URL",
@@ -387,4 +393,21 @@ fn the_role_is_all_unless_configured_and_an_unknown_one_is_refused() {
     assert_eq!(error.key, "server.role");
     assert!(error.problem.contains("unknown role `worker`"), "{error}");
     assert_eq!(error.expected, "all, api or bots");
+}
+
+#[test]
+fn trusted_proxies_take_addresses_and_ranges() {
+    let settings = load(&[(
+        "NEZUKO_SERVER__TRUSTED_PROXIES",
+        " 10.0.0.0/8, ::1 ,192.168.1.7/24",
+    )])
+    .unwrap();
+    let shown: Vec<String> = settings
+        .server
+        .trusted_proxies
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(shown, ["10.0.0.0/8", "::1/128", "192.168.1.0/24"]);
+    assert!(load(&[]).unwrap().server.trusted_proxies.is_empty());
 }

@@ -101,13 +101,8 @@ async fn telegram_widget(ctx: Ctx) -> ApiResult {
     let WidgetFields(fields) = ctx.json()?;
     let user = widget::verify(&fields, token.expose(), now_ms() / 1000)
         .map_err(|error| ApiError::unauthorized(error.to_string()))?;
-    let response = auth::start_session(
-        &ctx.state,
-        user.id,
-        ctx.header("user-agent"),
-        ctx.client_ip(),
-    )
-    .await?;
+    let response =
+        auth::start_session(&ctx.state, user.id, ctx.header("user-agent"), ctx.client).await?;
     signed_in(&ctx, user.id, "telegram_widget").await;
     Ok(response)
 }
@@ -162,7 +157,7 @@ async fn login_link(ctx: Ctx) -> ApiResult {
         .await?
         .ok_or_else(|| ApiError::unauthorized("this login link is unknown, expired or already used; print a new one with `nezuko login-link`"))?;
     let response =
-        auth::start_session(&ctx.state, user, ctx.header("user-agent"), ctx.client_ip()).await?;
+        auth::start_session(&ctx.state, user, ctx.header("user-agent"), ctx.client).await?;
     signed_in(&ctx, user, "login_link").await;
     Ok(response)
 }
@@ -224,7 +219,7 @@ async fn logout(ctx: Ctx) -> ApiResult {
     let mut response = respond::no_content()?;
     auth::set_cookie(
         &mut response,
-        &auth::session_cookie("", 0, ctx.state.auth.secure_cookies),
+        &auth::session_cookie("", 0, ctx.state.auth.secure_cookies(ctx.client)),
     );
     Ok(response)
 }

@@ -17,6 +17,7 @@ use warp::http::{HeaderMap, HeaderValue, Method, header};
 use warp::reply::Response;
 
 use super::HttpState;
+use super::forwarded::Client;
 use super::problem::ApiError;
 use super::router::Access;
 use crate::db::{SessionRow, now_ms};
@@ -37,6 +38,16 @@ pub struct AuthConfig {
     pub public_url: String,
     /// Lets a scraper read `/metrics` with `Authorization: Bearer <token>`.
     pub metrics_token: Option<crate::domain::Secret<String>>,
+    /// Whose `Forwarded`/`X-Forwarded-*` headers are believed (`server.trusted_proxies`).
+    pub trusted_proxies: super::forwarded::TrustedProxies,
+}
+
+impl AuthConfig {
+    /// Whether cookies for `client` are `Secure`: configured so, or the client reached the proxy
+    /// over https (a trusted proxy's word).
+    pub fn secure_cookies(&self, client: Client) -> bool {
+        self.secure_cookies || client.https
+    }
 }
 
 /// Whether the request carries the configured metrics bearer token.
@@ -147,8 +158,9 @@ pub async fn start_session(
     state: &HttpState,
     user: i64,
     user_agent: Option<&str>,
-    ip: Option<String>,
+    client: Client,
 ) -> Result<Response, ApiError> {
+    let ip = client.ip.map(|ip| ip.to_string());
     let Some((name, is_owner)) = allowed(state, user).await? else {
         return Err(ApiError::forbidden(
             "not_admin",
@@ -184,7 +196,7 @@ pub async fn start_session(
         &session_cookie(
             &secret,
             state.auth.session_ttl.as_secs(),
-            state.auth.secure_cookies,
+            state.auth.secure_cookies(client),
         ),
     );
     Ok(response)

@@ -8,6 +8,7 @@ pub mod contract;
 mod events;
 mod input;
 mod preflight;
+mod proxies;
 pub mod redis_fan_out;
 mod reports;
 pub mod sse;
