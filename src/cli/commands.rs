@@ -203,7 +203,36 @@ async fn serve(role: Option<crate::app::Role>) -> anyhow::Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     let app = Application::build_as(&settings, role).await?;
+    if role.serves_api() {
+        explain_first_sign_in(&settings, app.store()).await;
+    }
     app.run_until_stopped(shutdown).await
+}
+
+/// On a service nobody can sign in to yet (no owner configured, no admin stored), says exactly
+/// how to get in; with an owner but no other way in, points at `nezuko login-link`.
+async fn explain_first_sign_in(settings: &Settings, store: &crate::db::Store) {
+    let admins = match store.admins().await {
+        Ok(admins) => admins.len(),
+        // Not knowing, say nothing: the service itself reports the database's trouble.
+        Err(_) => return,
+    };
+    let dashboard = settings.public_url();
+    match settings.auth.owner_telegram_id {
+        None if admins == 0 => tracing::warn!(
+            "nobody can sign in to the dashboard yet: set BOT_OWNER_TELEGRAM_ID (auth.owner_telegram_id) \
+             to your numeric Telegram user id (@userinfobot tells it) and restart, then run \
+             `nezuko login-link` with the same configuration and open the one-time URL it prints \
+             (it leads to {dashboard}/login)"
+        ),
+        Some(owner) if settings.auth.login_bot_token.is_none() => tracing::info!(
+            owner,
+            "to sign in to the dashboard at {dashboard}, run `nezuko login-link` with the same \
+             configuration and open the one-time URL it prints (or set LOGIN_BOT_TOKEN for the \
+             Telegram Login Widget)"
+        ),
+        _ => {}
+    }
 }
 
 /// The nodes table as a table: one line a node, the gone ones marked.
@@ -284,9 +313,16 @@ async fn login_link(user: Option<i64>, minutes: u64) -> anyhow::Result<()> {
     let settings = setup()?;
     let store = app::open_store(&settings).await?;
     let Some(user) = user.or(settings.auth.owner_telegram_id) else {
-        anyhow::bail!(
-            "no user to sign in as: set BOT_OWNER_TELEGRAM_ID (auth.owner_telegram_id) or pass --user"
-        );
+        // Nobody to sign in as is a missing setting: exit 78 like any other.
+        return Err(settings::ConfigError {
+            key: "auth.owner_telegram_id".into(),
+            origin: "BOT_OWNER_TELEGRAM_ID".into(),
+            problem: "is not set and no --user was given, so there is nobody to sign in as".into(),
+            expected:
+                "your numeric Telegram user id (@userinfobot tells it), or --user ID of an admin"
+                    .into(),
+        }
+        .into());
     };
     let allowed =
         settings.auth.owner_telegram_id == Some(user) || store.admin(user).await?.is_some();
@@ -303,20 +339,66 @@ async fn login_link(user: Option<i64>, minutes: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// With `ENCRYPTION_KEY=NEW,OLD`: every token to `NEW` (and, in local mode, the key file too, so
+/// the service still starts once `ENCRYPTION_KEY` is unset). With only the local key file: a new
+/// key in the file and every token moved to it.
 async fn rotate_key() -> anyhow::Result<()> {
     let settings = setup()?;
     if settings.vault.keys.is_empty() && settings.environment == settings::Environment::Production {
-        anyhow::bail!("no encryption key configured: set ENCRYPTION_KEY=NEW,OLD before rotating");
+        return Err(vault::KeyProblem(
+            "no encryption key configured: set ENCRYPTION_KEY=NEW,OLD before rotating".into(),
+        )
+        .into());
     }
     let store = app::open_store(&settings).await?;
-    let (keys, _) = crate::app::resolve_keys(&settings)?;
-    let vault = vault::Vault::new(&keys);
-    let report = vault::rotate(&vault, &store).await?;
+    let (keys, source) = crate::app::resolve_keys(&settings)?;
+    let result = match source {
+        vault::KeySource::Configured => rotate_to_configured(&settings, &store, &keys).await,
+        vault::KeySource::KeyFile(path) | vault::KeySource::Generated(path) => {
+            rotate_in_key_file(&store, &path, &keys).await
+        }
+    };
     store.close().await;
+    result
+}
+
+/// Local mode without `ENCRYPTION_KEY`: a new key in the key file, every token moved to it.
+async fn rotate_in_key_file(
+    store: &crate::db::Store,
+    path: &std::path::Path,
+    keys: &[vault::EncryptionKey],
+) -> anyhow::Result<()> {
+    let (_, report) = vault::rotate_key_file(store, path, keys).await?;
+    say!(
+        "re-encrypted {} bot token(s) with a new key, now the only key in {}; back that file up \
+         again (the old key is gone from it)",
+        report.tokens,
+        path.display()
+    );
+    Ok(())
+}
+
+/// Re-encrypts with the first configured key. In local mode a key file, if there is one, is what
+/// `serve` falls back to without `ENCRYPTION_KEY`: it is made to hold the new key, or the next
+/// start without the variable would refuse the rotated data.
+async fn rotate_to_configured(
+    settings: &settings::Settings,
+    store: &crate::db::Store,
+    keys: &[vault::EncryptionKey],
+) -> anyhow::Result<()> {
+    let report = vault::rotate(&vault::Vault::new(keys), store).await?;
     say!(
         "re-encrypted {} bot token(s) with the first key; keys after the first may now be removed",
         report.tokens
     );
+    let key_file = settings.key_file();
+    if settings.environment == settings::Environment::Local && key_file.exists() {
+        vault::replace_key_file(&key_file, &keys[..1])?;
+        say!(
+            "{} now holds the new key too (the service reads it when ENCRYPTION_KEY is unset)",
+            key_file.display()
+        );
+    }
     Ok(())
 }
 

@@ -330,7 +330,10 @@ pub fn main() -> ExitCode {
 
 fn fail(err: &anyhow::Error) -> ExitCode {
     eprintln!("error: {}", one_line(err));
-    if err.downcast_ref::<ConfigError>().is_some() {
+    let configuration = err
+        .chain()
+        .any(|cause| cause.is::<ConfigError>() || cause.is::<crate::vault::KeyProblem>());
+    if configuration {
         ExitCode::from(78)
     } else {
         ExitCode::FAILURE

@@ -4,9 +4,7 @@
 //! Checking it catches a wrong key even before any bot exists; on a database written by the original
 //! platform (no canary yet) the stored bot tokens are tried instead.
 
-use anyhow::bail;
-
-use super::Vault;
+use super::{KeyProblem, Vault};
 use crate::db::Store;
 
 pub(super) const CANARY_KEY: &str = "vault.canary";
@@ -16,34 +14,35 @@ pub(super) const CANARY_PLAINTEXT: &[u8] = b"nezuko vault canary v1";
 /// the canary on first use.
 pub async fn check_store(vault: &Vault, store: &Store) -> anyhow::Result<()> {
     let wrong_key = || {
-        anyhow::anyhow!(
+        KeyProblem(format!(
             "the configured encryption key cannot decrypt the data in {}: it is not the key the bot tokens \
              were encrypted with. Use that key, or put the new key first and the old one after it \
              (ENCRYPTION_KEY=NEW,OLD) and run `nezuko rotate-key`",
             store.location()
-        )
+        ))
     };
     if let Some(canary) = store.setting(CANARY_KEY).await? {
         let decrypted = canary.as_str().and_then(|text| vault.decrypt(text).ok());
         return match decrypted {
             Some(plaintext) if plaintext == CANARY_PLAINTEXT => Ok(()),
-            _ => Err(wrong_key()),
+            _ => Err(wrong_key().into()),
         };
     }
     let tokens = store.bot_ciphertexts().await?;
     if !tokens.is_empty() && tokens.iter().all(|(_, c)| vault.decrypt(c).is_err()) {
-        return Err(wrong_key());
+        return Err(wrong_key().into());
     }
     let undecryptable = tokens
         .iter()
         .filter(|(_, c)| vault.decrypt(c).is_err())
         .count();
     if undecryptable > 0 {
-        bail!(
+        return Err(KeyProblem(format!(
             "{undecryptable} of {} stored bot tokens cannot be decrypted with the configured keys; \
              add the missing key to ENCRYPTION_KEY",
             tokens.len()
-        );
+        ))
+        .into());
     }
     let canary = serde_json::Value::String(vault.encrypt(CANARY_PLAINTEXT));
     store.put_setting(CANARY_KEY, &canary, None).await?;

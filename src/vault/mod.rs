@@ -16,8 +16,8 @@ use crate::domain::BotToken;
 
 pub use canary::check_store;
 pub use key::EncryptionKey;
-pub use key_source::{KeySource, resolve_keys};
-pub use rotate::{RotationReport, rotate};
+pub use key_source::{KeyProblem, KeySource, replace_key_file, resolve_keys};
+pub use rotate::{RotationReport, rotate, rotate_key_file};
 
 /// Why a ciphertext could not be turned back into a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,9 +1,12 @@
-//! `nezuko rotate-key`: re-encrypt every stored secret with the first configured key.
+//! `nezuko rotate-key`: re-encrypt every stored secret with the first configured key; in local
+//! mode, where the key lives in the data directory's key file, rotate that file's key too.
+
+use std::path::Path;
 
 use anyhow::bail;
 
-use super::Vault;
 use super::canary::{CANARY_KEY, CANARY_PLAINTEXT};
+use super::{EncryptionKey, Vault, replace_key_file};
 use crate::db::Store;
 
 /// What a rotation did.
@@ -38,4 +41,25 @@ pub async fn rotate(vault: &Vault, store: &Store) -> anyhow::Result<RotationRepo
     Ok(RotationReport {
         tokens: rewritten.len(),
     })
+}
+
+/// Rotates the key of a key file (local mode): a new key is generated and written first beside
+/// the old one (`NEW` then `OLD`, so whatever happens next the file decrypts everything), every
+/// token is re-encrypted with it, then the old key is dropped from the file. Interrupted at any
+/// point, the service still starts, and running this again finishes the job.
+///
+/// `current` are the file's keys now (the first encrypts). Returns the new key.
+pub async fn rotate_key_file(
+    store: &Store,
+    key_file: &Path,
+    current: &[EncryptionKey],
+) -> anyhow::Result<(EncryptionKey, RotationReport)> {
+    let new = EncryptionKey::generate();
+    let both: Vec<EncryptionKey> = std::iter::once(new.clone())
+        .chain(current.iter().cloned())
+        .collect();
+    replace_key_file(key_file, &both)?;
+    let report = rotate(&Vault::new(&both), store).await?;
+    replace_key_file(key_file, std::slice::from_ref(&new))?;
+    Ok((new, report))
 }

@@ -174,7 +174,7 @@ async fn a_wrong_key_is_refused_before_serving() {
         .await;
     assert_fails_with_one_line(
         finished,
-        1,
+        78,
         &["encryption key cannot decrypt", "rotate-key"],
     )
     .await;
@@ -189,7 +189,7 @@ async fn production_refuses_to_start_without_a_key() {
     assert!(!operator.data().join("encryption.key").exists());
     assert_fails_with_one_line(
         finished,
-        1,
+        78,
         &["production", "ENCRYPTION_KEY", "nezuko keygen"],
     )
     .await;
@@ -231,6 +231,124 @@ async fn rotate_key_moves_every_token_to_the_new_key() {
         assert!(new_vault.decrypt_token(&ciphertext).is_ok());
     }
     store.close().await;
+}
+
+/// The keys the data directory's key file holds, first line first.
+fn key_file_keys(operator: &Operator) -> Vec<String> {
+    std::fs::read_to_string(operator.data().join("encryption.key"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether every stored token decrypts with `key`.
+async fn all_tokens_open_with(operator: &Operator, key: &str) -> bool {
+    let store = operator.store().await;
+    let vault = Vault::new(&[EncryptionKey::parse(key).unwrap()]);
+    let all = store
+        .bot_ciphertexts()
+        .await
+        .unwrap()
+        .iter()
+        .all(|(_, ciphertext)| vault.decrypt_token(ciphertext).is_ok());
+    store.close().await;
+    all
+}
+
+#[tokio::test]
+async fn in_local_mode_rotate_key_leaves_a_service_that_starts_without_encryption_key() {
+    // Only the generated key file: rotation makes a new key and keeps it there alone.
+    let operator = Operator::new();
+    let (status, _) = operator.serve(&[]).await.terminate().await;
+    assert!(status.success());
+    let old = key_file_keys(&operator);
+    assert_eq!(old.len(), 1);
+    let store = operator.store().await;
+    let old_vault = Vault::new(&[EncryptionKey::parse(&old[0]).unwrap()]);
+    for n in 1..=2 {
+        insert_bot(&store, &old_vault, n).await;
+    }
+    store.close().await;
+    let rotated = operator.run(&["rotate-key"], &[]).await;
+    assert!(rotated.status.success(), "{}", rotated.stderr);
+    assert!(rotated.stdout.contains("re-encrypted 2 bot token(s)"));
+    let new = key_file_keys(&operator);
+    assert_eq!(new.len(), 1, "the old key is gone from the file");
+    assert_ne!(new, old);
+    assert!(all_tokens_open_with(&operator, &new[0]).await);
+    assert!(!all_tokens_open_with(&operator, &old[0]).await);
+    let (status, log) = operator.serve(&[]).await.terminate().await;
+    assert_eq!(status.code(), Some(0), "{log:?}");
+
+    // ENCRYPTION_KEY=NEW,OLD over a key file holding OLD: the file follows, so unsetting the
+    // variable afterwards still starts.
+    let operator = Operator::new();
+    let (status, _) = operator.serve(&[]).await.terminate().await;
+    assert!(status.success());
+    let old = key_file_keys(&operator).remove(0);
+    let store = operator.store().await;
+    insert_bot(
+        &store,
+        &Vault::new(&[EncryptionKey::parse(&old).unwrap()]),
+        3,
+    )
+    .await;
+    store.close().await;
+    let new = EncryptionKey::generate();
+    let both = format!("{},{old}", new.expose());
+    let rotated = operator
+        .run(&["rotate-key"], &[("ENCRYPTION_KEY", &both)])
+        .await;
+    assert!(rotated.status.success(), "{}", rotated.stderr);
+    assert_eq!(key_file_keys(&operator), [new.expose().to_string()]);
+    let (status, log) = operator.serve(&[]).await.terminate().await;
+    assert_eq!(status.code(), Some(0), "{log:?}");
+    assert!(all_tokens_open_with(&operator, new.expose()).await);
+}
+
+#[tokio::test]
+async fn a_key_file_a_rotation_left_with_two_keys_still_starts() {
+    // A rotation interrupted after writing NEW before OLD: both decrypt, the first encrypts.
+    let operator = Operator::new();
+    let (status, _) = operator.serve(&[]).await.terminate().await;
+    assert!(status.success());
+    let old = key_file_keys(&operator).remove(0);
+    let new = EncryptionKey::generate();
+    std::fs::write(
+        operator.data().join("encryption.key"),
+        format!("{}\n{old}\n", new.expose()),
+    )
+    .unwrap();
+    let (status, log) = operator.serve(&[]).await.terminate().await;
+    assert_eq!(status.code(), Some(0), "{log:?}");
+    // A key file with no key at all is a configuration problem, said as one.
+    std::fs::write(operator.data().join("encryption.key"), "\n").unwrap();
+    let finished = operator.run(&["serve"], &[]).await;
+    assert_fails_with_one_line(finished, 78, &["holds no key", "backup"]).await;
+}
+
+#[tokio::test]
+async fn a_service_nobody_can_sign_in_to_says_how_to_get_in() {
+    let operator = Operator::new();
+    let (status, log) = operator.serve(&[]).await.terminate().await;
+    assert!(status.success());
+    let said = log.join("\n");
+    assert!(said.contains("nobody can sign in"), "{said}");
+    assert!(said.contains("BOT_OWNER_TELEGRAM_ID"), "{said}");
+    assert!(said.contains("nezuko login-link"), "{said}");
+    // With an owner the way in is a login link (no widget configured).
+    let owner = [("BOT_OWNER_TELEGRAM_ID", "1001")];
+    let (status, log) = operator.serve(&owner).await.terminate().await;
+    assert!(status.success());
+    let said = log.join("\n");
+    assert!(!said.contains("nobody can sign in"), "{said}");
+    assert!(said.contains("nezuko login-link"), "{said}");
+    let nobody = operator.run(&["login-link"], &[]).await;
+    assert_fails_with_one_line(nobody, 78, &["auth.owner_telegram_id", "--user"]).await;
+    let link = operator.run(&["login-link"], &owner).await;
+    assert!(link.status.success(), "{}", link.stderr);
+    assert!(link.stdout.contains("/login#token="), "{}", link.stdout);
 }
 
 #[tokio::test]
@@ -778,4 +896,142 @@ fn smoke_sandbox<'a>(duration: &'a str, wait: &'a str) -> [&'a str; 9] {
         "--wait-for-bots",
         wait,
     ]
+}
+
+/// The shell block of the README that follows `<!-- recipe: NAME -->`.
+fn readme_recipe(name: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("the README is there");
+    let marker = format!("<!-- recipe: {name} -->");
+    let after = readme
+        .split_once(&marker)
+        .unwrap_or_else(|| panic!("the README has the recipe `{name}`"))
+        .1;
+    let block = after
+        .split_once("```sh\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .unwrap_or_else(|| panic!("the recipe `{name}` is a sh block"))
+        .0;
+    block.to_string()
+}
+
+/// `text` with `from` replaced by `to`, which must be in it (so a changed README fails here, not
+/// later and obscurely).
+fn replaced(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "`{from}` is no longer in: {text}");
+    text.replace(from, to)
+}
+
+/// Runs `script` with bash in `dir` as a paste into a root shell on a machine whose PostgreSQL
+/// superuser is `postgres` would: `sudo -u postgres` becomes a connection as that user (the test
+/// database trusts it), and `nezuko` is the binary under test.
+fn recipe_command(dir: &Path, script: &str) -> tokio::process::Command {
+    let admin = reqwest::Url::parse(&crate::support::postgres_admin_url()).unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_nezuko")).parent().unwrap();
+    let prelude = r#"sudo() { if [ "$1" = "-u" ]; then shift 2; fi; "$@"; }"#;
+    let mut command = tokio::process::Command::new("bash");
+    command
+        .arg("-ec")
+        .arg(format!("{prelude}\n{script}"))
+        .current_dir(dir)
+        .env_clear()
+        .env(
+            "PATH",
+            format!("{}:{}", binary.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("PGHOST", admin.host_str().unwrap())
+        .env("PGPORT", admin.port().unwrap_or(5432).to_string())
+        .env("PGUSER", admin.username())
+        .kill_on_drop(true);
+    command
+}
+
+/// The role and database the recipe makes, dropped however the test ends.
+struct RecipeDatabase {
+    name: String,
+}
+
+impl Drop for RecipeDatabase {
+    fn drop(&mut self) {
+        let admin = reqwest::Url::parse(&crate::support::postgres_admin_url()).unwrap();
+        let name = &self.name;
+        // Separate statements: `DROP DATABASE` cannot run inside a transaction.
+        let dropped = std::process::Command::new("psql")
+            .env("PGHOST", admin.host_str().unwrap())
+            .env("PGPORT", admin.port().unwrap_or(5432).to_string())
+            .env("PGUSER", admin.username())
+            .args([
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ])
+            .args(["-c", &format!("DROP ROLE IF EXISTS {name}")])
+            .output();
+        if !std::thread::panicking() {
+            assert!(dropped.is_ok_and(|d| d.status.success()), "dropping {name}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_postgresql_recipe_in_the_readme_starts_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let admin = reqwest::Url::parse(&crate::support::postgres_admin_url()).unwrap();
+    let database = RecipeDatabase {
+        name: format!("nz_recipe_{}", std::process::id()),
+    };
+    let name = &database.name;
+    let once = readme_recipe("postgres-once");
+    let once = replaced(&once, "ROLE nezuko", &format!("ROLE {name}"));
+    let once = replaced(
+        &once,
+        "--owner nezuko nezuko",
+        &format!("--owner {name} {name}"),
+    );
+    let start = replaced(
+        &readme_recipe("postgres-start"),
+        "postgres://nezuko:change-me@127.0.0.1:5432/nezuko",
+        &format!(
+            "postgres://{name}:change-me@{}:{}/{name}",
+            admin.host_str().unwrap(),
+            admin.port().unwrap_or(5432)
+        ),
+    );
+    let made = recipe_command(dir.path(), &once).output().await.unwrap();
+    assert!(made.status.success(), "the one-time steps: {made:?}");
+    for start_number in 1..=2 {
+        let port = crate::webhooks::free_port();
+        let mut serving = recipe_command(dir.path(), &start);
+        serving
+            .env("NEZUKO_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = serving.spawn().unwrap();
+        let group = format!("-{}", child.id().unwrap());
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let ready = loop {
+            if let Ok(answer) = reqwest::get(&url).await
+                && answer.status() == 200
+            {
+                break true;
+            }
+            if child.try_wait().unwrap().is_some() || tokio::time::Instant::now() > deadline {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        // The whole group: bash and the `nezuko serve` it started (gone already if it failed).
+        let signalled = std::process::Command::new("kill")
+            .args(["-TERM", "--", &group])
+            .status();
+        let finished = tokio::time::timeout(DEADLINE, child.wait_with_output())
+            .await
+            .expect("it stops on SIGTERM")
+            .unwrap();
+        let said = String::from_utf8_lossy(&finished.stderr);
+        assert!(ready, "start {start_number} never became ready: {said}");
+        assert!(signalled.is_ok_and(|s| s.success()), "kill -TERM {group}");
+        assert!(finished.status.success(), "start {start_number}: {said}");
+    }
 }
