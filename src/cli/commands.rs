@@ -13,6 +13,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { role } => serve(role).await,
         Command::Migrate => migrate().await,
+        Command::Backup { to } => backup(&to).await,
         Command::Keygen => keygen(),
         Command::CheckConfig => check_config(),
         Command::RotateKey => rotate_key().await,
@@ -307,6 +308,86 @@ fn check_config() -> anyhow::Result<()> {
     );
     say!("{settings:#?}");
     Ok(())
+}
+
+/// `nezuko backup --to FILE`: see [`super::Command::Backup`].
+async fn backup(to: &std::path::Path) -> anyhow::Result<()> {
+    let settings = setup()?;
+    if to.exists() {
+        anyhow::bail!(
+            "{} exists already; a backup never overwrites a file, choose a new name",
+            to.display()
+        );
+    }
+    // Not migrated: a backup taken before an upgrade must be the database as it was.
+    let store = crate::db::Store::connect(&settings.database).await?;
+    if store.backend() == crate::db::Backend::Postgres {
+        anyhow::bail!(
+            "{} is PostgreSQL: back it up with `pg_dump --format=custom --file FILE \"$DATABASE_URL\"` \
+             (restore with pg_restore), and keep ENCRYPTION_KEY with it",
+            store.location()
+        );
+    }
+    // The key must exist before the copy is worth anything; never make one up here.
+    if settings.vault.keys.is_empty() && !settings.key_file().exists() {
+        return Err(vault::KeyProblem(format!(
+            "no encryption key: ENCRYPTION_KEY is unset and {} does not exist, so no backup of \
+             this database could be read back",
+            settings.key_file().display()
+        ))
+        .into());
+    }
+    let (keys, source) = crate::app::resolve_keys(&settings)?;
+    store.copy_sqlite_to(to).await?;
+    store.close().await;
+    let copy = crate::db::Store::connect(&crate::db::DatabaseSettings {
+        url: crate::db::DatabaseUrl::parse(&format!("sqlite://{}", to.display()))
+            .map_err(|error| anyhow::anyhow!("{}: {}", to.display(), error.problem))?,
+        ..settings.database.clone()
+    })
+    .await?;
+    let integrity = copy.sqlite_integrity().await?;
+    let checked = vault::check_store(&vault::Vault::new(&keys), &copy).await;
+    let bots = copy.bot_ciphertexts().await.map(|tokens| tokens.len());
+    copy.close().await;
+    if integrity != "ok" {
+        anyhow::bail!(
+            "the copy at {} failed SQLite's integrity check: {integrity}",
+            to.display()
+        );
+    }
+    checked
+        .with_context(|| format!("the copy at {} is not readable with the key", to.display()))?;
+    let bots = bots?;
+    say!(
+        "backed up {} to {} ({bots} bot token(s), integrity ok)",
+        settings.database.url,
+        to.display()
+    );
+    match source {
+        vault::KeySource::KeyFile(path) | vault::KeySource::Generated(path) => {
+            let kept = key_copy_path(to);
+            vault::replace_key_file(&kept, &keys)?;
+            say!(
+                "the key that decrypts it (from {}) is in {}: keep the two together, and apart from \
+                 anyone who should not read the bot tokens",
+                path.display(),
+                kept.display()
+            );
+        }
+        vault::KeySource::Configured => say!(
+            "the key that decrypts it is ENCRYPTION_KEY (checked against the copy): keep it with \
+             the backup, which is unreadable without it"
+        ),
+    }
+    Ok(())
+}
+
+/// Where `backup` keeps a copy of the key file: `FILE.key` beside the backup.
+fn key_copy_path(backup: &std::path::Path) -> std::path::PathBuf {
+    let mut name = backup.as_os_str().to_owned();
+    name.push(".key");
+    std::path::PathBuf::from(name)
 }
 
 async fn login_link(user: Option<i64>, minutes: u64) -> anyhow::Result<()> {

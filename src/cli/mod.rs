@@ -57,6 +57,13 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Copy the SQLite database while the service runs (a consistent snapshot), check the copy and
+    /// that the key decrypting it is kept; on PostgreSQL, says what to run instead (pg_dump).
+    Backup {
+        /// The new backup file (never overwritten). A key file in use is copied to FILE.key.
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
     /// Print a new Fernet encryption key (for ENCRYPTION_KEY).
     Keygen,
     /// Check the configuration and print the effective settings, secrets redacted.
@@ -286,6 +293,7 @@ impl Command {
         matches!(
             self,
             Command::Migrate
+                | Command::Backup { .. }
                 | Command::Keygen
                 | Command::CheckConfig
                 | Command::LoginLink { .. }

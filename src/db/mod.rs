@@ -9,6 +9,7 @@
 pub mod analytics;
 mod audit;
 mod auth;
+mod backup;
 mod bots;
 mod browse;
 mod channel_members;
@@ -122,6 +123,9 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("the database is read-only (a standby, or transactions default to read-only)")]
     ReadOnly,
+    /// Asked of the backend that does not do it (a SQLite file copy of PostgreSQL).
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl StoreError {

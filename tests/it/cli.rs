@@ -1035,3 +1035,87 @@ async fn the_postgresql_recipe_in_the_readme_starts_twice() {
         assert!(finished.status.success(), "start {start_number}: {said}");
     }
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_to_a_service_that_starts() {
+    let operator = Operator::new();
+    let serving = operator.serve(&[]).await;
+    let key = key_file_keys(&operator).remove(0);
+    let store = operator.store().await;
+    insert_bot(
+        &store,
+        &Vault::new(&[EncryptionKey::parse(&key).unwrap()]),
+        7,
+    )
+    .await;
+    store.close().await;
+    let backups = operator.dir.path().join("backups");
+    std::fs::create_dir(&backups).unwrap();
+    let file = backups.join("nezuko-1.db");
+    let to = file.to_str().unwrap();
+    // Taken while the service runs.
+    let taken = operator.run(&["backup", "--to", to], &[]).await;
+    assert!(taken.status.success(), "{}", taken.stderr);
+    assert!(
+        taken.stdout.contains("1 bot token(s), integrity ok"),
+        "{}",
+        taken.stdout
+    );
+    assert!(taken.stdout.contains("nezuko-1.db.key"), "{}", taken.stdout);
+    let again = operator.run(&["backup", "--to", to], &[]).await;
+    assert_fails_with_one_line(again, 1, &["exists already"]).await;
+    let (status, _) = serving.terminate().await;
+    assert!(status.success());
+
+    // Restored elsewhere: the database and its key, and the service starts on them.
+    let restored = Operator::new();
+    std::fs::create_dir_all(restored.data()).unwrap();
+    std::fs::copy(&file, restored.data().join("nezuko.db")).unwrap();
+    std::fs::copy(
+        backups.join("nezuko-1.db.key"),
+        restored.data().join("encryption.key"),
+    )
+    .unwrap();
+    let (status, log) = restored.serve(&[]).await.terminate().await;
+    assert_eq!(status.code(), Some(0), "{log:?}");
+    assert!(all_tokens_open_with(&restored, &key).await);
+
+    // PostgreSQL is dumped with its own tool; the command says how.
+    let elsewhere = Operator::new();
+    let admin = crate::support::postgres_admin_url();
+    let dumped = elsewhere
+        .run(&["backup", "--to", "x.db"], &[("DATABASE_URL", &admin)])
+        .await;
+    assert_fails_with_one_line(dumped, 1, &["pg_dump", "ENCRYPTION_KEY"]).await;
+}
+
+#[tokio::test]
+async fn the_shipped_systemd_unit_passes_systemd_analyze_verify() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/config/nezuko.service"
+    ))
+    .unwrap();
+    // Verified as installed, with the binary where the unit expects it: here, the one under test.
+    let unit = replaced(
+        &unit,
+        "ExecStart=/usr/local/bin/nezuko serve",
+        &format!("ExecStart={} serve", env!("CARGO_BIN_EXE_nezuko")),
+    );
+    assert!(unit.contains("RestartPreventExitStatus=78"), "{unit}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nezuko.service");
+    std::fs::write(&path, unit).unwrap();
+    let verified = tokio::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .await
+        .expect("systemd-analyze is installed (Debian's systemd package)");
+    let said = String::from_utf8_lossy(&verified.stderr);
+    // Unknown keys are only warnings to systemd: any word from it fails the unit here.
+    assert!(
+        verified.status.success() && said.trim().is_empty(),
+        "{said}"
+    );
+}
