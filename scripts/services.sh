@@ -78,6 +78,18 @@ ensure_chromium() {
     [ -x /usr/bin/chromium ] || die "Chromium is required for the browser tests and could not be installed"
 }
 
+# axe-core (Deque's accessibility engine, from the npm registry) for the browser tests, pinned by
+# scripts/axe/package-lock.json and installed under target/.
+ensure_axe() {
+    local dir=target/axe
+    [ -f "$dir/node_modules/axe-core/axe.min.js" ] && return 0
+    command -v npm >/dev/null || apt_install npm
+    mkdir -p "$dir"
+    cp scripts/axe/package.json scripts/axe/package-lock.json "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --silent) ||
+        die "axe-core is required for the browser tests and could not be installed with npm"
+}
+
 # Databases left behind by test runs that were killed mid-way.
 drop_stale_test_databases() {
     psql "$TEST_POSTGRES_URL" -Atc "select datname from pg_database where datname like 'nezuko_test_%'" |

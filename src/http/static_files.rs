@@ -19,7 +19,12 @@ pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Option<Respons
     if !(method == Method::GET || method == Method::HEAD) || path.starts_with("/api/") {
         return None;
     }
-    let name = path.trim_start_matches('/');
+    let name = match path.trim_start_matches('/') {
+        // Asked for by browsers on pages that name no icon (a JSON answer, a probe): the same
+        // icon, rather than a 404 in every such visit.
+        "favicon.ico" => "favicon.svg",
+        name => name,
+    };
     let file = match Ui::get(name) {
         Some(file) if !name.is_empty() => file,
         _ if looks_like_a_page(name) => Ui::get("index.html")?,
@@ -51,7 +56,13 @@ pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Option<Respons
         headers.insert(header::ETAG, value);
     }
     let mime = file.metadata.mimetype();
-    if let Ok(value) = HeaderValue::from_str(mime) {
+    // The files are UTF-8; saying so spares the browser a guess.
+    let mime = if mime.starts_with("text/") && !mime.contains("charset") {
+        format!("{mime}; charset=utf-8")
+    } else {
+        mime.to_string()
+    };
+    if let Ok(value) = HeaderValue::from_str(&mime) {
         headers.insert(header::CONTENT_TYPE, value);
     }
     // Revalidated every time: a 304 costs a round trip, a stale script a broken page.
@@ -93,7 +104,10 @@ mod tests {
     #[test]
     fn pages_get_the_shell_and_missing_assets_do_not() {
         let index = serve(&Method::GET, "/", &HeaderMap::new()).unwrap();
-        assert_eq!(index.headers()[header::CONTENT_TYPE], "text/html");
+        assert_eq!(
+            index.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
         assert!(serve(&Method::GET, "/bots", &HeaderMap::new()).is_some());
         assert!(serve(&Method::GET, "/login", &HeaderMap::new()).is_some());
         let script = serve(&Method::GET, "/js/app.js", &HeaderMap::new()).unwrap();

@@ -180,6 +180,40 @@ impl Chromium {
             .unwrap_or_default()
     }
 
+    /// The serious and critical accessibility violations axe-core finds in the page as it is now,
+    /// one line each: rule, impact, what it asks, and the first elements at fault.
+    pub async fn accessibility_violations(&self) -> Vec<String> {
+        static AXE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let axe = AXE.get_or_init(|| {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/target/axe/node_modules/axe-core/axe.min.js"
+            );
+            std::fs::read_to_string(path).unwrap_or_else(|error| {
+                panic!("{path}: {error}; scripts/test installs axe-core (ensure_axe in scripts/services.sh)")
+            })
+        });
+        if self.text("typeof window.axe").await != "object" {
+            self.page
+                .evaluate(axe.as_str())
+                .await
+                .unwrap_or_else(|e| panic!("axe-core loads: {e}"));
+        }
+        let found = self
+            .page
+            .evaluate(
+                "axe.run(document, { resultTypes: ['violations'] }).then(r => JSON.stringify(\
+                 r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')\
+                 .map(v => `${v.id} (${v.impact}): ${v.help}: ` + v.nodes.slice(0, 4)\
+                 .map(n => n.target.join(' ') + (n.any[0] ? ` [${n.any[0].message}]` : '')).join('; '))))",
+            )
+            .await
+            .unwrap_or_else(|e| panic!("axe-core runs: {e}"))
+            .into_value::<String>()
+            .expect("axe-core answers with text");
+        serde_json::from_str(&found).expect("a JSON list")
+    }
+
     /// Runs a statement in the page.
     pub async fn run(&self, script: &str) {
         self.page

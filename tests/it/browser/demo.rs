@@ -41,6 +41,27 @@ async fn visit(chromium: &Chromium, path: &str, name: &str, ready: &str) {
         )
         .await;
     chromium.screenshot(&format!("demo-{name}")).await;
+    accessible(chromium, name).await;
+}
+
+/// Fails on any serious or critical violation axe-core finds on the page, in the light theme and
+/// in the dark one.
+async fn accessible(chromium: &Chromium, name: &str) {
+    let mut found = Vec::new();
+    for theme in ["light", "dark"] {
+        chromium
+            .run(&format!(
+                "document.documentElement.dataset.theme = '{theme}'"
+            ))
+            .await;
+        for violation in chromium.accessibility_violations().await {
+            found.push(format!("{name} ({theme}): {violation}"));
+        }
+    }
+    chromium
+        .run("document.documentElement.dataset.theme = localStorage.getItem('nezuko.theme') || 'light'")
+        .await;
+    assert!(found.is_empty(), "accessibility:\n{}", found.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,6 +87,14 @@ async fn the_demo_shows_live_traffic_and_every_page_has_its_data() {
     );
 
     let chromium = Chromium::launch(&base).await;
+    // The sign-in page as a stranger sees it.
+    chromium.open("/login").await;
+    chromium
+        .wait_for("the sign-in page", "document.querySelector('main h1')")
+        .await;
+    accessible(&chromium, "sign-in").await;
+    // From /login the link would only change the fragment (no new document): leave the page first.
+    chromium.open("/healthz").await;
     chromium.open(url.trim_start_matches(&base)).await;
     chromium.wait_signed_in().await;
     chromium
@@ -83,6 +112,7 @@ async fn the_demo_shows_live_traffic_and_every_page_has_its_data() {
         "log records stay on the logs page"
     );
     chromium.screenshot("demo-overview").await;
+    accessible(&chromium, "overview").await;
 
     let rows =
         |selector: &str, n: usize| format!("document.querySelectorAll('{selector}').length >= {n}");
@@ -91,6 +121,16 @@ async fn the_demo_shows_live_traffic_and_every_page_has_its_data() {
         "/bots",
         "bots",
         &format!("{} && document.querySelector('.badge[data-state=\"invalid token\"]') && document.querySelector('.badge[data-state=\"running\"]')", rows("tr[data-bot]", 4)),
+    )
+    .await;
+    let bot = chromium
+        .text("document.querySelector('tr[data-bot]').dataset.bot")
+        .await;
+    visit(
+        &chromium,
+        &format!("/bots/{bot}"),
+        "bot",
+        "document.querySelector('main h1') && document.querySelector('ul.feed')",
     )
     .await;
     visit(&chromium, "/groups", "groups", &rows("tr[data-group]", 6)).await;

@@ -64,7 +64,7 @@ export async function render(main, id) {
   const heading = h("h1");
   const summary = h("section", { class: "panel" });
   const groups = h("section", { class: "panel" });
-  const events = h("ul", { class: "feed", "aria-label": "Recent events" });
+  const events = h("ul", { class: "feed", "aria-label": "Recent events", tabindex: "0" });
   const danger = h("section", { class: "panel" });
   let current = null;
   let removing = false;

@@ -47,7 +47,7 @@ export async function render(main) {
   const states = h("div", { class: "panel" });
   const chart = h("div", { class: "panel" });
   const nodes = h("div", { class: "panel", "aria-label": "Nodes" });
-  const feed = h("ul", { class: "feed", "aria-label": "Activity" });
+  const feed = h("ul", { class: "feed", "aria-label": "Activity", tabindex: "0" });
   main.replaceChildren(h("h1", {}, "Overview"), alerts, cards,
     h("div", { class: "grid2" }, h("section", { class: "panel" }, h("h2", {}, "Live activity"), feed),
       h("div", {}, states, nodes, chart)));
