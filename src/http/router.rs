@@ -235,6 +235,15 @@ impl Ctx {
                 "send the body as JSON with Content-Type: application/json",
             ));
         }
+        // Every body of this API is an object; serde would also fill a struct from an array, by
+        // position, which no schema of the document allows.
+        let first = self.body.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "the JSON body must be an object ({\"name\": value, …})",
+            ));
+        }
         input::parse_json(&self.body)
     }
 
@@ -470,6 +479,15 @@ async fn run(
             Err(error) => return error.into_response(),
         },
     };
+    // A route that reads no query refuses one, as the document says: a parameter it would
+    // silently ignore (`?limit=5` on a list that is not paged) misleads the caller.
+    if route.query.is_none() && !query.is_empty() {
+        return ApiError::bad_request(
+            "invalid_query",
+            format!("{} takes no query parameters", route.path),
+        )
+        .into_response();
+    }
     let client = state.auth.trusted_proxies.client(remote, &headers);
     let ctx = Ctx {
         state,

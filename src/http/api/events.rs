@@ -39,7 +39,7 @@ pub fn routes() -> Vec<Route> {
             "The activity feed, newest first",
             |c| Box::pin(activity(c)),
         )
-        .query::<EventQuery>()
+        .query::<ActivityQuery>()
         .returns::<CursorPage<EventView>>(StatusCode::OK),
         Route::new(
             Method::GET,
@@ -48,7 +48,7 @@ pub fn routes() -> Vec<Route> {
             "Live events (text/event-stream) with replay",
             |c| Box::pin(stream(c)),
         )
-        .query::<EventQuery>()
+        .query::<StreamQuery>()
         .returns_text(StatusCode::OK, "text/event-stream"),
     ]
 }
@@ -78,21 +78,31 @@ pub fn view(row: &EventRow) -> EventView {
     }
 }
 
-/// Which events: the feed pages with `before` and `limit`, the stream resumes with
-/// `last_event_id`.
+/// Which events the feed pages through.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EventQuery {
+struct ActivityQuery {
     /// Comma-separated event kinds (`event_kinds` in `GET /api/v1/vocabulary`); all when absent.
     #[serde(rename = "type")]
     kinds: Option<String>,
     /// Only this bot's events.
     bot: Option<i64>,
-    /// The feed's cursor: events with a smaller id.
+    /// Cursor: events with a smaller id.
     before: Option<i64>,
-    /// The feed's page size: 1..=200, default 50.
+    /// 1..=200, default 50.
     limit: Option<i64>,
-    /// The stream replays events after this id first (or send the `Last-Event-ID` header).
+}
+
+/// Which events the stream carries, and where it resumes (it is not paged).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    /// Comma-separated event kinds (`event_kinds` in `GET /api/v1/vocabulary`); all when absent.
+    #[serde(rename = "type")]
+    kinds: Option<String>,
+    /// Only this bot's events.
+    bot: Option<i64>,
+    /// Replay the events after this id first (or send the `Last-Event-ID` header).
     last_event_id: Option<i64>,
 }
 
@@ -123,13 +133,7 @@ fn kinds(text: Option<&str>) -> Result<Vec<String>, ApiError> {
 }
 
 async fn activity(ctx: Ctx) -> ApiResult {
-    let query: EventQuery = ctx.query()?;
-    if query.last_event_id.is_some() {
-        return Err(ApiError::invalid(
-            "last_event_id",
-            "last_event_id belongs to the stream; page with before",
-        ));
-    }
+    let query: ActivityQuery = ctx.query()?;
     let kinds = kinds(query.kinds.as_deref())?;
     let limit = input::limit(query.limit, 50, 200)?;
     let rows = ctx
@@ -156,13 +160,7 @@ impl Selection {
 }
 
 async fn stream(ctx: Ctx) -> ApiResult {
-    let query: EventQuery = ctx.query()?;
-    if query.before.is_some() || query.limit.is_some() {
-        return Err(ApiError::invalid(
-            "before",
-            "the stream is not paged; use last_event_id to resume",
-        ));
-    }
+    let query: StreamQuery = ctx.query()?;
     let header = ctx
         .header("last-event-id")
         .map(str::trim)

@@ -169,7 +169,7 @@ async fn a_group_policy_channels_and_switch_are_edited(world: &mut ApiWorld) {
             Some(json!([1])),
         )
         .await
-        .problem(422, "invalid_field");
+        .problem(400, "invalid_body");
 
     let linked = world
         .post(

@@ -76,6 +76,28 @@ async fn raw(
 }
 
 async fn malformed_oversized_and_mistyped_requests_get_specific_4xx(world: &mut ApiWorld) {
+    // Serde would fill a struct from an array by position; the API takes objects only.
+    for (path, array) in [
+        ("/api/v1/admins", json!([777, "Arr", null])),
+        ("/api/v1/bots", json!(["1:AAAA", false])),
+        (
+            "/api/v1/channels",
+            json!([-100777, "Arr", "arrchan", null, null]),
+        ),
+    ] {
+        world.post(path, array).await.problem(400, "invalid_body");
+    }
+    let admins = world.get("/api/v1/admins").await;
+    assert_eq!(admins.ok()["items"], json!([]), "nothing was added");
+    // A query parameter the operation does not list is refused, not ignored.
+    for path in [
+        "/api/v1/bots?limit=5",
+        "/api/v1/stats?x=1",
+        "/api/v1/activity?last_event_id=5",
+        "/api/v1/events/stream?before=5",
+    ] {
+        world.get(path).await.problem(400, "invalid_query");
+    }
     let broken = raw(
         world,
         Method::POST,
