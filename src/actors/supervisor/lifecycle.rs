@@ -165,6 +165,9 @@ impl SupervisorState {
             return;
         };
         match &child.actor {
+            // Already on its way out: the wish repeated (the registry's next poll sees the bot
+            // still managed until it has stopped) changes nothing and says nothing again.
+            Some(_) if child.after_exit == After::Stop => {}
             Some(actor) => {
                 child.after_exit = After::Stop;
                 child.generation += 1;
@@ -187,6 +190,7 @@ impl SupervisorState {
             return;
         };
         match &child.actor {
+            Some(_) if child.after_exit == After::Release => {}
             Some(actor) => {
                 child.after_exit = After::Release;
                 child.generation += 1;

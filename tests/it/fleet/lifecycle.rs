@@ -12,6 +12,7 @@ fleet_tests!(
     disabling_a_bot_stops_its_polling,
     a_restart_is_one_stop_and_one_start,
     a_panicking_update_is_skipped_and_the_bot_keeps_running,
+    a_slow_stop_asked_for_again_and_again_is_reported_once,
 );
 
 /// SQLite notices within its poll interval (1 s), PostgreSQL at once through NOTIFY.
@@ -156,5 +157,43 @@ async fn a_panicking_update_is_skipped_and_the_bot_keeps_running(mut world: Flee
         (status[0].state.as_str(), status[0].restart_count),
         ("running", 0)
     );
+    world.finish().await;
+}
+
+async fn a_slow_stop_asked_for_again_and_again_is_reported_once(mut world: FleetWorld) {
+    let (_, row) = world.add_bot("Kilo").await;
+    world.fleet().reconcile_all();
+    world.wait_state(row.id, "running", DEADLINE).await;
+    world.sandbox.send(world.group, world.user, "slow 1").unwrap();
+    let begun = world.recorder.started.clone();
+    world
+        .sandbox
+        .wait_until(DEADLINE, "the slow update in flight", |_| {
+            begun.lock().unwrap().first().copied()
+        })
+        .await
+        .unwrap();
+    world
+        .db
+        .store
+        .set_desired_state(row.id, DesiredState::Disabled)
+        .await
+        .unwrap();
+    // The stop waits for the slow update; meanwhile every reconcile still sees the bot managed
+    // and wants it stopped (as SQLite's poll does once a second).
+    world.fleet().reconcile_all();
+    world.wait_state(row.id, "stopping", DEADLINE).await;
+    for _ in 0..5 {
+        world.fleet().reconcile_all();
+        world.fleet().status().await.unwrap();
+    }
+    world.wait_state(row.id, "stopped", DEADLINE).await;
+    let states = world.stored_states(row.id).await;
+    let tail: Vec<&str> = states
+        .iter()
+        .map(String::as_str)
+        .skip_while(|s| *s != "stopping")
+        .collect();
+    assert_eq!(tail, ["stopping", "stopped"], "{states:?}");
     world.finish().await;
 }
