@@ -18,6 +18,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use teloxide::RequestError;
 use teloxide::types::{Update, UpdateKind};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tracing::Instrument;
 
 /// Updates taken from the listener and not yet handled, across all members of one bot. At the
@@ -65,7 +66,13 @@ pub async fn dispatch(
 ) {
     let slots = Arc::new(Semaphore::new(IN_HAND));
     let waiting: Waiting = Arc::default();
+    // The tasks handling updates belong to this future: when a stop that overran its grace
+    // aborts the dispatcher, they end with it instead of acting for a bot that is gone.
+    let mut tasks = JoinSet::new();
     loop {
+        // Finished tasks are reaped as new ones start (a panic was already caught and logged
+        // inside; its join error says nothing more).
+        while tasks.try_join_next().is_some() {}
         let slot = Arc::clone(&slots)
             .acquire_owned()
             .await
@@ -81,7 +88,7 @@ pub async fn dispatch(
         let Some(key) = member_of(&update) else {
             let handle = Arc::clone(&handle);
             // In the bot's span: what the handler logs names the bot.
-            tokio::spawn(
+            tasks.spawn(
                 async move {
                     run(&handle, update).await;
                     drop(slot);
@@ -98,7 +105,7 @@ pub async fn dispatch(
             }
             waiting.insert(key, VecDeque::new());
         }
-        tokio::spawn(
+        tasks.spawn(
             run_member(
                 key,
                 (update, slot),
@@ -270,6 +277,26 @@ mod tests {
         run.await;
         assert_eq!(finished.recv().await.unwrap(), 1);
         assert_eq!(errors.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn aborting_the_dispatcher_ends_the_handling_it_started() {
+        let gate = Arc::new(Notify::new());
+        let (handle, mut finished) = recording(1, Arc::clone(&gate));
+        let (feed, updates) = open_stream(vec![message(1, -100, 1), message(2, -200, 2)]);
+        let run = tokio::spawn(dispatch(updates, handle, |_| {}));
+        // Update 2 is done; update 1 waits at its gate, inside a handling task.
+        assert_eq!(finished.recv().await.unwrap(), 2);
+        run.abort();
+        assert!(run.await.unwrap_err().is_cancelled());
+        // Were update 1's task still alive, this would let it finish and report.
+        gate.notify_one();
+        drop(feed);
+        assert_eq!(
+            finished.recv().await,
+            None,
+            "every handler ended with the dispatcher (their senders dropped unsent)"
+        );
     }
 
     #[tokio::test]
