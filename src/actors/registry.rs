@@ -141,6 +141,9 @@ pub struct RegistryState {
     _tasks: Vec<AbortOnDropHandle<()>>,
     /// PostgreSQL: changes arrive as notifications.
     notified: bool,
+    /// The last full reconcile failed: the next failure is not warned about again (an outage
+    /// would fill the log every tick), the next success is told.
+    failing: bool,
 }
 
 pub struct Registry;
@@ -200,6 +203,7 @@ impl Actor for Registry {
             leases: args.leases,
             _tasks: tasks,
             notified,
+            failing: false,
         })
     }
 
@@ -210,7 +214,13 @@ impl Actor for Registry {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            RegistryMsg::Reconcile => state.reconcile().await,
+            RegistryMsg::Reconcile => {
+                let failed = state.reconcile().await.is_err();
+                if state.failing && !failed {
+                    tracing::info!("the fleet is reconciled again");
+                }
+                state.failing = failed;
+            }
             RegistryMsg::Changed(ids) => state.reconcile_some(&ids).await,
             RegistryMsg::Nudged(ids) if !state.notified => state.reconcile_some(&ids).await,
             RegistryMsg::Nudged(_) => {}
@@ -229,15 +239,23 @@ impl RegistryState {
         }
     }
 
-    async fn reconcile(&self) {
+    /// One full reconcile; an error is logged (warned once per outage) and returned.
+    async fn reconcile(&self) -> Result<(), ()> {
         match reconcile_once(&self.store, &self.supervisor, self.leases.as_ref()).await {
-            Ok(actions) if !actions.is_empty() => {
-                tracing::debug!(count = actions.len(), "reconciled the fleet")
+            Ok(actions) => {
+                if !actions.is_empty() {
+                    tracing::debug!(count = actions.len(), "reconciled the fleet");
+                }
+                Ok(())
             }
-            Ok(_) => {}
             // A database outage leaves running bots as they are; the next tick tries again.
+            Err(error) if self.failing => {
+                tracing::debug!(%error, "still cannot reconcile the fleet");
+                Err(())
+            }
             Err(error) => {
-                tracing::warn!(%error, "could not reconcile the fleet; keeping it as it is")
+                tracing::warn!(%error, "could not reconcile the fleet; keeping it as it is until the database answers");
+                Err(())
             }
         }
     }
@@ -255,6 +273,10 @@ async fn tick(every: Duration, registry: RegistryRef) {
     }
 }
 
+/// The first pause after the notification channel is lost, and the longest.
+const LISTEN_RETRY_FIRST: Duration = Duration::from_secs(1);
+const LISTEN_RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// Forwards PostgreSQL notifications, batching those that arrive together into one message.
 /// sqlx's listener reconnects by itself; a reconnect may miss notifications, so one is followed by a
 /// full reconcile.
@@ -267,8 +289,18 @@ async fn listen(
     registry: RegistryRef,
     arrivals: Option<(Arrivals, String)>,
 ) {
+    // Between attempts while the database refuses the channel: 1 s, doubling to 30 s, so an
+    // outage is not met with a reconnect (and a full reconcile) every second.
+    let mut pause = LISTEN_RETRY_FIRST;
     loop {
-        let message = match listener.try_recv().await {
+        let received = listener.try_recv().await;
+        if received.is_ok() {
+            if pause > LISTEN_RETRY_FIRST {
+                tracing::info!("the bot_instances notification channel is back");
+            }
+            pause = LISTEN_RETRY_FIRST;
+        }
+        let message = match received {
             Ok(Some(first)) => {
                 let mut ids: Vec<i64> = Vec::new();
                 for notification in
@@ -300,8 +332,14 @@ async fn listen(
                 RegistryMsg::Reconcile
             }
             Err(error) => {
-                tracing::warn!(%error, "lost the bot_instances notification channel; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Said once an outage, then quietly retried (the log would fill otherwise).
+                if pause == LISTEN_RETRY_FIRST {
+                    tracing::warn!(%error, "lost the bot_instances notification channel; retrying with backoff up to 30 s");
+                } else {
+                    tracing::debug!(%error, ?pause, "the bot_instances notification channel is still lost");
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LISTEN_RETRY_MAX);
                 RegistryMsg::Reconcile
             }
         };

@@ -86,7 +86,7 @@ struct AuditQuery {
     to: Option<i64>,
     /// Cursor: entries with a smaller id.
     before: Option<i64>,
-    /// 1..=500, default 100.
+    /// 1..=500, default 100 (`audit.csv`: 1..=100,000, default 10,000).
     limit: Option<i64>,
 }
 

@@ -37,7 +37,7 @@ struct Node {
     host: String,
     pid: i64,
     version: String,
-    /// `all`, `bots` or `web` (`serve --role`).
+    /// `all`, `api` or `bots` (`serve --role`).
     role: String,
     /// Whether it holds the bots' lease (takes bots).
     runs_bots: bool,

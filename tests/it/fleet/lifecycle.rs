@@ -164,7 +164,10 @@ async fn a_slow_stop_asked_for_again_and_again_is_reported_once(mut world: Fleet
     let (_, row) = world.add_bot("Kilo").await;
     world.fleet().reconcile_all();
     world.wait_state(row.id, "running", DEADLINE).await;
-    world.sandbox.send(world.group, world.user, "slow 1").unwrap();
+    world
+        .sandbox
+        .send(world.group, world.user, "slow 1")
+        .unwrap();
     let begun = world.recorder.started.clone();
     world
         .sandbox
