@@ -11,4 +11,4 @@ mod vocabulary;
 pub use bot_token::{BotToken, BotTokenError};
 pub use secret::Secret;
 pub use state::{DesiredState, RunState, UnknownState};
-pub use vocabulary::{EndReason, EventKind, Outcome, ReasonCode, TimerKind};
+pub use vocabulary::{AuditTarget, EndReason, EventKind, Outcome, ReasonCode, TimerKind};

@@ -47,6 +47,18 @@ macro_rules! vocabulary {
 }
 
 vocabulary! {
+    /// What an audit entry is about (`audit_log.target_type`, the audit page's filter).
+    AuditTarget {
+        Bot = "bot",
+        Group = "group",
+        Channel = "channel",
+        Settings = "settings",
+        Admin = "admin",
+        Session = "session",
+    }
+}
+
+vocabulary! {
     /// What an event is about (`events.kind`, the SSE `type` filter, the dashboard's feed).
     EventKind {
         /// A bot's run state changed.

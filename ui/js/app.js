@@ -4,33 +4,16 @@ import { get, post, rememberCsrf, ApiError } from "./api.js";
 import { connect, disconnect } from "./events.js";
 import { loadVocabulary } from "./vocabulary.js";
 import { h } from "./dom.js";
+import { words } from "./vocabulary.js";
 import * as login from "./pages/login.js";
-import * as overview from "./pages/overview.js";
-import * as bots from "./pages/bots.js";
-import * as bot from "./pages/bot.js";
-import * as groups from "./pages/groups.js";
-import * as group from "./pages/group.js";
-import * as channels from "./pages/channels.js";
-import * as channel from "./pages/channel.js";
-import * as analytics from "./pages/analytics.js";
-import * as logs from "./pages/logs.js";
-import * as audit from "./pages/audit.js";
-import * as settings from "./pages/settings.js";
 
-// Each page: its address (":id" is a number passed to render) and the section it belongs to.
-const pages = [
-  ["/", overview, "/"], ["/bots", bots, "/bots"], ["/bots/:id", bot, "/bots"],
-  ["/groups", groups, "/groups"], ["/groups/:id", group, "/groups"],
-  ["/channels", channels, "/channels"], ["/channels/:id", channel, "/channels"],
-  ["/analytics", analytics, "/analytics"], ["/logs", logs, "/logs"], ["/audit", audit, "/audit"],
-  ["/settings", settings, "/settings"],
-];
-
-/// The page module, its section and the id for the current address, or null.
+/// The page for the current address from the server's page table (`pages` in the vocabulary:
+/// address with ":id" for a number, the script under pages/, the section), or null.
 function route(path) {
-  for (const [pattern, page, section] of pages) {
+  for (const { path: pattern, module, section } of words().pages) {
+    if (module === "login") continue;
     const match = new RegExp(`^${pattern.replace(":id", "(\\d+)")}$`).exec(path);
-    if (match) return { page, section, id: match[1] ? Number(match[1]) : undefined };
+    if (match) return { module, section, id: match[1] ? Number(match[1]) : undefined };
   }
   return null;
 }
@@ -63,7 +46,8 @@ async function show() {
     return;
   }
   try {
-    cleanup = (await found.page.render(main, found.id)) || null;
+    const page = await import(`./pages/${found.module}.js`);
+    cleanup = (await page.render(main, found.id)) || null;
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return goToLogin();
     const title = error instanceof ApiError && error.status === 404 ? "Not found" : "Something went wrong";

@@ -104,7 +104,7 @@ async fn add(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "admin.add",
-        "admin",
+        crate::domain::AuditTarget::Admin,
         Some(admin.telegram_user_id.to_string()),
         None,
         after,
@@ -125,7 +125,7 @@ async fn remove(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "admin.remove",
-        "admin",
+        crate::domain::AuditTarget::Admin,
         Some(user.to_string()),
         serde_json::to_value(&before).ok(),
         None,

@@ -41,7 +41,7 @@ pub fn routes() -> Vec<Route> {
 pub async fn record(
     ctx: &Ctx,
     action: &str,
-    target_type: &str,
+    target_type: crate::domain::AuditTarget,
     target_id: Option<String>,
     before: Option<Value>,
     after: Option<Value>,
@@ -54,7 +54,7 @@ pub async fn record(
         actor_id,
         actor_name,
         action: action.to_string(),
-        target_type: target_type.to_string(),
+        target_type: target_type.as_str().to_string(),
         target_id,
         before,
         after,
@@ -78,7 +78,8 @@ struct AuditQuery {
     actor: Option<i64>,
     /// e.g. `bot.stop`, `group.policy`.
     action: Option<String>,
-    /// `bot`, `group`, `channel`, `settings`, `admin`, `session`.
+    /// What the entries are about.
+    #[schemars(with = "Option<crate::domain::AuditTarget>")]
     target_type: Option<String>,
     /// Epoch ms, inclusive.
     from: Option<i64>,
@@ -96,6 +97,21 @@ fn filter(
     max: i64,
 ) -> Result<AuditFilter, crate::http::problem::ApiError> {
     let query: AuditQuery = ctx.query()?;
+    if let Some(target) = query.target_type.as_deref().filter(|t| !t.is_empty())
+        && crate::domain::AuditTarget::parse(target).is_none()
+    {
+        let known: Vec<&str> = crate::domain::AuditTarget::ALL
+            .iter()
+            .map(|t| t.as_str())
+            .collect();
+        return Err(crate::http::problem::ApiError::invalid(
+            "target_type",
+            format!(
+                "`{target}` is not an audit target; known: {}",
+                known.join(", ")
+            ),
+        ));
+    }
     Ok(AuditFilter {
         actor_id: query.actor,
         action: query.action.filter(|a| !a.is_empty()),

@@ -339,7 +339,7 @@ async fn add(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "bot.add",
-        "bot",
+        crate::domain::AuditTarget::Bot,
         Some(row.id.to_string()),
         None,
         serde_json::to_value(&shown).ok(),
@@ -415,7 +415,7 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
     super::audit::record(
         &ctx,
         action,
-        "bot",
+        crate::domain::AuditTarget::Bot,
         Some(id.to_string()),
         Some(states(&before)),
         Some(states(&row)),
@@ -462,7 +462,7 @@ async fn rotate(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "bot.rotate_token",
-        "bot",
+        crate::domain::AuditTarget::Bot,
         Some(id.to_string()),
         None,
         Some(json!({ "config_version": row.config_version })),
@@ -540,7 +540,7 @@ async fn delete(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "bot.delete",
-        "bot",
+        crate::domain::AuditTarget::Bot,
         Some(id.to_string()),
         serde_json::to_value(view(&before, None, groups as i64, None)).ok(),
         None,

@@ -236,7 +236,7 @@ async fn add(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "channel.add",
-        "channel",
+        crate::domain::AuditTarget::Channel,
         Some(row.id.to_string()),
         None,
         serde_json::to_value(&shown).ok(),
@@ -277,7 +277,7 @@ async fn update(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "channel.update",
-        "channel",
+        crate::domain::AuditTarget::Channel,
         Some(id.to_string()),
         serde_json::to_value(view(&before)).ok(),
         serde_json::to_value(view(&row)).ok(),
@@ -295,7 +295,7 @@ async fn remove(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "channel.delete",
-        "channel",
+        crate::domain::AuditTarget::Channel,
         Some(id.to_string()),
         serde_json::to_value(view(&before)).ok(),
         None,

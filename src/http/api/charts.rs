@@ -51,6 +51,38 @@ pub enum Period {
     Month,
 }
 
+impl Period {
+    pub const ALL: [Period; 3] = [Period::Day, Period::Week, Period::Month];
+
+    /// How far back it reaches, ms.
+    pub const fn span_ms(self) -> i64 {
+        match self {
+            Period::Day => DAY_MS,
+            Period::Week => 7 * DAY_MS,
+            Period::Month => 30 * DAY_MS,
+        }
+    }
+
+    /// Its buckets' width: whole UTC hours for a day, whole UTC days otherwise, ms.
+    pub const fn bucket_ms(self) -> i64 {
+        match self {
+            Period::Day => HOUR_MS,
+            _ => DAY_MS,
+        }
+    }
+
+    /// The period spelled `text` (`24h`, `7d`, `30d`).
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| {
+            serde_json::to_value(p)
+                .ok()
+                .as_ref()
+                .and_then(|v| v.as_str())
+                == Some(text)
+        })
+    }
+}
+
 /// A chart's name: one of [`CHARTS`].
 pub struct ChartName;
 
@@ -98,7 +130,7 @@ struct ChartIndex {
 async fn index(_: Ctx) -> ApiResult {
     respond::ok(&ChartIndex {
         items: CHARTS,
-        periods: [Period::Day, Period::Week, Period::Month],
+        periods: Period::ALL,
     })
 }
 
@@ -119,21 +151,14 @@ pub struct Window {
 }
 
 pub fn window(period: Option<&str>, now: i64) -> Result<Window, ApiError> {
-    let (span, bucket, period) = match period.unwrap_or("24h") {
-        "24h" => (DAY_MS, HOUR_MS, Period::Day),
-        "7d" => (7 * DAY_MS, DAY_MS, Period::Week),
-        "30d" => (30 * DAY_MS, DAY_MS, Period::Month),
-        other => {
-            return Err(ApiError::invalid(
-                "period",
-                format!("period `{other}` is not 24h, 7d or 30d"),
-            ));
-        }
-    };
+    let text = period.unwrap_or("24h");
+    let period = Period::parse(text).ok_or_else(|| {
+        ApiError::invalid("period", format!("period `{text}` is not 24h, 7d or 30d"))
+    })?;
     Ok(Window {
-        from: now - span,
+        from: now - period.span_ms(),
         to: now + 1,
-        bucket,
+        bucket: period.bucket_ms(),
         period,
     })
 }

@@ -338,7 +338,7 @@ async fn set_policy(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "group.policy",
-        "group",
+        crate::domain::AuditTarget::Group,
         Some(id.to_string()),
         Some(before.policy.0),
         Some(overrides),
@@ -360,7 +360,7 @@ async fn set_enabled(ctx: Ctx, enabled: bool) -> ApiResult {
     super::audit::record(
         &ctx,
         action,
-        "group",
+        crate::domain::AuditTarget::Group,
         Some(id.to_string()),
         Some(json!({"enabled": before.enabled})),
         Some(json!({"enabled": enabled})),
@@ -387,7 +387,7 @@ async fn link(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "group.link_channel",
-        "group",
+        crate::domain::AuditTarget::Group,
         Some(id.to_string()),
         None,
         Some(json!({"channel_id": channel.id})),
@@ -428,7 +428,7 @@ async fn unlink(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "group.unlink_channel",
-        "group",
+        crate::domain::AuditTarget::Group,
         Some(id.to_string()),
         Some(json!({"channel_id": channel_id})),
         None,

@@ -172,7 +172,7 @@ async fn signed_in(ctx: &Ctx, user: i64, method: &str) {
             .map(|(name, _)| name)
             .unwrap_or_default(),
         action: "session.login".into(),
-        target_type: "session".into(),
+        target_type: crate::domain::AuditTarget::Session.as_str().into(),
         target_id: None,
         before: None,
         after: Some(json!({ "method": method })),
@@ -215,7 +215,15 @@ async fn me(ctx: Ctx) -> ApiResult {
 async fn logout(ctx: Ctx) -> ApiResult {
     let admin = ctx.admin()?;
     ctx.state.store.delete_session(&admin.session_hash).await?;
-    super::audit::record(&ctx, "session.logout", "session", None, None, None).await;
+    super::audit::record(
+        &ctx,
+        "session.logout",
+        crate::domain::AuditTarget::Session,
+        None,
+        None,
+        None,
+    )
+    .await;
     let mut response = respond::no_content()?;
     auth::set_cookie(
         &mut response,

@@ -199,7 +199,7 @@ async fn put_policy(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "settings.policy",
-        "settings",
+        crate::domain::AuditTarget::Settings,
         Some(DEFAULTS_KEY.into()),
         before,
         Some(defaults.clone()),
@@ -250,7 +250,7 @@ async fn put_texts(ctx: Ctx) -> ApiResult {
     super::audit::record(
         &ctx,
         "settings.texts",
-        "settings",
+        crate::domain::AuditTarget::Settings,
         Some(key),
         before,
         Some(value.clone()),

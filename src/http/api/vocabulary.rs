@@ -7,11 +7,12 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use warp::http::{Method, StatusCode};
 
-use crate::domain::{EventKind, Outcome, ReasonCode, RunState};
+use crate::domain::{AuditTarget, EventKind, Outcome, ReasonCode, RunState};
 use crate::enforce::policy;
-use crate::http::api::charts::ChartName;
+use crate::http::api::charts::{ChartName, Period};
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
+use crate::http::static_files::{PAGES, Page};
 
 pub fn routes() -> Vec<Route> {
     vec![Route::new(
@@ -35,6 +36,22 @@ struct Vocabulary {
     policy_fields: Vec<policy::Field>,
     #[schemars(with = "Vec<ChartName>")]
     charts: [&'static str; 13],
+    /// The periods a chart covers, with their buckets.
+    periods: Vec<PeriodBuckets>,
+    /// What audit entries are about (`target_type`).
+    audit_targets: &'static [AuditTarget],
+    /// The dashboard's pages: its router's table.
+    pages: [Page; 12],
+}
+
+/// A chart period and how the API buckets it.
+#[derive(Serialize, JsonSchema)]
+struct PeriodBuckets {
+    period: Period,
+    /// Width of one bucket, ms.
+    bucket_ms: i64,
+    /// Buckets in the period.
+    buckets: i64,
 }
 
 /// A reason code and whether a bot with it is parked (kept stopped until someone starts it).
@@ -58,5 +75,15 @@ async fn vocabulary(_: Ctx) -> ApiResult {
             .collect(),
         policy_fields: policy::fields(),
         charts: super::charts::CHARTS,
+        periods: Period::ALL
+            .iter()
+            .map(|&period| PeriodBuckets {
+                period,
+                bucket_ms: period.bucket_ms(),
+                buckets: period.span_ms() / period.bucket_ms(),
+            })
+            .collect(),
+        audit_targets: AuditTarget::ALL,
+        pages: PAGES,
     })
 }

@@ -468,6 +468,27 @@ async fn the_vocabulary_names_what_the_server_uses_and_every_policy_field_is_set
             .any(|r| r["code"] == "invalid_token" && r["parks"] == true),
         "{words}"
     );
+    // The dashboard's router, period buckets and audit filter come from here too.
+    assert!(
+        words["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["path"] == "/bots/:id" && p["module"] == "bot" && p["section"] == "/bots"),
+        "{words}"
+    );
+    assert_eq!(
+        words["periods"][0],
+        json!({ "period": "24h", "bucket_ms": 3_600_000, "buckets": 24 })
+    );
+    assert_eq!(
+        words["audit_targets"].as_array().unwrap().len(),
+        nezuko::domain::AuditTarget::ALL.len()
+    );
+    world
+        .get("/api/v1/audit?target_type=bogus")
+        .await
+        .problem(422, "invalid_field");
     let mut layer = serde_json::Map::new();
     for field in words["policy_fields"].as_array().unwrap() {
         let key = field["key"].as_str().unwrap().to_string();

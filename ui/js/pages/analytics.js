@@ -4,6 +4,7 @@
 import { get } from "../api.js";
 import { barChart, lineChart } from "../chart.js";
 import { h, field, select, navigate } from "../dom.js";
+import { words } from "../vocabulary.js";
 
 const TITLES = {
   overview: "Summary", verification_outcomes: "Verification outcomes", cache_vs_api: "Cache or Telegram",
@@ -21,12 +22,12 @@ function bucketLabel(ms, period) {
   return period === "24h" ? `${String(date.getHours()).padStart(2, "0")}:00` : `${date.getMonth() + 1}/${date.getDate()}`;
 }
 
-const BUCKETS = { "24h": [24, 3_600_000], "7d": [7, 86_400_000], "30d": [30, 86_400_000] };
-
-/// Every bucket of the period (UTC hours or days, as the API counts them), oldest first, so a
-/// quiet hour shows as a gap rather than disappearing.
+/// Every bucket of the period (UTC hours or days, as the API counts them, from the vocabulary's
+/// `periods`), oldest first, so a quiet hour shows as a gap rather than disappearing.
 function buckets(period) {
-  const [count, size] = BUCKETS[period] || BUCKETS["24h"];
+  const periods = words().periods;
+  const found = periods.find((p) => p.period === period) || periods[0];
+  const [count, size] = [found.buckets, found.bucket_ms];
   const last = Math.floor(Date.now() / size) * size;
   return Array.from({ length: count }, (_, n) => last - (count - 1 - n) * size);
 }

@@ -4,8 +4,8 @@
 import { get } from "../api.js";
 import { h, time, field, select } from "../dom.js";
 import { refreshOn } from "../events.js";
+import { words } from "../vocabulary.js";
 
-const TARGETS = ["bot", "group", "channel", "settings", "admin", "session"];
 
 function compact(value) {
   return value === null || value === undefined ? "" : JSON.stringify(value);
@@ -24,7 +24,7 @@ function row(entry) {
 
 export async function render(main) {
   const action = h("input", { type: "text", placeholder: "bot.stop, group.policy…" });
-  const target = select([["", "Any"], ...TARGETS], "");
+  const target = select([["", "Any"], ...words().audit_targets], "");
   const actor = h("input", { type: "text", inputmode: "numeric", placeholder: "Telegram user id" });
   const download = h("a", { href: "/api/v1/audit.csv", download: "nezuko-audit.csv", class: "button" }, "Download CSV");
   const form = h("form", { class: "filters panel", role: "search", "aria-label": "Filter the audit log" },
