@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use crate::actors::alerter::{AlertConfig, AlertSender, AlerterArgs};
 use crate::actors::heartbeat::{self, Heartbeat, RunsBots};
 use crate::actors::leases::{self, LeaseKeeper, Leases};
 use crate::actors::{Delivery, Fleet, FleetOptions, RestartPolicy};
@@ -42,6 +43,8 @@ pub struct Application {
     log_retention: Duration,
     /// Takes in webhook deliveries on every node, whatever its mode (see [`crate::webhooks`]).
     webhooks: Webhooks,
+    /// Sends alerts (the Alerter's, and the settings page's test).
+    alerts: AlertSender,
 }
 
 impl Application {
@@ -79,6 +82,7 @@ impl Application {
             Arrivals::default(),
         )
         .checked_every(settings.telegram.webhook_check);
+        let alerts = alert_sender(settings, &store, &vault)?;
         let fleet = Fleet::start(
             store.clone(),
             vault.clone(),
@@ -89,6 +93,12 @@ impl Application {
                     TelegramMode::Polling => Delivery::Polling,
                     TelegramMode::Webhook => Delivery::Webhook(webhooks.clone()),
                 },
+                alerts: Some(AlerterArgs {
+                    sender: alerts.clone(),
+                    public_url: settings.public_url(),
+                    every: settings.alerts.every,
+                    settle: settings.alerts.settle,
+                }),
                 ..fleet_options(settings, handler)
             },
         )
@@ -127,6 +137,7 @@ impl Application {
             telegram_api_url: settings.telegram.api_url.clone(),
             log_retention: settings.log.retention,
             webhooks,
+            alerts,
         })
     }
 
@@ -167,6 +178,7 @@ impl Application {
             router: Arc::default(),
             closing: tokio::sync::watch::channel(false).1,
             webhooks: self.webhooks.clone(),
+            alerts: self.alerts.clone(),
         }
     }
 
@@ -219,6 +231,26 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// What sends alerts: the configured sender to the configured chat (the dashboard's choice, when
+/// stored, wins over `alerts.*`).
+fn alert_sender(settings: &Settings, store: &Store, vault: &Vault) -> anyhow::Result<AlertSender> {
+    Ok(AlertSender {
+        store: store.clone(),
+        vault: vault.clone(),
+        http: crate::telegram::http_client(),
+        api_url: settings
+            .telegram
+            .api_url
+            .parse()
+            .with_context(|| format!("`{}` is not a Bot API URL", settings.telegram.api_url))?,
+        login_token: settings.auth.login_bot_token.clone(),
+        defaults: AlertConfig {
+            chat_id: settings.alerts.chat_id,
+            sender: settings.alerts.sender.clone(),
+        },
+    })
 }
 
 /// Authentication as configured: cookies are `Secure` in production or behind an https URL.
@@ -299,6 +331,7 @@ pub fn fleet_options(settings: &Settings, handler: Arc<dyn UpdateHandler>) -> Fl
         runs_bots: true,
         leases: None,
         delivery: Delivery::Polling,
+        alerts: None,
     }
 }
 

@@ -37,6 +37,8 @@ pub struct FleetOptions {
     pub leases: Option<Leases>,
     /// How the bots receive updates (`telegram.mode`).
     pub delivery: super::bot::Delivery,
+    /// The Alerter's set-up (`alerts.*`); `None` runs none.
+    pub alerts: Option<super::alerter::AlerterArgs>,
 }
 
 /// A running supervision tree. What it shares with the HTTP layer (nudge, publish, subscribe,
@@ -149,6 +151,7 @@ impl Fleet {
             leases: options.leases.clone(),
             delivery: options.delivery,
             view: view.clone(),
+            alerts: options.alerts,
         };
         let (supervisor, task) = Actor::spawn(None, Supervisor, args)
             .await

@@ -6,6 +6,7 @@
 //!     bots: RestartPolicy (fleet.*)      services: SERVICE_RESTARTS (never gives up, /readyz shows it)
 //!          ┌──────────────────┼──────────────────────────┐
 //!      Registry           Broadcaster                BotActor × enabled bots      span bot{bot_instance_id}
+//!   (+ Alerter: what needs attention → Telegram, every alerts.check_ms)
 //!   (desired state)    (events table + fan-out)      (long polling or webhook, per-member dispatch)
 //!    ├ listen task       └ pump task                  ├ dispatcher task ── member tasks (one per member
 //!    └ tick task           (outbox → mailbox)         │                    with updates in hand)
@@ -49,6 +50,7 @@
 //! tracing layer); the Redis connector ends once connected or once its cache is dropped; directory
 //! reloads and warning batches are one-shot tasks that end when their work is done.
 
+pub mod alerter;
 mod bot;
 pub mod broadcaster;
 mod fleet;

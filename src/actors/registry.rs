@@ -369,6 +369,7 @@ mod tests {
             run_reason_code: None,
             last_error: None,
             restart_count: 0,
+            run_attempt: 0,
             next_attempt_at: None,
             started_at: None,
             stopped_at: None,

@@ -82,6 +82,7 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
         runs_bots: true,
         leases: None,
         delivery: crate::actors::Delivery::Polling,
+        alerts: None,
     };
     let started = Instant::now();
     let fleet = Fleet::start(store.clone(), vault, options).await?;

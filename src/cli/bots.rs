@@ -37,12 +37,16 @@ pub async fn run(command: BotCommand, settings: &Settings) -> anyhow::Result<()>
     let outcome = match command {
         BotCommand::List => list(&store).await,
         BotCommand::Add { disabled } => add(&store, settings, disabled).await,
-        BotCommand::Enable { id } => report(
-            store.request_bot_start(id).await?,
-            "enabled; it starts shortly",
-        ),
+        BotCommand::Enable { id } => {
+            let before = store.bot(id).await?;
+            let row = store.request_bot_start(id).await?;
+            changed(&store, "bot.enable", &before, &row).await;
+            report(row, "enabled; it starts shortly")
+        }
         BotCommand::Disable { id } => {
+            let before = store.bot(id).await?;
             let row = store.set_desired_state(id, DesiredState::Disabled).await?;
+            changed(&store, "bot.disable", &before, &row).await;
             // No running node may be left to do it (see `webhooks::delete_webhook_of`).
             let (keys, _) = crate::app::resolve_keys(settings)?;
             let deleted = crate::webhooks::delete_webhook_of(
@@ -62,10 +66,33 @@ pub async fn run(command: BotCommand, settings: &Settings) -> anyhow::Result<()>
                 },
             )
         }
-        BotCommand::Restart { id } => report(store.request_bot_restart(id).await?, "restarting"),
+        BotCommand::Restart { id } => {
+            let before = store.bot(id).await?;
+            let row = store.request_bot_restart(id).await?;
+            changed(&store, "bot.restart", &before, &row).await;
+            report(row, "restarting")
+        }
     };
     store.close().await;
     outcome
+}
+
+/// Audits a change of one bot, as the dashboard's actions are (same action names).
+async fn changed(
+    store: &Store,
+    action: &str,
+    before: &crate::db::BotRow,
+    after: &crate::db::BotRow,
+) {
+    super::audit::record(
+        store,
+        action,
+        crate::domain::AuditTarget::Bot,
+        Some(after.id.to_string()),
+        Some(super::audit::bot(before)),
+        Some(super::audit::bot(after)),
+    )
+    .await;
 }
 
 fn report(bot: crate::db::BotRow, what: &str) -> anyhow::Result<()> {
@@ -143,6 +170,15 @@ async fn add(store: &Store, settings: &Settings, disabled: bool) -> anyhow::Resu
             },
         })
         .await?;
+    super::audit::record(
+        store,
+        "bot.add",
+        crate::domain::AuditTarget::Bot,
+        Some(row.id.to_string()),
+        None,
+        Some(super::audit::bot(&row)),
+    )
+    .await;
     say!(
         "added bot {} (@{}), {}",
         row.id,

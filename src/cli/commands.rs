@@ -414,6 +414,16 @@ async fn login_link(user: Option<i64>, minutes: u64) -> anyhow::Result<()> {
     }
     let url =
         crate::http::auth::create_login_link(&store, &settings.public_url(), user, minutes).await?;
+    // A way in was made: the log says for whom and for how long, never the link itself.
+    super::audit::record(
+        &store,
+        "session.login_link",
+        crate::domain::AuditTarget::Session,
+        Some(user.to_string()),
+        None,
+        Some(serde_json::json!({ "user": user, "valid_minutes": minutes })),
+    )
+    .await;
     store.close().await;
     say!("{url}");
     eprintln!("valid for {minutes} minute(s), once");
@@ -439,6 +449,17 @@ async fn rotate_key() -> anyhow::Result<()> {
             rotate_in_key_file(&store, &path, &keys).await
         }
     };
+    if result.is_ok() {
+        super::audit::record(
+            &store,
+            "settings.rotate_key",
+            crate::domain::AuditTarget::Settings,
+            Some("encryption_key".into()),
+            None,
+            None,
+        )
+        .await;
+    }
     store.close().await;
     result
 }

@@ -16,6 +16,7 @@ macro_rules! say {
 }
 
 mod affinity;
+mod audit;
 mod bench_api;
 mod bench_chaos;
 mod bench_failover;

@@ -23,6 +23,8 @@ pub struct BotRow {
     pub run_reason_code: Option<String>,
     pub last_error: Option<String>,
     pub restart_count: i64,
+    /// The start attempt its supervisor was on at its last transition (0 when it ran stably).
+    pub run_attempt: i64,
     pub next_attempt_at: Option<i64>,
     pub started_at: Option<i64>,
     pub stopped_at: Option<i64>,
@@ -52,18 +54,20 @@ pub struct RunStateUpdate {
     pub next_attempt_at: Option<i64>,
     /// Counts one more restart.
     pub restarted: bool,
+    /// The start attempt the supervisor is on (0: it ran stably or was started by a person).
+    pub attempt: u32,
 }
 
 macro_rules! columns {
     () => {
         "id, telegram_bot_id, username, display_name, token_ciphertext, owner_telegram_id, \
-     desired_state, config_version, run_state, run_reason, run_reason_code, last_error, restart_count, next_attempt_at, \
+     desired_state, config_version, run_state, run_reason, run_reason_code, last_error, restart_count, run_attempt, next_attempt_at, \
      started_at, stopped_at, created_at, updated_at"
     };
 }
 
 /// Records an observed state: `$1` state, `$2` reason, `$3` error (kept when NULL), `$4` next attempt,
-/// `$5` restarts to add, `$6` now, `$7` id. `started_at` is set on entering `running`, `stopped_at` on
+/// `$5` restarts to add, `$6` now, `$7` id, `$8` reason code, `$9` attempt. `started_at` is set on entering `running`, `stopped_at` on
 /// entering `stopped` or `failed`.
 macro_rules! run_state_update {
     () => {
@@ -71,7 +75,7 @@ macro_rules! run_state_update {
          next_attempt_at = $4, restart_count = restart_count + $5, \
          started_at = CASE WHEN $1 = 'running' THEN $6 ELSE started_at END, \
          stopped_at = CASE WHEN $1 IN ('stopped', 'failed') THEN $6 ELSE stopped_at END, \
-         updated_at = $6, run_reason_code = $8 WHERE id = $7"
+         updated_at = $6, run_reason_code = $8, run_attempt = $9 WHERE id = $7"
     };
 }
 

@@ -51,6 +51,7 @@ impl Store {
                         .bind(now)
                         .bind(id)
                         .bind(update.code.map(|code| code.as_str()))
+                        .bind(i64::from(update.attempt))
                         .fetch_optional(&mut *tx)
                         .await?;
                     if let Some((restart_count, started_at)) = counts {

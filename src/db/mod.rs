@@ -7,6 +7,7 @@
 //! The storage test suite (`tests/it/storage.rs`) runs unchanged against both backends.
 
 pub mod analytics;
+pub mod attention;
 mod audit;
 mod auth;
 mod backup;

@@ -48,6 +48,8 @@ pub struct HttpState {
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// Takes in Telegram's webhook deliveries (`POST /telegram/{id}`), in either mode.
     pub webhooks: crate::webhooks::Webhooks,
+    /// Sends alerts (the settings page's "Send a test").
+    pub alerts: crate::actors::alerter::AlertSender,
 }
 
 impl std::fmt::Debug for HttpState {

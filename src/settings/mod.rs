@@ -33,7 +33,21 @@ pub struct Settings {
     pub telegram: TelegramSettings,
     pub fleet: FleetSettings,
     pub enforce: EnforceSettings,
+    pub alerts: AlertSettings,
     pub log: LogSettings,
+}
+
+/// Alerts in Telegram (`alerts.*`; see `actors::alerter`).
+#[derive(Debug, Clone)]
+pub struct AlertSettings {
+    /// `alerts.chat_id`; `None`: no alerts until the dashboard sets a chat.
+    pub chat_id: Option<i64>,
+    /// `alerts.sender`: `login` or a fleet bot's `@username`.
+    pub sender: String,
+    /// `alerts.check_ms`.
+    pub every: Duration,
+    /// `alerts.settle_s`.
+    pub settle: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -62,6 +62,14 @@ pub(super) fn settings(layers: &Layers, environment: Environment) -> Result<Sett
             },
         },
         enforce: enforce(layers)?,
+        alerts: AlertSettings {
+            chat_id: optional(layers.get("alerts.chat_id"), chat_id)?,
+            sender: alert_sender(layers.get("alerts.sender"))?,
+            every: Duration::from_millis(
+                integer_in(layers.get("alerts.check_ms"), 100, 3_600_000)? as u64,
+            ),
+            settle: seconds(layers.get("alerts.settle_s"), 0, 86_400)?,
+        },
         log: LogSettings {
             filter: log_filter(layers.get("log.filter"))?,
             format: log_format(layers.get("log.format"), environment)?,
@@ -271,6 +279,28 @@ fn telegram_user_id(leaf: &Leaf) -> Result<Option<i64>, ConfigError> {
             )),
         },
     }
+}
+
+/// A Telegram chat id: any non-zero whole number (groups and channels are negative).
+fn chat_id(leaf: &Leaf) -> Result<i64, ConfigError> {
+    match leaf.value.trim().parse::<i64>() {
+        Ok(id) if id != 0 => Ok(id),
+        _ => Err(leaf.invalid(
+            format!("`{}` is not a Telegram chat id", leaf.value),
+            "a chat id, e.g. -1001234567890 for a group, or empty for none",
+        )),
+    }
+}
+
+fn alert_sender(leaf: &Leaf) -> Result<String, ConfigError> {
+    let config = crate::actors::alerter::AlertConfig {
+        chat_id: None,
+        sender: leaf.value.trim().to_string(),
+    };
+    config
+        .validate()
+        .map(|()| config.sender)
+        .map_err(|problem| leaf.invalid(problem, "`login` or a fleet bot's @username"))
 }
 
 fn bot_token(leaf: &Leaf) -> Result<BotToken, ConfigError> {

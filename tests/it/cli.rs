@@ -529,6 +529,35 @@ async fn a_bot_added_on_the_command_line_runs_under_serve_and_stops_on_sigterm()
         listed.stdout
     );
 
+    // What the command line changes is audited with actor `cli`, like the dashboard's actions.
+    let restarted = operator.run(&["bot", "restart", "1"], &[]).await;
+    assert!(restarted.status.success(), "{}", restarted.stderr);
+    let link = operator.run(&["login-link", "--user", "4242"], &[]).await;
+    assert!(!link.status.success(), "4242 is nobody here");
+    let store = operator.store().await;
+    let audit = store
+        .query_audit(&nezuko::db::AuditFilter {
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store.close().await;
+    let by_cli: Vec<(&str, &str)> = audit
+        .iter()
+        .filter(|e| e.actor_name == "cli")
+        .map(|e| (e.action.as_str(), e.target_id.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        by_cli,
+        [("bot.restart", "1"), ("bot.add", "1")],
+        "{audit:#?}"
+    );
+    assert!(
+        audit.iter().all(|e| !format!("{e:?}").contains(&bot.token)),
+        "no token in the audit log"
+    );
+
     let (status, log) = serving.terminate().await;
     assert!(status.success(), "{log:#?}");
     assert!(

@@ -135,6 +135,7 @@ async fn run_state_transitions_stamp_times_and_count_restarts(db: &TestDb) {
         last_error: reason.map(|r| format!("error: {r}")),
         next_attempt_at: None,
         restarted,
+        attempt: u32::from(restarted),
     };
     let running = record_run_state(db, bot.id, &update(RunState::Running, None, false)).await;
     assert_eq!(running.run_state, RunState::Running);

@@ -17,6 +17,27 @@ use crate::db::{BotRow, RunStateUpdate, now_ms};
 use crate::domain::{ReasonCode, RunState};
 use crate::telegram::{Failure, Fence};
 
+/// Why a bot's actor is spawned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Spawn {
+    /// It joins the managed set.
+    First,
+    /// Its backoff elapsed after a failure.
+    Retry,
+    /// An admin asked for a restart (or its config changed): counted, and shown as `restarting`.
+    Restart,
+}
+
+/// A failed bot's wait before its next start, as recorded.
+pub(super) struct Backoff {
+    pub code: Option<ReasonCode>,
+    pub reason: Option<String>,
+    pub last_error: Option<String>,
+    pub attempt: u32,
+    /// Unix ms.
+    pub next_attempt_at: i64,
+}
+
 impl SupervisorState {
     pub(super) async fn spawn_broadcaster(
         &mut self,
@@ -46,6 +67,14 @@ impl SupervisorState {
         };
         let registry = registry::spawn(args, myself.get_cell()).await?;
         self.registry = Some(registry);
+        Ok(())
+    }
+
+    pub(super) async fn spawn_alerter(&mut self, myself: &SupervisorRef) -> Result<(), SpawnErr> {
+        let Some(args) = self.args.alerts.clone() else {
+            return Ok(());
+        };
+        self.alerter = Some(crate::actors::alerter::spawn(args, myself.get_cell()).await?);
         Ok(())
     }
 
@@ -81,11 +110,11 @@ impl SupervisorState {
                 restart_count: 0,
             },
         );
-        self.spawn(myself, id, false).await;
+        self.spawn(myself, id, Spawn::First).await;
     }
 
     /// Starts the bot's actor. Exactly one actor per bot: callers only spawn when `actor` is `None`.
-    pub(super) async fn spawn(&mut self, myself: &SupervisorRef, id: i64, restarted: bool) {
+    pub(super) async fn spawn(&mut self, myself: &SupervisorRef, id: i64, kind: Spawn) {
         // With leases, only while this node holds the bot's (a retry may come after it moved).
         let fence = match &self.args.leases {
             None => Fence::open(),
@@ -102,6 +131,7 @@ impl SupervisorState {
         };
         child.generation += 1;
         child.after_exit = After::Nothing;
+        let restarted = kind != Spawn::First;
         if restarted {
             child.restart_count += 1;
         }
@@ -116,7 +146,10 @@ impl SupervisorState {
             events: self.args.publisher.clone(),
             delivery: self.args.delivery.clone(),
         };
-        self.transition(id, RunState::Starting, None, None, restarted);
+        // A restart an admin asked for stays visible as such until the bot runs again.
+        let reason =
+            (kind == Spawn::Restart).then(|| (ReasonCode::Restarting, "restarting".to_string()));
+        self.transition(id, RunState::Starting, reason, None, restarted);
         match bot::spawn(args, myself.get_cell()).await {
             Ok(actor) => {
                 self.by_actor.insert(actor.get_id(), id);
@@ -230,7 +263,7 @@ impl SupervisorState {
                     false,
                 );
             }
-            None => self.spawn(myself, id, false).await,
+            None => self.spawn(myself, id, Spawn::Restart).await,
         }
     }
 
@@ -239,7 +272,7 @@ impl SupervisorState {
             c.generation == generation && c.actor.is_none() && c.state == RunState::Backoff
         });
         if due && !self.shutting_down {
-            self.spawn(myself, id, true).await;
+            self.spawn(myself, id, Spawn::Retry).await;
         }
     }
 
@@ -264,7 +297,7 @@ impl SupervisorState {
             After::Release => {
                 self.children.remove(&id);
             }
-            After::Restart => self.spawn(myself, id, false).await,
+            After::Restart => self.spawn(myself, id, Spawn::Restart).await,
             // `shutdown` records these stops itself, once.
             After::Nothing if self.shutting_down => {}
             After::Nothing => self.failed(
@@ -287,7 +320,7 @@ impl SupervisorState {
         if let Some(child) = self.children.get_mut(&id) {
             child.actor = None;
             if child.after_exit == After::Restart {
-                return self.spawn(myself, id, false).await;
+                return self.spawn(myself, id, Spawn::Restart).await;
             }
             if child.after_exit == After::Stop {
                 return self.stopped_by_admin(id);
@@ -372,7 +405,14 @@ impl SupervisorState {
             .get(&id)
             .map(|c| (c.reason_code, c.reason.clone(), c.attempt))
         {
-            self.publish_backoff(id, code, reason, attempt, next);
+            let backoff = Backoff {
+                code,
+                reason,
+                last_error: Some(failure.to_string()),
+                attempt,
+                next_attempt_at: next,
+            };
+            self.publish_backoff(id, backoff);
         }
         // ractor's timer: it ends with the supervisor (the message then has no one to reach).
         myself.send_after(delay, move || SupervisorMsg::RetryStart {
@@ -381,23 +421,18 @@ impl SupervisorState {
         });
     }
 
-    pub(super) fn publish_backoff(
-        &mut self,
-        id: i64,
-        code: Option<ReasonCode>,
-        reason: Option<String>,
-        attempt: u32,
-        next_attempt_at: i64,
-    ) {
+    pub(super) fn publish_backoff(&mut self, id: i64, backoff: Backoff) {
         let update = RunStateUpdate {
             state: RunState::Backoff,
-            reason,
-            code,
-            last_error: None,
-            next_attempt_at: Some(next_attempt_at),
+            reason: backoff.reason,
+            code: backoff.code,
+            // Every failure is the bot's last error, a transient one too: "why did it restart?"
+            last_error: backoff.last_error,
+            next_attempt_at: Some(backoff.next_attempt_at),
             restarted: false,
+            attempt: backoff.attempt,
         };
-        let payload = json!({ "attempt": attempt });
+        let payload = json!({ "attempt": backoff.attempt });
         self.broadcast(BroadcasterMsg::BotStatus {
             bot_instance_id: id,
             update,
@@ -494,6 +529,7 @@ impl SupervisorState {
             last_error,
             next_attempt_at: None,
             restarted,
+            attempt,
         };
         let payload = json!({ "attempt": attempt });
         self.broadcast(BroadcasterMsg::BotStatus {
@@ -547,6 +583,9 @@ impl SupervisorState {
         self.shutting_down = true;
         if let Some(registry) = self.registry.take() {
             registry.stop(None);
+        }
+        if let Some(alerter) = self.alerter.take() {
+            alerter.stop(None);
         }
         let actors: Vec<(i64, BotRef)> = self
             .children

@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 
 use self::services::ServiceRun;
 use self::view::{Service, TreeView};
+use super::alerter::{AlerterArgs, AlerterRef};
 use super::bot::BotRef;
 use super::broadcaster::{BroadcasterMsg, BroadcasterRef};
 use super::leases::Leases;
@@ -95,6 +96,8 @@ pub struct SupervisorArgs {
     pub delivery: super::bot::Delivery,
     /// Where the supervisor shows what it sees (read by the HTTP layer).
     pub view: TreeView,
+    /// The Alerter's set-up; `None` runs none (tools and tests that only need bots).
+    pub alerts: Option<AlerterArgs>,
 }
 
 /// What a running actor is doing besides running.
@@ -125,6 +128,7 @@ pub struct SupervisorState {
     args: SupervisorArgs,
     broadcaster: Option<BroadcasterRef>,
     registry: Option<RegistryRef>,
+    alerter: Option<AlerterRef>,
     children: HashMap<i64, Child>,
     by_actor: HashMap<ActorId, i64>,
     shutting_down: bool,
@@ -153,6 +157,7 @@ impl Actor for Supervisor {
             args,
             broadcaster: None,
             registry: None,
+            alerter: None,
             children: HashMap::new(),
             by_actor: HashMap::new(),
             shutting_down: false,
@@ -173,6 +178,9 @@ impl Actor for Supervisor {
         state.start_service(&myself, Service::Broadcaster).await;
         if state.args.runs_bots {
             state.start_service(&myself, Service::Registry).await;
+        }
+        if state.args.alerts.is_some() {
+            state.start_service(&myself, Service::Alerter).await;
         }
         Ok(())
     }
@@ -199,6 +207,7 @@ impl Actor for Supervisor {
                 let running = match service {
                     Service::Registry => state.registry.is_some(),
                     Service::Broadcaster => state.broadcaster.is_some(),
+                    Service::Alerter => state.alerter.is_some(),
                 };
                 if !running {
                     state.start_service(&myself, service).await;
@@ -232,8 +241,14 @@ impl Actor for Supervisor {
             | SupervisionEvent::ActorTerminated(cell, _, _) => cell.clone(),
             _ => return Ok(()),
         };
-        // The Registry and the Broadcaster follow `SERVICE_RESTARTS`; bots their own policy.
+        // The tree's services follow `SERVICE_RESTARTS`; bots their own policy.
         let service = if state
+            .alerter
+            .as_ref()
+            .is_some_and(|a| a.get_id() == cell.get_id())
+        {
+            Some(Service::Alerter)
+        } else if state
             .registry
             .as_ref()
             .is_some_and(|r| r.get_id() == cell.get_id())

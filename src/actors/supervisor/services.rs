@@ -1,4 +1,4 @@
-//! The tree's own services, the Registry and the Broadcaster, kept running under one policy
+//! The tree's own services, the Registry, the Broadcaster and the Alerter, kept running under one policy
 //! ([`SERVICE_RESTARTS`]): a service that exits is started again after a pause that grows while
 //! starting keeps failing (PostgreSQL down while the Registry would `LISTEN`, say). A failed
 //! start never fails the supervisor, so the bots already running and the HTTP server carry on;
@@ -43,6 +43,7 @@ impl SupervisorState {
         let started = match service {
             Service::Registry => self.spawn_registry(myself).await,
             Service::Broadcaster => self.spawn_broadcaster(myself).await,
+            Service::Alerter => self.spawn_alerter(myself).await,
         };
         match started {
             Ok(()) => {
@@ -85,6 +86,7 @@ impl SupervisorState {
         match service {
             Service::Registry => self.registry = None,
             Service::Broadcaster => self.broadcaster = None,
+            Service::Alerter => self.alerter = None,
         }
         if self.shutting_down {
             return;

@@ -22,6 +22,8 @@ pub enum Service {
     Registry,
     /// Stores and fans out events.
     Broadcaster,
+    /// Tells the owner in Telegram what needs attention.
+    Alerter,
 }
 
 impl std::fmt::Display for Service {
@@ -35,6 +37,7 @@ impl Service {
         match self {
             Service::Registry => "registry",
             Service::Broadcaster => "broadcaster",
+            Service::Alerter => "alerter",
         }
     }
 }

@@ -140,7 +140,8 @@ pub struct BotView {
     stopped_at: Option<i64>,
     /// Seconds since it started, while running.
     uptime_s: Option<i64>,
-    /// The start attempt this process's supervisor is on; null when it does not manage the bot.
+    /// The start attempt its supervisor is on: 0 after a clean start, 1 and up while it fails
+    /// (looping from 3, see `GET /api/v1/attention`).
     attempt: Option<u32>,
     group_count: i64,
     /// The node that runs it now (`GET /api/v1/nodes`); null when none does.
@@ -167,6 +168,25 @@ struct BotDetail {
     groups: Vec<GroupView>,
     /// The 20 newest, newest first.
     recent_events: Vec<EventView>,
+    /// Its run-state transitions, newest first (the 50 newest within `log.retention_days`):
+    /// every failure with its reason and time, every restart, every stop.
+    history: Vec<Transition>,
+}
+
+/// One run-state transition of a bot, as recorded in its `bot_status` event.
+#[derive(Serialize, JsonSchema)]
+struct Transition {
+    /// Unix ms.
+    at: i64,
+    state: RunState,
+    /// Why, for programs (`reason_codes` in `GET /api/v1/vocabulary`).
+    reason_code: Option<String>,
+    /// Why, for people.
+    reason: Option<String>,
+    /// The start attempt it was on (1 and up while failing).
+    attempt: Option<i64>,
+    /// In backoff: when the next start is tried, Unix ms.
+    next_attempt_at: Option<i64>,
 }
 
 /// A lifecycle request taken: what will happen, and where to watch it happen.
@@ -210,7 +230,10 @@ fn view(row: &BotRow, live: Option<&BotStatus>, groups: i64, node: Option<&NodeR
         started_at: row.started_at,
         stopped_at: row.stopped_at,
         uptime_s,
-        attempt: live.map(|s| s.attempt),
+        // This process's supervisor knows it first; the row tells for bots other nodes run.
+        attempt: live
+            .map(|s| s.attempt)
+            .or(u32::try_from(row.run_attempt).ok()),
         group_count: groups,
         node: node.map(|n| NodeRef {
             id: n.id.clone(),
@@ -353,6 +376,12 @@ async fn detail(ctx: Ctx) -> ApiResult {
     let row = ctx.state.store.bot(id).await?;
     let groups = ctx.state.store.groups_of_bot(id).await?;
     let events = ctx.state.store.events_page(None, &[], Some(id), 20).await?;
+    let status_kind = [crate::domain::EventKind::BotStatus.as_str().to_string()];
+    let history = ctx
+        .state
+        .store
+        .events_page(None, &status_kind, Some(id), 50)
+        .await?;
     let live = live_status(&ctx);
     respond::ok(&BotDetail {
         bot: view(
@@ -363,6 +392,22 @@ async fn detail(ctx: Ctx) -> ApiResult {
         ),
         groups: groups.iter().map(super::groups::summary).collect(),
         recent_events: events.iter().map(super::events::view).collect(),
+        history: history.iter().filter_map(transition).collect(),
+    })
+}
+
+/// A `bot_status` event as a transition; `None` for a payload without a known state.
+fn transition(event: &crate::db::EventRow) -> Option<Transition> {
+    let payload = &event.payload.0;
+    let state: RunState = payload["state"].as_str()?.parse().ok()?;
+    let text = |key: &str| payload[key].as_str().map(str::to_string);
+    Some(Transition {
+        at: event.created_at,
+        state,
+        reason_code: text("reason_code"),
+        reason: text("reason"),
+        attempt: payload["attempt"].as_i64(),
+        next_attempt_at: payload["next_attempt_at"].as_i64(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! One file per resource; each exposes `routes()`, and [`routes`] concatenates them into the table.
 
 mod admins;
+mod attention;
 pub mod audit;
 mod bots;
 mod channels;
@@ -35,6 +36,7 @@ pub fn routes() -> Vec<Route> {
         groups::routes(),
         channels::routes(),
         settings::routes(),
+        attention::routes(),
         events::routes(),
         audit::routes(),
         dashboard::routes(),

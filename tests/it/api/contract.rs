@@ -339,6 +339,17 @@ async fn every_route_answers_as_the_document_says(world: &mut ApiWorld) {
         .hit(Method::PUT, "/api/v1/settings/texts/es", texts)
         .await;
     covered.hit(Method::GET, "/api/v1/settings", None).await;
+    let chat = world.operators_chat(true);
+    let alerts = Some(json!({ "chat_id": chat, "sender": "login" }));
+    covered
+        .hit(Method::PUT, "/api/v1/settings/alerts", alerts)
+        .await;
+    covered
+        .hit(Method::GET, "/api/v1/settings/alerts", None)
+        .await;
+    covered
+        .hit(Method::POST, "/api/v1/settings/alerts/test", None)
+        .await;
 
     // What the dashboard reads.
     for path in [
@@ -348,6 +359,7 @@ async fn every_route_answers_as_the_document_says(world: &mut ApiWorld) {
         "/api/v1/audit.csv",
         "/api/v1/logs?min_level=info",
         "/api/v1/nodes",
+        "/api/v1/attention",
         "/api/v1/vocabulary",
         "/api/v1/openapi.json",
         "/api/v1/charts",

@@ -1,6 +1,7 @@
 //! The admin API over real HTTP: a whole service (store, fleet, enforcer, warp) against the sandbox
 //! Bot API, on SQLite and PostgreSQL, signed in the way a browser is (cookie + CSRF header).
 
+mod attention;
 mod auth;
 mod bots;
 mod catalogue;
@@ -140,6 +141,26 @@ impl ApiWorld {
     /// Stops a service started with [`ApiWorld::start_on`], leaving the database alone.
     pub async fn detach(self) {
         self.finish().await;
+    }
+
+    /// The login bot's Telegram id (its token's prefix).
+    pub fn login_bot_id(&self) -> i64 {
+        let id = self.login_token.split(':').next().unwrap_or_default();
+        id.parse().expect("a bot token starts with the bot's id")
+    }
+
+    /// A new supergroup for operators, with the login bot in it when `with_login_bot`.
+    pub fn operators_chat(&self, with_login_bot: bool) -> i64 {
+        use nezuko_sandbox::model::{ChatKind, Status};
+        let chat = self
+            .sandbox
+            .create_chat(ChatKind::Supergroup, "Nezuko operators", None);
+        if with_login_bot {
+            self.sandbox
+                .set_member(chat, self.login_bot_id(), Status::Member)
+                .unwrap();
+        }
+        chat
     }
 
     /// A one-time link for `user`, as `nezuko login-link` makes it; returns the secret.

@@ -232,6 +232,7 @@ async fn answers_are_shared_between_processes_through_redis(db: TestDb) {
             runs_bots: true,
             leases: None,
             delivery: nezuko::actors::Delivery::Polling,
+            alerts: None,
         },
     )
     .await

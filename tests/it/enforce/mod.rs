@@ -124,6 +124,7 @@ impl Guarded {
             runs_bots: true,
             leases: None,
             delivery: nezuko::actors::Delivery::Polling,
+            alerts: None,
         };
         let fleet = Fleet::start(self.db.store.clone(), self.vault.clone(), options)
             .await

@@ -103,11 +103,13 @@ async fn a_restart_is_one_stop_and_one_start(mut world: FleetWorld) {
             .all(|c| c.error_code != Some(409)),
         "never two pollers"
     );
+    // An admin's restart counts as one, and reads as `restarting` until the bot runs again.
     let status = world.fleet().status().await.unwrap();
     assert_eq!(
         (status[0].restart_count, status[0].state.as_str()),
-        (0, "running")
+        (1, "running")
     );
+    assert_eq!(world.db.store.bot(row.id).await.unwrap().restart_count, 1);
     world.finish().await;
 }
 

@@ -130,6 +130,7 @@ impl FleetWorld {
             runs_bots: true,
             leases: None,
             delivery: nezuko::actors::Delivery::Polling,
+            alerts: None,
         };
         let fleet = Fleet::start(self.db.store.clone(), self.vault.clone(), options)
             .await

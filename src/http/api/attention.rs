@@ -1,0 +1,156 @@
+//! What needs a person (`GET /api/v1/attention`, the overview's panel) and where Nezuko tells the
+//! owner about it in Telegram (`/api/v1/settings/alerts`, the settings page; see
+//! `actors::alerter`).
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde_json::json;
+use warp::http::{Method, StatusCode};
+
+use crate::actors::alerter::{AlertConfig, SETTINGS_KEY};
+use crate::db::attention::Attention;
+use crate::db::now_ms;
+use crate::http::problem::ApiError;
+use crate::http::respond::{self, ApiResult};
+use crate::http::router::{Access, Ctx, Route};
+
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            Method::GET,
+            "/api/v1/attention",
+            Access::Admin,
+            "What needs a person now: failed, looping or revoked bots, degraded groups, lost nodes",
+            |c| Box::pin(attention(c)),
+        )
+        .returns::<AttentionList>(StatusCode::OK),
+        Route::new(
+            Method::GET,
+            "/api/v1/settings/alerts",
+            Access::Admin,
+            "Where alerts go and who sends them",
+            |c| Box::pin(get(c)),
+        )
+        .returns::<AlertSettings>(StatusCode::OK),
+        Route::new(
+            Method::PUT,
+            "/api/v1/settings/alerts",
+            Access::Admin,
+            "Choose the alert chat and sender",
+            |c| Box::pin(put(c)),
+        )
+        .accepts::<AlertConfig>()
+        .returns::<AlertSettings>(StatusCode::OK),
+        Route::new(
+            Method::POST,
+            "/api/v1/settings/alerts/test",
+            Access::Admin,
+            "Send a test message to the alert chat now",
+            |c| Box::pin(test(c)),
+        )
+        .returns::<TestSent>(StatusCode::OK),
+    ]
+}
+
+/// Every condition that needs a person, bots first.
+#[derive(Serialize, JsonSchema)]
+struct AttentionList {
+    items: Vec<Attention>,
+}
+
+/// The alert configuration in force and where it comes from.
+#[derive(Serialize, JsonSchema)]
+struct AlertSettings {
+    #[serde(flatten)]
+    config: AlertConfig,
+    /// `dashboard` once chosen here, else `configuration` (`alerts.*`).
+    source: &'static str,
+}
+
+/// A test message delivered.
+#[derive(Serialize, JsonSchema)]
+struct TestSent {
+    chat_id: i64,
+    sender: String,
+}
+
+async fn attention(ctx: Ctx) -> ApiResult {
+    let items = ctx.state.store.attention(now_ms()).await?;
+    respond::ok(&AttentionList { items })
+}
+
+async fn current(ctx: &Ctx) -> Result<AlertSettings, ApiError> {
+    let stored = ctx.state.store.setting(SETTINGS_KEY).await?.is_some();
+    let config = AlertConfig::current(&ctx.state.store, &ctx.state.alerts.defaults).await?;
+    Ok(AlertSettings {
+        config,
+        source: if stored { "dashboard" } else { "configuration" },
+    })
+}
+
+async fn get(ctx: Ctx) -> ApiResult {
+    respond::ok(&current(&ctx).await?)
+}
+
+async fn put(ctx: Ctx) -> ApiResult {
+    let config: AlertConfig = ctx.json()?;
+    config
+        .validate()
+        .map_err(|problem| ApiError::invalid("sender", problem))?;
+    if config.chat_id == Some(0) {
+        return Err(ApiError::invalid(
+            "chat_id",
+            "0 is not a Telegram chat id; leave it empty for no alerts",
+        ));
+    }
+    if config.sender != "login" {
+        let name = config.sender.trim_start_matches('@');
+        let bots = ctx.state.store.bots().await?;
+        if !bots.iter().any(|b| b.username.eq_ignore_ascii_case(name)) {
+            return Err(ApiError::invalid(
+                "sender",
+                format!("@{name} is not one of Nezuko's bots; add it first or use `login`"),
+            ));
+        }
+    } else if ctx.state.alerts.login_token.is_none() {
+        return Err(ApiError::invalid(
+            "sender",
+            "no login bot is configured (auth.login_bot_token); choose a fleet bot's @username",
+        ));
+    }
+    let before = ctx.state.store.setting(SETTINGS_KEY).await?;
+    let value = json!(config);
+    ctx.state
+        .store
+        .put_setting(SETTINGS_KEY, &value, Some(ctx.admin()?.telegram_user_id))
+        .await?;
+    super::audit::record(
+        &ctx,
+        "settings.alerts",
+        crate::domain::AuditTarget::Settings,
+        Some(SETTINGS_KEY.into()),
+        before,
+        Some(value),
+    )
+    .await;
+    respond::ok(&current(&ctx).await?)
+}
+
+async fn test(ctx: Ctx) -> ApiResult {
+    let settings = current(&ctx).await?;
+    let Some(chat_id) = settings.config.chat_id else {
+        return Err(ApiError::invalid(
+            "chat_id",
+            "no alert chat is set; choose one first",
+        ));
+    };
+    ctx.state
+        .alerts
+        .send("🔔 Nezuko: alerts reach this chat.")
+        .await
+        .map_err(|problem| ApiError::new(StatusCode::BAD_GATEWAY, "telegram_refused", problem))?;
+    respond::ok(&TestSent {
+        chat_id,
+        sender: settings.config.sender,
+    })
+}
