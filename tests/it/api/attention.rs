@@ -16,6 +16,7 @@ use crate::support::wait::{eventually, quiet_period};
 api_tests!(
     a_server_error_storm_is_kept_in_the_bot_history_with_its_last_error,
     a_revoked_token_and_a_looping_bot_need_attention_until_they_recover,
+    a_degraded_group_and_a_silent_node_need_attention,
 );
 
 /// Adds a sandbox bot through the API and waits until it runs; returns (Telegram id, row id).
@@ -156,6 +157,52 @@ async fn a_revoked_token_and_a_looping_bot_need_attention_until_they_recover(wor
         if keys.is_empty() { Ok(()) } else { Err(keys) }
     })
     .await;
+}
+
+async fn a_degraded_group_and_a_silent_node_need_attention(world: &mut ApiWorld) {
+    let (_, bot) = running_bot(world, "Mike", "mike_bot").await;
+    let store = &world.db.store;
+    let group = store
+        .upsert_group(&nezuko::db::NewGroup {
+            bot_instance_id: bot,
+            chat_id: -1_007_001,
+            title: "Mike's group".into(),
+            username: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    // As the permission check records it (`enforce::health`).
+    let detail =
+        json!({ "summary": "the bot cannot restrict members", "problems": [], "items": [] });
+    store
+        .set_group_health(group, "degraded", Some(&detail))
+        .await
+        .unwrap();
+    let items = world.get("/api/v1/attention").await.ok()["items"].clone();
+    let degraded = &items.as_array().unwrap()[0];
+    assert_eq!(
+        degraded["key"],
+        format!("group_degraded:{group}"),
+        "{items}"
+    );
+    assert_eq!(degraded["subject"], "Mike's group");
+    assert_eq!(degraded["detail"], "the bot cannot restrict members");
+    assert_eq!(degraded["path"], format!("/groups/{group}"));
+    store.set_group_health(group, "ok", None).await.unwrap();
+    assert!(attention_keys(world).await.is_empty());
+
+    // This node, seen from a minute on: its heartbeat is three beats late, so it is lost.
+    let later = nezuko::db::now_ms() + 60_000;
+    let found = store.attention(later).await.unwrap();
+    let node = world.get("/api/v1/nodes").await.ok()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        found.iter().map(|f| f.key.clone()).collect::<Vec<_>>(),
+        [format!("node_lost:{node}")]
+    );
 }
 
 /// Alerts on both backends, with passes every 100 ms and no settling, so a test sees them at once.
