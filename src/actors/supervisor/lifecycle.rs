@@ -22,8 +22,9 @@ use crate::telegram::{Failure, Fence};
 pub(super) enum Spawn {
     /// It joins the managed set.
     First,
-    /// Its backoff elapsed after a failure.
-    Retry,
+    /// Once more after it stopped on its own: its backoff elapsed, or an admin started it again
+    /// after it was parked. Counted as a restart.
+    Again,
     /// An admin asked for a restart (or its config changed): counted, and shown as `restarting`.
     Restart,
 }
@@ -263,7 +264,8 @@ impl SupervisorState {
                     false,
                 );
             }
-            None => self.spawn(myself, id, Spawn::Restart).await,
+            // Parked (failed, or halted on an invalid token): started again, nothing to stop.
+            None => self.spawn(myself, id, Spawn::Again).await,
         }
     }
 
@@ -272,7 +274,7 @@ impl SupervisorState {
             c.generation == generation && c.actor.is_none() && c.state == RunState::Backoff
         });
         if due && !self.shutting_down {
-            self.spawn(myself, id, Spawn::Retry).await;
+            self.spawn(myself, id, Spawn::Again).await;
         }
     }
 
