@@ -236,6 +236,21 @@ impl Policy {
         Self::resolve(&Value::Null, layer).map(|_| ())
     }
 
+    /// Which key of `layer` makes `error` (from resolving `layer` over `defaults`), so a form can
+    /// show the refusal at that key's field: the first key refused on its own (a wrong type, an
+    /// unknown key, a value out of range), else the first of the layer's keys the reason names
+    /// (a combination, such as `escalate_after` with `escalate_to: warn`). `None` when neither.
+    pub fn culprit(defaults: &Value, layer: &Value, error: &PolicyError) -> Option<String> {
+        let keys = layer.as_object()?;
+        let alone = keys.iter().find(|(key, value)| {
+            let single = Value::Object(Map::from_iter([((*key).clone(), (*value).clone())]));
+            Self::resolve(defaults, &single).is_err()
+        });
+        alone
+            .or_else(|| keys.iter().find(|(key, _)| error.0.contains(key.as_str())))
+            .map(|(key, _)| key.clone())
+    }
+
     fn validate(&self) -> Result<(), PolicyError> {
         if (1..30).contains(&self.mute_for_s) {
             return Err(PolicyError(

@@ -13,7 +13,7 @@ use warp::http::{Method, StatusCode};
 
 use crate::db::{GroupFilter, GroupRow, GroupSort, now_ms};
 use crate::domain::Outcome;
-use crate::enforce::policy::{DEFAULTS_KEY, Policy};
+use crate::enforce::policy::{DEFAULTS_KEY, Policy, PolicyError};
 use crate::http::input;
 use crate::http::problem::ApiError;
 use crate::http::respond::{self, ApiResult, Page};
@@ -307,6 +307,13 @@ fn changed(ctx: &Ctx, group: &GroupRow, what: &str) {
     );
 }
 
+/// A refused policy layer as a 422 whose `field` is the key at fault (the policy editor shows the
+/// message there), or `policy` when no one key is.
+pub(super) fn refused(defaults: &Value, layer: &Value, error: &PolicyError) -> ApiError {
+    let field = Policy::culprit(defaults, layer, error).unwrap_or_else(|| "policy".into());
+    ApiError::invalid(&field, error.to_string())
+}
+
 async fn set_policy(ctx: Ctx) -> ApiResult {
     let id = ctx.id(0, "group")?;
     let overrides: Value = ctx.json()?;
@@ -316,8 +323,7 @@ async fn set_policy(ctx: Ctx) -> ApiResult {
             "the policy is a JSON object of the keys to override",
         ));
     }
-    Policy::check_layer(&overrides)
-        .map_err(|error| ApiError::invalid("policy", error.to_string()))?;
+    Policy::check_layer(&overrides).map_err(|error| refused(&Value::Null, &overrides, &error))?;
     // Valid alone is not enough: over the global defaults it must make a valid policy too
     // (`escalate_after` here with a default `escalate_to: warn`).
     let defaults = ctx
@@ -327,10 +333,9 @@ async fn set_policy(ctx: Ctx) -> ApiResult {
         .await?
         .unwrap_or(Value::Null);
     Policy::resolve(&defaults, &overrides).map_err(|error| {
-        ApiError::invalid(
-            "policy",
-            format!("over the global defaults this would be invalid: {error}"),
-        )
+        let mut refusal = refused(&defaults, &overrides, &error);
+        refusal.detail = format!("over the global defaults this would be invalid: {error}");
+        refusal
     })?;
     let before = ctx.state.store.group(id).await?;
     let group = ctx.state.store.set_group_policy(id, &overrides).await?;

@@ -176,7 +176,7 @@ async fn put_policy(ctx: Ctx) -> ApiResult {
         ));
     }
     Policy::check_layer(&defaults)
-        .map_err(|error| ApiError::invalid("policy", error.to_string()))?;
+        .map_err(|error| super::groups::refused(&Value::Null, &defaults, &error))?;
     // Every group's own overrides must still make a valid policy over the new defaults, or the
     // change would silently switch enforcement off there.
     for (id, title, overrides) in ctx.state.store.group_policies().await? {

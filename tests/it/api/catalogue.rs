@@ -154,14 +154,17 @@ async fn a_group_policy_channels_and_switch_are_edited(world: &mut ApiWorld) {
         .await;
     bad.problem(422, "invalid_field");
     assert!(bad.body["detail"].as_str().unwrap().contains("mute_for_s"));
-    world
+    // The refusal names the key at fault, so the editor shows it at that field.
+    assert_eq!(bad.body["field"], "mute_for_s");
+    let typo = world
         .call(
             Method::PUT,
             &format!("/api/v1/groups/{id}/policy"),
-            Some(json!({ "actoin": "ban" })),
+            Some(json!({ "action": "ban", "actoin": "ban" })),
         )
-        .await
-        .problem(422, "invalid_field");
+        .await;
+    typo.problem(422, "invalid_field");
+    assert_eq!(typo.body["field"], "actoin");
     world
         .call(
             Method::PUT,
@@ -543,6 +546,7 @@ async fn a_policy_layer_valid_alone_but_invalid_over_the_other_is_refused(world:
         "{}",
         refused.body
     );
+    assert_eq!(refused.body["field"], "escalate_after");
     world
         .call(Method::PUT, "/api/v1/settings/policy", Some(json!({})))
         .await
