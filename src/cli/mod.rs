@@ -339,9 +339,13 @@ pub fn main() -> ExitCode {
 
 fn fail(err: &anyhow::Error) -> ExitCode {
     eprintln!("error: {}", one_line(err));
-    let configuration = err
-        .chain()
-        .any(|cause| cause.is::<ConfigError>() || cause.is::<crate::vault::KeyProblem>());
+    let configuration = err.chain().any(|cause| {
+        cause.is::<ConfigError>()
+            || cause.is::<crate::vault::KeyProblem>()
+            || cause
+                .downcast_ref::<crate::db::StoreError>()
+                .is_some_and(crate::db::StoreError::is_configuration)
+    });
     if configuration {
         ExitCode::from(78)
     } else {

@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, PgConnection, PgPool, SqlitePool};
+use sqlx::{Connection, PgConnection, PgPool, SqliteConnection, SqlitePool};
 
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use auth::AdminRow;
@@ -127,6 +127,74 @@ pub enum StoreError {
     /// Asked of the backend that does not do it (a SQLite file copy of PostgreSQL).
     #[error("{0}")]
     Unsupported(&'static str),
+    /// The database is the original Python platform's (its tables are listed): a configuration
+    /// mistake, since both programs read `DATABASE_URL`. Nothing was changed.
+    #[error(
+        "this database belongs to the original Python platform (it has {0}); Nezuko leaves it untouched: point DATABASE_URL at a new database (README: \"Coming from the original platform\")"
+    )]
+    OriginalPlatform(String),
+}
+
+/// Tables only the original Python platform's database has: its owners, its two Alembic chains'
+/// version tables, its dashboard's tables (the seed's schema note, `original-schema.md` §1 and §3).
+const ORIGINAL_ONLY: [&str; 6] = [
+    "owners",
+    "alembic_version_bot",
+    "alembic_version_api",
+    "admin_sessions",
+    "admin_audit_log",
+    "admin_logs",
+];
+
+/// What marks the original platform's database among `tables`, listed; `protected_groups_old`
+/// when its `protected_groups` has the original's `group_id` (Nezuko's is `chat_id`).
+fn original_marks(tables: &[String], protected_groups_old: bool) -> Option<String> {
+    let mut found: Vec<String> = ORIGINAL_ONLY
+        .iter()
+        .filter(|name| tables.iter().any(|t| t == *name))
+        .map(|name| name.to_string())
+        .collect();
+    if protected_groups_old {
+        found.push("protected_groups with a group_id column".into());
+    }
+    (!found.is_empty()).then(|| found.join(", "))
+}
+
+/// [`original_marks`] of a SQLite database; reads only.
+async fn original_sqlite(connection: &mut SqliteConnection) -> Result<Option<String>, sqlx::Error> {
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+            .fetch_all(&mut *connection)
+            .await?;
+    let old: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pragma_table_info('protected_groups') WHERE name = 'group_id'",
+    )
+    .fetch_one(&mut *connection)
+    .await?;
+    Ok(original_marks(&tables, old > 0))
+}
+
+/// [`original_marks`] of the PostgreSQL schema in use; reads only.
+async fn original_postgres(connection: &mut PgConnection) -> Result<Option<String>, sqlx::Error> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
+    )
+    .fetch_all(&mut *connection)
+    .await?;
+    let old: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() \
+         AND table_name = 'protected_groups' AND column_name = 'group_id'",
+    )
+    .fetch_one(&mut *connection)
+    .await?;
+    Ok(original_marks(&tables, old > 0))
+}
+
+impl StoreError {
+    /// Whether the error is the configuration's (exit status 78).
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, StoreError::OriginalPlatform(_))
+    }
 }
 
 impl StoreError {
@@ -260,6 +328,19 @@ impl Store {
                         source,
                     })?;
                 }
+                // Read-only first: opening the pool switches the file to WAL, a change the original
+                // platform's database must not get (see `original_platform`).
+                if path.exists() && path.as_os_str() != ":memory:" {
+                    let read_only = SqliteConnectOptions::new().filename(path).read_only(true);
+                    let mut probe = SqliteConnection::connect_with(&read_only)
+                        .await
+                        .map_err(unreachable)?;
+                    let found = original_sqlite(&mut probe).await;
+                    let _ = probe.close().await;
+                    if let Some(found) = found? {
+                        return Err(StoreError::OriginalPlatform(found));
+                    }
+                }
                 let options = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)
@@ -319,8 +400,18 @@ impl Store {
         &self.origin
     }
 
-    /// Applies the migrations embedded in the binary that the database has not seen yet.
+    /// Applies the migrations embedded in the binary that the database has not seen yet. A
+    /// database of the original Python platform is refused before anything is written (its
+    /// tables share eight names with different shapes, so the first migration would fail half
+    /// way).
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        // SQLite's file was looked at before it was opened (`connect`).
+        if let Some(pool) = self.postgres_pool() {
+            let mut connection = pool.acquire().await?;
+            if let Some(found) = original_postgres(&mut connection).await? {
+                return Err(StoreError::OriginalPlatform(found));
+            }
+        }
         match &self.pool {
             Pool::Sqlite(pool) => {
                 // sqlx locks PostgreSQL migrations itself, SQLite's not: two processes started

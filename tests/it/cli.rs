@@ -1148,3 +1148,116 @@ async fn the_shipped_systemd_unit_passes_systemd_analyze_verify() {
         "{said}"
     );
 }
+
+/// The original Python platform's tables, as its bot's Alembic chain (B) made them on SQLite, with
+/// a row in each (the seed's `original-schema.md` §3).
+const ORIGINAL_BOT_CHAIN: [&str; 6] = [
+    "CREATE TABLE owners (user_id BIGINT PRIMARY KEY, username VARCHAR(255), created_at DATETIME)",
+    "CREATE TABLE protected_groups (group_id BIGINT PRIMARY KEY, owner_id BIGINT, title VARCHAR(255), enabled BOOLEAN, params JSON, created_at DATETIME, updated_at DATETIME)",
+    "CREATE TABLE alembic_version_bot (version_num VARCHAR(32) PRIMARY KEY)",
+    "INSERT INTO owners VALUES (42, 'founder', '2026-02-04 10:00:00.000000')",
+    "INSERT INTO protected_groups VALUES (-1001, 42, 'Readers', TRUE, '{}', '2026-02-04 10:00:00', '2026-02-04 10:00:00')",
+    "INSERT INTO alembic_version_bot VALUES ('c1f7ecc2c523')",
+];
+
+/// Only the dashboard's chain (A) ran: its admin tables and its own `bot_instances`.
+const ORIGINAL_API_CHAIN: [&str; 3] = [
+    "CREATE TABLE admin_audit_log (id VARCHAR(36) PRIMARY KEY, action VARCHAR(100), created_at DATETIME)",
+    "CREATE TABLE bot_instances (id INTEGER PRIMARY KEY, bot_id BIGINT, bot_username VARCHAR(255), token_encrypted TEXT, is_active BOOLEAN)",
+    "INSERT INTO admin_audit_log VALUES ('0b9d…', 'group.update', '2026-02-04 10:00:00')",
+];
+
+#[tokio::test]
+async fn serve_and_migrate_refuse_the_original_platforms_sqlite_database_and_change_nothing() {
+    use sqlx::{Connection, Executor};
+    for (shape, statements, marks) in [
+        (
+            "bot chain",
+            &ORIGINAL_BOT_CHAIN[..],
+            &[
+                "owners",
+                "alembic_version_bot",
+                "protected_groups with a group_id column",
+            ][..],
+        ),
+        (
+            "dashboard chain",
+            &ORIGINAL_API_CHAIN[..],
+            &["admin_audit_log"][..],
+        ),
+    ] {
+        let operator = Operator::new();
+        let file = operator.dir.path().join("original.db");
+        let url = format!("sqlite://{}", file.display());
+        let mut original = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+            .await
+            .unwrap();
+        for statement in statements {
+            original.execute(*statement).await.unwrap();
+        }
+        original.close().await.unwrap();
+        let before = std::fs::read(&file).unwrap();
+        for command in ["serve", "migrate"] {
+            let refused = operator.run(&[command], &[("DATABASE_URL", &url)]).await;
+            let mut words = vec!["original Python platform", "untouched", "new database"];
+            words.extend_from_slice(marks);
+            assert_fails_with_one_line(refused, 78, &words).await;
+        }
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            before,
+            "{shape}: the file is as it was"
+        );
+        // `serve`'s runner lock (`original.db.runner`) is the process's, not the database's.
+        let beside: Vec<String> = std::fs::read_dir(operator.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("original.db") && name != "original.db.runner")
+            .collect();
+        assert_eq!(
+            beside,
+            ["original.db"],
+            "{shape}: no journal or WAL beside it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn migrate_refuses_the_original_platforms_postgres_database_and_changes_nothing() {
+    use sqlx::{Connection, Executor};
+    let admin_url = crate::support::postgres_admin_url();
+    let name = crate::support::unique_database_name();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .await
+        .unwrap();
+    admin.close().await.ok();
+    let url = crate::support::database_url_on(&admin_url, &name);
+    let mut original = sqlx::PgConnection::connect(&url).await.unwrap();
+    for statement in ORIGINAL_BOT_CHAIN {
+        original
+            .execute(sqlx::AssertSqlSafe(
+                statement.replace("DATETIME", "TIMESTAMP"),
+            ))
+            .await
+            .unwrap();
+    }
+    let tables = "SELECT string_agg(table_name::text, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public'";
+    let before: String = sqlx::query_scalar(tables)
+        .fetch_one(&mut original)
+        .await
+        .unwrap();
+    let operator = Operator::new();
+    for command in ["migrate", "serve"] {
+        let refused = operator.run(&[command], &[("DATABASE_URL", &url)]).await;
+        assert_fails_with_one_line(refused, 78, &["original Python platform", "owners"]).await;
+    }
+    let after: String = sqlx::query_scalar(tables)
+        .fetch_one(&mut original)
+        .await
+        .unwrap();
+    assert_eq!(after, before, "no table was added");
+    original.close().await.ok();
+    crate::support::drop_database(&name).await;
+}

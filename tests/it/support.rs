@@ -141,7 +141,7 @@ async fn drop_database_on(admin_url: &str, name: &str) {
 }
 
 /// The admin URL with its database swapped for `name`.
-fn database_url_on(admin: &str, name: &str) -> String {
+pub fn database_url_on(admin: &str, name: &str) -> String {
     let base = admin
         .rsplit_once('/')
         .map(|(base, _)| base)
@@ -149,7 +149,7 @@ fn database_url_on(admin: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
-fn unique_database_name() -> String {
+pub fn unique_database_name() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
