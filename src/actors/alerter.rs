@@ -16,12 +16,12 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
-use serde::{Deserialize, Serialize};
 use teloxide::payloads::SendMessage;
 use teloxide::types::{ChatId, LinkPreviewOptions};
 
 use crate::db::attention::{AlertRow, Attention};
 use crate::db::{Store, StoreError, now_ms};
+pub use crate::domain::AlertConfig;
 use crate::domain::BotToken;
 use crate::telegram::transport;
 use crate::vault::Vault;
@@ -38,46 +38,16 @@ const MAX_TEXT: usize = 4096;
 /// Settled alerts are forgotten after this long (30 days, ms).
 const KEEP_SETTLED_MS: i64 = 30 * 86_400_000;
 
-/// Where alerts go and who sends them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AlertConfig {
-    /// The chat alerts are sent to (a private admin group, say: its id is negative); null: none
-    /// are sent, the dashboard still shows what needs attention.
-    pub chat_id: Option<i64>,
-    /// `login` (the login bot, `auth.login_bot_token`) or a fleet bot's `@username`. The sender
-    /// must be a member of the chat.
-    pub sender: String,
-}
-
-impl AlertConfig {
-    /// Checks the sender's spelling: `login`, or a bot username (5-32 characters of letters,
-    /// digits and `_`, ending in `bot`, after an optional `@`; Telegram's rule for bot usernames).
-    pub fn validate(&self) -> Result<(), String> {
-        if self.sender == "login" {
-            return Ok(());
-        }
-        let name = self.sender.trim_start_matches('@');
-        let valid = (5..=32).contains(&name.len())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            && name.to_ascii_lowercase().ends_with("bot");
-        if valid {
-            Ok(())
-        } else {
-            Err(format!(
-                "`{}` is neither `login` nor a bot's @username",
-                self.sender
-            ))
-        }
-    }
-
-    /// The dashboard's choice when one is stored, else `defaults` (the configuration's).
-    pub async fn current(store: &Store, defaults: &AlertConfig) -> Result<AlertConfig, StoreError> {
-        let stored = store.setting(SETTINGS_KEY).await?;
-        Ok(stored
-            .and_then(|value| serde_json::from_value(value).ok())
-            .unwrap_or_else(|| defaults.clone()))
-    }
+/// The alert configuration in force: the dashboard's choice when one is stored (the `alerts`
+/// setting), else `defaults` (the configuration's `alerts.*`).
+pub async fn current_config(
+    store: &Store,
+    defaults: &AlertConfig,
+) -> Result<AlertConfig, StoreError> {
+    let stored = store.setting(SETTINGS_KEY).await?;
+    Ok(stored
+        .and_then(|value| serde_json::from_value(value).ok())
+        .unwrap_or_else(|| defaults.clone()))
 }
 
 /// Sends alert messages: the configured sender to the configured chat. Shared by the Alerter and
@@ -216,7 +186,7 @@ impl AlerterState {
     /// Sends what waits to be told: one alert as itself, several as one digest.
     async fn tell(&mut self, now: i64) -> Result<(), StoreError> {
         let store = self.args.sender.store.clone();
-        let config = AlertConfig::current(&store, &self.args.sender.defaults).await?;
+        let config = current_config(&store, &self.args.sender.defaults).await?;
         if config.chat_id.is_none() {
             return Ok(());
         }
@@ -272,7 +242,7 @@ impl AlerterState {
 impl AlertSender {
     /// Sends `text` to the configured chat through the configured sender.
     pub async fn send(&self, text: &str) -> Result<(), String> {
-        let config = AlertConfig::current(&self.store, &self.defaults)
+        let config = current_config(&self.store, &self.defaults)
             .await
             .map_err(|error| format!("cannot read the alert settings: {error}"))?;
         let chat = config
@@ -349,19 +319,6 @@ fn digest<'a>(lines: impl ExactSizeIterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_sender_is_login_or_a_bot_username() {
-        let config = |sender: &str| AlertConfig {
-            chat_id: Some(-100),
-            sender: sender.into(),
-        };
-        assert!(config("login").validate().is_ok());
-        assert!(config("@alerts_bot").validate().is_ok());
-        assert!(config("AlertsBot").validate().is_ok());
-        assert!(config("@alerts").validate().is_err());
-        assert!(config("@a bot").validate().is_err());
-    }
 
     #[test]
     fn each_key_links_to_its_page() {

@@ -3,11 +3,13 @@
 //! Everything that crosses an edge (configuration, HTTP, the database) is parsed into one of these
 //! types once, so the rest of the code never re-checks a token's shape or a state's spelling.
 
+mod alerts;
 mod bot_token;
 mod secret;
 mod state;
 mod vocabulary;
 
+pub use alerts::AlertConfig;
 pub use bot_token::{BotToken, BotTokenError};
 pub use secret::Secret;
 pub use state::{DesiredState, RunState, UnknownState};

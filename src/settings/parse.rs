@@ -293,7 +293,7 @@ fn chat_id(leaf: &Leaf) -> Result<i64, ConfigError> {
 }
 
 fn alert_sender(leaf: &Leaf) -> Result<String, ConfigError> {
-    let config = crate::actors::alerter::AlertConfig {
+    let config = crate::domain::AlertConfig {
         chat_id: None,
         sender: leaf.value.trim().to_string(),
     };

@@ -7,9 +7,10 @@ use serde::Serialize;
 use serde_json::json;
 use warp::http::{Method, StatusCode};
 
-use crate::actors::alerter::{AlertConfig, SETTINGS_KEY};
+use crate::actors::alerter::{SETTINGS_KEY, current_config};
 use crate::db::attention::Attention;
 use crate::db::now_ms;
+use crate::domain::AlertConfig;
 use crate::http::problem::ApiError;
 use crate::http::respond::{self, ApiResult};
 use crate::http::router::{Access, Ctx, Route};
@@ -81,7 +82,7 @@ async fn attention(ctx: Ctx) -> ApiResult {
 
 async fn current(ctx: &Ctx) -> Result<AlertSettings, ApiError> {
     let stored = ctx.state.store.setting(SETTINGS_KEY).await?.is_some();
-    let config = AlertConfig::current(&ctx.state.store, &ctx.state.alerts.defaults).await?;
+    let config = current_config(&ctx.state.store, &ctx.state.alerts.defaults).await?;
     Ok(AlertSettings {
         config,
         source: if stored { "dashboard" } else { "configuration" },
