@@ -402,7 +402,9 @@ where
             // A dashboard file or page asked for with another method: it exists, so 405.
             None if router.dashboard
                 && error.status == StatusCode::NOT_FOUND
-                && super::static_files::serve(&Method::GET, &path, &HeaderMap::new()).is_some() =>
+                && super::static_files::serve(&Method::GET, &path, &HeaderMap::new())
+                    // The shell answered 404 for an unknown page: nothing there for any method.
+                    .is_some_and(|page| page.status() != StatusCode::NOT_FOUND) =>
             {
                 let mut refused = ApiError::new(
                     StatusCode::METHOD_NOT_ALLOWED,

@@ -1,6 +1,8 @@
 //! The dashboard's files (`ui/`), compiled into the binary and served at `/`. A dashboard page
-//! (`/bots`, `/login`) gets `index.html`, which routes in the browser; anything else that names no
-//! file (`/js/nope.js`, `/nope`) stays a 404, and `/api/…` never falls through to here.
+//! (`/bots`, `/login`) gets `index.html`, which routes in the browser. An address shaped like a
+//! page that no page has (`/nope`, `/bots/x`) gets it too, answered 404, so that a person sees the
+//! dashboard's own not-found page and a program the status; a missing file (`/js/nope.js`) stays a
+//! plain 404, and `/api/…` never falls through to here.
 //!
 //! Every file carries an `ETag` (from its content's SHA-256) and `Cache-Control: no-cache`: the
 //! browser keeps it but asks each time, and gets `304 Not Modified` (RFC 9110 §13.1.2) while it is
@@ -25,22 +27,27 @@ pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Option<Respons
         "favicon.ico" => "favicon.svg",
         name => name,
     };
-    let file = match Ui::get(name) {
-        Some(file) if !name.is_empty() => file,
-        _ if looks_like_a_page(name) => Ui::get("index.html")?,
-        _ => return None,
+    let (file, status) = match Ui::get(name) {
+        Some(file) if !name.is_empty() => (file, StatusCode::OK),
+        _ => match address(name) {
+            Address::Page => (Ui::get("index.html")?, StatusCode::OK),
+            Address::NoSuchPage => (Ui::get("index.html")?, StatusCode::NOT_FOUND),
+            Address::NoSuchFile => return None,
+        },
     };
     let hash = file.metadata.sha256_hash();
     let etag = format!("\"{}\"", hex::encode(&hash[..16]));
-    let unchanged = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|tag| {
-            let tag = tag.trim();
-            tag == "*" || tag.trim_start_matches("W/") == etag
-        });
+    // A not-found answer is never "not modified": the shell's tag says nothing about the address.
+    let unchanged = status == StatusCode::OK
+        && headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.trim_start_matches("W/") == etag
+            });
     let mut response = Response::new(if method == Method::HEAD || unchanged {
         Vec::new().into()
     } else {
@@ -49,7 +56,7 @@ pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Option<Respons
     *response.status_mut() = if unchanged {
         StatusCode::NOT_MODIFIED
     } else {
-        StatusCode::OK
+        status
     };
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&etag) {
@@ -115,14 +122,39 @@ const fn page(path: &'static str, module: &'static str, section: &'static str) -
     }
 }
 
-/// An address within a page's section (`bots`, `login`, `bots/12`, also `bots/x`): the shell
-/// answers it, and an address no page has shows the dashboard's own not-found page.
-fn looks_like_a_page(name: &str) -> bool {
-    let first = name.split('/').next().unwrap_or("");
-    !name.contains('.')
-        && PAGES
-            .iter()
-            .any(|page| page.path.trim_start_matches('/').split('/').next() == Some(first))
+/// What an address that names no file is.
+#[derive(Debug, PartialEq)]
+enum Address {
+    /// One of [`PAGES`] (`bots`, `bots/12`).
+    Page,
+    /// Shaped like a page (no extension), but none has it (`nope`, `bots/x`, `bots/12/more`).
+    NoSuchPage,
+    /// A file's name (`js/nope.js`).
+    NoSuchFile,
+}
+
+/// What `name` (the path without its leading `/`) is; `:id` in a page's path matches digits,
+/// as in the dashboard's router.
+fn address(name: &str) -> Address {
+    if name.rsplit('/').next().unwrap_or("").contains('.') {
+        return Address::NoSuchFile;
+    }
+    let segments: Vec<&str> = name.split('/').collect();
+    let matches = |page: &Page| {
+        let pattern: Vec<&str> = page.path.trim_start_matches('/').split('/').collect();
+        pattern.len() == segments.len()
+            && pattern.iter().zip(&segments).all(|(want, got)| {
+                want == got
+                    || (*want == ":id"
+                        && !got.is_empty()
+                        && got.bytes().all(|b| b.is_ascii_digit()))
+            })
+    };
+    if PAGES.iter().any(matches) {
+        Address::Page
+    } else {
+        Address::NoSuchPage
+    }
 }
 
 #[cfg(test)]
@@ -159,7 +191,22 @@ mod tests {
                 .contains("javascript")
         );
         assert!(serve(&Method::GET, "/js/nope.js", &HeaderMap::new()).is_none());
-        assert!(serve(&Method::GET, "/nope", &HeaderMap::new()).is_none());
+        assert!(serve(&Method::GET, "/css/nope.css", &HeaderMap::new()).is_none());
+        // The shell, whose router shows the dashboard's not-found page, with the status saying so.
+        for nowhere in ["/nope", "/bots/x", "/bots/12/more", "/js"] {
+            let shell = serve(&Method::GET, nowhere, &HeaderMap::new()).unwrap();
+            assert_eq!(shell.status(), StatusCode::NOT_FOUND, "{nowhere}");
+            assert_eq!(
+                shell.headers()[header::CONTENT_TYPE],
+                "text/html; charset=utf-8"
+            );
+        }
+        assert_eq!(
+            serve(&Method::GET, "/bots/12", &HeaderMap::new())
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
         assert!(serve(&Method::GET, "/api/v1/nope", &HeaderMap::new()).is_none());
         assert!(serve(&Method::POST, "/", &HeaderMap::new()).is_none());
     }

@@ -32,7 +32,9 @@ async function show() {
   cleanup = null;
   const main = document.getElementById("main");
   if (location.pathname === "/login") {
+    // Signed out (or about to be): nothing here but signing in, also after a session ran out.
     document.getElementById("nav").hidden = true;
+    document.getElementById("logout").hidden = true;
     await login.render(main, { signedIn: () => { history.pushState(null, "", "/"); return start(); } });
     return;
   }
@@ -41,18 +43,22 @@ async function show() {
     if (link.getAttribute("href") === found?.section) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  if (!found) {
-    main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, "There is no page here. ", h("a", { href: "/" }, "Go to the overview.")));
-    return;
-  }
+  if (!found) return notFound(main, "There is no page here.");
   try {
     const page = await import(`./pages/${found.module}.js`);
     cleanup = (await page.render(main, found.id)) || null;
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) return goToLogin();
-    const title = error instanceof ApiError && error.status === 404 ? "Not found" : "Something went wrong";
-    main.replaceChildren(h("h1", {}, title), h("p", { class: "error", role: "alert" }, error.message));
+    // A page of something that does not exist (a deleted bot's address, a mistyped id).
+    if (error instanceof ApiError && error.status === 404) return notFound(main, `${error.message}.`);
+    main.replaceChildren(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, error.message));
   }
+}
+
+/// The dashboard's own not-found page, saying what is missing.
+function notFound(main, what) {
+  main.replaceChildren(h("h1", { "data-not-found": "" }, "Not found"),
+    h("p", {}, what, " ", h("a", { href: "/" }, "Go to the overview.")));
 }
 
 function goToLogin() {

@@ -61,6 +61,13 @@ export function table(label, headings, rows, empty) {
     h("thead", {}, h("tr", {}, headings.map((t) => h("th", { scope: "col" }, t)))), body));
 }
 
+/// Names each cell of `row` after its column's heading (`data-label`): a table of class `cards`
+/// shows one card per row on a phone (app.css), each value under its name. Returns `row`.
+export function labelCells(row, headings) {
+  [...row.cells].forEach((cell, index) => { cell.dataset.label = headings[index] ?? ""; });
+  return row;
+}
+
 /// A labelled form control: `control` gets `id` so the label names it.
 export function field(id, label, control, hint) {
   control.id = id;

@@ -2,7 +2,9 @@
 // page (global defaults over the built-in ones). The keys, how each is edited and the choices come
 // from the server (`policy_fields` of the vocabulary); only their wording is kept here, and a key
 // without wording is still editable under its own name. An empty control means "inherit"; the
-// server validates every value with the enforcer's own rules and its message is shown as is.
+// server validates every value with the enforcer's own rules and its message is shown as is: at
+// the field when the problem names one of the keys (its `field`, such as `mute_for_s`), above the
+// button otherwise (`field` is `policy` when no one key is at fault).
 
 import { h, field, select } from "./dom.js";
 import { words } from "./vocabulary.js";
@@ -77,6 +79,31 @@ function collect(form) {
   return layer;
 }
 
+/// The policy key a refusal's `field` names, if it names one.
+function refusedKey(field) {
+  return words().policy_fields.some((described) => described.key === field) ? field : null;
+}
+
+/// Shows `message` at the control of `key`, which is marked invalid and described by it.
+function refuse(form, key, message) {
+  const control = form.elements[`policy-${key}`];
+  const note = h("p", { id: `policy-${key}-error`, class: "error", role: "alert", "data-refused": key }, message);
+  control.closest(".field").append(note);
+  control.setAttribute("aria-invalid", "true");
+  control.setAttribute("aria-describedby", note.id);
+  control.focus();
+}
+
+function clearRefusals(form) {
+  for (const note of form.querySelectorAll("[data-refused]")) note.remove();
+  for (const control of form.querySelectorAll("[aria-invalid]")) {
+    control.removeAttribute("aria-invalid");
+    control.removeAttribute("aria-describedby");
+  }
+}
+
+const notANumber = (value) => Number.isNaN(value) || (Array.isArray(value) && value.some(Number.isNaN));
+
 /// A form over `overrides`, each key falling back to `inherited[key]`; `save(layer)` stores it.
 export function policyForm(title, overrides, inherited, save) {
   const error = h("p", { class: "error", role: "alert" });
@@ -89,15 +116,19 @@ export function policyForm(title, overrides, inherited, save) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     error.textContent = "";
+    clearRefusals(form);
     const layer = collect(form);
-    if (Object.values(layer).some((value) => Number.isNaN(value) || (Array.isArray(value) && value.some(Number.isNaN)))) {
-      error.textContent = "Numbers only, please: seconds, counts and user ids are whole numbers.";
+    const unreadable = Object.keys(layer).find((key) => notANumber(layer[key]));
+    if (unreadable) {
+      refuse(form, unreadable, "Numbers only, please: seconds, counts and user ids are whole numbers.");
       return;
     }
     try {
       await save(layer);
     } catch (failure) {
-      error.textContent = failure.message;
+      const key = refusedKey(failure.field);
+      if (key) refuse(form, key, failure.message);
+      else error.textContent = failure.message;
     }
   });
   return form;

@@ -184,6 +184,9 @@ async fn malformed_oversized_and_mistyped_requests_get_specific_4xx(world: &mut 
     let static_post = world.call(Method::POST, "/js/app.js", None).await;
     static_post.problem(405, "method_not_allowed");
     assert_eq!(static_post.headers["allow"], "GET, HEAD");
+    // A page that does not exist is not there for any method.
+    let page_post = world.call(Method::POST, "/no-such-page", None).await;
+    page_post.problem(404, "no_route");
     // An id has one spelling.
     world
         .get("/api/v1/bots/+1")

@@ -3,10 +3,12 @@
 //! audit log. Every test fails on a console error, an uncaught exception or a failed request;
 //! screenshots of each page go to `target/browser-artifacts/`.
 
+mod attention;
 mod bots;
 mod chromium;
 mod demo;
 mod groups;
+mod truth;
 
 use serde_json::json;
 
@@ -18,7 +20,12 @@ use crate::api::{ApiWorld, OWNER};
 
 /// A browser signed in as the owner through a one-time link, showing the overview.
 async fn signed_in(world: &ApiWorld) -> Chromium {
-    let chromium = Chromium::launch(&world.base).await;
+    signed_in_at(world, Chromium::launch(&world.base).await).await
+}
+
+/// `chromium` (just launched: sized, or set to a time zone) signed in as the owner through a
+/// one-time link, showing the overview.
+async fn signed_in_at(world: &ApiWorld, chromium: Chromium) -> Chromium {
     let token = world.login_link(OWNER).await;
     chromium.open(&format!("/login#token={token}")).await;
     chromium.wait_signed_in().await;
@@ -110,6 +117,26 @@ async fn protected_group(
         channel_id: channel_row.id,
         group_chat,
     }
+}
+
+/// Fails on any serious or critical violation axe-core finds on the page, in the light theme and
+/// in the dark one; `name` says which page in the failure.
+async fn accessible(chromium: &Chromium, name: &str) {
+    let mut found = Vec::new();
+    for theme in ["light", "dark"] {
+        chromium
+            .run(&format!(
+                "document.documentElement.dataset.theme = '{theme}'"
+            ))
+            .await;
+        for violation in chromium.accessibility_violations().await {
+            found.push(format!("{name} ({theme}): {violation}"));
+        }
+    }
+    chromium
+        .run("document.documentElement.dataset.theme = localStorage.getItem('nezuko.theme') || 'light'")
+        .await;
+    assert!(found.is_empty(), "accessibility:\n{}", found.join("\n"));
 }
 
 /// Each of `expected` was recorded for `target_type` `id`: through the API, and on the audit page

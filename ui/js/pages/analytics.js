@@ -1,14 +1,17 @@
 // Analytics: every chart the API serves (GET /api/v1/charts lists them), for the period chosen
-// (24 hours, 7 days, 30 days; kept in the address as ?period=).
+// (24 hours, 7 days, 30 days; kept in the address as ?period=), with times in the browser's zone
+// (clock.js) and each verification outcome in its own colour (outcomes.js).
 
 import { get } from "../api.js";
 import { barChart, lineChart } from "../chart.js";
 import { h, field, select, navigate } from "../dom.js";
+import { inOrder, outcomeBars, outcomeTone } from "../outcomes.js";
+import { bucketLabel, hoursOfDay, localHour, zoneNote } from "../clock.js";
 import { words } from "../vocabulary.js";
 
 const TITLES = {
   overview: "Summary", verification_outcomes: "Verification outcomes", cache_vs_api: "Cache or Telegram",
-  groups_by_status: "Groups by status", telegram_calls: "Telegram calls", hourly_activity: "Verifications by hour of day (UTC)",
+  groups_by_status: "Groups by status", telegram_calls: "Telegram calls", hourly_activity: "Verifications by hour of day (your time)",
   latency_distribution: "Response time (ms)", top_groups: "Busiest groups", cache_hit_trend: "Cache hit rate",
   latency_trend: "Response time trend (ms)", bot_health: "Bots", user_growth: "Members joining and leaving",
   verification_trends: "Verifications over time",
@@ -17,16 +20,16 @@ const TITLES = {
 const keyed = (rows) => rows.map((row) => ({ label: row.key, value: row.count }));
 const percent = (ratio) => (ratio === null || ratio === undefined ? "—" : `${Math.round(ratio * 1000) / 10} %`);
 
-function bucketLabel(ms, period) {
-  const date = new Date(ms);
-  return period === "24h" ? `${String(date.getHours()).padStart(2, "0")}:00` : `${date.getMonth() + 1}/${date.getDate()}`;
+/// The period's entry of the vocabulary's `periods`: how many buckets, how wide.
+function periodOf(period) {
+  const periods = words().periods;
+  return periods.find((p) => p.period === period) || periods[0];
 }
 
-/// Every bucket of the period (UTC hours or days, as the API counts them, from the vocabulary's
-/// `periods`), oldest first, so a quiet hour shows as a gap rather than disappearing.
+/// Every bucket of the period (UTC hours or days, as the API counts them), oldest first, so a
+/// quiet hour shows as a gap rather than disappearing.
 function buckets(period) {
-  const periods = words().periods;
-  const found = periods.find((p) => p.period === period) || periods[0];
+  const found = periodOf(period);
   const [count, size] = [found.buckets, found.bucket_ms];
   const last = Math.floor(Date.now() / size) * size;
   return Array.from({ length: count }, (_, n) => last - (count - 1 - n) * size);
@@ -37,14 +40,14 @@ function buckets(period) {
 function trend(title, found, period, fields, unit, zero = false) {
   const rows = buckets(period).map((bucket) => found.find((row) => row.bucket === bucket)
     || Object.fromEntries([["bucket", bucket], ...fields.map(([key]) => [key, zero ? 0 : null])]));
-  const labels = rows.map((row) => bucketLabel(row.bucket, period));
+  const labels = rows.map((row) => bucketLabel(row.bucket, periodOf(period).bucket_ms));
   return lineChart(title, labels, fields.map(([key, name, scale = 1]) => ({
     name, values: rows.map((row) => (row[key] === null ? null : row[key] * scale)),
   })), unit);
 }
 
-function bars(title, rows) {
-  return rows.length && rows.some((row) => row.value > 0) ? barChart(title, rows) : h("p", { class: "empty" }, "Nothing in this period.");
+function bars(title, rows, options) {
+  return rows.length && rows.some((row) => row.value > 0) ? barChart(title, rows, options) : h("p", { class: "empty" }, "Nothing in this period.");
 }
 
 function summary(data) {
@@ -53,7 +56,7 @@ function summary(data) {
   return h("dl", { class: "facts" },
     fact("Verifications", String(data.verifications)), fact("Success rate", percent(data.success_rate)),
     fact("Cache hit rate", percent(data.cache_hit_rate)), fact("Telegram calls", String(data.telegram_calls)),
-    fact("Peak hour (UTC)", data.peak_hour_utc === null ? "—" : `${data.peak_hour_utc}:00 (${data.peak_hour_count})`),
+    fact("Peak hour (your time)", data.peak_hour_utc === null ? "—" : `${localHour(data.peak_hour_utc)} (${data.peak_hour_count})`),
     fact("Average response", ms(data.average_response_ms)), fact("p95 / p99", `${ms(data.p95_response_ms)} / ${ms(data.p99_response_ms)}`));
 }
 
@@ -62,8 +65,9 @@ function draw(name, data, period) {
   const title = TITLES[name] || name;
   switch (name) {
     case "overview": return summary(data);
-    case "verification_outcomes": case "latency_distribution": return bars(title, keyed(data));
-    case "hourly_activity": return bars(title, data.map((row) => ({ label: String(row.hour), value: row.count })));
+    case "verification_outcomes": return bars(title, outcomeBars(data));
+    case "latency_distribution": return bars(title, keyed(data));
+    case "hourly_activity": return bars(title, hoursOfDay(data), { sequential: true });
     case "top_groups": return bars(title, data.map((row) => ({ label: row.title.slice(0, 12), value: row.count })));
     case "cache_vs_api": return [bars("Decisions by source", keyed(data.decisions)),
       h("p", { class: "muted" }, `getChatMember calls: ${data.get_chat_member_calls}`)];
@@ -74,13 +78,14 @@ function draw(name, data, period) {
     case "latency_trend": return data.length ? trend(title, data, period, [["p50", "p50"], ["p95", "p95"], ["p99", "p99"]], " ms") : bars(title, []);
     case "user_growth": return data.length ? trend(title, data, period, [["joins", "joins"], ["leaves", "leaves"]], "", true) : bars(title, []);
     case "verification_trends": {
-      const all = buckets(period);
-      const outcomes = [...new Set(data.map((row) => row.key))].slice(0, 4);
       if (!data.length) return bars(title, []);
-      const series = outcomes.map((outcome) => ({
-        name: outcome, values: all.map((bucket) => data.find((row) => row.bucket === bucket && row.key === outcome)?.count ?? 0),
+      // Every outcome present, one line each in its colour.
+      const all = buckets(period);
+      const series = inOrder(new Set(data.map((row) => row.key))).map((outcome) => ({
+        name: outcome, tone: outcomeTone(outcome),
+        values: all.map((bucket) => data.find((row) => row.bucket === bucket && row.key === outcome)?.count ?? 0),
       }));
-      return lineChart(title, all.map((bucket) => bucketLabel(bucket, period)), series);
+      return lineChart(title, all.map((bucket) => bucketLabel(bucket, periodOf(period).bucket_ms)), series);
     }
     default: return h("pre", {}, JSON.stringify(data, null, 1));
   }
@@ -94,7 +99,8 @@ export async function render(main) {
   const choice = select(index.periods.map((p) => [p, { "24h": "Last 24 hours", "7d": "Last 7 days", "30d": "Last 30 days" }[p] || p]), period);
   choice.addEventListener("change", () => navigate(`/analytics?period=${choice.value}`));
   const grid = h("div", { class: "charts" });
-  main.replaceChildren(h("h1", {}, "Analytics"), h("div", { class: "filters panel" }, field("period", "Period", choice)), grid);
+  main.replaceChildren(h("h1", {}, "Analytics"), h("div", { class: "filters panel" }, field("period", "Period", choice)),
+    h("p", { class: "muted", "data-zone": "" }, zoneNote(periodOf(period).bucket_ms)), grid);
   const charts = await Promise.all(index.items.map((name) => get(`/api/v1/charts/${name}?period=${encodeURIComponent(period)}`)));
   grid.replaceChildren(...charts.map((chart, n) => h("section", { class: "panel", "data-chart": index.items[n] },
     h("h2", {}, TITLES[index.items[n]] || index.items[n]), draw(index.items[n], chart.data, period))));

@@ -1,5 +1,6 @@
-// One bot: its state (live), last error, groups and recent events; start, stop, restart; replace
-// its token (the same bot, from @BotFather's /revoke); delete it after a confirmation.
+// One bot: its state (live), uptime ticking, last error, restart history (every failure with its
+// reason and time), groups and recent events; start, stop, restart; replace its token (the same
+// bot, from @BotFather's /revoke); delete it after a confirmation.
 
 import { get, api, post } from "../api.js";
 import { h, time, duration, toast, confirmAction, navigate, table, field, onSubmit } from "../dom.js";
@@ -16,10 +17,42 @@ function facts(bot) {
     fact("Reason", bot.run_reason),
     fact("Last error", bot.last_error ? h("span", { class: "error", "data-last-error": "" }, bot.last_error) : null),
     fact("Restarts", String(bot.restart_count)),
-    fact("Uptime", duration(bot.uptime_s)),
+    fact("Attempt", bot.attempt ? String(bot.attempt) : null),
+    fact("Uptime", uptime(bot)),
     fact("Started", time(bot.started_at)),
     fact("Stopped", time(bot.stopped_at)),
     fact("Added", time(bot.created_at)));
+}
+
+/// The uptime, counting up each second while the page shows a running bot.
+function uptime(bot) {
+  const element = h("span", { "data-uptime": "" }, duration(bot.uptime_s));
+  if (bot.uptime_s === null || bot.uptime_s === undefined) return element;
+  const shownAt = Date.now();
+  const tick = () => {
+    if (!element.isConnected) return;
+    element.textContent = duration(bot.uptime_s + Math.floor((Date.now() - shownAt) / 1000));
+    setTimeout(tick, 1000);
+  };
+  setTimeout(tick, 1000);
+  return element;
+}
+
+/// A transition's state as its badge would say it (a restart's steps read "restarting").
+function historyState(step) {
+  return badge({ run_state: step.state, run_reason_code: step.reason_code });
+}
+
+const FAILING = new Set(["backoff", "failed"]);
+/// A step that is a failure: backoff, parked, or stopped because Telegram refused the token.
+const failure = (step) => FAILING.has(step.state) || step.reason_code === "invalid_token";
+
+function historyRows(history) {
+  return history.map((step) => h("tr", { "data-history": step.state, class: failure(step) ? "failure" : "" },
+    h("td", {}, h("time", {}, time(step.at))),
+    h("td", {}, historyState(step)),
+    h("td", {}, step.reason || "—",
+      step.next_attempt_at ? h("div", { class: "muted" }, `attempt ${step.attempt}; next try at ${time(step.next_attempt_at)}`) : null)));
 }
 
 function groupRows(groups) {
@@ -64,6 +97,7 @@ export async function render(main, id) {
   const heading = h("h1");
   const summary = h("section", { class: "panel" });
   const groups = h("section", { class: "panel" });
+  const history = h("section", { class: "panel", "aria-label": "Restart history" });
   const events = h("ul", { class: "feed", "aria-label": "Recent events", tabindex: "0" });
   const danger = h("section", { class: "panel" });
   let current = null;
@@ -74,6 +108,10 @@ export async function render(main, id) {
     current = bot;
     heading.replaceChildren(`${bot.display_name} `, h("span", { class: "muted" }, `@${bot.username}`));
     summary.replaceChildren(h("h2", {}, "Status"), facts(bot), h("div", { class: "stack" }, lifecycleButtons(bot, refresh)));
+    const failures = bot.history.filter(failure).length;
+    history.replaceChildren(h("h2", {}, "Restart history"),
+      h("p", { class: "muted" }, failures ? `${failures} failure${failures === 1 ? "" : "s"} among the last ${bot.history.length} changes.` : "No failures among the recorded changes."),
+      table("Restart history", ["Time", "State", "Why"], historyRows(bot.history), "No state changes recorded yet."));
     groups.replaceChildren(h("h2", {}, "Groups"),
       table("Groups of this bot", ["Group", "Enforcement", "Health"], groupRows(bot.groups), "This bot protects no group yet: add it to a group and send /protect @channel there."));
     events.replaceChildren(...bot.recent_events.map((event) => h("li", {}, h("time", {}, time(event.created_at)), describe(event))));
@@ -85,7 +123,7 @@ export async function render(main, id) {
     h("button", { type: "button", class: "danger", onclick: () => remove(current, (on) => { removing = on; }) }, "Delete bot"));
   main.replaceChildren(h("p", {}, h("a", { href: "/bots" }, "← Bots")), heading,
     h("div", { class: "grid2" },
-      h("div", { class: "stack" }, summary, groups),
+      h("div", { class: "stack" }, summary, history, groups),
       h("div", { class: "stack" }, h("section", { class: "panel" }, h("h2", {}, "Recent events"), events), rotateForm(current, refresh), danger)));
 
   return refreshOn((event) => event.bot_instance_id === id && !removing, () => (removing ? null : refresh()));

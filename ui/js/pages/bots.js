@@ -3,7 +3,7 @@
 // `bot_status` events, the node column `node` events.
 
 import { get, post } from "../api.js";
-import { h, duration, toast, confirmAction, onSubmit } from "../dom.js";
+import { h, duration, toast, confirmAction, onSubmit, labelCells } from "../dom.js";
 import { refreshOn } from "../events.js";
 import { words } from "../vocabulary.js";
 
@@ -18,6 +18,8 @@ export function badgeOf(bot) {
   const code = bot.run_reason_code;
   if (bot.run_state === "stopped" && code === "invalid_token") return "invalid token";
   if (bot.run_state === "backoff" && code === "conflict") return "conflict";
+  // A restart's stop and start read as one step until the bot runs again.
+  if ((bot.run_state === "stopping" || bot.run_state === "starting") && code === "restarting") return "restarting";
   return bot.run_state;
 }
 
@@ -58,15 +60,18 @@ export function lifecycleButtons(bot, refresh) {
     h("button", { type: "button", disabled: !running, onclick: () => act(bot, "restart", refresh) }, "Restart"));
 }
 
+const HEADINGS = ["Bot", "State", "Restarts", "Uptime", "Groups", "Node", "Actions"];
+
+/// One bot's row; on a phone one card, each cell named after its heading.
 function row(bot, refresh) {
-  return h("tr", { "data-bot": bot.id },
+  return labelCells(h("tr", { "data-bot": bot.id },
     h("td", {}, h("strong", {}, h("a", { href: `/bots/${bot.id}` }, bot.display_name)), h("div", { class: "muted" }, `@${bot.username}`)),
     h("td", {}, badge(bot), bot.run_state === "failed" && bot.run_reason ? h("div", { class: "error" }, bot.run_reason) : null),
     h("td", {}, String(bot.restart_count)),
     h("td", {}, duration(bot.uptime_s)),
     h("td", {}, String(bot.group_count)),
     h("td", { "data-node": bot.node?.id ?? "" }, bot.node ? `${bot.node.host} · ${bot.node.pid}` : "—"),
-    h("td", {}, lifecycleButtons(bot, refresh)));
+    h("td", {}, lifecycleButtons(bot, refresh))), HEADINGS);
 }
 
 function addForm(refresh) {
@@ -87,8 +92,8 @@ function addForm(refresh) {
 
 export async function render(main) {
   const body = h("tbody");
-  const table = h("div", { class: "table-wrap panel" }, h("table", {},
-    h("thead", {}, h("tr", {}, ["Bot", "State", "Restarts", "Uptime", "Groups", "Node", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
+  const table = h("div", { class: "table-wrap panel" }, h("table", { class: "cards", "aria-label": "Bots" },
+    h("thead", {}, h("tr", {}, HEADINGS.map((t) => h("th", { scope: "col" }, t)))),
     body));
   main.replaceChildren(h("h1", {}, "Bots"), h("div", { class: "stack" }, table, addForm(refresh)));
 

@@ -4,6 +4,7 @@
 import { get, api, post } from "../api.js";
 import { h, time, toast, confirmAction, table, field, select, onSubmit } from "../dom.js";
 import { refreshOn } from "../events.js";
+import { inOrder, outcomeWord } from "../outcomes.js";
 import { policyForm } from "../policy.js";
 
 function healthPanel(group) {
@@ -19,7 +20,7 @@ function healthPanel(group) {
 
 function statsPanel(stats) {
   const line = (label, counts) => h("div", {}, h("strong", {}, `${label}: ${counts.total}`),
-    h("ul", {}, Object.entries(counts.by_outcome).map(([outcome, count]) => h("li", {}, `${outcome}: ${count}`))));
+    h("ul", {}, inOrder(Object.keys(counts.by_outcome)).map((outcome) => h("li", {}, outcomeWord(outcome), `: ${counts.by_outcome[outcome]}`))));
   return h("section", { class: "panel" }, h("h2", {}, "Verifications"),
     h("div", { class: "grid2" }, line("Last 24 hours", stats.verifications_24h), line("Last 7 days", stats.verifications_7d)));
 }

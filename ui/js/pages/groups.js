@@ -6,7 +6,9 @@ import { get } from "../api.js";
 import { h, time, table, field, select, navigate } from "../dom.js";
 
 const PAGE_SIZE = 25;
-const SORTS = [["title", "Title"], ["-created_at", "Newest"], ["-member_count", "Most members"], ["health", "Health"]];
+// No member count: the API's `member_count` is never filled in (nothing asks Telegram for it), so
+// neither a column nor a sort by it would say anything true.
+const SORTS = [["title", "Title"], ["-created_at", "Newest"], ["health", "Health"]];
 
 function readFilters() {
   const query = new URLSearchParams(location.search);
@@ -29,7 +31,6 @@ function row(group, bots) {
     h("td", {}, bot ? `@${bot.username}` : String(group.bot_instance_id)),
     h("td", {}, group.enabled ? "enforcing" : h("span", { class: "muted" }, "disabled")),
     h("td", {}, h("span", { class: `badge ${group.health}`, title: group.health_detail?.summary || "" }, group.health)),
-    h("td", {}, group.member_count === null ? "—" : String(group.member_count)),
     h("td", {}, time(group.created_at)));
 }
 
@@ -62,7 +63,7 @@ export async function render(main) {
   const first = total ? offset + 1 : 0, last = Math.min(offset + PAGE_SIZE, total);
   const filtered = filters.search || filters.bot || filters.enabled || filters.health;
   results.replaceChildren(
-    table("Groups", ["Group", "Bot", "Enforcement", "Health", "Members", "Added"], page.items.map((g) => row(g, bots)),
+    table("Groups", ["Group", "Bot", "Enforcement", "Health", "Added"], page.items.map((g) => row(g, bots)),
       filtered ? "No group matches these filters." : "No groups yet: a bot adds a group when an admin sends /protect @channel there."),
     h("div", { class: "pager" },
       h("span", { class: "muted", "data-range": "" }, `${first}–${last} of ${total}`),

@@ -1,4 +1,4 @@
-// Logs: the service's stored records, newest first, filtered by level, text and module, paged back
+// Logs: the service's stored records, newest first, filtered by level, text, module and bot, paged back
 // with "Older"; new records matching the filters arrive live over the event stream.
 
 import { get } from "../api.js";
@@ -20,9 +20,12 @@ export async function render(main) {
   const level = select(LEVELS.map((l) => [l, `${l} and above`]), "info");
   const text = h("input", { type: "search", placeholder: "part of the message" });
   const target = h("input", { type: "text", placeholder: "nezuko::enforce" });
+  const bots = await get("/api/v1/bots");
+  const wanted = new URLSearchParams(location.search).get("bot");
+  const bot = select([["", "every bot"], ...bots.items.map((b) => [String(b.id), `@${b.username}`])], wanted || "");
   const live = h("input", { type: "checkbox", checked: true });
   const form = h("form", { class: "filters panel", role: "search", "aria-label": "Filter logs" },
-    field("log-level", "Level", level), field("log-text", "Text", text), field("log-target", "Module", target),
+    field("log-level", "Level", level), field("log-text", "Text", text), field("log-target", "Module", target), field("log-bot", "Bot", bot),
     h("div", { class: "field" }, h("label", { for: "log-live" }, "Live tail"), Object.assign(live, { id: "log-live" })),
     h("button", { type: "submit" }, "Apply"));
   const body = h("tbody");
@@ -38,6 +41,7 @@ export async function render(main) {
     const params = new URLSearchParams({ min_level: level.value, limit: 50 });
     if (text.value.trim()) params.set("text", text.value.trim());
     if (target.value.trim()) params.set("target", target.value.trim());
+    if (bot.value) params.set("bot", bot.value);
     if (before) params.set("before", before);
     return params;
   };
@@ -55,6 +59,7 @@ export async function render(main) {
   const reload = () => load().catch((error) => { status.textContent = error.message; });
   form.addEventListener("submit", (event) => { event.preventDefault(); reload(); });
   level.addEventListener("change", reload);
+  bot.addEventListener("change", reload);
   older.addEventListener("click", () => load(cursor).catch((error) => { status.textContent = error.message; }));
   await load();
 
@@ -64,6 +69,7 @@ export async function render(main) {
     && (!target.value.trim() || record.target === target.value.trim() || record.target.startsWith(`${target.value.trim()}::`));
   return subscribe((event) => {
     if (event.kind !== "log" || !live.checked) return;
+    if (bot.value && String(event.bot_instance_id ?? "") !== bot.value) return;
     const record = event.payload || {};
     if (!matches(record)) return;
     body.querySelector(".empty-row")?.remove();

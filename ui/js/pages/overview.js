@@ -1,4 +1,5 @@
-// Overview: stat cards, bots by state, the nodes and their bots, the verification outcomes of the
+// Overview: what needs attention (bots failed, looping or with an invalid token, groups
+// degraded, nodes lost), stat cards, bots by state, the nodes and their bots, the verification outcomes of the
 // last day, and the live activity feed. Events refresh the numbers without a reload.
 
 import { get } from "../api.js";
@@ -6,6 +7,7 @@ import { barChart } from "../chart.js";
 import { h, time, duration } from "../dom.js";
 import { subscribe, refreshOn } from "../events.js";
 import { describe } from "../describe.js";
+import { outcomeBars } from "../outcomes.js";
 import { words } from "../vocabulary.js";
 
 /// Every kind the server publishes but log records, which have their own page.
@@ -41,19 +43,40 @@ function servicesPanel(services) {
       s.next_attempt_at ? h("span", { class: "muted" }, ` · tried again at ${time(s.next_attempt_at)}`) : null))))];
 }
 
+const ATTENTION_WORDS = {
+  bot_failed: "failed", invalid_token: "invalid token", bot_looping: "restarting repeatedly",
+  group_degraded: "degraded", node_lost: "node lost",
+};
+
+/// What needs a person, each linking to the page that shows it; a calm line when nothing does.
+function attentionPanel(attention) {
+  if (!attention.items.length) {
+    return h("section", { class: "panel", "data-attention": "none", "aria-label": "Needs attention" },
+      h("h2", {}, "Needs attention"), h("p", { class: "muted" }, "Nothing needs attention."));
+  }
+  return h("section", { class: "panel alert", "data-attention": "some", "aria-label": "Needs attention" },
+    h("h2", {}, `Needs attention (${attention.items.length})`),
+    h("ul", { class: "attention" }, attention.items.map((item) => h("li", { "data-attention-key": item.key },
+      h("span", { class: `badge ${item.kind.replace("_", "-")}` }, ATTENTION_WORDS[item.kind] || item.kind), " ",
+      h("a", { href: item.path }, item.subject), " ", h("span", {}, item.detail),
+      h("span", { class: "muted" }, ` · since ${time(item.since)}`)))));
+}
+
 export async function render(main) {
+  const attention = h("div", {});
   const alerts = h("div", {});
   const cards = h("div", { class: "cards" });
   const states = h("div", { class: "panel" });
   const chart = h("div", { class: "panel" });
   const nodes = h("div", { class: "panel", "aria-label": "Nodes" });
   const feed = h("ul", { class: "feed", "aria-label": "Activity", tabindex: "0" });
-  main.replaceChildren(h("h1", {}, "Overview"), alerts, cards,
+  main.replaceChildren(h("h1", {}, "Overview"), alerts, attention, cards,
     h("div", { class: "grid2" }, h("section", { class: "panel" }, h("h2", {}, "Live activity"), feed),
       h("div", {}, states, nodes, chart)));
 
   async function refresh() {
-    const [stats, outcomes, nodeList] = await Promise.all([get("/api/v1/stats"), get("/api/v1/charts/verification_outcomes?period=24h"), get("/api/v1/nodes")]);
+    const [stats, outcomes, nodeList, needs] = await Promise.all([get("/api/v1/stats"), get("/api/v1/charts/verification_outcomes?period=24h"), get("/api/v1/nodes"), get("/api/v1/attention")]);
+    attention.replaceChildren(attentionPanel(needs));
     nodes.replaceChildren(...nodesPanel(nodeList));
     alerts.replaceChildren(...servicesPanel(stats.services));
     const card = (label, value) => h("div", { class: "card" }, h("div", { class: "muted" }, label), h("div", { class: "value", "data-stat": label }, value));
@@ -67,7 +90,7 @@ export async function render(main) {
     states.replaceChildren(h("h2", {}, "Bots by state"), byState.length
       ? h("ul", {}, byState.map(([state, count]) => h("li", {}, h("span", { class: `badge ${state}` }, state), ` ${count}`)))
       : h("p", { class: "empty" }, "No bots yet. Add one on the Bots page."));
-    const items = outcomes.data.map((row) => ({ label: row.key, value: row.count }));
+    const items = outcomeBars(outcomes.data);
     chart.replaceChildren(h("h2", {}, "Verifications, last 24 hours"), items.length
       ? barChart("Verification outcomes in the last 24 hours", items)
       : h("p", { class: "empty" }, "No verifications in the last 24 hours."));
@@ -89,5 +112,7 @@ export async function render(main) {
   });
   // Many events in a burst become one refresh.
   const stopRefreshing = refreshOn((event) => event.kind !== "log", refresh, 500);
-  return () => { unsubscribe(); stopRefreshing(); };
+  // A node that stops heartbeating sends no event: its loss shows within 15 s anyway.
+  const timer = setInterval(() => refresh().catch(() => {}), 15000);
+  return () => { unsubscribe(); stopRefreshing(); clearInterval(timer); };
 }

@@ -1,5 +1,6 @@
 // Settings: the global policy defaults (over the built-in ones), the message texts per language
-// (an empty box keeps the built-in text), the signed-in account, and for the owner the admins.
+// (an empty box keeps the built-in text), alerts in Telegram (chat, sender, a test message), the
+// signed-in account, and for the owner the admins.
 
 import { get, api, post } from "../api.js";
 import { h, time, toast, confirmAction, field, select, table, onSubmit } from "../dom.js";
@@ -36,6 +37,61 @@ function textsForm(settings, refresh) {
     await api("PUT", `/api/v1/settings/texts/${language.value}`, overrides);
     await refresh();
   }, "Texts saved");
+  return form;
+}
+
+/// Where alerts go and who sends them; a refused value is shown at its field.
+async function alertsPanel(refresh) {
+  const [alerts, bots] = await Promise.all([get("/api/v1/settings/alerts"), get("/api/v1/bots")]);
+  const chat = h("input", { type: "text", inputmode: "numeric", placeholder: "-1001234567890", "aria-describedby": "alerts-chat-error" });
+  chat.value = alerts.chat_id ?? "";
+  const senders = [["login", "the login bot"], ...bots.items.map((b) => [`@${b.username}`, `@${b.username}`])];
+  if (!senders.some(([value]) => value === alerts.sender)) senders.push([alerts.sender, alerts.sender]);
+  const sender = select(senders, alerts.sender);
+  sender.setAttribute("aria-describedby", "alerts-sender-error");
+  const errors = { chat_id: h("p", { id: "alerts-chat-error", class: "error", role: "alert" }), sender: h("p", { id: "alerts-sender-error", class: "error", role: "alert" }) };
+  const controls = { chat_id: chat, sender };
+  const error = h("p", { class: "error", role: "alert" });
+  const clear = () => {
+    for (const [name, control] of Object.entries(controls)) { errors[name].textContent = ""; control.removeAttribute("aria-invalid"); }
+  };
+  /// Runs `action`; the server's complaint about one field goes next to that field.
+  const attempt = async (action) => {
+    clear();
+    error.textContent = "";
+    try { await action(); } catch (failure) {
+      const control = controls[failure.field];
+      if (control) { errors[failure.field].textContent = failure.message; control.setAttribute("aria-invalid", "true"); control.focus(); }
+      else error.textContent = failure.message;
+      return false;
+    }
+    return true;
+  };
+  const config = () => ({ chat_id: chat.value.trim() === "" ? null : Number(chat.value.trim()), sender: sender.value });
+  const form = h("form", { class: "panel", "aria-label": "Alerts in Telegram" }, h("h2", {}, "Alerts in Telegram"),
+    h("p", { class: "muted" }, "Nezuko tells this chat when a bot fails or keeps restarting, a token is revoked, a group loses a permission or a node is lost, and again when it clears. Add the sender to the chat first."),
+    h("div", { class: "field" }, h("label", { for: "alerts-chat" }, "Chat id"), Object.assign(chat, { id: "alerts-chat", name: "alerts-chat" }), errors.chat_id,
+      h("div", { class: "muted" }, "Empty: no alerts. A group's id is negative.")),
+    h("div", { class: "field" }, h("label", { for: "alerts-sender" }, "Sender"), Object.assign(sender, { id: "alerts-sender", name: "alerts-sender" }), errors.sender),
+    h("p", { class: "muted", "data-alerts-source": alerts.source }, alerts.source === "dashboard" ? "Chosen here." : "From the configuration (alerts.chat_id, alerts.sender) until saved here."),
+    error,
+    h("div", { class: "actions" },
+      h("button", { type: "submit", class: "primary" }, "Save alerts"),
+      h("button", { type: "button", onclick: async () => {
+        if (await attempt(() => post("/api/v1/settings/alerts/test"))) toast("Test message sent");
+      } }, "Send a test")));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (Number.isNaN(config().chat_id)) {
+      errors.chat_id.textContent = "A chat id is a whole number, like -1001234567890.";
+      chat.setAttribute("aria-invalid", "true");
+      return;
+    }
+    if (await attempt(() => api("PUT", "/api/v1/settings/alerts", config()))) {
+      toast("Alert settings saved");
+      await refresh();
+    }
+  });
   return form;
 }
 
@@ -84,7 +140,7 @@ export async function render(main) {
     });
     root.replaceChildren(h("div", { class: "grid2" },
       h("div", { class: "stack" }, defaults, account(me), me.is_owner ? await adminsPanel(refresh) : null),
-      h("div", { class: "stack" }, textsForm(settings, refresh))));
+      h("div", { class: "stack" }, await alertsPanel(refresh), textsForm(settings, refresh))));
   }
   await refresh();
 }
