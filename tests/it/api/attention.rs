@@ -231,6 +231,62 @@ async fn alerts_on_postgres_are_sent_once_and_cleared() {
     world.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_waiting_together_go_as_one_digest() {
+    let world = alert_world(TestDb::sqlite().await).await;
+    let (first, first_id) = running_bot(&world, "November", "november_bot").await;
+    let (second, second_id) = running_bot(&world, "Oscar", "oscar_bot").await;
+    // Alerts are off: both conditions are recorded, nothing is told.
+    world.sandbox.revoke_token(first).unwrap();
+    world.sandbox.revoke_token(second).unwrap();
+    let expected = [
+        format!("invalid_token:{first_id}"),
+        format!("invalid_token:{second_id}"),
+    ];
+    eventually(
+        "both revocations to need attention",
+        Duration::from_secs(20),
+        async || {
+            let keys = attention_keys(&world).await;
+            if expected.iter().all(|k| keys.contains(k)) {
+                Ok(())
+            } else {
+                Err(keys)
+            }
+        },
+    )
+    .await;
+    // A chat chosen now hears what is open in one message, not one per condition.
+    let chat = world.operators_chat(true);
+    world
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/settings/alerts",
+            Some(json!({ "chat_id": chat, "sender": "login" })),
+        )
+        .await
+        .ok();
+    let digest = eventually("the digest", Duration::from_secs(20), async || {
+        let texts = said(&world, chat);
+        match texts.iter().find(|t| t.starts_with("Nezuko: 2 changes")) {
+            Some(text) => Ok(text.clone()),
+            None => Err(texts),
+        }
+    })
+    .await;
+    assert!(
+        digest.contains("@november_bot has an invalid token"),
+        "{digest}"
+    );
+    assert!(
+        digest.contains("@oscar_bot has an invalid token"),
+        "{digest}"
+    );
+    quiet_period(Duration::from_secs(1), "a condition told again").await;
+    assert_eq!(said(&world, chat).len(), 1, "{:?}", said(&world, chat));
+    world.finish().await;
+}
+
 /// The texts the chat received, oldest first.
 fn said(world: &ApiWorld, chat: i64) -> Vec<String> {
     world
