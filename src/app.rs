@@ -57,6 +57,10 @@ impl Application {
     /// only, see [`RunnerClaim`]), resolves and checks the encryption keys, binds the listener.
     /// Every failure is returned with a one-line explanation; nothing is started half-way.
     pub async fn build_as(settings: &Settings, role: Role) -> anyhow::Result<Self> {
+        // The original platform's database is refused before anything is written beside it.
+        if let crate::db::DatabaseUrl::Sqlite { path } = &settings.database.url {
+            crate::db::refuse_original_sqlite(path).await?;
+        }
         // Before anything else: a second runner on a SQLite file is told so before it has
         // migrated, bound or polled anything.
         let runner = if role.runs_bots() {

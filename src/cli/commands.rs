@@ -442,6 +442,29 @@ async fn rotate_key() -> anyhow::Result<()> {
         .into());
     }
     let store = app::open_store(&settings).await?;
+    // A running service holds the old keys in memory: a token it stores after the rotation (a bot
+    // added, a token replaced) would be encrypted with a key no longer kept anywhere, and a bot it
+    // starts would not decrypt its rotated token. So: only on a database no service runs on.
+    let now = crate::db::now_ms();
+    let running: Vec<String> = store
+        .nodes()
+        .await?
+        .into_iter()
+        .filter(|node| node.alive(now))
+        .map(|node| format!("{} · pid {}", node.host, node.pid))
+        .collect();
+    if !running.is_empty() {
+        store.close().await;
+        anyhow::bail!(
+            "stop the service first: {} running on this database ({}) keep the old key in memory and would store tokens no key opens",
+            if running.len() == 1 {
+                "a node is"
+            } else {
+                "nodes are"
+            },
+            running.join(", ")
+        );
+    }
     let (keys, source) = crate::app::resolve_keys(&settings)?;
     let result = match source {
         vault::KeySource::Configured => rotate_to_configured(&settings, &store, &keys).await,

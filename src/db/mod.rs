@@ -174,6 +174,24 @@ async fn original_sqlite(connection: &mut SqliteConnection) -> Result<Option<Str
     Ok(original_marks(&tables, old > 0))
 }
 
+/// Refuses the SQLite file at `path` when it is the original platform's database, reading it
+/// through a read-only connection: opening it for writing would switch it to WAL, a change it
+/// must not get. A missing file is a new database. Also called before anything else touches the
+/// file's directory (`serve`'s runner lock beside it).
+pub async fn refuse_original_sqlite(path: &std::path::Path) -> Result<(), StoreError> {
+    if path.as_os_str() == ":memory:" || !path.exists() {
+        return Ok(());
+    }
+    let read_only = SqliteConnectOptions::new().filename(path).read_only(true);
+    let mut probe = SqliteConnection::connect_with(&read_only).await?;
+    let found = original_sqlite(&mut probe).await;
+    let _ = probe.close().await;
+    match found? {
+        Some(found) => Err(StoreError::OriginalPlatform(found)),
+        None => Ok(()),
+    }
+}
+
 /// [`original_marks`] of the PostgreSQL schema in use; reads only.
 async fn original_postgres(connection: &mut PgConnection) -> Result<Option<String>, sqlx::Error> {
     let tables: Vec<String> = sqlx::query_scalar(
@@ -328,19 +346,12 @@ impl Store {
                         source,
                     })?;
                 }
-                // Read-only first: opening the pool switches the file to WAL, a change the original
-                // platform's database must not get (see `original_platform`).
-                if path.exists() && path.as_os_str() != ":memory:" {
-                    let read_only = SqliteConnectOptions::new().filename(path).read_only(true);
-                    let mut probe = SqliteConnection::connect_with(&read_only)
-                        .await
-                        .map_err(unreachable)?;
-                    let found = original_sqlite(&mut probe).await;
-                    let _ = probe.close().await;
-                    if let Some(found) = found? {
-                        return Err(StoreError::OriginalPlatform(found));
-                    }
-                }
+                refuse_original_sqlite(path)
+                    .await
+                    .map_err(|error| match error {
+                        StoreError::Query(source) => unreachable(source),
+                        other => other,
+                    })?;
                 let options = SqliteConnectOptions::new()
                     .filename(path)
                     .create_if_missing(true)

@@ -260,10 +260,14 @@ async fn all_tokens_open_with(operator: &Operator, key: &str) -> bool {
 async fn in_local_mode_rotate_key_leaves_a_service_that_starts_without_encryption_key() {
     // Only the generated key file: rotation makes a new key and keeps it there alone.
     let operator = Operator::new();
-    let (status, _) = operator.serve(&[]).await.terminate().await;
+    let serving = operator.serve(&[]).await;
+    // Not while a service runs on the database: it keeps the old key in memory.
+    let refused = operator.run(&["rotate-key"], &[]).await;
+    assert_fails_with_one_line(refused, 1, &["stop the service first", "a node is running"]).await;
+    let (status, _) = serving.terminate().await;
     assert!(status.success());
     let old = key_file_keys(&operator);
-    assert_eq!(old.len(), 1);
+    assert_eq!(old.len(), 1, "the refused rotation changed nothing");
     let store = operator.store().await;
     let old_vault = Vault::new(&[EncryptionKey::parse(&old[0]).unwrap()]);
     for n in 1..=2 {
@@ -1208,16 +1212,15 @@ async fn serve_and_migrate_refuse_the_original_platforms_sqlite_database_and_cha
             before,
             "{shape}: the file is as it was"
         );
-        // `serve`'s runner lock (`original.db.runner`) is the process's, not the database's.
         let beside: Vec<String> = std::fs::read_dir(operator.dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.starts_with("original.db") && name != "original.db.runner")
+            .filter(|name| name.starts_with("original.db"))
             .collect();
         assert_eq!(
             beside,
             ["original.db"],
-            "{shape}: no journal or WAL beside it"
+            "{shape}: no journal, WAL or runner lock beside it"
         );
     }
 }
