@@ -212,7 +212,7 @@ impl AlerterState {
             for (key, recovery, _) in &claimed {
                 store.unclaim_alert(key, *recovery).await?;
             }
-            self.problem(problem);
+            self.problem(problem.message);
         } else if self.last_problem.take().is_some() {
             tracing::info!("alerts are delivered again");
         }
@@ -241,14 +241,29 @@ impl AlerterState {
 
 impl AlertSender {
     /// Sends `text` to the configured chat through the configured sender.
-    pub async fn send(&self, text: &str) -> Result<(), String> {
+    pub async fn send(&self, text: &str) -> Result<(), Undelivered> {
         let config = current_config(&self.store, &self.defaults)
             .await
-            .map_err(|error| format!("cannot read the alert settings: {error}"))?;
-        let chat = config
-            .chat_id
-            .ok_or("no alert chat is set (alerts.chat_id)")?;
-        let token = self.sender_token(&config.sender).await?;
+            .map_err(|error| Undelivered {
+                field: None,
+                message: format!("cannot read the alert settings: {error}"),
+            })?;
+        self.send_as(&config, text).await
+    }
+
+    /// Sends `text` as `config` says (the settings page tests values before saving them).
+    pub async fn send_as(&self, config: &AlertConfig, text: &str) -> Result<(), Undelivered> {
+        let chat = config.chat_id.ok_or(Undelivered {
+            field: Some("chat_id"),
+            message: "no alert chat is set (alerts.chat_id)".into(),
+        })?;
+        let token = self
+            .sender_token(&config.sender)
+            .await
+            .map_err(|message| Undelivered {
+                field: Some("sender"),
+                message,
+            })?;
         let bot = teloxide::Bot::with_client(token.expose(), self.http.clone())
             .set_api_url(self.api_url.clone());
         let mut payload = SendMessage::new(ChatId(chat), text);
@@ -259,11 +274,10 @@ impl AlertSender {
             prefer_large_media: false,
             show_above_text: false,
         });
-        transport::send(&bot, &payload)
-            .await
-            .result
-            .map(|_| ())
-            .map_err(|error| format!("Telegram refused the alert to chat {chat}: {error}"))
+        let Err(error) = transport::send(&bot, &payload).await.result else {
+            return Ok(());
+        };
+        Err(refusal(chat, &config.sender, &error))
     }
 
     /// The token of `sender`: the login bot's, or a fleet bot's found by its username.
@@ -283,10 +297,61 @@ impl AlertSender {
         let bot = bots
             .iter()
             .find(|b| b.username.eq_ignore_ascii_case(name))
-            .ok_or_else(|| format!("alerts.sender @{name} is not one of Nezuko's bots"))?;
+            .ok_or_else(|| {
+                format!("alerts.sender @{name} is not one of Nezuko's bots (deleted?)")
+            })?;
         self.vault
             .decrypt_token(&bot.token_ciphertext)
             .map_err(|error| format!("cannot decrypt @{name}'s token: {error}"))
+    }
+}
+
+/// Why an alert could not be sent, and which setting is at fault (`chat_id`, `sender`; none when
+/// neither is, Telegram unreachable say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Undelivered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Telegram's refusal of an alert in its own words, put on the setting that can fix it: an
+/// unknown chat, or a group upgraded to a supergroup (a new id), is the chat id's; anything else Telegram refuses (not a member, kicked, no right
+/// to post, a revoked token) is the sender's; a network failure is neither's.
+fn refusal(chat: i64, sender: &str, error: &teloxide::RequestError) -> Undelivered {
+    use teloxide::{ApiError, RequestError};
+    let (field, said) = match error {
+        RequestError::Api(ApiError::ChatNotFound) => (Some("chat_id"), error_words(error)),
+        RequestError::MigrateToChatId(id) => (
+            Some("chat_id"),
+            format!("the group became a supergroup; its chat id is now {id}"),
+        ),
+        RequestError::Api(_) => (Some("sender"), error_words(error)),
+        other => (None, other.to_string()),
+    };
+    let who = if sender == "login" {
+        "the login bot"
+    } else {
+        sender
+    };
+    Undelivered {
+        field,
+        message: format!("Telegram refused {who}'s message to chat {chat}: {said}"),
+    }
+}
+
+/// Telegram's description of an API error, without teloxide's wrapping ("A Telegram's error:
+/// Unknown error: …").
+fn error_words(error: &teloxide::RequestError) -> String {
+    match error {
+        teloxide::RequestError::Api(teloxide::ApiError::Unknown(text)) => text.clone(),
+        teloxide::RequestError::Api(api) => api.to_string(),
+        other => other.to_string(),
     }
 }
 

@@ -15,6 +15,24 @@ pub struct AlertConfig {
     pub sender: String,
 }
 
+/// Telegram's chat ids have at most 52 significant bits (Bot API, `Chat.id`: "at most 52
+/// significant bits, so a signed 64-bit integer or double-precision float type are safe"): a
+/// larger one names no chat, and a browser would round it.
+pub const MAX_CHAT_ID: i64 = (1 << 52) - 1;
+
+/// Checks a chat id as Telegram could have made it: not 0, within 52 bits.
+pub fn check_chat_id(id: i64) -> Result<(), String> {
+    if id == 0 {
+        Err("0 is not a Telegram chat id; leave it empty for no alerts".into())
+    } else if id.unsigned_abs() > MAX_CHAT_ID as u64 {
+        Err(format!(
+            "{id} is not a Telegram chat id: they have at most 52 significant bits"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 impl AlertConfig {
     /// Checks the sender's spelling: `login`, or a bot username (5-32 characters of letters,
     /// digits and `_`, ending in `bot`, after an optional `@`; Telegram's rule for bot usernames).
@@ -52,5 +70,8 @@ mod tests {
         assert!(config("AlertsBot").validate().is_ok());
         assert!(config("@alerts").validate().is_err());
         assert!(config("@a bot").validate().is_err());
+        assert!(check_chat_id(-1_001_234_567_890).is_ok());
+        assert!(check_chat_id(0).is_err());
+        assert!(check_chat_id(9_007_199_254_740_993).is_err());
     }
 }

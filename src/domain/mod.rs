@@ -9,7 +9,7 @@ mod secret;
 mod state;
 mod vocabulary;
 
-pub use alerts::AlertConfig;
+pub use alerts::{AlertConfig, check_chat_id};
 pub use bot_token::{BotToken, BotTokenError};
 pub use secret::Secret;
 pub use state::{DesiredState, RunState, UnknownState};

@@ -283,11 +283,14 @@ fn telegram_user_id(leaf: &Leaf) -> Result<Option<i64>, ConfigError> {
 
 /// A Telegram chat id: any non-zero whole number (groups and channels are negative).
 fn chat_id(leaf: &Leaf) -> Result<i64, ConfigError> {
+    let expected = "a chat id, e.g. -1001234567890 for a group, or empty for none";
     match leaf.value.trim().parse::<i64>() {
-        Ok(id) if id != 0 => Ok(id),
-        _ => Err(leaf.invalid(
+        Ok(id) => crate::domain::check_chat_id(id)
+            .map(|()| id)
+            .map_err(|problem| leaf.invalid(problem, expected)),
+        Err(_) => Err(leaf.invalid(
             format!("`{}` is not a Telegram chat id", leaf.value),
-            "a chat id, e.g. -1001234567890 for a group, or empty for none",
+            expected,
         )),
     }
 }

@@ -3,7 +3,7 @@
 //! `actors::alerter`).
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use warp::http::{Method, StatusCode};
 
@@ -46,9 +46,10 @@ pub fn routes() -> Vec<Route> {
             Method::POST,
             "/api/v1/settings/alerts/test",
             Access::Admin,
-            "Send a test message to the alert chat now",
+            "Send a test message now, with the saved alert settings or those in the body",
             |c| Box::pin(test(c)),
         )
+        .accepts::<AlertTest>()
         .returns::<TestSent>(StatusCode::OK),
     ]
 }
@@ -66,6 +67,15 @@ struct AlertSettings {
     config: AlertConfig,
     /// `dashboard` once chosen here, else `configuration` (`alerts.*`).
     source: &'static str,
+}
+
+/// What to test, each member over the saved settings (the settings page tests what is typed
+/// before it is saved); an empty object or no body tests the saved settings.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AlertTest {
+    chat_id: Option<i64>,
+    sender: Option<String>,
 }
 
 /// A test message delivered.
@@ -93,16 +103,15 @@ async fn get(ctx: Ctx) -> ApiResult {
     respond::ok(&current(&ctx).await?)
 }
 
-async fn put(ctx: Ctx) -> ApiResult {
-    let config: AlertConfig = ctx.json()?;
+/// Refuses a configuration that cannot work, at its field: a sender that is neither the login bot
+/// (when one is configured) nor one of the fleet's bots, a chat id Telegram cannot have.
+async fn check(ctx: &Ctx, config: &AlertConfig) -> Result<(), ApiError> {
     config
         .validate()
         .map_err(|problem| ApiError::invalid("sender", problem))?;
-    if config.chat_id == Some(0) {
-        return Err(ApiError::invalid(
-            "chat_id",
-            "0 is not a Telegram chat id; leave it empty for no alerts",
-        ));
+    if let Some(id) = config.chat_id {
+        crate::domain::check_chat_id(id)
+            .map_err(|problem| ApiError::invalid("chat_id", problem))?;
     }
     if config.sender != "login" {
         let name = config.sender.trim_start_matches('@');
@@ -119,6 +128,12 @@ async fn put(ctx: Ctx) -> ApiResult {
             "no login bot is configured (auth.login_bot_token); choose a fleet bot's @username",
         ));
     }
+    Ok(())
+}
+
+async fn put(ctx: Ctx) -> ApiResult {
+    let config: AlertConfig = ctx.json()?;
+    check(&ctx, &config).await?;
     let before = ctx.state.store.setting(SETTINGS_KEY).await?;
     let value = json!(config);
     ctx.state
@@ -138,8 +153,21 @@ async fn put(ctx: Ctx) -> ApiResult {
 }
 
 async fn test(ctx: Ctx) -> ApiResult {
-    let settings = current(&ctx).await?;
-    let Some(chat_id) = settings.config.chat_id else {
+    let saved = current(&ctx).await?.config;
+    let asked: AlertTest = if ctx.body.iter().all(u8::is_ascii_whitespace) {
+        AlertTest {
+            chat_id: None,
+            sender: None,
+        }
+    } else {
+        ctx.json()?
+    };
+    let config = AlertConfig {
+        chat_id: asked.chat_id.or(saved.chat_id),
+        sender: asked.sender.unwrap_or(saved.sender),
+    };
+    check(&ctx, &config).await?;
+    let Some(chat_id) = config.chat_id else {
         return Err(ApiError::invalid(
             "chat_id",
             "no alert chat is set; choose one first",
@@ -147,11 +175,21 @@ async fn test(ctx: Ctx) -> ApiResult {
     };
     ctx.state
         .alerts
-        .send("🔔 Nezuko: alerts reach this chat.")
+        .send_as(&config, "🔔 Nezuko: alerts reach this chat.")
         .await
-        .map_err(|problem| ApiError::new(StatusCode::BAD_GATEWAY, "telegram_refused", problem))?;
+        .map_err(|undelivered| {
+            let mut error = ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "telegram_refused",
+                undelivered.message,
+            );
+            if let Some(field) = undelivered.field {
+                error.extra = Some(json!({ "field": field }));
+            }
+            error
+        })?;
     respond::ok(&TestSent {
         chat_id,
-        sender: settings.config.sender,
+        sender: config.sender,
     })
 }

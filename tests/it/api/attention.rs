@@ -329,9 +329,35 @@ async fn alerts_are_sent_once_and_cleared(world: &mut ApiWorld) {
             .contains(&"settings.alerts".to_string())
     );
 
-    // Telegram refuses a bot that is not in the chat; the test button says so.
+    // Telegram refuses a bot that is not in the chat; the test button says so, at the field
+    // that can fix it, in Telegram's words.
     let test = world.post("/api/v1/settings/alerts/test", json!({})).await;
     test.problem(502, "telegram_refused");
+    assert_eq!(test.body["field"], "sender");
+    assert_eq!(
+        test.body["detail"],
+        format!(
+            "Telegram refused the login bot's message to chat {chat}: Forbidden: bot is not a member of the supergroup chat"
+        )
+    );
+    // Values not saved yet are tested as given.
+    let unknown = world
+        .post(
+            "/api/v1/settings/alerts/test",
+            json!({ "chat_id": -100_999 }),
+        )
+        .await;
+    unknown.problem(502, "telegram_refused");
+    assert_eq!(unknown.body["field"], "chat_id", "{:?}", unknown.body);
+    let rounded = world
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/settings/alerts",
+            Some(json!({ "chat_id": 9_007_199_254_740_993_i64, "sender": "login" })),
+        )
+        .await;
+    rounded.problem(422, "invalid_field");
+    assert_eq!(rounded.body["field"], "chat_id");
     world
         .sandbox
         .set_member(chat, world.login_bot_id(), Status::Member)

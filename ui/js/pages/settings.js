@@ -78,7 +78,8 @@ async function alertsPanel(refresh) {
     h("div", { class: "actions" },
       h("button", { type: "submit", class: "primary" }, "Save alerts"),
       h("button", { type: "button", onclick: async () => {
-        if (await attempt(() => post("/api/v1/settings/alerts/test"))) toast("Test message sent");
+        // What is typed is tested, saved or not: test, then save.
+        if (await attempt(() => post("/api/v1/settings/alerts/test", config()))) toast("Test message sent");
       } }, "Send a test")));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
