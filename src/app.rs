@@ -254,6 +254,7 @@ fn alert_sender(settings: &Settings, store: &Store, vault: &Vault) -> anyhow::Re
             chat_id: settings.alerts.chat_id,
             sender: settings.alerts.sender.clone(),
         },
+        undelivered: Default::default(),
     })
 }
 

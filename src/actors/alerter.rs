@@ -62,6 +62,34 @@ pub struct AlertSender {
     pub login_token: Option<BotToken>,
     /// The configuration's `alerts.*`, used until the dashboard stores a choice.
     pub defaults: AlertConfig,
+    /// Why the Alerter's last message could not be delivered, and since when (Unix ms); `None`
+    /// once one is. Shown as needing attention: alerts that cannot go out must not fail quietly.
+    pub undelivered: std::sync::Arc<std::sync::Mutex<Option<(Undelivered, i64)>>>,
+}
+
+impl AlertSender {
+    /// Why alerts cannot be delivered now, and since when (Unix ms).
+    pub fn undelivered(&self) -> Option<(Undelivered, i64)> {
+        self.undelivered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn note_delivery(&self, outcome: Result<(), &Undelivered>) {
+        let mut slot = self
+            .undelivered
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match outcome {
+            Ok(()) => *slot = None,
+            // The first failure's time is kept while they continue.
+            Err(problem) => {
+                let since = slot.as_ref().map_or_else(now_ms, |(_, since)| *since);
+                *slot = Some((problem.clone(), since));
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for AlertSender {
@@ -208,7 +236,9 @@ impl AlerterState {
             [(_, _, line)] => line.clone(),
             many => digest(many.iter().map(|(_, _, line)| line.as_str())),
         };
-        if let Err(problem) = self.args.sender.send(&text).await {
+        let sent = self.args.sender.send(&text).await;
+        self.args.sender.note_delivery(sent.as_ref().map(|_| ()));
+        if let Err(problem) = sent {
             for (key, recovery, _) in &claimed {
                 store.unclaim_alert(key, *recovery).await?;
             }

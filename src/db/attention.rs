@@ -29,6 +29,9 @@ pub enum AttentionKind {
     GroupDegraded,
     /// A node stopped heartbeating without leaving (crashed, or its machine did).
     NodeLost,
+    /// Alerts cannot be delivered (the sender is not in the chat, deleted, revoked…): found by
+    /// this process's Alerter, not in the database, so never itself alerted.
+    AlertsUndelivered,
 }
 
 impl AttentionKind {
@@ -39,6 +42,7 @@ impl AttentionKind {
             AttentionKind::BotLooping => "bot_looping",
             AttentionKind::GroupDegraded => "group_degraded",
             AttentionKind::NodeLost => "node_lost",
+            AttentionKind::AlertsUndelivered => "alerts_undelivered",
         }
     }
 
@@ -50,6 +54,7 @@ impl AttentionKind {
             AttentionKind::BotLooping => "keeps failing and restarting",
             AttentionKind::GroupDegraded => "lost a permission it needs",
             AttentionKind::NodeLost => "stopped heartbeating",
+            AttentionKind::AlertsUndelivered => "cannot be delivered",
         }
     }
 }
@@ -248,6 +253,10 @@ fn bot_need(bot: BotNeed) -> Attention {
         .unwrap_or_else(|| bot.run_state.as_str().into());
     let detail = match kind {
         AttentionKind::BotLooping => format!("attempt {}; {reason}", bot.run_attempt),
+        // The reason starts with what the kind already says ("invalid token: Telegram refused…").
+        AttentionKind::InvalidToken => reason
+            .strip_prefix("invalid token: ")
+            .map_or(reason.clone(), str::to_string),
         _ => reason,
     };
     Attention {

@@ -8,7 +8,7 @@ use serde_json::json;
 use warp::http::{Method, StatusCode};
 
 use crate::actors::alerter::{SETTINGS_KEY, current_config};
-use crate::db::attention::Attention;
+use crate::db::attention::{Attention, AttentionKind};
 use crate::db::now_ms;
 use crate::domain::AlertConfig;
 use crate::http::problem::ApiError;
@@ -67,6 +67,8 @@ struct AlertSettings {
     config: AlertConfig,
     /// `dashboard` once chosen here, else `configuration` (`alerts.*`).
     source: &'static str,
+    /// Why the last alert could not be delivered (this process's Alerter); null when it was.
+    undelivered: Option<String>,
 }
 
 /// What to test, each member over the saved settings (the settings page tests what is typed
@@ -86,7 +88,17 @@ struct TestSent {
 }
 
 async fn attention(ctx: Ctx) -> ApiResult {
-    let items = ctx.state.store.attention(now_ms()).await?;
+    let mut items = ctx.state.store.attention(now_ms()).await?;
+    if let Some((problem, since)) = ctx.state.alerts.undelivered() {
+        items.push(Attention {
+            key: "alerts_undelivered".into(),
+            kind: AttentionKind::AlertsUndelivered,
+            subject: "Alerts in Telegram".into(),
+            detail: problem.message,
+            path: "/settings".into(),
+            since,
+        });
+    }
     respond::ok(&AttentionList { items })
 }
 
@@ -96,6 +108,11 @@ async fn current(ctx: &Ctx) -> Result<AlertSettings, ApiError> {
     Ok(AlertSettings {
         config,
         source: if stored { "dashboard" } else { "configuration" },
+        undelivered: ctx
+            .state
+            .alerts
+            .undelivered()
+            .map(|(problem, _)| problem.message),
     })
 }
 

@@ -411,4 +411,62 @@ async fn alerts_are_sent_once_and_cleared(world: &mut ApiWorld) {
     let texts = said(world, chat);
     assert_eq!(texts.iter().filter(|t| cleared(t)).count(), 1, "{texts:?}");
     assert_eq!(texts.iter().filter(|t| raised(t)).count(), 1, "{texts:?}");
+    assert!(
+        texts
+            .iter()
+            .all(|t| !t.contains("invalid token: invalid token")),
+        "{texts:?}"
+    );
+
+    // The sender is removed from the chat: alerts cannot go out, and that needs attention itself
+    // until they can again.
+    world
+        .sandbox
+        .set_member(chat, world.login_bot_id(), Status::Left)
+        .unwrap();
+    world.sandbox.revoke_token(telegram_id).unwrap();
+    eventually(
+        "undelivered alerts to need attention",
+        Duration::from_secs(20),
+        async || {
+            let keys = attention_keys(world).await;
+            if keys.contains(&"alerts_undelivered".to_string()) {
+                Ok(())
+            } else {
+                Err(keys)
+            }
+        },
+    )
+    .await;
+    let settings = world.get("/api/v1/settings/alerts").await;
+    assert!(
+        settings.ok()["undelivered"]
+            .as_str()
+            .unwrap()
+            .contains("not a member"),
+        "{:?}",
+        settings.body
+    );
+    world
+        .sandbox
+        .set_member(chat, world.login_bot_id(), Status::Member)
+        .unwrap();
+    eventually(
+        "the held alert to go out",
+        Duration::from_secs(20),
+        async || {
+            let texts = said(world, chat);
+            if texts.iter().filter(|t| raised(t)).count() == 2 {
+                Ok(())
+            } else {
+                Err(texts)
+            }
+        },
+    )
+    .await;
+    assert!(
+        !attention_keys(world)
+            .await
+            .contains(&"alerts_undelivered".to_string())
+    );
 }

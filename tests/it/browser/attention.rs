@@ -164,7 +164,7 @@ async fn an_admin_sees_what_needs_attention_why_a_bot_restarted_and_sets_up_aler
     let stored = world.get("/api/v1/settings/alerts").await;
     assert_eq!(
         stored.ok(),
-        &json!({ "chat_id": chat, "sender": "login", "source": "dashboard" })
+        &json!({ "chat_id": chat, "sender": "login", "source": "dashboard", "undelivered": null })
     );
     chromium.finish().await;
     world.finish().await;

@@ -45,7 +45,7 @@ function servicesPanel(services) {
 
 const ATTENTION_WORDS = {
   bot_failed: "failed", invalid_token: "invalid token", bot_looping: "restarting repeatedly",
-  group_degraded: "degraded", node_lost: "node lost",
+  group_degraded: "degraded", node_lost: "node lost", alerts_undelivered: "undelivered",
 };
 
 /// What needs a person, each linking to the page that shows it; a calm line when nothing does.

@@ -73,6 +73,7 @@ async function alertsPanel(refresh) {
     h("div", { class: "field" }, h("label", { for: "alerts-chat" }, "Chat id"), Object.assign(chat, { id: "alerts-chat", name: "alerts-chat" }), errors.chat_id,
       h("div", { class: "muted" }, "Empty: no alerts. A group's id is negative.")),
     h("div", { class: "field" }, h("label", { for: "alerts-sender" }, "Sender"), Object.assign(sender, { id: "alerts-sender", name: "alerts-sender" }), errors.sender),
+    alerts.undelivered ? h("p", { class: "error", role: "alert", "data-alerts-undelivered": "" }, `The last alert could not be delivered: ${alerts.undelivered}`) : null,
     h("p", { class: "muted", "data-alerts-source": alerts.source }, alerts.source === "dashboard" ? "Chosen here." : "From the configuration (alerts.chat_id, alerts.sender) until saved here."),
     error,
     h("div", { class: "actions" },
