@@ -7,9 +7,6 @@ use serde_json::Value;
 use crate::db::{NewAuditEntry, Store};
 use crate::domain::AuditTarget;
 
-/// The actor name of changes made with the command line.
-pub const ACTOR: &str = "cli";
-
 /// Records `action` on `target` (`target_id`), with the state before and after where known.
 pub async fn record(
     store: &Store,
@@ -21,7 +18,7 @@ pub async fn record(
 ) {
     let entry = NewAuditEntry {
         actor_id: None,
-        actor_name: ACTOR.into(),
+        actor_name: crate::domain::CLI_ACTOR.into(),
         action: action.into(),
         target_type: target.as_str().into(),
         target_id,

@@ -35,6 +35,8 @@ pub struct NewAuditEntry {
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
     pub actor_id: Option<i64>,
+    /// Entries with no Telegram id under this name (`cli`).
+    pub actor_name: Option<String>,
     pub action: Option<String>,
     pub target_type: Option<String>,
     pub from: Option<i64>,
@@ -78,6 +80,9 @@ impl Store {
             let mut query = QueryBuilder::new(concat!("SELECT ", columns!(), " FROM audit_log WHERE 1 = 1"));
             if let Some(actor) = filter.actor_id {
                 query.push(" AND actor_id = ").push_bind(actor);
+            }
+            if let Some(name) = &filter.actor_name {
+                query.push(" AND actor_id IS NULL AND actor_name = ").push_bind(name.clone());
             }
             if let Some(action) = &filter.action {
                 query.push(" AND action = ").push_bind(action);

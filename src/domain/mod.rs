@@ -14,3 +14,7 @@ pub use bot_token::{BotToken, BotTokenError};
 pub use secret::Secret;
 pub use state::{DesiredState, RunState, UnknownState};
 pub use vocabulary::{AuditTarget, EndReason, EventKind, Outcome, ReasonCode, TimerKind};
+
+/// The audit log's actor for what the command line changed (`nezuko bot …`, `rotate-key`,
+/// `login-link`): no Telegram id, this name.
+pub const CLI_ACTOR: &str = "cli";

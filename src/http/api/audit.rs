@@ -74,8 +74,9 @@ pub async fn record(
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct AuditQuery {
-    /// Telegram id of the admin.
-    actor: Option<i64>,
+    /// Telegram id of the admin, or `cli` for what the command line did.
+    #[schemars(regex(pattern = r"^(cli|[0-9]+)$"))]
+    actor: Option<String>,
     /// e.g. `bot.stop`, `group.policy`.
     action: Option<String>,
     /// What the entries are about.
@@ -112,8 +113,22 @@ fn filter(
             ),
         ));
     }
+    let (actor_id, actor_name) = match query.actor.as_deref().map(str::trim) {
+        None | Some("") => (None, None),
+        Some(crate::domain::CLI_ACTOR) => (None, Some(crate::domain::CLI_ACTOR.to_string())),
+        Some(id) => match id.parse::<i64>() {
+            Ok(id) if id > 0 => (Some(id), None),
+            _ => {
+                return Err(crate::http::problem::ApiError::invalid(
+                    "actor",
+                    format!("`{id}` is neither a Telegram user id nor `cli`"),
+                ));
+            }
+        },
+    };
     Ok(AuditFilter {
-        actor_id: query.actor,
+        actor_id,
+        actor_name,
         action: query.action.filter(|a| !a.is_empty()),
         target_type: query.target_type.filter(|t| !t.is_empty()),
         from: query.from,

@@ -282,5 +282,43 @@ async fn metrics_and_the_audit_export(world: &mut ApiWorld) {
         lines[1].contains("\"\"title\"\":"),
         "quotes inside a field are doubled: {text}"
     );
+
+    // What the command line did is found by its actor, `cli`; a name that is neither is refused.
+    world
+        .db
+        .store
+        .append_audit(&nezuko::db::NewAuditEntry {
+            actor_id: None,
+            actor_name: "cli".into(),
+            action: "bot.restart".into(),
+            target_type: "bot".into(),
+            target_id: Some("7".into()),
+            before: None,
+            after: None,
+            ip: None,
+        })
+        .await
+        .unwrap();
+    let by_cli = world.get("/api/v1/audit?actor=cli").await;
+    let actions: Vec<&str> = by_cli.ok()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["bot.restart"]);
+    let owner = world
+        .get(&format!("/api/v1/audit?actor={}", super::OWNER))
+        .await;
+    assert!(
+        owner.ok()["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor_name"] != "cli")
+    );
+    let nobody = world.get("/api/v1/audit?actor=bob").await;
+    nobody.problem(422, "invalid_field");
+    assert_eq!(nobody.body["field"], "actor");
     let _ = Method::GET;
 }

@@ -25,7 +25,7 @@ function row(entry) {
 export async function render(main) {
   const action = h("input", { type: "text", placeholder: "bot.stop, group.policy…" });
   const target = select([["", "Any"], ...words().audit_targets], "");
-  const actor = h("input", { type: "text", inputmode: "numeric", placeholder: "Telegram user id" });
+  const actor = h("input", { type: "text", inputmode: "numeric", placeholder: "Telegram user id, or cli" });
   const download = h("a", { href: "/api/v1/audit.csv", download: "nezuko-audit.csv", class: "button" }, "Download CSV");
   const form = h("form", { class: "filters panel", role: "search", "aria-label": "Filter the audit log" },
     field("audit-action", "Action", action), field("audit-target", "Target", target), field("audit-actor", "Actor", actor),
