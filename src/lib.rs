@@ -14,6 +14,7 @@
 //!   commands, membership cache, rate limits, durable timers, records.
 //! - [`telegram`]: what a bot does with Telegram: shared client, error classification, dispatch schema.
 //! - [`webhooks`]: webhook mode: each bot's secret and URL, and taking in Telegram's deliveries.
+//! - [`import`]: `nezuko import`, the original Python platform's database brought over.
 //! - [`vault`]: Fernet encryption of bot tokens, key files, the key check and rotation.
 //! - The fake Telegram (tests, demo, benchmarks) is the `nezuko_sandbox` crate in `crates/sandbox/`;
 //!   it imports nothing from here.
@@ -30,6 +31,7 @@ pub mod domain;
 pub mod enforce;
 pub mod events;
 pub mod http;
+pub mod import;
 pub mod logstore;
 pub mod metrics;
 pub mod settings;

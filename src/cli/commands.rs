@@ -19,6 +19,10 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::RotateKey => rotate_key().await,
         Command::LoginLink { user, minutes } => login_link(user, minutes).await,
         Command::Nodes => nodes().await,
+        Command::Import(args) => {
+            let settings = setup()?;
+            super::import::run(args, &settings).await
+        }
         Command::Bot(command) => {
             let settings = setup()?;
             super::bots::run(command, &settings).await

@@ -26,6 +26,7 @@ mod bench_verify;
 mod bots;
 mod commands;
 mod demo;
+mod import;
 mod sandbox;
 
 use std::process::ExitCode;
@@ -86,6 +87,9 @@ pub enum Command {
     /// Try Nezuko without Telegram: the service on a temporary database, a simulated Telegram with
     /// bots, groups, channels and members producing traffic, and a one-time login URL.
     Demo(demo::DemoArgs),
+    /// Bring the original Python platform's database over (bots, groups, channels, history),
+    /// read-only on the original, in one transaction; a second run changes nothing.
+    Import(import::ImportArgs),
     /// Manage bot instances (list, add, enable, disable, restart).
     #[command(subcommand)]
     Bot(bots::BotCommand),
@@ -299,6 +303,7 @@ impl Command {
                 | Command::CheckConfig
                 | Command::LoginLink { .. }
                 | Command::Bot(_)
+                | Command::Import(_)
                 | Command::Nodes
         )
     }

@@ -17,6 +17,7 @@ mod channel_members;
 mod channels;
 mod events;
 mod groups;
+pub mod import;
 pub mod leases;
 mod logs;
 pub mod nodes;
@@ -130,7 +131,7 @@ pub enum StoreError {
     /// The database is the original Python platform's (its tables are listed): a configuration
     /// mistake, since both programs read `DATABASE_URL`. Nothing was changed.
     #[error(
-        "this database belongs to the original Python platform (it has {0}); Nezuko leaves it untouched: point DATABASE_URL at a new database (README: \"Coming from the original platform\")"
+        "this database belongs to the original Python platform (it has {0}); Nezuko leaves it untouched: point DATABASE_URL at a new database and bring the data over with `nezuko import --from <this database>` (README: \"Coming from the original platform\")"
     )]
     OriginalPlatform(String),
 }

@@ -2,7 +2,6 @@
 //!
 //! Both are written in batches (one multi-row INSERT) by background writers, off the update path.
 
-use sqlx::QueryBuilder;
 use sqlx::types::Json;
 
 use super::BeginWrite;
@@ -41,7 +40,66 @@ pub struct KeyCount {
 }
 
 /// Rows per INSERT statement: keeps bind parameters under SQLite's limit (32,766) and PostgreSQL's (65,535).
-const ROWS_PER_STATEMENT: usize = 1000;
+pub(super) const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Inserts `$rows` (`&[Verification]`) in transaction `$tx` and adds them to the rollups. A macro
+/// so its body is compiled per backend (inside [`with_pool!`]); `nezuko import` uses it too.
+macro_rules! insert_verification_rows {
+    ($tx:expr, $rows:expr) => {{
+        let rows: &[$crate::db::Verification] = $rows;
+        for chunk in rows.chunks($crate::db::records::ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO verification_log (bot_instance_id, group_id, chat_id, user_id, channel_ids, \
+                 outcome, cached, latency_ms, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, v| {
+                row.push_bind(v.bot_instance_id)
+                    .push_bind(v.group_id)
+                    .push_bind(v.chat_id)
+                    .push_bind(v.user_id)
+                    .push_bind(&v.channel_ids)
+                    .push_bind(&v.outcome)
+                    .push_bind(v.cached)
+                    .push_bind(v.latency_ms)
+                    .push_bind(v.created_at);
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
+        for statement in $crate::db::rollups::verification_statements(rows) {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+pub(crate) use insert_verification_rows;
+
+/// Inserts `$rows` (`&[ApiCall]`) in transaction `$tx` and adds them to the hourly rollup.
+macro_rules! insert_api_call_rows {
+    ($tx:expr, $rows:expr) => {{
+        let rows: &[$crate::db::ApiCall] = $rows;
+        for chunk in rows.chunks($crate::db::records::ROWS_PER_STATEMENT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO api_call_log (bot_instance_id, method, outcome, error_code, latency_ms, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, call| {
+                row.push_bind(call.bot_instance_id)
+                    .push_bind(&call.method)
+                    .push_bind(&call.outcome)
+                    .push_bind(call.error_code)
+                    .push_bind(call.latency_ms)
+                    .push_bind(call.created_at);
+            });
+            insert.build().execute(&mut *$tx).await?;
+        }
+        for statement in $crate::db::rollups::api_call_statements(rows) {
+            sqlx::query(sqlx::AssertSqlSafe(statement))
+                .execute(&mut *$tx)
+                .await?;
+        }
+    }};
+}
+pub(crate) use insert_api_call_rows;
 
 impl Store {
     /// Stores verification records and adds them to the hourly rollups, in one transaction.
@@ -49,30 +107,9 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let rollups = super::rollups::verification_statements(rows);
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = QueryBuilder::new(
-                    "INSERT INTO verification_log (bot_instance_id, group_id, chat_id, user_id, channel_ids, \
-                     outcome, cached, latency_ms, created_at) ",
-                );
-                insert.push_values(chunk, |mut row, v| {
-                    row.push_bind(v.bot_instance_id)
-                        .push_bind(v.group_id)
-                        .push_bind(v.chat_id)
-                        .push_bind(v.user_id)
-                        .push_bind(&v.channel_ids)
-                        .push_bind(&v.outcome)
-                        .push_bind(v.cached)
-                        .push_bind(v.latency_ms)
-                        .push_bind(v.created_at);
-                });
-                insert.build().execute(&mut *tx).await?;
-            }
-            for statement in rollups {
-                sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
-            }
+            insert_verification_rows!(tx, rows);
             tx.commit().await?;
         });
         Ok(())
@@ -83,26 +120,9 @@ impl Store {
         if rows.is_empty() {
             return Ok(());
         }
-        let rollups = super::rollups::api_call_statements(rows);
         with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = QueryBuilder::new(
-                    "INSERT INTO api_call_log (bot_instance_id, method, outcome, error_code, latency_ms, created_at) ",
-                );
-                insert.push_values(chunk, |mut row, call| {
-                    row.push_bind(call.bot_instance_id)
-                        .push_bind(&call.method)
-                        .push_bind(&call.outcome)
-                        .push_bind(call.error_code)
-                        .push_bind(call.latency_ms)
-                        .push_bind(call.created_at);
-                });
-                insert.build().execute(&mut *tx).await?;
-            }
-            for statement in rollups {
-                sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut *tx).await?;
-            }
+            insert_api_call_rows!(tx, rows);
             tx.commit().await?;
         });
         Ok(())

@@ -55,6 +55,8 @@ vocabulary! {
         Settings = "settings",
         Admin = "admin",
         Session = "session",
+        /// `nezuko import` of the original platform's database.
+        Import = "import",
     }
 }
 

@@ -83,7 +83,8 @@ async fn serve_without_configuration_runs_on_sqlite_and_a_second_start_reuses_th
     store.close().await;
 }
 
-async fn assert_fails_with_one_line(finished: Finished, code: i32, words: &[&str]) {
+/// Asserts `finished` failed with exit status `code` and one error line holding each of `words`, no panic.
+pub(crate) async fn assert_fails_with_one_line(finished: Finished, code: i32, words: &[&str]) {
     assert_eq!(finished.status.code(), Some(code), "{}", finished.stderr);
     let errors = finished.error_lines();
     assert_eq!(errors.len(), 1, "{}", finished.stderr);

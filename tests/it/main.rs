@@ -12,6 +12,7 @@ mod crashes;
 mod enforce;
 mod fleet;
 mod health;
+mod import;
 mod leases;
 mod operator;
 mod roles;
