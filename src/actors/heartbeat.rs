@@ -37,9 +37,14 @@ impl RunsBots {
 #[derive(Debug)]
 pub struct Heartbeat {
     task: JoinHandle<()>,
+    /// Asks the task to end between beats, never inside one (see [`Heartbeat::stop`]).
+    leave: Arc<Notify>,
     store: Store,
     id: String,
 }
+
+/// How long [`Heartbeat::stop`] waits for a beat in flight before giving up on it.
+const LAST_BEAT_WAIT: Duration = Duration::from_secs(5);
 
 /// Starts beating for `store`'s process in `role` (`all`, `api` or `bots`).
 pub fn start(store: Store, role: &str, runs_bots: RunsBots) -> Heartbeat {
@@ -58,6 +63,8 @@ pub fn start(store: Store, role: &str, runs_bots: RunsBots) -> Heartbeat {
     };
     let id = node.id.clone();
     let beating = store.clone();
+    let leave = Arc::new(Notify::new());
+    let leaving = leave.clone();
     let task = tokio::spawn(async move {
         let every = Duration::from_millis(HEARTBEAT_MS as u64);
         let mut failing = false;
@@ -76,16 +83,33 @@ pub fn start(store: Store, role: &str, runs_bots: RunsBots) -> Heartbeat {
                 Err(_) => {}
             }
             // Either the interval passed or the role changed: beat now in both cases.
-            let _ = tokio::time::timeout(every, runs_bots.changed.notified()).await;
+            tokio::select! {
+                _ = leaving.notified() => return,
+                _ = tokio::time::timeout(every, runs_bots.changed.notified()) => {}
+            }
         }
     });
-    Heartbeat { task, store, id }
+    Heartbeat {
+        task,
+        leave,
+        store,
+        id,
+    }
 }
 
 impl Heartbeat {
-    /// Stops beating and deletes the row: this node leaves.
-    pub async fn stop(self) {
-        self.task.abort();
+    /// Stops beating and deletes the row: this node leaves. A beat in flight is let finish
+    /// first: cancelled, its statement could still reach the database after the delete (SQLite
+    /// runs a sent statement on its worker thread whatever becomes of the future) and bring the
+    /// row back, so the node would look alive for 15 s after it left.
+    pub async fn stop(mut self) {
+        self.leave.notify_one();
+        if tokio::time::timeout(LAST_BEAT_WAIT, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
         if let Err(error) = self.store.remove_node(&self.id).await {
             tracing::warn!(%error, "could not remove this node's row; it will count as gone in 15 s");
         }
