@@ -449,14 +449,7 @@ async fn rotate_key() -> anyhow::Result<()> {
     // A running service holds the old keys in memory: a token it stores after the rotation (a bot
     // added, a token replaced) would be encrypted with a key no longer kept anywhere, and a bot it
     // starts would not decrypt its rotated token. So: only on a database no service runs on.
-    let now = crate::db::now_ms();
-    let running: Vec<String> = store
-        .nodes()
-        .await?
-        .into_iter()
-        .filter(|node| node.alive(now))
-        .map(|node| format!("{} · pid {}", node.host, node.pid))
-        .collect();
+    let running = store.live_nodes().await?;
     if !running.is_empty() {
         store.close().await;
         anyhow::bail!(

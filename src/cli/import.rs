@@ -13,11 +13,13 @@ use crate::settings::Settings;
 /// `nezuko import`'s arguments.
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
-    /// The original database: its SQLite file (`sqlite:///path/nezuko.db`,
-    /// `sqlite+aiosqlite:///…`) or PostgreSQL database (`postgresql+asyncpg://…`). Read only.
+    /// The original database, read only: its SQLite file (`sqlite:///abs/path/nezuko.db`, or as
+    /// SQLAlchemy writes it, `sqlite+aiosqlite:///relative.db` / `sqlite+aiosqlite:////abs.db`)
+    /// or PostgreSQL database (`postgresql+asyncpg://…`).
     #[arg(long, value_name = "URL")]
     pub from: String,
-    /// Do it all and roll it back: the report says what an import would do.
+    /// Do it all and roll it back (on a copy of a SQLite target): the report says what an import
+    /// would do, and nothing is written.
     #[arg(long)]
     pub dry_run: bool,
     /// The original bot's BOT_TOKEN (its apps/bot/.env) if it ran standalone: every group is that

@@ -8,6 +8,23 @@ use std::path::Path;
 
 use super::{Pool, Store, StoreError};
 
+/// Copies the SQLite database at `from` to `to` (which must not exist) through a read-only
+/// connection: nothing is written to `from`. For a dry run that must leave a database as it was.
+pub async fn snapshot_sqlite(from: &Path, to: &Path) -> Result<(), StoreError> {
+    use sqlx::Connection;
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(from)
+        .read_only(true);
+    let mut connection = sqlx::SqliteConnection::connect_with(&options).await?;
+    let copied = sqlx::query("VACUUM INTO $1")
+        .bind(to.to_string_lossy().into_owned())
+        .execute(&mut connection)
+        .await;
+    let _ = connection.close().await;
+    copied?;
+    Ok(())
+}
+
 impl Store {
     /// Writes a consistent copy of this SQLite database to `path`, which must not exist yet.
     ///

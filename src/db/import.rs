@@ -128,6 +128,8 @@ pub struct Tally {
 /// Per table, what [`Store::apply_import`] did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
+    /// API calls an earlier run stored under no bot, now given theirs.
+    pub calls_attributed: usize,
     pub bots: Tally,
     pub groups: Tally,
     pub channels: Tally,
@@ -139,21 +141,22 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// Rows added across all tables.
+    /// Rows added across all tables, and calls given their bot: what changed.
     pub fn added(&self) -> usize {
-        [
-            self.bots,
-            self.groups,
-            self.channels,
-            self.links,
-            self.admins,
-            self.audit,
-            self.api_calls,
-            self.verifications,
-        ]
-        .iter()
-        .map(|tally| tally.added)
-        .sum()
+        self.calls_attributed
+            + [
+                self.bots,
+                self.groups,
+                self.channels,
+                self.links,
+                self.admins,
+                self.audit,
+                self.api_calls,
+                self.verifications,
+            ]
+            .iter()
+            .map(|tally| tally.added)
+            .sum::<usize>()
     }
 }
 
@@ -251,32 +254,33 @@ impl Store {
             let mut group_ids: HashMap<(i64, i64), i64> = HashMap::new();
             for group in &set.groups {
                 let bot = bot_of(group.telegram_bot_id)?;
-                let added: Option<i64> = sqlx::query_scalar(
-                    "INSERT INTO protected_groups (bot_instance_id, chat_id, title, enabled, policy, member_count, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                     ON CONFLICT (bot_instance_id, chat_id) DO NOTHING RETURNING id",
+                // One chat, one bot: a chat Nezuko protects already (perhaps under another bot,
+                // chosen on an earlier run) is left as it is, or members would be warned twice.
+                let present: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM protected_groups WHERE chat_id = $1 ORDER BY bot_instance_id = $2 DESC, id LIMIT 1",
                 )
-                .bind(bot)
                 .bind(group.chat_id)
-                .bind(&group.title)
-                .bind(group.enabled)
-                .bind(Json(&group.policy))
-                .bind(group.member_count)
-                .bind(group.created_at)
-                .bind(now)
+                .bind(bot)
                 .fetch_optional(&mut *tx)
                 .await?;
-                count(&mut applied.groups, added.is_some());
-                let id = match added {
+                let id = match present {
                     Some(id) => id,
                     None => sqlx::query_scalar(
-                        "SELECT id FROM protected_groups WHERE bot_instance_id = $1 AND chat_id = $2",
+                        "INSERT INTO protected_groups (bot_instance_id, chat_id, title, enabled, policy, member_count, \
+                         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
                     )
                     .bind(bot)
                     .bind(group.chat_id)
+                    .bind(&group.title)
+                    .bind(group.enabled)
+                    .bind(Json(&group.policy))
+                    .bind(group.member_count)
+                    .bind(group.created_at)
+                    .bind(now)
                     .fetch_one(&mut *tx)
                     .await?,
                 };
+                count(&mut applied.groups, present.is_none());
                 group_ids.insert((group.telegram_bot_id, group.chat_id), id);
             }
 
@@ -363,29 +367,73 @@ impl Store {
             }
             mark!(tx, AUDIT, audit.iter().map(|r| r.source_id.as_str()), now);
 
-            let calls = fresh!(tx, API_CALLS, &set.api_calls);
-            applied.api_calls = Tally { added: calls.len(), present: set.api_calls.len() - calls.len() };
-            let calls: Vec<(&str, ApiCall)> = calls
-                .iter()
-                .map(|call| {
-                    let bot = match call.row.telegram_bot_id {
-                        Some(telegram) => bot_of(telegram)?,
-                        None => 0,
-                    };
-                    Ok((call.source_id.as_str(), ApiCall {
-                        bot_instance_id: bot,
-                        method: call.row.method.clone(),
-                        outcome: call.row.outcome.clone(),
-                        error_code: call.row.error_code,
-                        latency_ms: call.row.latency_ms,
-                        created_at: call.row.created_at,
-                    }))
-                })
-                .collect::<Result<_, StoreError>>()?;
-            let rows: Vec<ApiCall> = calls.iter().map(|(_, call)| call.clone()).collect();
+            // A call no bot could be told for is marked `<id>?`: a later run that can tell (the
+            // operator's BOT_TOKEN given, Telegram answering) moves it to its bot.
+            let marks: HashSet<String> =
+                sqlx::query_scalar("SELECT source_id FROM imported_rows WHERE source_table = $1")
+                    .bind(API_CALLS)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect();
+            let mut seen: HashSet<&str> = HashSet::new();
+            let mut rows: Vec<ApiCall> = Vec::new();
+            let mut new_marks: Vec<String> = Vec::new();
+            for call in &set.api_calls {
+                if !seen.insert(call.source_id.as_str()) {
+                    continue;
+                }
+                let bot = match call.row.telegram_bot_id {
+                    Some(telegram) => Some(bot_of(telegram)?),
+                    None => None,
+                };
+                let unattributed = format!("{}?", call.source_id);
+                if marks.contains(&call.source_id) {
+                    applied.api_calls.present += 1;
+                    continue;
+                }
+                if marks.contains(&unattributed) {
+                    applied.api_calls.present += 1;
+                    if let Some(bot) = bot {
+                        // Identical calls are interchangeable: any one of them under no bot.
+                        sqlx::query(
+                            "UPDATE api_call_log SET bot_instance_id = $1 WHERE id = (SELECT id FROM api_call_log \
+                             WHERE bot_instance_id = 0 AND method = $2 AND outcome = $3 AND created_at = $4 \
+                             AND latency_ms = $5 ORDER BY id LIMIT 1)",
+                        )
+                        .bind(bot)
+                        .bind(&call.row.method)
+                        .bind(&call.row.outcome)
+                        .bind(call.row.created_at)
+                        .bind(call.row.latency_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                        sqlx::query(
+                            "UPDATE imported_rows SET source_id = $1 WHERE source_table = $2 AND source_id = $3",
+                        )
+                        .bind(&call.source_id)
+                        .bind(API_CALLS)
+                        .bind(&unattributed)
+                        .execute(&mut *tx)
+                        .await?;
+                        applied.calls_attributed += 1;
+                    }
+                    continue;
+                }
+                applied.api_calls.added += 1;
+                new_marks.push(if bot.is_some() { call.source_id.clone() } else { unattributed });
+                rows.push(ApiCall {
+                    bot_instance_id: bot.unwrap_or(0),
+                    method: call.row.method.clone(),
+                    outcome: call.row.outcome.clone(),
+                    error_code: call.row.error_code,
+                    latency_ms: call.row.latency_ms,
+                    created_at: call.row.created_at,
+                });
+            }
             // The charts read the rollups, which are filled with the rows (as the live writers do).
             super::records::insert_api_call_rows!(tx, &rows);
-            mark!(tx, API_CALLS, calls.iter().map(|(id, _)| *id), now);
+            mark!(tx, API_CALLS, new_marks.iter().map(String::as_str), now);
 
             let checks = fresh!(tx, VERIFICATIONS, &set.verifications);
             applied.verifications = Tally { added: checks.len(), present: set.verifications.len() - checks.len() };
@@ -421,6 +469,26 @@ impl Store {
             }
         });
         Ok(applied)
+    }
+}
+
+impl Store {
+    /// Of `chats`, those Nezuko protects already, each with the @username of its bot.
+    pub async fn protected_chats(&self, chats: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut found = Vec::new();
+        for &chat in chats {
+            let bot: Option<String> = with_pool!(self, pool => sqlx::query_scalar(
+                "SELECT b.username FROM protected_groups AS g JOIN bot_instances AS b ON b.id = g.bot_instance_id \
+                 WHERE g.chat_id = $1 ORDER BY g.id LIMIT 1",
+            )
+            .bind(chat)
+            .fetch_optional(pool)
+            .await)?;
+            if let Some(bot) = bot {
+                found.push((chat, bot));
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -41,6 +41,7 @@ use sqlx::{Connection, PgConnection, PgPool, SqliteConnection, SqlitePool};
 
 pub use audit::{AuditEntry, AuditFilter, NewAuditEntry};
 pub use auth::AdminRow;
+pub use backup::snapshot_sqlite;
 pub use bots::{BotRow, NewBot, RunStateUpdate};
 pub use browse::{ChannelListRow, GroupFilter, GroupSort};
 pub use channel_members::ChannelMember;
@@ -147,16 +148,17 @@ const ORIGINAL_ONLY: [&str; 6] = [
     "admin_logs",
 ];
 
-/// What marks the original platform's database among `tables`, listed; `protected_groups_old`
-/// when its `protected_groups` has the original's `group_id` (Nezuko's is `chat_id`).
-fn original_marks(tables: &[String], protected_groups_old: bool) -> Option<String> {
+/// What marks the original platform's database among `tables`, listed; `old_columns` counts the
+/// original's own columns in shared table names: `protected_groups.group_id` (Nezuko's is
+/// `chat_id`) and `bot_instances.token_encrypted` (Nezuko's is `token_ciphertext`).
+fn original_marks(tables: &[String], old_columns: i64) -> Option<String> {
     let mut found: Vec<String> = ORIGINAL_ONLY
         .iter()
         .filter(|name| tables.iter().any(|t| t == *name))
         .map(|name| name.to_string())
         .collect();
-    if protected_groups_old {
-        found.push("protected_groups with a group_id column".into());
+    if old_columns > 0 {
+        found.push("protected_groups.group_id or bot_instances.token_encrypted".into());
     }
     (!found.is_empty()).then(|| found.join(", "))
 }
@@ -168,11 +170,12 @@ async fn original_sqlite(connection: &mut SqliteConnection) -> Result<Option<Str
             .fetch_all(&mut *connection)
             .await?;
     let old: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM pragma_table_info('protected_groups') WHERE name = 'group_id'",
+        "SELECT (SELECT COUNT(*) FROM pragma_table_info('protected_groups') WHERE name = 'group_id') \
+         + (SELECT COUNT(*) FROM pragma_table_info('bot_instances') WHERE name = 'token_encrypted')",
     )
     .fetch_one(&mut *connection)
     .await?;
-    Ok(original_marks(&tables, old > 0))
+    Ok(original_marks(&tables, old))
 }
 
 /// Refuses the SQLite file at `path` when it is the original platform's database, reading it
@@ -202,11 +205,12 @@ async fn original_postgres(connection: &mut PgConnection) -> Result<Option<Strin
     .await?;
     let old: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() \
-         AND table_name = 'protected_groups' AND column_name = 'group_id'",
+         AND ((table_name = 'protected_groups' AND column_name = 'group_id') \
+         OR (table_name = 'bot_instances' AND column_name = 'token_encrypted'))",
     )
     .fetch_one(&mut *connection)
     .await?;
-    Ok(original_marks(&tables, old > 0))
+    Ok(original_marks(&tables, old))
 }
 
 impl StoreError {

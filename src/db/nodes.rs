@@ -68,6 +68,18 @@ impl Store {
         Ok(())
     }
 
+    /// The nodes heartbeating now, each as `host · pid N`, for "stop the service first".
+    pub async fn live_nodes(&self) -> Result<Vec<String>, StoreError> {
+        let now = super::now_ms();
+        Ok(self
+            .nodes()
+            .await?
+            .into_iter()
+            .filter(|node| node.alive(now))
+            .map(|node| format!("{} · pid {}", node.host, node.pid))
+            .collect())
+    }
+
     /// Every node on record, oldest first.
     pub async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
         let sql = "SELECT id, host, pid, version, role, runs_bots, started_at, heartbeat_at \

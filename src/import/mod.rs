@@ -50,7 +50,7 @@ pub struct ImportOptions {
 /// unreachable or holding data another key encrypted.
 pub async fn run(settings: &Settings, options: ImportOptions) -> anyhow::Result<Report> {
     let original = source::read(&options.from, settings.database.connect_timeout).await?;
-    let vault = Vault::new(&keys(settings, !original.bots.is_empty())?);
+    let vault = Vault::new(&keys(settings, !original.bots.is_empty(), options.dry_run)?);
     let api_url: reqwest::Url = settings
         .telegram
         .api_url
@@ -62,6 +62,7 @@ pub async fn run(settings: &Settings, options: ImportOptions) -> anyhow::Result<
         mut bots,
         mut tokens,
         skips: bot_skips,
+        resealed,
     } = checked_bots(&original, &vault, now)?;
     let standalone = match &options.bot_token_for_groups {
         Some(token) => {
@@ -81,7 +82,12 @@ pub async fn run(settings: &Settings, options: ImportOptions) -> anyhow::Result<
             });
         }
     }
-    let chosen = chosen_bots(&options.group_bots, &candidates)?;
+    let groups: Vec<i64> = original
+        .groups
+        .iter()
+        .filter_map(|g| g.int("group_id"))
+        .collect();
+    let chosen = chosen_bots(&options.group_bots, &candidates, &groups)?;
     // §5: the only bot, or the only active one; otherwise the active bots are asked about.
     let active: Vec<owners::Candidate> = candidates
         .iter()
@@ -96,25 +102,79 @@ pub async fn run(settings: &Settings, options: ImportOptions) -> anyhow::Result<
     } else {
         candidates.clone()
     };
-    let groups: Vec<i64> = original
-        .groups
-        .iter()
-        .filter_map(|g| g.int("group_id"))
-        .collect();
+    let mut channels: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for link in &original.links {
+        if let (Some(group), Some(channel)) = (link.int("group_id"), link.int("channel_id")) {
+            channels.entry(group).or_default().push(channel);
+        }
+    }
     let decided = owners::decide(
         &groups,
+        &channels,
         &askable,
         &owners::Rules { chosen, standalone },
         &api_url,
     )
     .await;
-    let plan = plan::build(&original, bots, bot_skips, &decided, &options.choices, now);
+    let mut plan = plan::build(&original, bots, bot_skips, &decided, &options.choices, now);
+    if resealed > 0 {
+        plan.notes.push(format!(
+            "{resealed} bot token(s) were encrypted again with the first key of ENCRYPTION_KEY (the original's key, configured after it, opened them); the original's key can be dropped after the import"
+        ));
+    }
 
-    let store = crate::app::open_store(settings).await?;
+    // What follows needs only the plan; a large history is not kept twice.
+    let mut original = original;
+    for rows in [
+        &mut original.audit,
+        &mut original.api_calls,
+        &mut original.verifications,
+    ] {
+        *rows = Vec::new();
+    }
+    let target = settings.database.url.redacted();
+    // A dry run of a SQLite target works on a copy, so even a migration or the first key check
+    // leaves the real file as it was (or absent).
+    let scratch = tempfile::tempdir().context("cannot make a scratch directory for the dry run")?;
+    let mut settings = settings.clone();
+    if options.dry_run
+        && let DatabaseUrl::Sqlite { path } = &settings.database.url
+        && path.as_os_str() != ":memory:"
+    {
+        let copy = scratch.path().join("dry-run.db");
+        if path.exists() {
+            crate::db::snapshot_sqlite(path, &copy).await?;
+        }
+        settings.database.url = DatabaseUrl::Sqlite { path: copy };
+    }
+    let store = crate::app::open_store(&settings).await?;
     let applied = write(&store, &vault, &plan, options.dry_run).await;
-    let target = store.location().to_string();
+    let undecided: Vec<i64> = decided
+        .iter()
+        .filter(|(_, owner)| matches!(owner, owners::Owner::Undecided(_)))
+        .map(|(chat, _)| *chat)
+        .collect();
+    let settled = store.protected_chats(&undecided).await;
     store.close().await;
-    let applied = applied?;
+    let mut applied = applied?;
+    // A group left undecided this time that an earlier run (or an admin) put under a bot is no
+    // longer the operator's to settle.
+    for (chat, bot) in settled? {
+        let prefix = format!("group {chat} ");
+        plan.attention.retain(|line| !line.starts_with(&prefix));
+        if let Some(skip) = plan
+            .skipped
+            .iter_mut()
+            .find(|s| s.table == "protected_groups" && s.why.starts_with("left to you"))
+        {
+            skip.count -= 1;
+        }
+        applied.groups.present += 1;
+        plan.notes.push(format!(
+            "group {chat} is in Nezuko already, under @{bot}: left as it is"
+        ));
+    }
+    plan.skipped.retain(|s| s.count > 0);
     Ok(Report::new(
         &original,
         &plan,
@@ -131,7 +191,26 @@ async fn write(
     plan: &plan::Plan,
     dry_run: bool,
 ) -> anyhow::Result<Applied> {
-    vault::check_store(vault, store).await?;
+    if dry_run {
+        vault::check_store_unrecorded(vault, store).await?;
+    } else {
+        vault::check_store(vault, store).await?;
+        // A running service would wait on the import's write lock (SQLite) and start what it
+        // brings half way through; the guide says to import first, then start.
+        let running = store.live_nodes().await?;
+        if !running.is_empty() {
+            anyhow::bail!(
+                "stop the service first: {} running on {} ({}); import, then start it; nothing was imported",
+                if running.len() == 1 {
+                    "a node is"
+                } else {
+                    "nodes are"
+                },
+                store.location(),
+                running.join(", ")
+            );
+        }
+    }
     Ok(store.apply_import(&plan.set, dry_run).await?)
 }
 
@@ -141,8 +220,14 @@ async fn write(
 fn keys(
     settings: &Settings,
     original_has_tokens: bool,
+    dry_run: bool,
 ) -> anyhow::Result<Vec<vault::EncryptionKey>> {
-    if settings.vault.keys.is_empty() && original_has_tokens && !settings.key_file().exists() {
+    let unconfigured = settings.vault.keys.is_empty() && !settings.key_file().exists();
+    if unconfigured && dry_run && !original_has_tokens {
+        // What the real run would generate; a dry run writes no key file.
+        return Ok(vec![vault::EncryptionKey::generate()]);
+    }
+    if unconfigured && original_has_tokens {
         return Err(KeyProblem(
             "no encryption key is configured, and the original's bot tokens are encrypted: set ENCRYPTION_KEY \
              to the original platform's ENCRYPTION_KEY (its apps/api/.env or root .env)"
@@ -167,6 +252,7 @@ fn checked_bots(
     let mut tokens = BTreeMap::new();
     let mut skips = Vec::new();
     let mut locked = Vec::new();
+    let mut resealed = 0;
     for row in &original.bots {
         let (Some(bot_id), Some(ciphertext)) = (row.int("bot_id"), row.text("token_encrypted"))
         else {
@@ -185,15 +271,19 @@ fn checked_bots(
                 continue;
             }
             Err(VaultError::NotAToken) => {
-                skips.push("its token decrypts, but not to a bot token".to_string());
+                skips.push(format!(
+                    "@{username} ({bot_id}): its token decrypts, but not to a bot token"
+                ));
                 continue;
             }
         };
         if token.bot_id() != bot_id {
-            skips.push("its token belongs to another bot than its bot_id".to_string());
+            skips.push(format!(
+                "@{username} ({bot_id}): its token belongs to bot {}, not to its bot_id",
+                token.bot_id()
+            ));
             continue;
         }
-        tokens.insert(bot_id, token);
         bots.push(ImportBot {
             telegram_bot_id: bot_id,
             display_name: row
@@ -201,7 +291,14 @@ fn checked_bots(
                 .filter(|n| !n.trim().is_empty())
                 .unwrap_or_else(|| username.clone()),
             username,
-            token_ciphertext: ciphertext.trim().to_string(),
+            // Kept as the original wrote it when the first key opens it; otherwise sealed again
+            // with the first key, so the original's key, configured after it, can be dropped later.
+            token_ciphertext: if vault.opens_with_first(&ciphertext) {
+                ciphertext.trim().to_string()
+            } else {
+                resealed += 1;
+                vault.encrypt_token(&token)
+            },
             owner_telegram_id: row.int("owner_telegram_id"),
             enabled: row.flag("is_active", true),
             created_at: row
@@ -209,6 +306,7 @@ fn checked_bots(
                 .and_then(|t| times::parse_ms(&t))
                 .unwrap_or(now),
         });
+        tokens.insert(bot_id, token);
     }
     if !locked.is_empty() {
         return Err(KeyProblem(format!(
@@ -226,6 +324,7 @@ fn checked_bots(
         bots,
         tokens,
         skips,
+        resealed,
     })
 }
 
@@ -235,6 +334,8 @@ struct CheckedBots {
     bots: Vec<ImportBot>,
     tokens: BTreeMap<i64, BotToken>,
     skips: Vec<String>,
+    /// Tokens the first key did not open, encrypted again with it.
+    resealed: usize,
 }
 
 /// The bot of the original's standalone `BOT_TOKEN` (getMe says who it is): a bot of the
@@ -248,14 +349,22 @@ async fn standalone_bot(
 ) -> anyhow::Result<i64> {
     let bot = teloxide::Bot::with_client(token.expose(), crate::telegram::http_client())
         .set_api_url(api_url.clone());
-    let me = bot.get_me().await.map_err(|error| {
-        anyhow::anyhow!(
+    let me = bot.get_me().await.map_err(|error| match error {
+        teloxide::RequestError::Api(_) => anyhow::anyhow!(
             "Telegram did not accept the token of --bot-token-for-groups ({}); nothing was imported",
             crate::telegram::classify(&error)
-        )
+        ),
+        _ => anyhow::anyhow!(
+            "cannot ask Telegram ({api_url}) about the token of --bot-token-for-groups: {}; nothing was imported",
+            crate::telegram::classify(&error)
+        ),
     })?;
     let id = token.bot_id();
-    if !bots.iter().any(|b| b.telegram_bot_id == id) {
+    // It ran every group: it runs them here too, even if the dashboard listed it inactive (as it
+    // had to, or the two would have polled one token).
+    if let Some(listed) = bots.iter_mut().find(|b| b.telegram_bot_id == id) {
+        listed.enabled = true;
+    } else {
         bots.push(ImportBot {
             telegram_bot_id: id,
             username: me.username().to_string(),
@@ -270,13 +379,24 @@ async fn standalone_bot(
 }
 
 /// `--group-bot CHAT=BOT` as chat id → Telegram bot id, BOT being a bot's Telegram id or
-/// @username among the bots imported.
+/// @username among the bots imported, CHAT one of the original's `groups`, each named once.
 fn chosen_bots(
     specs: &[(i64, String)],
     candidates: &[owners::Candidate],
+    groups: &[i64],
 ) -> anyhow::Result<BTreeMap<i64, i64>> {
     let mut chosen = BTreeMap::new();
     for (chat, bot) in specs {
+        if !groups.contains(chat) {
+            anyhow::bail!(
+                "--group-bot {chat}={bot}: the original protects no group {chat}; nothing was imported"
+            );
+        }
+        if chosen.contains_key(chat) {
+            anyhow::bail!(
+                "--group-bot names group {chat} twice; one bot per group; nothing was imported"
+            );
+        }
         let wanted = bot.trim().trim_start_matches('@');
         let found = candidates.iter().find(|c| {
             c.username.eq_ignore_ascii_case(wanted) || c.telegram_bot_id.to_string() == wanted

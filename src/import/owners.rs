@@ -5,12 +5,14 @@
 //! 2. the operator's former `BOT_TOKEN` (`--bot-token-for-groups`): every group is that bot's;
 //! 3. exactly one candidate bot (the only bot, or the only active one): every group is its;
 //! 4. otherwise Telegram is asked (`getChatMember` of each candidate bot in the group): the one bot
-//!    that is an administrator able to restrict members and delete messages gets the group.
-//!    Several or none: the group is listed for the operator, never guessed.
+//!    that is an administrator able to restrict members and delete messages gets the group; of
+//!    several such bots, the one that also administers every channel the group requires.
+//!    Otherwise (none, or still several) the group is listed for the operator, never guessed.
 
 use std::collections::BTreeMap;
 
 use futures_util::StreamExt;
+use teloxide::ApiError;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, ChatMemberKind, UserId};
 
@@ -47,9 +49,11 @@ pub struct Rules {
 /// Telegram's answers travel this many at a time.
 const PROBES_IN_FLIGHT: usize = 8;
 
-/// The owner of each of `groups` (chat ids), among `candidates`.
+/// The owner of each of `groups` (chat ids), among `candidates`; `channels` are the channels
+/// each group requires (by chat id).
 pub async fn decide(
     groups: &[i64],
+    channels: &BTreeMap<i64, Vec<i64>>,
     candidates: &[Candidate],
     rules: &Rules,
     api_url: &reqwest::Url,
@@ -99,37 +103,59 @@ pub async fn decide(
         }
     }
     let client = crate::telegram::http_client();
-    let probes = to_ask
+    let pairs: Vec<(i64, &Candidate)> = to_ask
         .iter()
-        .flat_map(|&chat| candidates.iter().map(move |candidate| (chat, candidate)));
-    let answers: Vec<(i64, i64, Result<bool, String>)> = futures_util::stream::iter(probes)
-        .map(|(chat, candidate)| {
-            let bot = teloxide::Bot::with_client(candidate.token.expose(), client.clone())
-                .set_api_url(api_url.clone());
-            async move {
-                let me = UserId(candidate.telegram_bot_id.max(0) as u64);
-                let answer = match bot.get_chat_member(ChatId(chat), me).await {
-                    Ok(member) => Ok(can_enforce(chat, &member.kind)),
-                    Err(teloxide::RequestError::Api(_)) => Ok(false),
-                    Err(error) => Err(crate::telegram::classify(&error).to_string()),
-                };
-                (chat, candidate.telegram_bot_id, answer)
-            }
-        })
-        .buffer_unordered(PROBES_IN_FLIGHT)
-        .collect()
-        .await;
-    for &chat in &to_ask {
-        let mut able: Vec<i64> = Vec::new();
-        let mut unanswered: Vec<String> = Vec::new();
-        for (_, bot, answer) in answers.iter().filter(|(c, _, _)| *c == chat) {
-            match answer {
-                Ok(true) => able.push(*bot),
-                Ok(false) => {}
-                Err(why) => unanswered.push(format!("{} ({why})", name(*bot))),
+        .flat_map(|&chat| candidates.iter().map(move |candidate| (chat, candidate)))
+        .collect();
+    let answers = ask(&client, api_url, pairs, can_enforce).await;
+    let mut able_in: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    let mut unanswered_in: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for (chat, bot, answer) in &answers {
+        match answer {
+            Ok(true) => able_in.entry(*chat).or_default().push(*bot),
+            Ok(false) => {}
+            Err(why) => unanswered_in
+                .entry(*chat)
+                .or_default()
+                .push(format!("{} ({why})", name(*bot))),
+        }
+    }
+    // Several bots able in a group: the one that also administers every channel the group
+    // requires (without that it cannot see who is subscribed) is the one that enforced it (§5).
+    let mut channel_pairs: Vec<(i64, &Candidate)> = Vec::new();
+    for (chat, able) in &able_in {
+        if able.len() > 1 && !unanswered_in.contains_key(chat) {
+            for &channel in channels.get(chat).map(Vec::as_slice).unwrap_or_default() {
+                for candidate in candidates
+                    .iter()
+                    .filter(|c| able.contains(&c.telegram_bot_id))
+                {
+                    channel_pairs.push((channel, candidate));
+                }
             }
         }
+    }
+    let in_channels = ask(&client, api_url, channel_pairs, |_, kind| {
+        kind.is_privileged()
+    })
+    .await;
+    for &chat in &to_ask {
+        let mut able = able_in.remove(&chat).unwrap_or_default();
         able.sort_unstable();
+        let unanswered = unanswered_in.remove(&chat).unwrap_or_default();
+        let linked = channels.get(&chat).map(Vec::as_slice).unwrap_or_default();
+        let reads_channels: Vec<i64> = able
+            .iter()
+            .copied()
+            .filter(|bot| {
+                !linked.is_empty()
+                    && linked.iter().all(|channel| {
+                        in_channels
+                            .iter()
+                            .any(|(c, b, answer)| c == channel && b == bot && answer == &Ok(true))
+                    })
+            })
+            .collect();
         let owner = match (able.as_slice(), unanswered.is_empty()) {
             ([only], true) => Owner::Bot {
                 telegram_bot_id: *only,
@@ -151,18 +177,77 @@ pub async fn decide(
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
-            (several, true) => Owner::Undecided(format!(
-                "{} administer it alike (two bots enforcing one group warn twice); choose one with --group-bot {chat}=@BOT",
-                several
-                    .iter()
-                    .map(|b| name(*b))
-                    .collect::<Vec<_>>()
-                    .join(" and ")
-            )),
+            (several, true) => match reads_channels.as_slice() {
+                [only] => Owner::Bot {
+                    telegram_bot_id: *only,
+                    how: format!(
+                        "{}, the only one of the {} bots administering it that also administers its channels",
+                        name(*only),
+                        several.len()
+                    ),
+                },
+                _ => Owner::Undecided(format!(
+                    "{} administer it and its channels alike (two bots enforcing one group warn twice); choose one with --group-bot {chat}=@BOT",
+                    several
+                        .iter()
+                        .map(|b| name(*b))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )),
+            },
         };
         owners.insert(chat, owner);
     }
     owners
+}
+
+/// Asks Telegram, for each `(chat, bot)`, the bot's own status in the chat and whether `test`
+/// accepts it: `Ok(false)` when Telegram refuses to say (not a member, no such chat), `Err` with
+/// the reason when Telegram could not be reached.
+async fn ask(
+    client: &reqwest::Client,
+    api_url: &reqwest::Url,
+    pairs: Vec<(i64, &Candidate)>,
+    test: fn(i64, &ChatMemberKind) -> bool,
+) -> Vec<(i64, i64, Result<bool, String>)> {
+    futures_util::stream::iter(pairs)
+        .map(|(chat, candidate)| {
+            let bot = teloxide::Bot::with_client(candidate.token.expose(), client.clone())
+                .set_api_url(api_url.clone());
+            async move {
+                let me = UserId(candidate.telegram_bot_id.max(0) as u64);
+                let answer = match bot.get_chat_member(ChatId(chat), me).await {
+                    Ok(member) => Ok(test(chat, &member.kind)),
+                    Err(teloxide::RequestError::Api(error)) if says_absent(&error) => Ok(false),
+                    Err(teloxide::RequestError::Api(ApiError::InvalidToken)) => {
+                        Err("Telegram refused its token".to_string())
+                    }
+                    Err(error) => Err(crate::telegram::classify(&error).to_string()),
+                };
+                (chat, candidate.telegram_bot_id, answer)
+            }
+        })
+        .buffer_unordered(PROBES_IN_FLIGHT)
+        .collect()
+        .await
+}
+
+/// Whether Telegram's refusal says the bot is not (or no longer) in the chat, or the chat is gone:
+/// a 400 or 403 about the chat. A 5xx, a refused token or anything else is no answer at all,
+/// and a group is never given to another bot because one bot could not be asked.
+fn says_absent(error: &ApiError) -> bool {
+    match error {
+        ApiError::ChatNotFound
+        | ApiError::UserNotFound
+        | ApiError::BotKicked
+        | ApiError::BotKickedFromSupergroup
+        | ApiError::BotKickedFromChannel => true,
+        // "Forbidden: bot is not a member of the supergroup chat", and the like.
+        ApiError::Unknown(text) => {
+            text.starts_with("Forbidden:") || text.starts_with("Bad Request:")
+        }
+        _ => false,
+    }
 }
 
 /// Whether a bot with status `kind` in `chat` can enforce there: the creator, or an

@@ -91,6 +91,7 @@ pub fn build(
         .map(|g| (g.chat_id, g.telegram_bot_id))
         .collect();
     channels_and_links(&mut plan, original, &group_bot, now);
+    unguarded(&mut plan);
     admins(&mut plan, original, choices, now);
 
     // The audit log: actors are never recorded by the original's middleware; the database
@@ -183,15 +184,17 @@ fn groups(
                     "protected_groups",
                     "left to you: which bot enforces it is not clear",
                 );
-                plan.attention
-                    .push(format!("group {chat} \"{title}\" was not imported: {why}"));
+                plan.attention.push(format!(
+                    "group {chat} {} was not imported: {why}",
+                    shown(&title)
+                ));
                 continue;
             }
             None => continue,
         };
         let enabled = row.flag("enabled", true);
         if !enabled {
-            disabled.push(format!("\"{title}\""));
+            disabled.push(shown(&title));
         }
         if let Some(params) = row
             .text("params")
@@ -199,8 +202,9 @@ fn groups(
             && let Some(keys) = params.as_object().filter(|o| !o.is_empty())
         {
             plan.notes.push(format!(
-                "group \"{title}\": params {} not carried over (nothing in the original read them)",
-                keys.keys().cloned().collect::<Vec<_>>().join(", ")
+                "group {}: params {} not carried over (nothing in the original read them)",
+                shown(&title),
+                keys.keys().map(|k| shown(k)).collect::<Vec<_>>().join(", ")
             ));
         }
         plan.set.groups.push(ImportGroup {
@@ -226,9 +230,9 @@ fn groups(
     }
     if !plan.set.groups.is_empty() {
         plan.notes.push(if choices.fail_open {
-            "groups fail open (--fail-open): a member whose check fails is let speak".to_string()
+            "groups added fail open (--fail-open): a member whose check fails is let speak (groups already in Nezuko keep their policy)".to_string()
         } else {
-            "groups keep the original's fail-closed behaviour (policy fail_mode: closed): a member whose check fails stays muted; --fail-open to use Nezuko's default".to_string()
+            "groups added keep the original's fail-closed behaviour (policy fail_mode: closed): a member whose check fails stays muted; --fail-open to use Nezuko's default (groups already in Nezuko keep their policy)".to_string()
         });
     }
 }
@@ -316,6 +320,76 @@ fn channels_and_links(
     }
 }
 
+/// Groups that will not be enforced as imported: under a bot that arrives disabled, or requiring
+/// no channel; and channels whose join button would show only an id.
+fn unguarded(plan: &mut Plan) {
+    for bot in plan.set.bots.iter().filter(|b| !b.enabled) {
+        let groups: Vec<String> = plan
+            .set
+            .groups
+            .iter()
+            .filter(|g| g.telegram_bot_id == bot.telegram_bot_id && g.enabled)
+            .map(|g| shown(&g.title))
+            .collect();
+        if !groups.is_empty() {
+            plan.attention.push(format!(
+                "{} group(s) go to @{}, which arrives disabled (inactive in the original), so they are not protected until you enable it: {}",
+                groups.len(),
+                bot.username,
+                groups.join(", ")
+            ));
+        }
+    }
+    let bare: Vec<String> = plan
+        .set
+        .groups
+        .iter()
+        .filter(|g| {
+            !plan
+                .set
+                .links
+                .iter()
+                .any(|l| l.telegram_bot_id == g.telegram_bot_id && l.group_chat_id == g.chat_id)
+        })
+        .map(|g| shown(&g.title))
+        .collect();
+    if !bare.is_empty() {
+        plan.attention.push(format!(
+            "{} group(s) require no channel, so nothing is enforced there until one is added: {}",
+            bare.len(),
+            bare.join(", ")
+        ));
+    }
+    let untitled: Vec<String> = plan
+        .set
+        .channels
+        .iter()
+        .filter(|c| c.title == c.chat_id.to_string())
+        .map(|c| c.chat_id.to_string())
+        .collect();
+    if !untitled.is_empty() {
+        plan.attention.push(format!(
+            "{} channel(s) have no title or username in the original ({}): their join buttons show the id until you name them in the dashboard",
+            untitled.len(),
+            untitled.join(", ")
+        ));
+    }
+}
+
+/// A title as the report shows it: control characters (a forged line, a terminal escape) as
+/// `�`, and at most 64 characters, quoted.
+pub fn shown(title: &str) -> String {
+    let mut clean: String = title
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .take(64)
+        .collect();
+    if title.chars().count() > 64 {
+        clean.push('…');
+    }
+    format!("\"{clean}\"")
+}
+
 fn admins(plan: &mut Plan, original: &Original, choices: &Choices, now: i64) {
     let mut roles: BTreeMap<String, usize> = BTreeMap::new();
     for row in &original.admins {
@@ -400,7 +474,18 @@ fn api_calls(plan: &mut Plan, original: &Original, group_bot: &HashMap<i64, i64>
         }
         let (outcome, error_code) = call_outcome(row.flag("success", true), row.text("error_type"));
         plan.set.api_calls.push(Sourced {
-            source_id: id.to_string(),
+            source_id: source_id(
+                id,
+                row,
+                &[
+                    "method",
+                    "chat_id",
+                    "user_id",
+                    "success",
+                    "error_type",
+                    "timestamp",
+                ],
+            ),
             row: ImportApiCall {
                 telegram_bot_id: bot,
                 method,
@@ -413,7 +498,7 @@ fn api_calls(plan: &mut Plan, original: &Original, group_bot: &HashMap<i64, i64>
     }
     if unattributed > 0 {
         plan.notes.push(format!(
-            "{unattributed} API call(s) name a chat no imported group or channel tells the bot of (the original kept no bot id): they count in the charts' totals under no bot"
+            "{unattributed} API call(s) name a chat no imported group or channel tells the bot of (the original kept no bot id): they count in the charts' totals under no bot, until a run that can tell their bot (--bot-token-for-groups, --group-bot, Telegram answering) moves them"
         ));
     }
 }
@@ -474,7 +559,11 @@ fn verifications(
             _ => "unknown_denied",
         };
         plan.set.verifications.push(Sourced {
-            source_id: id.to_string(),
+            source_id: source_id(
+                id,
+                row,
+                &["user_id", "group_id", "channel_id", "status", "timestamp"],
+            ),
             row: ImportVerification {
                 telegram_bot_id: bot,
                 group_chat_id: group,
@@ -522,13 +611,26 @@ fn restricted_members(plan: &mut Plan, original: &Original) {
                 .filter(|t| !t.is_empty())
                 .cloned()
                 .unwrap_or_else(|| chat.to_string());
-            format!("\"{title}\" {}", set.len())
+            format!("{} {}", shown(&title), set.len())
         })
         .collect();
     plan.attention.push(format!(
         "the original restricted or unrestricted {total} member(s) ({}); Nezuko lifts only restrictions it made, so anyone the original left muted stays muted until an admin lifts it in Telegram (they may press the old button in vain)",
         per_group.join(", ")
     ));
+}
+
+/// A history row's key in `imported_rows`: its id and a digest of what it says. The id alone is
+/// not enough: SQLite gives a deleted last row's id to the next row, and a second original
+/// database (another bot's) numbers its rows from 1 too.
+fn source_id(id: i64, row: &SourceRow, columns: &[&str]) -> String {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for column in columns {
+        digest.update(row.text(column).unwrap_or_default().as_bytes());
+        digest.update([0]);
+    }
+    format!("{id}:{}", hex::encode(&digest.finalize()[..8]))
 }
 
 /// The original's JSON text as a value: the JSON `null` it writes for Python's `None` is none.

@@ -29,8 +29,8 @@ pub struct Report {
     pub revisions: BTreeMap<String, String>,
     pub tables: Vec<TableLine>,
     pub skipped: Vec<Skip>,
-    /// Chat id → how its bot was chosen (for groups brought over).
-    pub group_bots: BTreeMap<i64, String>,
+    /// How a bot was chosen → the groups (chat id and title) it got that way.
+    pub group_bots: BTreeMap<String, Vec<String>>,
     pub needs_you: Vec<String>,
     pub notes: Vec<String>,
     /// Rows added (would be added, in a dry run) over all tables.
@@ -64,34 +64,35 @@ impl Report {
             }
         };
         // A bot that only the operator's BOT_TOKEN brought has no original row.
-        let tables = vec![
-            line("bot_instances", original.bots.len(), applied.bots),
-            line("protected_groups", original.groups.len(), applied.groups),
+        let tables = [
+            ("bot_instances", applied.bots),
+            ("protected_groups", applied.groups),
+            ("enforced_channels", applied.channels),
+            ("group_channel_links", applied.links),
+            ("admin_users", applied.admins),
+            ("admin_audit_log", applied.audit),
+            ("api_call_log", applied.api_calls),
+            ("verification_log", applied.verifications),
+        ]
+        .into_iter()
+        .map(|(table, tally)| {
             line(
-                "enforced_channels",
-                original.channels.len(),
-                applied.channels,
-            ),
-            line("group_channel_links", original.links.len(), applied.links),
-            line("admin_users", original.admins.len(), applied.admins),
-            line("admin_audit_log", original.audit.len(), applied.audit),
-            line("api_call_log", original.api_calls.len(), applied.api_calls),
-            line(
-                "verification_log",
-                original.verifications.len(),
-                applied.verifications,
-            ),
-        ];
-        let group_bots = set
-            .groups
-            .iter()
-            .filter_map(|g| match owners.get(&g.chat_id) {
-                Some(Owner::Bot { how, .. }) => {
-                    Some((g.chat_id, format!("\"{}\": {how}", g.title)))
-                }
-                _ => None,
-            })
-            .collect();
+                table,
+                original.found.get(table).copied().unwrap_or(0),
+                tally,
+            )
+        })
+        .collect();
+        let mut group_bots: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for group in &set.groups {
+            if let Some(Owner::Bot { how, .. }) = owners.get(&group.chat_id) {
+                group_bots.entry(how.clone()).or_default().push(format!(
+                    "{} {}",
+                    group.chat_id,
+                    super::plan::shown(&group.title)
+                ));
+            }
+        }
         Self {
             source: original.location.clone(),
             target,
@@ -101,7 +102,16 @@ impl Report {
             skipped: plan.skipped.clone(),
             group_bots,
             needs_you: plan.attention.clone(),
-            notes: plan.notes.clone(),
+            notes: {
+                let mut notes = plan.notes.clone();
+                if applied.calls_attributed > 0 {
+                    notes.push(format!(
+                        "{} API call(s) an earlier import kept under no bot now belong to their bot",
+                        applied.calls_attributed
+                    ));
+                }
+                notes
+            },
             added: applied.added(),
         }
     }
@@ -149,8 +159,13 @@ impl Report {
         if !self.group_bots.is_empty() {
             out.push(String::new());
             out.push("which bot enforces each group:".into());
-            for (chat, how) in &self.group_bots {
-                out.push(format!("  {chat}: {how}"));
+            for (how, groups) in &self.group_bots {
+                // A long list is a count: one bot with 5,000 groups is one line.
+                if groups.len() > 10 {
+                    out.push(format!("  {how}: {} groups", groups.len()));
+                } else {
+                    out.push(format!("  {how}: {}", groups.join(", ")));
+                }
             }
         }
         if !self.needs_you.is_empty() {

@@ -6,12 +6,12 @@
 //! declared `DATETIME` holds text in three formats, and booleans are 0/1) and PostgreSQL (where
 //! naive and aware timestamps mix; the session runs in UTC so both print as UTC).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{Connection, PgConnection, Row, SqliteConnection};
+use sqlx::{ConnectOptions, Connection, PgConnection, Row, SqliteConnection};
 
 use crate::db::DatabaseUrl;
 
@@ -61,15 +61,24 @@ pub enum Cell {
     Text(String),
 }
 
-/// A row of an original table, read by column name; absent columns are NULL.
+/// A row of an original table, read by column name; absent columns are NULL. The names are
+/// shared by every row of a table (a large `api_call_log` is mostly its values).
 #[derive(Debug, Clone, Default)]
 pub struct SourceRow {
-    cells: HashMap<&'static str, Cell>,
+    columns: std::sync::Arc<[&'static str]>,
+    cells: Vec<Cell>,
 }
 
 impl SourceRow {
+    fn cell(&self, column: &str) -> Option<&Cell> {
+        self.columns
+            .iter()
+            .position(|name| *name == column)
+            .map(|index| &self.cells[index])
+    }
+
     pub fn int(&self, column: &str) -> Option<i64> {
-        match self.cells.get(column) {
+        match self.cell(column) {
             Some(Cell::Int(value)) => Some(*value),
             Some(Cell::Text(text)) => text.trim().parse().ok(),
             _ => None,
@@ -77,7 +86,7 @@ impl SourceRow {
     }
 
     pub fn text(&self, column: &str) -> Option<String> {
-        match self.cells.get(column) {
+        match self.cell(column) {
             Some(Cell::Text(text)) => Some(text.clone()),
             Some(Cell::Int(value)) => Some(value.to_string()),
             _ => None,
@@ -238,6 +247,8 @@ const VERIFICATIONS: Table = Table {
 pub struct Original {
     /// Where it was read from, safe to print.
     pub location: String,
+    /// Rows per table read (kept when the rows themselves are dropped after planning).
+    pub found: BTreeMap<&'static str, usize>,
     /// The Alembic revisions stamped (`alembic_version_bot`, `…_api`).
     pub revisions: BTreeMap<String, String>,
     pub bots: Vec<SourceRow>,
@@ -273,7 +284,11 @@ pub async fn read(url: &DatabaseUrl, timeout: Duration) -> Result<Original, Sour
             if path.as_os_str() == ":memory:" || !path.exists() {
                 return Err(SourceError::Missing(path.display().to_string()));
             }
-            let options = SqliteConnectOptions::new().filename(path).read_only(true);
+            // Reading a whole large table is the point here, not a slow statement to warn about.
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true)
+                .disable_statement_logging();
             Source::Sqlite(
                 SqliteConnection::connect_with(&options)
                     .await
@@ -282,7 +297,9 @@ pub async fn read(url: &DatabaseUrl, timeout: Duration) -> Result<Original, Sour
         }
         DatabaseUrl::Postgres { url } => {
             let options: PgConnectOptions = url.expose().parse().map_err(unreachable)?;
-            let options = options.application_name("nezuko import");
+            let options = options
+                .application_name("nezuko import")
+                .disable_statement_logging();
             let connection = tokio::time::timeout(timeout, PgConnection::connect_with(&options))
                 .await
                 .map_err(|_| unreachable(sqlx::Error::PoolTimedOut))?
@@ -389,10 +406,13 @@ impl Source {
             let sql = self.select(table.name, &present);
             let kinds: Vec<Kind> = present.iter().map(|(_, kind)| *kind).collect();
             let rows = self.rows(&sql, &kinds).await.map_err(failed)?;
+            let names: std::sync::Arc<[&'static str]> =
+                present.iter().map(|(name, _)| *name).collect();
             Ok(rows
                 .into_iter()
                 .map(|cells| SourceRow {
-                    cells: present.iter().map(|(name, _)| *name).zip(cells).collect(),
+                    columns: names.clone(),
+                    cells,
                 })
                 .collect())
         };
@@ -406,6 +426,18 @@ impl Source {
         original.audit = read(&AUDIT).await?;
         original.api_calls = read(&API_CALLS).await?;
         original.verifications = read(&VERIFICATIONS).await?;
+        for (table, rows) in [
+            (BOTS.name, &original.bots),
+            (GROUPS.name, &original.groups),
+            (CHANNELS.name, &original.channels),
+            (LINKS.name, &original.links),
+            (ADMINS.name, &original.admins),
+            (AUDIT.name, &original.audit),
+            (API_CALLS.name, &original.api_calls),
+            (VERIFICATIONS.name, &original.verifications),
+        ] {
+            original.found.insert(table, rows.len());
+        }
         let end = match self {
             Source::Sqlite(connection) => sqlx::query("ROLLBACK")
                 .execute(&mut *connection)
@@ -452,7 +484,13 @@ impl Source {
             .map(|(name, kind)| {
                 let quoted = format!("\"{name}\"");
                 match (postgres, kind) {
-                    (false, Kind::Int) => format!("CAST({quoted} AS INTEGER)"),
+                    // Only what is an integer: CAST would read '-100abc' as -100 and 1006.5 as
+                    // 1006 (SQLite stores what it is given, whatever the declared type).
+                    (false, Kind::Int) => format!(
+                        "CASE WHEN typeof({quoted}) = 'integer' THEN {quoted} \
+                         WHEN CAST(CAST({quoted} AS INTEGER) AS TEXT) = trim(CAST({quoted} AS TEXT)) \
+                         THEN CAST({quoted} AS INTEGER) END"
+                    ),
                     (false, Kind::Text) => format!("CAST({quoted} AS TEXT)"),
                     // A boolean casts to int4 only; anything else numeric straight to int8.
                     (true, Kind::Int) => format!(
@@ -466,18 +504,26 @@ impl Source {
         format!("SELECT {} FROM \"{table}\"", list.join(", "))
     }
 
+    /// The rows of `sql`, decoded as they arrive (a large table is never held twice).
     async fn rows(&mut self, sql: &str, kinds: &[Kind]) -> Result<Vec<Vec<Cell>>, sqlx::Error> {
+        use futures_util::TryStreamExt;
         let sql = sqlx::AssertSqlSafe(sql.to_string());
+        let mut decoded = Vec::new();
         match self {
             Source::Sqlite(connection) => {
-                let rows = sqlx::query(sql).fetch_all(&mut *connection).await?;
-                rows.iter().map(|row| decode(row, kinds)).collect()
+                let mut rows = sqlx::query(sql).fetch(&mut *connection);
+                while let Some(row) = rows.try_next().await? {
+                    decoded.push(decode(&row, kinds)?);
+                }
             }
             Source::Postgres(connection) => {
-                let rows = sqlx::query(sql).fetch_all(&mut *connection).await?;
-                rows.iter().map(|row| decode(row, kinds)).collect()
+                let mut rows = sqlx::query(sql).fetch(&mut *connection);
+                while let Some(row) = rows.try_next().await? {
+                    decoded.push(decode(&row, kinds)?);
+                }
             }
         }
+        Ok(decoded)
     }
 }
 

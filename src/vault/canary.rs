@@ -13,6 +13,15 @@ pub(super) const CANARY_PLAINTEXT: &[u8] = b"nezuko vault canary v1";
 /// Fails with one clear message if none of the keys decrypts the store's data, and records
 /// the canary on first use.
 pub async fn check_store(vault: &Vault, store: &Store) -> anyhow::Result<()> {
+    check(vault, store, true).await
+}
+
+/// [`check_store`] that writes nothing (no canary on first use): for a dry run.
+pub async fn check_store_unrecorded(vault: &Vault, store: &Store) -> anyhow::Result<()> {
+    check(vault, store, false).await
+}
+
+async fn check(vault: &Vault, store: &Store, record: bool) -> anyhow::Result<()> {
     let wrong_key = || {
         KeyProblem(format!(
             "the configured encryption key cannot decrypt the data in {}: it is not the key the bot tokens \
@@ -44,7 +53,9 @@ pub async fn check_store(vault: &Vault, store: &Store) -> anyhow::Result<()> {
         ))
         .into());
     }
-    let canary = serde_json::Value::String(vault.encrypt(CANARY_PLAINTEXT));
-    store.put_setting(CANARY_KEY, &canary, None).await?;
+    if record {
+        let canary = serde_json::Value::String(vault.encrypt(CANARY_PLAINTEXT));
+        store.put_setting(CANARY_KEY, &canary, None).await?;
+    }
     Ok(())
 }

@@ -14,7 +14,7 @@ use fernet::Fernet;
 
 use crate::domain::BotToken;
 
-pub use canary::check_store;
+pub use canary::{check_store, check_store_unrecorded};
 pub use key::EncryptionKey;
 pub use key_source::{KeyProblem, KeySource, replace_key_file, resolve_keys};
 pub use rotate::{RotationReport, rotate, rotate_key_file};
@@ -60,6 +60,11 @@ impl Vault {
             .iter()
             .find_map(|fernet| fernet.decrypt(ciphertext).ok())
             .ok_or(VaultError::WrongKey)
+    }
+
+    /// Whether the first key (the one that encrypts) opens `ciphertext`.
+    pub fn opens_with_first(&self, ciphertext: &str) -> bool {
+        self.fernets[0].decrypt(ciphertext.trim()).is_ok()
     }
 
     pub fn encrypt_token(&self, token: &BotToken) -> String {

@@ -1182,13 +1182,20 @@ async fn serve_and_migrate_refuse_the_original_platforms_sqlite_database_and_cha
             &[
                 "owners",
                 "alembic_version_bot",
-                "protected_groups with a group_id column",
+                "protected_groups.group_id or bot_instances.token_encrypted",
             ][..],
         ),
         (
             "dashboard chain",
             &ORIGINAL_API_CHAIN[..],
             &["admin_audit_log"][..],
+        ),
+        (
+            "the dashboard's bots alone",
+            &[
+                "CREATE TABLE bot_instances (id INTEGER PRIMARY KEY, bot_id BIGINT, token_encrypted TEXT)",
+            ][..],
+            &["bot_instances.token_encrypted"][..],
         ),
     ] {
         let operator = Operator::new();

@@ -53,6 +53,7 @@ struct World {
     readers: i64,
     writers: i64,
     both: i64,
+    split: i64,
     quiet: i64,
     news: i64,
     secret: i64,
@@ -71,11 +72,12 @@ impl World {
         let readers = sandbox.create_chat(ChatKind::Supergroup, "Readers", None);
         let writers = sandbox.create_chat(ChatKind::Supergroup, "Writers", None);
         let both = sandbox.create_chat(ChatKind::Supergroup, "Both", None);
+        let split = sandbox.create_chat(ChatKind::Supergroup, "Split", None);
         let quiet = sandbox.create_chat(ChatKind::Supergroup, "Quiet", None);
         let news = sandbox.create_chat(ChatKind::Channel, "News", Some("news_ch"));
         let secret = sandbox.create_chat(ChatKind::Channel, "Secret", None);
         let rights = AdminRights::force_subscribe();
-        for chat in [readers, writers, both, quiet, news, secret] {
+        for chat in [readers, writers, both, split, quiet, news, secret] {
             sandbox.set_member(chat, owner.id, Status::Creator).unwrap();
         }
         for (chat, bots) in [
@@ -83,6 +85,7 @@ impl World {
             (quiet, &[&alpha][..]),
             (writers, &[&beta][..]),
             (both, &[&alpha, &beta][..]),
+            (split, &[&alpha, &beta][..]),
             (news, &[&alpha, &beta][..]),
             (secret, &[&beta][..]),
         ] {
@@ -101,6 +104,7 @@ impl World {
             readers,
             writers,
             both,
+            split,
             quiet,
             news,
             secret,
@@ -140,11 +144,13 @@ impl World {
                  ({}, 42, 'Readers', {t}, '{{}}', '2026-02-04 10:00:00.000000', '2026-02-04 10:00:00.000000', 12, '2026-02-04 11:00:00'), \
                  ({}, 42, NULL, {t}, '{{\"welcome_message\": \"hi\"}}', '2026-02-04 10:00:00', '2026-02-04 10:00:00', 0, NULL), \
                  ({}, 42, 'Both', {t}, 'null', '2026-02-04T10:00:00+00:00', '2026-02-04T10:00:00+00:00', 0, NULL), \
-                 ({}, 42, 'Quiet', {f}, '{{}}', '2026-02-04 10:00:00', '2026-02-04 10:00:00', 0, NULL)",
+                 ({}, 42, 'Quiet', {f}, '{{}}', '2026-02-04 10:00:00', '2026-02-04 10:00:00', 0, NULL), \
+                 ({}, 42, 'Split', {t}, '{{}}', '2026-02-04 10:00:00', '2026-02-04 10:00:00', 0, NULL)",
                 self.readers,
                 self.writers,
                 self.both,
-                self.quiet
+                self.quiet,
+                self.split
             ),
             format!(
                 "INSERT INTO enforced_channels (channel_id, title, username, invite_link, created_at, updated_at) VALUES \
@@ -157,7 +163,9 @@ impl World {
             format!(
                 "INSERT INTO group_channel_links (group_id, channel_id, created_at) VALUES \
                  ({r}, {n}, '2026-02-04 10:00:00'), ({w}, {s}, '2026-02-04 10:00:00'), ({b}, {n}, '2026-02-04 10:00:00'), \
-                 ({q}, {n}, '2026-02-04 10:00:00'), ({r}, -100999, '2026-02-04 10:00:00')",
+                 ({q}, {n}, '2026-02-04 10:00:00'), ({r}, -100999, '2026-02-04 10:00:00'), \
+                 ({sp}, {s}, '2026-02-04 10:00:00')",
+                sp = self.split,
                 r = self.readers,
                 n = self.news,
                 w = self.writers,
@@ -320,9 +328,9 @@ fn counts(report: &Value) -> Vec<(String, u64, u64, u64, u64, u64)> {
 fn expected(added: bool) -> Vec<(String, u64, u64, u64, u64, u64)> {
     [
         ("bot_instances", 3, 3, 0),
-        ("protected_groups", 4, 3, 1),
+        ("protected_groups", 5, 4, 1),
         ("enforced_channels", 3, 2, 1),
-        ("group_channel_links", 5, 3, 2),
+        ("group_channel_links", 6, 4, 2),
         ("admin_users", 2, 1, 1),
         ("admin_audit_log", 3, 3, 0),
         ("api_call_log", 4, 4, 0),
@@ -369,12 +377,17 @@ async fn imports_and_protects(dialect: Dialect) {
     let dry = report(&operator.run(&dry, &vars).await);
     assert_eq!(counts(&dry), expected(true), "{dry:#}");
     assert_eq!(dry["dry_run"], true);
-    let store = store_at(&target).await;
-    assert!(
-        store.bots().await.unwrap().is_empty(),
-        "a dry run writes nothing"
-    );
-    store.close().await;
+    match dialect {
+        Dialect::Sqlite => assert!(!operator.data().exists(), "a dry run writes nothing"),
+        Dialect::Postgres => {
+            let store = store_at(&target).await;
+            assert!(
+                store.bots().await.unwrap().is_empty(),
+                "a dry run adds nothing"
+            );
+            store.close().await;
+        }
+    }
 
     let done = report(&operator.run(&import, &vars).await);
     assert_eq!(counts(&done), counts(&dry), "{done:#}");
@@ -551,6 +564,13 @@ async fn imports_and_protects(dialect: Dialect) {
         .wait_polling(world.beta.id, DEADLINE)
         .await
         .unwrap();
+    let refused = operator.run(&import, &vars).await;
+    assert_fails_with_one_line(
+        refused,
+        1,
+        &["stop the service first", "nothing was imported"],
+    )
+    .await;
     // The reader joined while no bot ran; the join waits in Telegram's queue for the bot.
     let (readers, reader) = (world.readers, world.reader);
     world
@@ -638,13 +658,29 @@ async fn a_wrong_key_an_unreachable_source_and_a_foreign_database_are_refused_an
         &["cannot open the original database", "refused"],
     )
     .await;
+    let nobody = format!("{}=@nobody", world.readers);
     let unknown_bot = operator
+        .run(&["import", "--from", &from, "--group-bot", &nobody], &vars)
+        .await;
+    assert_fails_with_one_line(unknown_bot, 1, &["no such bot", "@alpha_guard"]).await;
+    let unknown_group = operator
         .run(
-            &["import", "--from", &from, "--group-bot", "-100123=@nobody"],
+            &[
+                "import",
+                "--from",
+                &from,
+                "--group-bot",
+                "-100123=@alpha_guard",
+            ],
             &vars,
         )
         .await;
-    assert_fails_with_one_line(unknown_bot, 1, &["no such bot", "@alpha_guard"]).await;
+    assert_fails_with_one_line(
+        unknown_group,
+        1,
+        &["the original protects no group -100123"],
+    )
+    .await;
     assert!(
         !operator.data().exists(),
         "nothing was written: no database, no key file"
@@ -702,6 +738,8 @@ async fn a_standalone_bots_database_imports_under_its_former_bot_token() {
         format!("INSERT INTO protected_groups VALUES ({}, 42, 'Readers', 1, '{{}}', '2026-02-04 10:00:00.000000', '2026-02-04 10:00:00.000000')", world.readers),
         format!("INSERT INTO enforced_channels VALUES ({}, 'News', 'news_ch', NULL, '2026-02-04 10:00:00', '2026-02-04 10:00:00')", world.news),
         format!("INSERT INTO group_channel_links VALUES (1, {}, {}, '2026-02-04 10:00:00')", world.readers, world.news),
+        "CREATE TABLE api_call_log (id INTEGER NOT NULL PRIMARY KEY, method VARCHAR(50) NOT NULL, chat_id BIGINT, user_id BIGINT, success BOOLEAN NOT NULL, latency_ms INTEGER, error_type VARCHAR(50), timestamp DATETIME NOT NULL)".to_string(),
+        format!("INSERT INTO api_call_log VALUES (1, 'restrictChatMember', {}, 5, 1, 30, NULL, '2026-02-04 10:00:00.000000')", world.readers),
     ] {
         connection.execute(sqlx::AssertSqlSafe(statement)).await.unwrap();
     }
@@ -709,9 +747,10 @@ async fn a_standalone_bots_database_imports_under_its_former_bot_token() {
     let from = format!("sqlite://{}", file.display());
     let api = [("NEZUKO_TELEGRAM__API_URL", world.api.as_str())];
 
+    // Without the token no group can be given a bot; the call is kept under none.
     let undecided = report(
         &operator
-            .run(&["import", "--from", &from, "--dry-run", "--json"], &api)
+            .run(&["import", "--from", &from, "--json"], &api)
             .await,
     );
     assert!(
@@ -719,6 +758,10 @@ async fn a_standalone_bots_database_imports_under_its_former_bot_token() {
             .to_string()
             .contains("--bot-token-for-groups"),
         "{undecided:#}"
+    );
+    assert_eq!(
+        undecided["added"], 1,
+        "the call, under no bot: {undecided:#}"
     );
     let done = operator
         .run_with_input(
@@ -774,4 +817,24 @@ async fn a_standalone_bots_database_imports_under_its_former_bot_token() {
         .unwrap();
     assert_eq!(group.member_count, None);
     store.close().await;
+    assert!(
+        done["notes"]
+            .to_string()
+            .contains("1 API call(s) an earlier import kept under no bot now belong to their bot"),
+        "{done:#}"
+    );
+    let file = operator.data().join("nezuko.db");
+    let mut db = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .unwrap();
+    let owners: Vec<i64> = sqlx::query_scalar("SELECT bot_instance_id FROM api_call_log")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    assert_eq!(
+        owners,
+        [bots[0].id],
+        "the call moved to its bot, not doubled"
+    );
 }
