@@ -126,10 +126,24 @@ pub struct Tally {
 }
 
 /// Per table, what [`Store::apply_import`] did (or, in a dry run, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// API calls an earlier run stored under no bot, now given theirs.
     pub calls_attributed: usize,
+    /// API calls added under no bot (no group or channel of theirs tells it).
+    pub calls_unattributed: usize,
+    /// Chats added as groups by this import.
+    pub groups_added: Vec<i64>,
+    /// Chats of the import Nezuko protects already under another bot than the import chose,
+    /// with that bot's @username: left as they are.
+    pub kept_elsewhere: Vec<(i64, String)>,
+    /// The import's groups as Nezuko holds them afterwards that will not be enforced: enabled,
+    /// but under a disabled bot (chat, title, bot's @username)…
+    pub under_disabled_bot: Vec<(i64, String, String)>,
+    /// …or requiring no channel (chat, title).
+    pub requiring_nothing: Vec<(i64, String)>,
+    /// Groups added disabled, as the original recorded them (chat, title).
+    pub added_disabled: Vec<(i64, String)>,
     pub bots: Tally,
     pub groups: Tally,
     pub channels: Tally,
@@ -256,14 +270,28 @@ impl Store {
                 let bot = bot_of(group.telegram_bot_id)?;
                 // One chat, one bot: a chat Nezuko protects already (perhaps under another bot,
                 // chosen on an earlier run) is left as it is, or members would be warned twice.
-                let present: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM protected_groups WHERE chat_id = $1 ORDER BY bot_instance_id = $2 DESC, id LIMIT 1",
+                let present: Option<(i64, i64, String)> = sqlx::query_as(
+                    "SELECT g.id, g.bot_instance_id, b.username FROM protected_groups AS g \
+                     JOIN bot_instances AS b ON b.id = g.bot_instance_id WHERE g.chat_id = $1 \
+                     ORDER BY g.bot_instance_id = $2 DESC, g.id LIMIT 1",
                 )
                 .bind(group.chat_id)
                 .bind(bot)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let id = match present {
+                let added = present.is_none();
+                if let Some((_, holder, username)) = &present
+                    && *holder != bot
+                {
+                    applied.kept_elsewhere.push((group.chat_id, username.clone()));
+                }
+                if added {
+                    applied.groups_added.push(group.chat_id);
+                    if !group.enabled {
+                        applied.added_disabled.push((group.chat_id, group.title.clone()));
+                    }
+                }
+                let id = match present.map(|(id, _, _)| id) {
                     Some(id) => id,
                     None => sqlx::query_scalar(
                         "INSERT INTO protected_groups (bot_instance_id, chat_id, title, enabled, policy, member_count, \
@@ -280,7 +308,7 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?,
                 };
-                count(&mut applied.groups, present.is_none());
+                count(&mut applied.groups, added);
                 group_ids.insert((group.telegram_bot_id, group.chat_id), id);
             }
 
@@ -329,6 +357,28 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 count(&mut applied.links, result.rows_affected() > 0);
+            }
+
+            // What will not be enforced, as Nezuko holds the import's groups now.
+            let mut rows_used: Vec<i64> = group_ids.values().copied().collect();
+            rows_used.sort_unstable();
+            rows_used.dedup();
+            for row in rows_used {
+                let (chat, title, enabled, bot, state, links): (i64, String, bool, String, String, i64) =
+                    sqlx::query_as(
+                        "SELECT g.chat_id, g.title, g.enabled, b.username, b.desired_state, \
+                         (SELECT COUNT(*) FROM group_channel_links AS l WHERE l.group_id = g.id) \
+                         FROM protected_groups AS g JOIN bot_instances AS b ON b.id = g.bot_instance_id WHERE g.id = $1",
+                    )
+                    .bind(row)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if enabled && state == "disabled" {
+                    applied.under_disabled_bot.push((chat, title.clone(), bot));
+                }
+                if enabled && links == 0 {
+                    applied.requiring_nothing.push((chat, title));
+                }
             }
 
             for admin in &set.admins {
@@ -421,6 +471,9 @@ impl Store {
                     continue;
                 }
                 applied.api_calls.added += 1;
+                if bot.is_none() {
+                    applied.calls_unattributed += 1;
+                }
                 new_marks.push(if bot.is_some() { call.source_id.clone() } else { unattributed });
                 rows.push(ApiCall {
                     bot_instance_id: bot.unwrap_or(0),

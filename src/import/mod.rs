@@ -112,7 +112,14 @@ pub async fn run(settings: &Settings, options: ImportOptions) -> anyhow::Result<
         &groups,
         &channels,
         &askable,
-        &owners::Rules { chosen, standalone },
+        &owners::Rules {
+            chosen,
+            standalone,
+            names: candidates
+                .iter()
+                .map(|c| (c.telegram_bot_id, c.username.clone()))
+                .collect(),
+        },
         &api_url,
     )
     .await;
@@ -175,6 +182,7 @@ pub async fn run(settings: &Settings, options: ImportOptions) -> anyhow::Result<
         ));
     }
     plan.skipped.retain(|s| s.count > 0);
+    settle(&mut plan, &applied);
     Ok(Report::new(
         &original,
         &plan,
@@ -183,6 +191,54 @@ pub async fn run(settings: &Settings, options: ImportOptions) -> anyhow::Result<
         target,
         options.dry_run,
     ))
+}
+
+/// What needs the operator as Nezuko holds the import's groups after it (not as the original
+/// had them): a re-run finds groups and bots already there, perhaps in another state.
+fn settle(plan: &mut plan::Plan, applied: &Applied) {
+    let listed = |groups: &[(i64, String)]| {
+        groups
+            .iter()
+            .map(|(chat, title)| format!("{chat} {}", plan::shown(title)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !applied.added_disabled.is_empty() {
+        plan.attention.push(format!(
+            "{} group(s) arrive disabled as the original recorded ({}); the original still enforced disabled groups on joins and messages, so enable them in the dashboard to keep that",
+            applied.added_disabled.len(),
+            listed(&applied.added_disabled)
+        ));
+    }
+    let mut by_bot: BTreeMap<&str, Vec<(i64, String)>> = BTreeMap::new();
+    for (chat, title, bot) in &applied.under_disabled_bot {
+        by_bot.entry(bot).or_default().push((*chat, title.clone()));
+    }
+    for (bot, groups) in by_bot {
+        plan.attention.push(format!(
+            "{} group(s) are under @{bot}, which is disabled, so they are not protected until you enable it: {}",
+            groups.len(),
+            listed(&groups)
+        ));
+    }
+    if !applied.requiring_nothing.is_empty() {
+        plan.attention.push(format!(
+            "{} group(s) require no channel, so nothing is enforced there until one is added: {}",
+            applied.requiring_nothing.len(),
+            listed(&applied.requiring_nothing)
+        ));
+    }
+    for (chat, bot) in &applied.kept_elsewhere {
+        plan.notes.push(format!(
+            "group {chat} is in Nezuko already, under @{bot}: left as it is"
+        ));
+    }
+    if applied.calls_unattributed > 0 {
+        plan.notes.push(format!(
+            "{} API call(s) name a chat no imported group or channel tells the bot of (the original kept no bot id): they count in the charts' totals under no bot, until a run that can tell their bot (--bot-token-for-groups, --group-bot, Telegram answering) moves them",
+            applied.calls_unattributed
+        ));
+    }
 }
 
 async fn write(

@@ -44,6 +44,8 @@ pub struct Rules {
     pub chosen: BTreeMap<i64, i64>,
     /// The bot of `--bot-token-for-groups`.
     pub standalone: Option<i64>,
+    /// Every bot's @username by Telegram id (a chosen bot need not be a candidate).
+    pub names: BTreeMap<i64, String>,
 }
 
 /// Telegram's answers travel this many at a time.
@@ -59,10 +61,10 @@ pub async fn decide(
     api_url: &reqwest::Url,
 ) -> BTreeMap<i64, Owner> {
     let name = |telegram: i64| {
-        candidates
-            .iter()
-            .find(|c| c.telegram_bot_id == telegram)
-            .map_or_else(|| telegram.to_string(), |c| format!("@{}", c.username))
+        rules
+            .names
+            .get(&telegram)
+            .map_or_else(|| telegram.to_string(), |username| format!("@{username}"))
     };
     let mut owners = BTreeMap::new();
     let mut to_ask = Vec::new();

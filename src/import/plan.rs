@@ -165,7 +165,6 @@ fn groups(
         // The original failed closed: a member whose check failed was treated as not subscribed.
         json!({ "fail_mode": "closed" })
     };
-    let mut disabled = Vec::new();
     for row in &original.groups {
         let Some(chat) = row.int("group_id") else {
             plan.skip("protected_groups", "no group_id");
@@ -193,9 +192,6 @@ fn groups(
             None => continue,
         };
         let enabled = row.flag("enabled", true);
-        if !enabled {
-            disabled.push(shown(&title));
-        }
         if let Some(params) = row
             .text("params")
             .and_then(|p| serde_json::from_str::<Value>(&p).ok())
@@ -220,13 +216,6 @@ fn groups(
                 .and_then(|t| parse_ms(&t))
                 .unwrap_or(now),
         });
-    }
-    if !disabled.is_empty() {
-        plan.attention.push(format!(
-            "{} group(s) arrive disabled as the original recorded ({}); the original still enforced disabled groups on joins and messages, so enable them in the dashboard to keep that",
-            disabled.len(),
-            disabled.join(", ")
-        ));
     }
     if !plan.set.groups.is_empty() {
         plan.notes.push(if choices.fail_open {
@@ -320,46 +309,9 @@ fn channels_and_links(
     }
 }
 
-/// Groups that will not be enforced as imported: under a bot that arrives disabled, or requiring
-/// no channel; and channels whose join button would show only an id.
+/// Channels whose join button would show only an id. (Groups that would not be enforced depend
+/// on what Nezuko holds already: see `settle` in `mod.rs`.)
 fn unguarded(plan: &mut Plan) {
-    for bot in plan.set.bots.iter().filter(|b| !b.enabled) {
-        let groups: Vec<String> = plan
-            .set
-            .groups
-            .iter()
-            .filter(|g| g.telegram_bot_id == bot.telegram_bot_id && g.enabled)
-            .map(|g| shown(&g.title))
-            .collect();
-        if !groups.is_empty() {
-            plan.attention.push(format!(
-                "{} group(s) go to @{}, which arrives disabled (inactive in the original), so they are not protected until you enable it: {}",
-                groups.len(),
-                bot.username,
-                groups.join(", ")
-            ));
-        }
-    }
-    let bare: Vec<String> = plan
-        .set
-        .groups
-        .iter()
-        .filter(|g| {
-            !plan
-                .set
-                .links
-                .iter()
-                .any(|l| l.telegram_bot_id == g.telegram_bot_id && l.group_chat_id == g.chat_id)
-        })
-        .map(|g| shown(&g.title))
-        .collect();
-    if !bare.is_empty() {
-        plan.attention.push(format!(
-            "{} group(s) require no channel, so nothing is enforced there until one is added: {}",
-            bare.len(),
-            bare.join(", ")
-        ));
-    }
     let untitled: Vec<String> = plan
         .set
         .channels
@@ -450,7 +402,6 @@ fn api_calls(plan: &mut Plan, original: &Original, group_bot: &HashMap<i64, i64>
         [only] => Some(only.telegram_bot_id),
         _ => None,
     };
-    let mut unattributed = 0;
     for row in &original.api_calls {
         let (Some(id), Some(method)) = (row.int("id"), row.text("method")) else {
             plan.skip("api_call_log", "no id or method");
@@ -469,9 +420,6 @@ fn api_calls(plan: &mut Plan, original: &Original, group_bot: &HashMap<i64, i64>
                     .and_then(|bots| bots.first().copied())
             })
             .or(only_bot);
-        if bot.is_none() {
-            unattributed += 1;
-        }
         let (outcome, error_code) = call_outcome(row.flag("success", true), row.text("error_type"));
         plan.set.api_calls.push(Sourced {
             source_id: source_id(
@@ -495,11 +443,6 @@ fn api_calls(plan: &mut Plan, original: &Original, group_bot: &HashMap<i64, i64>
                 created_at,
             },
         });
-    }
-    if unattributed > 0 {
-        plan.notes.push(format!(
-            "{unattributed} API call(s) name a chat no imported group or channel tells the bot of (the original kept no bot id): they count in the charts' totals under no bot, until a run that can tell their bot (--bot-token-for-groups, --group-bot, Telegram answering) moves them"
-        ));
     }
 }
 

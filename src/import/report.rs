@@ -85,6 +85,13 @@ impl Report {
         .collect();
         let mut group_bots: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for group in &set.groups {
+            if applied
+                .kept_elsewhere
+                .iter()
+                .any(|(chat, _)| *chat == group.chat_id)
+            {
+                continue;
+            }
             if let Some(Owner::Bot { how, .. }) = owners.get(&group.chat_id) {
                 group_bots.entry(how.clone()).or_default().push(format!(
                     "{} {}",

@@ -552,6 +552,36 @@ async fn imports_and_protects(dialect: Dialect) {
     let settled = report(&operator.run(&settle, &vars).await);
     assert_eq!(settled["added"], 2, "{settled:#}");
 
+    // A re-run naming another bot for it leaves the chat with its bot, and says so; a bot an
+    // admin disabled meanwhile is named with the groups it leaves unprotected.
+    let alpha_id = bots[0].id.to_string();
+    let disabled = operator.run(&["bot", "disable", &alpha_id], &vars).await;
+    assert!(disabled.status.success(), "{}", disabled.stderr);
+    let rechosen = format!("--group-bot={}=@alpha_guard", world.both);
+    let mut again = import.to_vec();
+    again.push(rechosen.as_str());
+    let kept = report(&operator.run(&again, &vars).await);
+    assert_eq!(kept["added"], 0, "{kept:#}");
+    assert!(
+        kept["notes"].to_string().contains(&format!(
+            "group {} is in Nezuko already, under @beta_guard: left as it is",
+            world.both
+        )),
+        "{kept:#}"
+    );
+    assert!(
+        !kept["group_bots"].to_string().contains("as chosen"),
+        "{kept:#}"
+    );
+    let unprotected = kept["needs_you"].to_string();
+    assert!(
+        unprotected.contains("are under @alpha_guard, which is disabled")
+            && unprotected.contains("Readers"),
+        "{kept:#}"
+    );
+    let enabled = operator.run(&["bot", "enable", &alpha_id], &vars).await;
+    assert!(enabled.status.success(), "{}", enabled.stderr);
+
     // The bots run from the imported rows, and the groups are protected.
     let serving = operator.serve(&vars).await;
     world
