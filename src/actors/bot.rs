@@ -258,6 +258,7 @@ impl BotState {
             }),
             events: state.events.clone(),
             fence: state.fence.clone(),
+            join_query: None,
         };
         state.handler.bot_started(&context);
         state.started = true;

@@ -115,12 +115,30 @@ vocabulary! {
         Yielded = "yielded",
         /// A message sent as a channel (not the linked one) was deleted.
         ChannelSender = "channel_sender",
+        /// A join request was approved: the requester is subscribed.
+        JoinApproved = "join_approved",
+        /// A join request was declined: by the guard-bot fallback, or after the policy's timeout.
+        JoinDeclined = "join_declined",
+        /// A requester who is not subscribed was told what to join (a message through
+        /// `user_chat_id`, or the check page of a guard bot).
+        JoinAsked = "join_asked",
+        /// A guard bot's query was left to the chat's administrators (`queue`).
+        JoinQueued = "join_queued",
+        /// The requester could not be written to (they blocked the bot): the request waits.
+        JoinUnreachable = "join_unreachable",
+        /// The request was gone when Nezuko decided: withdrawn, or decided by someone else.
+        JoinWithdrawn = "join_withdrawn",
     }
 }
 
 impl Outcome {
     /// Outcomes that mean the member was let speak because they are subscribed.
-    pub const SUCCESS: [Outcome; 3] = [Outcome::Passed, Outcome::Verified, Outcome::Restored];
+    pub const SUCCESS: [Outcome; 4] = [
+        Outcome::Passed,
+        Outcome::Verified,
+        Outcome::Restored,
+        Outcome::JoinApproved,
+    ];
 
     /// Whether the outcome is worth an event on the live feed (a pass is not, unless assumed).
     pub fn is_news(self) -> bool {
@@ -140,6 +158,8 @@ vocabulary! {
         GraceCheck = "grace_check",
         /// A temporary restriction ended at Telegram: close Nezuko's record and its warning.
         RestrictionExpired = "restriction_expired",
+        /// A join request's `join_request_timeout_s` ran out: decline it if still pending.
+        JoinRequestTimeout = "join_request_timeout",
     }
 }
 

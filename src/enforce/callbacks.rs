@@ -1,5 +1,6 @@
-//! Inline buttons: "I have joined" (`nz:v[:user]`), the private help menu (`nz:h:<page>`) and the
-//! group settings menu (`nz:s:<field>`). Every press is answered, so the client's spinner stops.
+//! Inline buttons: "I have joined" (`nz:v[:user]`), a join request's "Check again"
+//! (`nz:j:<request id>`), the private help menu (`nz:h:<page>`) and the group settings menu
+//! (`nz:s:<field>`). Every press is answered, so the client's spinner stops.
 
 use teloxide::types::CallbackQuery;
 
@@ -9,7 +10,7 @@ use super::directory::GroupView;
 use super::flows::{self, Verdict};
 use super::say;
 use super::standing::{self, Standing};
-use super::{commands, settings_menu};
+use super::{commands, join_requests, settings_menu};
 use crate::db::ChannelRow;
 use crate::domain::{EndReason, Outcome};
 
@@ -18,6 +19,7 @@ pub async fn handle(turn: &Turn, query: &CallbackQuery) -> anyhow::Result<()> {
     let mut parts = data.split(':');
     match (parts.next(), parts.next()) {
         (Some("nz"), Some("v")) => verify(turn, query, parts.next()).await,
+        (Some("nz"), Some("j")) => join_requests::check_again(turn, query, parts.next()).await,
         (Some("nz"), Some("h")) => {
             commands::help_page(turn, query, parts.next().unwrap_or_default()).await
         }
@@ -78,7 +80,7 @@ async fn released_already(
 
 /// The alert naming the channels the presser has not joined. Alerts are plain text: channel names
 /// as written, not escaped for HTML.
-fn still_missing(view: &GroupView, missing: &[ChannelRow]) -> String {
+pub(super) fn still_missing(view: &GroupView, missing: &[ChannelRow]) -> String {
     let names = missing
         .iter()
         .map(|c| match &c.username {

@@ -35,6 +35,7 @@ mod directory;
 mod flows;
 mod health;
 mod inbox;
+mod join_requests;
 pub mod limiter;
 mod membership;
 pub mod policy;
@@ -406,7 +407,7 @@ impl UpdateHandler for Enforcer {
                     health_task: tokio::spawn(async {}),
                 }),
             };
-            route(shared, runtime, update).await
+            route(shared, runtime, update, context.join_query).await
         })
     }
 
@@ -488,6 +489,7 @@ async fn route(
     shared: Arc<Shared>,
     runtime: Arc<BotRuntime>,
     update: Update,
+    join_query: Option<String>,
 ) -> anyhow::Result<()> {
     match update.kind {
         UpdateKind::Message(message) => {
@@ -526,6 +528,10 @@ async fn route(
         UpdateKind::ChatMember(change) => {
             let turn = Turn::new(shared, runtime, Some(change.date.timestamp()));
             Box::pin(flows::on_member_change(&turn, &change)).await
+        }
+        UpdateKind::ChatJoinRequest(request) => {
+            let turn = Turn::new(shared, runtime, Some(request.date.timestamp()));
+            Box::pin(join_requests::on_request(&turn, &request, join_query)).await
         }
         UpdateKind::MyChatMember(change) => {
             Box::pin(health::on_my_member(

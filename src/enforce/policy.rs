@@ -42,6 +42,33 @@ pub struct Policy {
     /// Messages members send as a channel (other than the group's own linked channel, and other
     /// than an anonymous administrator writing as the group): a way around the check.
     pub channel_senders: ChannelSenders,
+    /// Requests to join the chat (groups and channels whose invite links ask for approval):
+    /// left to the administrators, or decided by Nezuko on the requester's subscriptions.
+    pub join_requests: JoinRequests,
+    /// Seconds a requester who is not subscribed has before their request is declined (0: it
+    /// stays pending for the administrators). At most 7 days.
+    pub join_request_timeout_s: u64,
+    /// What a guard bot answers Telegram's query about a requester who is not subscribed when no
+    /// HTTPS `server.public_url` is set to show the check page: `queue` (leave it pending and write
+    /// to the requester, as without a query) or `decline`.
+    pub join_query_fallback: JoinQueryFallback,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinRequests {
+    /// Nezuko leaves join requests to the administrators.
+    Off,
+    /// Subscribers are approved at once; anyone else is told what to join and approved once they
+    /// have, or declined after `join_request_timeout_s`.
+    ApproveSubscribers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinQueryFallback {
+    Queue,
+    Decline,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -119,6 +146,9 @@ impl Default for Policy {
             restore_on_rejoin: true,
             mute_for_s: 0,
             channel_senders: ChannelSenders::Delete,
+            join_requests: JoinRequests::Off,
+            join_request_timeout_s: 600,
+            join_query_fallback: JoinQueryFallback::Queue,
         }
     }
 }
@@ -199,6 +229,19 @@ pub fn fields() -> Vec<Field> {
                 choices: spellings(&[ChannelSenders::Delete, ChannelSenders::Allow]),
             },
         ),
+        field(
+            "join_requests",
+            Choice {
+                choices: spellings(&[JoinRequests::Off, JoinRequests::ApproveSubscribers]),
+            },
+        ),
+        field("join_request_timeout_s", Number),
+        field(
+            "join_query_fallback",
+            Choice {
+                choices: spellings(&[JoinQueryFallback::Queue, JoinQueryFallback::Decline]),
+            },
+        ),
         field("welcome", Bool),
         field("restore_on_rejoin", Bool),
         field(
@@ -265,6 +308,12 @@ impl Policy {
         if self.grace_s > 86_400 || self.warning_ttl_s > 86_400 || self.reply_ttl_s > 86_400 {
             return Err(PolicyError(
                 "grace_s, warning_ttl_s and reply_ttl_s are at most 86400 (one day)".into(),
+            ));
+        }
+        if self.join_request_timeout_s > 604_800 {
+            return Err(PolicyError(
+                "join_request_timeout_s is at most 604800 (7 days); 0 leaves requests pending"
+                    .into(),
             ));
         }
         Ok(())

@@ -102,6 +102,17 @@ pub fn warning_keyboard(
     missing: &[ChannelRow],
     data: String,
 ) -> InlineKeyboardMarkup {
+    keyboard(view, missing, "button_verify", data)
+}
+
+/// A join button per channel (its public link or invite link) and a last button labelled by
+/// template `button` that sends `data`.
+pub fn keyboard(
+    view: &GroupView,
+    missing: &[ChannelRow],
+    button: &str,
+    data: String,
+) -> InlineKeyboardMarkup {
     let mut rows: Vec<Vec<InlineKeyboardButton>> = missing
         .iter()
         .filter_map(|channel| {
@@ -119,8 +130,7 @@ pub fn warning_keyboard(
         })
         .collect();
     rows.push(vec![InlineKeyboardButton::callback(
-        view.texts
-            .render(view.policy.language, "button_verify", &[]),
+        view.texts.render(view.policy.language, button, &[]),
         data,
     )]);
     InlineKeyboardMarkup::new(rows)

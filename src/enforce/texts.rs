@@ -42,6 +42,31 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "{users} left {group}: not subscribed to {channels}.",
         "{users} salió de {group}: no está suscrito a {channels}.",
     ),
+    (
+        "join_request_missing",
+        "👋 You asked to join {group}. It is for subscribers of {channels}: join, then press <b>Check again</b> and I will let you in.",
+        "👋 Pediste unirte a {group}. Es para suscriptores de {channels}: únete y pulsa <b>Comprobar de nuevo</b> para entrar.",
+    ),
+    (
+        "join_request_approved",
+        "✅ You are in: welcome to {group}!",
+        "✅ Ya estás dentro: ¡te damos la bienvenida a {group}!",
+    ),
+    (
+        "join_request_declined",
+        "Your request to join {group} was declined: you had not joined {channels} in time. You can ask to join again once you have.",
+        "Tu solicitud para unirte a {group} fue rechazada: no te uniste a {channels} a tiempo. Puedes volver a pedirlo cuando lo hagas.",
+    ),
+    (
+        "join_request_gone",
+        "Your request to join {group} is no longer pending.",
+        "Tu solicitud para unirte a {group} ya no está pendiente.",
+    ),
+    (
+        "button_check_again",
+        "🔄 Check again",
+        "🔄 Comprobar de nuevo",
+    ),
     ("button_join", "Join {channel}", "Unirse a {channel}"),
     ("button_verify", "✅ I have joined", "✅ Ya me uní"),
     (

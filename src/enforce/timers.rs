@@ -95,6 +95,10 @@ async fn carry_out(shared: &Arc<Shared>, timer: &TimerRow) -> anyhow::Result<()>
             }
             Ok(())
         }
+        Some(TimerKind::JoinRequestTimeout) => match timer.payload.0["request_id"].as_i64() {
+            Some(id) => super::join_requests::timed_out(&turn, id).await,
+            None => Ok(()),
+        },
         None => {
             tracing::warn!(kind = timer.kind, "unknown timer kind; dropped");
             Ok(())

@@ -130,6 +130,9 @@ struct LedgerState {
     acted: HashSet<i32>,
     /// What the bot's previous runner was done with: Telegram may hand those updates out again.
     inherited: Option<Progress>,
+    /// Guard-bot query ids of join requests not yet done with, by update id (teloxide's type
+    /// drops them; see `telegram::join_query`).
+    join_queries: HashMap<i32, String>,
 }
 
 impl LedgerState {
@@ -202,6 +205,7 @@ impl Ledger {
             .into_iter()
             .filter_map(|(id, raw)| {
                 let update = serde_json::from_str::<Update>(raw.get()).ok()?;
+                self.note_join_query(&update, raw.get());
                 (!matches!(update.kind, UpdateKind::Error(_))).then_some((id, update, raw))
             })
             .collect();
@@ -318,8 +322,23 @@ impl Ledger {
             state.unpark.push(id);
         }
         state.retries.remove(&id);
+        state.join_queries.remove(&id);
         drop(state);
         self.settled.notify_waiters();
+    }
+
+    /// Keeps the guard-bot query id an update's JSON carries, if any, until the update is done.
+    pub fn note_join_query(&self, update: &Update, raw: &str) {
+        if matches!(update.kind, UpdateKind::ChatJoinRequest(_))
+            && let Some(query) = super::join_query::query_id(raw)
+        {
+            self.lock().join_queries.insert(update.id.0 as i32, query);
+        }
+    }
+
+    /// The guard-bot query id of update `update_id`, if it carried one.
+    pub fn join_query(&self, update_id: u32) -> Option<String> {
+        self.lock().join_queries.get(&(update_id as i32)).cloned()
     }
 
     /// The update could not be handled now (an outage): it stays unconfirmed and is handed out
@@ -745,7 +764,10 @@ impl Poller {
                 continue;
             }
             match serde_json::from_str::<Update>(&raw) {
-                Ok(update) if !matches!(update.kind, UpdateKind::Error(_)) => updates.push(update),
+                Ok(update) if !matches!(update.kind, UpdateKind::Error(_)) => {
+                    self.ledger.note_join_query(&update, &raw);
+                    updates.push(update);
+                }
                 _ => {
                     tracing::warn!(
                         update_id = id,

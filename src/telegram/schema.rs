@@ -29,6 +29,9 @@ pub struct BotContext {
     pub events: Publisher,
     /// Until when this node may send for the bot (see [`super::Fence`]).
     pub fence: super::Fence,
+    /// For a `chat_join_request` handed to a guard bot: the query it must answer within 10 s
+    /// (Bot API 10.1; teloxide's type drops it, see [`super::join_query`]). `None` otherwise.
+    pub join_query: Option<String>,
 }
 
 /// The bot's own Telegram account.
@@ -84,10 +87,13 @@ pub fn endpoint(
 ) -> Handle {
     Arc::new(move |update: Update| {
         let handler = handler.clone();
-        let context = context.clone();
+        let mut context = context.clone();
         let ledger = ledger.clone();
         async move {
             let update_id = update.id.0;
+            if matches!(update.kind, UpdateKind::ChatJoinRequest(_)) {
+                context.join_query = ledger.join_query(update_id);
+            }
             if !is_asked_for(&update.kind) {
                 ledger.handled(update_id);
                 return;

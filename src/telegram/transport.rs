@@ -187,6 +187,8 @@ pub fn is_idempotent(method: &str) -> bool {
                 | "answerCallbackQuery"
                 | "approveChatJoinRequest"
                 | "declineChatJoinRequest"
+                | "answerChatJoinRequestQuery"
+                | "sendChatJoinRequestWebApp"
                 | "setMyCommands"
                 | "setWebhook"
                 | "deleteWebhook"

@@ -327,7 +327,10 @@ impl Reader {
             }
             self.remember(id);
             match serde_json::from_str::<Update>(&raw) {
-                Ok(update) if !matches!(update.kind, UpdateKind::Error(_)) => fresh.push(update),
+                Ok(update) if !matches!(update.kind, UpdateKind::Error(_)) => {
+                    self.ledger.note_join_query(&update, &raw);
+                    fresh.push(update);
+                }
                 // An update of a kind this teloxide cannot read: nothing Nezuko acts on.
                 _ => unreadable.push(id),
             }

@@ -234,6 +234,7 @@ impl Sandbox {
                 _ => return Answer::error(&ApiError::unauthorized()),
             }
         };
+        self.expire_join_queries();
         let spec = Spec::bot_api();
         let Some(method) = spec.method(method_name) else {
             self.violation(
@@ -368,6 +369,28 @@ impl Sandbox {
                     format!("the sandbox's own reply does not match the spec: {reason}"),
                 );
             }
+        }
+    }
+
+    /// Declines the join requests whose guard-bot query went unanswered past its deadline, and
+    /// records each as the bot's violation. Run before every call and every read of violations or
+    /// requests, so a missed deadline shows however the sandbox is next touched.
+    fn expire_join_queries(&self) {
+        let expired = self.world().expire_join_queries();
+        for query in expired {
+            let late = if query.web_app_url.is_some() {
+                "its Mini App was shown but the query was never answered"
+            } else {
+                "not answered within 10 s"
+            };
+            self.violation(
+                Some(query.bot),
+                "answerChatJoinRequestQuery",
+                format!(
+                    "join request query {} (user {} to chat {}) {late}; Telegram declined the request",
+                    query.id, query.user, query.chat
+                ),
+            );
         }
     }
 

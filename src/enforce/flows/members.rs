@@ -24,7 +24,8 @@ pub async fn on_member_change(turn: &Turn, change: &ChatMemberUpdated) -> anyhow
             return channel::left(turn, chat, user).await;
         }
         if !was && is {
-            return channel::rejoined(turn, chat, user_id).await;
+            channel::rejoined(turn, chat, user_id).await?;
+            return super::super::join_requests::subscribed(turn, user_id).await;
         }
         return Ok(());
     }

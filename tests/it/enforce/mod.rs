@@ -9,6 +9,7 @@ mod commands;
 mod deadlines;
 mod failures;
 mod flows;
+mod join_requests;
 mod outages;
 mod policies;
 mod records;

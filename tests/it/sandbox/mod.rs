@@ -5,6 +5,7 @@ mod chat_kinds;
 mod driver;
 mod faults;
 mod fidelity;
+mod join_requests;
 mod members;
 mod operations;
 mod people;

@@ -164,11 +164,40 @@ async fn every_operation_is_carried_out(via: Via) {
     .await;
     tour.run(Operation::BlockBot { user: ann, bot }).await;
     tour.run(Operation::UnblockBot { user: ann, bot }).await;
-    tour.run(Operation::RequestJoin(ChatUser {
+    let asking = ChatUser {
         chat: forum,
         user: ann,
-    }))
+    };
+    tour.run(Operation::RequestJoin(asking)).await;
+    tour.run(Operation::WithdrawJoinRequest(asking)).await;
+    tour.run(Operation::SetJoinGuard {
+        chat: forum,
+        bot: Some(bot),
+    })
     .await;
+    let asked = tour.run(Operation::RequestJoin(asking)).await;
+    let query = asked["query_id"].as_str().unwrap().to_string();
+    let page = "https://example.org/check";
+    world
+        .ok(
+            "sendChatJoinRequestWebApp",
+            json!({ "chat_join_request_query_id": query, "web_app_url": page }),
+        )
+        .await;
+    let pending = tour.run(Operation::JoinRequests { chat: forum }).await;
+    assert_eq!(pending[0]["web_app_url"], page);
+    let opened = tour
+        .run(Operation::OpenJoinWebApp {
+            query: query.clone(),
+        })
+        .await;
+    assert!(opened["init_data"].as_str().unwrap().contains("hash="));
+    world
+        .ok(
+            "answerChatJoinRequestQuery",
+            json!({ "chat_join_request_query_id": query, "result": "decline" }),
+        )
+        .await;
     tour.run(Operation::Leave(at)).await;
     tour.run(Operation::Join(at)).await;
 

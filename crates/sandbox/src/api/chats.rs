@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use super::{ApiError, Params, chat_param, flag, readable_chat_param, text, user_param};
 use crate::model::{Chat, ChatKind, InviteLink, Status};
-use crate::world::World;
+use crate::world::{QueryResult, World};
 
 pub fn get_me(world: &World, bot: i64) -> Result<Value, ApiError> {
     let account = world
@@ -226,14 +226,26 @@ pub fn answer_join_request(
             "not enough rights to manage join requests",
         ));
     }
-    let chat = world.chat_mut(chat_id)?;
-    let Some(position) = chat.join_requests.iter().position(|u| *u == user) else {
-        return Err(ApiError::bad_request("HIDE_REQUESTER_MISSING"));
-    };
-    chat.join_requests.remove(position);
-    if approve && let Some(status) = world.status_on_joining(chat_id, user)? {
-        world.set_status_by_request(chat_id, user, status, bot)?;
-    }
+    world.resolve_join_request(chat_id, user, approve, bot)?;
+    Ok(json!(true))
+}
+
+/// `answerChatJoinRequestQuery` (Bot API 10.1): a guard bot decides on the request it was asked
+/// about, or leaves it to the chat's administrators (`queue`).
+pub fn answer_join_query(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let id = text(params, "chat_join_request_query_id").unwrap_or_default();
+    let result = text(params, "result")
+        .and_then(QueryResult::parse)
+        .ok_or_else(|| ApiError::bad_request("result must be one of approve, decline, queue"))?;
+    world.answer_join_query(bot, id, result)?;
+    Ok(json!(true))
+}
+
+/// `sendChatJoinRequestWebApp` (Bot API 10.1): a guard bot shows the user a Mini App first.
+pub fn send_join_web_app(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
+    let id = text(params, "chat_join_request_query_id").unwrap_or_default();
+    let url = text(params, "web_app_url").unwrap_or_default();
+    world.show_join_web_app(bot, id, url)?;
     Ok(json!(true))
 }
 

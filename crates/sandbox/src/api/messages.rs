@@ -12,8 +12,12 @@ const MAX_TEXT: usize = 4096;
 
 pub fn send_message(world: &mut World, bot: i64, params: &Params) -> Result<Value, ApiError> {
     let chat_id = match chat_param(world, params) {
-        Err(error) => return Err(unopened_private_chat(world, bot, params).unwrap_or(error)),
         Ok(chat) => chat,
+        // A requester's `user_chat_id`, within its window: the private chat opens.
+        Err(_) if join_window(world, bot, params).is_some() => {
+            world.private_chat(join_window(world, bot, params).unwrap_or_default())
+        }
+        Err(error) => return Err(unopened_private_chat(world, bot, params).unwrap_or(error)),
     };
     check_can_send(world, chat_id, bot)?;
     let mut draft = Draft::new(chat_id, bot, content(params)?);
@@ -37,6 +41,17 @@ fn unopened_private_chat(world: &World, bot: i64, params: &Params) -> Option<Api
             && world.status(chat.id, bot).is_present()
     });
     met.then(|| ApiError::forbidden("bot can't initiate conversation with a user"))
+}
+
+/// The user a message goes to through the `user_chat_id` of their pending join request, while
+/// the bot may still write to them that way (`ChatJoinRequest.user_chat_id`: 5 minutes, until the
+/// request is processed).
+fn join_window(world: &World, bot: i64, params: &Params) -> Option<i64> {
+    let user = params
+        .get("chat_id")
+        .and_then(Value::as_i64)
+        .filter(|id| *id > 0)?;
+    world.join_window_open(user, bot).then_some(user)
 }
 
 /// The forum topic a message is sent to: it must exist; the General topic is addressed by
@@ -230,7 +245,7 @@ fn check_can_send(world: &World, chat_id: i64, bot: i64) -> Result<(), ApiError>
                 Err(ApiError::forbidden("user is deactivated"))
             } else if chat.blocked_bots.contains(&bot) {
                 Err(ApiError::forbidden("bot was blocked by the user"))
-            } else if !chat.started_bots.contains(&bot) {
+            } else if !chat.started_bots.contains(&bot) && !world.join_window_open(chat_id, bot) {
                 Err(ApiError::forbidden(
                     "bot can't initiate conversation with a user",
                 ))

@@ -36,6 +36,8 @@ pub fn call(world: &mut World, bot: i64, method: &str, params: &Params) -> Resul
         "createChatInviteLink" => chats::create_chat_invite_link(world, bot, params),
         "approveChatJoinRequest" => chats::answer_join_request(world, bot, params, true),
         "declineChatJoinRequest" => chats::answer_join_request(world, bot, params, false),
+        "answerChatJoinRequestQuery" => chats::answer_join_query(world, bot, params),
+        "sendChatJoinRequestWebApp" => chats::send_join_web_app(world, bot, params),
         "restrictChatMember" => members::restrict(world, bot, params),
         "banChatMember" => members::ban(world, bot, params),
         "unbanChatMember" => members::unban(world, bot, params),

@@ -95,6 +95,7 @@ impl Sandbox {
     }
 
     pub fn violations(&self) -> Vec<Violation> {
+        self.expire_join_queries();
         self.journal().violations.clone()
     }
 

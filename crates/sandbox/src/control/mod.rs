@@ -11,6 +11,7 @@
 
 mod admins;
 mod inspect;
+mod join_requests;
 mod operation;
 mod operator;
 mod users;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use self::join_requests::{OpenedWebApp, PendingRequest, sign_init_data};
 pub use self::operation::{
     AdminRestrict, ChatUser, Forward, NewChat, Operation, OperationError, Say, operation_names,
 };

@@ -142,7 +142,13 @@ pub enum Operation {
     // Users acting.
     Join(ChatUser),
     Leave(ChatUser),
+    /// Returns `{"query_id": …}`: the guard bot's query, or null.
     RequestJoin(ChatUser),
+    WithdrawJoinRequest(ChatUser),
+    /// Returns `{"url": …, "init_data": …}`.
+    OpenJoinWebApp {
+        query: String,
+    },
     Send(Say),
     Forward(Forward),
     SendPrivate {
@@ -196,7 +202,16 @@ pub enum Operation {
         admin: i64,
         user: i64,
     },
+    /// The chat's owner assigns a guard bot for join requests (`bot: null` unassigns).
+    SetJoinGuard {
+        chat: i64,
+        #[serde(default)]
+        bot: Option<i64>,
+    },
     // Reading back.
+    JoinRequests {
+        chat: i64,
+    },
     Member(ChatUser),
     Chat {
         chat: i64,
@@ -351,7 +366,13 @@ impl Sandbox {
             Op::UpgradeGroup(at) => json!({ "id": self.upgrade_group(at.chat, at.user)? }),
             Op::Join(at) => self.join(at.chat, at.user).map(|()| done())?,
             Op::Leave(at) => self.leave(at.chat, at.user).map(|()| done())?,
-            Op::RequestJoin(at) => self.request_join(at.chat, at.user).map(|()| done())?,
+            Op::RequestJoin(at) => json!({ "query_id": self.request_join(at.chat, at.user)? }),
+            Op::WithdrawJoinRequest(at) => self
+                .withdraw_join_request(at.chat, at.user)
+                .map(|()| done())?,
+            Op::OpenJoinWebApp { query } => to_json(self.open_join_web_app(&query)?),
+            Op::SetJoinGuard { chat, bot } => self.set_join_guard(chat, bot).map(|()| done())?,
+            Op::JoinRequests { chat } => to_json(self.join_requests(chat)?),
             Op::Send(say) => json!({ "message_id": self.say(&say)? }),
             Op::Forward(forward) => json!({ "message_id": self.forward(&forward)? }),
             Op::SendPrivate { bot, user, text } => {

@@ -30,44 +30,6 @@ impl Sandbox {
         Ok(world.set_status(chat, user, new, user)?)
     }
 
-    /// The user asks to join; administrators with `can_invite_users` get a `chat_join_request`.
-    pub fn request_join(&self, chat: i64, user: i64) -> Result<(), ControlError> {
-        let mut world = self.world();
-        acting(&world, chat, user)?;
-        match world.status(chat, user) {
-            Status::Kicked { .. } => return Err(ControlError::Banned { chat, user }),
-            status if status.is_present() => {
-                return Err(ControlError::NotAllowed {
-                    chat,
-                    user,
-                    reason: "a member has nothing to request".into(),
-                });
-            }
-            _ => {}
-        }
-        if world.chats[&chat].join_requests.contains(&user) {
-            return Err(ControlError::NotAllowed {
-                chat,
-                user,
-                reason: "a request is already pending".into(),
-            });
-        }
-        let request = json!({
-            "chat": world.chat_json(chat)?,
-            "from": world.accounts[&user].to_json(),
-            "user_chat_id": user,
-            "date": world.now(),
-        });
-        world.chat_mut(chat)?.join_requests.push(user);
-        let request = Payload::new(request);
-        for bot in world.admin_bots(chat) {
-            if world.status(chat, bot).rights().can_invite_users {
-                world.push_update(bot, "chat_join_request", &request);
-            }
-        }
-        Ok(())
-    }
-
     /// The user writes `text` in a group as themselves. See [`Sandbox::say`].
     pub fn send(&self, chat: i64, user: i64, text: &str) -> Result<i64, ControlError> {
         self.say(&Say::new(chat, user, text))
@@ -265,7 +227,7 @@ impl Sandbox {
 }
 
 /// The chat and the user exist, the user can still act, and the chat was not upgraded away.
-fn acting(world: &World, chat: i64, user: i64) -> Result<(), ControlError> {
+pub(super) fn acting(world: &World, chat: i64, user: i64) -> Result<(), ControlError> {
     check_ids(world, chat, user)?;
     if world.accounts[&user].deleted {
         return Err(ControlError::Deleted(user));

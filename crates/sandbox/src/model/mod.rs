@@ -140,6 +140,29 @@ pub struct InviteLink {
     pub name: Option<String>,
 }
 
+/// A user's pending request to join a chat.
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinRequest {
+    pub user: i64,
+    /// When it was sent (Unix seconds, the sandbox's clock).
+    pub date: i64,
+    /// The guard bot's query about it, while one is open.
+    pub query: Option<String>,
+}
+
+/// A guard bot's open query about a join request (`chat_join_request.query_id`).
+#[derive(Debug, Clone, Serialize)]
+pub struct JoinQuery {
+    pub id: String,
+    pub chat: i64,
+    pub user: i64,
+    pub bot: i64,
+    /// Until when (Unix milliseconds, the sandbox's clock) the bot may answer.
+    pub deadline_ms: i64,
+    /// The Mini App the bot showed the user (`sendChatJoinRequestWebApp`), if it did.
+    pub web_app_url: Option<String>,
+}
+
 /// A forum topic; its id is the id of the service message that created it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Topic {
@@ -166,7 +189,11 @@ pub struct Chat {
     pub messages: BTreeMap<i64, StoredMessage>,
     pub next_message_id: i64,
     pub invite_links: Vec<InviteLink>,
-    pub join_requests: Vec<i64>,
+    /// Pending join requests, oldest first.
+    pub join_requests: Vec<JoinRequest>,
+    /// The bot the chat's owner assigned to process join requests (a guard bot, Bot API 10.1): its
+    /// `chat_join_request` updates carry a `query_id` it must answer within 10 s.
+    pub join_guard: Option<i64>,
     /// Messages users tried to send while not allowed to: (user, text).
     pub blocked: Vec<(i64, String)>,
     /// Bots the user wrote to, which may write back (private chats only).
@@ -192,6 +219,7 @@ impl Chat {
             next_message_id: 1,
             invite_links: Vec::new(),
             join_requests: Vec::new(),
+            join_guard: None,
             blocked: Vec::new(),
             started_bots: HashSet::new(),
             blocked_bots: HashSet::new(),

@@ -7,6 +7,7 @@
 //! does what changes a chat itself (topics, linked channels, the upgrade of a basic group).
 
 mod chats;
+mod join_requests;
 mod members;
 mod messages;
 
@@ -22,6 +23,9 @@ use rand::distr::Alphanumeric;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+pub use self::join_requests::{
+    QUERY_DEADLINE_MS, QueryResult, USER_CHAT_WINDOW_S, WEB_APP_WINDOW_MS,
+};
 pub use self::messages::Draft;
 use super::api::ApiError;
 use super::model::{Account, AdminRights, Chat, ChatKind, Status};
@@ -132,6 +136,8 @@ pub struct World {
     pub callback_answers: FxHashMap<String, Value>,
     /// Callback query id → the user allowed to answer for it (for checks) and its bot.
     pub callbacks: FxHashMap<String, (i64, i64)>,
+    /// Guard bots' open queries about join requests, by query id.
+    pub join_queries: FxHashMap<String, super::model::JoinQuery>,
     next_user_id: i64,
     next_chat_id: i64,
     next_callback_id: u64,
@@ -159,6 +165,7 @@ impl Default for World {
                 .collect(),
             callback_answers: FxHashMap::default(),
             callbacks: FxHashMap::default(),
+            join_queries: FxHashMap::default(),
             next_user_id: 100_000,
             next_chat_id: 1_000_000,
             next_callback_id: 1,
@@ -176,6 +183,15 @@ impl World {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         wall + self.clock_offset_s
+    }
+
+    /// Unix milliseconds on the sandbox's clock.
+    pub fn now_ms(&self) -> i64 {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        wall + self.clock_offset_s * 1000
     }
 
     pub fn add_account(
