@@ -297,6 +297,11 @@ pub fn enforce_options(settings: &Settings) -> EnforceOptions {
         timer_poll: enforce.timer_poll,
         health_interval: enforce.health_interval,
         redis_url: settings.redis.url.as_ref().map(|url| url.expose().clone()),
+        check_page: settings
+            .server
+            .public_url
+            .clone()
+            .filter(|url| url.starts_with("https://")),
         ..EnforceOptions::default()
     }
 }

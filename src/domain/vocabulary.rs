@@ -57,6 +57,8 @@ vocabulary! {
         Session = "session",
         /// `nezuko import` of the original platform's database.
         Import = "import",
+        /// A join request (the Mini App check page refusing who opened it).
+        JoinRequest = "join_request",
     }
 }
 

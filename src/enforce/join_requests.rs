@@ -28,7 +28,10 @@ use super::standing::{self, Standing};
 use super::texts::escape;
 use crate::db::{JoinDecision, JoinRequestRow, NewJoinRequest, NewTimer, now_ms};
 use crate::domain::{Outcome, TimerKind};
-use crate::telegram::join_query::{AnswerChatJoinRequestQuery, QueryResult};
+use crate::telegram::init_data::{self, InitDataError};
+use crate::telegram::join_query::{
+    AnswerChatJoinRequestQuery, QueryResult, SendChatJoinRequestWebApp,
+};
 
 /// Who decided, as `join_requests.decided_by` keeps it.
 const BY_NEZUKO: &str = "nezuko";
@@ -85,49 +88,95 @@ pub async fn on_request(
         };
     }
     let missing: Vec<i64> = outcome.missing.iter().map(|c| c.chat_id).collect();
+    let mut filed = NewJoinRequest {
+        bot_instance_id: group.bot(),
+        group_id: group.view.group.id,
+        chat_id: chat,
+        user_id: user,
+        user_chat_id: request.user_chat_id.0,
+        name: request.from.full_name(),
+        query_id: query.clone(),
+    };
     if let Some(query) = &query {
+        if let Some(base) = &group.shared.options.check_page {
+            let row = file(&group, &filed).await?;
+            let page = SendChatJoinRequestWebApp {
+                chat_join_request_query_id: query.clone(),
+                web_app_url: format!("{}/join/{}", base.trim_end_matches('/'), row.id),
+            };
+            match turn
+                .calls()
+                .run("sendChatJoinRequestWebApp", None, page)
+                .await
+            {
+                Ok(_) => {
+                    decided(&group, user, Outcome::JoinAsked, &missing);
+                    return Ok(());
+                }
+                Err(error) if is_gone(&error) => {
+                    return finish(&group, &row, JoinDecision::Withdrawn, BY_NEZUKO).await;
+                }
+                // Still inside the 10 s: the fallback below answers instead.
+                Err(error) => {
+                    tracing::warn!(chat, user, %error, "the check page could not be shown; answering by join_query_fallback")
+                }
+            }
+        }
         match group.view.policy.join_query_fallback {
             JoinQueryFallback::Decline => {
                 answer_query(turn, query, QueryResult::Decline).await?;
+                if let Some(row) = group
+                    .shared
+                    .store
+                    .pending_join_request(group.bot(), chat, user)
+                    .await?
+                {
+                    group
+                        .shared
+                        .store
+                        .decide_join_request(row.id, JoinDecision::Declined, BY_NEZUKO)
+                        .await?;
+                }
                 decided(&group, user, Outcome::JoinDeclined, &missing);
                 return Ok(());
             }
             JoinQueryFallback::Queue => {
                 answer_query(turn, query, QueryResult::Queue).await?;
                 group.record(user, Outcome::JoinQueued, false);
+                // Answered: from here on the request is decided the classic way.
+                filed.query_id = None;
             }
         }
     }
-    let row = group
-        .shared
-        .store
-        .open_join_request(&NewJoinRequest {
-            bot_instance_id: group.bot(),
-            group_id: group.view.group.id,
-            chat_id: chat,
-            user_id: user,
-            user_chat_id: request.user_chat_id.0,
-            name: request.from.full_name(),
-            query_id: query,
-        })
-        .await?;
+    let row = file(&group, &filed).await?;
+    tell_requester(&group, &row, &outcome.missing, &missing).await
+}
+
+/// Files the request as pending (the same row if it already is) and schedules its timeout.
+async fn file(group: &GroupTurn, request: &NewJoinRequest) -> anyhow::Result<JoinRequestRow> {
+    let store = &group.shared.store;
+    if let Some(row) = store
+        .pending_join_request(request.bot_instance_id, request.chat_id, request.user_id)
+        .await?
+    {
+        return Ok(row);
+    }
+    let row = store.open_join_request(request).await?;
     let timeout_s = group.view.policy.join_request_timeout_s;
     if timeout_s > 0 {
-        group
-            .shared
-            .store
+        store
             .schedule(&NewTimer {
                 bot_instance_id: group.bot(),
                 kind: TimerKind::JoinRequestTimeout,
-                chat_id: chat,
-                user_id: Some(user),
+                chat_id: row.chat_id,
+                user_id: Some(row.user_id),
                 message_id: None,
                 payload: json!({ "request_id": row.id }),
                 due_at: now_ms() + timeout_s as i64 * 1000,
             })
             .await?;
     }
-    tell_requester(&group, &row, &outcome.missing, &missing).await
+    Ok(row)
 }
 
 /// Writes to the requester what to join, with "Check again"; one who blocked the bot cannot be
@@ -197,6 +246,7 @@ pub async fn check_again(
             &[("group", &escape(&group.view.group.title))],
         )
     };
+    let (_held, row) = hold(&turn.shared, row).await?;
     if !row.is_pending() {
         let text = phrase("join_request_gone");
         return say::answer_callback_query(turn, query, Some(strip_tags(&text)), true).await;
@@ -208,7 +258,7 @@ pub async fn check_again(
         .await;
     match flows::verdict(&group.view, &outcome) {
         Verdict::Allowed { .. } => {
-            let decision = match approve(turn, row.chat_id, presser).await {
+            let decision = match carry_out(turn, &row, true).await {
                 Ok(()) => JoinDecision::Approved,
                 Err(error) if is_gone(&error) => gone(turn, row.chat_id, presser).await,
                 Err(error) => return Err(error.into()),
@@ -246,6 +296,10 @@ pub async fn subscribed(turn: &Turn, user: i64) -> anyhow::Result<()> {
             continue;
         };
         let group = turn.in_group(view, None);
+        let (_held, row) = hold(&turn.shared, row).await?;
+        if !row.is_pending() {
+            continue;
+        }
         let outcome = group
             .shared
             .checker
@@ -254,7 +308,7 @@ pub async fn subscribed(turn: &Turn, user: i64) -> anyhow::Result<()> {
         if flows::verdict(&group.view, &outcome) != (Verdict::Allowed { assumed: false }) {
             continue;
         }
-        let decision = match approve(turn, row.chat_id, user).await {
+        let decision = match carry_out(turn, &row, true).await {
             Ok(()) => JoinDecision::Approved,
             Err(error) if is_gone(&error) => gone(turn, row.chat_id, user).await,
             Err(error) => return Err(error.into()),
@@ -269,6 +323,7 @@ pub async fn timed_out(turn: &Turn, id: i64) -> anyhow::Result<()> {
     let Some(row) = turn.shared.store.join_request(id).await? else {
         return Ok(());
     };
+    let (_held, row) = hold(&turn.shared, row).await?;
     if !row.is_pending() {
         return Ok(());
     }
@@ -277,20 +332,228 @@ pub async fn timed_out(turn: &Turn, id: i64) -> anyhow::Result<()> {
         return Ok(());
     };
     let group = turn.in_group(view, None);
-    let request = turn
-        .calls()
-        .bot()
-        .decline_chat_join_request(ChatId(row.chat_id), UserId(row.user_id as u64));
-    let decision = match turn
-        .calls()
-        .run("declineChatJoinRequest", None, request)
-        .await
-    {
-        Ok(_) => JoinDecision::Declined,
+    let decision = match carry_out(turn, &row, false).await {
+        Ok(()) => JoinDecision::Declined,
         Err(error) if is_gone(&error) => gone(turn, row.chat_id, row.user_id).await,
         Err(error) => return Err(error.into()),
     };
     finish(&group, &row, decision, BY_TIMEOUT).await
+}
+
+/// What the Mini App check page shows after a check (`POST /api/v1/join-requests/{id}/check`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct PageState {
+    /// `approved`, `missing` (join the channels, then check again), `declined`, `withdrawn`, or
+    /// `check_failed` (Telegram could not say; try again).
+    pub status: String,
+    /// The group's title.
+    pub group: String,
+    /// What to tell the person, in the group's language (plain text).
+    pub text: String,
+    /// The channels still to join, with where to join them.
+    pub channels: Vec<PageChannel>,
+    /// The check button's label, in the group's language.
+    pub button: String,
+}
+
+/// A channel the check page names.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct PageChannel {
+    pub title: String,
+    /// `https://t.me/<username>` or the invite link; `None` when Nezuko has neither.
+    pub url: Option<String>,
+}
+
+/// Why a request named by id cannot be acted on here.
+enum Lookup {
+    NoSuchRequest,
+    /// Its bot runs on another node (or nowhere).
+    NotHere,
+    Failed(anyhow::Error),
+}
+
+/// Request `id` and a turn of its bot in its group, for a page or an administrator acting on it.
+async fn look_up(
+    shared: &std::sync::Arc<super::Shared>,
+    id: i64,
+) -> Result<(JoinRequestRow, GroupTurn), Lookup> {
+    let row = shared
+        .store
+        .join_request(id)
+        .await
+        .map_err(|e| Lookup::Failed(e.into()))?
+        .ok_or(Lookup::NoSuchRequest)?;
+    let runtime = shared.runtime(row.bot_instance_id).ok_or(Lookup::NotHere)?;
+    let view = shared
+        .directory
+        .group(row.bot_instance_id, row.chat_id)
+        .await
+        .map_err(|e| Lookup::Failed(e.into()))?
+        .ok_or(Lookup::NoSuchRequest)?;
+    let group = Turn::new(shared.clone(), runtime, None).in_group(view, None);
+    Ok((row, group))
+}
+
+/// Why the check page could not check.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("no such join request")]
+    NoSuchRequest,
+    #[error("the request's bot is not running on this node; try again in a moment")]
+    NotHere,
+    #[error(transparent)]
+    InitData(#[from] InitDataError),
+    #[error("this check page belongs to another user's join request")]
+    NotYours,
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// The check page of request `id`, opened by the user whose Mini App `init_data` Telegram signed
+/// with the request's bot's token: checks their subscriptions now and, if they are complete,
+/// approves the request (answering the guard bot's query while it is open, else the classic way).
+pub async fn check_page(
+    shared: &std::sync::Arc<super::Shared>,
+    id: i64,
+    init_data: &str,
+) -> Result<PageState, PageError> {
+    let (row, group) = match look_up(shared, id).await {
+        Ok(found) => found,
+        Err(Lookup::NoSuchRequest) => return Err(PageError::NoSuchRequest),
+        Err(Lookup::NotHere) => return Err(PageError::NotHere),
+        Err(Lookup::Failed(error)) => return Err(error.into()),
+    };
+    let signed = init_data::verify(init_data, group.calls().bot().token(), now_ms() / 1000)?;
+    if signed.id != row.user_id {
+        return Err(PageError::NotYours);
+    }
+    let turn = group.turn.clone();
+    let (_held, row) = hold(shared, row).await?;
+    if !row.is_pending() {
+        return Ok(page(&group, &row.status, &[]));
+    }
+    let outcome = group
+        .shared
+        .checker
+        .check(group.calls(), &group.view.channels, row.user_id, true)
+        .await;
+    match flows::verdict(&group.view, &outcome) {
+        Verdict::Allowed { .. } => {
+            let answered = carry_out(&turn, &row, true).await;
+            let decision = match answered {
+                Ok(()) => JoinDecision::Approved,
+                Err(error) if is_gone(&error) => gone(&turn, row.chat_id, row.user_id).await,
+                Err(error) => return Err(anyhow::Error::from(error).into()),
+            };
+            finish(&group, &row, decision, BY_NEZUKO).await?;
+            Ok(page(&group, decision.as_str(), &[]))
+        }
+        Verdict::Denied { unconfirmed: true } => {
+            group.record(row.user_id, Outcome::UnknownDenied, false);
+            Ok(page(&group, "check_failed", &[]))
+        }
+        Verdict::Denied { unconfirmed: false } => {
+            group.record(row.user_id, Outcome::StillMissing, false);
+            Ok(page(&group, "missing", &outcome.missing))
+        }
+    }
+}
+
+/// The page for `status`, in the group's language.
+fn page(group: &GroupTurn, status: &str, missing: &[crate::db::ChannelRow]) -> PageState {
+    let view = &group.view;
+    let template = match status {
+        "approved" => "join_request_approved",
+        "missing" => "join_request_missing",
+        "declined" => "join_request_declined",
+        "check_failed" => "check_failed",
+        _ => "join_request_gone",
+    };
+    let named = if missing.is_empty() {
+        &view.channels[..]
+    } else {
+        missing
+    };
+    let text = view.texts.render(
+        view.policy.language,
+        template,
+        &[
+            ("group", &escape(&view.group.title)),
+            ("channels", &channel_list(named)),
+        ],
+    );
+    PageState {
+        status: status.to_string(),
+        group: view.group.title.clone(),
+        text: strip_tags(&text),
+        channels: missing
+            .iter()
+            .map(|c| PageChannel {
+                title: c.title.clone(),
+                url: c
+                    .username
+                    .as_ref()
+                    .map(|u| format!("https://t.me/{u}"))
+                    .or_else(|| c.invite_link.clone()),
+            })
+            .collect(),
+        button: view
+            .texts
+            .render(view.policy.language, "button_check_again", &[]),
+    }
+}
+
+/// Why an administrator's decision could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no such join request")]
+    NoSuchRequest,
+    #[error("the request's bot is not running on this node; try again in a moment")]
+    NotHere,
+    #[error("the request is no longer pending: it was {0}")]
+    Decided(String),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// An administrator approves or declines pending request `id` from the dashboard: Telegram is
+/// told (through the guard bot's query while it is open), and the request ends as Telegram then
+/// has it. Returns the request as it ended.
+pub async fn decide_by_admin(
+    shared: &std::sync::Arc<super::Shared>,
+    id: i64,
+    approve_it: bool,
+    admin: i64,
+) -> Result<JoinRequestRow, DecideError> {
+    let store = &shared.store;
+    let (row, group) = match look_up(shared, id).await {
+        Ok(found) => found,
+        Err(Lookup::NoSuchRequest) => return Err(DecideError::NoSuchRequest),
+        Err(Lookup::NotHere) => return Err(DecideError::NotHere),
+        Err(Lookup::Failed(error)) => return Err(error.into()),
+    };
+    let turn = group.turn.clone();
+    let (_held, row) = hold(shared, row).await?;
+    if !row.is_pending() {
+        return Err(DecideError::Decided(row.status));
+    }
+    let wanted = if approve_it {
+        JoinDecision::Approved
+    } else {
+        JoinDecision::Declined
+    };
+    let answered = carry_out(&turn, &row, approve_it).await;
+    let decision = match answered {
+        Ok(()) => wanted,
+        Err(error) if is_gone(&error) => gone(&turn, row.chat_id, row.user_id).await,
+        Err(error) => return Err(anyhow::Error::from(error).into()),
+    };
+    finish(&group, &row, decision, &format!("admin:{admin}")).await?;
+    Ok(store
+        .join_request(id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .unwrap_or(row))
 }
 
 /// Stores how a pending request ended (once: a racing decision finds it decided), records it,
@@ -349,6 +612,38 @@ fn decided(group: &GroupTurn, user: i64, outcome: Outcome, missing: &[i64]) {
     group.announce(user, outcome, false, missing);
 }
 
+/// Approves or declines a pending request at Telegram: through the guard bot's query while it is
+/// open (the query is the guard bot's to answer), else, as when it was queued or ran out, the
+/// classic way.
+async fn carry_out(
+    turn: &Turn,
+    row: &JoinRequestRow,
+    approve_it: bool,
+) -> Result<(), RequestError> {
+    if let Some(query) = &row.query_id {
+        let result = if approve_it {
+            QueryResult::Approve
+        } else {
+            QueryResult::Decline
+        };
+        match answer_query(turn, query, result).await {
+            Err(error) if error.to_string().contains("QUERY_ID_INVALID") => {}
+            other => return other,
+        }
+    }
+    if approve_it {
+        return approve(turn, row.chat_id, row.user_id).await;
+    }
+    let request = turn
+        .calls()
+        .bot()
+        .decline_chat_join_request(ChatId(row.chat_id), UserId(row.user_id as u64));
+    turn.calls()
+        .run("declineChatJoinRequest", None, request)
+        .await
+        .map(|_| ())
+}
+
 async fn approve(turn: &Turn, chat: i64, user: i64) -> Result<(), RequestError> {
     let request = turn
         .calls()
@@ -374,6 +669,20 @@ async fn answer_query(turn: &Turn, query: &str, result: QueryResult) -> Result<(
         .run("answerChatJoinRequestQuery", None, answer)
         .await
         .map(|_| ())
+}
+
+/// Holds the requester's lock (the one every action on a member takes) and reads the request
+/// again: of two decisions racing ("Check again" pressed as the channel join arrives), the second
+/// finds the first finished and makes no call of its own.
+async fn hold(
+    shared: &std::sync::Arc<super::Shared>,
+    row: JoinRequestRow,
+) -> anyhow::Result<(tokio::sync::OwnedMutexGuard<()>, JoinRequestRow)> {
+    let held = shared
+        .hold_member(row.bot_instance_id, row.chat_id, row.user_id)
+        .await;
+    let now = shared.store.join_request(row.id).await?.unwrap_or(row);
+    Ok((held, now))
 }
 
 /// What became of a request that is no longer there to decide on, by Telegram's account: the

@@ -35,7 +35,7 @@ mod directory;
 mod flows;
 mod health;
 mod inbox;
-mod join_requests;
+pub mod join_requests;
 pub mod limiter;
 mod membership;
 pub mod policy;
@@ -89,6 +89,10 @@ pub struct EnforceOptions {
     pub redis_url: Option<String>,
     /// Prefix of the Redis keys (processes sharing answers use the same one).
     pub redis_namespace: String,
+    /// Where the Mini App check page is served (`server.public_url`, when it is HTTPS: Telegram
+    /// opens Mini Apps over HTTPS only); `None`: guard-bot queries fall back to
+    /// `join_query_fallback`.
+    pub check_page: Option<String>,
 }
 
 impl Default for EnforceOptions {
@@ -107,6 +111,7 @@ impl Default for EnforceOptions {
             health_interval: Duration::from_secs(3600),
             redis_url: None,
             redis_namespace: "nezuko".into(),
+            check_page: None,
         }
     }
 }
@@ -296,6 +301,25 @@ impl Enforcer {
             .runtime(bot_instance_id)
             .ok_or_else(|| anyhow::anyhow!("bot {bot_instance_id} is not running here"))?;
         health::check_bot(&Turn::new(self.shared.clone(), runtime, None)).await
+    }
+
+    /// The Mini App check page of join request `id` (see [`join_requests::check_page`]).
+    pub async fn check_join_page(
+        &self,
+        id: i64,
+        init_data: &str,
+    ) -> Result<join_requests::PageState, join_requests::PageError> {
+        join_requests::check_page(&self.shared, id, init_data).await
+    }
+
+    /// An administrator's decision on join request `id` (see [`join_requests::decide_by_admin`]).
+    pub async fn decide_join_request(
+        &self,
+        id: i64,
+        approve: bool,
+        admin: i64,
+    ) -> Result<crate::db::JoinRequestRow, join_requests::DecideError> {
+        join_requests::decide_by_admin(&self.shared, id, approve, admin).await
     }
 
     /// Checks one group's permissions now (after its channels changed through the API) and

@@ -29,6 +29,8 @@ pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Option<Respons
     };
     let (file, status) = match Ui::get(name) {
         Some(file) if !name.is_empty() => (file, StatusCode::OK),
+        // A join request's Mini App check page, outside the dashboard's shell (no session).
+        None if is_join_page(name) => (Ui::get("join.html")?, StatusCode::OK),
         _ => match address(name) {
             Address::Page => (Ui::get("index.html")?, StatusCode::OK),
             Address::NoSuchPage => (Ui::get("index.html")?, StatusCode::NOT_FOUND),
@@ -78,11 +80,26 @@ pub fn serve(method: &Method, path: &str, headers: &HeaderMap) -> Option<Respons
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
+    let policy = if is_join_page(name) {
+        JOIN_PAGE_POLICY
+    } else {
+        super::router::CONTENT_SECURITY_POLICY
+    };
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(super::router::CONTENT_SECURITY_POLICY),
+        HeaderValue::from_static(policy),
     );
     Some(response)
+}
+
+/// The dashboard's policy, but framable by Telegram Web, which opens Mini Apps in a frame (the
+/// apps use a web view of their own).
+const JOIN_PAGE_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors https://web.telegram.org";
+
+/// `join/<request id>`: the Mini App check page a guard bot shows (`ui/join.html`).
+fn is_join_page(name: &str) -> bool {
+    name.strip_prefix("join/")
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// One page of the dashboard.

@@ -5,6 +5,7 @@
 mod classify;
 pub mod dispatch;
 mod fence;
+pub mod init_data;
 pub mod join_query;
 pub mod polling;
 pub mod progress;

@@ -10,6 +10,7 @@ mod dashboard;
 mod events;
 mod groups;
 mod health;
+mod join_requests;
 mod logs;
 mod metrics;
 mod nodes;
@@ -34,6 +35,7 @@ pub fn routes() -> Vec<Route> {
         admins::routes(),
         bots::routes(),
         groups::routes(),
+        join_requests::routes(),
         channels::routes(),
         settings::routes(),
         attention::routes(),

@@ -5,7 +5,6 @@
 //! Cookie values and login-link secrets are 256-bit random strings; the database keeps only their
 //! SHA-256, so a leaked table opens nothing.
 
-pub mod init_data;
 pub mod throttle;
 pub mod widget;
 

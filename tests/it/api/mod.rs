@@ -8,6 +8,7 @@ mod catalogue;
 pub mod contract;
 mod events;
 mod input;
+mod join_page;
 mod preflight;
 mod proxies;
 pub mod redis_fan_out;

@@ -8,6 +8,7 @@ mod bots;
 mod chromium;
 mod demo;
 mod groups;
+mod join_requests;
 mod truth;
 
 use serde_json::json;

@@ -215,6 +215,11 @@ async fn a_guard_query_for_a_non_subscriber_is_queued_and_the_requester_told(wor
         .unwrap();
     wait_member(&world, user).await;
     assert_eq!(world.calls("approveChatJoinRequest").len(), 1);
+    assert_eq!(
+        world.calls("answerChatJoinRequestQuery").len(),
+        1,
+        "the answered query is not asked about again"
+    );
     world.finish().await;
 }
 

@@ -146,12 +146,12 @@ async fn a_mini_app_keeps_the_query_open_and_its_init_data_is_signed_as_telegram
         .as_secs() as i64
         + 11;
     // Checked by the product's own implementation of Telegram's documented algorithm.
-    let signed = nezuko::http::auth::init_data::verify(&opened.init_data, &world.bot.token, now)
+    let signed = nezuko::telegram::init_data::verify(&opened.init_data, &world.bot.token, now)
         .expect("initData signed with the bot's token");
     assert_eq!(signed.id, user.id);
     assert!(opened.init_data.contains("signature="));
     assert!(
-        nezuko::http::auth::init_data::verify(&opened.init_data, "1:another", now).is_err(),
+        nezuko::telegram::init_data::verify(&opened.init_data, "1:another", now).is_err(),
         "another bot's token does not match"
     );
     world

@@ -1,5 +1,6 @@
 // One group: its required channels (link another, unlink one), policy editor, permission health
-// with the exact fix for each problem, verification stats, and enabling or disabling enforcement.
+// with the exact fix for each problem, verification stats, pending join requests (approve or
+// decline each), and enabling or disabling enforcement.
 
 import { get, api, post } from "../api.js";
 import { h, time, toast, confirmAction, table, field, select, onSubmit } from "../dom.js";
@@ -54,6 +55,31 @@ function channelsPanel(group, allChannels, refresh) {
     candidates.length ? [form, error] : h("p", { class: "muted" }, "Every known channel is linked. Add channels on the Channels page."));
 }
 
+function joinRequestsPanel(group, requests, refresh) {
+  const decide = async (request, verb) => {
+    const question = verb === "approve" ? `Let ${request.name} into ${group.title}?` : `Decline ${request.name}'s request to join ${group.title}?`;
+    if (!(await confirmAction(question, verb === "approve" ? "Approve" : "Decline"))) return;
+    try {
+      const ended = await post(`/api/v1/join-requests/${request.id}/${verb}`);
+      toast(`${request.name}: ${ended.status}`);
+    } catch (error) { toast(error.message); }
+    await refresh();
+  };
+  const rows = requests.map((request) => h("tr", { "data-join-request": request.id },
+    h("td", {}, request.name, h("span", { class: "muted" }, ` (${request.user_id})`)),
+    h("td", {}, time(request.requested_at)),
+    h("td", {}, request.guard_query ? "guard query" : request.told ? "told what to join" : "not reachable"),
+    h("td", {},
+      h("button", { type: "button", class: "primary", "aria-label": `Approve ${request.name}`, onclick: () => decide(request, "approve") }, "Approve"), " ",
+      h("button", { type: "button", class: "danger", "aria-label": `Decline ${request.name}`, onclick: () => decide(request, "decline") }, "Decline"))));
+  const mode = group.policy.effective?.join_requests;
+  return h("section", { class: "panel", "aria-label": "Join requests" }, h("h2", {}, "Join requests"),
+    h("p", { class: "muted" }, mode === "approve_subscribers"
+      ? "Subscribers are approved at once; these are waiting to subscribe or for you."
+      : "Nezuko leaves join requests to the administrators (policy join_requests: off)."),
+    table("Pending join requests", ["Requester", "Asked", "State", ""], rows, "No join request is pending."));
+}
+
 export async function render(main, id) {
   const heading = h("h1");
   const left = h("div", { class: "stack" });
@@ -63,8 +89,9 @@ export async function render(main, id) {
   // `withPolicy` false (live updates) leaves the policy form alone, so an edit in progress survives.
   async function refresh(withPolicy = true) {
     // The global defaults matter only to the policy form.
-    const [group, channels, settings] = await Promise.all([
-      get(`/api/v1/groups/${id}`), get("/api/v1/channels"), withPolicy ? get("/api/v1/settings") : null]);
+    const [group, channels, requests, settings] = await Promise.all([
+      get(`/api/v1/groups/${id}`), get("/api/v1/channels"), get(`/api/v1/groups/${id}/join-requests`),
+      withPolicy ? get("/api/v1/settings") : null]);
     const toggle = async () => {
       const verb = group.enabled ? "disable" : "enable";
       const question = group.enabled ? `Stop enforcing in ${group.title}? Members will no longer be checked.` : `Enforce in ${group.title} again?`;
@@ -80,7 +107,8 @@ export async function render(main, id) {
       h("section", { class: "panel" }, h("h2", {}, "Enforcement"),
         h("p", { "data-enabled": String(group.enabled) }, group.enabled ? "Members must subscribe before they speak." : "Disabled: nobody is checked here."),
         h("button", { type: "button", class: group.enabled ? "danger" : "primary", onclick: toggle }, group.enabled ? "Disable enforcement" : "Enable enforcement")),
-      healthPanel(group), channelsPanel(group, channels.items, () => refresh(false)), statsPanel(group.stats));
+      healthPanel(group), channelsPanel(group, channels.items, () => refresh(false)),
+      joinRequestsPanel(group, requests.items, () => refresh(false)), statsPanel(group.stats));
     const select = left.querySelector("#link-channel");
     if (select && chosen && [...select.options].some((o) => o.value === chosen)) select.value = chosen;
     if (!withPolicy) return;
@@ -94,6 +122,8 @@ export async function render(main, id) {
   }
   await refresh();
   return refreshOn(
-    (event) => (event.kind === "health" || event.kind === "settings_changed") && event.payload?.group_id === id,
+    (event) => (event.kind === "health" || event.kind === "settings_changed"
+      || (event.kind === "verification" && String(event.payload?.outcome).startsWith("join_")))
+      && event.payload?.group_id === id,
     () => refresh(false));
 }

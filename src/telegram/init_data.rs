@@ -5,7 +5,7 @@
 //! fields this version does not know (`signature`, added in Bot API 8.0, and whatever comes next),
 //! so none can be added or altered. The comparison is constant-time (`Mac::verify_slice`).
 //!
-//! Unlike the Login Widget ([`super::widget`]), the key is derived with "WebAppData", not the
+//! Unlike the Login Widget (`http::auth::widget`), the key is derived with "WebAppData", not the
 //! token's SHA-256: a widget signature never passes here, nor the other way round.
 
 use hmac::{Hmac, Mac};
@@ -220,7 +220,7 @@ mod tests {
         for (k, v) in fields(&NOW.to_string()) {
             widget.insert(k.into(), Value::String(v));
         }
-        let hash = super::super::widget::sign(&widget, TOKEN);
+        let hash = crate::http::auth::widget::sign(&widget, TOKEN);
         let mut pairs: Vec<(String, String)> = fields(&NOW.to_string())
             .into_iter()
             .map(|(k, v)| (k.to_string(), v))
