@@ -326,6 +326,8 @@ async fn every_route_answers_as_the_document_says(world: &mut ApiWorld) {
         let path = format!("/api/v1/groups/{group}/{action}");
         covered.hit(Method::POST, &path, None).await;
     }
+    let path = format!("/api/v1/groups/{group}/join-requests");
+    covered.hit(Method::GET, &path, None).await;
     let path = format!("/api/v1/groups/{group}/channels/{channel}");
     covered.hit(Method::DELETE, &path, None).await;
     let path = format!("/api/v1/channels/{channel}");
@@ -388,9 +390,16 @@ async fn every_route_answers_as_the_document_says(world: &mut ApiWorld) {
         .hit_as(Some(&other), Method::POST, "/api/v1/auth/logout", None)
         .await;
 
-    // Two routes have clients of their own, which check their answers too: Telegram's webhook
-    // deliveries (`webhooks.rs`) and the event stream (`sse.rs`).
-    let elsewhere = ["POST /telegram/{id}", "GET /api/v1/events/stream"];
+    // Some routes have clients of their own, which check their answers too: Telegram's webhook
+    // deliveries (`webhooks.rs`), the event stream (`sse.rs`), and deciding on a join request,
+    // which needs a real one from a running guard bot (`join_page.rs`).
+    let elsewhere = [
+        "POST /telegram/{id}",
+        "GET /api/v1/events/stream",
+        "POST /api/v1/join-requests/{id}/check",
+        "POST /api/v1/join-requests/{id}/approve",
+        "POST /api/v1/join-requests/{id}/decline",
+    ];
     let missed: Vec<String> = covered
         .routes
         .iter()

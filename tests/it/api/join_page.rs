@@ -172,6 +172,61 @@ async fn the_check_page_approves_a_guard_query_once_subscribed(db: TestDb) {
     assert_eq!(answers[0].params["result"], "approve");
     // Checked again later: already decided.
     assert_eq!(check(opened.init_data).await.ok()["status"], "approved");
+
+    // An administrator decides the others from the dashboard's API, once each.
+    let [kim, lee] = ["Kim", "Lee"].map(|name| sandbox.create_user(name, None).id);
+    for user in [kim, lee] {
+        sandbox.request_join(group, user).unwrap();
+    }
+    sandbox
+        .wait_for_call(
+            bot.id,
+            "sendChatJoinRequestWebApp",
+            2,
+            crate::enforce::DEADLINE,
+        )
+        .await
+        .unwrap();
+    let listed = world
+        .get(&format!("/api/v1/groups/{}/join-requests", row.id))
+        .await;
+    let items = listed.ok()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 2, "{items:?}");
+    let request_of = |user: i64| {
+        items.iter().find(|r| r["user_id"] == user).unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let approved = world
+        .post(
+            &format!("/api/v1/join-requests/{}/approve", request_of(kim)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(approved.ok()["status"], "approved");
+    assert!(sandbox.member(group, kim).is_present());
+    let declined = world
+        .post(
+            &format!("/api/v1/join-requests/{}/decline", request_of(lee)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(declined.ok()["status"], "declined");
+    assert_eq!(sandbox.member(group, lee), Status::Left);
+    world
+        .post(
+            &format!("/api/v1/join-requests/{}/approve", request_of(lee)),
+            json!({}),
+        )
+        .await
+        .problem(409, "conflict");
+    // The guard queries were answered by the administrator's decisions, inside their window.
+    assert_eq!(
+        sandbox
+            .calls(Some(bot.id), Some("answerChatJoinRequestQuery"))
+            .len(),
+        3
+    );
     assert_eq!(sandbox.violations(), vec![]);
     world.finish().await;
 }
