@@ -108,6 +108,17 @@ async fn measure(
         &plan,
     )
     .await?;
+    if scenario.mix.join_request > 0.0 {
+        // The groups decide join requests on subscriptions; their bot is each one's guard bot.
+        scratch
+            .store
+            .put_setting(
+                crate::enforce::policy::DEFAULTS_KEY,
+                &json!({ "join_requests": "approve_subscribers" }),
+                None,
+            )
+            .await?;
+    }
     let product = Product {
         cpu: product_cpu,
         redis: bench.redis.clone(),

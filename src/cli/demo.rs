@@ -60,6 +60,7 @@ fn scenario(rate: f64) -> Scenario {
             join: 0.2,
             channel_leave: 0.1,
             button: 0.15,
+            join_request: 0.0,
         },
     }
 }

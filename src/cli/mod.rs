@@ -199,7 +199,7 @@ pub enum BenchTarget {
         postgres: String,
         #[arg(long, default_value_t = 3)]
         nodes: usize,
-        /// A built-in scenario (verify, busy-bot, smoke, raid) or a scenario file.
+        /// A built-in scenario (verify, busy-bot, smoke, raid, join-raid) or a scenario file.
         #[arg(long, default_value = "verify")]
         scenario: String,
         /// Events per second.
@@ -239,7 +239,7 @@ pub enum BenchTarget {
         /// A Redis server for the shared membership cache tier.
         #[arg(long)]
         redis: Option<String>,
-        /// A built-in scenario (verify, busy-bot, smoke, raid) or a scenario file.
+        /// A built-in scenario (verify, busy-bot, smoke, raid, join-raid) or a scenario file.
         #[arg(long, default_value = "verify")]
         scenario: String,
         /// Measured seconds (default: the scenario's).

@@ -155,6 +155,16 @@ impl Store {
             .fetch_all(pool).await)?)
     }
 
+    /// The guard query was answered (`queue`): the request is decided the classic way from here.
+    pub async fn clear_join_query(&self, id: i64) -> Result<(), StoreError> {
+        let sql = "UPDATE join_requests SET query_id = NULL WHERE id = $1";
+        with_pool!(self, pool => sqlx::query(sql)
+            .bind(id)
+            .execute(pool).await
+            .map(|_| ()))?;
+        Ok(())
+    }
+
     /// The message written to the requester.
     pub async fn set_join_request_message(
         &self,

@@ -22,6 +22,7 @@ use teloxide::types::{CallbackQuery, ChatId, ChatJoinRequest, MessageId, ParseMo
 use super::calls::Target;
 use super::context::{GroupTurn, Turn};
 use super::flows::{self, Verdict};
+use super::membership::CheckOutcome;
 use super::policy::{JoinQueryFallback, JoinRequests};
 use super::say::{self, channel_list, keyboard};
 use super::standing::{self, Standing};
@@ -33,9 +34,20 @@ use crate::telegram::join_query::{
     AnswerChatJoinRequestQuery, QueryResult, SendChatJoinRequestWebApp,
 };
 
+/// How long a guard query shown the check page stays open: Telegram does not document it; the
+/// 5 minutes `user_chat_id` lasts are the nearest documented bound (`ChatJoinRequest`), and the
+/// query is answered 20 s before them.
+const QUERY_WINDOW_MS: i64 = 280_000;
+/// How long a guard query's own check may take before it is answered anyway: Telegram declines a
+/// query unanswered after 10 s (`ChatJoinRequest.query_id`, Bot API 10.1); the rest of the 10 s is
+/// left for the answer itself.
+const QUERY_CHECK_BUDGET: std::time::Duration = std::time::Duration::from_secs(6);
+
 /// Who decided, as `join_requests.decided_by` keeps it.
 const BY_NEZUKO: &str = "nezuko";
 const BY_TIMEOUT: &str = "timeout";
+/// Telegram itself: a guard query left unanswered past its deadline is declined.
+const BY_TELEGRAM: &str = "telegram";
 
 /// A `chat_join_request` (with the guard bot's `query`, if it carried one).
 pub async fn on_request(
@@ -60,11 +72,27 @@ pub async fn on_request(
     };
     let group = turn.in_group(view, None);
     let exempt = request.from.is_bot || group.view.policy.allowlist.contains(&user);
-    let outcome = group
+    let checking = group
         .shared
         .checker
-        .check(group.calls(), &group.view.channels, user, true)
-        .await;
+        .check(group.calls(), &group.view.channels, user, true);
+    // A guard query cannot wait for a slow or rate-limited check: past the budget the requester
+    // is treated as not yet subscribed (the page, "Check again" or the channel's update approves
+    // them once Telegram answers).
+    let outcome = match &query {
+        Some(_) => match tokio::time::timeout(QUERY_CHECK_BUDGET, checking).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(
+                    chat,
+                    user,
+                    "the membership check outlasted the guard query's budget; answering as not yet subscribed"
+                );
+                CheckOutcome::missing_all(&group.view.channels)
+            }
+        },
+        None => checking.await,
+    };
     let allowed = exempt
         || matches!(
             flows::verdict(&group.view, &outcome),
@@ -94,7 +122,8 @@ pub async fn on_request(
         chat_id: chat,
         user_id: user,
         user_chat_id: request.user_chat_id.0,
-        name: request.from.full_name(),
+        // PostgreSQL's text cannot hold NUL, which a Telegram name can.
+        name: request.from.full_name().replace('\0', ""),
         query_id: query.clone(),
     };
     if let Some(query) = &query {
@@ -112,6 +141,15 @@ pub async fn on_request(
                 Ok(_) => {
                     decided(&group, user, Outcome::JoinAsked, &missing);
                     return Ok(());
+                }
+                Err(error) if error.to_string().contains("QUERY_ID_INVALID") => {
+                    // Too late: Telegram declined the request when the query's 10 s ran out.
+                    tracing::warn!(
+                        chat,
+                        user,
+                        "the guard query was answered after Telegram's 10 s"
+                    );
+                    return finish(&group, &row, JoinDecision::Declined, BY_TELEGRAM).await;
                 }
                 Err(error) if is_gone(&error) => {
                     return finish(&group, &row, JoinDecision::Withdrawn, BY_NEZUKO).await;
@@ -162,19 +200,17 @@ async fn file(group: &GroupTurn, request: &NewJoinRequest) -> anyhow::Result<Joi
         return Ok(row);
     }
     let row = store.open_join_request(request).await?;
-    let timeout_s = group.view.policy.join_request_timeout_s;
-    if timeout_s > 0 {
-        store
-            .schedule(&NewTimer {
-                bot_instance_id: group.bot(),
-                kind: TimerKind::JoinRequestTimeout,
-                chat_id: row.chat_id,
-                user_id: Some(row.user_id),
-                message_id: None,
-                payload: json!({ "request_id": row.id }),
-                due_at: now_ms() + timeout_s as i64 * 1000,
-            })
-            .await?;
+    let timeout_ms = group.view.policy.join_request_timeout_s as i64 * 1000;
+    // A guard query shown the check page must be answered while its window lasts, whatever the
+    // policy's timeout: its timer comes first then (see `timed_out`).
+    let due = match (&row.query_id, timeout_ms) {
+        (Some(_), 0) => Some(QUERY_WINDOW_MS),
+        (Some(_), timeout) => Some(timeout.min(QUERY_WINDOW_MS)),
+        (None, 0) => None,
+        (None, timeout) => Some(timeout),
+    };
+    if let Some(after) = due {
+        schedule_timeout(group, &row, row.requested_at + after).await?;
     }
     Ok(row)
 }
@@ -327,17 +363,86 @@ pub async fn timed_out(turn: &Turn, id: i64) -> anyhow::Result<()> {
     if !row.is_pending() {
         return Ok(());
     }
-    let Some(view) = turn.shared.directory.group(turn.bot(), row.chat_id).await? else {
-        // The group is gone from Nezuko: the request is the administrators' again.
+    let view = turn
+        .shared
+        .directory
+        .group(turn.bot(), row.chat_id)
+        .await?
+        .filter(|view| view.enforcing() && view.policy.join_requests != JoinRequests::Off);
+    let Some(view) = view else {
+        // No longer Nezuko's to decide (the group unprotected, or the policy turned off): the
+        // request is the administrators' again; an open guard query is left to them.
+        if let Some(query) = &row.query_id {
+            let _ = answer_query(turn, query, QueryResult::Queue).await;
+        }
         return Ok(());
     };
     let group = turn.in_group(view, None);
+    // A `chat_member` update may have been missed: Telegram is asked before anyone is declined.
+    let outcome = group
+        .shared
+        .checker
+        .check(group.calls(), &group.view.channels, row.user_id, true)
+        .await;
+    if matches!(
+        flows::verdict(&group.view, &outcome),
+        Verdict::Allowed { .. }
+    ) {
+        let decision = match carry_out(turn, &row, true).await {
+            Ok(()) => JoinDecision::Approved,
+            Err(error) if is_gone(&error) => gone(turn, row.chat_id, row.user_id).await,
+            Err(error) => return Err(error.into()),
+        };
+        return finish(&group, &row, decision, BY_NEZUKO).await;
+    }
+    let timeout_s = group.view.policy.join_request_timeout_s as i64;
+    let policy_due = (timeout_s > 0).then(|| row.requested_at + timeout_s * 1000);
+    if let Some(query) = &row.query_id
+        && policy_due.is_none_or(|due| now_ms() < due)
+    {
+        // The check page's window is closing before the policy's timeout: the query is answered
+        // `queue` while it still can be, and the request goes on the classic way (a message with
+        // "Check again", then the policy's timeout).
+        match answer_query(turn, query, QueryResult::Queue).await {
+            Ok(()) => {}
+            Err(error) if is_gone(&error) => {
+                let decision = gone(turn, row.chat_id, row.user_id).await;
+                return finish(&group, &row, decision, BY_TIMEOUT).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        group.shared.store.clear_join_query(row.id).await?;
+        group.record(row.user_id, Outcome::JoinQueued, false);
+        if let Some(due) = policy_due {
+            schedule_timeout(&group, &row, due).await?;
+        }
+        let missing: Vec<i64> = outcome.missing.iter().map(|c| c.chat_id).collect();
+        return tell_requester(&group, &row, &outcome.missing, &missing).await;
+    }
     let decision = match carry_out(turn, &row, false).await {
         Ok(()) => JoinDecision::Declined,
         Err(error) if is_gone(&error) => gone(turn, row.chat_id, row.user_id).await,
         Err(error) => return Err(error.into()),
     };
     finish(&group, &row, decision, BY_TIMEOUT).await
+}
+
+/// Schedules request `row`'s timeout at `due` (Unix ms).
+async fn schedule_timeout(group: &GroupTurn, row: &JoinRequestRow, due: i64) -> anyhow::Result<()> {
+    group
+        .shared
+        .store
+        .schedule(&NewTimer {
+            bot_instance_id: group.bot(),
+            kind: TimerKind::JoinRequestTimeout,
+            chat_id: row.chat_id,
+            user_id: Some(row.user_id),
+            message_id: None,
+            payload: json!({ "request_id": row.id }),
+            due_at: due,
+        })
+        .await?;
+    Ok(())
 }
 
 /// What the Mini App check page shows after a check (`POST /api/v1/join-requests/{id}/check`).
@@ -399,7 +504,7 @@ async fn look_up(
 pub enum PageError {
     #[error("no such join request")]
     NoSuchRequest,
-    #[error("the request's bot is not running on this node; try again in a moment")]
+    #[error("the request's bot is not running here (it is stopped, or runs on another node)")]
     NotHere,
     #[error(transparent)]
     InitData(#[from] InitDataError),
@@ -508,7 +613,7 @@ fn page(group: &GroupTurn, status: &str, missing: &[crate::db::ChannelRow]) -> P
 pub enum DecideError {
     #[error("no such join request")]
     NoSuchRequest,
-    #[error("the request's bot is not running on this node; try again in a moment")]
+    #[error("the request's bot is not running here (it is stopped, or runs on another node)")]
     NotHere,
     #[error("the request is no longer pending: it was {0}")]
     Decided(String),
@@ -549,6 +654,12 @@ pub async fn decide_by_admin(
         Err(error) => return Err(anyhow::Error::from(error).into()),
     };
     finish(&group, &row, decision, &format!("admin:{admin}")).await?;
+    if decision == JoinDecision::Withdrawn {
+        // Gone at Telegram before the administrator's decision reached it.
+        return Err(DecideError::Decided(
+            "withdrawn by the requester, or decided at Telegram (a guard query left unanswered is declined)".into(),
+        ));
+    }
     Ok(store
         .join_request(id)
         .await
@@ -574,6 +685,9 @@ async fn finish(
     }
     let (outcome, template) = match decision {
         JoinDecision::Approved => (Outcome::JoinApproved, "join_request_approved"),
+        JoinDecision::Declined if by.starts_with("admin:") => {
+            (Outcome::JoinDeclined, "join_request_refused")
+        }
         JoinDecision::Declined => (Outcome::JoinDeclined, "join_request_declined"),
         JoinDecision::Withdrawn => (Outcome::JoinWithdrawn, "join_request_gone"),
     };

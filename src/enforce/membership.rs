@@ -206,6 +206,19 @@ pub struct CheckOutcome {
     pub cached: bool,
 }
 
+impl CheckOutcome {
+    /// Every channel missing: what a check that could not be made in time is taken as, where the
+    /// person is asked to join and check again rather than let in unchecked.
+    pub fn missing_all(channels: &[ChannelRow]) -> Self {
+        Self {
+            subscribed: Vec::new(),
+            missing: channels.to_vec(),
+            unknown: Vec::new(),
+            cached: false,
+        }
+    }
+}
+
 impl Checker {
     /// Checks `user` against every channel, concurrently. `fresh` skips the cache (the button).
     pub async fn check(

@@ -9,7 +9,7 @@ use teloxide::types::{CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup,
 use super::calls::Target;
 use super::context::Turn;
 use super::directory::GroupView;
-use super::policy::{Action, FailMode, Language, Policy, Require};
+use super::policy::{Action, FailMode, JoinRequests, Language, Policy, Require};
 use super::say;
 use super::standing;
 use super::texts::escape;
@@ -18,7 +18,8 @@ use crate::domain::EventKind;
 /// The settings the menu edits, by callback field; each button's label is the template
 /// `menu_<field>` in the group's language.
 const FIELDS: &[&str] = &[
-    "action", "require", "fail", "welcome", "grace", "warn_ttl", "rejoin", "lang",
+    "action", "require", "fail", "welcome", "grace", "warn_ttl", "rejoin", "join", "join_ttl",
+    "lang",
 ];
 
 pub fn render(view: &GroupView) -> (String, InlineKeyboardMarkup) {
@@ -80,6 +81,11 @@ fn value_label(view: &GroupView, field: &str) -> String {
         "grace" => seconds(policy.grace_s, "value_none"),
         "warn_ttl" => seconds(policy.warning_ttl_s, "value_never"),
         "rejoin" => on_off(policy.restore_on_rejoin),
+        "join" => word(match policy.join_requests {
+            JoinRequests::Off => "value_join_off",
+            JoinRequests::ApproveSubscribers => "value_join_approve",
+        }),
+        "join_ttl" => seconds(policy.join_request_timeout_s, "value_never"),
         _ => policy.language.code().to_string(),
     }
 }
@@ -127,6 +133,21 @@ fn next(policy: &Policy, field: &str) -> Option<(&'static str, Value)> {
             json!(cycle(&[0, 60, 300, 3600], policy.warning_ttl_s)),
         ),
         "rejoin" => ("restore_on_rejoin", json!(!policy.restore_on_rejoin)),
+        "join" => (
+            "join_requests",
+            json!(if policy.join_requests == JoinRequests::Off {
+                JoinRequests::ApproveSubscribers
+            } else {
+                JoinRequests::Off
+            }),
+        ),
+        "join_ttl" => (
+            "join_request_timeout_s",
+            json!(cycle(
+                &[0, 300, 600, 3600, 86_400],
+                policy.join_request_timeout_s
+            )),
+        ),
         "lang" => (
             "language",
             json!(if policy.language == Language::En {

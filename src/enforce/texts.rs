@@ -58,6 +58,11 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "Tu solicitud para unirte a {group} fue rechazada: no te uniste a {channels} a tiempo. Puedes volver a pedirlo cuando lo hagas.",
     ),
     (
+        "join_request_refused",
+        "An administrator of {group} declined your request to join.",
+        "Un administrador de {group} rechazó tu solicitud para unirte.",
+    ),
+    (
         "join_request_gone",
         "Your request to join {group} is no longer pending.",
         "Tu solicitud para unirte a {group} ya no está pendiente.",
@@ -269,6 +274,26 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "Restaurar al volver: {value}",
     ),
     ("menu_lang", "Language: {value}", "Idioma: {value}"),
+    (
+        "menu_join",
+        "Join requests: {value}",
+        "Solicitudes de ingreso: {value}",
+    ),
+    (
+        "menu_join_ttl",
+        "Decline requests after: {value}",
+        "Rechazar solicitudes tras: {value}",
+    ),
+    (
+        "value_join_off",
+        "left to admins",
+        "para los administradores",
+    ),
+    (
+        "value_join_approve",
+        "approve subscribers",
+        "aprobar suscriptores",
+    ),
     ("value_on", "on", "sí"),
     ("value_off", "off", "no"),
     ("value_none", "none", "ninguno"),

@@ -98,8 +98,12 @@ const JOIN_PAGE_POLICY: &str = "default-src 'self'; img-src 'self' data:; style-
 
 /// `join/<request id>`: the Mini App check page a guard bot shows (`ui/join.html`).
 fn is_join_page(name: &str) -> bool {
-    name.strip_prefix("join/")
-        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
+    // Spelled as the API reads ids: digits, no leading zero, a positive 64-bit number.
+    name.strip_prefix("join/").is_some_and(|id| {
+        !id.starts_with('0')
+            && id.bytes().all(|b| b.is_ascii_digit())
+            && id.parse::<i64>().is_ok_and(|n| n > 0)
+    })
 }
 
 /// One page of the dashboard.

@@ -178,6 +178,15 @@ struct CheckBody {
 async fn check(ctx: Ctx) -> ApiResult {
     let id = ctx.id(0, "join request")?;
     let body: CheckBody = ctx.json()?;
+    // Refusals are audited, so an address that keeps failing is held back as sign-ins are, and
+    // cannot fill the audit log.
+    let address = format!("join-check:{}", ctx.client_ip().unwrap_or_default());
+    if let Err(wait_s) = ctx.state.throttle.check(&address) {
+        return Err(ApiError::too_many(
+            wait_s,
+            format!("too many refused checks from this address; try again in {wait_s} s"),
+        ));
+    }
     match ctx
         .state
         .enforcer
@@ -192,6 +201,7 @@ async fn check(ctx: Ctx) -> ApiResult {
             PageError::NotHere.to_string(),
         )),
         Err(error @ (PageError::InitData(_) | PageError::NotYours)) => {
+            ctx.state.throttle.failed(&address);
             audit::record(
                 &ctx,
                 "join_request.check_refused",

@@ -3,6 +3,7 @@
 //! by the durable timeout, a withdrawn request, a requester who blocked the bot; and a guard bot's
 //! queries (Bot API 10.1) answered within their 10 s.
 
+use nezuko_sandbox::faults::FaultKind;
 use nezuko_sandbox::model::Status;
 use serde_json::json;
 
@@ -19,6 +20,9 @@ enforce_tests!(
     a_guard_query_for_a_subscriber_is_approved,
     a_guard_query_for_a_non_subscriber_is_queued_and_the_requester_told,
     a_guard_query_for_a_non_subscriber_is_declined_by_policy,
+    the_timeout_asks_telegram_again_and_approves_a_member_who_subscribed_unseen,
+    a_guard_query_is_answered_in_time_while_telegram_is_slow_to_say_who_subscribed,
+    a_requester_whose_name_holds_a_nul_is_told_and_recorded,
 );
 
 /// The world with join requests decided by Nezuko (timeout as given).
@@ -254,5 +258,69 @@ async fn joining_the_channel_approves_a_pending_request_without_check_again(worl
     wait_member(&world, user).await;
     world.wait_verification(user, "join_approved").await;
     assert_eq!(world.calls("approveChatJoinRequest").len(), 1);
+    world.finish().await;
+}
+
+async fn the_timeout_asks_telegram_again_and_approves_a_member_who_subscribed_unseen(
+    world: Guarded,
+) {
+    gating(&world, 1).await;
+    let user = world.user("Una");
+    world.sandbox.request_join(world.group, user).unwrap();
+    private_message(&world, user).await;
+    // Subscribed without the bot hearing of it (a missed `chat_member` update).
+    world
+        .sandbox
+        .set_member(world.channel, user, Status::Member)
+        .unwrap();
+    wait_member(&world, user).await;
+    world.wait_verification(user, "join_approved").await;
+    assert!(world.calls("declineChatJoinRequest").is_empty());
+    world.finish().await;
+}
+
+async fn a_guard_query_is_answered_in_time_while_telegram_is_slow_to_say_who_subscribed(
+    mut world: Guarded,
+) {
+    gating(&world, 600).await;
+    world
+        .sandbox
+        .set_join_guard(world.group, Some(world.bot.id))
+        .unwrap();
+    // Telegram asks the bot to wait 11 s before reading membership: longer than the query's 10 s.
+    world.fault(
+        "getChatMember",
+        FaultKind::RetryAfter { seconds: 11 },
+        Some(1),
+    );
+    world.injected_429s += 1;
+    let user = world.user("Sol");
+    world.sandbox.request_join(world.group, user).unwrap();
+    let bot = world.bot.id;
+    let answer = world
+        .sandbox
+        .wait_for_call(bot, "answerChatJoinRequestQuery", 0, DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(answer.params["result"], "queue");
+    assert!(answer.ok, "answered inside the 10 s: {answer:?}");
+    world.wait_verification(user, "join_asked").await;
+    world.finish().await;
+}
+
+async fn a_requester_whose_name_holds_a_nul_is_told_and_recorded(world: Guarded) {
+    gating(&world, 600).await;
+    let user = world.sandbox.create_user("Nul\u{0}x", None).id;
+    world.sandbox.request_join(world.group, user).unwrap();
+    private_message(&world, user).await;
+    world.wait_verification(user, "join_asked").await;
+    let row = world
+        .db
+        .store
+        .pending_join_request(world.row.id, world.group, user)
+        .await
+        .unwrap()
+        .expect("filed");
+    assert_eq!(row.name, "Nulx");
     world.finish().await;
 }

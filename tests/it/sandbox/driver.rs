@@ -66,6 +66,7 @@ async fn the_driver_reports_throughput_and_latency_of_a_real_bot() {
             join: 0.2,
             channel_leave: 0.0,
             button: 0.0,
+            join_request: 0.0,
         },
         ..Scenario::default()
     };

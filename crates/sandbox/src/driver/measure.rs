@@ -1,6 +1,7 @@
 //! Measurements taken at the sandbox's edge only, so any bot implementation is measured the same way:
 //! per update that calls for an action, the time from handing it to the bot to the bot's first
-//! resulting call.
+//! resulting call. A guard bot's join request query calls for its answer
+//! (`answerChatJoinRequestQuery` or `sendChatJoinRequestWebApp`), whoever sent the request.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -28,6 +29,8 @@ struct State {
     waiting: HashMap<(i64, i64, i64), Instant>,
     /// Each measured latency with when its update was handed over.
     latencies: Vec<(Instant, Duration)>,
+    /// Guard queries handed over and not yet answered: query id → its (bot, chat, user).
+    queries: HashMap<String, (i64, i64, i64)>,
 }
 
 /// Collects hand-over times and matches the bots' calls to them.
@@ -51,6 +54,7 @@ impl Stopwatch {
         let mut state = self.lock();
         state.latencies.clear();
         state.waiting.clear();
+        state.queries.clear();
     }
 
     /// Updates that called for an action and got none (still waiting when asked).
@@ -100,6 +104,19 @@ impl Observer for Stopwatch {
     fn updates_handed(&self, bot: i64, updates: &[QueuedUpdate], at: Instant) {
         let mut state = self.lock();
         for update in updates {
+            if update.kind == "chat_join_request" {
+                let request = &update.payload.value;
+                if let (Some(query), Some(chat), Some(user)) = (
+                    request["query_id"].as_str(),
+                    request["chat"]["id"].as_i64(),
+                    request["from"]["id"].as_i64(),
+                ) {
+                    let key = (bot, chat, user);
+                    state.queries.insert(query.to_string(), key);
+                    state.waiting.entry(key).or_insert(at);
+                }
+                continue;
+            }
             if update.kind != "message" {
                 continue;
             }
@@ -120,6 +137,22 @@ impl Observer for Stopwatch {
     }
 
     fn call_arrived(&self, bot: i64, method: &str, params: &Map<String, Value>, at: Instant) {
+        if matches!(
+            method,
+            "answerChatJoinRequestQuery" | "sendChatJoinRequestWebApp"
+        ) {
+            let mut state = self.lock();
+            let query = params
+                .get("chat_join_request_query_id")
+                .and_then(Value::as_str);
+            let key = query.and_then(|q| state.queries.remove(q));
+            if let Some(handed) = key.and_then(|key| state.waiting.remove(&key)) {
+                state
+                    .latencies
+                    .push((handed, at.saturating_duration_since(handed)));
+            }
+            return;
+        }
         if !ACTIONS.contains(&method) {
             return;
         }
@@ -242,6 +275,35 @@ mod tests {
             vec![Duration::from_millis(20)],
             "watched again"
         );
+    }
+
+    #[test]
+    fn a_guard_query_is_timed_to_its_answer() {
+        let watch = Stopwatch::default();
+        let start = Instant::now();
+        let payload = Payload::new(json!({
+            "chat": { "id": -1 }, "from": { "id": 7 }, "user_chat_id": 7, "date": 0, "query_id": "q1"
+        }));
+        let request = QueuedUpdate {
+            update_id: 2,
+            kind: "chat_join_request",
+            raw: payload.value.to_string().into(),
+            payload,
+        };
+        watch.updates_handed(5, &[request], start);
+        assert_eq!(watch.unanswered(), 1);
+        let answer = json!({ "chat_join_request_query_id": "q1", "result": "approve" })
+            .as_object()
+            .unwrap()
+            .clone();
+        watch.call_arrived(
+            5,
+            "answerChatJoinRequestQuery",
+            &answer,
+            start + Duration::from_millis(30),
+        );
+        assert_eq!(watch.latencies(), vec![Duration::from_millis(30)]);
+        assert_eq!(watch.unanswered(), 0);
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub fn build_world(
         let chat_id = sandbox.create_chat(ChatKind::Supergroup, &title, None);
         sandbox.set_member(chat_id, owner.id, Status::Creator)?;
         sandbox.promote(chat_id, bot.id, AdminRights::force_subscribe())?;
+        if scenario.mix.join_request > 0.0 {
+            sandbox.set_join_guard(chat_id, Some(bot.id))?;
+        }
         let linked: Vec<i64> = (0..scenario.channels_per_group)
             .map(|k| channels[(g + k) % channels.len()].chat_id)
             .collect();
@@ -147,6 +150,7 @@ struct Tally {
     join: u64,
     channel_leave: u64,
     button: u64,
+    join_request: u64,
     skipped: u64,
 }
 
@@ -170,6 +174,7 @@ pub async fn drive(
         scenario.mix.join,
         scenario.mix.channel_leave,
         scenario.mix.button,
+        scenario.mix.join_request,
     ];
     let total_weight: f64 = weights.iter().sum();
     let confirmed_before = sandbox.counters().updates_confirmed;
@@ -207,6 +212,12 @@ pub async fn drive(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let caught_up_s = load_ended.elapsed().min(settle).as_secs_f64();
+    if scenario.mix.join_request > 0.0 {
+        // A guard query still unanswered counts once its 10 s are over (declined, a violation):
+        // the report waits that long past the last request.
+        let past_deadline = Duration::from_millis(crate::world::QUERY_DEADLINE_MS as u64 + 500);
+        tokio::time::sleep(past_deadline.saturating_sub(load_ended.elapsed())).await;
+    }
     let counters = sandbox.counters();
     let confirmed = counters.updates_confirmed - confirmed_before;
     let latencies = stopwatch.latencies();
@@ -215,7 +226,8 @@ pub async fn drive(
         duration_s: elapsed,
         events: json!({
             "message": tally.message, "blocked": tally.blocked, "join": tally.join,
-            "channel_leave": tally.channel_leave, "button": tally.button, "skipped": tally.skipped,
+            "channel_leave": tally.channel_leave, "button": tally.button,
+            "join_request": tally.join_request, "skipped": tally.skipped,
         }),
         updates_confirmed: confirmed,
         updates_per_s: confirmed as f64 / elapsed,
@@ -314,6 +326,18 @@ fn play(
                 stopwatch.watch(group.chat_id, user);
                 tally.channel_leave += 1;
             } else {
+                tally.skipped += 1;
+            }
+        }
+        4 => {
+            let user = sandbox.create_user("Requester", None);
+            tally.join_request += 1;
+            if !rng.random_bool(non_subscriber_share) {
+                for channel in &group.channels {
+                    let _ = sandbox.join(*channel, user.id);
+                }
+            }
+            if sandbox.request_join(group.chat_id, user.id).is_err() {
                 tally.skipped += 1;
             }
         }

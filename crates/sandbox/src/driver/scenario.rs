@@ -40,6 +40,9 @@ pub struct Mix {
     pub join: f64,
     pub channel_leave: f64,
     pub button: f64,
+    /// A newcomer asks to join (join requests); each group's bot is then its guard bot, so every
+    /// request carries a query the bot must answer within 10 s.
+    pub join_request: f64,
 }
 
 impl Default for Mix {
@@ -49,6 +52,7 @@ impl Default for Mix {
             join: 0.06,
             channel_leave: 0.02,
             button: 0.02,
+            join_request: 0.0,
         }
     }
 }
@@ -112,12 +116,33 @@ impl Scenario {
                     join: 1.0,
                     channel_leave: 0.0,
                     button: 0.0,
+                    join_request: 0.0,
+                },
+                ..Self::default()
+            },
+            // A raid of join requests on guarded groups: 500 in 5 s, half from non-subscribers.
+            // Every request carries a guard query the bot must answer within its 10 s.
+            "join-raid" => Self {
+                name: "join-raid".into(),
+                bots: 1,
+                groups: 5,
+                channels: 1,
+                members_per_group: 5,
+                rate: 100.0,
+                duration_s: 5.0,
+                non_subscriber_share: 0.5,
+                mix: Mix {
+                    message: 0.0,
+                    join: 0.0,
+                    channel_leave: 0.0,
+                    button: 0.0,
+                    join_request: 1.0,
                 },
                 ..Self::default()
             },
             path => {
                 let text = std::fs::read_to_string(Path::new(path))
-                    .with_context(|| format!("`{path}` is neither a built-in scenario (smoke, verify, busy-bot, raid) nor a readable file"))?;
+                    .with_context(|| format!("`{path}` is neither a built-in scenario (smoke, verify, busy-bot, raid, join-raid) nor a readable file"))?;
                 serde_json::from_str(&text)
                     .with_context(|| format!("the scenario file {path} is not valid"))?
             }
@@ -152,11 +177,8 @@ impl Scenario {
             );
         }
         let m = &self.mix;
-        if [m.message, m.join, m.channel_leave, m.button]
-            .iter()
-            .any(|w| *w < 0.0)
-            || m.message + m.join + m.channel_leave + m.button <= 0.0
-        {
+        let weights = [m.message, m.join, m.channel_leave, m.button, m.join_request];
+        if weights.iter().any(|w| *w < 0.0) || weights.iter().sum::<f64>() <= 0.0 {
             bail!("the mix weights must be non-negative and not all zero");
         }
         Ok(())
