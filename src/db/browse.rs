@@ -71,7 +71,7 @@ impl Store {
             let (total,): (i64,) = count.build_query_as().fetch_one(pool).await?;
             let mut query = QueryBuilder::new(
                 "SELECT id, bot_instance_id, chat_id, title, username, enabled, policy, health, \
-                 health_detail, health_checked_at, member_count, created_at, updated_at \
+                 health_detail, health_checked_at, member_count, created_at, updated_at, chat_type \
                  FROM protected_groups WHERE 1 = 1",
             );
             push_group_filter(&mut query, filter, search.as_deref());

@@ -91,7 +91,7 @@ impl Store {
     /// The groups that require a channel, by our row id.
     pub async fn groups_of_channel(&self, channel_id: i64) -> Result<Vec<GroupRow>, StoreError> {
         let sql = "SELECT g.id, g.bot_instance_id, g.chat_id, g.title, g.username, g.enabled, g.policy, g.health, \
-                   g.health_detail, g.health_checked_at, g.member_count, g.created_at, g.updated_at \
+                   g.health_detail, g.health_checked_at, g.member_count, g.created_at, g.updated_at, g.chat_type \
                    FROM protected_groups g JOIN group_channel_links l ON l.group_id = g.id \
                    WHERE l.channel_id = $1 ORDER BY g.title, g.id";
         Ok(with_pool!(self, pool => sqlx::query_as::<_, GroupRow>(sql)

@@ -20,6 +20,16 @@ pub struct GroupRow {
     pub member_count: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Telegram's `Chat.type`: `supergroup` (or `group` before an upgrade) or `channel`; a channel
+    /// is protected through join requests only.
+    pub chat_type: String,
+}
+
+impl GroupRow {
+    /// A channel protected at the door (join requests), not a group enforced on messages.
+    pub fn is_channel(&self) -> bool {
+        self.chat_type == "channel"
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +64,7 @@ pub struct NewChannel {
 macro_rules! group_columns {
     () => {
         "id, bot_instance_id, chat_id, title, username, enabled, policy, health, \
-     health_detail, health_checked_at, member_count, created_at, updated_at"
+     health_detail, health_checked_at, member_count, created_at, updated_at, chat_type"
     };
 }
 macro_rules! channel_columns {
@@ -67,11 +77,21 @@ impl Store {
     /// Adds a group to a bot, or refreshes its title if the bot already protects it
     /// (a bot re-added to a group keeps its policy).
     pub async fn upsert_group(&self, group: &NewGroup) -> Result<GroupRow, StoreError> {
+        self.upsert_chat(group, "supergroup").await
+    }
+
+    /// [`Store::upsert_group`] for a chat of Telegram type `chat_type` (`supergroup`, `channel`).
+    pub async fn upsert_chat(
+        &self,
+        group: &NewGroup,
+        chat_type: &str,
+    ) -> Result<GroupRow, StoreError> {
         let sql = concat!(
-            "INSERT INTO protected_groups (bot_instance_id, chat_id, title, username, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $5) \
+            "INSERT INTO protected_groups (bot_instance_id, chat_id, title, username, created_at, updated_at, chat_type) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6) \
              ON CONFLICT (bot_instance_id, chat_id) DO UPDATE SET title = excluded.title, \
-             username = excluded.username, updated_at = excluded.updated_at RETURNING ",
+             username = excluded.username, updated_at = excluded.updated_at, \
+             chat_type = excluded.chat_type RETURNING ",
             group_columns!(),
             ""
         );
@@ -81,6 +101,7 @@ impl Store {
             .bind(&group.title)
             .bind(&group.username)
             .bind(now_ms())
+            .bind(chat_type)
             .fetch_one(pool)
             .await);
         row.map_err(|err| match err {
@@ -237,7 +258,7 @@ impl Store {
         channel_chat_id: i64,
     ) -> Result<Vec<GroupRow>, StoreError> {
         let sql = "SELECT g.id, g.bot_instance_id, g.chat_id, g.title, g.username, g.enabled, g.policy, g.health, \
-                   g.health_detail, g.health_checked_at, g.member_count, g.created_at, g.updated_at \
+                   g.health_detail, g.health_checked_at, g.member_count, g.created_at, g.updated_at, g.chat_type \
                    FROM protected_groups g JOIN group_channel_links l ON l.group_id = g.id \
                    JOIN enforced_channels c ON c.id = l.channel_id WHERE c.chat_id = $1 ORDER BY g.id";
         Ok(with_pool!(self, pool => sqlx::query_as::<_, GroupRow>(sql)

@@ -6,8 +6,8 @@ use serde_json::json;
 use teloxide::payloads::{EditMessageTextSetters, SendMessageSetters};
 use teloxide::prelude::Requester;
 use teloxide::types::{
-    CallbackQuery, ChatId, ChatMemberKind, InlineKeyboardButton, InlineKeyboardMarkup, Message,
-    MessageOrigin, ParseMode, Recipient,
+    CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageOrigin, ParseMode,
+    Recipient,
 };
 
 use super::actions;
@@ -15,12 +15,12 @@ use super::calls::Target;
 use super::context::Turn;
 use super::directory::GroupView;
 use super::health::{self, Problem};
-use super::policy::{Action, FailMode, Language, Require};
+use super::policy::{Action, FailMode, JoinRequests, Language, Require};
+use super::protect::{self, Protection};
 use super::say::{self, channel_list};
 use super::settings_menu;
 use super::standing;
 use super::texts::{Texts, escape};
-use crate::db::{NewChannel, NewGroup};
 use crate::domain::{EndReason, EventKind};
 
 /// A command addressed to this bot: its name (without `/` and `@bot`) and its arguments.
@@ -173,7 +173,10 @@ pub async fn group(turn: &Turn, message: &Message) -> anyhow::Result<bool> {
     }
     let text = match name {
         "protect" if message.chat.is_group() => here.text("protect_basic_group"),
-        "protect" => protect(&here, message, &args).await?,
+        "protect" => {
+            let join_requests = policy.join_requests != JoinRequests::Off;
+            protect(&here, message, &args, join_requests).await?
+        }
         "unprotect" => unprotect(&here, existing.as_deref()).await?,
         "status" => status(existing.as_deref(), &here),
         _ => match existing.as_deref().filter(|v| v.enforcing()) {
@@ -235,19 +238,13 @@ pub async fn is_admin(turn: &Turn, message: &Message) -> bool {
 
 /// `/protect @a [@b …]`, ids, or a reply to a forwarded channel post. Checks every right first and
 /// names exactly what is missing; on success the group requires exactly these channels.
-async fn protect(here: &Here<'_>, message: &Message, args: &[&str]) -> anyhow::Result<String> {
-    let turn = here.turn;
-    let chat = here.chat;
-    let mut targets: Vec<Recipient> = args
-        .iter()
-        .filter_map(|arg| match arg.parse::<i64>() {
-            Ok(id) => Some(Recipient::Id(ChatId(id))),
-            Err(_) if arg.starts_with('@') && arg.len() > 1 => {
-                Some(Recipient::ChannelUsername(arg.to_string()))
-            }
-            Err(_) => None,
-        })
-        .collect();
+async fn protect(
+    here: &Here<'_>,
+    message: &Message,
+    args: &[&str],
+    join_requests: bool,
+) -> anyhow::Result<String> {
+    let mut targets: Vec<Recipient> = args.iter().filter_map(|a| protect::recipient(a)).collect();
     if targets.is_empty()
         && let Some(MessageOrigin::Channel { chat: origin, .. }) =
             message.reply_to_message().and_then(|r| r.forward_origin())
@@ -257,87 +254,25 @@ async fn protect(here: &Here<'_>, message: &Message, args: &[&str]) -> anyhow::R
     if targets.is_empty() {
         return Ok(here.text("protect_usage"));
     }
-    let mut problems = health::group_problems(turn, chat).await;
-    let mut channels = Vec::new();
-    for target in targets {
-        let label = match &target {
-            Recipient::Id(id) => id.0.to_string(),
-            Recipient::ChannelUsername(name) => name.clone(),
-        };
-        let info = turn
-            .calls()
-            .run("getChat", None, turn.calls().bot().get_chat(target))
-            .await;
-        let Ok(info) = info else {
-            problems.push(Problem::ChannelUnseen(label));
-            continue;
-        };
-        if !info.is_channel() {
-            problems.push(Problem::NotChannel(label));
-            continue;
+    let chat = protect::Chat {
+        id: here.chat,
+        title: message.chat.title().unwrap_or_default().to_string(),
+        username: message.chat.username().map(str::to_string),
+        channel: false,
+    };
+    match protect::protect(here.turn, &chat, join_requests, targets).await? {
+        Protection::Missing(problems) => {
+            let lines = Problem::bullets(&problems, here.texts, here.language);
+            Ok(here
+                .texts
+                .render(here.language, "protect_missing", &[("problems", &lines)]))
         }
-        let name = info
-            .username()
-            .map(|u| format!("@{u}"))
-            .unwrap_or_else(|| info.title().unwrap_or_default().to_string());
-        match health::rights(turn, info.id.0).await {
-            Some(ChatMemberKind::Administrator(_)) => channels.push(info),
-            _ => problems.push(Problem::ChannelAdmin(name)),
-        }
+        Protection::Done { channels, .. } => Ok(here.texts.render(
+            here.language,
+            "protect_done",
+            &[("channels", &channel_list(&channels))],
+        )),
     }
-    if !problems.is_empty() {
-        let lines = Problem::bullets(&problems, here.texts, here.language);
-        return Ok(here
-            .texts
-            .render(here.language, "protect_missing", &[("problems", &lines)]));
-    }
-    let store = &turn.shared.store;
-    let group = store
-        .upsert_group(&NewGroup {
-            bot_instance_id: turn.bot(),
-            chat_id: chat,
-            title: message.chat.title().unwrap_or_default().to_string(),
-            username: message.chat.username().map(str::to_string),
-        })
-        .await?;
-    let mut links = Vec::new();
-    let mut rows = Vec::new();
-    for info in &channels {
-        let mut invite_link = info.invite_link().map(str::to_string);
-        if info.username().is_none() && invite_link.is_none() {
-            let request = turn.calls().bot().create_chat_invite_link(info.id);
-            invite_link = turn
-                .calls()
-                .run("createChatInviteLink", None, request)
-                .await
-                .ok()
-                .map(|l| l.invite_link);
-        }
-        let row = store
-            .upsert_channel(&NewChannel {
-                chat_id: info.id.0,
-                title: info.title().unwrap_or_default().to_string(),
-                username: info.username().map(str::to_string),
-                invite_link,
-                is_private: info.username().is_none(),
-            })
-            .await?;
-        links.push((row.id, json!({ "administrator": true })));
-        rows.push(row);
-    }
-    store.replace_channel_links(group.id, &links).await?;
-    store.set_group_enabled(group.id, true).await?;
-    store.set_group_health(group.id, "ok", None).await?;
-    turn.shared.directory.invalidate(turn.bot(), chat);
-    turn.publish(
-        EventKind::Activity,
-        json!({ "action": "group_protected", "group_id": group.id, "chat_id": chat, "channels": rows.iter().map(|c| c.chat_id).collect::<Vec<_>>() }),
-    );
-    Ok(here.texts.render(
-        here.language,
-        "protect_done",
-        &[("channels", &channel_list(&rows))],
-    ))
 }
 
 /// `/unprotect`: enforcement stops and what Nezuko restricted here is released.

@@ -1,5 +1,6 @@
 //! Permission health: the rights a bot needs (restrict and delete in a supergroup, administrator in
-//! each channel) are checked at `/protect`, when channels are linked through the API, periodically,
+//! each channel, `can_invite_users` where it decides join requests, which is all it needs in a
+//! protected channel) are checked at `/protect`, when channels are linked through the API, periodically,
 //! as soon as Telegram refuses an action or a membership check ("member list is inaccessible"),
 //! and when a `my_chat_member` update says the bot's own status changed. A change is stored on the
 //! group (English, for the dashboard), published as a `health` event, and a loss is announced once
@@ -14,7 +15,7 @@ use teloxide::types::{ChatId, ChatMemberKind, ChatMemberUpdated, UserId};
 use super::Shared;
 use super::context::{GroupTurn, Turn};
 use super::directory::GroupView;
-use super::policy::Language;
+use super::policy::{JoinRequests, Language};
 use super::say;
 use super::texts::{Texts, escape};
 use crate::domain::EventKind;
@@ -38,6 +39,9 @@ pub enum Problem {
     NotChannel(String),
     /// The group's bot does not run in this process, so nothing could be asked.
     BotStopped,
+    /// The bot decides join requests in this chat (named) but lacks `can_invite_users`, which
+    /// `approveChatJoinRequest` and `declineChatJoinRequest` need (Bot API).
+    InviteUsers(String),
 }
 
 impl Problem {
@@ -54,15 +58,17 @@ impl Problem {
             Self::ChannelUnseen(_) => "problem_channel_unseen",
             Self::NotChannel(_) => "problem_not_channel",
             Self::BotStopped => "problem_bot_stopped",
+            Self::InviteUsers(_) => "problem_invite_users",
         }
     }
 
     /// The channel the problem names, if any.
     fn channel(&self) -> Option<&str> {
         match self {
-            Self::ChannelAdmin(name) | Self::ChannelUnseen(name) | Self::NotChannel(name) => {
-                Some(name)
-            }
+            Self::ChannelAdmin(name)
+            | Self::ChannelUnseen(name)
+            | Self::NotChannel(name)
+            | Self::InviteUsers(name) => Some(name),
             _ => None,
         }
     }
@@ -81,6 +87,7 @@ impl Problem {
             "problem_channel_unseen" => Self::ChannelUnseen(channel()),
             "problem_not_channel" => Self::NotChannel(channel()),
             "problem_bot_stopped" => Self::BotStopped,
+            "problem_invite_users" => Self::InviteUsers(channel()),
             _ => return None,
         })
     }
@@ -209,15 +216,18 @@ pub async fn action_refused(group: &GroupTurn) {
     }
 }
 
-/// What the bot lacks in the group and its channels, each with the exact fix.
+/// What the bot lacks in the group (or protected channel) and its channels, each with the exact fix.
 pub async fn problems(group: &GroupTurn) -> Vec<Problem> {
-    let mut problems = group_problems(group, group.chat()).await;
+    let row = &group.view.group;
+    let protected = Protected {
+        chat: row.chat_id,
+        name: chat_name(row.username.as_deref(), &row.title),
+        channel: row.is_channel(),
+        join_requests: group.view.policy.join_requests != JoinRequests::Off,
+    };
+    let mut problems = chat_problems(group, &protected).await;
     for channel in &group.view.channels {
-        let name = channel
-            .username
-            .as_ref()
-            .map(|u| format!("@{u}"))
-            .unwrap_or_else(|| channel.title.clone());
+        let name = chat_name(channel.username.as_deref(), &channel.title);
         if !matches!(
             rights(group, channel.chat_id).await,
             Some(ChatMemberKind::Administrator(_))
@@ -228,14 +238,45 @@ pub async fn problems(group: &GroupTurn) -> Vec<Problem> {
     problems
 }
 
-/// What the bot lacks in a group itself.
-pub async fn group_problems(turn: &Turn, chat: i64) -> Vec<Problem> {
-    let basic = chat > -1_000_000_000_000;
+/// `@username`, or the title of a chat without one: how fixes name a chat.
+pub fn chat_name(username: Option<&str>, title: &str) -> String {
+    username
+        .map(|u| format!("@{u}"))
+        .unwrap_or_else(|| title.to_string())
+}
+
+/// A chat Nezuko protects (or is asked to), as its rights are checked.
+pub struct Protected {
+    pub chat: i64,
+    /// As fixes name it (see [`chat_name`]).
+    pub name: String,
+    /// A channel, protected through join requests only.
+    pub channel: bool,
+    /// Nezuko decides its join requests (policy `join_requests`).
+    pub join_requests: bool,
+}
+
+/// What the bot lacks in a protected chat itself: in a group, restricting and deleting (and
+/// inviting when it decides join requests); in a channel, administrator with `can_invite_users`
+/// (Telegram sends `chat_join_request` only to administrators with that right).
+pub async fn chat_problems(turn: &Turn, chat: &Protected) -> Vec<Problem> {
+    let status = rights(turn, chat.chat).await;
+    if chat.channel {
+        return match status {
+            Some(ChatMemberKind::Owner(_)) => Vec::new(),
+            Some(ChatMemberKind::Administrator(admin)) if admin.can_invite_users => Vec::new(),
+            Some(ChatMemberKind::Administrator(_)) => {
+                vec![Problem::InviteUsers(chat.name.clone())]
+            }
+            _ => vec![Problem::ChannelAdmin(chat.name.clone())],
+        };
+    }
+    let basic = chat.chat > -1_000_000_000_000;
     let mut problems = Vec::new();
     if basic {
         problems.push(Problem::BasicGroup);
     }
-    match rights(turn, chat).await {
+    match status {
         Some(ChatMemberKind::Administrator(admin)) => {
             // Basic groups' administrators have every right there; only supergroups name them.
             if !admin.can_restrict_members && !basic {
@@ -243,6 +284,9 @@ pub async fn group_problems(turn: &Turn, chat: i64) -> Vec<Problem> {
             }
             if !admin.can_delete_messages && !basic {
                 problems.push(Problem::GroupDelete);
+            }
+            if !admin.can_invite_users && !basic && chat.join_requests {
+                problems.push(Problem::InviteUsers(chat.name.clone()));
             }
         }
         Some(ChatMemberKind::Owner(_)) => {}
@@ -293,7 +337,8 @@ async fn store(group: &GroupTurn, found: &[Problem], announce: bool) -> anyhow::
         EventKind::Health,
         json!({ "group_id": view.group.id, "chat_id": view.group.chat_id, "title": view.group.title, "health": health, "problems": english }),
     );
-    if health == "degraded" && announce {
+    // A channel's readers are not told: a post there would reach every one of them.
+    if health == "degraded" && announce && !view.group.is_channel() {
         let problems = Problem::bullets(found, &view.texts, view.policy.language);
         let text = view.texts.render(
             view.policy.language,
@@ -327,17 +372,21 @@ pub async fn on_my_member(turn: &Turn, change: &ChatMemberUpdated) -> anyhow::Re
                 check_group(&turn.in_group(view, None)).await?;
             }
         }
-        return Ok(());
     }
+    // The chat itself may be protected (a group, or a channel guarded by join requests).
     let Some(view) = turn.shared.directory.group(turn.bot(), chat).await? else {
         return Ok(());
     };
     let group = turn.in_group(view, None);
     if !present {
         // Removed: nothing can be asked or said there; record it as the reason.
-        return store(&group, &[Problem::GroupRemoved], false)
-            .await
-            .map(|_| ());
+        let row = &group.view.group;
+        let removed = if row.is_channel() {
+            Problem::ChannelAdmin(chat_name(row.username.as_deref(), &row.title))
+        } else {
+            Problem::GroupRemoved
+        };
+        return store(&group, &[removed], false).await.map(|_| ());
     }
     check_group(&group).await
 }

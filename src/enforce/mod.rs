@@ -17,7 +17,7 @@
 //! (is a user subscribed), `standing` (what Telegram says a member is now), `limiter` + `calls`
 //! (how Telegram is called), `deadline` (the only way to send an `until_date`), `records` (logs),
 //! `inbox` (where slow updates are parked),
-//! `directory` (group lookups), `say` (messages in a chat and their durable deletion),
+//! `directory` (group lookups), `protect` (what `/protect` and the API share), `say` (messages in a chat and their durable deletion),
 //! `actions` (restrict, kick, warn, lift), `flows`, `callbacks`, `commands`, `settings_menu`,
 //! `health`, `timers`. Shared helpers sit below the feature files that use them: no two feature
 //! files import each other (`grep -n "use super::" src/enforce/*.rs` shows it). What reaches back
@@ -40,6 +40,7 @@ pub mod limiter;
 mod membership;
 pub mod policy;
 mod progress;
+pub mod protect;
 mod records;
 mod say;
 mod settings_menu;
@@ -320,6 +321,16 @@ impl Enforcer {
         admin: i64,
     ) -> Result<crate::db::JoinRequestRow, join_requests::DecideError> {
         join_requests::decide_by_admin(&self.shared, id, approve, admin).await
+    }
+
+    /// Protects a supergroup or a channel through the API (see [`protect::by_admin`]).
+    pub async fn protect_chat(
+        &self,
+        bot_instance_id: i64,
+        chat: &str,
+        channels: &[String],
+    ) -> Result<protect::Protection, protect::ProtectError> {
+        protect::by_admin(&self.shared, bot_instance_id, chat, channels).await
     }
 
     /// Checks one group's permissions now (after its channels changed through the API) and

@@ -224,6 +224,11 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "inicia el bot del grupo para que se puedan comprobar sus permisos",
     ),
     (
+        "problem_invite_users",
+        "give the bot the right to add members (Invite users via link) in {channel}, so it can approve join requests",
+        "da al bot el permiso de añadir miembros (Invitar usuarios mediante enlace) en {channel}, para que pueda aprobar solicitudes de unión",
+    ),
+    (
         "problem_basic_group",
         "the group is a basic group: Telegram lets bots restrict members only in supergroups",
         "el grupo es un grupo básico: Telegram solo deja que los bots restrinjan miembros en supergrupos",

@@ -23,6 +23,9 @@ const WORDING = {
   channel_senders: { label: "Messages sent as another channel", choices: { delete: "Delete them", allow: "Let them through" } },
   welcome: { label: "Welcome subscribed newcomers" },
   restore_on_rejoin: { label: "Lift restriction on channel rejoin" },
+  join_requests: { label: "Join requests", choices: { off: "Leave to the administrators", approve_subscribers: "Approve subscribers" } },
+  join_request_timeout_s: { label: "Decline unsubscribed requesters after (s)", hint: "0: leave pending; at most 604800 (7 days)" },
+  join_query_fallback: { label: "Guard query without a check page", choices: { queue: "Queue it and write to them", decline: "Decline it" } },
   language: { label: "Language", choices: { en: "English", es: "Español" } },
   allowlist: { label: "Allowlist (user ids)", hint: "comma-separated" },
 };

@@ -38,6 +38,7 @@ fn view(require: Require, fail_mode: FailMode) -> GroupView {
             member_count: None,
             created_at: 0,
             updated_at: 0,
+            chat_type: "supergroup".into(),
         },
         channels: vec![channel(1), channel(2)],
         policy: Policy {

@@ -120,6 +120,8 @@ pub struct GroupView {
     /// Epoch ms.
     health_checked_at: Option<i64>,
     member_count: Option<i64>,
+    /// Telegram's `Chat.type`: `supergroup`, or `channel` (protected through join requests only).
+    chat_type: String,
     /// Epoch ms.
     created_at: i64,
     /// Epoch ms.
@@ -138,6 +140,7 @@ pub fn summary(row: &GroupRow) -> GroupView {
         health_detail: row.health_detail.as_ref().map(|d| d.0.clone()),
         health_checked_at: row.health_checked_at,
         member_count: row.member_count,
+        chat_type: row.chat_type.clone(),
         created_at: row.created_at,
         updated_at: row.updated_at,
     }

@@ -155,7 +155,7 @@ async fn decide(ctx: Ctx, approve: bool) -> ApiResult {
 }
 
 /// A failure behind a request: the database's or Telegram's outage as a 503 saying so.
-fn failed(error: anyhow::Error) -> ApiError {
+pub(super) fn failed(error: anyhow::Error) -> ApiError {
     match error.downcast::<crate::db::StoreError>() {
         Ok(store) => store.into(),
         Err(other) if other.chain().any(crate::telegram::is_weather_cause) => ApiError::new(

@@ -15,6 +15,7 @@ mod logs;
 mod metrics;
 mod nodes;
 pub mod openapi;
+mod protect;
 pub mod session;
 mod settings;
 pub mod telegram;
@@ -35,6 +36,7 @@ pub fn routes() -> Vec<Route> {
         admins::routes(),
         bots::routes(),
         groups::routes(),
+        protect::routes(),
         join_requests::routes(),
         channels::routes(),
         settings::routes(),

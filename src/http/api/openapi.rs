@@ -80,7 +80,8 @@ pub fn build(routes: &[Route]) -> Document {
     }
 }
 
-/// An error answer (RFC 9457); some carry more members (`field` on a 422, `allow` on a 405).
+/// An error answer (RFC 9457); some carry more members (`field` on a 422, `allow` on a 405,
+/// `problems` on a 422 `missing_rights`).
 fn problem_schema() -> Value {
     json!({
         "type": "object",
@@ -92,6 +93,7 @@ fn problem_schema() -> Value {
             "detail": {"type": "string", "description": "for the person reading it"},
             "field": {"type": "string", "description": "the request field a 422 is about"},
             "allow": {"type": "array", "items": {"type": "string"}, "description": "on a 405: the methods the resource accepts (also in `Allow`)"},
+            "problems": {"type": "array", "items": {"type": "string"}, "description": "on a 422 `missing_rights`: each right the bot lacks, as the fix in English"},
         },
     })
 }

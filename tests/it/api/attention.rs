@@ -22,14 +22,7 @@ api_tests!(
 /// Adds a sandbox bot through the API and waits until it runs; returns (Telegram id, row id).
 async fn running_bot(world: &ApiWorld, name: &str, username: &str) -> (i64, i64) {
     let bot = world.sandbox.create_bot(name, username);
-    let added = world
-        .post("/api/v1/bots", json!({ "token": bot.token }))
-        .await;
-    let id = added.ok()["id"].as_i64().unwrap();
-    world
-        .wait_bot(id, "running", |b| b["run_state"] == "running")
-        .await;
-    (bot.id, id)
+    (bot.id, world.add_running_bot(&bot.token).await)
 }
 
 async fn attention_keys(world: &ApiWorld) -> Vec<String> {

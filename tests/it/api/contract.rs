@@ -391,9 +391,11 @@ async fn every_route_answers_as_the_document_says(world: &mut ApiWorld) {
         .await;
 
     // Some routes have clients of their own, which check their answers too: Telegram's webhook
-    // deliveries (`webhooks.rs`), the event stream (`sse.rs`), and deciding on a join request,
-    // which needs a real one from a running guard bot (`join_page.rs`).
+    // deliveries (`webhooks.rs`), the event stream (`sse.rs`), deciding on a join request,
+    // which needs a real one from a running guard bot (`join_page.rs`), and protecting a chat,
+    // which needs a running bot administering real chats (`protect.rs`).
     let elsewhere = [
+        "POST /api/v1/groups",
         "POST /telegram/{id}",
         "GET /api/v1/events/stream",
         "POST /api/v1/join-requests/{id}/check",

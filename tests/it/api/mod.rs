@@ -10,6 +10,7 @@ mod events;
 mod input;
 mod join_page;
 mod preflight;
+mod protect;
 mod proxies;
 pub mod redis_fan_out;
 mod reports;
@@ -241,6 +242,15 @@ impl ApiWorld {
             .iter()
             .map(|e| e["action"].as_str().unwrap().to_string())
             .collect()
+    }
+
+    /// Adds the bot of `token` through the API and waits until it runs; returns its row id.
+    pub async fn add_running_bot(&self, token: &str) -> i64 {
+        let added = self.post("/api/v1/bots", json!({ "token": token })).await;
+        let id = added.ok()["id"].as_i64().unwrap();
+        self.wait_bot(id, "running", |b| b["run_state"] == "running")
+            .await;
+        id
     }
 
     /// Waits until `check` holds for the bot's detail, or fails with the last detail seen.

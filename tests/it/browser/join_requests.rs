@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use nezuko_sandbox::model::Status;
+use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
 use reqwest::Method;
 use serde_json::json;
 
@@ -122,6 +122,84 @@ async fn an_admin_approves_and_declines_pending_join_requests_from_the_group_pag
         &["join_request.decline"],
     )
     .await;
+    chromium.finish().await;
+    world.finish().await;
+}
+
+/// A channel cannot send `/protect`: the groups page protects it, the bot's rights are checked
+/// first (a missing one is named in the form), and the new channel opens on its own page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_protects_a_channel_from_the_groups_page() {
+    let world = ApiWorld::start(TestDb::sqlite().await).await;
+    let guarded = protected_group(&world, "door_bot", "Book Club", "bookshelf").await;
+    let sandbox = &world.sandbox;
+    let premium = sandbox.create_chat(ChatKind::Channel, "Premium", Some("premium"));
+    let owner = sandbox.create_user("Owner", Some("premium_owner")).id;
+    sandbox.set_member(premium, owner, Status::Creator).unwrap();
+    let posting_only = AdminRights {
+        can_manage_chat: true,
+        can_post_messages: true,
+        ..AdminRights::default()
+    };
+    sandbox
+        .promote(premium, guarded.bot_telegram_id, posting_only)
+        .unwrap();
+
+    let chromium = signed_in(&world).await;
+    chromium.open("/groups").await;
+    chromium
+        .wait_for(
+            "the protect form",
+            "document.querySelector('form[aria-label=\"Protect a chat\"]')",
+        )
+        .await;
+    accessible(&chromium, "groups page with the protect form").await;
+    chromium
+        .choose("#protect-bot", &guarded.bot_id.to_string())
+        .await;
+    chromium.fill("#protect-chat", "@premium").await;
+    chromium.fill("#protect-channels", "@bookshelf").await;
+    chromium.submit("Protect a chat").await;
+    chromium
+        .wait_for(
+            "the missing right named",
+            "document.getElementById('protect-error').innerText.includes('Invite users')",
+        )
+        .await;
+    chromium.screenshot("protect-channel-refused").await;
+    let refused = chromium.take_failed_requests().await;
+    assert!(
+        refused.len() == 1
+            && refused[0].starts_with("422 ")
+            && refused[0].ends_with("/api/v1/groups"),
+        "only the refused protection failed: {refused:?}"
+    );
+
+    sandbox
+        .promote(
+            premium,
+            guarded.bot_telegram_id,
+            AdminRights::force_subscribe(),
+        )
+        .unwrap();
+    chromium.submit("Protect a chat").await;
+    chromium
+        .wait_for(
+            "the channel's page",
+            "location.pathname.startsWith('/groups/') && document.querySelector('h1 .badge.channel')",
+        )
+        .await;
+    chromium.toast_says("Protected Premium").await;
+    chromium.screenshot("protected-channel").await;
+    let group = world
+        .db
+        .store
+        .group_by_chat(guarded.bot_id, premium)
+        .await
+        .unwrap()
+        .expect("the channel is stored");
+    assert_eq!(group.chat_type, "channel");
+    assert_audited(&world, &chromium, "group", group.id, &["group.protect"]).await;
     chromium.finish().await;
     world.finish().await;
 }

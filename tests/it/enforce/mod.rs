@@ -12,6 +12,7 @@ mod flows;
 mod join_requests;
 mod outages;
 mod policies;
+mod protected_channels;
 mod records;
 mod throughput;
 mod truth;
@@ -302,6 +303,19 @@ impl Guarded {
         self.sandbox.calls(Some(self.bot.id), Some(method))
     }
 
+    /// Waits for the bot's call number `index` (from 0) of `method`. The sandbox records a call
+    /// once it is answered, after its effect: a test that saw the effect waits for the record.
+    pub async fn wait_call(
+        &self,
+        method: &str,
+        index: usize,
+    ) -> nezuko_sandbox::journal::CallRecord {
+        self.sandbox
+            .wait_for_call(self.bot.id, method, index, DEADLINE)
+            .await
+            .unwrap()
+    }
+
     /// Lets the bot work through what is pending: waits until it confirmed every update (an
     /// update is confirmed only once handled), then keeps a short quiet period, so that a negative
     /// check after it (the bot did *not* act) is not a race.
@@ -354,16 +368,21 @@ impl Guarded {
         self.enforcer().invalidate_group(self.row.id, self.group);
     }
 
-    /// Every verification written so far.
+    /// Every verification written so far in the world's group.
     pub async fn verifications(&self) -> Vec<Verification> {
+        let group = self.group_row().await;
+        self.verifications_in(group.id).await
+    }
+
+    /// Every verification written so far in protected chat `group_id` (the store's id), oldest first.
+    pub async fn verifications_in(&self, group_id: i64) -> Vec<Verification> {
         if let Some(enforcer) = &self.enforcer {
             enforcer.flush().await;
         }
-        let group = self.group_row().await;
         let mut rows = self
             .db
             .store
-            .recent_verifications(group.id, 10_000)
+            .recent_verifications(group_id, 10_000)
             .await
             .unwrap();
         rows.reverse();
@@ -377,9 +396,22 @@ impl Guarded {
 
     /// Waits until `count` verifications of `user` with `outcome` are written.
     pub async fn wait_verifications(&self, user: i64, outcome: &str, count: usize) {
+        let group = self.group_row().await;
+        self.wait_verifications_in(group.id, user, outcome, count)
+            .await;
+    }
+
+    /// [`Guarded::wait_verifications`] in protected chat `group_id` (the store's id).
+    pub async fn wait_verifications_in(
+        &self,
+        group_id: i64,
+        user: i64,
+        outcome: &str,
+        count: usize,
+    ) {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            let rows = self.verifications().await;
+            let rows = self.verifications_in(group_id).await;
             let found = rows
                 .iter()
                 .filter(|v| v.user_id == user && v.outcome == outcome)

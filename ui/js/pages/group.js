@@ -99,13 +99,16 @@ export async function render(main, id) {
       try { await post(`/api/v1/groups/${id}/${verb}`); toast(`Enforcement ${verb}d`); } catch (error) { toast(error.message); }
       await refresh(false);
     };
-    heading.replaceChildren(h("span", {}, group.title, group.username ? h("span", { class: "muted" }, ` @${group.username}`) : null));
+    heading.replaceChildren(h("span", {}, group.title, group.username ? h("span", { class: "muted" }, ` @${group.username}`) : null,
+      group.chat_type === "channel" ? h("span", { class: "badge channel" }, "channel") : null));
+    // A channel is guarded at the door: readers are checked when they ask to join, never muted.
+    const enforcing = group.chat_type === "channel" ? "Join requests are approved for subscribers only." : "Members must subscribe before they speak.";
     // A live refresh (a health check, a change elsewhere) rebuilds this column: the channel an
     // admin was about to link stays chosen.
     const chosen = left.querySelector("#link-channel")?.value;
     left.replaceChildren(
       h("section", { class: "panel" }, h("h2", {}, "Enforcement"),
-        h("p", { "data-enabled": String(group.enabled) }, group.enabled ? "Members must subscribe before they speak." : "Disabled: nobody is checked here."),
+        h("p", { "data-enabled": String(group.enabled) }, group.enabled ? enforcing : "Disabled: nobody is checked here."),
         h("button", { type: "button", class: group.enabled ? "danger" : "primary", onclick: toggle }, group.enabled ? "Disable enforcement" : "Enable enforcement")),
       healthPanel(group), channelsPanel(group, channels.items, () => refresh(false)),
       joinRequestsPanel(group, requests.items, () => refresh(false)), statsPanel(group.stats));

@@ -1,0 +1,182 @@
+//! `POST /api/v1/groups` (issue 20): a channel is protected from the dashboard's API, since
+//! channels send no commands. The bot checks its rights first and every missing one comes back as
+//! a fix, nothing stored; once protected, the channel's join requests are decided by subscription.
+//! Bad addresses, unknown bots and bots that do not run here get clear, specific answers.
+
+use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
+use reqwest::Method;
+use serde_json::json;
+
+use super::{ApiWorld, api_tests};
+
+api_tests!(
+    a_channel_is_protected_over_the_api_and_lets_in_its_subscribers,
+    protecting_refuses_what_cannot_be_protected_with_a_clear_answer,
+);
+
+/// A running bot, @news (administered) and @premium, where the bot holds `rights`; returns
+/// (bot instance id, sandbox bot id, @news, @premium).
+async fn channels(world: &ApiWorld, rights: AdminRights) -> (i64, i64, i64, i64) {
+    let sandbox = &world.sandbox;
+    let bot = sandbox.create_bot("Guard", "guard_bot");
+    let owner = sandbox.create_user("Owner", Some("owner"));
+    let news = sandbox.create_chat(ChatKind::Channel, "News", Some("news"));
+    let premium = sandbox.create_chat(ChatKind::Channel, "Premium", Some("premium"));
+    for chat in [news, premium] {
+        sandbox.set_member(chat, owner.id, Status::Creator).unwrap();
+    }
+    sandbox
+        .promote(news, bot.id, AdminRights::force_subscribe())
+        .unwrap();
+    sandbox.promote(premium, bot.id, rights).unwrap();
+    let id = world.add_running_bot(&bot.token).await;
+    (id, bot.id, news, premium)
+}
+
+async fn a_channel_is_protected_over_the_api_and_lets_in_its_subscribers(world: &mut ApiWorld) {
+    let no_invite = AdminRights {
+        can_manage_chat: true,
+        can_post_messages: true,
+        ..AdminRights::default()
+    };
+    let (id, bot, news, premium) = channels(world, no_invite).await;
+    let body = json!({ "bot_instance_id": id, "chat": "@premium", "channels": ["@news"] });
+    let refused = world.post("/api/v1/groups", body.clone()).await;
+    refused.problem(422, "missing_rights");
+    let fixes = refused.body["problems"].as_array().unwrap();
+    assert_eq!(fixes.len(), 1, "{}", refused.body);
+    assert!(
+        fixes[0].as_str().unwrap().contains("Invite users"),
+        "{}",
+        refused.body
+    );
+    let groups = world.get("/api/v1/groups").await;
+    assert_eq!(groups.ok()["page"]["total"], 0, "nothing was stored");
+
+    let invite = AdminRights {
+        can_manage_chat: true,
+        can_invite_users: true,
+        ..AdminRights::default()
+    };
+    world.sandbox.promote(premium, bot, invite).unwrap();
+    let created = world.post("/api/v1/groups", body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let group = &created.body["group"];
+    assert_eq!(group["chat_type"], "channel");
+    assert_eq!(group["chat_id"], premium);
+    assert_eq!(group["title"], "Premium");
+    assert_eq!(group["health"], "ok");
+    assert_eq!(created.body["channels"][0]["chat_id"], news);
+    let group_id = group["id"].as_i64().unwrap();
+    let detail = world.get(&format!("/api/v1/groups/{group_id}")).await;
+    assert_eq!(
+        detail.ok()["policy"]["effective"]["join_requests"],
+        "approve_subscribers"
+    );
+    assert!(
+        world
+            .audit_actions("group")
+            .await
+            .contains(&"group.protect".to_string())
+    );
+
+    // A reader who follows @news is let in; one who does not is asked, and let in on joining it.
+    let sam = world.sandbox.create_user("Sam", None).id;
+    world.sandbox.join(news, sam).unwrap();
+    world.sandbox.request_join(premium, sam).unwrap();
+    let ned = world.sandbox.create_user("Ned", None).id;
+    world.sandbox.request_join(premium, ned).unwrap();
+    world
+        .sandbox
+        .wait_until(crate::enforce::DEADLINE, "Sam is a reader", |s| {
+            (s.member(premium, sam) == Status::Member).then_some(())
+        })
+        .await
+        .unwrap();
+    world
+        .sandbox
+        .wait_until(crate::enforce::DEADLINE, "Ned is told", |s| {
+            s.transcript(ned).into_iter().find(|m| m.from == bot)
+        })
+        .await
+        .unwrap();
+    assert_eq!(world.sandbox.join_requests(premium).unwrap().len(), 1);
+    world.sandbox.join(news, ned).unwrap();
+    world
+        .sandbox
+        .wait_until(crate::enforce::DEADLINE, "Ned is a reader", |s| {
+            (s.member(premium, ned) == Status::Member).then_some(())
+        })
+        .await
+        .unwrap();
+    let pending = world
+        .get(&format!("/api/v1/groups/{group_id}/join-requests"))
+        .await;
+    assert_eq!(pending.ok()["items"], json!([]), "{}", pending.body);
+}
+
+async fn protecting_refuses_what_cannot_be_protected_with_a_clear_answer(world: &mut ApiWorld) {
+    let (id, bot, _, _) = channels(world, AdminRights::force_subscribe()).await;
+    let basic = world
+        .sandbox
+        .create_chat(ChatKind::Group, "Basic", Some("basic_chat"));
+    let founder = world.sandbox.create_user("Founder", None).id;
+    world
+        .sandbox
+        .set_member(basic, founder, Status::Creator)
+        .unwrap();
+    world
+        .sandbox
+        .promote(basic, bot, AdminRights::force_subscribe())
+        .unwrap();
+    let post = |body: serde_json::Value| {
+        let world = &*world;
+        async move { world.post("/api/v1/groups", body).await }
+    };
+    let cases = [
+        (
+            json!({ "bot_instance_id": id, "chat": "premium channel", "channels": ["@news"] }),
+            "chat",
+            "is not a chat's address",
+        ),
+        (
+            json!({ "bot_instance_id": id, "chat": "@nobody_here", "channels": ["@news"] }),
+            "chat",
+            "cannot see",
+        ),
+        (
+            json!({ "bot_instance_id": id, "chat": basic.to_string(), "channels": ["@news"] }),
+            "chat",
+            "basic group",
+        ),
+        (
+            json!({ "bot_instance_id": id, "chat": "@premium", "channels": [] }),
+            "channels",
+            "at least one channel",
+        ),
+    ];
+    for (body, field, words) in cases {
+        let answer = post(body.clone()).await;
+        answer.problem(422, "invalid_field");
+        assert_eq!(answer.body["field"], field, "{body}: {}", answer.body);
+        let detail = answer.body["detail"].as_str().unwrap();
+        assert!(detail.contains(words), "{body}: {detail}");
+    }
+    post(json!({ "bot_instance_id": 9999, "chat": "@premium", "channels": ["@news"] }))
+        .await
+        .problem(404, "not_found");
+    post(json!({ "bot_instance_id": id, "chat": "@premium" }))
+        .await
+        .problem(400, "invalid_body");
+    world
+        .call(Method::POST, &format!("/api/v1/bots/{id}/stop"), None)
+        .await
+        .ok();
+    world
+        .wait_bot(id, "stopped", |b| b["run_state"] == "stopped")
+        .await;
+    post(json!({ "bot_instance_id": id, "chat": "@premium", "channels": ["@news"] }))
+        .await
+        .problem(503, "bot_elsewhere");
+    assert_eq!(world.get("/api/v1/groups").await.ok()["page"]["total"], 0);
+}
