@@ -285,6 +285,25 @@ impl Store {
             .await)?)
     }
 
+    /// The bot that protects `chat_id` and is enforcing there, other than `except` (one chat has
+    /// one enforcing bot: two would both warn and restrict), with its username.
+    pub async fn other_enforcer(
+        &self,
+        chat_id: i64,
+        except: i64,
+    ) -> Result<Option<(i64, String)>, StoreError> {
+        let sql = "SELECT b.id, b.username FROM protected_groups g \
+                   JOIN bot_instances b ON b.id = g.bot_instance_id \
+                   WHERE g.chat_id = $1 AND g.bot_instance_id <> $2 AND g.enabled ORDER BY b.id LIMIT 1";
+        Ok(
+            with_pool!(self, pool => sqlx::query_as::<_, (i64, String)>(sql)
+            .bind(chat_id)
+            .bind(except)
+            .fetch_optional(pool)
+            .await)?,
+        )
+    }
+
     /// Stores the outcome of a permission check: `ok`, `degraded` (with what is missing) or `unknown`.
     pub async fn set_group_health(
         &self,

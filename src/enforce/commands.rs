@@ -267,6 +267,11 @@ async fn protect(
                 .texts
                 .render(here.language, "protect_missing", &[("problems", &lines)]))
         }
+        Protection::Taken { username, .. } => Ok(here.texts.render(
+            here.language,
+            "protect_taken",
+            &[("bot", &escape(&username))],
+        )),
         Protection::Done { channels, .. } => Ok(here.texts.render(
             here.language,
             "protect_done",

@@ -140,7 +140,8 @@ impl Directory {
             .unwrap_or_else(|error| {
                 tracing::warn!(%error, "the global policy defaults are invalid; using the built-in ones");
                 Policy::default()
-            });
+            })
+            .for_chat(group.is_channel());
         Ok(GroupView {
             group,
             channels,

@@ -39,6 +39,11 @@ pub enum Problem {
     NotChannel(String),
     /// The group's bot does not run in this process, so nothing could be asked.
     BotStopped,
+    /// A chat named as its own required channel.
+    OwnChannel(String),
+    /// A private channel (named) for which the bot can make no invite link: requesters would get
+    /// no way in.
+    ChannelLink(String),
     /// The bot decides join requests in this chat (named) but lacks `can_invite_users`, which
     /// `approveChatJoinRequest` and `declineChatJoinRequest` need (Bot API).
     InviteUsers(String),
@@ -59,6 +64,8 @@ impl Problem {
             Self::NotChannel(_) => "problem_not_channel",
             Self::BotStopped => "problem_bot_stopped",
             Self::InviteUsers(_) => "problem_invite_users",
+            Self::OwnChannel(_) => "problem_own_channel",
+            Self::ChannelLink(_) => "problem_channel_link",
         }
     }
 
@@ -68,7 +75,9 @@ impl Problem {
             Self::ChannelAdmin(name)
             | Self::ChannelUnseen(name)
             | Self::NotChannel(name)
-            | Self::InviteUsers(name) => Some(name),
+            | Self::InviteUsers(name)
+            | Self::OwnChannel(name)
+            | Self::ChannelLink(name) => Some(name),
             _ => None,
         }
     }
@@ -88,6 +97,8 @@ impl Problem {
             "problem_not_channel" => Self::NotChannel(channel()),
             "problem_bot_stopped" => Self::BotStopped,
             "problem_invite_users" => Self::InviteUsers(channel()),
+            "problem_own_channel" => Self::OwnChannel(channel()),
+            "problem_channel_link" => Self::ChannelLink(channel()),
             _ => return None,
         })
     }

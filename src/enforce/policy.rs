@@ -255,6 +255,15 @@ pub fn fields() -> Vec<Field> {
 }
 
 impl Policy {
+    /// The policy of a protected channel: guarded only at the door, so Nezuko decides its join
+    /// requests whatever the layers say (with them off, it would protect nothing).
+    pub fn for_chat(mut self, channel: bool) -> Self {
+        if channel {
+            self.join_requests = JoinRequests::ApproveSubscribers;
+        }
+        self
+    }
+
     /// Built-in defaults, then `defaults`, then `overrides`.
     pub fn resolve(defaults: &Value, overrides: &Value) -> Result<Self, PolicyError> {
         let mut merged = match serde_json::to_value(Self::default()) {

@@ -47,13 +47,24 @@ pub enum Protection {
     },
     /// Nothing changed: the bot lacks these rights, or a channel could not be used.
     Missing(Vec<Problem>),
+    /// Nothing changed: another bot (id, username) enforces in this chat.
+    Taken {
+        bot_instance_id: i64,
+        username: String,
+    },
 }
+
+/// Most channels one chat may require: each is a membership check per member, and a list longer
+/// than this is a mistake, not a policy.
+pub const MAX_CHANNELS: usize = 20;
 
 /// `@username` or a chat id (`-100…`) as Telegram accepts it in `chat_id`; anything else is not a
 /// chat's address.
 pub fn recipient(text: &str) -> Option<Recipient> {
     match text.trim().parse::<i64>() {
-        Ok(id) => Some(Recipient::Id(ChatId(id))),
+        // Written as Telegram writes ids: no sign or zeros of its own.
+        Ok(id) if id.to_string() == text.trim() => Some(Recipient::Id(ChatId(id))),
+        Ok(_) => None,
         Err(_) => {
             let name = text.trim().strip_prefix('@')?;
             let valid =
@@ -85,32 +96,71 @@ pub async fn protect(
         channel: chat.channel,
         join_requests: join_requests || chat.channel,
     };
+    let store = &turn.shared.store;
+    if let Some((bot_instance_id, username)) = store.other_enforcer(chat.id, turn.bot()).await? {
+        return Ok(Protection::Taken {
+            bot_instance_id,
+            username,
+        });
+    }
     let mut problems = health::chat_problems(turn, &protected).await;
-    let mut channels = Vec::new();
+    let mut channels: Vec<(ChatFullInfo, Option<String>)> = Vec::new();
+    let mut asked = Vec::new();
     for target in targets {
         let label = match &target {
             Recipient::Id(id) => id.0.to_string(),
-            Recipient::ChannelUsername(name) => name.clone(),
+            Recipient::ChannelUsername(name) => name.to_lowercase(),
         };
+        // The same channel named twice (or by id and by name) is required once.
+        if asked.contains(&label) {
+            continue;
+        }
+        asked.push(label.clone());
         let Some(info) = look_up(turn, target).await else {
             problems.push(Problem::ChannelUnseen(label));
             continue;
         };
-        // A channel cannot be its own requirement: no requester is ever its reader.
-        if !info.is_channel() || info.id.0 == chat.id {
+        if channels.iter().any(|(c, _)| c.id == info.id) {
+            continue;
+        }
+        if !info.is_channel() {
             problems.push(Problem::NotChannel(label));
             continue;
         }
         let name = health::chat_name(info.username(), info.title().unwrap_or_default());
-        match health::rights(turn, info.id.0).await {
-            Some(ChatMemberKind::Administrator(_)) => channels.push(info),
-            _ => problems.push(Problem::ChannelAdmin(name)),
+        // A channel cannot be its own requirement: no requester is ever its reader.
+        if info.id.0 == chat.id {
+            problems.push(Problem::OwnChannel(name));
+            continue;
         }
+        if !matches!(
+            health::rights(turn, info.id.0).await,
+            Some(ChatMemberKind::Administrator(_))
+        ) {
+            problems.push(Problem::ChannelAdmin(name));
+            continue;
+        }
+        // A private channel is joined only through a link: without one a requester could
+        // never qualify.
+        let mut invite_link = info.invite_link().map(str::to_string);
+        if info.username().is_none() && invite_link.is_none() {
+            let request = turn.calls().bot().create_chat_invite_link(info.id);
+            invite_link = turn
+                .calls()
+                .run("createChatInviteLink", None, request)
+                .await
+                .ok()
+                .map(|l| l.invite_link);
+            if invite_link.is_none() {
+                problems.push(Problem::ChannelLink(name));
+                continue;
+            }
+        }
+        channels.push((info, invite_link));
     }
     if !problems.is_empty() {
         return Ok(Protection::Missing(problems));
     }
-    let store = &turn.shared.store;
     let new = NewGroup {
         bot_instance_id: turn.bot(),
         chat_id: chat.id,
@@ -139,23 +189,13 @@ pub async fn protect(
     }
     let mut links = Vec::new();
     let mut rows = Vec::new();
-    for info in &channels {
-        let mut invite_link = info.invite_link().map(str::to_string);
-        if info.username().is_none() && invite_link.is_none() {
-            let request = turn.calls().bot().create_chat_invite_link(info.id);
-            invite_link = turn
-                .calls()
-                .run("createChatInviteLink", None, request)
-                .await
-                .ok()
-                .map(|l| l.invite_link);
-        }
+    for (info, invite_link) in &channels {
         let row = store
             .upsert_channel(&NewChannel {
                 chat_id: info.id.0,
                 title: info.title().unwrap_or_default().to_string(),
                 username: info.username().map(str::to_string),
-                invite_link,
+                invite_link: invite_link.clone(),
                 is_private: info.username().is_none(),
             })
             .await?;
@@ -185,6 +225,12 @@ pub enum ProtectError {
     NotHere,
     #[error("{0:?} is not a chat's address: give an @username or a chat id such as -1001234567890")]
     BadAddress(String),
+    #[error(
+        "channel {0:?} is not a chat's address: give an @username or a chat id such as -1001234567890"
+    )]
+    BadChannel(String),
+    #[error("give at most {MAX_CHANNELS} channels")]
+    TooManyChannels,
     #[error("the bot cannot see {0}: add the bot to it as an administrator first")]
     Unseen(String),
     #[error(
@@ -211,10 +257,13 @@ pub async fn by_admin(
     let address = recipient(chat).ok_or_else(|| ProtectError::BadAddress(chat.to_string()))?;
     let targets = channels
         .iter()
-        .map(|c| recipient(c).ok_or_else(|| ProtectError::BadAddress(c.clone())))
+        .map(|c| recipient(c).ok_or_else(|| ProtectError::BadChannel(c.clone())))
         .collect::<Result<Vec<_>, _>>()?;
     if targets.is_empty() {
         return Err(ProtectError::NoChannels);
+    }
+    if targets.len() > MAX_CHANNELS {
+        return Err(ProtectError::TooManyChannels);
     }
     let info = look_up(&turn, address)
         .await
@@ -257,7 +306,16 @@ mod tests {
             recipient("-1001234567890"),
             Some(Recipient::Id(ChatId(-1_001_234_567_890)))
         );
-        for bad in ["news", "@", "@a b", "@news!", "", "t.me/news"] {
+        for bad in [
+            "news",
+            "@",
+            "@a b",
+            "@news!",
+            "",
+            "t.me/news",
+            "-01001",
+            "+5",
+        ] {
             assert_eq!(recipient(bad), None, "{bad:?}");
         }
     }

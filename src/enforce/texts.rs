@@ -224,6 +224,21 @@ const CATALOGUE: &[(&str, &str, &str)] = &[
         "inicia el bot del grupo para que se puedan comprobar sus permisos",
     ),
     (
+        "problem_own_channel",
+        "{channel} is the chat being protected: it cannot require itself",
+        "{channel} es el chat que se protege: no puede exigirse a sí mismo",
+    ),
+    (
+        "problem_channel_link",
+        "the bot cannot make an invite link for the private channel {channel}: give it the right Invite users via link there",
+        "el bot no puede crear un enlace de invitación del canal privado {channel}: dale allí el permiso Invitar usuarios mediante enlace",
+    ),
+    (
+        "protect_taken",
+        "This chat is already protected by @{bot}. Send /unprotect with that bot (or disable the chat on the dashboard) first: two bots would both act on every member.",
+        "Este chat ya lo protege @{bot}. Primero envía /unprotect con ese bot (o desactiva el chat en el panel): dos bots actuarían sobre cada miembro.",
+    ),
+    (
         "problem_invite_users",
         "give the bot the right to add members (Invite users via link) in {channel}, so it can approve join requests",
         "da al bot el permiso de añadir miembros (Invitar usuarios mediante enlace) en {channel}, para que pueda aprobar solicitudes de unión",

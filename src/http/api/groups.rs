@@ -13,7 +13,7 @@ use warp::http::{Method, StatusCode};
 
 use crate::db::{GroupFilter, GroupRow, GroupSort, now_ms};
 use crate::domain::Outcome;
-use crate::enforce::policy::{DEFAULTS_KEY, Policy, PolicyError};
+use crate::enforce::policy::{DEFAULTS_KEY, JoinRequests, Policy, PolicyError};
 use crate::http::input;
 use crate::http::problem::ApiError;
 use crate::http::respond::{self, ApiResult, Page};
@@ -263,7 +263,7 @@ async fn detail(ctx: Ctx) -> ApiResult {
     let channels = store.channels_of_group(id).await?;
     let defaults = store.setting(DEFAULTS_KEY).await?.unwrap_or(Value::Null);
     let (effective, error) = match Policy::resolve(&defaults, &group.policy.0) {
-        Ok(policy) => (Some(policy), None),
+        Ok(policy) => (Some(policy.for_chat(group.is_channel())), None),
         Err(error) => (None, Some(error.to_string())),
     };
     let now = now_ms();
@@ -327,6 +327,13 @@ async fn set_policy(ctx: Ctx) -> ApiResult {
         ));
     }
     Policy::check_layer(&overrides).map_err(|error| refused(&Value::Null, &overrides, &error))?;
+    let before = ctx.state.store.group(id).await?;
+    if before.is_channel() && overrides["join_requests"] == json!(JoinRequests::Off) {
+        return Err(ApiError::invalid(
+            "join_requests",
+            "a channel is protected through join requests only: disable it instead of turning them off",
+        ));
+    }
     // Valid alone is not enough: over the global defaults it must make a valid policy too
     // (`escalate_after` here with a default `escalate_to: warn`).
     let defaults = ctx
@@ -335,14 +342,26 @@ async fn set_policy(ctx: Ctx) -> ApiResult {
         .setting(DEFAULTS_KEY)
         .await?
         .unwrap_or(Value::Null);
-    Policy::resolve(&defaults, &overrides).map_err(|error| {
+    let effective = Policy::resolve(&defaults, &overrides).map_err(|error| {
         let mut refusal = refused(&defaults, &overrides, &error);
         refusal.detail = format!("over the global defaults this would be invalid: {error}");
         refusal
     })?;
-    let before = ctx.state.store.group(id).await?;
-    let group = ctx.state.store.set_group_policy(id, &overrides).await?;
+    let was = Policy::resolve(&defaults, &before.policy.0)
+        .map(|p| p.join_requests)
+        .ok();
+    let mut group = ctx.state.store.set_group_policy(id, &overrides).await?;
     changed(&ctx, &group, "policy");
+    // Deciding join requests needs a right the group may not have given (`can_invite_users`):
+    // the health says so now, not at the next periodic check.
+    if group.enabled && was != Some(effective.join_requests) {
+        ctx.state
+            .enforcer
+            .check_group_now(id)
+            .await
+            .map_err(|error| ApiError::internal(format!("checking the bot's rights: {error}")))?;
+        group = ctx.state.store.group(id).await?;
+    }
     super::audit::record(
         &ctx,
         "group.policy",
@@ -390,6 +409,15 @@ async fn link(ctx: Ctx) -> ApiResult {
     let body: ChannelLinkBody = ctx.json()?;
     let group = ctx.state.store.group(id).await?;
     let channel = ctx.state.store.channel(body.channel_id).await?;
+    if channel.chat_id == group.chat_id {
+        return Err(ApiError::invalid(
+            "channel_id",
+            format!(
+                "{} is the chat being protected: it cannot require itself",
+                group.title
+            ),
+        ));
+    }
     ctx.state.store.link_channel(id, channel.id).await?;
     changed(&ctx, &group, "channels");
     super::audit::record(

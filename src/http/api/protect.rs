@@ -5,7 +5,9 @@
 //! Answers: 201 with the protected chat and its channels; 422 `missing_rights` when the bot lacks
 //! a right or cannot use a channel (`problems` lists each fix, nothing changed); 422
 //! `invalid_field` for an address that is not one, a private chat or a basic group, or a chat the
-//! bot cannot see; 404 for no such bot; 503 `bot_elsewhere` when the bot does not run on this node.
+//! bot cannot see (`chat`), or no, too many or malformed channels (`channels`); 404 for no such
+//! bot; 409 `chat_taken` when another bot enforces there, `bot_not_running` when the bot is not
+//! running; 503 `bot_elsewhere` when it runs on another node.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -15,7 +17,7 @@ use warp::http::{Method, StatusCode};
 use super::channels::ChannelView;
 use super::groups::{GroupView, summary};
 use super::join_requests::failed;
-use crate::domain::AuditTarget;
+use crate::domain::{AuditTarget, RunState};
 use crate::enforce::protect::{ProtectError, Protection};
 use crate::http::problem::ApiError;
 use crate::http::respond::{self, ApiResult};
@@ -75,11 +77,30 @@ async fn create(ctx: Ctx) -> ApiResult {
             error.extra = Some(json!({ "problems": english }));
             return Err(error);
         }
+        Ok(Protection::Taken { username, .. }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "chat_taken",
+                format!(
+                    "@{username} already protects this chat: disable it there first (two bots would both act on every member)"
+                ),
+            ));
+        }
+        Err(ProtectError::NotHere) if bot.run_state != RunState::Running => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "bot_not_running",
+                format!(
+                    "@{} is not running: start it first, it asks Telegram about the chat",
+                    bot.username
+                ),
+            ));
+        }
         Err(ProtectError::NotHere) => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "bot_elsewhere",
-                ProtectError::NotHere.to_string(),
+                "the bot runs on another node: send this to the node that runs it",
             ));
         }
         Err(
@@ -89,7 +110,11 @@ async fn create(ctx: Ctx) -> ApiResult {
         ) => {
             return Err(ApiError::invalid("chat", error.to_string()));
         }
-        Err(error @ ProtectError::NoChannels) => {
+        Err(
+            error @ (ProtectError::NoChannels
+            | ProtectError::BadChannel(_)
+            | ProtectError::TooManyChannels),
+        ) => {
             return Err(ApiError::invalid("channels", error.to_string()));
         }
         Err(ProtectError::Failed(error)) => return Err(failed(error)),

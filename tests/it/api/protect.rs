@@ -12,6 +12,7 @@ use super::{ApiWorld, api_tests};
 api_tests!(
     a_channel_is_protected_over_the_api_and_lets_in_its_subscribers,
     protecting_refuses_what_cannot_be_protected_with_a_clear_answer,
+    a_protected_channel_stays_guarded_and_has_one_bot,
 );
 
 /// A running bot, @news (administered) and @premium, where the bot holds `rights`; returns
@@ -31,6 +32,24 @@ async fn channels(world: &ApiWorld, rights: AdminRights) -> (i64, i64, i64, i64)
     sandbox.promote(premium, bot.id, rights).unwrap();
     let id = world.add_running_bot(&bot.token).await;
     (id, bot.id, news, premium)
+}
+
+/// A chat `@username` of `kind` someone else created, where bot `bot` holds `rights`.
+fn owned_chat(
+    world: &ApiWorld,
+    kind: ChatKind,
+    username: &str,
+    bot: i64,
+    rights: AdminRights,
+) -> i64 {
+    let chat = world.sandbox.create_chat(kind, username, Some(username));
+    let founder = world.sandbox.create_user("Founder", None).id;
+    world
+        .sandbox
+        .set_member(chat, founder, Status::Creator)
+        .unwrap();
+    world.sandbox.promote(chat, bot, rights).unwrap();
+    chat
 }
 
 async fn a_channel_is_protected_over_the_api_and_lets_in_its_subscribers(world: &mut ApiWorld) {
@@ -117,18 +136,13 @@ async fn a_channel_is_protected_over_the_api_and_lets_in_its_subscribers(world: 
 
 async fn protecting_refuses_what_cannot_be_protected_with_a_clear_answer(world: &mut ApiWorld) {
     let (id, bot, _, _) = channels(world, AdminRights::force_subscribe()).await;
-    let basic = world
-        .sandbox
-        .create_chat(ChatKind::Group, "Basic", Some("basic_chat"));
-    let founder = world.sandbox.create_user("Founder", None).id;
-    world
-        .sandbox
-        .set_member(basic, founder, Status::Creator)
-        .unwrap();
-    world
-        .sandbox
-        .promote(basic, bot, AdminRights::force_subscribe())
-        .unwrap();
+    let basic = owned_chat(
+        world,
+        ChatKind::Group,
+        "basic_chat",
+        bot,
+        AdminRights::force_subscribe(),
+    );
     let post = |body: serde_json::Value| {
         let world = &*world;
         async move { world.post("/api/v1/groups", body).await }
@@ -154,6 +168,16 @@ async fn protecting_refuses_what_cannot_be_protected_with_a_clear_answer(world: 
             "channels",
             "at least one channel",
         ),
+        (
+            json!({ "bot_instance_id": id, "chat": "@premium", "channels": ["news"] }),
+            "channels",
+            "channel \"news\" is not a chat's address",
+        ),
+        (
+            json!({ "bot_instance_id": id, "chat": "@premium", "channels": vec!["@news"; 21] }),
+            "channels",
+            "at most 20",
+        ),
     ];
     for (body, field, words) in cases {
         let answer = post(body.clone()).await;
@@ -177,6 +201,144 @@ async fn protecting_refuses_what_cannot_be_protected_with_a_clear_answer(world: 
         .await;
     post(json!({ "bot_instance_id": id, "chat": "@premium", "channels": ["@news"] }))
         .await
-        .problem(503, "bot_elsewhere");
+        .problem(409, "bot_not_running");
     assert_eq!(world.get("/api/v1/groups").await.ok()["page"]["total"], 0);
+}
+
+async fn a_protected_channel_stays_guarded_and_has_one_bot(world: &mut ApiWorld) {
+    let (id, bot, news, premium) = channels(world, AdminRights::force_subscribe()).await;
+    // A supergroup is protected the same way; turning its join requests on checks at once that
+    // the bot may decide them.
+    let no_invite = AdminRights {
+        can_invite_users: false,
+        ..AdminRights::force_subscribe()
+    };
+    owned_chat(world, ChatKind::Supergroup, "club", bot, no_invite);
+    let protected = world
+        .post(
+            "/api/v1/groups",
+            json!({ "bot_instance_id": id, "chat": "@club", "channels": ["@news"] }),
+        )
+        .await;
+    assert_eq!(protected.status, 201, "{}", protected.body);
+    assert_eq!(protected.body["group"]["chat_type"], "supergroup");
+    let club_id = protected.body["group"]["id"].as_i64().unwrap();
+    let gating = world
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{club_id}/policy"),
+            Some(json!({ "join_requests": "approve_subscribers" })),
+        )
+        .await;
+    assert_eq!(gating.ok()["health"], "degraded", "{}", gating.body);
+    assert!(
+        gating.body["health_detail"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("Invite users"),
+        "{}",
+        gating.body
+    );
+
+    // Named twice (by name and by id): required once.
+    let created = world
+        .post(
+            "/api/v1/groups",
+            json!({ "bot_instance_id": id, "chat": "@premium", "channels": ["@news", "@NEWS", news.to_string()] }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["channels"].as_array().unwrap().len(), 1);
+    let group_id = created.body["group"]["id"].as_i64().unwrap();
+
+    // Requiring itself is named as such, through either path.
+    let itself = world
+        .post(
+            "/api/v1/groups",
+            json!({ "bot_instance_id": id, "chat": "@premium", "channels": ["@premium"] }),
+        )
+        .await;
+    itself.problem(422, "missing_rights");
+    assert!(
+        itself.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot require itself"),
+        "{}",
+        itself.body
+    );
+    let own = world
+        .post(
+            "/api/v1/channels",
+            json!({ "chat_id": premium, "title": "Premium", "username": "premium" }),
+        )
+        .await;
+    let own_id = own.ok()["id"].as_i64().unwrap();
+    world
+        .post(
+            &format!("/api/v1/groups/{group_id}/channels"),
+            json!({ "channel_id": own_id }),
+        )
+        .await
+        .problem(422, "invalid_field");
+
+    // Its join requests stay on: a policy without the key keeps them, turning them off is refused.
+    let path = format!("/api/v1/groups/{group_id}/policy");
+    world
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({ "join_request_timeout_s": 5 })),
+        )
+        .await
+        .ok();
+    let detail = world.get(&format!("/api/v1/groups/{group_id}")).await;
+    assert_eq!(
+        detail.ok()["policy"]["effective"]["join_requests"],
+        "approve_subscribers"
+    );
+    let off = world
+        .call(Method::PUT, &path, Some(json!({ "join_requests": "off" })))
+        .await;
+    off.problem(422, "invalid_field");
+    assert_eq!(off.body["field"], "join_requests");
+    let sam = world.sandbox.create_user("Sam", None).id;
+    world.sandbox.join(news, sam).unwrap();
+    world.sandbox.request_join(premium, sam).unwrap();
+    world
+        .sandbox
+        .wait_until(crate::enforce::DEADLINE, "Sam is a reader", |s| {
+            (s.member(premium, sam) == Status::Member).then_some(())
+        })
+        .await
+        .unwrap();
+
+    // One chat, one enforcing bot.
+    let second = world.sandbox.create_bot("Second", "second_bot");
+    world
+        .sandbox
+        .promote(premium, second.id, AdminRights::force_subscribe())
+        .unwrap();
+    world
+        .sandbox
+        .promote(news, second.id, AdminRights::force_subscribe())
+        .unwrap();
+    let second_id = world.add_running_bot(&second.token).await;
+    let taken = world
+        .post(
+            "/api/v1/groups",
+            json!({ "bot_instance_id": second_id, "chat": "@premium", "channels": ["@news"] }),
+        )
+        .await;
+    taken.problem(409, "chat_taken");
+    assert!(
+        taken.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("@guard_bot"),
+        "{}",
+        taken.body
+    );
+    let mine = world.get(&format!("/api/v1/groups?bot={second_id}")).await;
+    assert_eq!(mine.ok()["page"]["total"], 0);
 }

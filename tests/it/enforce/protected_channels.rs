@@ -166,6 +166,34 @@ async fn protecting_a_channel_names_the_missing_right_and_changes_nothing(world:
         .unwrap();
     assert!(stored.is_none(), "nothing stored: {stored:?}");
 
+    // A private channel the bot can make no invite link for would leave requesters no way in.
+    let secret = world.sandbox.create_chat(ChatKind::Channel, "Secret", None);
+    world
+        .sandbox
+        .set_member(secret, world.owner.id, Status::Creator)
+        .unwrap();
+    world
+        .sandbox
+        .promote(secret, world.bot.id, no_invite)
+        .unwrap();
+    world
+        .sandbox
+        .promote(vip, world.bot.id, invite_only())
+        .unwrap();
+    let linkless = world
+        .enforcer()
+        .protect_chat(world.row.id, "@vip", &[secret.to_string()])
+        .await
+        .unwrap();
+    let Protection::Missing(problems) = linkless else {
+        panic!("protected with a channel no one can join: {linkless:?}");
+    };
+    let fixes: Vec<String> = problems.iter().map(|p| p.english()).collect();
+    assert!(
+        fixes.len() == 1 && fixes[0].contains("invite link") && fixes[0].contains("Secret"),
+        "{fixes:?}"
+    );
+
     // A channel cannot be its own requirement.
     world
         .sandbox
@@ -206,7 +234,7 @@ async fn only_supergroups_and_channels_can_be_protected(world: Guarded) {
     ));
     assert!(matches!(
         refused("@news".into(), vec!["@a b".into()]).await,
-        Err(ProtectError::BadAddress(_))
+        Err(ProtectError::BadChannel(_))
     ));
     assert!(matches!(
         refused("@readers".into(), Vec::new()).await,
