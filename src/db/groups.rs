@@ -163,6 +163,23 @@ impl Store {
         .ok_or_else(|| StoreError::NotFound(format!("group {id}")))
     }
 
+    /// Enables group `id` unless another bot's row for the same chat is enabled (`None` then): one
+    /// statement, so no other writer slips in between the check and the update.
+    pub async fn enable_group_alone(&self, id: i64) -> Result<Option<GroupRow>, StoreError> {
+        let sql = concat!(
+            "UPDATE protected_groups SET enabled = TRUE, updated_at = $2 WHERE id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM protected_groups o WHERE o.chat_id = protected_groups.chat_id \
+             AND o.id <> protected_groups.id AND o.enabled) RETURNING ",
+            group_columns!(),
+            ""
+        );
+        Ok(with_pool!(self, pool => sqlx::query_as::<_, GroupRow>(sql)
+            .bind(id)
+            .bind(now_ms())
+            .fetch_optional(pool)
+            .await)?)
+    }
+
     /// Replaces a group's policy overrides (a JSON object; absent keys fall back to the defaults).
     pub async fn set_group_policy(
         &self,

@@ -134,6 +134,9 @@ impl BotRuntime {
 
 /// Everything the bots of one process share.
 pub struct Shared {
+    /// Held while a chat is protected or enabled, so that two bots cannot both become its
+    /// enforcer between one's check and its write.
+    pub protecting: tokio::sync::Mutex<()>,
     pub store: Store,
     pub options: EnforceOptions,
     pub records: Records,
@@ -248,6 +251,7 @@ impl Enforcer {
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(24 * 3600))
                 .build(),
+            protecting: tokio::sync::Mutex::new(()),
             member_locks: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_idle(Duration::from_secs(600))
@@ -321,6 +325,15 @@ impl Enforcer {
         admin: i64,
     ) -> Result<crate::db::JoinRequestRow, join_requests::DecideError> {
         join_requests::decide_by_admin(&self.shared, id, approve, admin).await
+    }
+
+    /// Enables protected chat `group_id` unless another bot enforces there (then that bot's id
+    /// and username); see [`protect::enable`].
+    pub async fn enable_group(
+        &self,
+        group_id: i64,
+    ) -> Result<Result<crate::db::GroupRow, (i64, String)>, crate::db::StoreError> {
+        protect::enable(&self.shared, group_id).await
     }
 
     /// Protects a supergroup or a channel through the API (see [`protect::by_admin`]).

@@ -97,6 +97,7 @@ pub async fn protect(
         join_requests: join_requests || chat.channel,
     };
     let store = &turn.shared.store;
+    let _one_at_a_time = turn.shared.protecting.lock().await;
     if let Some((bot_instance_id, username)) = store.other_enforcer(chat.id, turn.bot()).await? {
         return Ok(Protection::Taken {
             bot_instance_id,
@@ -215,6 +216,33 @@ pub async fn protect(
         group,
         channels: rows,
     })
+}
+
+/// Enables protected chat `group_id` unless another bot enforces there (`Err` with that bot's id
+/// and username). Serialized with [`protect`] in this process, and the store's update is itself
+/// conditional, so a check and a write cannot interleave with another's.
+pub async fn enable(
+    shared: &super::Shared,
+    group_id: i64,
+) -> Result<Result<GroupRow, (i64, String)>, crate::db::StoreError> {
+    let _one_at_a_time = shared.protecting.lock().await;
+    let row = shared.store.group(group_id).await?;
+    if let Some(other) = shared
+        .store
+        .other_enforcer(row.chat_id, row.bot_instance_id)
+        .await?
+    {
+        return Ok(Err(other));
+    }
+    match shared.store.enable_group_alone(group_id).await? {
+        Some(row) => Ok(Ok(row)),
+        // Another process enabled another bot's row in between.
+        None => Ok(Err(shared
+            .store
+            .other_enforcer(row.chat_id, row.bot_instance_id)
+            .await?
+            .unwrap_or((0, String::from("another bot"))))),
+    }
 }
 
 /// Why a chat could not be protected through the API (what is missing comes back as

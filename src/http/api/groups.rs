@@ -377,7 +377,15 @@ async fn set_policy(ctx: Ctx) -> ApiResult {
 async fn set_enabled(ctx: Ctx, enabled: bool) -> ApiResult {
     let id = ctx.id(0, "group")?;
     let before = ctx.state.store.group(id).await?;
-    let group = ctx.state.store.set_group_enabled(id, enabled).await?;
+    let group = if enabled {
+        ctx.state
+            .enforcer
+            .enable_group(id)
+            .await?
+            .map_err(|(_, username)| taken(&username))?
+    } else {
+        ctx.state.store.set_group_enabled(id, false).await?
+    };
     changed(&ctx, &group, if enabled { "enabled" } else { "disabled" });
     let action = if enabled {
         "group.enable"
@@ -394,6 +402,18 @@ async fn set_enabled(ctx: Ctx, enabled: bool) -> ApiResult {
     )
     .await;
     respond::ok(&summary(&group))
+}
+
+/// 409 `chat_taken`: bot `username` enforces in this chat already; one chat has one enforcing bot
+/// (two would both warn and restrict every member).
+pub(super) fn taken(username: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "chat_taken",
+        format!(
+            "@{username} already protects this chat: disable it there first (two bots would both act on every member)"
+        ),
+    )
 }
 
 /// The channel to require.

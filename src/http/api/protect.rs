@@ -77,15 +77,7 @@ async fn create(ctx: Ctx) -> ApiResult {
             error.extra = Some(json!({ "problems": english }));
             return Err(error);
         }
-        Ok(Protection::Taken { username, .. }) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "chat_taken",
-                format!(
-                    "@{username} already protects this chat: disable it there first (two bots would both act on every member)"
-                ),
-            ));
-        }
+        Ok(Protection::Taken { username, .. }) => return Err(super::groups::taken(&username)),
         Err(ProtectError::NotHere) if bot.run_state != RunState::Running => {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

@@ -352,4 +352,44 @@ async fn a_protected_channel_stays_guarded_and_has_one_bot(world: &mut ApiWorld)
     );
     let mine = world.get(&format!("/api/v1/groups?bot={second_id}")).await;
     assert_eq!(mine.ok()["page"]["total"], 0);
+    // Handed over: once the first bot's row is disabled the second may protect the chat, and the
+    // first cannot be enabled again beside it.
+    world
+        .post(&format!("/api/v1/groups/{group_id}/disable"), json!({}))
+        .await
+        .ok();
+    let handed = world
+        .post(
+            "/api/v1/groups",
+            json!({ "bot_instance_id": second_id, "chat": "@premium", "channels": ["@news"] }),
+        )
+        .await;
+    assert_eq!(handed.status, 201, "{}", handed.body);
+    world
+        .post(&format!("/api/v1/groups/{group_id}/enable"), json!({}))
+        .await
+        .problem(409, "chat_taken");
+
+    // Two bots asked at once: one protects the chat, the other is told it is taken.
+    let duo = owned_chat(
+        world,
+        ChatKind::Channel,
+        "duo",
+        bot,
+        AdminRights::force_subscribe(),
+    );
+    world
+        .sandbox
+        .promote(duo, second.id, AdminRights::force_subscribe())
+        .unwrap();
+    let ask = |bot_instance_id: i64| {
+        world.post(
+            "/api/v1/groups",
+            json!({ "bot_instance_id": bot_instance_id, "chat": "@duo", "channels": ["@news"] }),
+        )
+    };
+    let (first, other) = tokio::join!(ask(id), ask(second_id));
+    let mut statuses = [first.status, other.status];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409], "{} / {}", first.body, other.body);
 }
