@@ -21,6 +21,10 @@ macro_rules! columns {
     };
 }
 
+/// Events in one multi-row statement at most: five parameters each, well under SQLite's 32,766
+/// and PostgreSQL's 65,535.
+const EVENTS_PER_STATEMENT: usize = 1_000;
+
 /// An event to store, with the bot state transition it reports, if any.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -39,38 +43,65 @@ impl Store {
         Ok(with_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
             let mut rows = Vec::with_capacity(items.len());
-            for item in items {
-                let mut payload = item.payload.clone();
-                if let (Some(id), Some(update)) = (item.bot_instance_id, &item.transition) {
-                    let counts: Option<(i64, Option<i64>)> = sqlx::query_as(RUN_STATE_UPDATE_COUNTS)
-                        .bind(update.state.as_str())
-                        .bind(&update.reason)
-                        .bind(&update.last_error)
-                        .bind(update.next_attempt_at)
-                        .bind(i64::from(update.restarted))
-                        .bind(now)
-                        .bind(id)
-                        .bind(update.code.map(|code| code.as_str()))
-                        .bind(i64::from(update.attempt))
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    if let Some((restart_count, started_at)) = counts {
-                        payload["restart_count"] = restart_count.into();
-                        payload["started_at"] = started_at.into();
+            // Runs of plain events go in multi-row statements (one round trip to SQLite's worker
+            // thread each, not one per event: 58,073 single inserts in a 20 s `bench verify` were
+            // a fifth of the product's queries); a transition goes alone, after its update.
+            for run in items.chunk_by(|a, b| a.transition.is_none() && b.transition.is_none()) {
+                if run[0].transition.is_none() {
+                    for chunk in run.chunks(EVENTS_PER_STATEMENT) {
+                        let mut insert = sqlx::QueryBuilder::new(
+                            "INSERT INTO events (kind, bot_instance_id, payload, created_at, origin) ",
+                        );
+                        insert.push_values(chunk, |mut row, item| {
+                            row.push_bind(&item.kind)
+                                .push_bind(item.bot_instance_id)
+                                .push_bind(Json(&item.payload))
+                                .push_bind(now)
+                                .push_bind(self.origin());
+                        });
+                        insert.push(concat!(" RETURNING ", columns!()));
+                        let mut stored: Vec<EventRow> =
+                            insert.build_query_as().fetch_all(&mut *tx).await?;
+                        // Ids are given in the order of the rows; RETURNING's own order is not
+                        // promised (SQLite's documentation says so).
+                        stored.sort_by_key(|row| row.id);
+                        rows.extend(stored);
                     }
+                    continue;
                 }
-                let row = sqlx::query_as::<_, EventRow>(concat!(
-                    "INSERT INTO events (kind, bot_instance_id, payload, created_at, origin) VALUES ($1, $2, $3, $4, $5) RETURNING ",
-                    columns!()
-                ))
-                .bind(&item.kind)
-                .bind(item.bot_instance_id)
-                .bind(Json(&payload))
-                .bind(now)
-                .bind(self.origin())
-                .fetch_one(&mut *tx)
-                .await?;
-                rows.push(row);
+                for item in run {
+                    let mut payload = item.payload.clone();
+                    if let (Some(id), Some(update)) = (item.bot_instance_id, &item.transition) {
+                        let counts: Option<(i64, Option<i64>)> = sqlx::query_as(RUN_STATE_UPDATE_COUNTS)
+                            .bind(update.state.as_str())
+                            .bind(&update.reason)
+                            .bind(&update.last_error)
+                            .bind(update.next_attempt_at)
+                            .bind(i64::from(update.restarted))
+                            .bind(now)
+                            .bind(id)
+                            .bind(update.code.map(|code| code.as_str()))
+                            .bind(i64::from(update.attempt))
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        if let Some((restart_count, started_at)) = counts {
+                            payload["restart_count"] = restart_count.into();
+                            payload["started_at"] = started_at.into();
+                        }
+                    }
+                    let row = sqlx::query_as::<_, EventRow>(concat!(
+                        "INSERT INTO events (kind, bot_instance_id, payload, created_at, origin) VALUES ($1, $2, $3, $4, $5) RETURNING ",
+                        columns!()
+                    ))
+                    .bind(&item.kind)
+                    .bind(item.bot_instance_id)
+                    .bind(Json(&payload))
+                    .bind(now)
+                    .bind(self.origin())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    rows.push(row);
+                }
             }
             tx.commit().await?;
             rows

@@ -543,3 +543,18 @@ pub fn now_ms() -> i64 {
         // A clock before 1970 is a broken machine; 0 keeps ordering sane rather than panicking.
         .unwrap_or(0)
 }
+
+/// A store on a fresh SQLite file in `dir`, migrated, for unit tests.
+#[cfg(test)]
+pub(crate) async fn scratch_store(dir: &std::path::Path) -> Store {
+    let settings = DatabaseSettings {
+        url: DatabaseUrl::Sqlite {
+            path: dir.join("t.db"),
+        },
+        max_connections: 1,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let store = Store::connect(&settings).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}

@@ -26,6 +26,7 @@ on_both_backends!(
     verifications_are_counted_by_outcome_within_a_time_range,
     api_calls_are_counted_by_method,
     event_ids_only_grow_and_replay_after_a_cursor,
+    a_burst_of_events_is_stored_in_the_order_published,
     events_are_told_apart_by_the_process_that_stored_them,
     logs_filter_by_level_target_text_and_page,
     log_search_treats_wildcards_literally,
@@ -494,6 +495,52 @@ async fn event_ids_only_grow_and_replay_after_a_cursor(db: &TestDb) {
         .await
         .unwrap();
     assert!(next.id > ids[4]);
+}
+
+/// A burst as the Broadcaster stores it: plain events go in multi-row statements, a transition
+/// alone after its update; the ids still follow the order of publication, which an SSE client's
+/// cursor relies on.
+async fn a_burst_of_events_is_stored_in_the_order_published(db: &TestDb) {
+    let bot = db.store.insert_bot(&new_bot(7101)).await.unwrap();
+    let plain = |n: i64| NewEvent {
+        kind: "activity".into(),
+        bot_instance_id: Some(bot.id),
+        payload: json!({ "n": n }),
+        transition: None,
+    };
+    let mut burst: Vec<NewEvent> = (0..1_500).map(plain).collect();
+    burst.insert(
+        700,
+        NewEvent {
+            kind: "bot_status".into(),
+            bot_instance_id: Some(bot.id),
+            payload: json!({ "n": "transition" }),
+            transition: Some(RunStateUpdate {
+                state: RunState::Running,
+                reason: None,
+                code: None,
+                last_error: None,
+                next_attempt_at: None,
+                restarted: true,
+                attempt: 1,
+            }),
+        },
+    );
+    burst.extend((1_500..1_503).map(plain));
+    let stored = db.store.append_events(&burst).await.unwrap();
+    let published: Vec<&serde_json::Value> = burst.iter().map(|e| &e.payload["n"]).collect();
+    let returned: Vec<&serde_json::Value> = stored.iter().map(|e| &e.payload.0["n"]).collect();
+    assert_eq!(returned, published);
+    assert!(stored.windows(2).all(|pair| pair[0].id < pair[1].id));
+    assert_eq!(stored[700].kind, "bot_status");
+    assert_eq!(stored[700].payload.0["restart_count"], json!(1));
+    let replayed = db.store.events_after(0, 2_000).await.unwrap();
+    let replayed: Vec<&serde_json::Value> = replayed.iter().map(|e| &e.payload.0["n"]).collect();
+    assert_eq!(replayed, published);
+    assert_eq!(
+        db.store.bot(bot.id).await.unwrap().run_state,
+        RunState::Running
+    );
 }
 
 async fn events_are_told_apart_by_the_process_that_stored_them(db: &TestDb) {

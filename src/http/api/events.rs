@@ -360,14 +360,7 @@ mod tests {
     #[tokio::test]
     async fn a_slow_client_is_told_to_resync_and_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let settings = crate::db::DatabaseSettings {
-            url: crate::db::DatabaseUrl::Sqlite {
-                path: dir.path().join("t.db"),
-            },
-            max_connections: 1,
-            connect_timeout: Duration::from_secs(5),
-        };
-        let store = Store::connect(&settings).await.unwrap();
+        let store = crate::db::scratch_store(dir.path()).await;
         let (live, receiver) = broadcast::channel(64);
         let (sender, mut client) = mpsc::channel(4);
         let selection = Selection {
