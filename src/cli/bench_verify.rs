@@ -226,7 +226,8 @@ async fn measure(
         "rate_limited": report["rate_limited"],
         "calls_by_method": report["calls_by_method"],
         "spec_violations": report["spec_violations"],
-        // Messages Nezuko asked to delete that were gone already: one update acted on twice.
+        // Messages Nezuko asked to delete that were gone already: a member's (one update acted on
+        // twice) or one of its own warnings deleted by two of its paths; the sample tells which.
         "deleted_twice": report["deleted_twice"],
         "product_cpu_us_per_update": if confirmed == 0 { 0.0 } else { round(cpu_us as f64 / confirmed as f64, 1) },
         "product_cores": round(cpu_us as f64 / 1e6 / wall.as_secs_f64(), 2),
@@ -235,6 +236,9 @@ async fn measure(
     });
     if let Some(window) = report.get("window") {
         out["after_restart"] = window.clone();
+    }
+    if report["deleted_twice"].as_u64().unwrap_or(0) > 0 {
+        out["deleted_twice_sample"] = report["deleted_twice_sample"].clone();
     }
     Ok(out)
 }

@@ -137,8 +137,13 @@ pub struct Report {
     /// Seconds from the end of the load until no update was waiting for its action (the bound
     /// `settle` when some never got one): how long the bots took to catch up.
     pub caught_up_s: f64,
-    /// Messages deleted more than once: one update acted on twice (a redelivery after a crash).
+    /// Messages deleted more than once: a member's is one update acted on twice (a redelivery after
+    /// a crash); a bot's own is one of its messages deleted by two of its paths.
     pub deleted_twice: usize,
+    /// Up to five of those, each with its sender, the start of its text and every call that asked:
+    /// `{chat, message_id, from, text, calls: [{bot, method, at_ms, ok, error_code, description}]}`,
+    /// to tell a retry, a bot deleting its own message twice and a second handling apart.
+    pub deleted_twice_sample: Vec<Value>,
     /// `getUpdates` calls ended with 409: two pollers of one token met.
     pub conflicts_409: usize,
 }
@@ -221,6 +226,7 @@ pub async fn drive(
     let counters = sandbox.counters();
     let confirmed = counters.updates_confirmed - confirmed_before;
     let latencies = stopwatch.latencies();
+    let twice = deleted_twice(sandbox);
     Report {
         scenario: scenario.name.clone(),
         duration_s: elapsed,
@@ -248,7 +254,8 @@ pub async fn drive(
             })
             .collect(),
         caught_up_s: (caught_up_s * 10.0).round() / 10.0,
-        deleted_twice: deleted_twice(sandbox),
+        deleted_twice: twice.len(),
+        deleted_twice_sample: twice.into_iter().take(5).collect(),
         conflicts_409: sandbox
             .calls(None, Some("getUpdates"))
             .iter()
@@ -258,26 +265,55 @@ pub async fn drive(
 }
 
 /// Messages the bots asked to delete more than once (`deleteMessage`, and each id of a
-/// `deleteMessages`), whatever Telegram answered the second time.
-fn deleted_twice(sandbox: &Sandbox) -> usize {
-    let mut times: std::collections::HashMap<(i64, i64), u32> = std::collections::HashMap::new();
+/// `deleteMessages`), whatever Telegram answered the second time: each with the calls that asked,
+/// oldest message first.
+fn deleted_twice(sandbox: &Sandbox) -> Vec<Value> {
+    let mut asked: std::collections::BTreeMap<(i64, i64), Vec<Value>> = Default::default();
+    let mut note = |chat: i64, id: i64, call: &crate::journal::CallRecord| {
+        asked.entry((chat, id)).or_default().push(json!({
+            "bot": call.bot,
+            "method": call.method,
+            "at_ms": call.at_ms,
+            "ok": call.ok,
+            "error_code": call.error_code,
+            "description": call.description,
+        }));
+    };
     for call in sandbox.calls(None, Some("deleteMessage")) {
         if let (Some(chat), Some(id)) = (
             call.params["chat_id"].as_i64(),
             call.params["message_id"].as_i64(),
         ) {
-            *times.entry((chat, id)).or_default() += 1;
+            note(chat, id, &call);
         }
     }
     for call in sandbox.calls(None, Some("deleteMessages")) {
         let chat = call.params["chat_id"].as_i64();
         for id in call.params["message_ids"].as_array().into_iter().flatten() {
             if let (Some(chat), Some(id)) = (chat, id.as_i64()) {
-                *times.entry((chat, id)).or_default() += 1;
+                note(chat, id, &call);
             }
         }
     }
-    times.values().filter(|n| **n > 1).count()
+    asked
+        .into_iter()
+        .filter(|(_, calls)| calls.len() > 1)
+        .map(|((chat, id), calls)| {
+            // Whose message it was: a bot's own (a warning deleted by two of its paths) or a
+            // member's (one update handled twice).
+            let message = sandbox
+                .transcript(chat)
+                .into_iter()
+                .find(|m| m.message_id == id);
+            json!({
+                "chat": chat,
+                "message_id": id,
+                "from": message.as_ref().map(|m| m.from),
+                "text": message.and_then(|m| m.text).map(|t| t.chars().take(60).collect::<String>()),
+                "calls": calls,
+            })
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the same values
