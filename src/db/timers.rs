@@ -137,6 +137,27 @@ impl Store {
             .map(|done| done.rows_affected()))?)
     }
 
+    /// Cancels the pending deletion of a message (it was deleted another way). Returns how many
+    /// timers were cancelled.
+    pub async fn cancel_message_deletion(
+        &self,
+        bot_instance_id: i64,
+        chat_id: i64,
+        message_id: i64,
+    ) -> Result<u64, StoreError> {
+        let sql = "UPDATE scheduled_actions SET done_at = $1 WHERE bot_instance_id = $2 AND kind = $3 \
+                   AND chat_id = $4 AND message_id = $5 AND done_at IS NULL";
+        Ok(with_pool!(self, pool => sqlx::query(sql)
+            .bind(now_ms())
+            .bind(bot_instance_id)
+            .bind(TimerKind::DeleteMessage.as_str())
+            .bind(chat_id)
+            .bind(message_id)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?)
+    }
+
     /// Every pending timer of a bot (for status pages and tests).
     pub async fn pending_timers(&self, bot_instance_id: i64) -> Result<Vec<TimerRow>, StoreError> {
         let sql = concat!(

@@ -173,6 +173,9 @@ pub struct Shared {
     /// paths (a message and a channel's leave, a replayed update and the start's settling of an
     /// unnoted restriction) never both find the member free and both restrict.
     member_locks: moka::sync::Cache<(i64, i64, i64), Arc<tokio::sync::Mutex<()>>>,
+    /// (bot, chat, warning's message id) → held while the warning is written again or deleted,
+    /// holding whether it was deleted (see `actions::warnings`).
+    warning_locks: moka::sync::Cache<(i64, i64, i64), Arc<tokio::sync::Mutex<bool>>>,
     warnings: actions::WarningQueue,
     /// (bot, chat) whose permissions were checked after a refusal in the last half minute.
     health_checked: moka::sync::Cache<(i64, i64), ()>,
@@ -259,6 +262,10 @@ impl Enforcer {
             recently_warned: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(Duration::from_secs(60))
+                .build(),
+            warning_locks: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(600))
                 .build(),
             warnings: actions::WarningQueue::default(),
             health_checked: moka::sync::Cache::builder()
@@ -408,6 +415,22 @@ impl Shared {
     ) -> tokio::sync::OwnedMutexGuard<()> {
         self.member_locks
             .get_with((bot, chat, user), || Arc::new(tokio::sync::Mutex::new(())))
+            .lock_owned()
+            .await
+    }
+
+    /// Waits for a warning's lock (see `warning_locks`); the guard holds whether the warning was
+    /// deleted.
+    pub async fn hold_warning(
+        &self,
+        bot: i64,
+        chat: i64,
+        message_id: i64,
+    ) -> tokio::sync::OwnedMutexGuard<bool> {
+        self.warning_locks
+            .get_with((bot, chat, message_id), || {
+                Arc::new(tokio::sync::Mutex::new(false))
+            })
             .lock_owned()
             .await
     }

@@ -16,14 +16,19 @@ use super::texts::escape;
 use crate::db::{ChannelRow, NewTimer, now_ms};
 use crate::domain::TimerKind;
 
-/// Deletes a message; one that is already gone is not an error.
-pub async fn delete_message(turn: &Turn, chat: i64, message_id: i32) {
+/// Deletes a message; one that is already gone is not an error. Returns whether Telegram
+/// deleted it.
+pub async fn delete_message(turn: &Turn, chat: i64, message_id: i32) -> bool {
     let request = turn
         .calls()
         .bot()
         .delete_message(ChatId(chat), MessageId(message_id));
-    if let Err(error) = turn.calls().run("deleteMessage", None, request).await {
-        tracing::debug!(chat, message_id, %error, "a message could not be deleted");
+    match turn.calls().run("deleteMessage", None, request).await {
+        Ok(_) => true,
+        Err(error) => {
+            tracing::debug!(chat, message_id, %error, "a message could not be deleted");
+            false
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 use nezuko_sandbox::model::Status;
 use serde_json::json;
 
-use super::{Guarded, buttons, enforce_tests};
+use super::{DEADLINE, Guarded, buttons, enforce_tests};
+use crate::support::wait::eventually;
 
 enforce_tests!(
     a_newcomer_who_is_not_subscribed_is_restricted_and_shown_the_buttons,
@@ -16,6 +17,8 @@ enforce_tests!(
     leaving_the_channel_revokes_the_right_to_speak_and_rejoining_restores_it,
     after_leaving_without_auto_restore_the_button_restores,
     names_are_escaped_in_warnings,
+    a_warning_naming_many_is_deleted_once_when_they_all_subscribe_at_once,
+    a_warning_removed_early_leaves_no_deletion_timer_behind,
 );
 
 async fn a_newcomer_who_is_not_subscribed_is_restricted_and_shown_the_buttons(world: Guarded) {
@@ -295,5 +298,104 @@ async fn names_are_escaped_in_warnings(world: Guarded) {
         .await;
     // The sandbox parsed the HTML: the name arrives as plain text, tags and all.
     assert!(warning.text.unwrap().contains("<b>Eve</b> & co"));
+    world.finish().await;
+}
+
+async fn a_warning_naming_many_is_deleted_once_when_they_all_subscribe_at_once(world: Guarded) {
+    let before = world.bot_messages(world.group).len();
+    // Joined in a burst: the warnings after the first wait for the group's send slot and name
+    // several newcomers each.
+    let names: Vec<String> = (0..12).map(|n| format!("Raider-{n:02}")).collect();
+    let users: Vec<i64> = names.iter().map(|name| world.member(name, false)).collect();
+    for &user in &users {
+        world.wait_restricted(user).await;
+    }
+    world.settle().await;
+    let warnings = world.bot_messages(world.group)[before..].to_vec();
+    let most_named = warnings
+        .iter()
+        .map(|w| {
+            let text = w.text.clone().unwrap_or_default();
+            names
+                .iter()
+                .filter(|name| text.contains(name.as_str()))
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most_named > 1,
+        "a warning names several newcomers: {warnings:?}"
+    );
+    // All subscribe at once: each one's restoration writes their warning again without them,
+    // concurrently with the others'.
+    for &user in &users {
+        world.sandbox.join(world.channel, user).unwrap();
+    }
+    for &user in &users {
+        world.wait_free(user).await;
+    }
+    for warning in &warnings {
+        world
+            .wait_deleted(
+                world.group,
+                warning.message_id,
+                "a warning naming nobody is removed",
+            )
+            .await;
+    }
+    world.settle().await;
+    for warning in &warnings {
+        let asked = world
+            .calls("deleteMessage")
+            .iter()
+            .filter(|c| c.params["message_id"].as_i64() == Some(warning.message_id))
+            .count();
+        assert_eq!(asked, 1, "warning {} deleted once", warning.message_id);
+    }
+    world.finish().await;
+}
+
+async fn a_warning_removed_early_leaves_no_deletion_timer_behind(world: Guarded) {
+    world.set_policy(json!({ "warning_ttl_s": 3600 })).await;
+    let before = world.bot_messages(world.group).len();
+    let user = world.member("Tess", false);
+    world.wait_restricted(user).await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+    let id = warning.message_id;
+    let (store, bot) = (world.db.store.clone(), world.row.id);
+    let deletion_timers = async || {
+        let pending = store.pending_timers(bot).await.unwrap();
+        let timers = pending
+            .iter()
+            .filter(|t| t.kind == "delete_message" && t.message_id == Some(id))
+            .count();
+        Ok::<_, String>(timers)
+    };
+    eventually(
+        "the warning's deletion timer is stored",
+        DEADLINE,
+        async || match deletion_timers().await? {
+            1 => Ok(()),
+            n => Err(format!("{n} timers")),
+        },
+    )
+    .await;
+    world.sandbox.join(world.channel, user).unwrap();
+    world.wait_free(user).await;
+    world
+        .wait_deleted(world.group, id, "the warning is removed")
+        .await;
+    eventually(
+        "the deletion timer is cancelled",
+        DEADLINE,
+        async || match deletion_timers().await? {
+            0 => Ok(()),
+            n => Err(format!("{n} timers")),
+        },
+    )
+    .await;
     world.finish().await;
 }
