@@ -69,39 +69,39 @@ impl Store {
                     }
                     continue;
                 }
-                for item in run {
-                    let mut payload = item.payload.clone();
-                    if let (Some(id), Some(update)) = (item.bot_instance_id, &item.transition) {
-                        let counts: Option<(i64, Option<i64>)> = sqlx::query_as(RUN_STATE_UPDATE_COUNTS)
-                            .bind(update.state.as_str())
-                            .bind(&update.reason)
-                            .bind(&update.last_error)
-                            .bind(update.next_attempt_at)
-                            .bind(i64::from(update.restarted))
-                            .bind(now)
-                            .bind(id)
-                            .bind(update.code.map(|code| code.as_str()))
-                            .bind(i64::from(update.attempt))
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        if let Some((restart_count, started_at)) = counts {
-                            payload["restart_count"] = restart_count.into();
-                            payload["started_at"] = started_at.into();
-                        }
+                // `chunk_by` only joins two plain events, so a transition is a run of its own.
+                let item = &run[0];
+                let mut payload = item.payload.clone();
+                if let (Some(id), Some(update)) = (item.bot_instance_id, &item.transition) {
+                    let counts: Option<(i64, Option<i64>)> = sqlx::query_as(RUN_STATE_UPDATE_COUNTS)
+                        .bind(update.state.as_str())
+                        .bind(&update.reason)
+                        .bind(&update.last_error)
+                        .bind(update.next_attempt_at)
+                        .bind(i64::from(update.restarted))
+                        .bind(now)
+                        .bind(id)
+                        .bind(update.code.map(|code| code.as_str()))
+                        .bind(i64::from(update.attempt))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if let Some((restart_count, started_at)) = counts {
+                        payload["restart_count"] = restart_count.into();
+                        payload["started_at"] = started_at.into();
                     }
-                    let row = sqlx::query_as::<_, EventRow>(concat!(
-                        "INSERT INTO events (kind, bot_instance_id, payload, created_at, origin) VALUES ($1, $2, $3, $4, $5) RETURNING ",
-                        columns!()
-                    ))
-                    .bind(&item.kind)
-                    .bind(item.bot_instance_id)
-                    .bind(Json(&payload))
-                    .bind(now)
-                    .bind(self.origin())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    rows.push(row);
                 }
+                let row = sqlx::query_as::<_, EventRow>(concat!(
+                    "INSERT INTO events (kind, bot_instance_id, payload, created_at, origin) VALUES ($1, $2, $3, $4, $5) RETURNING ",
+                    columns!()
+                ))
+                .bind(&item.kind)
+                .bind(item.bot_instance_id)
+                .bind(Json(&payload))
+                .bind(now)
+                .bind(self.origin())
+                .fetch_one(&mut *tx)
+                .await?;
+                rows.push(row);
             }
             tx.commit().await?;
             rows

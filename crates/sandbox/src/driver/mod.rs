@@ -226,7 +226,7 @@ pub async fn drive(
     let counters = sandbox.counters();
     let confirmed = counters.updates_confirmed - confirmed_before;
     let latencies = stopwatch.latencies();
-    let twice = deleted_twice(sandbox);
+    let (twice, twice_sample) = deleted_twice(sandbox, 5);
     Report {
         scenario: scenario.name.clone(),
         duration_s: elapsed,
@@ -254,8 +254,8 @@ pub async fn drive(
             })
             .collect(),
         caught_up_s: (caught_up_s * 10.0).round() / 10.0,
-        deleted_twice: twice.len(),
-        deleted_twice_sample: twice.into_iter().take(5).collect(),
+        deleted_twice: twice,
+        deleted_twice_sample: twice_sample,
         conflicts_409: sandbox
             .calls(None, Some("getUpdates"))
             .iter()
@@ -264,10 +264,10 @@ pub async fn drive(
     }
 }
 
-/// Messages the bots asked to delete more than once (`deleteMessage`, and each id of a
-/// `deleteMessages`), whatever Telegram answered the second time: each with the calls that asked,
-/// oldest message first.
-fn deleted_twice(sandbox: &Sandbox) -> Vec<Value> {
+/// How many messages the bots asked to delete more than once (`deleteMessage`, and each id of a
+/// `deleteMessages`), whatever Telegram answered the second time, and the first `sample` of them
+/// (oldest message first) each with the calls that asked.
+fn deleted_twice(sandbox: &Sandbox, sample: usize) -> (usize, Vec<Value>) {
     let mut asked: std::collections::BTreeMap<(i64, i64), Vec<Value>> = Default::default();
     let mut note = |chat: i64, id: i64, call: &crate::journal::CallRecord| {
         asked.entry((chat, id)).or_default().push(json!({
@@ -295,12 +295,14 @@ fn deleted_twice(sandbox: &Sandbox) -> Vec<Value> {
             }
         }
     }
-    asked
-        .into_iter()
-        .filter(|(_, calls)| calls.len() > 1)
-        .map(|((chat, id), calls)| {
+    asked.retain(|_, calls| calls.len() > 1);
+    let described = asked
+        .iter()
+        .take(sample)
+        .map(|(&(chat, id), calls)| {
             // Whose message it was: a bot's own (a warning deleted by two of its paths) or a
-            // member's (one update handled twice).
+            // member's (one update handled twice). Only the sample's chats are read: a
+            // transcript is copied whole.
             let message = sandbox
                 .transcript(chat)
                 .into_iter()
@@ -313,7 +315,8 @@ fn deleted_twice(sandbox: &Sandbox) -> Vec<Value> {
                 "calls": calls,
             })
         })
-        .collect()
+        .collect();
+    (asked.len(), described)
 }
 
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename the same values
