@@ -29,6 +29,7 @@ use teloxide::prelude::*;
 use teloxide::stop::StopToken;
 use teloxide::update_listeners::{AsUpdateStream, UpdateListener};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::supervisor::{SupervisorMsg, SupervisorRef};
@@ -150,6 +151,9 @@ pub struct BotState {
     events: Publisher,
     /// Ends the listener's stream, which ends the dispatcher (see [`BotState::stop_dispatcher`]).
     listener_stop: Option<StopToken>,
+    /// Cancelled with the listener's stop: updates read but not yet in hand are left to the next
+    /// runner (see `dispatch`).
+    dispatch_stop: Option<CancellationToken>,
     task: Option<JoinHandle<()>>,
     /// The running dispatcher's ledger, to keep its progress if it has to be aborted.
     ledger: Option<Arc<Ledger>>,
@@ -196,6 +200,7 @@ impl Actor for BotActor {
             supervisor: args.supervisor,
             events: args.events,
             listener_stop: None,
+            dispatch_stop: None,
             task: None,
             ledger: None,
             stopping: false,
@@ -334,6 +339,8 @@ impl BotState {
             }
         };
         self.listener_stop = Some(stop);
+        let stopping = CancellationToken::new();
+        self.dispatch_stop = Some(stopping.clone());
         self.task = Some(tokio::spawn(
             async move {
                 if let Err(error) = stream_of.prepare(&bot, id, &fence).await {
@@ -351,7 +358,7 @@ impl BotState {
                 let run = async {
                     match &mut stream_of {
                         Source::Polling(listener) => {
-                            dispatch(listener.as_stream(), handle, on_error).await
+                            dispatch(listener.as_stream(), handle, on_error, stopping).await
                         }
                         Source::Webhook(webhooks, listener) => {
                             let watch = webhook_watch::watch(
@@ -362,7 +369,8 @@ impl BotState {
                                 webhooks.check_every(),
                                 events,
                             );
-                            let dispatching = dispatch(listener.as_stream(), handle, on_error);
+                            let dispatching =
+                                dispatch(listener.as_stream(), handle, on_error, stopping);
                             tokio::pin!(dispatching);
                             // The watch runs as long as the dispatcher; a failure it finds stops the
                             // bot as any other does (the dispatcher finishing what it took).
@@ -421,6 +429,9 @@ impl BotState {
         self.stopping = true;
         if let Some(listener) = self.listener_stop.take() {
             listener.stop();
+        }
+        if let Some(dispatcher) = self.dispatch_stop.take() {
+            dispatcher.cancel();
         }
         if let Some(mut task) = self.task.take()
             && tokio::time::timeout(STOP_GRACE, &mut task).await.is_err()

@@ -17,14 +17,31 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, Stream, StreamExt};
 use teloxide::RequestError;
 use teloxide::types::{Update, UpdateKind};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 /// Updates taken from the listener and not yet handled, across all members of one bot. At the
 /// limit the dispatcher stops reading (Telegram keeps the rest) until some are done, so a flood
 /// costs bounded memory; one slow member alone never gets there before the others are served.
 pub const IN_HAND: usize = 4096;
+
+/// Updates in hand across every bot of the process. Each costs its handling futures and queued
+/// statements (kilobytes) from the moment it is taken until it is done, and when 10,000 bots
+/// start, their 40,000 first updates arrive within seconds while the database takes a few
+/// thousand a second: taken all at once, they held up to 1.5 GB until the backlog drained
+/// (`nezuko bench fleet --bots 10000`). At the limit, bots stop reading and Telegram keeps their
+/// updates. Far above what steady work needs (`bench verify` at 5,000 updates/s has a few hundred
+/// in hand), and twice [`IN_HAND`], so one flooded bot cannot hold up the rest.
+pub const IN_HAND_PER_PROCESS: usize = 2 * IN_HAND;
+
+static PROCESS_SLOTS: Semaphore = Semaphore::const_new(IN_HAND_PER_PROCESS);
+
+/// Updates in hand now across every bot of the process (taken and not yet done with).
+pub fn in_hand() -> usize {
+    IN_HAND_PER_PROCESS - PROCESS_SLOTS.available_permits()
+}
 
 /// What carries out one update (routing, the handler, telling the ledger). It must not panic; if it
 /// does, only that update is lost.
@@ -45,24 +62,37 @@ pub fn member_of(update: &Update) -> Option<(i64, i64)> {
 }
 
 type Key = (i64, i64);
-type Waiting = Arc<Mutex<HashMap<Key, VecDeque<(Update, OwnedSemaphorePermit)>>>>;
+/// An update in hand, boxed: teloxide's `Update` is over a kilobyte by value, and a member's task
+/// held four of them in its future (the first, the next, and `run`'s two), 6.6 KB a task when
+/// 10,000 bots start with 40,000 updates (heaptrack, `nezuko bench fleet --bots 10000`).
+type InHand = (Box<Update>, Slot);
 
-fn lock(
-    waiting: &Waiting,
-) -> MutexGuard<'_, HashMap<Key, VecDeque<(Update, OwnedSemaphorePermit)>>> {
+/// An update's place among the bot's [`IN_HAND`] and the process's [`IN_HAND_PER_PROCESS`];
+/// given back when it is done.
+struct Slot {
+    _bot: OwnedSemaphorePermit,
+    _process: SemaphorePermit<'static>,
+}
+type Waiting = Arc<Mutex<HashMap<Key, VecDeque<InHand>>>>;
+
+fn lock(waiting: &Waiting) -> MutexGuard<'_, HashMap<Key, VecDeque<InHand>>> {
     // Nothing panics while holding it; if something did, the map is still whole.
     waiting.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Reads `updates` (a [`Listener`]'s stream) until it ends, handing each update to `handle` in
 /// per-member order and each polling error to `on_error`; returns once every update taken has been
-/// handled.
+/// handled. Once `stopping` is cancelled (with the listener's stop), an update read but still
+/// waiting for room in the process is left unhandled: it stays open, holding the offset, so
+/// Telegram (or the inbox) hands it to the next runner, and the stop does not wait behind the
+/// process's queue.
 ///
 /// [`Listener`]: super::polling::Listener
 pub async fn dispatch(
     mut updates: impl Stream<Item = Result<Update, RequestError>> + Unpin,
     handle: Handle,
     mut on_error: impl FnMut(RequestError),
+    stopping: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(IN_HAND));
     let waiting: Waiting = Arc::default();
@@ -73,17 +103,26 @@ pub async fn dispatch(
         // Finished tasks are reaped as new ones start (a panic was already caught and logged
         // inside; its join error says nothing more).
         while tasks.try_join_next().is_some() {}
-        let slot = Arc::clone(&slots)
+        let bot_slot = Arc::clone(&slots)
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
         let update = match updates.next().await {
-            Some(Ok(update)) => update,
+            Some(Ok(update)) => Box::new(update),
             Some(Err(error)) => {
                 on_error(error);
                 continue;
             }
             None => break,
+        };
+        // Only once there is an update: a bot with none waits in `next`, where its stop is seen
+        // at once, not in the process's queue.
+        let slot = Slot {
+            _bot: bot_slot,
+            _process: tokio::select! {
+                permit = PROCESS_SLOTS.acquire() => permit.expect("the semaphore is never closed"),
+                () = stopping.cancelled() => break,
+            },
         };
         let Some(key) = member_of(&update) else {
             let handle = Arc::clone(&handle);
@@ -126,12 +165,7 @@ pub async fn dispatch(
 }
 
 /// Handles `first`, then whatever came for `key` meanwhile, until none is waiting.
-async fn run_member(
-    key: Key,
-    first: (Update, OwnedSemaphorePermit),
-    waiting: Waiting,
-    handle: Handle,
-) {
+async fn run_member(key: Key, first: InHand, waiting: Waiting, handle: Handle) {
     let mut next = Some(first);
     while let Some((update, slot)) = next {
         run(&handle, update).await;
@@ -145,9 +179,9 @@ async fn run_member(
 }
 
 /// One update; a panic costs only this update, never the member's key (it would stay busy forever).
-async fn run(handle: &Handle, update: Update) {
+async fn run(handle: &Handle, update: Box<Update>) {
     let update_id = update.id.0;
-    let handling = async move { handle(update).await };
+    let handling = async move { handle(*update).await };
     if AssertUnwindSafe(handling).catch_unwind().await.is_err() {
         tracing::error!(
             update_id,
@@ -230,7 +264,7 @@ mod tests {
             message(3, -100, 1),
             message(4, -200, 3),
         ]);
-        let run = tokio::spawn(dispatch(updates, handle, |_| {}));
+        let run = tokio::spawn(dispatch(updates, handle, |_| {}, CancellationToken::new()));
         let mut first = vec![
             finished.recv().await.unwrap(),
             finished.recv().await.unwrap(),
@@ -263,9 +297,14 @@ mod tests {
             Err(RequestError::Io(std::io::Error::other("cut").into())),
         ];
         let errors = std::sync::atomic::AtomicUsize::new(0);
-        let run = dispatch(stream::iter(updates), handle, |_| {
-            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        });
+        let run = dispatch(
+            stream::iter(updates),
+            handle,
+            |_| {
+                errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+            CancellationToken::new(),
+        );
         tokio::pin!(run);
         assert!(
             tokio::time::timeout(Duration::from_millis(100), &mut run)
@@ -284,7 +323,7 @@ mod tests {
         let gate = Arc::new(Notify::new());
         let (handle, mut finished) = recording(1, Arc::clone(&gate));
         let (feed, updates) = open_stream(vec![message(1, -100, 1), message(2, -200, 2)]);
-        let run = tokio::spawn(dispatch(updates, handle, |_| {}));
+        let run = tokio::spawn(dispatch(updates, handle, |_| {}, CancellationToken::new()));
         // Update 2 is done; update 1 waits at its gate, inside a handling task.
         assert_eq!(finished.recv().await.unwrap(), 2);
         run.abort();
@@ -320,10 +359,36 @@ mod tests {
             .boxed()
         });
         let (feed, updates) = open_stream(vec![message(1, -100, 1), message(2, -100, 1)]);
-        let run = tokio::spawn(dispatch(updates, recorder, |_| {}));
+        let run = tokio::spawn(dispatch(
+            updates,
+            recorder,
+            |_| {},
+            CancellationToken::new(),
+        ));
         assert_eq!(finished.recv().await.unwrap(), 2);
         drop(feed);
         run.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_members_task_holds_its_updates_boxed() {
+        // Every update in hand is one such task: 40,000 at once while 10,000 bots start.
+        let handle: Handle = Arc::new(|_: Update| async {}.boxed());
+        let slot = Slot {
+            _bot: Arc::new(Semaphore::new(1)).acquire_owned().await.unwrap(),
+            _process: PROCESS_SLOTS.acquire().await.unwrap(),
+        };
+        let task = run_member(
+            (-100, 1),
+            (Box::new(message(1, -100, 1)), slot),
+            Waiting::default(),
+            handle,
+        );
+        let (task_bytes, update_bytes) = (size_of_val(&task), size_of::<Update>());
+        assert!(
+            task_bytes < update_bytes,
+            "a member's task is {task_bytes} bytes, an update {update_bytes}"
+        );
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub fn endpoint(
         let handler = handler.clone();
         let mut context = context.clone();
         let ledger = ledger.clone();
+        // Boxed, like the copy kept for a retry: held by value, each took its kilobyte in every
+        // update's future for as long as the update is in hand (see `dispatch`).
+        let update = Box::new(update);
         async move {
             let update_id = update.id.0;
             if matches!(update.kind, UpdateKind::ChatJoinRequest(_)) {
@@ -102,7 +105,7 @@ pub fn endpoint(
             let copy = update.clone();
             let handling = handler.clone();
             // `handle` itself may panic before it returns a future: that is caught too.
-            let handled = AssertUnwindSafe(async move { handling.handle(context, update).await })
+            let handled = AssertUnwindSafe(async move { handling.handle(context, *update).await })
                 .catch_unwind()
                 .await;
             crate::metrics::update_handled(!matches!(handled, Ok(Ok(()))));
@@ -122,11 +125,11 @@ pub fn endpoint(
                 Ok(Ok(())) => done(),
                 Ok(Err(error)) if error.chain().any(crate::db::is_outage) => {
                     tracing::warn!(bot_instance_id, update_id, error = %error, "the database is unavailable; the update stays with Telegram and is handled again shortly");
-                    ledger.retry_later(copy);
+                    ledger.retry_later(*copy);
                 }
                 Ok(Err(error)) if error.chain().any(super::is_weather_cause) => {
                     tracing::warn!(bot_instance_id, update_id, error = %error, "Telegram is unavailable; the update stays with Telegram and is handled again shortly");
-                    ledger.retry_later(copy);
+                    ledger.retry_later(*copy);
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(bot_instance_id, update_id, error = %error, "handling an update failed");

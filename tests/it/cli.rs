@@ -663,7 +663,14 @@ async fn bench_fleet_runs_every_bot_of_a_sandbox_process_of_its_own() {
     assert_eq!(report["bench"], "fleet", "{report}");
     assert_eq!(report["bots"], 20, "{report}");
     assert_eq!(report["sample"], 5, "{report}");
-    for field in ["all_running_s", "rss_mb", "start_p99_ms", "stop_p99_ms"] {
+    for field in [
+        "all_running_s",
+        "rss_mb",
+        "peak_rss_mb",
+        "first_updates_done_s",
+        "start_p99_ms",
+        "stop_p99_ms",
+    ] {
         assert!(
             report[field].as_f64().is_some_and(|v| v > 0.0),
             "{field} in {report}"
