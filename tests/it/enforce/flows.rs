@@ -310,8 +310,28 @@ async fn a_warning_naming_many_is_deleted_once_when_they_all_subscribe_at_once(w
     for &user in &users {
         world.wait_restricted(user).await;
     }
+    // The warnings after the first wait for the group's send slot (seconds): every raider named.
+    let group = world.group;
+    let warnings = world
+        .sandbox
+        .wait_until(super::DEADLINE, "every raider is named by a warning", |s| {
+            let sent: Vec<_> = s
+                .transcript(group)
+                .into_iter()
+                .filter(|m| m.from == world.bot.id)
+                .skip(before)
+                .collect();
+            names
+                .iter()
+                .all(|name| {
+                    sent.iter()
+                        .any(|m| m.text.as_deref().is_some_and(|t| t.contains(name.as_str())))
+                })
+                .then_some(sent)
+        })
+        .await
+        .unwrap();
     world.settle().await;
-    let warnings = world.bot_messages(world.group)[before..].to_vec();
     let most_named = warnings
         .iter()
         .map(|w| {
