@@ -1,6 +1,7 @@
 //! `nezuko bench fleet`: N bots against a sandbox in a process of its own (on a CPU of its own)
 //! and a real database. Prints one JSON line: time until every bot runs, the fleet's resident
-//! memory (the sandbox's world not included), and start/stop latency from the database change to
+//! memory (the sandbox's world not included) then, at the peak and at rest once the bots' first
+//! updates are done with, and start/stop latency from the database change to
 //! the state event (the registry's reaction included).
 
 use std::collections::HashMap;
@@ -11,24 +12,40 @@ use anyhow::Context;
 use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection};
 
-use crate::actors::{Fleet, FleetOptions, RestartPolicy};
+use warp::http::StatusCode;
+
+use super::DeliveryMode;
+use crate::actors::{Delivery, Fleet, FleetOptions, RestartPolicy};
 use crate::db::{DatabaseUrl, NewBot, Store};
 use crate::domain::{BotToken, DesiredState};
 use crate::enforce::{EnforceOptions, Enforcer};
 use crate::events::Event;
+use crate::http::api::telegram::SECRET_HEADER;
 use crate::settings::DatabaseSettings;
+use crate::telegram::webhook::Arrivals;
 use crate::vault::{EncryptionKey, Vault};
+use crate::webhooks::{DeliveryError, Webhooks};
 use nezuko_sandbox::driver::measure::quantile_ms;
 
-pub async fn run(bots: usize, postgres: Option<String>, sample: usize) -> anyhow::Result<()> {
+pub async fn run(
+    bots: usize,
+    postgres: Option<String>,
+    sample: usize,
+    mode: DeliveryMode,
+) -> anyhow::Result<()> {
     let scratch = Scratch::create(postgres.as_deref()).await?;
-    let outcome = measure(&scratch.store, bots, sample.min(bots)).await;
+    let outcome = measure(&scratch.store, bots, sample.min(bots), mode).await;
     scratch.drop_all().await;
     println!("{}", outcome?);
     Ok(())
 }
 
-async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<serde_json::Value> {
+async fn measure(
+    store: &Store,
+    bots: usize,
+    sample: usize,
+    mode: DeliveryMode,
+) -> anyhow::Result<serde_json::Value> {
     // The sandbox runs in a process of its own, on a CPU of its own: its world of N bots (and the
     // answers to N long polls) is not counted in the fleet's memory or CPU.
     let dir = tempfile::Builder::new()
@@ -70,6 +87,15 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
             .await?;
         ids.push(row.id);
     }
+    // Webhook mode: the product's delivery route on a port of its own, the address the bots
+    // give `setWebhook`; aborted when the benchmark ends.
+    let (delivery, _webhook_server) = match mode {
+        DeliveryMode::Polling => (Delivery::Polling, None),
+        DeliveryMode::Webhook => {
+            let (webhooks, server) = serve_webhooks(store, &vault).await?;
+            (Delivery::Webhook(webhooks), Some(server))
+        }
+    };
     let options = FleetOptions {
         api_url: plan.api_url.clone(),
         http: crate::telegram::http_client(),
@@ -81,7 +107,7 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
         event_capacity: bots * 4 + 1024,
         runs_bots: true,
         leases: None,
-        delivery: crate::actors::Delivery::Polling,
+        delivery,
         alerts: None,
     };
     let peak_rss_mb = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -144,6 +170,9 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let drained_s = started.elapsed().as_secs_f64() - 0.5;
+    // The fleet at rest: every bot long-polling, nothing in hand. Read after the start-up's burst,
+    // whose connections, caches and freed pages the figure at `all_running_s` does not yet hold.
+    let settled_rss_mb = resident_mb();
     // Subscribed afresh: what the backlog published meanwhile is not read.
     let mut events = fleet.subscribe();
     let chosen = &ids[..sample];
@@ -175,12 +204,50 @@ async fn measure(store: &Store, bots: usize, sample: usize) -> anyhow::Result<se
         "all_running_s": (all_running_s * 1000.0).round() / 1000.0,
         "rss_mb": (rss_mb * 10.0).round() / 10.0,
         "first_updates_done_s": (drained_s * 1000.0).round() / 1000.0,
+        "settled_rss_mb": (settled_rss_mb * 10.0).round() / 10.0,
         "peak_rss_mb": peak_rss_mb.load(std::sync::atomic::Ordering::Relaxed),
         "start_p99_ms": quantile_ms(&start, 0.99).round(),
         "stop_p99_ms": quantile_ms(&stop, 0.99).round(),
         "sample": sample,
+        "mode": match mode {
+            DeliveryMode::Polling => "polling",
+            DeliveryMode::Webhook => "webhook",
+        },
         "backend": store.backend().as_str(),
     }))
+}
+
+/// Serves `POST /telegram/{bot id}` alone on a loopback port, as `serve` does for webhook mode:
+/// the same [`Webhooks::receive`] behind it (secret checked, update stored, then 200), without
+/// the rest of the admin API, which the fleet benchmark does not measure.
+async fn serve_webhooks(
+    store: &Store,
+    vault: &Vault,
+) -> anyhow::Result<(Webhooks, tokio_util::task::AbortOnDropHandle<()>)> {
+    use warp::Filter;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base_url = format!("http://{}", listener.local_addr()?);
+    let webhooks = Webhooks::new(store.clone(), vault.clone(), &base_url, Arrivals::default());
+    let route = warp::post()
+        .and(warp::path!("telegram" / i64))
+        .and(warp::header::optional::<String>(SECRET_HEADER))
+        .and(warp::body::bytes())
+        .then({
+            let webhooks = webhooks.clone();
+            move |id: i64, secret: Option<String>, body: bytes::Bytes| {
+                let webhooks = webhooks.clone();
+                async move {
+                    match webhooks.receive(id, secret.as_deref(), &body).await {
+                        Ok(_) => StatusCode::OK,
+                        Err(DeliveryError::Unauthorized) => StatusCode::UNAUTHORIZED,
+                        Err(DeliveryError::NotAnUpdate(_)) => StatusCode::BAD_REQUEST,
+                        Err(DeliveryError::Store(_)) => StatusCode::SERVICE_UNAVAILABLE,
+                    }
+                }
+            }
+        });
+    let server = tokio::spawn(warp::serve(route).incoming(listener).run());
+    Ok((webhooks, tokio_util::task::AbortOnDropHandle::new(server)))
 }
 
 /// The sandbox's world for the fleet: `bots` bots, each with one small group (a scenario needs

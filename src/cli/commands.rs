@@ -33,10 +33,11 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     bots,
                     postgres,
                     sample,
+                    mode,
                 },
         } => {
             telemetry::init(&quiet_logs());
-            super::bench_fleet::run(bots, postgres, sample).await
+            super::bench_fleet::run(bots, postgres, sample, mode).await
         }
         Command::Bench {
             target:

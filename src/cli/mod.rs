@@ -137,6 +137,10 @@ pub enum BenchTarget {
         /// How many bots to stop and start again for the latency figures.
         #[arg(long, default_value_t = 100)]
         sample: usize,
+        /// How the bots receive updates: long polling (a connection held open per bot), or the
+        /// sandbox posting to their webhooks (`telegram.mode`).
+        #[arg(long, value_enum, default_value_t = DeliveryMode::Polling)]
+        mode: DeliveryMode,
     },
     /// The admin API: stats and every chart over N verification rows (p95), and SSE delivery to
     /// many clients in a second process (p99).

@@ -663,14 +663,43 @@ async fn bench_fleet_runs_every_bot_of_a_sandbox_process_of_its_own() {
     assert_eq!(report["bench"], "fleet", "{report}");
     assert_eq!(report["bots"], 20, "{report}");
     assert_eq!(report["sample"], 5, "{report}");
+    assert_eq!(report["mode"], "polling", "{report}");
     for field in [
         "all_running_s",
         "rss_mb",
         "peak_rss_mb",
+        "settled_rss_mb",
         "first_updates_done_s",
         "start_p99_ms",
         "stop_p99_ms",
     ] {
+        assert!(
+            report[field].as_f64().is_some_and(|v| v > 0.0),
+            "{field} in {report}"
+        );
+    }
+}
+
+/// In webhook mode the fleet benchmark's bots set their webhooks on the sandbox, which posts
+/// their first updates to the product's delivery route: every bot runs, every first update is
+/// done with, and stops and starts are timed as in polling mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_fleet_runs_its_bots_in_webhook_mode() {
+    let operator = Operator::new();
+    let finished = operator
+        .run(
+            &[
+                "bench", "fleet", "--bots", "20", "--sample", "5", "--mode", "webhook",
+            ],
+            &[],
+        )
+        .await;
+    assert!(finished.status.success(), "{}", finished.stderr);
+    let last = finished.stdout.lines().last().expect("a report line");
+    let report: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(report["mode"], "webhook", "{report}");
+    assert_eq!(report["bots"], 20, "{report}");
+    for field in ["settled_rss_mb", "start_p99_ms", "stop_p99_ms"] {
         assert!(
             report[field].as_f64().is_some_and(|v| v > 0.0),
             "{field} in {report}"
