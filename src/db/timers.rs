@@ -49,6 +49,13 @@ macro_rules! columns {
     };
 }
 
+/// Finishes a member's pending timers (see `Store::finish_pending`).
+const FINISH_FOR_MEMBER: &str = "UPDATE scheduled_actions SET done_at = $1 WHERE bot_instance_id = $2 \
+     AND kind = $3 AND chat_id = $4 AND user_id = $5 AND done_at IS NULL";
+/// Finishes a message's pending timers (see `Store::finish_pending`).
+const FINISH_FOR_MESSAGE: &str = "UPDATE scheduled_actions SET done_at = $1 WHERE bot_instance_id = $2 \
+     AND kind = $3 AND chat_id = $4 AND message_id = $5 AND done_at IS NULL";
+
 impl Store {
     pub async fn schedule(&self, timer: &NewTimer) -> Result<i64, StoreError> {
         let sql = "INSERT INTO scheduled_actions (bot_instance_id, kind, chat_id, user_id, message_id, payload, \
@@ -124,17 +131,8 @@ impl Store {
         chat_id: i64,
         user_id: i64,
     ) -> Result<u64, StoreError> {
-        let sql = "UPDATE scheduled_actions SET done_at = $1 WHERE bot_instance_id = $2 AND kind = $3 \
-                   AND chat_id = $4 AND user_id = $5 AND done_at IS NULL";
-        Ok(with_pool!(self, pool => sqlx::query(sql)
-            .bind(now_ms())
-            .bind(bot_instance_id)
-            .bind(kind.as_str())
-            .bind(chat_id)
-            .bind(user_id)
-            .execute(pool)
+        self.finish_pending(FINISH_FOR_MEMBER, bot_instance_id, kind, chat_id, user_id)
             .await
-            .map(|done| done.rows_affected()))?)
     }
 
     /// Cancels the pending deletion of a message (it was deleted another way). Returns how many
@@ -145,14 +143,52 @@ impl Store {
         chat_id: i64,
         message_id: i64,
     ) -> Result<u64, StoreError> {
-        let sql = "UPDATE scheduled_actions SET done_at = $1 WHERE bot_instance_id = $2 AND kind = $3 \
-                   AND chat_id = $4 AND message_id = $5 AND done_at IS NULL";
+        self.finish_pending(
+            FINISH_FOR_MESSAGE,
+            bot_instance_id,
+            TimerKind::DeleteMessage,
+            chat_id,
+            message_id,
+        )
+        .await
+    }
+
+    /// Whether a deletion timer of the message ran (or was cancelled because the message was
+    /// deleted another way, see [`Store::cancel_message_deletion`]): the message is gone.
+    pub async fn message_deletion_done(
+        &self,
+        bot_instance_id: i64,
+        chat_id: i64,
+        message_id: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "SELECT 1 FROM scheduled_actions WHERE bot_instance_id = $1 AND chat_id = $2 \
+                   AND message_id = $3 AND kind = $4 AND done_at IS NOT NULL LIMIT 1";
+        Ok(with_pool!(self, pool => sqlx::query_scalar::<_, i32>(sql)
+            .bind(bot_instance_id)
+            .bind(chat_id)
+            .bind(message_id)
+            .bind(TimerKind::DeleteMessage.as_str())
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.is_some()))?)
+    }
+
+    /// Marks a bot's pending timers of `kind` in `chat_id` done, those whose subject (the column
+    /// `sql` names: [`FINISH_FOR_MEMBER`] or [`FINISH_FOR_MESSAGE`]) is `subject`. Returns how many.
+    async fn finish_pending(
+        &self,
+        sql: &'static str,
+        bot_instance_id: i64,
+        kind: TimerKind,
+        chat_id: i64,
+        subject: i64,
+    ) -> Result<u64, StoreError> {
         Ok(with_pool!(self, pool => sqlx::query(sql)
             .bind(now_ms())
             .bind(bot_instance_id)
-            .bind(TimerKind::DeleteMessage.as_str())
+            .bind(kind.as_str())
             .bind(chat_id)
-            .bind(message_id)
+            .bind(subject)
             .execute(pool)
             .await
             .map(|done| done.rows_affected()))?)
@@ -189,5 +225,58 @@ impl Store {
             .fetch_one(pool)
             .await)?;
         Ok(count > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::NewBot;
+    use crate::domain::DesiredState;
+
+    fn deletion(bot_instance_id: i64, message_id: i64) -> NewTimer {
+        NewTimer {
+            bot_instance_id,
+            kind: TimerKind::DeleteMessage,
+            chat_id: -100,
+            user_id: None,
+            message_id: Some(message_id),
+            payload: serde_json::json!({}),
+            due_at: now_ms() + 60_000,
+        }
+    }
+
+    /// A message is known gone once its deletion timer ran, or was cancelled because something
+    /// else deleted it; a pending timer, or another message's, says nothing.
+    #[tokio::test]
+    async fn a_message_is_gone_once_its_deletion_timer_ran_or_was_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::db::scratch_store(dir.path()).await;
+        let bot = store
+            .insert_bot(&NewBot {
+                telegram_bot_id: 1,
+                username: "b".into(),
+                display_name: "b".into(),
+                token_ciphertext: "x".into(),
+                owner_telegram_id: None,
+                desired_state: DesiredState::Enabled,
+            })
+            .await
+            .unwrap()
+            .id;
+        let ran = store.schedule(&deletion(bot, 7)).await.unwrap();
+        store.schedule(&deletion(bot, 8)).await.unwrap();
+        store.schedule(&deletion(bot, 9)).await.unwrap();
+        assert!(!store.message_deletion_done(bot, -100, 7).await.unwrap());
+
+        store.finish_timer(ran).await.unwrap();
+        assert_eq!(
+            store.cancel_message_deletion(bot, -100, 8).await.unwrap(),
+            1
+        );
+        assert!(store.message_deletion_done(bot, -100, 7).await.unwrap());
+        assert!(store.message_deletion_done(bot, -100, 8).await.unwrap());
+        assert!(!store.message_deletion_done(bot, -100, 9).await.unwrap());
+        assert!(!store.message_deletion_done(bot, -200, 7).await.unwrap());
     }
 }

@@ -67,7 +67,16 @@ async fn carry_out(shared: &Arc<Shared>, timer: &TimerRow) -> anyhow::Result<()>
     match timer.kind() {
         Some(TimerKind::DeleteMessage) => {
             if let Some(message_id) = timer.message_id {
-                say::delete_message(&turn, timer.chat_id, message_id as i32).await;
+                // Under the message's warning lock, remembering the deletion: a warning is
+                // written again or deleted by one path at a time, and the members it named who
+                // verify, leave or are lifted later must not have it edited or deleted again
+                // (Telegram answers 400 "message to edit/delete not found").
+                let mut deleted = shared
+                    .hold_warning(timer.bot_instance_id, timer.chat_id, message_id)
+                    .await;
+                if !*deleted {
+                    *deleted = say::delete_message(&turn, timer.chat_id, message_id as i32).await;
+                }
             }
             Ok(())
         }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use anyhow::Context;
 use teloxide::payloads::EditMessageTextSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, MessageId, ParseMode};
@@ -121,6 +122,15 @@ impl WarningQueue {
             .contains_key(key)
     }
 
+    /// Forgets every batch of a bot that stopped: the records are owed their warnings still, and
+    /// the bot's next runner queues them again ([`resume_owed`]).
+    pub fn drop_bot(&self, bot_instance_id: i64) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| key.0 != bot_instance_id);
+    }
+
     fn drop_key(&self, key: &BatchKey) {
         self.pending
             .lock()
@@ -129,13 +139,18 @@ impl WarningQueue {
     }
 }
 
+/// Sends the batches queued under `key` for the runner running the bot now, until none is left
+/// or that runner stops (its batches are dropped with it: see [`WarningQueue::drop_bot`]).
 async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
+    let Some(runtime) = shared.runtime(key.0) else {
+        shared.warnings.drop_key(&key);
+        return;
+    };
     let mut failures = 0u32;
     loop {
-        let Some(runtime) = shared.runtime(key.0) else {
-            shared.warnings.drop_key(&key);
+        if runtime.calls.is_closed() {
             return;
-        };
+        }
         // Wait for a send slot before taking the batch: joiners arriving meanwhile ride along.
         let scopes = runtime.calls.scopes(
             "sendMessage",
@@ -147,6 +162,9 @@ async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
         let wait = runtime.calls.limiter().delay(&scopes);
         if wait > Duration::ZERO {
             tokio::time::sleep(wait).await;
+        }
+        if runtime.calls.is_closed() {
+            return;
         }
         let Some(mut batch) = shared.warnings.take(&key) else {
             return;
@@ -167,9 +185,15 @@ async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
                 let pause = WEATHER_PAUSE.saturating_mul(failures.min(10));
                 tracing::info!(chat = key.1, %error, pause_s = pause.as_secs(), "a warning waits for Telegram");
                 tokio::time::sleep(pause).await;
+                // A runner that stopped meanwhile leaves the warning owed to the next one.
+                if runtime.calls.is_closed() {
+                    return;
+                }
                 shared.warnings.put_back(&key, batch);
             }
-            Err(error) => tracing::warn!(chat = key.1, %error, "a warning could not be sent"),
+            Err(error) => {
+                tracing::warn!(chat = key.1, %error, "a warning could not be sent or recorded")
+            }
         }
         if !shared.warnings.has(&key) {
             return;
@@ -388,7 +412,8 @@ async fn record_sent_warning(
         .shared
         .store
         .set_warning_message(&ids, i64::from(message_id))
-        .await?;
+        .await
+        .with_context(|| format!("warning {message_id} was sent, but not recorded"))?;
     // A member warned again (a new offence, a retried action) is named by this warning only: the
     // earlier one drops them, and goes when it names nobody.
     for earlier in earlier {
@@ -444,6 +469,20 @@ async fn rewrite(
     if *deleted {
         return Ok(());
     }
+    let view = turn.shared.directory.group(turn.bot(), chat).await?;
+    // Only a group whose warnings expire has deletion timers; the others are spared a read.
+    let expiring = view.as_ref().is_none_or(|v| v.policy.warning_ttl_s > 0);
+    // Deleted by its timer before this process (or this lock's memory of it) began.
+    if expiring
+        && turn
+            .shared
+            .store
+            .message_deletion_done(turn.bot(), chat, message_id)
+            .await?
+    {
+        *deleted = true;
+        return Ok(());
+    }
     let remaining: Vec<RestrictionRow> = turn
         .shared
         .store
@@ -454,12 +493,7 @@ async fn rewrite(
         .collect();
     if remaining.is_empty() {
         *deleted = delete_message(turn, chat, message_id as i32).await;
-        // Its deletion timer would ask again. Only a group whose warnings expire has one: the
-        // others are spared a write per verified member.
-        let expiring = match turn.shared.directory.group(turn.bot(), chat).await? {
-            Some(view) => view.policy.warning_ttl_s > 0,
-            None => true,
-        };
+        // Its deletion timer would ask again.
         if *deleted && expiring {
             turn.shared
                 .store
@@ -468,7 +502,7 @@ async fn rewrite(
         }
         return Ok(());
     }
-    let Some(view) = turn.shared.directory.group(turn.bot(), chat).await? else {
+    let Some(view) = view else {
         return Ok(());
     };
     let template = remaining[0]

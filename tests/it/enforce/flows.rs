@@ -19,6 +19,7 @@ enforce_tests!(
     names_are_escaped_in_warnings,
     a_warning_naming_many_is_deleted_once_when_they_all_subscribe_at_once,
     a_warning_removed_early_leaves_no_deletion_timer_behind,
+    a_warning_its_timer_deleted_is_left_alone_when_its_member_verifies,
 );
 
 async fn a_newcomer_who_is_not_subscribed_is_restricted_and_shown_the_buttons(world: Guarded) {
@@ -373,6 +374,42 @@ async fn a_warning_naming_many_is_deleted_once_when_they_all_subscribe_at_once(w
             .count();
         assert_eq!(asked, 1, "warning {} deleted once", warning.message_id);
     }
+    world.finish().await;
+}
+
+async fn a_warning_its_timer_deleted_is_left_alone_when_its_member_verifies(world: Guarded) {
+    world
+        .set_policy(json!({ "warning_ttl_s": 1, "restore_on_rejoin": true }))
+        .await;
+    let before = world.bot_messages(world.group).len();
+    let user = world.member("Tilda", false);
+    world.wait_restricted(user).await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+    world
+        .wait_deleted(world.group, warning.message_id, "the warning expires")
+        .await;
+    // Subscribing lifts the member; the warning naming them is already gone.
+    world.sandbox.join(world.channel, user).unwrap();
+    world.wait_free(user).await;
+    world.settle().await;
+    let id = Some(warning.message_id);
+    let deletes = world
+        .calls("deleteMessage")
+        .into_iter()
+        .filter(|c| c.params["message_id"].as_i64() == id)
+        .count();
+    let edits = world
+        .calls("editMessageText")
+        .into_iter()
+        .filter(|c| c.params["message_id"].as_i64() == id)
+        .count();
+    assert_eq!(
+        (deletes, edits),
+        (1, 0),
+        "deleted once by its timer, never edited"
+    );
     world.finish().await;
 }
 
