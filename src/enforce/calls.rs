@@ -14,7 +14,7 @@ use teloxide::{Bot, RequestError};
 use super::limiter::{Limiter, Scope};
 use super::records::Records;
 use crate::db::{ApiCall, now_ms};
-use crate::telegram::{Attempt, Fence, RetryPolicy, transport};
+use crate::telegram::{Attempt, Fence, RetryPolicy, RunnerStopped, transport};
 
 /// How often one call is retried after a 429 before its error is returned.
 const RETRIES_AFTER_429: u32 = 3;
@@ -46,6 +46,10 @@ pub struct Calls {
     retry: RetryPolicy,
     /// Nothing is sent once this node's lease on the bot has ended.
     fence: Fence,
+    /// Nothing more is sent once the runner these calls belong to has stopped ([`Calls::close`]):
+    /// a warning still waiting for its chat's send slot, or a 429's end, is left to the next
+    /// runner (the records are the durable promise) instead of being sent by both.
+    runner: Fence,
 }
 
 impl Calls {
@@ -63,7 +67,19 @@ impl Calls {
             records,
             retry: RetryPolicy::default(),
             fence,
+            runner: Fence::open(),
         }
+    }
+
+    /// The runner stopped: no request made through these calls leaves after this (one already
+    /// written completes).
+    pub fn close(&self) {
+        self.runner.close();
+    }
+
+    /// Whether the runner these calls belong to has stopped.
+    pub fn is_closed(&self) -> bool {
+        !self.runner.holds()
     }
 
     /// The bot, for building requests (never log it: its Debug output holds the token).
@@ -153,6 +169,9 @@ impl Calls {
             // Checked after the wait, right before sending, and while sending: a lease may end
             // while waiting, or the process may be paused between the check and the write.
             self.fence.check()?;
+            if self.is_closed() {
+                return Err(RunnerStopped.into());
+            }
             let started = Instant::now();
             let Attempt {
                 result,

@@ -547,7 +547,11 @@ impl UpdateHandler for Enforcer {
             .remove(&bot_instance_id);
         if let Some(runtime) = removed {
             runtime.health_task.abort();
+            // Nothing more leaves for this runner: what it still had queued (warnings waiting for
+            // a send slot) is owed in the records and the next runner sends it, not both.
+            runtime.calls.close();
         }
+        self.shared.warnings.drop_bot(bot_instance_id);
         self.shared.limiter.forget_bot(bot_instance_id);
     }
 }

@@ -117,6 +117,26 @@ impl From<Fenced> for RequestError {
     }
 }
 
+/// A request not sent because the runner that would have sent it has stopped (the bot was
+/// stopped or restarted): what it still had queued is the next runner's, from the database.
+/// Carried like [`Fenced`], so it counts as weather.
+#[derive(Debug)]
+pub struct RunnerStopped;
+
+impl fmt::Display for RunnerStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not sent: the bot's runner has stopped; its next runner takes over")
+    }
+}
+
+impl std::error::Error for RunnerStopped {}
+
+impl From<RunnerStopped> for RequestError {
+    fn from(stopped: RunnerStopped) -> Self {
+        RequestError::Io(Arc::new(std::io::Error::other(stopped)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ pub mod transport;
 pub mod webhook;
 
 pub use classify::{Failure, Unavailable, classify, is_weather, is_weather_cause};
-pub use fence::{Fence, Fenced};
+pub use fence::{Fence, Fenced, RunnerStopped};
 pub use schema::{ALLOWED, BotContext, BotIdentity, UpdateHandler, endpoint};
 pub use transport::{Attempt, RetryPolicy};
 

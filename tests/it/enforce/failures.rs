@@ -22,6 +22,7 @@ enforce_tests!(
     a_server_error_is_retried_at_once_not_after_ten_seconds,
     an_update_waiting_to_be_retried_is_retried_on_time_without_polling_in_a_loop,
     warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts,
+    a_warning_held_back_when_its_bot_restarts_is_sent_once_by_the_next_runner,
     a_raid_of_500_joins_restricts_everyone_without_a_429,
 );
 enforce_db_tests!(pending_timers_are_carried_out_after_a_restart);
@@ -309,6 +310,21 @@ async fn an_update_waiting_to_be_retried_is_retried_on_time_without_polling_in_a
     world.finish().await;
 }
 
+/// Waits until Telegram has answered the bot's warning with a 429 (the test's fault).
+async fn wait_warning_held_back(world: &Guarded) {
+    let id = world.bot.id;
+    world
+        .sandbox
+        .wait_until(DEADLINE, "the warning is held back", |s| {
+            s.calls(Some(id), Some("sendMessage"))
+                .iter()
+                .any(|c| c.error_code == Some(429))
+                .then_some(())
+        })
+        .await
+        .unwrap();
+}
+
 async fn warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts(
     mut world: Guarded,
 ) {
@@ -324,17 +340,7 @@ async fn warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts
     let gone = world.member("Lou", false);
     world.wait_restricted(held).await;
     world.wait_restricted(gone).await;
-    let id = world.bot.id;
-    world
-        .sandbox
-        .wait_until(DEADLINE, "the warning is held back", |s| {
-            s.calls(Some(id), Some("sendMessage"))
-                .iter()
-                .any(|c| c.error_code == Some(429))
-                .then_some(())
-        })
-        .await
-        .unwrap();
+    wait_warning_held_back(&world).await;
     world.stop().await;
     // While the service is down, one of them leaves: the warning owed to them is not sent.
     world.sandbox.leave(world.group, gone).unwrap();
@@ -349,6 +355,54 @@ async fn warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts
         "a member who left is not named: {text}"
     );
     world.settle().await;
+    assert_eq!(
+        world.bot_messages(world.group).len(),
+        before + 1,
+        "one warning, sent once"
+    );
+    world.finish().await;
+}
+
+async fn a_warning_held_back_when_its_bot_restarts_is_sent_once_by_the_next_runner(
+    mut world: Guarded,
+) {
+    // Telegram holds the warning back while the bot is restarted (the dashboard's restart: the
+    // same process, a new runner).
+    world.fault("sendMessage", FaultKind::RetryAfter { seconds: 4 }, Some(1));
+    world.injected_429s = 1;
+    let before = world.bot_messages(world.group).len();
+    let held = world.member("Kim", false);
+    world.wait_restricted(held).await;
+    wait_warning_held_back(&world).await;
+    world
+        .db
+        .store
+        .request_bot_restart(world.row.id)
+        .await
+        .unwrap();
+    world
+        .wait_event("bot_status", |p| p["state"] == "starting")
+        .await;
+    // The first runner has ended (a restart starts the next one only then).
+    let stopped_at = world.calls("sendMessage").len();
+    world
+        .wait_event("bot_status", |p| p["state"] == "running")
+        .await;
+    assert_eq!(
+        world.calls("sendMessage").len(),
+        stopped_at,
+        "the stopped runner sent nothing more"
+    );
+    let warning = world
+        .wait_bot_message(world.group, before, "the owed warning")
+        .await;
+    assert!(warning.text.unwrap_or_default().contains("Kim"));
+    // Past the 429's end and a retry's pause: the first runner's warning would have gone by now.
+    quiet_period(
+        Duration::from_secs(4),
+        "the stopped runner sends its held-back warning too",
+    )
+    .await;
     assert_eq!(
         world.bot_messages(world.group).len(),
         before + 1,
