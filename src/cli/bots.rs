@@ -41,7 +41,14 @@ pub async fn run(command: BotCommand, settings: &Settings) -> anyhow::Result<()>
             let before = store.bot(id).await?;
             let row = store.request_bot_start(id).await?;
             changed(&store, "bot.enable", &before, &row).await;
-            report(row, "enabled; it starts shortly")
+            if before.is_up() {
+                report(
+                    row,
+                    "already running; nothing changes (`restart` starts it afresh)",
+                )
+            } else {
+                report(row, "enabled; it starts shortly")
+            }
         }
         BotCommand::Disable { id } => {
             let before = store.bot(id).await?;

@@ -32,6 +32,15 @@ pub struct BotRow {
     pub updated_at: i64,
 }
 
+impl BotRow {
+    /// Enabled and starting or running: an admin's "start" changes nothing for it (see
+    /// [`Store::request_bot_start`]).
+    pub fn is_up(&self) -> bool {
+        self.desired_state == DesiredState::Enabled
+            && matches!(self.run_state, RunState::Starting | RunState::Running)
+    }
+}
+
 /// What an admin supplies to add a bot (after `getMe` has vouched for the token).
 #[derive(Debug, Clone)]
 pub struct NewBot {
@@ -162,10 +171,13 @@ impl Store {
     }
 
     /// An admin's "start": enabled, and a new generation, so a bot parked as failed or with an
-    /// invalid token is tried again.
+    /// invalid token (or waiting out a backoff) is tried again now. A bot already enabled and
+    /// starting or running keeps its generation: starting it is not a restart.
     pub async fn request_bot_start(&self, id: i64) -> Result<BotRow, StoreError> {
+        // The CASE reads the row as it was before this update (SQLite and PostgreSQL alike).
         let sql = concat!(
-            "UPDATE bot_instances SET desired_state = 'enabled', config_version = config_version + 1, \
+            "UPDATE bot_instances SET desired_state = 'enabled', config_version = config_version + \
+             CASE WHEN desired_state = 'enabled' AND run_state IN ('starting', 'running') THEN 0 ELSE 1 END, \
              updated_at = $1 WHERE id = $2 RETURNING ",
             columns!()
         );

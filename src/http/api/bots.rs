@@ -432,7 +432,11 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
         Lifecycle::Start => (
             store.request_bot_start(id).await?,
             "bot.start",
-            "the bot will be started",
+            if before.is_up() {
+                "the bot is already running; nothing changes (restart it to start it afresh)"
+            } else {
+                "the bot will be started"
+            },
         ),
         Lifecycle::Stop => (
             store.set_desired_state(id, DesiredState::Disabled).await?,

@@ -88,6 +88,33 @@ async fn a_bot_added_through_the_api_runs_and_follows_stop_start_restart(world: 
         202
     );
     stream.wait_state(id, "running").await;
+    world
+        .wait_bot(id, "running", |b| b["run_state"] == "running")
+        .await;
+    // Starting a bot that runs is not a restart: the answer says so and the runner carries on.
+    let started = world.sandbox.calls(Some(bot.id), Some("getMe")).len();
+    let again = world
+        .post(&format!("/api/v1/bots/{id}/start"), json!({}))
+        .await;
+    assert_eq!(again.status, 202);
+    assert!(
+        again.body["will"]
+            .as_str()
+            .unwrap()
+            .contains("already running"),
+        "{:?}",
+        again.body
+    );
+    quiet_period(
+        Duration::from_millis(1500),
+        "a running bot that was started again restarts",
+    )
+    .await;
+    assert_eq!(
+        world.sandbox.calls(Some(bot.id), Some("getMe")).len(),
+        started,
+        "no new runner introduced itself"
+    );
     let restarts_before = world.get(&format!("/api/v1/bots/{id}")).await.body["restart_count"]
         .as_i64()
         .unwrap();
