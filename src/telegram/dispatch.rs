@@ -89,6 +89,18 @@ fn lock(waiting: &Waiting) -> MutexGuard<'_, HashMap<Key, VecDeque<InHand>>> {
 ///
 /// [`Listener`]: super::polling::Listener
 pub async fn dispatch(
+    updates: impl Stream<Item = Result<Update, RequestError>> + Unpin,
+    handle: Handle,
+    on_error: impl FnMut(RequestError),
+    stopping: CancellationToken,
+) {
+    dispatch_within(&PROCESS_SLOTS, updates, handle, on_error, stopping).await
+}
+
+/// [`dispatch`] with `process` as the process's room for updates in hand (a test's own, so it can
+/// be exhausted without stalling every other test of the binary).
+async fn dispatch_within(
+    process: &'static Semaphore,
     mut updates: impl Stream<Item = Result<Update, RequestError>> + Unpin,
     handle: Handle,
     mut on_error: impl FnMut(RequestError),
@@ -120,7 +132,7 @@ pub async fn dispatch(
         let slot = Slot {
             _bot: bot_slot,
             _process: tokio::select! {
-                permit = PROCESS_SLOTS.acquire() => permit.expect("the semaphore is never closed"),
+                permit = process.acquire() => permit.expect("the semaphore is never closed"),
                 () = stopping.cancelled() => break,
             },
         };
@@ -368,6 +380,45 @@ mod tests {
         assert_eq!(finished.recv().await.unwrap(), 2);
         drop(feed);
         run.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stop_leaves_an_update_waiting_for_room_in_the_process_unhandled() {
+        // A process with no room: every slot is held by other bots' updates.
+        let full: &'static Semaphore = Box::leak(Box::new(Semaphore::new(0)));
+        let (done, mut handled) = mpsc::unbounded_channel();
+        let handle: Handle = Arc::new(move |update: Update| {
+            let done = done.clone();
+            async move {
+                let _ = done.send(update.id.0);
+            }
+            .boxed()
+        });
+        let (_feed, updates) = open_stream(vec![message(1, -100, 1)]);
+        let stopping = CancellationToken::new();
+        let run = tokio::spawn(dispatch_within(
+            full,
+            updates,
+            handle,
+            |_| {},
+            stopping.clone(),
+        ));
+        // The update is read, then waits for room; nothing is handled meanwhile.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(handled.try_recv().is_err(), "handled without room");
+        assert!(!run.is_finished(), "the dispatcher waits for room");
+        stopping.cancel();
+        // The stop ends the dispatcher at once (the stream is still open), the update unhandled:
+        // it stays with Telegram for the next runner.
+        tokio::time::timeout(Duration::from_secs(5), run)
+            .await
+            .expect("the stop is not held up by the full process")
+            .unwrap();
+        assert!(
+            handled.try_recv().is_err(),
+            "the waiting update was handled"
+        );
+        assert_eq!(full.available_permits(), 0, "no room was taken or given");
     }
 
     #[tokio::test]
