@@ -178,6 +178,9 @@ async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
         }
         match send_warning(&batch.group, &batch.missing, batch.why, &batch.members).await {
             Ok(()) => failures = 0,
+            // The runner stopped (its calls refuse to send): the warning is owed to the next
+            // runner, with nothing to wait for or retry here.
+            Err(_) if runtime.calls.is_closed() => return,
             // Telegram was unavailable (5xx after retries, the network, a 429 beyond waiting):
             // the warning is owed still. It goes back in the queue and is sent after a pause.
             Err(error) if error.chain().any(crate::telegram::is_weather_cause) => {
