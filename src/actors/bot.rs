@@ -40,8 +40,8 @@ use crate::telegram::dispatch::dispatch;
 use crate::telegram::polling::{Inbox, Ledger, Listener};
 use crate::telegram::webhook::WebhookListener;
 use crate::telegram::{
-    ALLOWED, BotContext, BotIdentity, Failure, Fence, POLL_TIMEOUT, UpdateHandler, classify,
-    endpoint, transport,
+    ALLOWED, BotContext, BotIdentity, Failure, Fence, POLL_TIMEOUT, TokenWatch, UpdateHandler,
+    classify, endpoint, transport,
 };
 use crate::vault::Vault;
 use crate::webhooks::Webhooks;
@@ -263,6 +263,7 @@ impl BotState {
             }),
             events: state.events.clone(),
             fence: state.fence.clone(),
+            token: TokenWatch::default(),
             join_query: None,
         };
         state.handler.bot_started(&context);
@@ -310,6 +311,7 @@ impl BotState {
     fn start_dispatcher(&mut self, myself: BotRef, context: BotContext) {
         let ledger = Ledger::new();
         self.ledger = Some(ledger.clone());
+        let token = context.token.clone();
         let handle = endpoint(self.handler.clone(), context, ledger.clone());
         let bot = self.bot.clone();
         let reporter = myself.clone();
@@ -350,6 +352,7 @@ impl BotState {
                     return;
                 }
                 let watcher = myself.clone();
+                let refusal_reporter = myself.clone();
                 let on_error = move |error| {
                     // Fails only if this actor already stopped, which is what the message would
                     // have caused.
@@ -386,6 +389,7 @@ impl BotState {
                         }
                     }
                 };
+                let run = until_token_refused(run, token, &refusal_reporter);
                 let outcome = match AssertUnwindSafe(run).catch_unwind().await {
                     Ok(()) => BotMsg::DispatcherExited("stopped".into()),
                     Err(_) => BotMsg::DispatcherExited("panicked".into()),
@@ -453,6 +457,27 @@ impl BotState {
             }
         }
         self.ledger = None;
+    }
+}
+
+/// Runs the dispatcher until it ends; a token Telegram refuses on any of the runner's calls (an
+/// update's, a health check's: see [`TokenWatch`]) stops the bot as `invalid_token` as a refused
+/// poll does, the dispatcher finishing what it took (those updates stay with Telegram).
+async fn until_token_refused(
+    dispatching: impl std::future::Future<Output = ()>,
+    token: TokenWatch,
+    bot: &BotRef,
+) {
+    tokio::pin!(dispatching);
+    tokio::select! {
+        () = &mut dispatching => {}
+        () = token.refused() => {
+            tracing::warn!("Telegram refused the bot's token while it handled updates; stopping it");
+            // Fails only if this actor already stopped, which is what the message would have
+            // caused.
+            let _ = bot.cast(BotMsg::PollingFailed(Failure::InvalidToken));
+            dispatching.await;
+        }
     }
 }
 

@@ -59,7 +59,7 @@ async fn released_already(
                 .shared
                 .checker
                 .check(group.calls(), &view.channels, presser, true)
-                .await;
+                .await?;
             match flows::verdict(view, &outcome) {
                 Verdict::Allowed { .. } => {
                     if actions::finish_release(group, &last, &standing).await? {
@@ -153,7 +153,7 @@ async fn verify(turn: &Turn, query: &CallbackQuery, addressed: Option<&str>) -> 
         .shared
         .checker
         .check(group.calls(), &view.channels, presser, true)
-        .await;
+        .await?;
     match flows::verdict(view, &outcome) {
         Verdict::Allowed { assumed } => {
             let lifted = match actions::lift(&group, chat, presser, EndReason::Verified).await {

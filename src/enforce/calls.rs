@@ -9,12 +9,14 @@ use std::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use teloxide::requests::{HasPayload, Output, Payload};
-use teloxide::{Bot, RequestError};
+use teloxide::{ApiError, Bot, RequestError};
 
 use super::limiter::{Limiter, Scope};
 use super::records::Records;
 use crate::db::{ApiCall, now_ms};
-use crate::telegram::{Attempt, Fence, RetryPolicy, RunnerStopped, transport};
+use crate::telegram::{
+    Attempt, Fence, RetryPolicy, RunnerStopped, TokenRefused, TokenWatch, transport,
+};
 
 /// How often one call is retried after a 429 before its error is returned.
 const RETRIES_AFTER_429: u32 = 3;
@@ -50,6 +52,9 @@ pub struct Calls {
     /// a warning still waiting for its chat's send slot, or a 429's end, is left to the next
     /// runner (the records are the durable promise) instead of being sent by both.
     runner: Fence,
+    /// Fired at the first 401: the token was refused, the runner stops ([`TokenWatch`]), and no
+    /// later call is sent.
+    token: TokenWatch,
 }
 
 impl Calls {
@@ -59,6 +64,7 @@ impl Calls {
         limiter: Arc<Limiter>,
         records: Records,
         fence: Fence,
+        token: TokenWatch,
     ) -> Self {
         Self {
             bot,
@@ -68,6 +74,7 @@ impl Calls {
             retry: RetryPolicy::default(),
             fence,
             runner: Fence::open(),
+            token,
         }
     }
 
@@ -172,6 +179,9 @@ impl Calls {
             if self.is_closed() {
                 return Err(RunnerStopped.into());
             }
+            if self.token.is_refused() {
+                return Err(TokenRefused { method }.into());
+            }
             let started = Instant::now();
             let Attempt {
                 result,
@@ -210,6 +220,11 @@ impl Calls {
                         description: error.to_string(),
                     }
                     .into());
+                }
+                Err(RequestError::Api(ApiError::InvalidToken)) => {
+                    // About the bot, not this request: every call is refused from now on.
+                    self.token.refuse();
+                    return Err(TokenRefused { method }.into());
                 }
                 other => return other,
             }

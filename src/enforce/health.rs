@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
+use teloxide::RequestError;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, ChatMemberKind, ChatMemberUpdated, UserId};
 
@@ -205,7 +206,7 @@ pub async fn check_by_id(shared: &Arc<Shared>, group_id: i64) -> anyhow::Result<
     };
     let view = Arc::new(shared.directory.view(row).await?);
     let group = Turn::new(shared.clone(), runtime, None).in_group(view, None);
-    let found = problems(&group).await;
+    let found = problems(&group).await?;
     store(&group, &found, true).await
 }
 
@@ -228,7 +229,9 @@ pub async fn action_refused(group: &GroupTurn) {
 }
 
 /// What the bot lacks in the group (or protected channel) and its channels, each with the exact fix.
-pub async fn problems(group: &GroupTurn) -> Vec<Problem> {
+/// `Err` when Telegram did not answer (see [`rights`]): nothing is found then, and the stored
+/// health stays as it was.
+pub async fn problems(group: &GroupTurn) -> Result<Vec<Problem>, RequestError> {
     let row = &group.view.group;
     let protected = Protected {
         chat: row.chat_id,
@@ -236,17 +239,17 @@ pub async fn problems(group: &GroupTurn) -> Vec<Problem> {
         channel: row.is_channel(),
         join_requests: group.view.policy.join_requests != JoinRequests::Off,
     };
-    let mut problems = chat_problems(group, &protected).await;
+    let mut problems = chat_problems(group, &protected).await?;
     for channel in &group.view.channels {
         let name = chat_name(channel.username.as_deref(), &channel.title);
         if !matches!(
-            rights(group, channel.chat_id).await,
+            rights(group, channel.chat_id).await?,
             Some(ChatMemberKind::Administrator(_))
         ) {
             problems.push(Problem::ChannelAdmin(name));
         }
     }
-    problems
+    Ok(problems)
 }
 
 /// `@username`, or the title of a chat without one: how fixes name a chat.
@@ -269,18 +272,19 @@ pub struct Protected {
 
 /// What the bot lacks in a protected chat itself: in a group, restricting and deleting (and
 /// inviting when it decides join requests); in a channel, administrator with `can_invite_users`
-/// (Telegram sends `chat_join_request` only to administrators with that right).
-pub async fn chat_problems(turn: &Turn, chat: &Protected) -> Vec<Problem> {
-    let status = rights(turn, chat.chat).await;
+/// (Telegram sends `chat_join_request` only to administrators with that right). `Err` as
+/// [`rights`].
+pub async fn chat_problems(turn: &Turn, chat: &Protected) -> Result<Vec<Problem>, RequestError> {
+    let status = rights(turn, chat.chat).await?;
     if chat.channel {
-        return match status {
+        return Ok(match status {
             Some(ChatMemberKind::Owner(_)) => Vec::new(),
             Some(ChatMemberKind::Administrator(admin)) if admin.can_invite_users => Vec::new(),
             Some(ChatMemberKind::Administrator(_)) => {
                 vec![Problem::InviteUsers(chat.name.clone())]
             }
             _ => vec![Problem::ChannelAdmin(chat.name.clone())],
-        };
+        });
     }
     let basic = chat.chat > -1_000_000_000_000;
     let mut problems = Vec::new();
@@ -306,23 +310,28 @@ pub async fn chat_problems(turn: &Turn, chat: &Protected) -> Vec<Problem> {
         }
         _ => problems.push(Problem::GroupAdmin),
     }
-    problems
+    Ok(problems)
 }
 
-/// The bot's own status in a chat, or `None` if Telegram would not say.
-pub async fn rights(turn: &Turn, chat: i64) -> Option<ChatMemberKind> {
+/// The bot's own status in a chat, or `None` if Telegram refused to say (the chat is not found or
+/// not visible to the bot: it is not there). `Err` when Telegram did not answer at all (weather,
+/// [`crate::telegram::is_weather`]: unreachable, a 429 or 5xx outlasting the retries, the token
+/// refused), which says nothing about the bot's rights: a network outage or a revoked token must
+/// not be stored as "not an administrator" with fixes an administrator cannot make.
+pub async fn rights(turn: &Turn, chat: i64) -> Result<Option<ChatMemberKind>, RequestError> {
     let me = UserId(turn.runtime.me.user_id.max(0) as u64);
     let request = turn.calls().bot().get_chat_member(ChatId(chat), me);
-    turn.calls()
-        .run("getChatMember", None, request)
-        .await
-        .ok()
-        .map(|m| m.kind)
+    match turn.calls().run("getChatMember", None, request).await {
+        Ok(member) => Ok(Some(member.kind)),
+        Err(error) if crate::telegram::is_weather(&error) => Err(error),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Checks one group and records the result; a change is published, a loss announced once.
+/// Telegram not answering is an error, and the stored health stays as it was.
 pub async fn check_group(group: &GroupTurn) -> anyhow::Result<()> {
-    let found = problems(group).await;
+    let found = problems(group).await?;
     store(group, &found, true).await.map(|_| ())
 }
 

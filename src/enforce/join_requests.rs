@@ -81,7 +81,7 @@ pub async fn on_request(
     // them once Telegram answers).
     let outcome = match &query {
         Some(_) => match tokio::time::timeout(QUERY_CHECK_BUDGET, checking).await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => outcome?,
             Err(_) => {
                 tracing::warn!(
                     chat,
@@ -91,7 +91,7 @@ pub async fn on_request(
                 CheckOutcome::missing_all(&group.view.channels)
             }
         },
-        None => checking.await,
+        None => checking.await?,
     };
     let allowed = exempt
         || matches!(
@@ -291,7 +291,7 @@ pub async fn check_again(
         .shared
         .checker
         .check(group.calls(), &group.view.channels, presser, true)
-        .await;
+        .await?;
     match flows::verdict(&group.view, &outcome) {
         Verdict::Allowed { .. } => {
             let decision = match carry_out(turn, &row, true).await {
@@ -340,7 +340,7 @@ pub async fn subscribed(turn: &Turn, user: i64) -> anyhow::Result<()> {
             .shared
             .checker
             .check(group.calls(), &group.view.channels, user, false)
-            .await;
+            .await?;
         if flows::verdict(&group.view, &outcome) != (Verdict::Allowed { assumed: false }) {
             continue;
         }
@@ -383,7 +383,7 @@ pub async fn timed_out(turn: &Turn, id: i64) -> anyhow::Result<()> {
         .shared
         .checker
         .check(group.calls(), &group.view.channels, row.user_id, true)
-        .await;
+        .await?;
     if matches!(
         flows::verdict(&group.view, &outcome),
         Verdict::Allowed { .. }
@@ -541,7 +541,8 @@ pub async fn check_page(
         .shared
         .checker
         .check(group.calls(), &group.view.channels, row.user_id, true)
-        .await;
+        .await
+        .map_err(anyhow::Error::from)?;
     match flows::verdict(&group.view, &outcome) {
         Verdict::Allowed { .. } => {
             let answered = carry_out(&turn, &row, true).await;

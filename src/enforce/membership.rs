@@ -9,7 +9,9 @@
 //!
 //! Subscribed means `creator`, `administrator`, `member`, or `restricted` with `is_member`
 //! (teloxide's `is_present`). An error is never read as "not subscribed": it is retried and, if it
-//! persists, reported as unknown for the group's fail-open/fail-closed setting to decide.
+//! persists, reported as unknown for the group's fail-open/fail-closed setting to decide. An error
+//! that says the bot cannot ask at all (its token refused, its lease or runner ended) is no answer
+//! about anyone: the check fails and the update waits for the bot's next runner.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -221,13 +223,15 @@ impl CheckOutcome {
 
 impl Checker {
     /// Checks `user` against every channel, concurrently. `fresh` skips the cache (the button).
+    /// `Err` when the runner cannot ask Telegram at all ([`crate::telegram::is_halt`]): no answer
+    /// about the member, which the caller leaves for the bot's next runner.
     pub async fn check(
         &self,
         calls: &Calls,
         channels: &[ChannelRow],
         user: i64,
         fresh: bool,
-    ) -> CheckOutcome {
+    ) -> Result<CheckOutcome, teloxide::RequestError> {
         let answers = join_all(
             channels
                 .iter()
@@ -238,7 +242,8 @@ impl Checker {
             cached: true,
             ..CheckOutcome::default()
         };
-        for (channel, (answer, cached)) in channels.iter().zip(answers) {
+        for (channel, answer) in channels.iter().zip(answers) {
+            let (answer, cached) = answer?;
             outcome.cached &= cached;
             match answer {
                 Membership::Subscribed => outcome.subscribed.push(channel.clone()),
@@ -246,13 +251,22 @@ impl Checker {
                 Membership::Unknown(why) => outcome.unknown.push((channel.clone(), why)),
             }
         }
-        outcome
+        Ok(outcome)
     }
 
-    async fn one(&self, calls: &Calls, channel: i64, user: i64, fresh: bool) -> (Membership, bool) {
+    /// One channel's answer and whether it came from the cache; `Err` only when the runner cannot
+    /// ask at all ([`crate::telegram::is_halt`]: a refused token, an ended lease, a stopped
+    /// runner), which is no answer about the member and is never retried.
+    async fn one(
+        &self,
+        calls: &Calls,
+        channel: i64,
+        user: i64,
+        fresh: bool,
+    ) -> Result<(Membership, bool), teloxide::RequestError> {
         if !fresh && let Some(subscribed) = self.cache.get(channel, user).await {
             self.cache.count(true);
-            return (answer(subscribed), true);
+            return Ok((answer(subscribed), true));
         }
         if !fresh {
             self.cache.count(false);
@@ -269,12 +283,13 @@ impl Checker {
                 Ok(member) => {
                     let subscribed = member.kind.is_present();
                     self.cache.put(channel, user, subscribed).await;
-                    return (answer(subscribed), false);
+                    return Ok((answer(subscribed), false));
                 }
+                Err(error) if crate::telegram::is_halt(&error) => return Err(error),
                 Err(error) => last = error.to_string(),
             }
         }
-        (Membership::Unknown(last), false)
+        Ok((Membership::Unknown(last), false))
     }
 }
 

@@ -472,6 +472,7 @@ impl UpdateHandler for Enforcer {
                         shared.limiter.clone(),
                         shared.records.clone(),
                         context.fence.clone(),
+                        context.token.clone(),
                     ),
                     me: context.me.clone(),
                     events: context.events.clone(),
@@ -503,6 +504,7 @@ impl UpdateHandler for Enforcer {
             self.shared.limiter.clone(),
             self.shared.records.clone(),
             context.fence.clone(),
+            context.token.clone(),
         );
         let id = context.bot_instance_id;
         // Owned by the runtime (aborted when the bot stops): first the warnings the bot owes from

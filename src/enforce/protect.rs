@@ -5,6 +5,7 @@
 //! at the door, through join requests, because Telegram lets no one mute a channel's reader.
 
 use serde_json::{Value, json};
+use teloxide::RequestError;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatFullInfo, ChatId, ChatMemberKind, Recipient};
 
@@ -75,10 +76,15 @@ pub fn recipient(text: &str) -> Option<Recipient> {
 }
 
 /// What Telegram says about the chat at `target`; `None` if it will not say (unknown, or the bot
-/// cannot see it).
-pub async fn look_up(turn: &Turn, target: Recipient) -> Option<ChatFullInfo> {
+/// cannot see it); `Err` if Telegram did not answer ([`crate::telegram::is_weather`]).
+pub async fn look_up(turn: &Turn, target: Recipient) -> Result<Option<ChatFullInfo>, RequestError> {
     let request = turn.calls().bot().get_chat(target);
-    turn.calls().run("getChat", None, request).await.ok()
+    match turn.calls().run("getChat", None, request).await {
+        Ok(info) => Ok(Some(info)),
+        // Telegram did not answer: nothing is known of the chat, which is not "unseen".
+        Err(error) if crate::telegram::is_weather(&error) => Err(error),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Protects `chat` with the channels at `targets` (bot `turn`), or says what is missing.
@@ -104,7 +110,7 @@ pub async fn protect(
             username,
         });
     }
-    let mut problems = health::chat_problems(turn, &protected).await;
+    let mut problems = health::chat_problems(turn, &protected).await?;
     let mut channels: Vec<(ChatFullInfo, Option<String>)> = Vec::new();
     let mut asked = Vec::new();
     for target in targets {
@@ -117,7 +123,7 @@ pub async fn protect(
             continue;
         }
         asked.push(label.clone());
-        let Some(info) = look_up(turn, target).await else {
+        let Some(info) = look_up(turn, target).await? else {
             problems.push(Problem::ChannelUnseen(label));
             continue;
         };
@@ -135,7 +141,7 @@ pub async fn protect(
             continue;
         }
         if !matches!(
-            health::rights(turn, info.id.0).await,
+            health::rights(turn, info.id.0).await?,
             Some(ChatMemberKind::Administrator(_))
         ) {
             problems.push(Problem::ChannelAdmin(name));
@@ -295,6 +301,7 @@ pub async fn by_admin(
     }
     let info = look_up(&turn, address)
         .await
+        .map_err(anyhow::Error::from)?
         .ok_or_else(|| ProtectError::Unseen(chat.trim().to_string()))?;
     let chat = Chat::from_info(&info)
         .ok_or_else(|| ProtectError::NotProtectable(chat.trim().to_string()))?;

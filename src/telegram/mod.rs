@@ -9,12 +9,14 @@ pub mod init_data;
 pub mod join_query;
 pub mod polling;
 pub mod progress;
+mod refusal;
 mod schema;
 pub mod transport;
 pub mod webhook;
 
 pub use classify::{Failure, Unavailable, classify, is_weather, is_weather_cause};
 pub use fence::{Fence, Fenced, RunnerStopped};
+pub use refusal::{TokenRefused, TokenWatch, is_halt};
 pub use schema::{ALLOWED, BotContext, BotIdentity, UpdateHandler, endpoint};
 pub use transport::{Attempt, RetryPolicy};
 

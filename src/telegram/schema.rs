@@ -29,6 +29,9 @@ pub struct BotContext {
     pub events: Publisher,
     /// Until when this node may send for the bot (see [`super::Fence`]).
     pub fence: super::Fence,
+    /// Fired by the first of the runner's calls Telegram answers 401: the runner stops as
+    /// `invalid_token` (see [`super::TokenWatch`]).
+    pub token: super::TokenWatch,
     /// For a `chat_join_request` handed to a guard bot: the query it must answer within 10 s
     /// (Bot API 10.1; teloxide's type drops it, see [`super::join_query`]). `None` otherwise.
     pub join_query: Option<String>,

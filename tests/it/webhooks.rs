@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use nezuko::domain::DesiredState;
 use nezuko::vault::{EncryptionKey, Vault};
 use nezuko_sandbox::control::SandboxBot;
+use nezuko_sandbox::faults::{Fault, FaultKind};
 use nezuko_sandbox::model::{Account, AdminRights, ChatKind, Status};
 use nezuko_sandbox::{RunningSandbox, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
@@ -86,6 +87,18 @@ impl World {
     /// [`World::serve`], with `public` (another node's address, as a load balancer in front of
     /// the nodes would be) as its public URL when given.
     async fn serve_behind(&self, role: &str, mode: &str, public: Option<&str>) -> Serving {
+        // Every test here also runs the runners' look at their webhooks, once a second.
+        self.serve_looking(role, mode, public, 1).await
+    }
+
+    /// [`World::serve_behind`], the runners looking at their webhooks every `look_s` seconds.
+    async fn serve_looking(
+        &self,
+        role: &str,
+        mode: &str,
+        public: Option<&str>,
+        look_s: u64,
+    ) -> Serving {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let public = public.map_or_else(|| format!("http://{listen}"), str::to_string);
@@ -97,8 +110,7 @@ impl World {
             ("DATABASE_URL", self.db.url.clone()),
             ("ENCRYPTION_KEY", self.key.expose().to_string()),
             ("BOT_OWNER_TELEGRAM_ID", self.owner.id.to_string()),
-            // Every test here also runs the runners' look at their webhooks, once a second.
-            ("NEZUKO_TELEGRAM__WEBHOOK_CHECK_S", "1".to_string()),
+            ("NEZUKO_TELEGRAM__WEBHOOK_CHECK_S", look_s.to_string()),
         ];
         let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.operator.serve_as(role, &vars).await
@@ -258,6 +270,17 @@ impl World {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Waits for the guard's bot to stop for good as `invalid token`.
+    async fn wait_invalid_token(&self, guard: &Guard) {
+        self.wait_event(guard, "bot_status", |p| {
+            p["state"] == "stopped"
+                && p["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("invalid token"))
+        })
+        .await;
     }
 
     /// Ends the test: the sandbox saw nothing against the Bot API's rules.
@@ -675,20 +698,58 @@ async fn a_webhook_telegram_cannot_reach_is_reported_one_changed_by_hand_is_set_
 
     // A token revoked while no update arrives is seen by the same look: the bot stops for good.
     world.sandbox.revoke_token(guard.bot.id).unwrap();
-    world
-        .wait_event(guard, "bot_status", |p| {
-            p["state"] == "stopped"
-                && p["reason"]
-                    .as_str()
-                    .is_some_and(|r| r.starts_with("invalid token"))
-        })
-        .await;
+    world.wait_invalid_token(guard).await;
 
     let (status, log) = node.terminate().await;
     assert!(status.success());
     assert!(
         log.iter()
             .any(|l| l.contains("Telegram cannot deliver this bot's updates to its webhook")),
+        "{log:#?}"
+    );
+    world.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_while_a_delivered_update_is_handled_stops_the_bot_and_the_update_waits_for_its_next_start()
+ {
+    let world = World::new(TestDb::sqlite().await, 1).await;
+    let guard = &world.guards[0];
+    // The runner looks at its webhook only every 10 minutes here: no poll and no look meets the
+    // revoked token, only the update's own call.
+    let node = world.serve_looking("all", "webhook", None, 600).await;
+    world.wait_webhooks_at(&node.base, &[guard]).await;
+    world.protect(0).await;
+    // The newcomer's membership check is on its way when the owner revokes the token.
+    let taken = world.sandbox.faults_taken();
+    world.sandbox.inject_fault(Fault {
+        bot: Some(guard.bot.id),
+        method: Some("getChatMember".into()),
+        kind: FaultKind::Delay { ms: 1_500 },
+        times: Some(1),
+    });
+    let newcomer = world.newcomer(guard, "Ivo");
+    world
+        .sandbox
+        .wait_until(PATIENCE, "the check reached Telegram", |s| {
+            (s.faults_taken() > taken).then_some(())
+        })
+        .await
+        .unwrap();
+    world.sandbox.revoke_token(guard.bot.id).unwrap();
+    world.wait_invalid_token(guard).await;
+    assert_eq!(world.restricts(guard, newcomer), 0);
+
+    // The token back and the bot started again: the delivered update, kept, is handled then.
+    world.sandbox.restore_token(guard.bot.id).unwrap();
+    world.db.store.request_bot_start(guard.id).await.unwrap();
+    world.wait_restricted(guard, newcomer).await;
+    assert_eq!(world.restricts(guard, newcomer), 1);
+    let (status, log) = node.terminate().await;
+    assert!(status.success());
+    assert!(
+        log.iter()
+            .any(|l| l.contains("Telegram refused the bot's token while it handled updates")),
         "{log:#?}"
     );
     world.finish().await;

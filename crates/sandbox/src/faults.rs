@@ -30,7 +30,8 @@ pub enum FaultKind {
     RetryAfter { seconds: u64 },
     /// A 5xx answer.
     ServerError { status: u16 },
-    /// Answers normally after a delay (nothing is carried out before it).
+    /// Answers normally after a delay (nothing is carried out before it; a token revoked during it
+    /// is refused with 401, as Telegram checks it when the call arrives).
     Delay { ms: u64 },
     /// Carries the call out at once and answers after a delay: the answer is slow on its way back,
     /// so the world (and other clients) see the effect before the caller knows of it.

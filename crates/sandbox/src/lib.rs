@@ -292,7 +292,15 @@ impl Sandbox {
         match fault {
             Some(FaultEffect::Fail(error)) => return Err(Outcome::Refused(error)),
             Some(FaultEffect::Drop) => return Err(Outcome::Dropped),
-            Some(FaultEffect::Delay(delay)) => tokio::time::sleep(delay).await,
+            Some(FaultEffect::Delay(delay)) => {
+                tokio::time::sleep(delay).await;
+                // The delay is the call's way to Telegram: a token revoked meanwhile is refused,
+                // as every call of a logged-out bot is (`Client::get_closing_error`,
+                // tdlib/telegram-bot-api 01a3679: 401 "Unauthorized").
+                if self.world().bots.get(&bot).is_some_and(|b| b.revoked) {
+                    return Err(Outcome::Refused(ApiError::unauthorized()));
+                }
+            }
             Some(FaultEffect::SlowReply(delay)) => slow_reply = Some(delay),
             None => {}
         }

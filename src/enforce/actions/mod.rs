@@ -96,6 +96,9 @@ async fn apply(
     let (bot, chat, user) = (group.bot(), group.chat(), member.user_id);
     let standing = match standing::read(group, chat, user).await {
         Ok(standing) => standing,
+        // Not an answer about the member (Telegram unreachable, the token refused): the update
+        // stays with Telegram and is handled again, rather than confirmed with nothing done.
+        Err(error) if crate::telegram::is_weather(&error) => return Err(error.into()),
         Err(error) => {
             tracing::warn!(bot_instance_id = bot, chat, %error, "cannot read a member's standing; not acting");
             super::health::action_refused(group).await;

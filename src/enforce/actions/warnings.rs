@@ -254,7 +254,13 @@ pub async fn resume_owed(shared: Arc<super::super::Shared>, bot: i64) -> anyhow:
             }
         };
         let still_held = if record.reason == "restricted" && record.restricted_until.is_none() {
-            carry_out_restriction(&group, &record, &standing).await
+            match carry_out_restriction(&group, &record, &standing).await {
+                Ok(held) => held,
+                Err(error) => {
+                    tracing::info!(chat = record.chat_id, %error, "an owed restriction waits: Telegram could not be asked");
+                    continue;
+                }
+            }
         } else {
             match &standing {
                 Standing::Muted { present: true, .. } => standing.is_ours(&record),
@@ -297,12 +303,13 @@ pub async fn resume_owed(shared: Arc<super::super::Shared>, bot: i64) -> anyhow:
 /// allowed: Telegram carried it out, and the record adopts the date Telegram shows. Free and still
 /// missing a channel (asked afresh): the restriction is carried out now. Otherwise (subscribed
 /// meanwhile, gone, banned, limited by an administrator) the record ends. Returns whether the
-/// member is held and owed the warning.
+/// member is held and owed the warning; `Err` when Telegram could not be asked or did not answer
+/// (weather, a refused token), which decides nothing: the record waits for the next start.
 async fn carry_out_restriction(
     group: &GroupTurn,
     record: &RestrictionRow,
     standing: &Standing,
-) -> bool {
+) -> Result<bool, teloxide::RequestError> {
     let (chat, user) = (record.chat_id, record.user_id);
     let held = match standing {
         Standing::Muted {
@@ -324,8 +331,16 @@ async fn carry_out_restriction(
                 .shared
                 .checker
                 .check(group.calls(), &view.channels, user, true)
-                .await;
-            !outcome.missing.is_empty() && super::restrict(group, record, standing).await.is_ok()
+                .await?;
+            if outcome.missing.is_empty() {
+                false
+            } else {
+                match super::restrict(group, record, standing).await {
+                    Ok(()) => true,
+                    Err(error) if crate::telegram::is_weather(&error) => return Err(error),
+                    Err(_) => false,
+                }
+            }
         }
         _ => false,
     };
@@ -345,7 +360,7 @@ async fn carry_out_restriction(
             tracing::warn!(%error, chat, "cannot end a restriction that was never carried out");
         }
     }
-    held
+    Ok(held)
 }
 
 /// The warning's text and keyboard for these members.

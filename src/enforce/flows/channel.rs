@@ -32,11 +32,13 @@ pub async fn left(turn: &Turn, channel: i64, user: &User) -> anyhow::Result<()> 
         let group = turn.in_group(view, None);
         // Present and able to write: anyone else (gone, banned, restricted by an administrator)
         // is left as they are.
-        if !matches!(
-            standing::read(&group, row.chat_id, user_id).await,
-            Ok(Standing::Free { .. })
-        ) || exempt(&group, user).await
-        {
+        let standing = match standing::read(&group, row.chat_id, user_id).await {
+            Ok(standing) => standing,
+            // No answer about the member: the leave is handled again, not passed over.
+            Err(error) if crate::telegram::is_weather(&error) => return Err(error.into()),
+            Err(_) => continue,
+        };
+        if !matches!(standing, Standing::Free { .. }) || exempt(&group, user).await {
             continue;
         }
         group.publish(
@@ -51,7 +53,7 @@ pub async fn left(turn: &Turn, channel: i64, user: &User) -> anyhow::Result<()> 
             .shared
             .checker
             .check(group.calls(), &group.view.channels, user_id, false)
-            .await;
+            .await?;
         if let Verdict::Denied { unconfirmed } = verdict(&group.view, &outcome) {
             let why = if unconfirmed {
                 Why::Unconfirmed
@@ -95,7 +97,7 @@ pub async fn rejoined(turn: &Turn, channel: i64, user: i64) -> anyhow::Result<()
             .shared
             .checker
             .check(group.calls(), &group.view.channels, user, false)
-            .await;
+            .await?;
         if verdict(&group.view, &outcome) != (Verdict::Allowed { assumed: false }) {
             continue;
         }

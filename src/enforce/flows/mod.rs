@@ -322,7 +322,7 @@ async fn check_and_act(
         .shared
         .checker
         .check(group.calls(), &view.channels, member.user_id, false)
-        .await;
+        .await?;
     if outcome.cached && !outcome.missing.is_empty() && why == Why::Joined {
         // A newcomer's "not subscribed" from the cache is confirmed with Telegram before they are
         // held back: they may have joined the channel a moment before the group, its update not
@@ -332,7 +332,7 @@ async fn check_and_act(
             .shared
             .checker
             .check(group.calls(), &view.channels, member.user_id, true)
-            .await;
+            .await?;
     }
     if outcome.unknown.iter().any(|(_, why)| unreadable(why)) {
         // The bot cannot read a channel's members: health says so now, not at the next probe.

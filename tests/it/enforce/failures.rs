@@ -23,6 +23,7 @@ enforce_tests!(
     an_update_waiting_to_be_retried_is_retried_on_time_without_polling_in_a_loop,
     warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts,
     a_warning_held_back_when_its_bot_restarts_is_sent_once_by_the_next_runner,
+    a_token_revoked_while_an_update_is_handled_stops_the_bot_and_leaves_the_update_to_its_next_start,
     a_raid_of_500_joins_restricts_everyone_without_a_429,
 );
 enforce_db_tests!(pending_timers_are_carried_out_after_a_restart);
@@ -408,6 +409,68 @@ async fn a_warning_held_back_when_its_bot_restarts_is_sent_once_by_the_next_runn
         before + 1,
         "one warning, sent once"
     );
+    world.finish().await;
+}
+
+async fn a_token_revoked_while_an_update_is_handled_stops_the_bot_and_leaves_the_update_to_its_next_start(
+    world: Guarded,
+) {
+    // The membership check of a newcomer is on its way to Telegram when the owner revokes the
+    // token in BotFather: Telegram answers it 401, as it does every call from then on.
+    let taken = world.sandbox.faults_taken();
+    world.fault("getChatMember", FaultKind::Delay { ms: 1_500 }, Some(1));
+    let newcomer = world.member("Ivo", false);
+    world.wait_fault_taken(taken).await;
+    world.sandbox.revoke_token(world.bot.id).unwrap();
+    let stopped = eventually("the bot stops as invalid_token", DEADLINE, async || {
+        let row = world.db.store.bot(world.row.id).await.unwrap();
+        match row.run_reason_code.as_deref() {
+            Some("invalid_token") if row.run_state.as_str() == "stopped" => Ok(row),
+            _ => Err((row.run_state, row.run_reason)),
+        }
+    })
+    .await;
+    // Past the held call's answer: whatever the runner would do with it is done.
+    quiet_period(
+        Duration::from_secs(2),
+        "the refused check is read as an answer",
+    )
+    .await;
+    // Nothing was decided on an answer Telegram never gave: no pass assumed by the fail-open
+    // default, no record, no "missing rights" for the group (the 401 is about the token).
+    assert!(
+        world
+            .verifications()
+            .await
+            .iter()
+            .all(|v| v.user_id != newcomer),
+        "a verification was recorded on a refused check: {:?}",
+        world.verifications().await
+    );
+    assert_eq!(world.group_row().await.health, "ok");
+    assert!(matches!(
+        world.sandbox.member(world.group, newcomer),
+        Status::Member
+    ));
+    // The owner puts the token back and starts the bot: the join is handled then.
+    world.sandbox.restore_token(world.bot.id).unwrap();
+    assert_eq!(stopped.restart_count, 0, "a refused token is not retried");
+    world
+        .db
+        .store
+        .request_bot_start(world.row.id)
+        .await
+        .unwrap();
+    world.wait_restricted(newcomer).await;
+    world
+        .sandbox
+        .wait_until(DEADLINE, "the newcomer's warning", |s| {
+            s.transcript(world.group).into_iter().find(|m| {
+                m.from == world.bot.id && m.text.as_deref().is_some_and(|t| t.contains("Ivo"))
+            })
+        })
+        .await
+        .unwrap();
     world.finish().await;
 }
 

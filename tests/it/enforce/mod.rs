@@ -284,6 +284,17 @@ impl Guarded {
             .unwrap()
     }
 
+    /// Waits until the sandbox's injected faults have acted on more than `taken` calls (a call held
+    /// by a `Delay` has reached Telegram).
+    pub async fn wait_fault_taken(&self, taken: u64) {
+        self.sandbox
+            .wait_until(DEADLINE, "the held call reached Telegram", |s| {
+                (s.faults_taken() > taken).then_some(())
+            })
+            .await
+            .unwrap();
+    }
+
     pub async fn wait_restricted(&self, user: i64) {
         self.wait_status(self.group, user, "the member is restricted", |s| {
             matches!(s, Status::Restricted { .. })
