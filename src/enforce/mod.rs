@@ -174,8 +174,9 @@ pub struct Shared {
     /// unnoted restriction) never both find the member free and both restrict.
     member_locks: moka::sync::Cache<(i64, i64, i64), Arc<tokio::sync::Mutex<()>>>,
     /// (bot, chat, warning's message id) → held while the warning is written again or deleted,
-    /// holding whether it was deleted (see `actions::warnings`).
-    warning_locks: moka::sync::Cache<(i64, i64, i64), Arc<tokio::sync::Mutex<bool>>>,
+    /// holding what became of it (see `actions::warnings`).
+    warning_locks:
+        moka::sync::Cache<(i64, i64, i64), Arc<tokio::sync::Mutex<actions::WarningState>>>,
     warnings: actions::WarningQueue,
     /// (bot, chat) whose permissions were checked after a refusal in the last half minute.
     health_checked: moka::sync::Cache<(i64, i64), ()>,
@@ -286,8 +287,19 @@ impl Enforcer {
         })
     }
 
-    /// Writes every queued record (call before the process exits).
+    /// Waits for the warnings on their way to be recorded (at most [`SENT_RECORDED_WAIT`]), then
+    /// writes every queued record (call after the bots stopped, before the process exits).
     pub async fn flush(&self) {
+        // A warning sent as the service stops gets its id stored while the database is open: the
+        // next start would otherwise find it owed and warn the members again.
+        if tokio::time::timeout(SENT_RECORDED_WAIT, self.shared.warnings.all_recorded())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "a warning was still on its way at shutdown; its members may be warned again at the next start"
+            );
+        }
         self.shared.records.flush(Duration::from_secs(5)).await;
     }
 
@@ -375,6 +387,10 @@ impl Drop for Enforcer {
 /// see what Nezuko last knew about someone.
 const MEMBERSHIP_KEPT: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a stopping service waits for warnings on their way to be recorded: within the 10 s a
+/// service manager gives after SIGTERM, most of which the bots' own stop may take.
+const SENT_RECORDED_WAIT: Duration = Duration::from_secs(3);
+
 /// Warms the membership cache with what the last run learned, then deletes answers older than
 /// [`MEMBERSHIP_KEPT`] every hour. A database that does not answer at start is asked again shortly
 /// (the cache fills from Telegram meanwhile).
@@ -419,18 +435,16 @@ impl Shared {
             .await
     }
 
-    /// Waits for a warning's lock (see `warning_locks`); the guard holds whether the warning was
-    /// deleted.
+    /// Waits for a warning's lock (see `warning_locks`); the guard holds what became of the
+    /// warning (deleted, or whom it was last written to name).
     pub async fn hold_warning(
         &self,
         bot: i64,
         chat: i64,
         message_id: i64,
-    ) -> tokio::sync::OwnedMutexGuard<bool> {
+    ) -> tokio::sync::OwnedMutexGuard<actions::WarningState> {
         self.warning_locks
-            .get_with((bot, chat, message_id), || {
-                Arc::new(tokio::sync::Mutex::new(false))
-            })
+            .get_with((bot, chat, message_id), Default::default)
             .lock_owned()
             .await
     }

@@ -71,11 +71,12 @@ async fn carry_out(shared: &Arc<Shared>, timer: &TimerRow) -> anyhow::Result<()>
                 // written again or deleted by one path at a time, and the members it named who
                 // verify, leave or are lifted later must not have it edited or deleted again
                 // (Telegram answers 400 "message to edit/delete not found").
-                let mut deleted = shared
+                let mut warning = shared
                     .hold_warning(timer.bot_instance_id, timer.chat_id, message_id)
                     .await;
-                if !*deleted {
-                    *deleted = say::delete_message(&turn, timer.chat_id, message_id as i32).await;
+                if !warning.deleted {
+                    warning.deleted =
+                        say::delete_message(&turn, timer.chat_id, message_id as i32).await;
                 }
             }
             Ok(())

@@ -12,7 +12,7 @@ use teloxide::payloads::UnbanChatMemberSetters;
 use teloxide::prelude::Requester;
 use teloxide::types::{ChatId, ChatPermissions, UserId};
 
-pub use self::warnings::{WarningQueue, resume_owed};
+pub use self::warnings::{WarningQueue, WarningState, resume_owed};
 use super::context::{GroupTurn, Turn};
 use super::deadline::{UntilDate, ban_request, now_s, restrict_request};
 use super::policy::Action;

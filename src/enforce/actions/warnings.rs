@@ -29,6 +29,19 @@ const NAMES_PER_WARNING: usize = 25;
 /// (bot, group, topic, text, missing channels).
 type BatchKey = (i64, i64, Option<i32>, &'static str, Vec<i64>);
 
+/// What became of a sent warning, as the process last left it (kept under its lock,
+/// `Shared::hold_warning`).
+#[derive(Debug, Default)]
+pub struct WarningState {
+    /// Deleted (by Nezuko, or found gone): never edited or deleted again.
+    pub deleted: bool,
+    /// The members it was last written again to name (user ids, in order); empty until then. A
+    /// rewrite that would name the same is not sent: when several named members verify at once,
+    /// the first rewrite already drops them all, and Telegram would answer the others 400
+    /// "message is not modified", each costing the chat a send slot.
+    pub named: Vec<i64>,
+}
+
 struct Batch {
     group: GroupTurn,
     missing: Vec<ChannelRow>,
@@ -41,6 +54,11 @@ struct Batch {
 #[derive(Default)]
 pub struct WarningQueue {
     pending: Mutex<HashMap<BatchKey, Batch>>,
+    /// Per bot, the warnings on their way: a send holds its bot's lock shared from its request
+    /// until the message's id is stored. Whoever must find every sent warning recorded (the next
+    /// runner's [`resume_owed`], a shutdown before the database closes) takes it exclusively;
+    /// otherwise a warning sent as its runner stopped was sent again by the next one.
+    sending: Mutex<HashMap<i64, Arc<tokio::sync::RwLock<()>>>>,
 }
 
 impl WarningQueue {
@@ -131,6 +149,34 @@ impl WarningQueue {
             .retain(|key, _| key.0 != bot_instance_id);
     }
 
+    fn sending_lock(&self, bot_instance_id: i64) -> Arc<tokio::sync::RwLock<()>> {
+        self.sending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(bot_instance_id)
+            .or_default()
+            .clone()
+    }
+
+    /// Resolves once every warning of the bot already on its way is recorded (or failed).
+    pub async fn recorded(&self, bot_instance_id: i64) {
+        drop(self.sending_lock(bot_instance_id).write_owned().await);
+    }
+
+    /// Resolves once every warning already on its way, of any bot, is recorded (or failed).
+    pub async fn all_recorded(&self) {
+        let locks: Vec<_> = self
+            .sending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for lock in locks {
+            drop(lock.write_owned().await);
+        }
+    }
+
     fn drop_key(&self, key: &BatchKey) {
         self.pending
             .lock()
@@ -208,6 +254,11 @@ async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
 /// failure in a row, up to ten times this.
 const WEATHER_PAUSE: Duration = Duration::from_secs(2);
 
+/// How long a starting runner waits for its last runner's warnings on their way to be recorded: a
+/// send is one request (`sendMessage` answers within seconds, a 429 is waited out in the queue
+/// before it), and a database write.
+const SENT_RECORDED_WAIT: Duration = Duration::from_secs(10);
+
 /// Records are owed warnings at most this many at a time when a bot starts.
 const OWED_AT_START: i64 = 5_000;
 
@@ -229,12 +280,29 @@ pub async fn resume_owed(shared: Arc<super::super::Shared>, bot: i64) -> anyhow:
     let Some(runtime) = runtime else {
         return Ok(0);
     };
+    // A warning the last runner was sending as it stopped is recorded first, or it is owed twice.
+    if tokio::time::timeout(SENT_RECORDED_WAIT, shared.warnings.recorded(bot))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            bot_instance_id = bot,
+            "a warning of the last runner is still on its way; owed warnings are read without it"
+        );
+    }
     let owed = shared
         .store
         .unwarned_restrictions(bot, OWED_AT_START)
         .await?;
     let mut queued = 0;
+    // Queued together, up to a warning's worth at a time: each member's standing is a call to
+    // Telegram, and queued one by one the first would go out alone before the next was read
+    // (6 owed members made 3 messages).
+    let mut ready: Vec<(GroupTurn, i64, Member, Vec<ChannelRow>, Why)> = Vec::new();
     for record in owed {
+        if ready.len() >= NAMES_PER_WARNING {
+            queued += queue_owed(&shared, ready.drain(..));
+        }
         let Some(view) = shared.directory.group(bot, record.chat_id).await? else {
             continue;
         };
@@ -290,12 +358,25 @@ pub async fn resume_owed(shared: Arc<super::super::Shared>, bot: i64) -> anyhow:
                 .clone()
                 .unwrap_or_else(|| "member".into()),
         };
+        ready.push((group, record.id, member, missing, why));
+    }
+    queued += queue_owed(&shared, ready.drain(..));
+    Ok(queued)
+}
+
+/// Queues owed warnings (see [`resume_owed`]); returns how many.
+fn queue_owed(
+    shared: &super::super::Shared,
+    ready: impl Iterator<Item = (GroupTurn, i64, Member, Vec<ChannelRow>, Why)>,
+) -> usize {
+    let mut queued = 0;
+    for (group, record, member, missing, why) in ready {
         shared
             .warnings
-            .enqueue(&group, record.id, &member, &missing, why);
+            .enqueue(&group, record, &member, &missing, why);
         queued += 1;
     }
-    Ok(queued)
+    queued
 }
 
 /// A restriction recorded but never confirmed: the process stopped between writing the record
@@ -424,6 +505,8 @@ async fn record_sent_warning(
     text: String,
     keyboard: teloxide::types::InlineKeyboardMarkup,
 ) -> anyhow::Result<()> {
+    let sending = group.shared.warnings.sending_lock(group.bot());
+    let on_its_way = sending.read().await;
     let message_id = say(group, text, Some(keyboard), group.view.policy.warning_ttl_s).await?;
     let ids: Vec<i64> = members.iter().map(|(id, _)| *id).collect();
     let earlier = group
@@ -432,6 +515,7 @@ async fn record_sent_warning(
         .set_warning_message(&ids, i64::from(message_id))
         .await
         .with_context(|| format!("warning {message_id} was sent, but not recorded"))?;
+    drop(on_its_way);
     // A member warned again (a new offence, a retried action) is named by this warning only: the
     // earlier one drops them, and goes when it names nobody.
     for earlier in earlier {
@@ -483,8 +567,8 @@ async fn rewrite(
     // read the other still named (two edits, the staler possibly landing last) or both read
     // nobody left (deleteMessage twice, the second answered 400 "message to delete not found":
     // seen in `nezuko bench verify`'s `deleted_twice`).
-    let mut deleted = turn.shared.hold_warning(turn.bot(), chat, message_id).await;
-    if *deleted {
+    let mut warning = turn.shared.hold_warning(turn.bot(), chat, message_id).await;
+    if warning.deleted {
         return Ok(());
     }
     let view = turn.shared.directory.group(turn.bot(), chat).await?;
@@ -498,7 +582,7 @@ async fn rewrite(
             .message_deletion_done(turn.bot(), chat, message_id)
             .await?
     {
-        *deleted = true;
+        warning.deleted = true;
         return Ok(());
     }
     let remaining: Vec<RestrictionRow> = turn
@@ -510,9 +594,9 @@ async fn rewrite(
         .filter(|r| Some(r.id) != except)
         .collect();
     if remaining.is_empty() {
-        *deleted = delete_message(turn, chat, message_id as i32).await;
+        warning.deleted = delete_message(turn, chat, message_id as i32).await;
         // Its deletion timer would ask again.
-        if *deleted && expiring {
+        if warning.deleted && expiring {
             turn.shared
                 .store
                 .cancel_message_deletion(turn.bot(), chat, message_id)
@@ -540,6 +624,10 @@ async fn rewrite(
             (r.user_id, name)
         })
         .collect();
+    let ids: Vec<i64> = named.iter().map(|(user, _)| *user).collect();
+    if warning.named == ids {
+        return Ok(());
+    }
     let (text, keyboard) = compose(&view, &missing, &template, &named);
     let request = turn
         .calls()
@@ -547,12 +635,15 @@ async fn rewrite(
         .edit_message_text(ChatId(chat), MessageId(message_id as i32), text)
         .parse_mode(ParseMode::Html)
         .reply_markup(keyboard);
-    if let Err(error) = turn
+    match turn
         .calls()
         .run("editMessageText", Target::chat(chat), request)
         .await
     {
-        tracing::debug!(chat, message_id, %error, "a warning could not be written again");
+        Ok(_) => warning.named = ids,
+        Err(error) => {
+            tracing::debug!(chat, message_id, %error, "a warning could not be written again")
+        }
     }
     Ok(())
 }

@@ -374,6 +374,17 @@ async fn a_warning_naming_many_is_deleted_once_when_they_all_subscribe_at_once(w
             .count();
         assert_eq!(asked, 1, "warning {} deleted once", warning.message_id);
     }
+    // Nor written again to what it already said (two rewrites both finding the same members left).
+    let unchanged: Vec<_> = world
+        .calls("editMessageText")
+        .into_iter()
+        .filter(|c| {
+            c.description
+                .as_deref()
+                .is_some_and(|d| d.contains("message is not modified"))
+        })
+        .collect();
+    assert!(unchanged.is_empty(), "{unchanged:?}");
     world.finish().await;
 }
 
