@@ -6,6 +6,7 @@ use super::super::actions::{self, Lifted, Member, Why};
 use super::super::context::Turn;
 use super::super::standing::{self, Standing};
 use super::{Verdict, exempt, to_name, verdict};
+use crate::db::RestrictionRow;
 use crate::domain::{EndReason, EventKind, Outcome};
 
 /// A member left a channel: in each of this bot's groups that require it where they are known to be
@@ -89,7 +90,9 @@ pub async fn rejoined(turn: &Turn, channel: i64, user: i64) -> anyhow::Result<()
         else {
             continue;
         };
-        if !view.policy.restore_on_rejoin {
+        // Off, the member lifts it with the warning's button; once `warning_ttl_s` has deleted
+        // that warning there is no button left to press, and rejoining lifts it after all.
+        if !view.policy.restore_on_rejoin && !button_gone(turn, &record).await? {
             continue;
         }
         let group = turn.in_group(view, None);
@@ -108,4 +111,18 @@ pub async fn rejoined(turn: &Turn, channel: i64, user: i64) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+/// Whether the warning that named the member (and carried their button) was deleted by its
+/// deletion timer (`warning_ttl_s`) while they were still held.
+async fn button_gone(turn: &Turn, record: &RestrictionRow) -> anyhow::Result<bool> {
+    let Some(message_id) = record.warning_message_id else {
+        // Not sent yet: it is owed, and comes with its button.
+        return Ok(false);
+    };
+    Ok(turn
+        .shared
+        .store
+        .message_deletion_done(turn.bot(), record.chat_id, message_id)
+        .await?)
 }

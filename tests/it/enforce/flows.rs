@@ -16,6 +16,7 @@ enforce_tests!(
     a_member_muted_by_an_admin_is_never_unmuted_by_the_button,
     leaving_the_channel_revokes_the_right_to_speak_and_rejoining_restores_it,
     after_leaving_without_auto_restore_the_button_restores,
+    without_auto_restore_rejoining_restores_once_the_warning_and_its_button_expired,
     names_are_escaped_in_warnings,
     a_warning_naming_many_is_deleted_once_when_they_all_subscribe_at_once,
     a_warning_removed_early_leaves_no_deletion_timer_behind,
@@ -290,6 +291,19 @@ async fn after_leaving_without_auto_restore_the_button_restores(world: Guarded) 
     world.finish().await;
 }
 
+async fn without_auto_restore_rejoining_restores_once_the_warning_and_its_button_expired(
+    world: Guarded,
+) {
+    world
+        .set_policy(json!({ "restore_on_rejoin": false, "warning_ttl_s": 1 }))
+        .await;
+    let (user, _) = world.warned_until_it_expires("Rhea").await;
+    // No button left to press: joining the channel is what lifts the restriction.
+    world.sandbox.join(world.channel, user).unwrap();
+    world.wait_free(user).await;
+    world.finish().await;
+}
+
 async fn names_are_escaped_in_warnings(world: Guarded) {
     let before = world.bot_messages(world.group).len();
     let user = world.member("<b>Eve</b> & co", false);
@@ -392,15 +406,7 @@ async fn a_warning_its_timer_deleted_is_left_alone_when_its_member_verifies(worl
     world
         .set_policy(json!({ "warning_ttl_s": 1, "restore_on_rejoin": true }))
         .await;
-    let before = world.bot_messages(world.group).len();
-    let user = world.member("Tilda", false);
-    world.wait_restricted(user).await;
-    let warning = world
-        .wait_bot_message(world.group, before, "the warning")
-        .await;
-    world
-        .wait_deleted(world.group, warning.message_id, "the warning expires")
-        .await;
+    let (user, warning) = world.warned_until_it_expires("Tilda").await;
     // Subscribing lifts the member; the warning naming them is already gone.
     world.sandbox.join(world.channel, user).unwrap();
     world.wait_free(user).await;

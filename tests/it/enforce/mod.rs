@@ -284,6 +284,20 @@ impl Guarded {
             .unwrap()
     }
 
+    /// A newcomer `name`, not subscribed, is restricted and warned, and the warning expires (the
+    /// group's `warning_ttl_s`); returns the member and the warning.
+    pub async fn warned_until_it_expires(&self, name: &str) -> (i64, TranscriptEntry) {
+        let before = self.bot_messages(self.group).len();
+        let user = self.member(name, false);
+        self.wait_restricted(user).await;
+        let warning = self
+            .wait_bot_message(self.group, before, "the warning")
+            .await;
+        self.wait_deleted(self.group, warning.message_id, "the warning expires")
+            .await;
+        (user, warning)
+    }
+
     /// Waits until the sandbox's injected faults have acted on more than `taken` calls (a call held
     /// by a `Delay` has reached Telegram).
     pub async fn wait_fault_taken(&self, taken: u64) {
