@@ -2,7 +2,8 @@
 //! fall due (auto-deletes, grace checks, ends of temporary restrictions), including those scheduled
 //! before a restart. See `db/timers.rs` for the lease that keeps two processes from doing one twice.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use tracing::Instrument;
 
@@ -20,25 +21,80 @@ const BATCH: i64 = 500;
 /// After this many failed attempts a timer is given up (and logged).
 const MAX_ATTEMPTS: i64 = 5;
 
+/// Chats whose timers are carried out at once, at most. A chat's timers run in order; chats run
+/// side by side, so one chat's slow timer (a deletion waiting for its warning's lock, or a 429's
+/// `retry_after` on `deleteMessage`) holds up neither another chat's nor another bot's.
+const CHATS_AT_ONCE: usize = 64;
+
 pub async fn run(shared: Arc<Shared>) {
+    let busy = Busy::default();
     loop {
         tokio::time::sleep(shared.options.timer_poll).await;
-        if let Err(error) = run_due(&shared).await {
+        if let Err(error) = run_due(&shared, &busy).await {
             tracing::warn!(%error, "the timer runner could not read due timers; retrying");
         }
     }
 }
 
-/// Carries out every due timer of the running bots; returns how many it handled.
-pub async fn run_due(shared: &Arc<Shared>) -> anyhow::Result<usize> {
+/// (bot, chat) whose timers are being carried out now.
+type Busy = Arc<Mutex<HashSet<(i64, i64)>>>;
+
+/// Starts carrying out the due timers of the running bots, chat by chat, skipping the chats
+/// still busy with earlier ones (their timers are due still and taken at a later poll); returns
+/// how many chats it started.
+async fn run_due(shared: &Arc<Shared>, busy: &Busy) -> anyhow::Result<usize> {
     let bots = shared.running_bots();
     let due = shared.store.due_timers(&bots, now_ms(), BATCH).await?;
-    let mut handled = 0;
+    let mut chats: Vec<((i64, i64), Vec<TimerRow>)> = Vec::new();
     for timer in due {
+        let key = (timer.bot_instance_id, timer.chat_id);
+        match chats.iter_mut().find(|(chat, _)| *chat == key) {
+            Some((_, timers)) => timers.push(timer),
+            None => chats.push((key, vec![timer])),
+        }
+    }
+    let mut started = 0;
+    for (key, timers) in chats {
+        {
+            let mut busy = busy.lock().unwrap_or_else(|p| p.into_inner());
+            if busy.len() >= CHATS_AT_ONCE || !busy.insert(key) {
+                continue;
+            }
+        }
+        started += 1;
+        let (shared, busy) = (shared.clone(), busy.clone());
+        tokio::spawn(async move {
+            // Freed however the task ends, a panic included: a chat is never left busy for good.
+            let _free = Free { busy, key };
+            if let Err(error) = run_chat(&shared, timers).await {
+                tracing::warn!(bot_instance_id = key.0, chat = key.1, %error, "the timer runner could not store a timer's progress; retrying");
+            }
+        });
+    }
+    Ok(started)
+}
+
+/// Marks a chat no longer busy when dropped.
+struct Free {
+    busy: Busy,
+    key: (i64, i64),
+}
+
+impl Drop for Free {
+    fn drop(&mut self) {
+        self.busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.key);
+    }
+}
+
+/// Carries out one chat's due timers in order.
+async fn run_chat(shared: &Arc<Shared>, timers: Vec<TimerRow>) -> anyhow::Result<()> {
+    for timer in timers {
         if !shared.store.lease_timer(&timer, LEASE_MS).await? {
             continue;
         }
-        handled += 1;
         // In the bot's span, like its updates: what the timer logs is filed under the bot.
         let span = tracing::info_span!("bot", bot_instance_id = timer.bot_instance_id);
         match carry_out(shared, &timer).instrument(span).await {
@@ -54,7 +110,7 @@ pub async fn run_due(shared: &Arc<Shared>) -> anyhow::Result<usize> {
             }
         }
     }
-    Ok(handled)
+    Ok(())
 }
 
 async fn carry_out(shared: &Arc<Shared>, timer: &TimerRow) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use nezuko_sandbox::faults::FaultKind;
-use nezuko_sandbox::model::{AdminRights, Status};
+use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
 use serde_json::json;
 
 use super::{DEADLINE, Guarded, enforce_db_tests, enforce_tests, quick_options};
@@ -26,6 +26,7 @@ enforce_tests!(
     a_warning_held_back_when_its_bot_restarts_is_sent_once_by_the_next_runner,
     a_token_revoked_while_an_update_is_handled_stops_the_bot_and_leaves_the_update_to_its_next_start,
     a_raid_of_500_joins_restricts_everyone_without_a_429,
+    a_deletion_held_up_in_one_group_holds_up_no_other_group,
 );
 enforce_db_tests!(pending_timers_are_carried_out_after_a_restart);
 
@@ -602,5 +603,63 @@ async fn pending_timers_are_carried_out_after_a_restart(db: TestDb) {
         )
         .await
         .unwrap();
+    world.finish().await;
+}
+
+async fn a_deletion_held_up_in_one_group_holds_up_no_other_group(world: Guarded) {
+    world.set_policy(json!({ "warning_ttl_s": 1 })).await;
+    // A second group guarded by the same bot, its warnings expiring too.
+    let second = world.chat(ChatKind::Supergroup, "Second", None);
+    world.settle().await;
+    let sent = world
+        .sandbox
+        .send(second, world.owner.id, "/protect @news")
+        .unwrap();
+    world
+        .wait_bot_text(second, sent, "the answer to /protect", |_| true)
+        .await;
+    let row = world
+        .db
+        .store
+        .group_by_chat(world.row.id, second)
+        .await
+        .unwrap()
+        .expect("the second group is stored");
+    world
+        .db
+        .store
+        .set_group_policy(row.id, &json!({ "warning_ttl_s": 1 }))
+        .await
+        .unwrap();
+    world.enforcer().invalidate_group(world.row.id, second);
+    world.settle().await;
+    // The first group's warning expires, and Telegram holds its deletion up.
+    let taken = world.sandbox.faults_taken();
+    world.fault("deleteMessage", FaultKind::Delay { ms: 8_000 }, Some(1));
+    let first_before = world.bot_messages(world.group).len();
+    let first = world.member("Uma", false);
+    world.wait_restricted(first).await;
+    let held = world
+        .wait_bot_message(world.group, first_before, "the first warning")
+        .await;
+    // Its deletion is held up.
+    world.wait_fault_taken(taken).await;
+    // Meanwhile a warning in the second group expires and goes.
+    let before = world.bot_messages(second).len();
+    let newcomer = world.user("Vic");
+    world.sandbox.join(second, newcomer).unwrap();
+    let warning = world
+        .wait_bot_message(second, before, "the second warning")
+        .await;
+    world
+        .wait_deleted(second, warning.message_id, "the second warning expires")
+        .await;
+    assert!(
+        !world.bot_messages(world.group)[first_before].deleted,
+        "the first warning's deletion is still held up"
+    );
+    world
+        .wait_deleted(world.group, held.message_id, "the first warning goes too")
+        .await;
     world.finish().await;
 }
