@@ -39,6 +39,12 @@ impl BotRow {
         self.desired_state == DesiredState::Enabled
             && matches!(self.run_state, RunState::Starting | RunState::Running)
     }
+
+    /// Asked to stay stopped, and no runner left: a stop changes nothing.
+    pub fn is_down(&self) -> bool {
+        self.desired_state == DesiredState::Disabled
+            && matches!(self.run_state, RunState::Stopped | RunState::Failed)
+    }
 }
 
 /// What an admin supplies to add a bot (after `getMe` has vouched for the token).

@@ -78,7 +78,9 @@ pub fn routes() -> Vec<Route> {
             "Do not run the bot",
             |c| Box::pin(lifecycle(c, Lifecycle::Stop)),
         )
-        .returns::<Accepted>(StatusCode::ACCEPTED),
+        .returns::<Accepted>(StatusCode::ACCEPTED)
+        // Nothing to carry out (already in that state): the same body, answered 200.
+        .returns::<Accepted>(StatusCode::OK),
         Route::new(
             Method::POST,
             "/api/v1/bots/{id}/start",
@@ -86,7 +88,9 @@ pub fn routes() -> Vec<Route> {
             "Start the bot, retrying a parked one",
             |c| Box::pin(lifecycle(c, Lifecycle::Start)),
         )
-        .returns::<Accepted>(StatusCode::ACCEPTED),
+        .returns::<Accepted>(StatusCode::ACCEPTED)
+        // Nothing to carry out (already in that state): the same body, answered 200.
+        .returns::<Accepted>(StatusCode::OK),
         Route::new(
             Method::POST,
             "/api/v1/bots/{id}/stop",
@@ -94,7 +98,9 @@ pub fn routes() -> Vec<Route> {
             "Stop the bot",
             |c| Box::pin(lifecycle(c, Lifecycle::Stop)),
         )
-        .returns::<Accepted>(StatusCode::ACCEPTED),
+        .returns::<Accepted>(StatusCode::ACCEPTED)
+        // Nothing to carry out (already in that state): the same body, answered 200.
+        .returns::<Accepted>(StatusCode::OK),
         Route::new(
             Method::POST,
             "/api/v1/bots/{id}/restart",
@@ -441,7 +447,11 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
         Lifecycle::Stop => (
             store.set_desired_state(id, DesiredState::Disabled).await?,
             "bot.stop",
-            "the bot will be stopped after its in-flight updates finish",
+            if before.is_down() {
+                "the bot is already stopped; nothing changes"
+            } else {
+                "the bot will be stopped after its in-flight updates finish"
+            },
         ),
         Lifecycle::Restart => {
             if before.desired_state == DesiredState::Disabled {
@@ -456,22 +466,35 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
             )
         }
     };
-    ctx.state.fleet.nudge(id);
-    if what == Lifecycle::Stop {
-        delete_webhook(&ctx, id).await;
+    // Nothing to carry out (a start of a running bot, a stop of a stopped one): 200, not 202,
+    // and nothing changed to audit.
+    let noop = match what {
+        Lifecycle::Start => before.is_up(),
+        Lifecycle::Stop => before.is_down(),
+        Lifecycle::Enable | Lifecycle::Restart => false,
+    };
+    if !noop {
+        ctx.state.fleet.nudge(id);
+        if what == Lifecycle::Stop {
+            delete_webhook(&ctx, id).await;
+        }
+        let states = |r: &BotRow| json!({ "desired_state": r.desired_state.as_str(), "run_state": r.run_state.as_str() });
+        super::audit::record(
+            &ctx,
+            action,
+            crate::domain::AuditTarget::Bot,
+            Some(id.to_string()),
+            Some(states(&before)),
+            Some(states(&row)),
+        )
+        .await;
     }
-    let states = |r: &BotRow| json!({ "desired_state": r.desired_state.as_str(), "run_state": r.run_state.as_str() });
-    super::audit::record(
-        &ctx,
-        action,
-        crate::domain::AuditTarget::Bot,
-        Some(id.to_string()),
-        Some(states(&before)),
-        Some(states(&row)),
-    )
-    .await;
     respond::with_status(
-        StatusCode::ACCEPTED,
+        if noop {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        },
         &Accepted {
             bot: view(&row, None, group_count(&ctx, id).await?, None),
             will,

@@ -64,6 +64,7 @@ async fn a_bot_added_through_the_api_runs_and_follows_stop_start_restart(world: 
         })
         .await
         .unwrap();
+    nothing_to_do(world, id, "stop", "already stopped").await;
     let calls_at_stop = world.sandbox.calls(Some(bot.id), None).len();
     quiet_period(
         Duration::from_millis(600),
@@ -93,18 +94,7 @@ async fn a_bot_added_through_the_api_runs_and_follows_stop_start_restart(world: 
         .await;
     // Starting a bot that runs is not a restart: the answer says so and the runner carries on.
     let started = world.sandbox.calls(Some(bot.id), Some("getMe")).len();
-    let again = world
-        .post(&format!("/api/v1/bots/{id}/start"), json!({}))
-        .await;
-    assert_eq!(again.status, 202);
-    assert!(
-        again.body["will"]
-            .as_str()
-            .unwrap()
-            .contains("already running"),
-        "{:?}",
-        again.body
-    );
+    nothing_to_do(world, id, "start", "already running").await;
     quiet_period(
         Duration::from_millis(1500),
         "a running bot that was started again restarts",
@@ -298,4 +288,14 @@ async fn rotating_and_deleting_a_bot(world: &mut ApiWorld) {
         .get("/api/v1/bots/abc")
         .await
         .problem(400, "invalid_id");
+}
+
+/// `POST /api/v1/bots/{id}/{verb}` of a bot already in that state: 200, and `will` says so.
+async fn nothing_to_do(world: &ApiWorld, id: i64, verb: &str, says: &str) {
+    let again = world
+        .post(&format!("/api/v1/bots/{id}/{verb}"), json!({}))
+        .await;
+    assert_eq!(again.status, 200, "nothing to carry out");
+    let will = again.body["will"].as_str().unwrap_or_default();
+    assert!(will.contains(says), "{:?}", again.body);
 }
