@@ -19,6 +19,10 @@ use crate::settings::{RestartSettings, Settings, TelegramMode};
 use crate::telegram::UpdateHandler;
 use crate::telegram::webhook::Arrivals;
 use crate::vault::{self, KeySource, Vault};
+
+/// How long a stopping service gives its bots and the warnings they were sending: within the 10 s
+/// a service manager (Docker, Kubernetes) gives after SIGTERM before SIGKILL.
+const SHUTDOWN_BUDGET: Duration = Duration::from_secs(9);
 use crate::webhooks::Webhooks;
 
 pub use crate::settings::Role;
@@ -219,15 +223,20 @@ impl Application {
         if let Some(leases) = &self.leases {
             leases.drain();
         }
-        self.fleet.shutdown(Duration::from_secs(9)).await;
+        let stop_by = std::time::Instant::now() + SHUTDOWN_BUDGET;
+        self.fleet.shutdown(SHUTDOWN_BUDGET).await;
         // Only now, with every bot stopped, may other nodes take them: at once, not when the
         // leases would have expired.
         if let Some(leases) = self.leases.take() {
             leases.stop().await;
         }
         self.heartbeat.stop().await;
-        // Verification and API call records still queued go to the database before it closes.
-        self.enforcer.flush().await;
+        // Warnings whose sendMessage is on its way get their ids stored, and verification and API
+        // call records still queued go to the database, before it closes; the warnings get what is
+        // left of the stop's budget (the bots usually stop within a second).
+        self.enforcer
+            .flush_within(stop_by.saturating_duration_since(std::time::Instant::now()))
+            .await;
         if let Some(writer) = log_writer {
             writer.stop(Duration::from_secs(2)).await;
         }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use teloxide::requests::{HasPayload, Output, Payload};
 use teloxide::{ApiError, Bot, RequestError};
+use tokio_util::sync::CancellationToken;
 
 use super::limiter::{Limiter, Scope};
 use super::records::Records;
@@ -50,8 +51,9 @@ pub struct Calls {
     fence: Fence,
     /// Nothing more is sent once the runner these calls belong to has stopped ([`Calls::close`]):
     /// a warning still waiting for its chat's send slot, or a 429's end, is left to the next
-    /// runner (the records are the durable promise) instead of being sent by both.
-    runner: Fence,
+    /// runner (the records are the durable promise) instead of being sent by both. A call still
+    /// waiting for its turn (the limiter, a 429's `retry_after`) gives up at once.
+    runner: CancellationToken,
     /// Fired at the first 401: the token was refused, the runner stops ([`TokenWatch`]), and no
     /// later call is sent.
     token: TokenWatch,
@@ -73,7 +75,7 @@ impl Calls {
             records,
             retry: RetryPolicy::default(),
             fence,
-            runner: Fence::open(),
+            runner: CancellationToken::new(),
             token,
         }
     }
@@ -81,12 +83,12 @@ impl Calls {
     /// The runner stopped: no request made through these calls leaves after this (one already
     /// written completes).
     pub fn close(&self) {
-        self.runner.close();
+        self.runner.cancel();
     }
 
     /// Whether the runner these calls belong to has stopped.
     pub fn is_closed(&self) -> bool {
-        !self.runner.holds()
+        self.runner.is_cancelled()
     }
 
     /// The bot, for building requests (never log it: its Debug output holds the token).
@@ -172,7 +174,10 @@ impl Calls {
         let scopes = self.scopes(method, target);
         let (mut waited_out, mut retried) = (0, 0);
         loop {
-            self.limiter.acquire(&scopes).await;
+            tokio::select! {
+                () = self.limiter.acquire(&scopes) => {}
+                () = self.runner.cancelled() => return Err(RunnerStopped.into()),
+            }
             // Checked after the wait, right before sending, and while sending: a lease may end
             // while waiting, or the process may be paused between the check and the write.
             self.fence.check()?;

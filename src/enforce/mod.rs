@@ -290,14 +290,22 @@ impl Enforcer {
     /// Waits for the warnings on their way to be recorded (at most [`SENT_RECORDED_WAIT`]), then
     /// writes every queued record (call after the bots stopped, before the process exits).
     pub async fn flush(&self) {
+        self.flush_within(SENT_RECORDED_WAIT).await;
+    }
+
+    /// [`Enforcer::flush`], waiting at most `sends` (at least 1 s) for warnings on their way: what
+    /// is left of a stopping service's time once its bots have stopped.
+    pub async fn flush_within(&self, sends: Duration) {
         // A warning sent as the service stops gets its id stored while the database is open: the
         // next start would otherwise find it owed and warn the members again.
-        if tokio::time::timeout(SENT_RECORDED_WAIT, self.shared.warnings.all_recorded())
+        let sends = sends.max(Duration::from_secs(1));
+        if tokio::time::timeout(sends, self.shared.warnings.all_recorded())
             .await
             .is_err()
         {
             tracing::warn!(
-                "a warning was still on its way at shutdown; its members may be warned again at the next start"
+                wait_s = sends.as_secs(),
+                "Telegram had not answered a warning's sendMessage by shutdown; if it was posted, its members are warned again at the next start"
             );
         }
         self.shared.records.flush(Duration::from_secs(5)).await;
@@ -387,8 +395,8 @@ impl Drop for Enforcer {
 /// see what Nezuko last knew about someone.
 const MEMBERSHIP_KEPT: Duration = Duration::from_secs(24 * 3600);
 
-/// How long a stopping service waits for warnings on their way to be recorded: within the 10 s a
-/// service manager gives after SIGTERM, most of which the bots' own stop may take.
+/// How long [`Enforcer::flush`] waits for warnings on their way to be recorded (the service itself
+/// gives them what is left of its stop: `App::run`).
 const SENT_RECORDED_WAIT: Duration = Duration::from_secs(3);
 
 /// Warms the membership cache with what the last run learned, then deletes answers older than

@@ -255,9 +255,10 @@ async fn send_batches(shared: Arc<super::super::Shared>, key: BatchKey) {
 const WEATHER_PAUSE: Duration = Duration::from_secs(2);
 
 /// How long a starting runner waits for its last runner's warnings on their way to be recorded: a
-/// send is one request (`sendMessage` answers within seconds, a 429 is waited out in the queue
-/// before it), and a database write.
-const SENT_RECORDED_WAIT: Duration = Duration::from_secs(10);
+/// send is one request, which the shared HTTP client gives up after `POLL_TIMEOUT` + 7 s (a 429
+/// is waited out before it is written, and a stopped runner's wait ends at once), and a database
+/// write. Past this the records are read as they are.
+const SENT_RECORDED_WAIT: Duration = Duration::from_secs(30);
 
 /// Records are owed warnings at most this many at a time when a bot starts.
 const OWED_AT_START: i64 = 5_000;

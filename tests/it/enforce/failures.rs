@@ -23,6 +23,7 @@ enforce_tests!(
     an_update_waiting_to_be_retried_is_retried_on_time_without_polling_in_a_loop,
     warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts,
     a_warning_on_its_way_as_the_service_stops_is_recorded_and_not_sent_again,
+    a_warning_answered_late_as_its_bot_restarts_is_not_sent_again,
     a_warning_held_back_when_its_bot_restarts_is_sent_once_by_the_next_runner,
     a_token_revoked_while_an_update_is_handled_stops_the_bot_and_leaves_the_update_to_its_next_start,
     a_raid_of_500_joins_restricts_everyone_without_a_429,
@@ -376,11 +377,7 @@ async fn a_warning_on_its_way_as_the_service_stops_is_recorded_and_not_sent_agai
     // back, and the service stops meanwhile.
     world.fault("sendMessage", FaultKind::SlowReply { ms: 1_500 }, Some(1));
     let before = world.bot_messages(world.group).len();
-    let held = world.member("Kim", false);
-    world.wait_restricted(held).await;
-    world
-        .wait_bot_message(world.group, before, "the warning")
-        .await;
+    warned_on_the_way(&world, "Kim").await;
     world.stop().await;
     world.start().await;
     world.settle().await;
@@ -390,18 +387,37 @@ async fn a_warning_on_its_way_as_the_service_stops_is_recorded_and_not_sent_agai
         "the next runner sends the warning again",
     )
     .await;
-    let naming_kim = world
-        .calls("sendMessage")
-        .iter()
-        .filter(|c| c.params["text"].as_str().is_some_and(|t| t.contains("Kim")))
-        .count();
-    assert_eq!(naming_kim, 1, "one warning, sent once");
+    assert_eq!(sends_naming(&world, "Kim"), 1, "one warning, sent once");
     let warnings = world.bot_messages(world.group);
     assert_eq!(warnings.len(), before + 1, "{warnings:?}");
     assert!(
         !warnings[before].deleted,
         "the warning stays while Kim is held"
     );
+    world.finish().await;
+}
+
+async fn a_warning_answered_late_as_its_bot_restarts_is_not_sent_again(mut world: Guarded) {
+    // Telegram posts the warning at once and answers 12 s later; the bot is restarted meanwhile
+    // (the dashboard's restart: the same process, a new runner).
+    world.fault("sendMessage", FaultKind::SlowReply { ms: 12_000 }, Some(1));
+    warned_on_the_way(&world, "Kim").await;
+    world
+        .db
+        .store
+        .request_bot_restart(world.row.id)
+        .await
+        .unwrap();
+    world
+        .wait_event("bot_status", |p| p["state"] == "running")
+        .await;
+    // Past the late answer and the next runner's look at what is owed.
+    quiet_period(
+        Duration::from_secs(14),
+        "the next runner sends the warning again",
+    )
+    .await;
+    assert_eq!(sends_naming(&world, "Kim"), 1, "one warning, sent once");
     world.finish().await;
 }
 
@@ -662,4 +678,24 @@ async fn a_deletion_held_up_in_one_group_holds_up_no_other_group(world: Guarded)
         .wait_deleted(world.group, held.message_id, "the first warning goes too")
         .await;
     world.finish().await;
+}
+
+/// A newcomer `name`, not subscribed, is restricted and their warning is in the group (whether or
+/// not Telegram has answered the `sendMessage` yet).
+async fn warned_on_the_way(world: &Guarded, name: &str) {
+    let before = world.bot_messages(world.group).len();
+    let held = world.member(name, false);
+    world.wait_restricted(held).await;
+    world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+}
+
+/// How many `sendMessage` calls of the bot named `name`.
+fn sends_naming(world: &Guarded, name: &str) -> usize {
+    world
+        .calls("sendMessage")
+        .iter()
+        .filter(|c| c.params["text"].as_str().is_some_and(|t| t.contains(name)))
+        .count()
 }
