@@ -16,7 +16,7 @@ pub mod webhook;
 
 pub use classify::{Failure, Unavailable, classify, is_weather, is_weather_cause};
 pub use fence::{Fence, Fenced, RunnerStopped};
-pub use refusal::{TokenRefused, TokenWatch, is_halt};
+pub use refusal::{TokenRefused, TokenWatch, is_halt, is_halt_cause, is_token_refused_cause};
 pub use schema::{ALLOWED, BotContext, BotIdentity, UpdateHandler, endpoint};
 pub use transport::{Attempt, RetryPolicy};
 

@@ -82,6 +82,19 @@ pub fn is_halt(error: &RequestError) -> bool {
     })
 }
 
+/// Whether `error` (one of a chain's causes) is Telegram refusing the bot's token ([`TokenRefused`]).
+pub fn is_token_refused_cause(error: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        error.downcast_ref::<RequestError>(),
+        Some(RequestError::Io(io)) if io.get_ref().is_some_and(|inner| inner.is::<TokenRefused>())
+    )
+}
+
+/// [`is_halt`] for any error in a chain (an `anyhow` error's causes).
+pub fn is_halt_cause(error: &(dyn std::error::Error + 'static)) -> bool {
+    error.downcast_ref::<RequestError>().is_some_and(is_halt)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,6 +107,10 @@ mod tests {
         }
         .into();
         assert!(is_halt(&refused) && super::super::is_weather(&refused));
+        assert!(is_token_refused_cause(&refused));
+        assert!(!is_token_refused_cause(&RequestError::from(
+            super::super::RunnerStopped
+        )));
         assert!(refused.to_string().contains("getChatMember"), "{refused}");
         assert!(is_halt(&super::super::Fenced.into()));
         assert!(is_halt(&super::super::RunnerStopped.into()));

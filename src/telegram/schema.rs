@@ -130,6 +130,12 @@ pub fn endpoint(
                     tracing::warn!(bot_instance_id, update_id, error = %error, "the database is unavailable; the update stays with Telegram and is handled again shortly");
                     ledger.retry_later(*copy);
                 }
+                // Not Telegram's weather but this runner's end (its token refused, its lease or
+                // itself stopped): said as what it is.
+                Ok(Err(error)) if error.chain().any(super::is_halt_cause) => {
+                    tracing::info!(bot_instance_id, update_id, error = %error, "the bot's runner cannot act for it any more; the update stays with Telegram for its next runner");
+                    ledger.retry_later(*copy);
+                }
                 Ok(Err(error)) if error.chain().any(super::is_weather_cause) => {
                     tracing::warn!(bot_instance_id, update_id, error = %error, "Telegram is unavailable; the update stays with Telegram and is handled again shortly");
                     ledger.retry_later(*copy);

@@ -13,6 +13,7 @@ use warp::http::{Method, StatusCode};
 
 use crate::db::{GroupFilter, GroupRow, GroupSort, now_ms};
 use crate::domain::Outcome;
+use crate::enforce::Checked;
 use crate::enforce::policy::{DEFAULTS_KEY, JoinRequests, Policy, PolicyError};
 use crate::http::input;
 use crate::http::problem::ApiError;
@@ -355,11 +356,7 @@ async fn set_policy(ctx: Ctx) -> ApiResult {
     // Deciding join requests needs a right the group may not have given (`can_invite_users`):
     // the health says so now, not at the next periodic check.
     if group.enabled && was != Some(effective.join_requests) {
-        ctx.state
-            .enforcer
-            .check_group_now(id)
-            .await
-            .map_err(|error| ApiError::internal(format!("checking the bot's rights: {error}")))?;
+        recheck(&ctx, id).await?;
         group = ctx.state.store.group(id).await?;
     }
     super::audit::record(
@@ -457,18 +454,51 @@ async fn link(ctx: Ctx) -> ApiResult {
 /// any change of channels, never an optimistic `ok` nor a stale problem.
 async fn channels_and_health(ctx: &Ctx, id: i64) -> ApiResult {
     let channels = ctx.state.store.channels_of_group(id).await?;
-    let checked = ctx
-        .state
-        .enforcer
-        .check_group_now(id)
-        .await
-        .map_err(|error| ApiError::internal(format!("checking the bot's rights: {error}")))?;
+    let checked = match recheck(ctx, id).await? {
+        Some(checked) => checked,
+        None => {
+            let group = ctx.state.store.group(id).await?;
+            // As stored: each fix in English under `problems` (see `enforce::health`).
+            let problems = group
+                .health_detail
+                .as_ref()
+                .and_then(|d| d.0["problems"].as_array().cloned())
+                .unwrap_or_default();
+            Checked {
+                health: match group.health.as_str() {
+                    "ok" => "ok",
+                    "degraded" => "degraded",
+                    _ => "unknown",
+                },
+                problems: problems
+                    .iter()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect(),
+            }
+        }
+    };
     respond::ok(&GroupChannels {
         group_id: id,
         channels: channels.iter().map(super::channels::view).collect(),
         health: checked.health,
         problems: checked.problems,
     })
+}
+
+/// The permission check after a change already stored. Telegram not answering (weather, a refused
+/// token) fails neither the change nor the request: the stored health stays as it was (`None`),
+/// and the next periodic check reads the rights again.
+async fn recheck(ctx: &Ctx, id: i64) -> Result<Option<Checked>, ApiError> {
+    match ctx.state.enforcer.check_group_now(id).await {
+        Ok(checked) => Ok(Some(checked)),
+        Err(error) if error.chain().any(crate::telegram::is_weather_cause) => {
+            tracing::warn!(group_id = id, %error, "Telegram did not answer the permission check after a change; the group's health stays as it was");
+            Ok(None)
+        }
+        Err(error) => Err(ApiError::internal(format!(
+            "checking the bot's rights: {error}"
+        ))),
+    }
 }
 
 async fn unlink(ctx: Ctx) -> ApiResult {

@@ -158,6 +158,17 @@ async fn decide(ctx: Ctx, approve: bool) -> ApiResult {
 pub(super) fn failed(error: anyhow::Error) -> ApiError {
     match error.downcast::<crate::db::StoreError>() {
         Ok(store) => store.into(),
+        Err(other) if other.chain().any(crate::telegram::is_token_refused_cause) => ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_token",
+            "Telegram refused the bot's token (revoked or replaced in BotFather): the bot stops; \
+             give it its new token (POST /api/v1/bots/{id}/token) and start it",
+        ),
+        Err(other) if other.chain().any(crate::telegram::is_halt_cause) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "bot_not_running",
+            "the bot's runner stopped while asking Telegram; try again once the bot runs",
+        ),
         Err(other) if other.chain().any(crate::telegram::is_weather_cause) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "telegram_unavailable",

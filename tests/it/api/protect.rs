@@ -3,6 +3,7 @@
 //! a fix, nothing stored; once protected, the channel's join requests are decided by subscription.
 //! Bad addresses, unknown bots and bots that do not run here get clear, specific answers.
 
+use nezuko_sandbox::faults::{Fault, FaultKind};
 use nezuko_sandbox::model::{AdminRights, ChatKind, Status};
 use reqwest::Method;
 use serde_json::json;
@@ -250,6 +251,27 @@ async fn a_protected_channel_stays_guarded_and_has_one_bot(world: &mut ApiWorld)
         "{}",
         gating.body
     );
+    // Telegram not answering the check that follows a change: the change stands (stored, audited,
+    // 200) and the health stays as it was, with no fixes made up.
+    world.sandbox.inject_fault(Fault {
+        bot: Some(bot),
+        method: Some("getChatMember".into()),
+        kind: FaultKind::ServerError { status: 502 },
+        times: None,
+    });
+    let audited = world.audit_actions("group").await.len();
+    let ungated = world
+        .call(
+            Method::PUT,
+            &format!("/api/v1/groups/{club_id}/policy"),
+            Some(json!({ "join_requests": "off" })),
+        )
+        .await;
+    world.sandbox.clear_faults();
+    assert_eq!(ungated.ok()["health"], "degraded", "{}", ungated.body);
+    assert_eq!(world.audit_actions("group").await.len(), audited + 1);
+    let detail = world.get(&format!("/api/v1/groups/{club_id}")).await;
+    assert_eq!(detail.ok()["policy"]["effective"]["join_requests"], "off");
 
     // Named twice (by name and by id): required once.
     let created = world
