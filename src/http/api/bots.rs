@@ -70,7 +70,9 @@ pub fn routes() -> Vec<Route> {
             "Run the bot (a parked bot stays parked)",
             |c| Box::pin(lifecycle(c, Lifecycle::Enable)),
         )
-        .returns::<Accepted>(StatusCode::ACCEPTED),
+        .returns::<Accepted>(StatusCode::ACCEPTED)
+        // Nothing to carry out (already in that state): the same body, answered 200.
+        .returns::<Accepted>(StatusCode::OK),
         Route::new(
             Method::POST,
             "/api/v1/bots/{id}/disable",
@@ -433,7 +435,13 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
         Lifecycle::Enable => (
             store.set_desired_state(id, DesiredState::Enabled).await?,
             "bot.enable",
-            "the bot will run (a bot parked as failed or with an invalid token stays parked until started)",
+            if before.is_up() {
+                "the bot is already running; nothing changes"
+            } else if before.desired_state == DesiredState::Enabled {
+                "the bot is already enabled; nothing changes (a bot parked as failed or with an invalid token stays parked until started)"
+            } else {
+                "the bot will run (a bot parked as failed or with an invalid token stays parked until started)"
+            },
         ),
         Lifecycle::Start => (
             store.request_bot_start(id).await?,
@@ -466,12 +474,13 @@ async fn lifecycle(ctx: Ctx, what: Lifecycle) -> ApiResult {
             )
         }
     };
-    // Nothing to carry out (a start of a running bot, a stop of a stopped one): 200, not 202,
-    // and nothing changed to audit.
+    // Nothing to carry out (a start of a running bot, a stop of a stopped one, an enable of an
+    // enabled one): 200, not 202, and nothing changed to audit.
     let noop = match what {
         Lifecycle::Start => before.is_up(),
         Lifecycle::Stop => before.is_down(),
-        Lifecycle::Enable | Lifecycle::Restart => false,
+        Lifecycle::Enable => before.desired_state == DesiredState::Enabled,
+        Lifecycle::Restart => false,
     };
     if !noop {
         ctx.state.fleet.nudge(id);

@@ -95,6 +95,7 @@ async fn a_bot_added_through_the_api_runs_and_follows_stop_start_restart(world: 
     // Starting a bot that runs is not a restart: the answer says so and the runner carries on.
     let started = world.sandbox.calls(Some(bot.id), Some("getMe")).len();
     nothing_to_do(world, id, "start", "already running").await;
+    nothing_to_do(world, id, "enable", "already running").await;
     quiet_period(
         Duration::from_millis(1500),
         "a running bot that was started again restarts",
