@@ -2,7 +2,7 @@
 //! fall due (auto-deletes, grace checks, ends of temporary restrictions), including those scheduled
 //! before a restart. See `db/timers.rs` for the lease that keeps two processes from doing one twice.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tracing::Instrument;
@@ -45,13 +45,16 @@ type Busy = Arc<Mutex<HashSet<(i64, i64)>>>;
 async fn run_due(shared: &Arc<Shared>, busy: &Busy) -> anyhow::Result<usize> {
     let bots = shared.running_bots();
     let due = shared.store.due_timers(&bots, now_ms(), BATCH).await?;
+    // Each chat's timers in due order; chats in the order their first timer fell due.
     let mut chats: Vec<((i64, i64), Vec<TimerRow>)> = Vec::new();
+    let mut slot_of: HashMap<(i64, i64), usize> = HashMap::new();
     for timer in due {
         let key = (timer.bot_instance_id, timer.chat_id);
-        match chats.iter_mut().find(|(chat, _)| *chat == key) {
-            Some((_, timers)) => timers.push(timer),
-            None => chats.push((key, vec![timer])),
-        }
+        let slot = *slot_of.entry(key).or_insert_with(|| {
+            chats.push((key, Vec::new()));
+            chats.len() - 1
+        });
+        chats[slot].1.push(timer);
     }
     let mut started = 0;
     for (key, timers) in chats {

@@ -402,12 +402,7 @@ async fn a_warning_answered_late_as_its_bot_restarts_is_not_sent_again(mut world
     // (the dashboard's restart: the same process, a new runner).
     world.fault("sendMessage", FaultKind::SlowReply { ms: 12_000 }, Some(1));
     warned_on_the_way(&world, "Kim").await;
-    world
-        .db
-        .store
-        .request_bot_restart(world.row.id)
-        .await
-        .unwrap();
+    restart_bot(&mut world).await;
     world
         .wait_event("bot_status", |p| p["state"] == "running")
         .await;
@@ -432,15 +427,7 @@ async fn a_warning_held_back_when_its_bot_restarts_is_sent_once_by_the_next_runn
     let held = world.member("Kim", false);
     world.wait_restricted(held).await;
     wait_warning_held_back(&world).await;
-    world
-        .db
-        .store
-        .request_bot_restart(world.row.id)
-        .await
-        .unwrap();
-    world
-        .wait_event("bot_status", |p| p["state"] == "starting")
-        .await;
+    restart_bot(&mut world).await;
     // The first runner has ended (a restart starts the next one only then).
     let stopped_at = world.calls("sendMessage").len();
     world
@@ -698,4 +685,18 @@ fn sends_naming(world: &Guarded, name: &str) -> usize {
         .iter()
         .filter(|c| c.params["text"].as_str().is_some_and(|t| t.contains(name)))
         .count()
+}
+
+/// Restarts the bot as the dashboard does (the same process, a new runner) and waits until its
+/// first runner has ended (a restart starts the next one only then).
+async fn restart_bot(world: &mut Guarded) {
+    world
+        .db
+        .store
+        .request_bot_restart(world.row.id)
+        .await
+        .unwrap();
+    world
+        .wait_event("bot_status", |p| p["state"] == "starting")
+        .await;
 }
