@@ -173,6 +173,30 @@ impl Store {
             .map(|row| row.is_some()))?)
     }
 
+    /// Whether a deletion timer of the message has come due: it ran, was cancelled (as
+    /// [`Store::message_deletion_done`]), is being carried out or retried (leased at least once),
+    /// or is due now. Unlike `message_deletion_done` this is true from the moment the message's
+    /// time is up, before Telegram has answered the `deleteMessage`.
+    pub async fn message_deletion_due(
+        &self,
+        bot_instance_id: i64,
+        chat_id: i64,
+        message_id: i64,
+    ) -> Result<bool, StoreError> {
+        let sql = "SELECT 1 FROM scheduled_actions WHERE bot_instance_id = $1 AND chat_id = $2 \
+                   AND message_id = $3 AND kind = $4 \
+                   AND (done_at IS NOT NULL OR attempts > 0 OR due_at <= $5) LIMIT 1";
+        Ok(with_pool!(self, pool => sqlx::query_scalar::<_, i32>(sql)
+            .bind(bot_instance_id)
+            .bind(chat_id)
+            .bind(message_id)
+            .bind(TimerKind::DeleteMessage.as_str())
+            .bind(now_ms())
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.is_some()))?)
+    }
+
     /// Marks a bot's pending timers of `kind` in `chat_id` done, those whose subject (the column
     /// `sql` names: [`FINISH_FOR_MEMBER`] or [`FINISH_FOR_MESSAGE`]) is `subject`. Returns how many.
     async fn finish_pending(
@@ -278,5 +302,41 @@ mod tests {
         assert!(store.message_deletion_done(bot, -100, 8).await.unwrap());
         assert!(!store.message_deletion_done(bot, -100, 9).await.unwrap());
         assert!(!store.message_deletion_done(bot, -200, 7).await.unwrap());
+    }
+
+    /// A deletion is due from the moment its time is up: while it is being carried out (leased)
+    /// and once it ran; a timer still ahead is not.
+    #[tokio::test]
+    async fn a_deletion_is_due_once_its_time_is_up_even_before_it_ran() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::db::scratch_store(dir.path()).await;
+        let bot = store
+            .insert_bot(&NewBot {
+                telegram_bot_id: 1,
+                username: "b".into(),
+                display_name: "b".into(),
+                token_ciphertext: "x".into(),
+                owner_telegram_id: None,
+                desired_state: DesiredState::Enabled,
+            })
+            .await
+            .unwrap()
+            .id;
+        store.schedule(&deletion(bot, 7)).await.unwrap();
+        let past = NewTimer {
+            due_at: now_ms() - 1,
+            ..deletion(bot, 8)
+        };
+        store.schedule(&past).await.unwrap();
+        assert!(!store.message_deletion_due(bot, -100, 7).await.unwrap());
+        assert!(store.message_deletion_due(bot, -100, 8).await.unwrap());
+        // Leased: its due time moves a lease ahead, and it is still due.
+        let taken = store.due_timers(&[bot], now_ms(), 10).await.unwrap();
+        assert_eq!(taken.len(), 1);
+        assert!(store.lease_timer(&taken[0], 60_000).await.unwrap());
+        assert!(store.message_deletion_due(bot, -100, 8).await.unwrap());
+        assert!(!store.message_deletion_done(bot, -100, 8).await.unwrap());
+        assert!(!store.message_deletion_due(bot, -100, 7).await.unwrap());
+        assert!(!store.message_deletion_due(bot, -200, 8).await.unwrap());
     }
 }

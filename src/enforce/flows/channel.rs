@@ -90,9 +90,10 @@ pub async fn rejoined(turn: &Turn, channel: i64, user: i64) -> anyhow::Result<()
         else {
             continue;
         };
-        // Off, the member lifts it with the warning's button; once `warning_ttl_s` has deleted
-        // that warning there is no button left to press, and rejoining lifts it after all.
-        if !view.policy.restore_on_rejoin && !button_gone(turn, &record).await? {
+        // Off, the member lifts it with the warning's button; once `warning_ttl_s` is up for
+        // that warning there is (or soon will be) no button left to press, and rejoining lifts
+        // it after all.
+        if !view.policy.restore_on_rejoin && !button_expired(turn, &record).await? {
             continue;
         }
         let group = turn.in_group(view, None);
@@ -113,9 +114,11 @@ pub async fn rejoined(turn: &Turn, channel: i64, user: i64) -> anyhow::Result<()
     Ok(())
 }
 
-/// Whether the warning that named the member (and carried their button) was deleted by its
-/// deletion timer (`warning_ttl_s`) while they were still held.
-async fn button_gone(turn: &Turn, record: &RestrictionRow) -> anyhow::Result<bool> {
+/// Whether the time of the warning that named the member (and carried their button) is up:
+/// its deletion timer (`warning_ttl_s`) came due while they were still held. Due, not done: the
+/// member may rejoin while the `deleteMessage` is on its way, and by the time that is recorded
+/// their rejoining would have been passed over, leaving them with no button.
+async fn button_expired(turn: &Turn, record: &RestrictionRow) -> anyhow::Result<bool> {
     let Some(message_id) = record.warning_message_id else {
         // Not sent yet: it is owed, and comes with its button.
         return Ok(false);
@@ -123,6 +126,6 @@ async fn button_gone(turn: &Turn, record: &RestrictionRow) -> anyhow::Result<boo
     Ok(turn
         .shared
         .store
-        .message_deletion_done(turn.bot(), record.chat_id, message_id)
+        .message_deletion_due(turn.bot(), record.chat_id, message_id)
         .await?)
 }

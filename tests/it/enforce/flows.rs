@@ -1,5 +1,6 @@
 //! The four flows: join, message, "I have joined", leaving (and rejoining) a channel.
 
+use nezuko_sandbox::faults::FaultKind;
 use nezuko_sandbox::model::Status;
 use serde_json::json;
 
@@ -297,6 +298,10 @@ async fn without_auto_restore_rejoining_restores_once_the_warning_and_its_button
     world
         .set_policy(json!({ "restore_on_rejoin": false, "warning_ttl_s": 1 }))
         .await;
+    // The warning is gone from the group before Telegram's answer to its deletion reaches
+    // Nezuko, and the member rejoins in between. (Under CI load the two once raced this way
+    // by themselves, and the member stayed muted with no button.)
+    world.fault("deleteMessage", FaultKind::SlowReply { ms: 3_000 }, Some(1));
     let (user, _) = world.warned_until_it_expires("Rhea").await;
     // No button left to press: joining the channel is what lifts the restriction.
     world.sandbox.join(world.channel, user).unwrap();
