@@ -147,7 +147,7 @@ pub struct Shared {
     /// (bot, chat, user) seen joining and not seen leaving since: the service message and the
     /// `chat_member` update of one join are handled once, however far apart they arrive (a 429
     /// or an outage can hold one back for minutes); a leave clears the key, so a rejoin is a join.
-    recent_joins: moka::sync::Cache<(i64, i64, i64), ()>,
+    recent_joins: moka::sync::Cache<(i64, i64, i64), Arc<flows::JoinMark>>,
     /// (bot, chat, user) who left a group and have not come back: a warning being sent as they
     /// left does not name them (its record is stored only once it is sent).
     departed: moka::sync::Cache<(i64, i64, i64), ()>,

@@ -8,6 +8,7 @@ mod members;
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde_json::json;
@@ -131,25 +132,39 @@ async fn enforcing(
         .map(|view| turn.in_group(view, thread)))
 }
 
+/// Where one join stands (see [`on_join`]), kept from its first delivery until the member leaves.
+#[derive(Debug, Default)]
+pub(super) struct JoinMark {
+    /// Its last handling failed: the next delivery handles it again.
+    retry: AtomicBool,
+    /// `member_join` was published: a join handled again is not announced again.
+    announced: AtomicBool,
+}
+
 /// A member joined (service message or `chat_member` update; one join is handled once).
 pub async fn on_join(turn: &Turn, chat: &Chat, user: &User) -> anyhow::Result<()> {
-    let user_id = user.id.0 as i64;
-    let key = (turn.bot(), chat.id.0, user_id);
-    // The service message and the `chat_member` update of one join may be handled concurrently:
-    // an atomic test-and-set lets exactly one through.
-    if user.is_bot || !turn.shared.recent_joins.entry(key).or_insert(()).is_fresh() {
+    if user.is_bot {
         return Ok(());
     }
-    let handled = joined(turn, chat, user).await;
+    let key = (turn.bot(), chat.id.0, user.id.0 as i64);
+    // The service message and the `chat_member` update of one join may be handled concurrently:
+    // an atomic test-and-set lets exactly one through, and after a failed handling one more.
+    let entry = turn.shared.recent_joins.entry(key).or_default();
+    let fresh = entry.is_fresh();
+    let mark = entry.into_value();
+    if !fresh && !mark.retry.swap(false, Ordering::AcqRel) {
+        return Ok(());
+    }
+    let handled = joined(turn, chat, user, &mark).await;
     if handled.is_err() {
-        // Not handled (the update will be handled again): the join is not yet "seen".
-        turn.shared.recent_joins.invalidate(&key);
+        // Not handled: the update will be delivered again, and let through.
+        mark.retry.store(true, Ordering::Release);
     }
     handled
 }
 
-/// The rest of [`on_join`], for a join let through once.
-async fn joined(turn: &Turn, chat: &Chat, user: &User) -> anyhow::Result<()> {
+/// The rest of [`on_join`], for a join let through.
+async fn joined(turn: &Turn, chat: &Chat, user: &User, mark: &JoinMark) -> anyhow::Result<()> {
     let user_id = user.id.0 as i64;
     let key = (turn.bot(), chat.id.0, user_id);
     turn.shared.known_members.insert(key, Instant::now());
@@ -158,10 +173,14 @@ async fn joined(turn: &Turn, chat: &Chat, user: &User) -> anyhow::Result<()> {
     let Some(group) = enforcing(turn, chat.id.0, None).await? else {
         return Ok(());
     };
-    group.publish(
-        EventKind::MemberJoin,
-        json!({ "group_id": group.view.group.id, "chat_id": chat.id.0, "user_id": user_id }),
-    );
+    // Announced before it is acted on, so that the activity feed reads in order; once, however
+    // often the handling fails after it and is tried again.
+    if !mark.announced.swap(true, Ordering::AcqRel) {
+        group.publish(
+            EventKind::MemberJoin,
+            json!({ "group_id": group.view.group.id, "chat_id": chat.id.0, "user_id": user_id }),
+        );
+    }
     if exempt(&group, user).await {
         group.record(user_id, Outcome::Exempt, true);
         return Ok(());

@@ -21,6 +21,7 @@ enforce_tests!(
     a_429_is_waited_out_exactly_and_nothing_is_lost,
     a_server_error_is_retried_at_once_not_after_ten_seconds,
     an_update_waiting_to_be_retried_is_retried_on_time_without_polling_in_a_loop,
+    a_join_handled_again_after_a_failure_is_announced_once,
     warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts,
     a_warning_on_its_way_as_the_service_stops_is_recorded_and_not_sent_again,
     a_warning_answered_late_as_its_bot_restarts_is_not_sent_again,
@@ -259,6 +260,42 @@ async fn a_server_error_is_retried_at_once_not_after_ten_seconds(world: Guarded)
     let cost = calls[2].at_ms - calls[0].at_ms;
     // teloxide's own sending sleeps 10 s after every 5xx; Nezuko's retries wait 100 and 200 ms.
     assert!(cost < 1000, "two 5xx cost {cost} ms");
+    world.finish().await;
+}
+
+/// Telegram fails every restriction for a while: the join's handling fails after the join was
+/// announced, and the update is handled again until it succeeds. It is still one join: one
+/// `member_join` event. (Before, each try published it again, and the dashboard's charts counted
+/// every one.)
+async fn a_join_handled_again_after_a_failure_is_announced_once(world: Guarded) {
+    world.fault(
+        "restrictChatMember",
+        FaultKind::ServerError { status: 502 },
+        None,
+    );
+    let user = world.member("Jo", false);
+    let bot = world.bot.id;
+    // A handling makes a few attempts: more than one handling's worth have been refused.
+    world
+        .sandbox
+        .wait_until(DEADLINE, "the join was handled again", |s| {
+            (s.calls(Some(bot), Some("restrictChatMember")).len() >= 6).then_some(())
+        })
+        .await
+        .unwrap();
+    world.sandbox.clear_faults();
+    world.wait_restricted(user).await;
+    world.settle().await;
+    let joins = world
+        .db
+        .store
+        .events_after(0, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "member_join" && e.payload["user_id"] == user)
+        .count();
+    assert_eq!(joins, 1, "one join, one member_join");
     world.finish().await;
 }
 
