@@ -258,6 +258,24 @@ mod tests {
     use crate::db::NewBot;
     use crate::domain::DesiredState;
 
+    /// A scratch store in `dir` holding one bot; returns the store and the bot's id.
+    async fn store_with_bot(dir: &std::path::Path) -> (Store, i64) {
+        let store = crate::db::scratch_store(dir).await;
+        let bot = store
+            .insert_bot(&NewBot {
+                telegram_bot_id: 1,
+                username: "b".into(),
+                display_name: "b".into(),
+                token_ciphertext: "x".into(),
+                owner_telegram_id: None,
+                desired_state: DesiredState::Enabled,
+            })
+            .await
+            .unwrap()
+            .id;
+        (store, bot)
+    }
+
     fn deletion(bot_instance_id: i64, message_id: i64) -> NewTimer {
         NewTimer {
             bot_instance_id,
@@ -275,19 +293,7 @@ mod tests {
     #[tokio::test]
     async fn a_message_is_gone_once_its_deletion_timer_ran_or_was_cancelled() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::db::scratch_store(dir.path()).await;
-        let bot = store
-            .insert_bot(&NewBot {
-                telegram_bot_id: 1,
-                username: "b".into(),
-                display_name: "b".into(),
-                token_ciphertext: "x".into(),
-                owner_telegram_id: None,
-                desired_state: DesiredState::Enabled,
-            })
-            .await
-            .unwrap()
-            .id;
+        let (store, bot) = store_with_bot(dir.path()).await;
         let ran = store.schedule(&deletion(bot, 7)).await.unwrap();
         store.schedule(&deletion(bot, 8)).await.unwrap();
         store.schedule(&deletion(bot, 9)).await.unwrap();
@@ -309,19 +315,7 @@ mod tests {
     #[tokio::test]
     async fn a_deletion_is_due_once_its_time_is_up_even_before_it_ran() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::db::scratch_store(dir.path()).await;
-        let bot = store
-            .insert_bot(&NewBot {
-                telegram_bot_id: 1,
-                username: "b".into(),
-                display_name: "b".into(),
-                token_ciphertext: "x".into(),
-                owner_telegram_id: None,
-                desired_state: DesiredState::Enabled,
-            })
-            .await
-            .unwrap()
-            .id;
+        let (store, bot) = store_with_bot(dir.path()).await;
         store.schedule(&deletion(bot, 7)).await.unwrap();
         let past = NewTimer {
             due_at: now_ms() - 1,
