@@ -148,9 +148,10 @@ pub struct Shared {
     /// `chat_member` update of one join are handled once, however far apart they arrive (a 429
     /// or an outage can hold one back for minutes); a leave clears the key, so a rejoin is a join.
     recent_joins: moka::sync::Cache<(i64, i64, i64), Arc<flows::JoinMark>>,
-    /// (bot, chat, user) who left a group and have not come back: a warning being sent as they
-    /// left does not name them (its record is stored only once it is sent).
-    departed: moka::sync::Cache<(i64, i64, i64), ()>,
+    /// (bot, chat, user) who left a group and have not come back, with when they left (Telegram's
+    /// date, s): a warning being sent as they left does not name them (its record is stored only
+    /// once it is sent), and a join from before the leave, handled late, is history.
+    departed: moka::sync::Cache<(i64, i64, i64), i64>,
     /// (bot, chat, user) named by a warning on its way to Telegram, whose id is not stored yet: a
     /// press on it in that moment must not take the warning for one naming the presser alone.
     warning_in_flight: moka::sync::Cache<(i64, i64, i64), ()>,

@@ -19,18 +19,34 @@ use crate::domain::TimerKind;
 /// Deletes a message; one that is already gone is not an error. Returns whether Telegram
 /// deleted it.
 pub async fn delete_message(turn: &Turn, chat: i64, message_id: i32) -> bool {
-    let request = turn
-        .calls()
-        .bot()
-        .delete_message(ChatId(chat), MessageId(message_id));
-    match turn.calls().run("deleteMessage", None, request).await {
-        Ok(_) => true,
+    match try_delete(turn, chat, message_id).await {
+        Ok(()) => true,
         Err(error) => {
             tracing::debug!(chat, message_id, %error, "a message could not be deleted");
             false
         }
     }
 }
+
+/// Deletes a message, telling why not: Telegram's refusal (already gone, too old) or its weather
+/// ([`crate::telegram::is_weather`]: no answer, worth asking again later).
+pub async fn try_delete(
+    turn: &Turn,
+    chat: i64,
+    message_id: i32,
+) -> Result<(), teloxide::RequestError> {
+    let request = turn
+        .calls()
+        .bot()
+        .delete_message(ChatId(chat), MessageId(message_id));
+    turn.calls()
+        .run("deleteMessage", None, request)
+        .await
+        .map(|_| ())
+}
+
+/// Seconds before a deletion Telegram did not answer is asked again (by a durable timer).
+pub const DELETE_AGAIN_AFTER_S: u64 = 5;
 
 /// Sends an HTML message into a chat (into forum topic `thread` if given) and schedules its
 /// deletion after `ttl_s` (0: keep). Returns its id.

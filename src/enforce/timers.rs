@@ -134,8 +134,18 @@ async fn carry_out(shared: &Arc<Shared>, timer: &TimerRow) -> anyhow::Result<()>
                     .hold_warning(timer.bot_instance_id, timer.chat_id, message_id)
                     .await;
                 if !warning.deleted {
-                    warning.deleted =
-                        say::delete_message(&turn, timer.chat_id, message_id as i32).await;
+                    match say::try_delete(&turn, timer.chat_id, message_id as i32).await {
+                        Ok(()) => warning.deleted = true,
+                        // No answer: the timer is postponed and tried again (before, the warning
+                        // and its button stayed up for good after one unanswered try).
+                        Err(error) if crate::telegram::is_weather(&error) => {
+                            return Err(error.into());
+                        }
+                        // Telegram's answer: already gone, or too old to delete (48 h).
+                        Err(error) => {
+                            tracing::debug!(chat = timer.chat_id, message_id, %error, "a message could not be deleted");
+                        }
+                    }
                 }
             }
             Ok(())

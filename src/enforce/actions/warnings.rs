@@ -16,7 +16,9 @@ use tracing::Instrument;
 use super::super::calls::Target;
 use super::super::context::{GroupTurn, Turn};
 use super::super::directory::GroupView;
-use super::super::say::{channel_list, delete_message, say, warning_keyboard};
+use super::super::say::{
+    DELETE_AGAIN_AFTER_S, channel_list, delete_later, say, try_delete, warning_keyboard,
+};
 use super::super::standing::{self, Standing};
 use super::super::texts::{escape, mention};
 use super::{Member, Why};
@@ -595,7 +597,17 @@ async fn rewrite(
         .filter(|r| Some(r.id) != except)
         .collect();
     if remaining.is_empty() {
-        warning.deleted = delete_message(turn, chat, message_id as i32).await;
+        match try_delete(turn, chat, message_id as i32).await {
+            Ok(()) => warning.deleted = true,
+            // No answer: a durable timer asks again shortly (the warning names nobody now).
+            Err(error) if crate::telegram::is_weather(&error) => {
+                delete_later(turn, chat, message_id as i32, DELETE_AGAIN_AFTER_S).await;
+                return Ok(());
+            }
+            Err(error) => {
+                tracing::debug!(chat, message_id, %error, "a warning naming nobody could not be deleted");
+            }
+        }
         // Its deletion timer would ask again.
         if warning.deleted && expiring {
             turn.shared

@@ -9,6 +9,7 @@ use super::super::actions;
 use super::super::context::Turn;
 use super::super::standing::Standing;
 use super::{channel, on_join};
+use crate::db::now_ms;
 use crate::domain::{EndReason, EventKind};
 
 /// A `chat_member` update.
@@ -42,7 +43,8 @@ pub async fn on_member_change(turn: &Turn, change: &ChatMemberUpdated) -> anyhow
         // Whoever comes back is a new join, checked again.
         let key = (turn.bot(), chat, user_id);
         turn.shared.recent_joins.invalidate(&key);
-        turn.shared.departed.insert(key, ());
+        let left_at = turn.dated.unwrap_or_else(|| now_ms() / 1000);
+        turn.shared.departed.insert(key, left_at);
         publish_leave(turn, chat, user_id).await?;
     }
     // Nezuko's own actions come back as updates too; they change nothing here.

@@ -147,6 +147,15 @@ pub async fn on_join(turn: &Turn, chat: &Chat, user: &User) -> anyhow::Result<()
         return Ok(());
     }
     let key = (turn.bot(), chat.id.0, user.id.0 as i64);
+    // A join from before the member's last leave, handled only now (held back, or handled again
+    // after a failure), is history: the leave ended it, and taking it for a join now would let it
+    // stand for the member's next real join, which would then go unchecked. (Same-second dates
+    // cannot be told apart and are taken as a join.)
+    if let (Some(at), Some(left_at)) = (turn.dated, turn.shared.departed.get(&key))
+        && at < left_at
+    {
+        return Ok(());
+    }
     // The service message and the `chat_member` update of one join may be handled concurrently:
     // an atomic test-and-set lets exactly one through, and after a failed handling one more.
     let entry = turn.shared.recent_joins.entry(key).or_default();

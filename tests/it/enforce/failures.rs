@@ -22,6 +22,9 @@ enforce_tests!(
     a_server_error_is_retried_at_once_not_after_ten_seconds,
     an_update_waiting_to_be_retried_is_retried_on_time_without_polling_in_a_loop,
     a_join_handled_again_after_a_failure_is_announced_once,
+    a_join_handled_again_after_the_member_left_does_not_stand_for_their_next_join,
+    a_warning_whose_deletion_telegram_did_not_answer_is_deleted_later,
+    a_warning_naming_nobody_is_deleted_later_when_telegram_did_not_answer,
     warnings_still_queued_when_the_service_stopped_are_sent_after_it_starts,
     a_warning_on_its_way_as_the_service_stops_is_recorded_and_not_sent_again,
     a_warning_answered_late_as_its_bot_restarts_is_not_sent_again,
@@ -286,16 +289,102 @@ async fn a_join_handled_again_after_a_failure_is_announced_once(world: Guarded) 
     world.sandbox.clear_faults();
     world.wait_restricted(user).await;
     world.settle().await;
-    let joins = world
-        .db
-        .store
-        .events_after(0, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind == "member_join" && e.payload["user_id"] == user)
-        .count();
+    let joins = world.stored_events("member_join", user).await;
     assert_eq!(joins, 1, "one join, one member_join");
+    world.finish().await;
+}
+
+/// The first join's handling keeps failing; the member leaves, and the first join's update is
+/// handled again after the leave; then the member joins again. The late first join is history,
+/// and the second join is checked and announced. (Before, the late first join took the second's
+/// place: the member was found gone, and their real second join was never checked.)
+async fn a_join_handled_again_after_the_member_left_does_not_stand_for_their_next_join(
+    world: Guarded,
+) {
+    world.fault(
+        "restrictChatMember",
+        FaultKind::ServerError { status: 502 },
+        None,
+    );
+    let user = world.member("Ned", false);
+    let bot = world.bot.id;
+    world
+        .sandbox
+        .wait_until(DEADLINE, "the first join's handling failed", |s| {
+            (!s.calls(Some(bot), Some("restrictChatMember")).is_empty()).then_some(())
+        })
+        .await
+        .unwrap();
+    // Telegram's dates are in seconds: the leave is a second later than the join.
+    quiet_period(Duration::from_millis(1_100), "the join's second passes").await;
+    world.sandbox.leave(world.group, user).unwrap();
+    // The first join's update is handed out again 1 s, 2 s, 4 s after it failed.
+    quiet_period(
+        Duration::from_secs(6),
+        "the first join is handled again after the leave",
+    )
+    .await;
+    world.sandbox.clear_faults();
+    world.sandbox.join(world.group, user).unwrap();
+    world.wait_restricted(user).await;
+    world.settle().await;
+    let joins = world.stored_events("member_join", user).await;
+    assert_eq!(joins, 2, "two joins, two member_join");
+    world.finish().await;
+}
+
+/// Telegram does not answer the deletion of an expired warning (four 500s, one try's worth):
+/// the deletion is tried again later, and the warning goes. (Before, it stayed up for good.)
+async fn a_warning_whose_deletion_telegram_did_not_answer_is_deleted_later(world: Guarded) {
+    world.set_policy(json!({ "warning_ttl_s": 1 })).await;
+    world.fault(
+        "deleteMessage",
+        FaultKind::ServerError { status: 500 },
+        Some(4),
+    );
+    let before = world.bot_messages(world.group).len();
+    let user = world.member("Hal", false);
+    world.wait_restricted(user).await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+    world
+        .wait_deleted(
+            world.group,
+            warning.message_id,
+            "the warning goes after all",
+        )
+        .await;
+    assert!(
+        world.calls("deleteMessage").len() >= 4,
+        "one failed try, one more"
+    );
+    world.finish().await;
+}
+
+/// The only member a warning names verifies while Telegram does not answer its deletion: a timer
+/// deletes it shortly after. (Before, a warning naming nobody stayed up for good.)
+async fn a_warning_naming_nobody_is_deleted_later_when_telegram_did_not_answer(world: Guarded) {
+    let before = world.bot_messages(world.group).len();
+    let user = world.member("Ivo", false);
+    world.wait_restricted(user).await;
+    let warning = world
+        .wait_bot_message(world.group, before, "the warning")
+        .await;
+    world.fault(
+        "deleteMessage",
+        FaultKind::ServerError { status: 500 },
+        Some(4),
+    );
+    world.sandbox.join(world.channel, user).unwrap();
+    world.wait_free(user).await;
+    world
+        .wait_deleted(
+            world.group,
+            warning.message_id,
+            "the warning naming nobody goes",
+        )
+        .await;
     world.finish().await;
 }
 

@@ -309,6 +309,18 @@ impl Guarded {
             .unwrap();
     }
 
+    /// How many events of `kind` about `user` are stored.
+    pub async fn stored_events(&self, kind: &str, user: i64) -> usize {
+        self.db
+            .store
+            .events_after(0, 10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == kind && e.payload["user_id"] == user)
+            .count()
+    }
+
     pub async fn wait_restricted(&self, user: i64) {
         self.wait_status(self.group, user, "the member is restricted", |s| {
             matches!(s, Status::Restricted { .. })

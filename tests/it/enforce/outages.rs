@@ -178,12 +178,8 @@ async fn a_30_s_postgresql_outage_loses_no_restriction_warning_record_or_event()
     // Each join was tried again and again through the outage, and is still one join. (Before,
     // every try published `member_join` again, and the dashboard's charts counted each.)
     world.settle().await;
-    let stored = world.db.store.events_after(0, 10_000).await.unwrap();
     for joiner in [early, late] {
-        let joins = stored
-            .iter()
-            .filter(|e| e.kind == "member_join" && e.payload["user_id"] == joiner)
-            .count();
+        let joins = world.stored_events("member_join", joiner).await;
         assert_eq!(joins, 1, "one member_join for {joiner}");
     }
     world.finish().await;
